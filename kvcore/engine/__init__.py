@@ -1,0 +1,1 @@
+"""gRPC engines behind one narrow, engine-neutral interface (see base.py)."""

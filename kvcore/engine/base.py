@@ -1,0 +1,107 @@
+"""The engine-neutral handler interface.
+
+Everything above this line (kvcore's services) deals in request bytes and
+response bytes per gRPC method path; everything below it (an engine: grpcio's
+server, or the native libnghttp2 one) deals in HTTP/2 and gRPC framing. An
+engine never imports kvcore's services and a service never imports an engine.
+
+Contract
+--------
+* A unary handler is ``async def h(request: bytes, ctx: CallContext) -> bytes``.
+  It returns the serialized response message (without the 5-byte gRPC prefix)
+  or raises :class:`GrpcError` with a status code and message; the engine sends
+  them as ``grpc-status`` / ``grpc-message`` trailers. Any other exception is
+  reported as UNKNOWN with its text.
+* A stream handler (client-, server- or bidi-streaming) is
+  ``async def h(requests: RequestStream, send: SendFn, ctx: CallContext) -> None``.
+  ``requests`` is an async iterator of serialized request messages that ends when
+  the client half-closes. ``await send(bytes)`` queues one response message and
+  returns when the engine can take more (flow control: a slow reader slows only
+  its own stream). Returning ends the call with OK; raising GrpcError ends it with
+  that status. A server-streaming method (e.g. Maintenance.Snapshot) reads its one
+  request from ``requests``.
+* Handlers must be cancellable: when the client resets the stream, the deadline
+  passes or the connection drops, the engine cancels the handler's task.
+* Method paths are gRPC's: ``/etcdserverpb.KV/Range``.
+"""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Awaitable, Callable, Mapping, Optional, Protocol
+
+
+class StatusCode(enum.IntEnum):
+    OK = 0
+    CANCELLED = 1
+    UNKNOWN = 2
+    INVALID_ARGUMENT = 3
+    DEADLINE_EXCEEDED = 4
+    NOT_FOUND = 5
+    ALREADY_EXISTS = 6
+    PERMISSION_DENIED = 7
+    RESOURCE_EXHAUSTED = 8
+    FAILED_PRECONDITION = 9
+    ABORTED = 10
+    OUT_OF_RANGE = 11
+    UNIMPLEMENTED = 12
+    INTERNAL = 13
+    UNAVAILABLE = 14
+    DATA_LOSS = 15
+    UNAUTHENTICATED = 16
+
+
+class GrpcError(Exception):
+    """Ends a call with a gRPC status; ``message`` goes out as grpc-message."""
+
+    def __init__(self, code: StatusCode, message: str):
+        super().__init__(message)
+        self.code = StatusCode(code)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"GrpcError({self.code.name}, {self.message!r})"
+
+
+@dataclass
+class CallContext:
+    """What a handler may know about its call, whatever the engine."""
+
+    method: str
+    # Request metadata with lower-case keys (e.g. etcd's auth "token" header).
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    peer: str = ""
+    # Absolute deadline on the event loop's clock (loop.time()), or None.
+    deadline: Optional[float] = None
+
+
+RequestStream = AsyncIterator[bytes]
+SendFn = Callable[[bytes], Awaitable[None]]
+UnaryHandler = Callable[[bytes, CallContext], Awaitable[bytes]]
+StreamHandler = Callable[[RequestStream, SendFn, CallContext], Awaitable[None]]
+
+
+@dataclass
+class MethodTable:
+    """Method path -> handler. Paths not present answer UNIMPLEMENTED."""
+
+    unary: dict[str, UnaryHandler] = field(default_factory=dict)
+    stream: dict[str, StreamHandler] = field(default_factory=dict)
+
+    def paths(self) -> set[str]:
+        return set(self.unary) | set(self.stream)
+
+
+# An HTTP/1.1 (or h2 non-gRPC) request handler for /health, /version, /metrics and
+# the /v3/ JSON gateway: (method, path, headers, body) -> (status, headers, body).
+HttpHandler = Callable[[str, str, Mapping[str, str], bytes],
+                       Awaitable[tuple[int, list[tuple[str, str]], bytes]]]
+
+
+class Engine(Protocol):
+    """A gRPC server engine serving one MethodTable on one listening address."""
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = True,
+                    ssl_context=None) -> None: ...
+
+    async def stop(self, grace: float = 1.0) -> None: ...

@@ -1,0 +1,102 @@
+"""The reference engine: grpcio's asyncio server with raw-bytes generic handlers.
+
+Slow (grpcio spends hundreds of microseconds of CPU per call) but complete; every
+conformance test also runs against it.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+import grpc
+
+from .base import CallContext, GrpcError, MethodTable, StatusCode
+
+_TO_GRPC = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def _context(method: str, context: grpc.aio.ServicerContext) -> CallContext:
+    md = {k.lower(): v for k, v in (context.invocation_metadata() or ())}
+    remaining = context.time_remaining()
+    deadline = None
+    if remaining is not None:
+        deadline = asyncio.get_running_loop().time() + remaining
+    return CallContext(method=method, metadata=md, peer=context.peer() or "",
+                       deadline=deadline)
+
+
+async def _abort(context, exc: BaseException):
+    if isinstance(exc, GrpcError):
+        await context.abort(_TO_GRPC[int(exc.code)], exc.message)
+    await context.abort(grpc.StatusCode.UNKNOWN, str(exc))
+
+
+class _Generic(grpc.GenericRpcHandler):
+    def __init__(self, methods: MethodTable):
+        self._handlers = {}
+        for path, fn in methods.unary.items():
+            self._handlers[path] = grpc.unary_unary_rpc_method_handler(self._unary(path, fn))
+        for path, fn in methods.stream.items():
+            self._handlers[path] = grpc.stream_stream_rpc_method_handler(self._stream(path, fn))
+
+    def service(self, handler_call_details):
+        return self._handlers.get(handler_call_details.method)
+
+    @staticmethod
+    def _unary(path, fn):
+        async def call(request: bytes, context):
+            try:
+                return await fn(request, _context(path, context))
+            except Exception as exc:  # GrpcError carries its status; others are UNKNOWN
+                await _abort(context, exc)
+        return call
+
+    @staticmethod
+    def _stream(path, fn):
+        async def call(request_iterator, context):
+            async def send(msg: bytes) -> None:
+                await context.write(msg)
+            try:
+                await fn(request_iterator.__aiter__(), send, _context(path, context))
+            except Exception as exc:
+                await _abort(context, exc)
+        return call
+
+
+class GrpcioEngine:
+    """Serves a MethodTable with grpc.aio. HTTP (/health, /v3/...) is not served
+    by this engine: grpcio cannot share its port with HTTP/1.1."""
+
+    name = "grpcio"
+
+    def __init__(self, methods: MethodTable, *, http=None,
+                 max_receive_message_length: int = 2 * 1024 * 1024 + 512 * 1024,
+                 max_send_message_length: int = 2 ** 31 - 1):
+        self._methods = methods
+        self._options = [
+            ("grpc.max_receive_message_length", max_receive_message_length),
+            ("grpc.max_send_message_length", max_send_message_length),
+            ("grpc.so_reuseport", 1),
+            # etcd lets clients ping as often as every 5 s without data.
+            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        self._server: Optional[grpc.aio.Server] = None
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = True,
+                    ssl_context=None) -> int:
+        opts = list(self._options)
+        if not reuse_port:
+            opts = [o for o in opts if o[0] != "grpc.so_reuseport"] + [("grpc.so_reuseport", 0)]
+        self._server = grpc.aio.server(options=opts)
+        self._server.add_generic_rpc_handlers((_Generic(self._methods),))
+        if ssl_context is not None:
+            raise NotImplementedError("TLS with the grpcio engine takes grpc credentials")
+        bound = self._server.add_insecure_port(f"{host}:{port}")
+        await self._server.start()
+        return bound
+
+    async def stop(self, grace: float = 1.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
