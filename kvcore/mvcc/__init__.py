@@ -1,0 +1,1 @@
+"""MVCC: revision index, key-value store."""
