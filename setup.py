@@ -59,7 +59,10 @@ class build_ext(_build_ext):
 
 
 # Per-extension build settings (libraries to link, extra sources) by module name.
-EXTENSION_SETTINGS: dict = {}
+EXTENSION_SETTINGS: dict = {
+    # the native gRPC engine links the system libnghttp2 (Debian libnghttp2-dev)
+    "grpc_engine": {"libraries": ["nghttp2"]},
+}
 
 
 def extensions():

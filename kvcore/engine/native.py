@@ -1,0 +1,132 @@
+"""The native engine: HTTP/2 by the system libnghttp2, gRPC framing in Cython
+(kvcore._ext.grpc_engine), on the running (uv)loop's transports.
+
+Same shape as GrpcioEngine: ``NativeEngine(methods, http=..., max_receive_message_length=...)``,
+``await start(host, port, reuse_port=True, ssl_context=None) -> bound port``,
+``await stop(grace)``. One listening port serves:
+
+* HTTP/2 with prior knowledge (h2c; what etcdctl and gRPC clients use on plain TCP)
+  and, with ``ssl_context``, HTTP/2 over TLS (ALPN ``h2``);
+* HTTP/1.x requests (/health, /version, /metrics, the /v3/ JSON gateway) and
+  non-gRPC HTTP/2 requests, given to the ``http`` handler (404 without one).
+
+Handlers run *eagerly*: a unary handler's first step runs inside the
+connection's read callback, and a Task is created only if it awaits something
+not yet done. A handler that needs ``asyncio.current_task()`` (``asyncio.timeout``)
+before its first real suspension should be wrapped, or the engine built with
+``eager=False``.
+
+If the compiled module cannot load, :func:`create_engine` falls back to grpcio
+with a log line.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Optional
+
+from .base import HttpHandler, MethodTable
+
+log = logging.getLogger("kvcore.engine.native")
+
+try:
+    from kvcore._ext import grpc_engine as _core
+    IMPORT_ERROR: Optional[BaseException] = None
+except ImportError as exc:  # not built, or libnghttp2 missing at run time
+    _core = None
+    IMPORT_ERROR = exc
+
+
+def available() -> bool:
+    return _core is not None
+
+
+class NativeEngine:
+    """Serves a MethodTable (and an optional HTTP handler) on one port."""
+
+    name = "native"
+
+    def __init__(self, methods: MethodTable, *, http: Optional[HttpHandler] = None,
+                 max_receive_message_length: int = 2 * 1024 * 1024 + 512 * 1024,
+                 max_send_message_length: int = 2 ** 31 - 1,
+                 max_concurrent_streams: int = 1000,
+                 initial_window_size: int = 1 << 20,
+                 connection_window_size: int = 16 << 20,
+                 max_header_list_size: int = 16 << 10,
+                 connection_buffer_budget: int = 16 << 20,
+                 stream_write_high_water: int = 256 << 10,
+                 keepalive_min_time: float = 5.0,
+                 eager: bool = True):
+        if _core is None:
+            raise RuntimeError(f"native gRPC engine unavailable: {IMPORT_ERROR}")
+        self._core = _core.EngineCore(
+            methods, http,
+            max_receive_message_length=max_receive_message_length,
+            max_send_message_length=max_send_message_length,
+            max_concurrent_streams=max_concurrent_streams,
+            initial_window_size=initial_window_size,
+            connection_window_size=connection_window_size,
+            max_header_list_size=max_header_list_size,
+            connection_buffer_budget=connection_buffer_budget,
+            stream_write_high_water=stream_write_high_water,
+            ping_min_time=keepalive_min_time, eager=eager)
+        self._server: Optional[asyncio.AbstractServer] = None
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = True,
+                    ssl_context=None, sock: Optional[socket.socket] = None) -> int:
+        loop = asyncio.get_running_loop()
+        self._core.loop = loop
+        self._core.shutting_down = False
+        if ssl_context is not None:
+            try:
+                ssl_context.set_alpn_protocols(["h2", "http/1.1"])
+            except (AttributeError, NotImplementedError):
+                pass
+        if sock is not None:
+            self._server = await loop.create_server(self._core.protocol, sock=sock,
+                                                    ssl=ssl_context, backlog=1024)
+        else:
+            self._server = await loop.create_server(
+                self._core.protocol, host, port, reuse_port=reuse_port or None,
+                ssl=ssl_context, backlog=1024)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Graceful: stop accepting, GOAWAY (notice, then last stream id), let
+        running calls finish for up to ``grace`` seconds, then cancel the rest."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        loop = asyncio.get_running_loop()
+        self._core.shutdown_notice()
+        await asyncio.sleep(min(0.05, grace))     # ~1 RTT for in-flight HEADERS
+        self._core.goaway()
+        end = loop.time() + grace
+        while self._core.active_streams() and loop.time() < end:
+            await asyncio.sleep(0.01)
+        self._core.abort_all()
+        await asyncio.sleep(0)
+
+    def stats(self) -> dict:
+        """Open connections, open streams and bytes buffered (for tests)."""
+        return self._core.stats()
+
+
+def create_engine(kind: str, methods: MethodTable, **kwargs):
+    """``--grpc-engine`` switch: 'native' (falls back to grpcio with a log line if
+    the compiled engine cannot load) or 'grpcio'."""
+    from .grpcio_engine import GrpcioEngine
+
+    if kind == "native":
+        if _core is not None:
+            return NativeEngine(methods, **kwargs)
+        log.warning("native gRPC engine unavailable (%s); falling back to grpcio",
+                    IMPORT_ERROR)
+        kind = "grpcio"
+    if kind != "grpcio":
+        raise ValueError(f"unknown gRPC engine {kind!r}")
+    kwargs = {k: v for k, v in kwargs.items()
+              if k in ("http", "max_receive_message_length", "max_send_message_length")}
+    return GrpcioEngine(methods, **kwargs)
