@@ -42,7 +42,12 @@ class Session:
     async def call(self, path: str, req, resp_cls):
         data = await self.conn.call(self.block(path), req.SerializeToString(), self.timeout)
         out = resp_cls()
-        out.ParseFromString(data)
+        try:
+            out.ParseFromString(data)
+        except Exception as e:
+            raise client.EndpointError(
+                f"{self.host}:{self.port} answered {path} with bytes that are not a "
+                f"{resp_cls.DESCRIPTOR.name} ({e}); is it an etcd v3 endpoint?") from None
         return out
 
     async def status(self):
@@ -104,12 +109,13 @@ async def prepare(endpoints, user: str | None, target_leader: bool, timeout: flo
                 name, _, password = user.partition(":")
                 token = await s.authenticate(name, password)
             s.token = token
-            try:
-                statuses[(host, port)] = await s.status()
-            except client.CallError as e:
-                if e.status != 12:   # a server without Maintenance still serves KV
-                    raise
-                statuses[(host, port)] = None
+            if target_leader:
+                try:
+                    statuses[(host, port)] = await s.status()
+                except client.CallError as e:
+                    if e.status != 12:   # a server without Maintenance still serves KV
+                        raise
+                    statuses[(host, port)] = None
             # a serializable range exercises the KV service and the auth check
             await s.range(probe_key, serializable=True)
     if target_leader:

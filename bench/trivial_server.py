@@ -134,10 +134,15 @@ def listen_socket(host: str, port: int) -> socket.socket:
 
 
 def default_message(size: int) -> bytes:
-    """A RangeResponse-shaped payload of about `size` bytes (field 1 = header bytes)."""
-    filler = b"x" * max(0, size - 3)
-    return b"\x0a" + bytes([len(filler)]) + filler if len(filler) < 128 else \
-        b"\x0a" + bytes([(len(filler) & 0x7F) | 0x80, len(filler) >> 7]) + filler
+    """A valid RangeResponse (one key-value) of about `size` bytes."""
+    from kvcore.api import kv_pb2, rpc_pb2
+    r = rpc_pb2.RangeResponse(header=rpc_pb2.ResponseHeader(cluster_id=1, member_id=1,
+                                                            revision=1, raft_term=1),
+                              kvs=[kv_pb2.KeyValue(key=b"foo", create_revision=1,
+                                                   mod_revision=1, version=1)], count=1)
+    base = len(r.SerializeToString())
+    r.kvs[0].value = b"x" * max(0, size - base - 2)
+    return r.SerializeToString()
 
 
 def nghttpd_command(port: int, docroot: str, message: bytes, paths: list[str]) -> list[str]:
@@ -152,7 +157,7 @@ def nghttpd_command(port: int, docroot: str, message: bytes, paths: list[str]) -
         os.makedirs(os.path.dirname(f), exist_ok=True)
         with open(f, "wb") as fh:
             fh.write(body)
-    return ["nghttpd", "--no-tls", "-d", docroot, "--trailer", "grpc-status: 0",
+    return ["nghttpd", "--no-tls", "-d", docroot, "--trailer=grpc-status: 0",
             "-a", "127.0.0.1", str(port)]
 
 
