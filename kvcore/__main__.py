@@ -1,0 +1,3 @@
+from kvcore.server.main import main
+
+main()

@@ -1,0 +1,43 @@
+"""etcd's client-visible errors: gRPC status code and the exact message text.
+
+Messages match etcd's rpctypes so clients that compare error strings (etcdctl,
+clientv3, python-etcd3) recognise them.
+"""
+from kvcore.engine.base import GrpcError, StatusCode as C
+
+
+class EtcdError:
+    """(code, message) pairs; raise ``etcd_error(EtcdError.X)`` for a fresh exception."""
+
+    EMPTY_KEY = (C.INVALID_ARGUMENT, "etcdserver: key is not provided")
+    KEY_NOT_FOUND = (C.INVALID_ARGUMENT, "etcdserver: key not found")
+    VALUE_PROVIDED = (C.INVALID_ARGUMENT, "etcdserver: value is provided")
+    LEASE_PROVIDED = (C.INVALID_ARGUMENT, "etcdserver: lease is provided")
+    TOO_MANY_OPS = (C.INVALID_ARGUMENT, "etcdserver: too many operations in txn request")
+    DUPLICATE_KEY = (C.INVALID_ARGUMENT, "etcdserver: duplicate key given in txn request")
+    INVALID_SORT = (C.INVALID_ARGUMENT, "etcdserver: invalid sort option")
+    COMPACTED = (C.OUT_OF_RANGE, "etcdserver: mvcc: required revision has been compacted")
+    FUTURE_REV = (C.OUT_OF_RANGE, "etcdserver: mvcc: required revision is a future revision")
+    NO_SPACE = (C.RESOURCE_EXHAUSTED, "etcdserver: mvcc: database space exceeded")
+    LEASE_NOT_FOUND = (C.NOT_FOUND, "etcdserver: requested lease not found")
+    LEASE_EXIST = (C.FAILED_PRECONDITION, "etcdserver: lease already exists")
+    LEASE_TTL_TOO_LARGE = (C.OUT_OF_RANGE, "etcdserver: too large lease TTL")
+    REQUEST_TOO_LARGE = (C.INVALID_ARGUMENT, "etcdserver: request is too large")
+    NO_LEADER = (C.UNAVAILABLE, "etcdserver: no leader")
+    NOT_LEADER = (C.FAILED_PRECONDITION, "etcdserver: not leader")
+    LEADER_CHANGED = (C.UNAVAILABLE, "etcdserver: leader changed")
+    STOPPED = (C.UNAVAILABLE, "etcdserver: server stopped")
+    TIMEOUT = (C.UNAVAILABLE, "etcdserver: request timed out")
+    UNHEALTHY = (C.UNAVAILABLE, "etcdserver: unhealthy cluster")
+    CORRUPT = (C.DATA_LOSS, "etcdserver: corrupt cluster")
+    NOT_CAPABLE = (C.FAILED_PRECONDITION, "etcdserver: not capable")
+    MEMBER_NOT_FOUND = (C.NOT_FOUND, "etcdserver: member not found")
+    PERMISSION_DENIED = (C.PERMISSION_DENIED, "etcdserver: permission denied")
+    AUTH_NOT_ENABLED = (C.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
+    INVALID_AUTH_TOKEN = (C.UNAUTHENTICATED, "etcdserver: invalid auth token")
+    BAD_LEADER_TRANSFEREE = (C.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
+
+
+def etcd_error(kind: tuple) -> GrpcError:
+    code, msg = kind
+    return GrpcError(code, msg)

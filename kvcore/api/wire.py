@@ -1,0 +1,55 @@
+"""Hand-assembled protobuf for the hot responses.
+
+A RangeResponse is mostly stored ``mvccpb.KeyValue`` bytes; framing them as
+field 2 by hand avoids parsing and re-serialising every value. The output is
+byte-for-byte what protobuf would produce for the same message.
+"""
+from __future__ import annotations
+
+
+def varint(v: int) -> bytes:
+    if v < 0:
+        v += 1 << 64  # int64 negatives are 10-byte two's complement
+    if v < 0x80:
+        return bytes((v,))
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def field_bytes(num: int, data: bytes) -> bytes:
+    return varint(num << 3 | 2) + varint(len(data)) + data
+
+
+def field_varint(num: int, v: int) -> bytes:
+    if not v:
+        return b""
+    return varint(num << 3) + varint(v)
+
+
+def header(cluster_id: int, member_id: int, revision: int, raft_term: int) -> bytes:
+    """ResponseHeader message bytes."""
+    return (field_varint(1, cluster_id) + field_varint(2, member_id) +
+            field_varint(3, revision) + field_varint(4, raft_term))
+
+
+def range_response(hdr: bytes, kvs: list, more: bool, count: int) -> bytes:
+    parts = [b"\x0a", varint(len(hdr)), hdr]
+    for kv in kvs:
+        parts.append(b"\x12")
+        parts.append(varint(len(kv)))
+        parts.append(kv)
+    if more:
+        parts.append(b"\x18\x01")
+    if count:
+        parts.append(b"\x20")
+        parts.append(varint(count))
+    return b"".join(parts)
+
+
+def with_header(hdr: bytes, body: bytes) -> bytes:
+    """Prefix a response body (fields 2+) with its header (field 1)."""
+    return b"\x0a" + varint(len(hdr)) + hdr + body

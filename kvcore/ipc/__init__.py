@@ -1,0 +1,1 @@
+"""Worker <-> core IPC: batched frames over a Unix socket (one write per batch)."""

@@ -1,0 +1,84 @@
+"""Frames between a worker and the core.
+
+Each frame is an 11-byte header ``<u32 payload length><u32 call id><u16 method id>
+<u8 kind>`` followed by the payload. Both ends collect the frames produced during
+one event-loop turn and hand them to the transport in a single write, so one
+syscall carries many requests or responses.
+
+Kinds:
+  REQ        worker -> core: a unary call (payload: request message bytes)
+  RESP       core -> worker: its response message bytes
+  ERR        core -> worker: u8 gRPC status code + UTF-8 message
+  HELLO      worker -> core: first frame, payload is the worker's pid as text
+  S_OPEN     worker -> core: a streaming call starts (call id names the stream)
+  S_MSG      either way: one stream message
+  S_CLOSE    worker -> core: client half-closed / cancelled (payload b"c" = cancelled)
+  S_END      core -> worker: the server ended the stream (payload as ERR, code 0 = OK)
+"""
+from __future__ import annotations
+
+import asyncio
+import struct
+
+HEADER = struct.Struct("<IIHB")
+HSIZE = HEADER.size
+
+REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END = range(8)
+
+
+def pack_error(code: int, message: str) -> bytes:
+    return bytes((code,)) + message.encode()
+
+
+def unpack_error(payload: bytes) -> tuple[int, str]:
+    return payload[0], payload[1:].decode(errors="replace")
+
+
+class FrameProtocol(asyncio.Protocol):
+    """Parses frames from the stream and batches outgoing ones per loop turn.
+
+    Subclasses implement ``frame_received(call_id, method, kind, payload)``.
+    """
+
+    def __init__(self):
+        self.transport = None
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._loop = asyncio.get_event_loop()
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data: bytes):
+        buf = self._buf
+        buf += data
+        pos = 0
+        n = len(buf)
+        unpack = HEADER.unpack_from
+        try:
+            while n - pos >= HSIZE:
+                length, call_id, method, kind = unpack(buf, pos)
+                end = pos + HSIZE + length
+                if end > n:
+                    break
+                self.frame_received(call_id, method, kind, bytes(buf[pos + HSIZE:end]))
+                pos = end
+        finally:
+            del buf[:pos]
+
+    def frame_received(self, call_id: int, method: int, kind: int, payload: bytes):
+        raise NotImplementedError
+
+    def send(self, call_id: int, method: int, kind: int, payload: bytes) -> None:
+        self._out.append(HEADER.pack(len(payload), call_id, method, kind))
+        self._out.append(payload)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        out, self._out = self._out, []
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.writelines(out)

@@ -1,0 +1,1 @@
+"""Leases: grant, keep-alive, revoke, expiry through the log (Watch/Lease issue)."""

@@ -1,0 +1,264 @@
+"""The MVCC key-value store, after etcd's mvcc package.
+
+Every change happens at a store revision (main, sub): ``main`` increases by one per
+write transaction that changes something, ``sub`` numbers the changes inside it.
+Each key records create_revision, mod_revision and version (1 on creation, +1 per
+put, back to 0 when deleted: a tombstone ends the key's generation). Old revisions
+stay readable until compacted.
+
+Values live in LMDB keyed by revision (backend.rev_key), as the serialized
+``mvccpb.KeyValue`` clients receive; the in-memory revision index (TreeIndex) maps
+key -> generations of revisions. The store is driven by one thread (the core's
+apply loop); reads and writes of one batch share an LMDB write transaction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from kvcore.api import kv_pb2
+from kvcore.mvcc.index import TreeIndex
+from kvcore.storage import backend as be
+
+
+class CompactedError(Exception):
+    """Revision below the compaction point (etcd: ErrCompacted)."""
+
+
+class FutureRevError(Exception):
+    """Revision above the current one (etcd: ErrFutureRev)."""
+
+
+@dataclass
+class RangeResult:
+    kvs: list            # serialized mvccpb.KeyValue, key order
+    count: int           # keys in the range at the revision, before limit
+    rev: int             # the store revision the read was served at (header revision)
+
+
+@dataclass
+class Change:
+    """One event of a committed revision, for watchers and lease bookkeeping."""
+    kind: int            # kv_pb2.Event.PUT or DELETE
+    key: bytes
+    kv: bytes            # serialized KeyValue (for DELETE: key + mod_revision)
+    prev: Optional[bytes] = None
+
+
+def _decode(b: bytes) -> kv_pb2.KeyValue:
+    kv = kv_pb2.KeyValue()
+    kv.ParseFromString(b)
+    return kv
+
+
+class KVStore:
+    def __init__(self, backend: be.Backend):
+        self.b = backend
+        self.index = TreeIndex()
+        self.current_rev = 1          # etcd starts at 1 with an empty store
+        self.compact_main_rev = -1
+        self.consistent_index = 0
+        self._restore()
+
+    # ---- startup ----
+
+    def _restore(self) -> None:
+        """Rebuild the revision index from the key space (etcd's restore)."""
+        with self.b.env.begin() as txn:
+            self.consistent_index = self.b.get_meta(be.META_CONSISTENT_INDEX, txn)
+            finished = self.b.get_meta(be.META_FINISHED_COMPACT, txn)
+            scheduled = self.b.get_meta(be.META_SCHEDULED_COMPACT, txn)
+            cur = txn.cursor(db=self.b.key)
+            last_main = 0
+            for k, v in cur:
+                main, sub, tomb = be.parse_rev_key(k)
+                key = _decode(v).key
+                if tomb:
+                    self.index.tombstone(key, main, sub)
+                else:
+                    self.index.put(key, main, sub)
+                last_main = main
+        if finished:
+            self.compact_main_rev = finished
+        self.current_rev = max(1, last_main, self.compact_main_rev)
+        if scheduled and scheduled != finished:
+            # A compaction was recorded but not finished before a crash: finish it.
+            with self.b.begin_write() as txn:
+                self._compact_physical(txn, scheduled)
+            self.compact_main_rev = scheduled
+
+    # ---- reads ----
+
+    def _check_rev(self, rev: int, cur: int) -> int:
+        if rev <= 0:
+            return cur
+        if rev > cur:
+            raise FutureRevError()
+        if rev < self.compact_main_rev:
+            raise CompactedError()
+        return rev
+
+    def range(self, txn, key: bytes, end: Optional[bytes], rev: int, limit: int = 0,
+              count_only: bool = False, cur: Optional[int] = None) -> RangeResult:
+        """Keys in [key, end) as of ``rev`` (<= 0: now). ``cur`` overrides the
+        current revision (a write txn reads its own uncommitted revision)."""
+        cur = self.current_rev if cur is None else cur
+        at = self._check_rev(rev, cur)
+        if not end:
+            found = self.index.get(key, at)
+            if found is None:
+                return RangeResult([], 0, cur)
+            if count_only:
+                return RangeResult([], 1, cur)
+            return RangeResult([txn.get(be.rev_key(found[0], found[1]), db=self.b.key)], 1, cur)
+        if count_only:
+            return RangeResult([], self.index.count_revisions(key, end, at), cur)
+        revs, total = self.index.revisions(key, end, at, limit)
+        get = txn.get
+        db = self.b.key
+        return RangeResult([get(be.rev_key(m, s), db=db) for _, m, s in revs], total, cur)
+
+    def get_kv(self, txn, key: bytes) -> Optional[bytes]:
+        found = self.index.get(key, self.current_rev)
+        if found is None:
+            return None
+        return txn.get(be.rev_key(found[0], found[1]), db=self.b.key)
+
+    # ---- writes ----
+
+    def write(self, txn) -> "WriteTxn":
+        return WriteTxn(self, txn)
+
+    def set_consistent_index(self, txn, index: int, term: int) -> None:
+        txn.put(be.META_CONSISTENT_INDEX, be.u64(index), db=self.b.meta)
+        txn.put(be.META_TERM, be.u64(term), db=self.b.meta)
+        self.consistent_index = index
+
+    def compact(self, txn, rev: int) -> None:
+        """Compact history below ``rev`` (etcd's Compact). Physical: the removed
+        revisions are gone from LMDB when this returns."""
+        if rev <= self.compact_main_rev:
+            raise CompactedError()
+        if rev > self.current_rev:
+            raise FutureRevError()
+        txn.put(be.META_SCHEDULED_COMPACT, be.u64(rev), db=self.b.meta)
+        self._compact_physical(txn, rev)
+        self.compact_main_rev = rev
+
+    def _compact_physical(self, txn, rev: int) -> None:
+        keep = self.index.compact(rev)
+        cur = txn.cursor(db=self.b.key)
+        end = be.rev_key(rev + 1, 0)
+        doomed = []
+        if cur.first():
+            for k in cur.iternext(keys=True, values=False):
+                if k >= end:
+                    break
+                main, sub, _ = be.parse_rev_key(k)
+                if (main, sub) not in keep:
+                    doomed.append(k)
+        for k in doomed:
+            txn.delete(k, db=self.b.key)
+        txn.put(be.META_FINISHED_COMPACT, be.u64(rev), db=self.b.meta)
+
+    def hash_kv(self, txn, rev: int) -> tuple[int, int, int]:
+        """etcd's HashKV: CRC-32C over the key space up to ``rev`` minus what
+        compaction at the current compaction point would remove.
+        -> (hash, compact_revision, hash_revision)."""
+        from kvcore.storage.codec import walcodec
+        cur_rev = self.current_rev
+        at = self._check_rev(rev, cur_rev)
+        keep = self.index.keep(self.compact_main_rev) if self.compact_main_rev > 0 else set()
+        h = walcodec.crc32c(b"key")
+        upper = be.rev_key(at + 1, 0)
+        lower_main = self.compact_main_rev
+        cur = txn.cursor(db=self.b.key)
+        if cur.first():
+            for k, v in cur:
+                if k >= upper:
+                    break
+                main, sub, _ = be.parse_rev_key(k)
+                if main <= lower_main and (main, sub) not in keep:
+                    continue
+                h = walcodec.crc32c(v, walcodec.crc32c(k, h))
+        return h, max(self.compact_main_rev, 0), at
+
+
+class ReadView:
+    """A consistent read of the store (an LMDB read transaction + the revision)."""
+
+    __slots__ = ("s", "txn", "rev")
+
+    def __init__(self, store: KVStore, txn):
+        self.s = store
+        self.txn = txn
+        self.rev = store.current_rev
+
+    def range(self, key, end, rev=0, limit=0, count_only=False) -> RangeResult:
+        return self.s.range(self.txn, key, end, rev, limit, count_only, cur=self.rev)
+
+
+class WriteTxn:
+    """One write transaction: at most one new store revision (etcd's storeTxnWrite)."""
+
+    def __init__(self, store: KVStore, txn):
+        self.s = store
+        self.txn = txn
+        self.begin_rev = store.current_rev
+        self.changes: list[Change] = []
+
+    @property
+    def rev(self) -> int:
+        """The revision reads inside this txn see (includes its own changes)."""
+        return self.begin_rev + 1 if self.changes else self.begin_rev
+
+    def range(self, key, end, rev=0, limit=0, count_only=False) -> RangeResult:
+        return self.s.range(self.txn, key, end, rev, limit, count_only, cur=self.rev)
+
+    def put(self, key: bytes, value: bytes, lease: int, prev: Optional[bytes] = None) -> int:
+        """Write key=value; ``prev`` is the key's current KeyValue bytes if the
+        caller already has them. Returns the revision of the change."""
+        s = self.s
+        rev = self.begin_rev + 1
+        found = s.index.get(key, rev)
+        kv = kv_pb2.KeyValue(key=key, value=value, mod_revision=rev, lease=lease)
+        if found is not None:
+            kv.create_revision = found[2]
+            kv.version = found[4] + 1
+        else:
+            kv.create_revision = rev
+            kv.version = 1
+        data = kv.SerializeToString()
+        sub = len(self.changes)
+        self.txn.put(be.rev_key(rev, sub), data, db=s.b.key)
+        s.index.put(key, rev, sub)
+        self.changes.append(Change(kv_pb2.Event.PUT, key, data, prev))
+        return rev
+
+    def delete_range(self, key: bytes, end: Optional[bytes]) -> list[bytes]:
+        """Delete every live key in range; returns their KeyValue bytes (prev_kv)."""
+        s = self.s
+        at = self.rev
+        if not end:
+            hit = s.index.get(key, at)
+            targets = [(key, hit[0], hit[1])] if hit else []
+        else:
+            targets = s.index.revisions(key, end, at, 0)[0]
+        rev = self.begin_rev + 1
+        found = []
+        for k, m, sb in targets:
+            prev = self.txn.get(be.rev_key(m, sb), db=s.b.key)
+            found.append(prev)
+            sub = len(self.changes)
+            tomb = kv_pb2.KeyValue(key=k, mod_revision=rev).SerializeToString()
+            self.txn.put(be.rev_key(rev, sub) + be.TOMBSTONE,
+                         kv_pb2.KeyValue(key=k).SerializeToString(), db=s.b.key)
+            s.index.tombstone(k, rev, sub)
+            self.changes.append(Change(kv_pb2.Event.DELETE, k, tomb, prev))
+        return found
+
+    def end(self) -> int:
+        """Finish: the store's revision becomes this txn's if it changed anything."""
+        if self.changes:
+            self.s.current_rev = self.begin_rev + 1
+        return self.s.current_rev

@@ -1,0 +1,1 @@
+"""The kvcore server: configuration, the core process, the KV/cluster services."""

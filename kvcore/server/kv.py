@@ -1,0 +1,341 @@
+"""etcd's KV semantics: request checks, then Range / Put / DeleteRange / Txn / Compact
+against the MVCC store. Mirrors etcd's v3rpc/key.go (checks) and apply.go (apply).
+
+Responses are built as bytes. A nested response inside a Txn carries a header with
+only its revision, as etcd's do; the top-level header is filled by the caller.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from kvcore.api import kv_pb2, rpc_pb2, wire
+from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.mvcc.store import CompactedError, FutureRevError, KVStore, WriteTxn
+
+RR = rpc_pb2.RangeRequest
+_ALL = b"\x00"
+
+
+def _end(range_end: bytes) -> Optional[bytes]:
+    """etcd's mkGteRange: empty = one key; "\\0" = every key >= key."""
+    return range_end or None
+
+
+def mvcc_error(exc: Exception):
+    if isinstance(exc, CompactedError):
+        return etcd_error(EtcdError.COMPACTED)
+    if isinstance(exc, FutureRevError):
+        return etcd_error(EtcdError.FUTURE_REV)
+    return exc
+
+
+# ---- request checks (before proposing; etcd's v3rpc/key.go) ----
+
+def check_range(r: rpc_pb2.RangeRequest) -> None:
+    if not r.key:
+        raise etcd_error(EtcdError.EMPTY_KEY)
+    if r.sort_order not in RR.SortOrder.values() or r.sort_target not in RR.SortTarget.values():
+        raise etcd_error(EtcdError.INVALID_SORT)
+
+
+def check_put(r: rpc_pb2.PutRequest) -> None:
+    if not r.key:
+        raise etcd_error(EtcdError.EMPTY_KEY)
+    if r.ignore_value and r.value:
+        raise etcd_error(EtcdError.VALUE_PROVIDED)
+    if r.ignore_lease and r.lease:
+        raise etcd_error(EtcdError.LEASE_PROVIDED)
+
+
+def check_delete(r: rpc_pb2.DeleteRangeRequest) -> None:
+    if not r.key:
+        raise etcd_error(EtcdError.EMPTY_KEY)
+
+
+def _check_op(op: rpc_pb2.RequestOp, max_ops: int) -> None:
+    which = op.WhichOneof("request")
+    if which == "request_range":
+        check_range(op.request_range)
+    elif which == "request_put":
+        check_put(op.request_put)
+    elif which == "request_delete_range":
+        check_delete(op.request_delete_range)
+    elif which == "request_txn":
+        check_txn(op.request_txn, max_ops)
+    else:
+        raise etcd_error(EtcdError.KEY_NOT_FOUND)
+
+
+def check_txn(r: rpc_pb2.TxnRequest, max_ops: int) -> None:
+    opc = max(len(r.compare), len(r.success), len(r.failure))
+    if opc > max_ops:
+        raise etcd_error(EtcdError.TOO_MANY_OPS)
+    for c in r.compare:
+        if not c.key:
+            raise etcd_error(EtcdError.EMPTY_KEY)
+    for op in r.success:
+        _check_op(op, max_ops - opc)
+    for op in r.failure:
+        _check_op(op, max_ops - opc)
+
+
+class _Dels:
+    """Delete intervals of one txn level ([key, end) or a point)."""
+
+    def __init__(self):
+        self.ivs: list[tuple[bytes, Optional[bytes]]] = []
+
+    def add(self, key: bytes, end: bytes) -> None:
+        if not end:
+            self.ivs.append((key, key + b"\x00"))
+        elif end == _ALL:
+            self.ivs.append((key, None))
+        else:
+            self.ivs.append((key, end))
+
+    def hits(self, k: bytes) -> bool:
+        return any(lo <= k and (hi is None or k < hi) for lo, hi in self.ivs)
+
+
+def check_intervals(ops) -> tuple[set, _Dels]:
+    """No key may be put twice, or put and deleted, in one txn path (etcd's
+    checkIntervals). Success and failure branches of a nested txn may overlap."""
+    dels = _Dels()
+    for op in ops:
+        if op.WhichOneof("request") == "request_delete_range":
+            d = op.request_delete_range
+            dels.add(d.key, d.range_end)
+    puts: set = set()
+    for op in ops:
+        if op.WhichOneof("request") != "request_txn":
+            continue
+        puts_then, dels_then = check_intervals(op.request_txn.success)
+        puts_else, dels_else = check_intervals(op.request_txn.failure)
+        for k in puts_then:
+            if k in puts or dels.hits(k):
+                raise etcd_error(EtcdError.DUPLICATE_KEY)
+            puts.add(k)
+        for k in puts_else:
+            if (k in puts and k not in puts_then) or dels.hits(k):
+                raise etcd_error(EtcdError.DUPLICATE_KEY)
+            puts.add(k)
+        dels.ivs.extend(dels_then.ivs)
+        dels.ivs.extend(dels_else.ivs)
+    for op in ops:
+        if op.WhichOneof("request") != "request_put":
+            continue
+        k = op.request_put.key
+        if k in puts or dels.hits(k):
+            raise etcd_error(EtcdError.DUPLICATE_KEY)
+        puts.add(k)
+    return puts, dels
+
+
+def is_txn_readonly(r: rpc_pb2.TxnRequest) -> bool:
+    for ops in (r.success, r.failure):
+        for op in ops:
+            w = op.WhichOneof("request")
+            if w in ("request_put", "request_delete_range"):
+                return False
+            if w == "request_txn" and not is_txn_readonly(op.request_txn):
+                return False
+    return True
+
+
+# ---- apply (etcd's apply.go) ----
+
+_SORT_KEY = {
+    RR.KEY: lambda kv: kv.key,
+    RR.VERSION: lambda kv: kv.version,
+    RR.CREATE: lambda kv: kv.create_revision,
+    RR.MOD: lambda kv: kv.mod_revision,
+    RR.VALUE: lambda kv: kv.value,
+}
+
+
+def _decode(b: bytes) -> kv_pb2.KeyValue:
+    kv = kv_pb2.KeyValue()
+    kv.ParseFromString(b)
+    return kv
+
+
+class KVApplier:
+    """Runs KV operations on the store. ``lessor`` answers ``exists(lease_id)``."""
+
+    def __init__(self, store: KVStore, lessor):
+        self.store = store
+        self.lessor = lessor
+
+    # Range: reader is a WriteTxn (inside txns) or a ReadView.
+    def range(self, reader, r: rpc_pb2.RangeRequest) -> tuple[int, bytes]:
+        """-> (header revision, RangeResponse fields after the header)."""
+        filtering = (r.sort_order != RR.NONE or r.min_mod_revision or r.max_mod_revision or
+                     r.min_create_revision or r.max_create_revision)
+        limit = r.limit
+        fetch = 0 if filtering or limit <= 0 else limit + 1
+        try:
+            rr = reader.range(r.key, _end(r.range_end), r.revision, fetch, r.count_only)
+        except (CompactedError, FutureRevError) as e:
+            raise mvcc_error(e)
+        kvs = rr.kvs
+        more = False
+        sort_order = r.sort_order
+        if r.sort_target != RR.KEY and sort_order == RR.NONE:
+            sort_order = RR.ASCEND
+        if filtering or r.keys_only or sort_order == RR.DESCEND:
+            objs = [_decode(b) for b in kvs]
+            if r.max_mod_revision:
+                objs = [kv for kv in objs if kv.mod_revision <= r.max_mod_revision]
+            if r.min_mod_revision:
+                objs = [kv for kv in objs if kv.mod_revision >= r.min_mod_revision]
+            if r.max_create_revision:
+                objs = [kv for kv in objs if kv.create_revision <= r.max_create_revision]
+            if r.min_create_revision:
+                objs = [kv for kv in objs if kv.create_revision >= r.min_create_revision]
+            if sort_order != RR.NONE:
+                objs.sort(key=_SORT_KEY[r.sort_target], reverse=sort_order == RR.DESCEND)
+            if limit > 0 and len(objs) > limit:
+                objs = objs[:limit]
+                more = True
+            if r.keys_only:
+                for kv in objs:
+                    kv.value = b""
+            kvs = [kv.SerializeToString() for kv in objs]
+        elif limit > 0 and len(kvs) > limit:
+            kvs = kvs[:limit]
+            more = True
+        body = wire.range_response(b"", kvs, more, rr.count)[2:]  # drop the empty header
+        return rr.rev, body
+
+    def _lease_ok(self, lease: int) -> None:
+        if lease and not self.lessor.exists(lease):
+            raise etcd_error(EtcdError.LEASE_NOT_FOUND)
+
+    def put(self, w: WriteTxn, p: rpc_pb2.PutRequest) -> tuple[int, bytes]:
+        prev = None
+        if p.ignore_value or p.ignore_lease or p.prev_kv:
+            found = w.range(p.key, None).kvs
+            prev = found[0] if found else None
+            if (p.ignore_value or p.ignore_lease) and prev is None:
+                raise etcd_error(EtcdError.KEY_NOT_FOUND)
+        value, lease = p.value, p.lease
+        if p.ignore_value or p.ignore_lease:
+            old = _decode(prev)
+            if p.ignore_value:
+                value = old.value
+            if p.ignore_lease:
+                lease = old.lease
+        if not p.ignore_lease:
+            self._lease_ok(lease)
+        rev = w.put(p.key, value, lease, prev)
+        body = wire.field_bytes(2, prev) if (p.prev_kv and prev is not None) else b""
+        return rev, body
+
+    def delete_range(self, w: WriteTxn, d: rpc_pb2.DeleteRangeRequest) -> tuple[int, bytes]:
+        prevs = w.delete_range(d.key, _end(d.range_end))
+        rev = w.begin_rev + 1 if w.changes else w.begin_rev
+        body = wire.field_varint(2, len(prevs))
+        if d.prev_kv:
+            body += b"".join(wire.field_bytes(3, kv) for kv in prevs)
+        return rev, body
+
+    # -- txn --
+
+    def _compare(self, reader, c: rpc_pb2.Compare) -> bool:
+        rr = reader.range(c.key, _end(c.range_end), 0)
+        target = c.target
+        if not rr.kvs:
+            if target == rpc_pb2.Compare.VALUE:
+                return False  # a missing key has no value to compare
+            return self._compare_kv(c, kv_pb2.KeyValue())
+        return all(self._compare_kv(c, _decode(b)) for b in rr.kvs)
+
+    @staticmethod
+    def _compare_kv(c: rpc_pb2.Compare, kv) -> bool:
+        t = c.target
+        C = rpc_pb2.Compare
+        if t == C.VALUE:
+            a, b = kv.value, c.value
+        elif t == C.CREATE:
+            a, b = kv.create_revision, c.create_revision
+        elif t == C.MOD:
+            a, b = kv.mod_revision, c.mod_revision
+        elif t == C.VERSION:
+            a, b = kv.version, c.version
+        elif t == C.LEASE:
+            a, b = kv.lease, c.lease
+        else:
+            return False
+        res = c.result
+        if res == C.EQUAL:
+            return a == b
+        if res == C.NOT_EQUAL:
+            return a != b
+        if res == C.GREATER:
+            return a > b
+        if res == C.LESS:
+            return a < b
+        return False
+
+    def _path(self, reader, r: rpc_pb2.TxnRequest) -> list[bool]:
+        """Evaluate every compare on the chosen path before any write (etcd's
+        compareToPath): nested compares see the state before the txn."""
+        ok = all(self._compare(reader, c) for c in r.compare)
+        path = [ok]
+        for op in (r.success if ok else r.failure):
+            if op.WhichOneof("request") == "request_txn":
+                path += self._path(reader, op.request_txn)
+        return path
+
+    def _check_path(self, reader, r, path, pos, cur_rev, compact_rev) -> int:
+        ops = r.success if path[pos] else r.failure
+        pos += 1
+        for op in ops:
+            w = op.WhichOneof("request")
+            if w == "request_put":
+                p = op.request_put
+                if p.ignore_value or p.ignore_lease:
+                    if not reader.range(p.key, None).kvs:
+                        raise etcd_error(EtcdError.KEY_NOT_FOUND)
+                if not p.ignore_lease:
+                    self._lease_ok(p.lease)
+            elif w == "request_range":
+                rev = op.request_range.revision
+                if rev > cur_rev:
+                    raise etcd_error(EtcdError.FUTURE_REV)
+                if 0 < rev < compact_rev:
+                    raise etcd_error(EtcdError.COMPACTED)
+            elif w == "request_txn":
+                pos = self._check_path(reader, op.request_txn, path, pos, cur_rev, compact_rev)
+        return pos
+
+    def txn(self, w: WriteTxn, r: rpc_pb2.TxnRequest) -> tuple[int, bytes]:
+        path = self._path(w, r)
+        self._check_path(w, r, path, 0, w.rev, self.store.compact_main_rev)
+        body, _ = self._apply_txn(w, r, path, 0)
+        rev = w.begin_rev + 1 if w.changes else w.begin_rev
+        return rev, body
+
+    def _apply_txn(self, w: WriteTxn, r, path, pos) -> tuple[bytes, int]:
+        ok = path[pos]
+        pos += 1
+        parts = [wire.field_varint(2, 1 if ok else 0)]
+        for op in (r.success if ok else r.failure):
+            which = op.WhichOneof("request")
+            if which == "request_range":
+                rev, body = self.range(w, op.request_range)
+                num = 1
+            elif which == "request_put":
+                rev, body = self.put(w, op.request_put)
+                num = 2
+            elif which == "request_delete_range":
+                rev, body = self.delete_range(w, op.request_delete_range)
+                num = 3
+            else:
+                body, pos = self._apply_txn(w, op.request_txn, path, pos)
+                rev, num = None, 4
+            # Nested responses carry only their revision (a nested txn: an empty header).
+            hdr = b"" if rev is None else wire.header(0, 0, rev, 0)
+            resp = wire.with_header(hdr, body)
+            parts.append(wire.field_bytes(3, wire.field_bytes(num, resp)))
+        return b"".join(parts), pos

@@ -1,0 +1,149 @@
+"""``kvcore``: start one member.
+
+The main process is the core (it owns all state); it starts N worker processes that
+serve the client URLs, restarts any that die, and takes them down with it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from urllib.parse import urlparse
+
+from kvcore.server import config
+from kvcore.server.core import Core
+from kvcore.server.ipc_server import CoreConnection
+from kvcore.server.loop import run_loop
+
+log = logging.getLogger("kvcore")
+
+
+def _check_port_free(url: str) -> None:
+    """Fail fast if something already listens there (workers bind with SO_REUSEPORT,
+    which would otherwise share the port with another kvcore)."""
+    u = urlparse(url)
+    fam = socket.AF_INET6 if u.hostname and ":" in u.hostname else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.bind((u.hostname, u.port))
+    except OSError as e:
+        raise SystemExit(f"kvcore: listen tcp {u.hostname}:{u.port}: bind: {e.strerror}")
+    finally:
+        s.close()
+
+
+class WorkerSupervisor:
+    def __init__(self, cfg: config.Config, core, count: int):
+        self.cfg = cfg
+        self.core = core
+        self.count = count
+        self.procs: dict[int, asyncio.subprocess.Process] = {}
+        self.stopping = False
+        self._hello: dict[int, asyncio.Future] = {}
+        self._started_at: dict[int, float] = {}
+
+    def _args(self, fd: int) -> str:
+        return json.dumps({
+            "core_fd": fd, "listen": self.cfg.listen_client_urls,
+            "engine": self.cfg.grpc_engine, "max_request_bytes": self.cfg.max_request_bytes,
+            "log_level": self.cfg.log_level, "parent": os.getpid()})
+
+    def on_hello(self, conn: CoreConnection) -> None:
+        fut = self._hello.pop(conn.worker_pid, None)
+        if fut and not fut.done():
+            fut.set_result(None)
+
+    async def _spawn(self, slot: int) -> asyncio.subprocess.Process:
+        # Each worker gets one end of a fresh socketpair: no socket file, and the
+        # connection dies with either process.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        loop = asyncio.get_running_loop()
+        await loop.create_unix_connection(lambda: CoreConnection(self.core, self.on_hello), sock=ours)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "kvcore.worker", self._args(theirs.fileno()),
+            stdin=asyncio.subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
+        theirs.close()
+        self.procs[slot] = proc
+        self._started_at[slot] = time.monotonic()
+        return proc
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for slot in range(self.count):
+            proc = await self._spawn(slot)
+            hello = self._hello[proc.pid] = loop.create_future()
+            died = loop.create_task(proc.wait())
+            done, _ = await asyncio.wait({hello, died}, timeout=60,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if hello not in done:
+                raise SystemExit(f"kvcore: worker {slot} failed to start serving "
+                                 f"{', '.join(self.cfg.listen_client_urls)}")
+            died.cancel()
+            loop.create_task(self._watch(slot, proc))
+
+    async def _watch(self, slot: int, proc) -> None:
+        while True:
+            code = await proc.wait()
+            if self.stopping:
+                return
+            log.warning("worker %d (pid %d) exited with code %s; restarting", slot, proc.pid, code)
+            if time.monotonic() - self._started_at[slot] < 1.0:
+                await asyncio.sleep(1.0)  # do not spin on a worker that cannot start
+            proc = await self._spawn(slot)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), 5)
+            except asyncio.TimeoutError:
+                proc.kill()
+
+
+async def serve(cfg: config.Config) -> None:
+    loop = asyncio.get_running_loop()
+    for url in cfg.listen_client_urls:
+        _check_port_free(url)
+    core = Core(cfg)
+    core.open()
+    workers = cfg.workers or max(1, os.cpu_count() or 1)
+    sup = WorkerSupervisor(cfg, core, workers)
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    try:
+        await sup.start()
+        log.info("ready to serve client requests on %s (%d %s worker(s))",
+                 ", ".join(cfg.listen_client_urls), workers, cfg.grpc_engine)
+        await stop
+        log.info("received a stop signal; shutting down")
+    finally:
+        await sup.stop()
+        core.close()
+
+
+def main(argv=None) -> None:
+    try:
+        cfg = config.parse(argv)
+    except config.ConfigError as e:
+        print(f"kvcore: {e}", file=sys.stderr)
+        sys.exit(2)
+    logging.basicConfig(
+        level={"warn": logging.WARNING, "panic": logging.CRITICAL, "fatal": logging.CRITICAL}.get(
+            cfg.log_level, getattr(logging, cfg.log_level.upper(), logging.INFO)),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for w in cfg.warnings:
+        log.warning(w)
+    run_loop(serve(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""A worker process: serves every client URL (SO_REUSEPORT, shared with the other
+workers) with the chosen gRPC engine and forwards each call to the core.
+
+It dies with the core: PR_SET_PDEATHSIG, plus exiting when the IPC connection
+closes, so no worker outlives its member.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from urllib.parse import urlparse
+
+from kvcore.api.methods import METHOD_ID, STREAMING
+from kvcore.engine.base import MethodTable
+from kvcore.server.ipc_server import HEALTH_METHOD
+from kvcore.worker.client import CoreClient
+from kvcore.worker.gateway import Gateway
+
+log = logging.getLogger("kvcore.worker")
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def make_engine(name: str, methods: MethodTable, http, max_recv: int):
+    if name == "native":
+        try:
+            from kvcore.engine.native import NativeEngine
+            return NativeEngine(methods, http=http, max_receive_message_length=max_recv)
+        except ImportError as e:
+            log.warning("native gRPC engine unavailable (%s); falling back to grpcio", e)
+    from kvcore.engine.grpcio_engine import GrpcioEngine
+    return GrpcioEngine(methods, http=http, max_receive_message_length=max_recv)
+
+
+async def run(args: dict) -> None:
+    loop = asyncio.get_running_loop()
+    lost = loop.create_future()
+    _, client = await loop.create_unix_connection(
+        lambda: CoreClient(lambda: lost.done() or lost.set_result(None)),
+        sock=socket.socket(fileno=args["core_fd"]))
+
+    def forward(mid: int):
+        async def handler(request: bytes, ctx) -> bytes:
+            return await client.call(mid, request)
+        return handler
+
+    methods = MethodTable(unary={p: forward(i) for p, i in METHOD_ID.items() if p not in STREAMING})
+
+    async def health():
+        await client.call(HEALTH_METHOD, b"")
+
+    gateway = Gateway(client.call, health)
+    # etcd's gRPC server accepts max-request-bytes plus 512 KiB of overhead; larger
+    # requests fail in the transport, smaller ones too big for the log fail later.
+    max_recv = args["max_request_bytes"] + 512 * 1024
+    engines = []
+    for url in args["listen"]:
+        u = urlparse(url)
+        eng = make_engine(args["engine"], methods, gateway, max_recv)
+        await eng.start(u.hostname, u.port, reuse_port=True)
+        engines.append(eng)
+    client.send(0, 0, 3, str(os.getpid()).encode())  # HELLO: serving
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: lost.done() or lost.set_result(None))
+    await lost
+    for eng in engines:
+        await eng.stop(0.5)
+
+
+def main() -> None:
+    _die_with_parent()
+    args = json.loads(sys.argv[1])
+    logging.basicConfig(level=getattr(logging, args.get("log_level", "info").upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s worker[%(process)d] %(message)s")
+    if os.getppid() != args["parent"]:
+        sys.exit(0)  # the core died before we could arm PDEATHSIG
+    from kvcore.server.loop import run_loop
+    try:
+        run_loop(run(args))
+    except (OSError, RuntimeError) as e:
+        print(f"kvcore worker: {e}", file=sys.stderr)
+        sys.exit(3)
