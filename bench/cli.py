@@ -184,6 +184,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"--endpoints: {e}")
     if a.user is not None and ":" not in a.user:
         ap.error("--user must be NAME:PASSWORD")
+    a.procs_explicit = a.procs is not None
     if a.procs is None:
         from .runner import default_procs
         a.procs = default_procs(a.conns, a.clients)
