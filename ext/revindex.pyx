@@ -47,6 +47,7 @@ being the smallest key of child i + 1.  A node splits in two when it exceeds
 by rebuilding the tree bottom-up from the surviving leaves (O(n), and compact visits
 every key anyway), packing nodes to three quarters so later inserts split late.
 """
+cimport cython
 from cpython.object cimport PyObject
 from cpython.mem cimport PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.string cimport memcmp, memcpy, memmove
@@ -177,6 +178,7 @@ cdef inline int check_key(object key) except -1:
 
 # --------------------------------------------------------------------------- KeyIndex
 
+@cython.final
 cdef class KeyIndex:
     """etcd's keyIndex: the generations of one key.  Created only by TreeIndex."""
     # [pxd] All generations' revisions live in one ascending array; generation i
@@ -211,7 +213,7 @@ cdef class KeyIndex:
         ki.key = key
         return ki
 
-    cdef inline Py_ssize_t gen_end(self, Py_ssize_t g) noexcept:
+    cdef Py_ssize_t gen_end(self, Py_ssize_t g) noexcept:
         return self.gens[g + 1].start if g + 1 < self.ngens else self.nrevs
 
     cdef int push_gen(self, int64_t cmain, int64_t csub, int64_t ver) except -1:
@@ -429,6 +431,7 @@ cdef class KeyIndex:
 
 # --------------------------------------------------------------------------- B+tree
 
+@cython.final
 cdef class Node:
     """A B+tree node; see the module docstring.  Created only by TreeIndex."""
     # [pxd]
@@ -447,6 +450,7 @@ cdef class Node:
         return n
 
 
+@cython.final
 cdef class TreeIndex:
     """etcd's treeIndex as a B+tree; see the module docstring for the contract."""
     # [pxd]
@@ -576,7 +580,7 @@ cdef class TreeIndex:
         self.root = <Node>level_nodes[0]
         return 0
 
-    cdef inline Node first_leaf(self):
+    cdef Node first_leaf(self):
         cdef Node node = self.root
         while not node.leaf:
             node = <Node>PyList_GET_ITEM(node.vals, 0)
