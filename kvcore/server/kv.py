@@ -182,7 +182,8 @@ class KVApplier:
         sort_order = r.sort_order
         if r.sort_target != RR.KEY and sort_order == RR.NONE:
             sort_order = RR.ASCEND
-        if filtering or r.keys_only or sort_order == RR.DESCEND:
+        resort = sort_order != RR.NONE and not (sort_order == RR.ASCEND and r.sort_target == RR.KEY)
+        if filtering or r.keys_only or resort:
             objs = [_decode(b) for b in kvs]
             if r.max_mod_revision:
                 objs = [kv for kv in objs if kv.mod_revision <= r.max_mod_revision]

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Everything a fresh machine needs to build, run and test kvcore:
+# system packages (real etcd/etcdctl as test oracles, h2load, libnghttp2), then the
+# package itself in editable mode (compiles the Cython extensions in ext/ and the
+# protobuf/gRPC stubs from kvcore/api/*.proto).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+# The distro's etcd service must not hold 2379 (kvcore's default port).
+if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'
