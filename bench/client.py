@@ -144,6 +144,7 @@ class Conn(asyncio.Protocol):
         self.stream_recv_unacked: dict[int, int] = {}
         self.stalled = 0
         self.ready = self.loop.create_future()
+        self.ready.add_done_callback(_retrieve)
         self.closed = self.loop.create_future()
         self.error: str | None = None
         self.goaway = False
@@ -192,6 +193,8 @@ class Conn(asyncio.Protocol):
         self.streams.clear()
 
     def close(self):
+        """Close from our side: streams still open end silently (not counted as errors)."""
+        self.streams.clear()
         if self.transport is not None and not self.transport.is_closing():
             try:
                 self.transport.write(h2.frame(h2.GOAWAY, 0, 0, struct.pack(">II", 0, 0)))
@@ -466,6 +469,11 @@ class Conn(asyncio.Protocol):
             if self.load is not None:
                 self.load.remaining = 0
                 self.load.check_done()
+
+
+def _retrieve(fut):
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _rate_wake(load: Load):

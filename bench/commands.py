@@ -96,6 +96,10 @@ def cmd_range(a) -> int:
 
 
 def cmd_txn_put(a) -> int:
+    if a.txn_ops > a.key_space_size:
+        err(f"--txn-ops ({a.txn_ops}) must be ≤ --key-space-size ({a.key_space_size}): "
+            f"etcd rejects a txn that puts one key twice")
+        return EXIT_USAGE
     mk = functools.partial(_txn_wl, a.key_size, a.val_size, a.key_space_size, a.txn_ops, a.total)
     return run_unary(a, mk, "txn-put", a.rate)
 

@@ -85,15 +85,19 @@ def range_workload(key: str, end: str | None = None, consistency: str = "l", lim
 
 def txn_put_workload(key_size=8, val_size=8, key_space_size=1, txn_ops=1, total=10000,
                      seed=1, proc=0, nprocs=1) -> Workload:
+    if txn_ops > key_space_size:
+        raise ValueError(f"--txn-ops ({txn_ops}) must be ≤ --key-space-size ({key_space_size}): "
+                         f"etcd rejects a txn that puts one key twice")
     pb = _pb()
     value = bytes(random.Random(seed ^ 0x5EED).getrandbits(8) for _ in range(val_size))
     rnd = random.Random(seed + proc)
     per_proc = -(-total // nprocs)
     bodies = []
     for _ in range(max(1, min(per_proc, POOL_MAX // max(1, txn_ops)))):
-        ops = [pb.RequestOp(request_put=pb.PutRequest(
-            key=varint_key(rnd.randrange(key_space_size), key_size), value=value))
-            for _ in range(txn_ops)]
+        # etcd rejects a txn that puts one key twice: distinct keys within a txn
+        nums = rnd.sample(range(key_space_size), txn_ops)
+        ops = [pb.RequestOp(request_put=pb.PutRequest(key=varint_key(n, key_size), value=value))
+               for n in nums]
         bodies.append(h2.grpc_message(pb.TxnRequest(success=ops).SerializeToString()))
     return Workload("txn-put", KV + "Txn", bodies, {
         "key_size": key_size, "val_size": val_size, "key_space_size": key_space_size,

@@ -59,10 +59,6 @@ async def run_ngh2(port: int, size: int) -> None:
                 self.t.close()
                 return
             for ev in c.events():
-                if isinstance(ev, ngh2.DataReceived):
-                    c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                if getattr(ev, "stream_ended", None) is not None or type(ev).__name__ == "StreamEnded":
-                    pass
                 if isinstance(ev, (ngh2.RequestReceived, ngh2.DataReceived)) and ev.end_stream:
                     c.send_response(ev.stream_id, resp)
                     c.send_data(ev.stream_id, frame)
