@@ -1,0 +1,170 @@
+"""End to end against the trivial server and (when installed) a real etcd on a fresh
+temp data dir and free ports. Counts and exit codes only; no timing assertions."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench import cli, runner, servers, workloads
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+@pytest.fixture
+def trivial():
+    port = servers.free_port()
+    p = subprocess.Popen([sys.executable, "-m", "bench.trivial_server", "--port", str(port)],
+                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+@pytest.mark.timeout(60)
+def test_runner_against_trivial_server(trivial):
+    wl = workloads.range_workload("foo", consistency="s")
+    spec = runner.RunSpec(endpoints=[("127.0.0.1", trivial)], conns=4, clients=40, total=3000,
+                          make_workload=lambda p, n: wl, procs=2, max_seconds=30)
+    res = runner.run(spec)
+    assert res["ok"] == 3000 and res["errors"] == {}
+    assert res["latency"]["count"] == 3000
+    assert res["procs"] == 2 and res["generator"]["cpu_s"] >= 0
+
+
+@pytest.mark.timeout(60)
+def test_cli_json_against_trivial_server(trivial, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = cli.main(["--endpoints", f"127.0.0.1:{trivial}", "--conns", "2", "--clients", "8",
+                   "--total", "500", "--no-progress", "range", "foo", "--consistency", "s",
+                   "--json", str(out)])
+    assert rc == 0
+    d = json.loads(out.read_text())
+    assert d["ok"] == 500 and d["subcommand"] == "range"
+    for k in ("rps", "latency", "generator", "errors", "histogram"):
+        assert k in d
+    assert "Requests/sec" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(30)
+def test_server_down_is_a_clear_error(capsys):
+    port = servers.free_port()
+    rc = cli.main(["--endpoints", f"127.0.0.1:{port}", "put"])
+    assert rc == cli.EXIT_USAGE
+    assert "connection refused" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(30)
+def test_http1_endpoint_is_a_clear_error(capsys):
+    port = servers.free_port()
+    p = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        rc = cli.main(["--endpoints", f"127.0.0.1:{port}", "range", "foo"])
+    finally:
+        p.terminate()
+        p.wait(10)
+    assert rc == cli.EXIT_USAGE
+    assert "did not answer with HTTP/2" in capsys.readouterr().err
+
+
+ETCD = next(iter(servers.default_etcd_bins()), None)
+
+
+@pytest.fixture(scope="module")
+def etcd():
+    if ETCD is None:
+        pytest.skip("no etcd binary installed")
+    s = servers.etcd_server(ETCD).start()
+    try:
+        why = s.wait_ready(30)
+        if why:
+            pytest.fail(f"etcd did not start: {why}")
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("argv", [
+    ["put", "--key-size", "8", "--val-size", "64", "--key-space-size", "100"],
+    ["range", "foo", "--consistency", "l"],
+    ["range", "foo", "--consistency", "s"],
+    ["txn-put", "--txn-ops", "2", "--key-space-size", "50"],
+    ["lease-keepalive"],
+    ["watch", "--streams", "2", "--watch-per-stream", "5", "--put-total", "10"],
+    ["watch-latency", "--streams", "2", "--watchers-per-stream", "2", "--put-total", "10",
+     "--put-rate", "1000"],
+])
+def test_every_subcommand_against_real_etcd(etcd, argv, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = cli.main(["--endpoints", f"127.0.0.1:{etcd.port}", "--conns", "2", "--clients", "4",
+                   "--total", "200", "--no-progress", "--json", str(out)] + argv)
+    assert rc == 0, capsys.readouterr().err
+    d = json.loads(out.read_text())
+    assert d["ok"] > 0 and d["error_count"] == 0, d["errors"]
+    assert "Summary" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(60)
+def test_auth_required_is_a_clear_error(capsys):
+    if ETCD is None:
+        pytest.skip("no etcd binary installed")
+    ctl = os.path.join(os.path.dirname(ETCD), "etcdctl")
+    if not os.access(ctl, os.X_OK):
+        pytest.skip("no etcdctl beside etcd")
+    s = servers.etcd_server(ETCD).start()
+    try:
+        assert s.wait_ready(30) is None
+        ep = f"127.0.0.1:{s.port}"
+        env = dict(os.environ, ETCDCTL_API="3")
+        subprocess.run([ctl, "--endpoints", ep, "user", "add", "root:pw"], check=True,
+                       capture_output=True, env=env, timeout=30)
+        subprocess.run([ctl, "--endpoints", ep, "auth", "enable"], check=True,
+                       capture_output=True, env=env, timeout=30)
+        assert cli.main(["--endpoints", ep, "range", "foo"]) == cli.EXIT_AUTH
+        assert "requires authentication" in capsys.readouterr().err
+        assert cli.main(["--endpoints", ep, "--user", "root:wrong", "range", "foo"]) == cli.EXIT_AUTH
+        assert "authentication failed" in capsys.readouterr().err
+        assert cli.main(["--endpoints", ep, "--user", "root:pw", "--total", "50", "--no-progress",
+                         "range", "foo"]) == 0
+    finally:
+        s.stop()
+
+
+@pytest.mark.timeout(120)
+def test_compare_writes_table_and_chart_and_names_a_missing_side(tmp_path, capsys):
+    if ETCD is None:
+        pytest.skip("no etcd binary installed")
+    pytest.importorskip("matplotlib")
+    failing = f"{sys.executable} -c 'import sys; sys.exit(3)'"
+    out = tmp_path / "cmp"
+    rc = cli.main(["compare", "--etcd-bin", ETCD, "--kvcore-cmd", failing, "--rounds", "2",
+                   "--layouts", "1x1,2x4", "--scenarios", "put,range-s", "--cell-total", "40",
+                   "--out-dir", str(out), "--ready-timeout", "10"])
+    assert rc == 0
+    md = (out / "report.md").read_text()
+    assert "kvcore could not serve" in md and "exited with code 3" in md
+    assert "| put | 1/1 |" in md and "| range (serializable) | 2/4 |" in md
+    assert (out / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((out / "results.json").read_text())
+    assert len(data["cells"]) == 4
+    assert all(len(runs) == 2 for c in data["cells"] for runs in c["runs"].values())
