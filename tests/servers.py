@@ -38,6 +38,19 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def wait_port_free(port: int, timeout: float = 15.0) -> None:
+    """Until nothing accepts on the port (a killed member's workers are gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                pass
+        except OSError:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"127.0.0.1:{port} still in use after {timeout}s")
+
+
 @dataclass
 class Server:
     kind: str
@@ -79,6 +92,7 @@ class Server:
 
     def restart(self) -> "Server":
         self.stop()
+        wait_port_free(self.port)
         return _launch(self.kind, self.argv, self.port, self.peer_port, self.data_dir,
                        self.log_path, self.env)
 

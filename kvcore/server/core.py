@@ -94,15 +94,15 @@ class Core:
         self.store = KVStore(self.backend)
         self.lessor = NoLeases()
         self.kv = kvops.KVApplier(self.store, self.lessor)
-        # Replay what the WAL has beyond the backend's applied index.
         applied = self.store.consistent_index
+        last_index = contents.entries[-1][0] if contents.entries else max(
+            contents.snapshot_index, applied)
+        self.node = SoloNode(self.member_id, contents.state, last_index)
+        # Replay what the WAL has beyond the backend's applied index.
         todo = [e for e in contents.entries if e[0] > applied]
         if todo:
             self._apply(todo, replay=True)
             log.info("replayed %d WAL entries (%d..%d)", len(todo), todo[0][0], todo[-1][0])
-        last_index = contents.entries[-1][0] if contents.entries else max(
-            contents.snapshot_index, applied)
-        self.node = SoloNode(self.member_id, contents.state, last_index)
         self.applied_index = max(applied, todo[-1][0] if todo else 0)
         self.proposer = Proposer(self.loop, self.member_id, int(time.time() * 1000),
                                  self._on_batch)

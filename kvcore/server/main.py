@@ -19,6 +19,7 @@ from kvcore.server import config
 from kvcore.server.core import Core
 from kvcore.server.ipc_server import CoreConnection
 from kvcore.server.loop import run_loop
+from kvcore.storage.wal import WalCorruptError
 
 log = logging.getLogger("kvcore")
 
@@ -113,7 +114,10 @@ async def serve(cfg: config.Config) -> None:
     for url in cfg.listen_client_urls:
         _check_port_free(url)
     core = Core(cfg)
-    core.open()
+    try:
+        core.open()
+    except WalCorruptError as e:
+        raise SystemExit(f"kvcore: the write-ahead log is corrupt: {e}")
     workers = cfg.workers or max(1, os.cpu_count() or 1)
     sup = WorkerSupervisor(cfg, core, workers)
     stop = loop.create_future()
