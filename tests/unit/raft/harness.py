@@ -148,5 +148,11 @@ class Network:
     def campaign(self, nid: int) -> None:
         self.send(Message(MsgHup, frm=nid, to=nid))
 
+    def tick(self, nid: int, n: int = 1) -> None:
+        p = self.peers[nid]
+        for _ in range(n):
+            p.tick()
+            self.send(*self.filter(read_messages(p)))
+
     def propose(self, nid: int, data: bytes = b"somedata") -> None:
         self.send(prop(nid, data))
