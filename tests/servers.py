@@ -160,3 +160,29 @@ def etcdctl(endpoint: str, *args, input: Optional[str] = None, timeout: float = 
                        input=input, capture_output=True, text=True, timeout=timeout, env=env)
     err = "\n".join(l for l in p.stderr.splitlines() if not l.startswith('{"level"'))
     return p.returncode, p.stdout, err
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (from /proc)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may contain spaces; fields after ")" are fixed.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
