@@ -6,6 +6,7 @@ Switches (environment variables, like asyncpg's setup.py flags):
 """
 import glob
 import os
+import shutil
 
 from setuptools import Command, Extension, setup
 from setuptools.command.build_ext import build_ext as _build_ext
@@ -81,12 +82,21 @@ def extensions():
         sources = [pyx] + settings.pop("sources", [])
         exts.append(Extension(f"kvcore._ext.{name}", sources, define_macros=macros,
                               extra_compile_args=["-O2"], **settings))
+    # Cython pairs a module's .pxd by its qualified name (kvcore/_ext/<name>.pxd),
+    # while the sources sit flat in ext/: mirror the .pxd files into that shape.
+    pxd_root = os.path.join("build", "pxd")
+    pkg = os.path.join(pxd_root, "kvcore", "_ext")
+    os.makedirs(pkg, exist_ok=True)
+    for d in (os.path.join(pxd_root, "kvcore"), pkg):
+        open(os.path.join(d, "__init__.pxd"), "a").close()
+    for pxd in glob.glob(os.path.join("ext", "*.pxd")):
+        shutil.copyfile(pxd, os.path.join(pkg, os.path.basename(pxd)))
     directives = {"language_level": "3", "boundscheck": False, "wraparound": False}
     if debug:
         directives.update(linetrace=True, boundscheck=True, wraparound=True)
     return cythonize(exts, compiler_directives=directives,
                      annotate=os.environ.get("KVCORE_CYTHON_ANNOTATE") == "1",
-                     include_path=["ext"])
+                     include_path=[pxd_root, "ext"])
 
 
 setup(

@@ -61,24 +61,6 @@ cdef extern from "Python.h":
     char* PyBytes_AS_STRING(PyObject* b)
     Py_ssize_t PyBytes_GET_SIZE(PyObject* b)
 
-# [pxd] These declarations repeat ext/revindex.pxd: setup.py names the module
-# kvcore._ext.revindex while the sources sit flat in ext/, so Cython never pairs
-# revindex.pxd with this file.  Once the build pairs them, delete the [pxd] blocks here.
-cdef struct rev_t:
-    int64_t main
-    int64_t sub
-
-cdef struct gen_t:
-    Py_ssize_t start        # index in KeyIndex.revs of the generation's first revision
-    int64_t cmain           # created revision
-    int64_t csub
-    int64_t ver             # version count of the generation
-
-cdef struct revbuf_t:       # growable array of revisions (range_since)
-    rev_t* data
-    Py_ssize_t n
-    Py_ssize_t cap
-# [/pxd]
 
 DEF MAXDEPTH = 64
 
@@ -181,19 +163,6 @@ cdef inline int check_key(object key) except -1:
 @cython.final
 cdef class KeyIndex:
     """etcd's keyIndex: the generations of one key.  Created only by TreeIndex."""
-    # [pxd] All generations' revisions live in one ascending array; generation i
-    # covers revs[gens[i].start : gens[i+1].start] (the last one up to nrevs).
-    cdef bytes key
-    cdef rev_t modified
-    cdef rev_t* revs
-    cdef Py_ssize_t nrevs
-    cdef Py_ssize_t caprevs
-    cdef gen_t* gens
-    cdef Py_ssize_t ngens
-    cdef Py_ssize_t capgens
-    cdef rev_t _rbuf[2]     # inline storage: most keys never allocate
-    cdef gen_t _gbuf[2]
-    # [/pxd]
 
     def __cinit__(self):
         self.revs = self._rbuf
@@ -434,12 +403,6 @@ cdef class KeyIndex:
 @cython.final
 cdef class Node:
     """A B+tree node; see the module docstring.  Created only by TreeIndex."""
-    # [pxd]
-    cdef bint leaf
-    cdef list keys          # leaf: keys; internal: separators, len(vals) - 1 of them
-    cdef list vals          # leaf: KeyIndex per key; internal: child Nodes
-    cdef Node next          # leaf chain, in key order
-    # [/pxd]
 
     @staticmethod
     cdef Node new(bint leaf, list keys, list vals):
@@ -453,13 +416,6 @@ cdef class Node:
 @cython.final
 cdef class TreeIndex:
     """etcd's treeIndex as a B+tree; see the module docstring for the contract."""
-    # [pxd]
-    cdef Node root
-    cdef Py_ssize_t count
-    cdef Py_ssize_t maxn    # most entries in a node before it splits (2 * degree)
-    cdef Py_ssize_t height
-    cdef dict keymap        # key -> KeyIndex, the same objects as the leaves hold
-    # [/pxd]
 
     def __cinit__(self, Py_ssize_t degree=32):
         if degree < 2:
