@@ -360,8 +360,11 @@ class Raft:
         self.tick = self.tick_heartbeat
         self.lead = self.id
         self.state = StateLeader
-        # The leader's own progress is always in Replicate.
-        self.trk.progress[self.id].become_replicate()
+        # The leader's own progress is always in Replicate, and always "recently active"
+        # for check-quorum purposes.
+        pr = self.trk.progress[self.id]
+        pr.become_replicate()
+        pr.recent_active = True
         # Conservatively treat everything not yet applied as a possible conf change.
         self.pending_conf_index = self.raft_log.last_index()
         # An empty entry of the new term commits everything before it (§5.4.2, §8).
