@@ -41,6 +41,7 @@ import logging
 from kvcore.engine.base import CallContext, GrpcError, StatusCode
 
 log = logging.getLogger("kvcore.engine.native")
+_new_context = object.__new__
 
 cdef bytes PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 cdef int PREFACE_LEN = 24
@@ -293,11 +294,11 @@ cdef class _Stream:
     cdef bytes h2method
     cdef object route
     cdef dict metadata
-    cdef list raw_headers          # HTTP (non-gRPC) requests only
+    cdef bytes content_type
     cdef bint grpc_ct
     cdef double timeout            # seconds; < 0: none
     cdef Py_ssize_t header_bytes
-    cdef bytearray rbuf            # bytes of an incomplete message
+    cdef bytearray rbuf            # bytes of an incomplete message (None: none)
     cdef object msg                # the unary request message
     cdef int nmsgs
     cdef int err_code              # set when the request is refused while reading
@@ -311,8 +312,14 @@ cdef class _Stream:
     cdef bint send_trailers
     cdef int status
     cdef str status_msg
-    cdef list out
-    cdef Py_ssize_t out_off
+    # Outgoing bytes: the current message (5-byte prefix in hdr, body in cur),
+    # then whole messages in ``pending`` (a deque, created when first needed).
+    cdef char hdr[5]
+    cdef int hdr_len
+    cdef int hdr_off
+    cdef bytes cur
+    cdef Py_ssize_t cur_off
+    cdef object pending
     cdef Py_ssize_t out_bytes
     cdef Py_ssize_t accounted      # bytes of this stream in conn.buffered
     cdef Py_ssize_t deferred       # stream window bytes not yet consumed
@@ -326,10 +333,7 @@ cdef class _Stream:
         self.sid = sid
         self.kind = K_UNKNOWN
         self.timeout = -1.0
-        self.rbuf = bytearray()
-        self.out = []
         self.status = 0
-        self.metadata = {}
 
     # -- receiving -----------------------------------------------------------
 
@@ -344,22 +348,18 @@ cdef class _Stream:
                 self.path = value[:vl]
             elif nl == 7 and memcmp(name, b":method", 7) == 0:
                 self.h2method = value[:vl]
-            if self.raw_headers is not None:
-                pass
             return 0
         if nl == 12 and memcmp(name, b"content-type", 12) == 0:
             self.grpc_ct = vl >= 16 and memcmp(value, b"application/grpc", 16) == 0
-            if self.raw_headers is None:
-                self.raw_headers = []
-            self.raw_headers.append((b"content-type", value[:vl]))
+            if not self.grpc_ct:
+                self.content_type = value[:vl]
             return 0
         if nl == 2 and memcmp(name, b"te", 2) == 0:
             return 0
         n = name[:nl]
         v = value[:vl]
-        if self.raw_headers is None:
-            self.raw_headers = []
-        self.raw_headers.append((n, v))
+        if self.metadata is None:
+            self.metadata = {}
         if nl == 12 and memcmp(name, b"grpc-timeout", 12) == 0:
             t = parse_timeout(v)
             if t is not None:
@@ -419,7 +419,7 @@ cdef class _Stream:
             nghttp2_session_consume_stream(conn.session, self.sid, n)
             return 0
         if self.kind == K_HTTP:
-            if PyByteArray_GET_SIZE(self.rbuf) + <Py_ssize_t>n > core.max_recv:
+            if self._rlen() + <Py_ssize_t>n > core.max_recv:
                 self.refuse(StatusCode.RESOURCE_EXHAUSTED, "request body too large")
                 nghttp2_session_consume_stream(conn.session, self.sid, n)
                 return 0
@@ -432,7 +432,7 @@ cdef class _Stream:
         else:
             nghttp2_session_consume_stream(conn.session, self.sid, n)
         # gRPC length-prefixed messages.
-        if PyByteArray_GET_SIZE(self.rbuf) == 0:
+        if self._rlen() == 0:
             p = data
             have = n
             off = 0
@@ -454,7 +454,12 @@ cdef class _Stream:
         self._append(data, n)
         return self._parse_buffered()
 
+    cdef inline Py_ssize_t _rlen(self):
+        return 0 if self.rbuf is None else PyByteArray_GET_SIZE(self.rbuf)
+
     cdef inline void _append(self, const uint8_t* data, size_t n):
+        if self.rbuf is None:
+            self.rbuf = bytearray()
         cdef Py_ssize_t old = PyByteArray_GET_SIZE(self.rbuf)
         PyByteArray_Resize(self.rbuf, old + <Py_ssize_t>n)
         memcpy(PyByteArray_AS_STRING(self.rbuf) + old, data, n)
@@ -507,7 +512,7 @@ cdef class _Stream:
     cdef void refuse(self, int code, str message):
         """Stop reading this request and answer it with an error status."""
         self.discard = True
-        self.rbuf = bytearray()
+        self.rbuf = None
         self.release_all()
         if self.kind == K_STREAM and self.task is not None:
             self.task.cancel()
@@ -541,7 +546,7 @@ cdef class _Stream:
     cdef void remote_end(self):
         self.remote_closed = True
         if self.kind == K_UNARY or self.kind == K_HTTP:
-            if PyByteArray_GET_SIZE(self.rbuf) and self.kind == K_UNARY:
+            if self.kind == K_UNARY and self._rlen():
                 self.refuse(StatusCode.INTERNAL, "grpc: truncated message")
                 return
             self.conn.ready.append(self)
@@ -555,7 +560,12 @@ cdef class _Stream:
         deadline = None
         if self.timeout >= 0:
             deadline = conn.core.loop.time() + self.timeout
-        return CallContext(self.route[2], self.metadata, conn.peer, deadline)
+        # CallContext without running the dataclass's Python __init__.
+        ctx = _new_context(CallContext)
+        ctx.__dict__ = {"method": self.route[2],
+                        "metadata": {} if self.metadata is None else self.metadata,
+                        "peer": conn.peer, "deadline": deadline}
+        return ctx
 
     cdef void dispatch(self):
         cdef EngineCore core = self.conn.core
@@ -595,8 +605,8 @@ cdef class _Stream:
             self.task.add_done_callback(self._stream_done)
             self._arm_deadline()
         elif self.kind == K_HTTP:
-            body = bytes(self.rbuf)
-            self.rbuf = bytearray()
+            body = b"" if self.rbuf is None else bytes(self.rbuf)
+            self.rbuf = None
             self.release_all()
             self.task = core.loop.create_task(self._http(body))
 
@@ -678,15 +688,12 @@ cdef class _Stream:
 
     cdef void _queue(self, bytes payload):
         cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
-        cdef char prefix[5]
-        prefix[0] = 0
-        prefix[1] = <char>((n >> 24) & 0xFF)
-        prefix[2] = <char>((n >> 16) & 0xFF)
-        prefix[3] = <char>((n >> 8) & 0xFF)
-        prefix[4] = <char>(n & 0xFF)
-        self.out.append(PyBytes_FromStringAndSize(prefix, 5))
-        if n:
-            self.out.append(payload)
+        if self.cur is None and self.hdr_off == self.hdr_len:
+            self._load(payload, True)
+        else:
+            if self.pending is None:
+                self.pending = collections.deque()
+            self.pending.append(payload)
         self.out_bytes += 5 + n
         if not self.headers_sent:
             self._submit_headers()
@@ -731,24 +738,51 @@ cdef class _Stream:
             nghttp2_submit_response(self.conn.session, self.sid, nva, 3, NULL)
         self.conn.on_response_sent()
 
+    cdef inline void _load(self, bytes payload, bint framed):
+        """Make ``payload`` the current outgoing message."""
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+        if framed:
+            self.hdr[0] = 0
+            self.hdr[1] = <char>((n >> 24) & 0xFF)
+            self.hdr[2] = <char>((n >> 16) & 0xFF)
+            self.hdr[3] = <char>((n >> 8) & 0xFF)
+            self.hdr[4] = <char>(n & 0xFF)
+            self.hdr_len = 5
+        else:
+            self.hdr_len = 0
+        self.hdr_off = 0
+        self.cur = payload if n else None
+        self.cur_off = 0
+
     cdef ssize_t fill(self, uint8_t* buf, size_t length, uint32_t* flags):
         """nghttp2 pulls DATA bytes (the data provider's read callback)."""
         cdef size_t done = 0, take, avail
         cdef bytes chunk
         cdef nghttp2_nv nva[2]
         cdef bytes code_b, msg
-        while done < length and self.out:
-            chunk = <bytes>self.out[0]
-            avail = PyBytes_GET_SIZE(chunk) - self.out_off
-            take = length - done
-            if take > avail:
-                take = avail
-            memcpy(buf + done, PyBytes_AS_STRING(chunk) + self.out_off, take)
-            done += take
-            self.out_off += take
-            if <size_t>self.out_off == <size_t>PyBytes_GET_SIZE(chunk):
-                del self.out[0]
-                self.out_off = 0
+        while done < length:
+            if self.hdr_off < self.hdr_len:
+                take = self.hdr_len - self.hdr_off
+                if take > length - done:
+                    take = length - done
+                memcpy(buf + done, self.hdr + self.hdr_off, take)
+                self.hdr_off += take
+                done += take
+            elif self.cur is not None:
+                chunk = self.cur
+                avail = PyBytes_GET_SIZE(chunk) - self.cur_off
+                take = length - done
+                if take > avail:
+                    take = avail
+                memcpy(buf + done, PyBytes_AS_STRING(chunk) + self.cur_off, take)
+                done += take
+                self.cur_off += take
+                if self.cur_off == PyBytes_GET_SIZE(chunk):
+                    self.cur = None
+            elif self.pending:
+                self._load(self.pending.popleft(), True)
+            else:
+                break
         self.out_bytes -= done
         if self.drain_waiter is not None and self.out_bytes <= self.conn.core.stream_high // 2:
             w = self.drain_waiter
@@ -802,9 +836,10 @@ cdef class _Stream:
 
     async def _http(self, bytes body):
         cdef nghttp2_nv* nva
-        headers = {}
-        for n, v in self.raw_headers or ():
-            headers[n.decode("latin-1")] = v.decode("latin-1")
+        headers = {k: (v if type(v) is str else v.decode("latin-1"))
+                   for k, v in (self.metadata or {}).items()}
+        if self.content_type is not None:
+            headers["content-type"] = self.content_type.decode("latin-1")
         try:
             status, rheaders, rbody = await self.conn.call_http(
                 (self.h2method or b"GET").decode("latin-1"),
@@ -837,7 +872,7 @@ cdef class _Stream:
         self.finished = True
         self.send_trailers = False
         if body:
-            self.out.append(body)
+            self._load(body, False)
             self.out_bytes = len(body)
             prd.source.ptr = <void*>self
             prd.read_callback = _data_read
@@ -862,7 +897,9 @@ cdef class _Stream:
             self.drain_waiter = None
             if not w.done():
                 w.set_result(None)
-        self.out = []
+        self.cur = None
+        self.pending = None
+        self.hdr_off = self.hdr_len
         self.out_bytes = 0
 
 
