@@ -14,6 +14,10 @@ Kinds:
   S_MSG      either way: one stream message
   S_CLOSE    worker -> core: client half-closed / cancelled (payload b"c" = cancelled)
   S_END      core -> worker: the server ended the stream (payload as ERR, code 0 = OK)
+  S_CREDIT   worker -> core: u32 count of stream messages handed to the client since
+             the last credit. The core keeps at most STREAM_WINDOW undelivered
+             messages per stream, so a slow client costs bounded memory and never
+             blocks the core (a watcher beyond its window falls back to catch-up).
 """
 from __future__ import annotations
 
@@ -23,7 +27,17 @@ import struct
 HEADER = struct.Struct("<IIHB")
 HSIZE = HEADER.size
 
-REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END = range(8)
+REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT = range(9)
+STREAM_WINDOW = 64
+_U32 = struct.Struct("<I")
+
+
+def pack_credit(n: int) -> bytes:
+    return _U32.pack(n)
+
+
+def unpack_credit(payload: bytes) -> int:
+    return _U32.unpack(payload)[0]
 
 
 def pack_error(code: int, message: str) -> bytes:

@@ -1,10 +1,154 @@
-"""The lessor's interface as the KV applier sees it.
+"""The lessor: leases, their TTLs and the keys attached to them (etcd's lease package).
 
-Until leases are implemented, no lease exists, so a Put naming one fails with
-etcd's "requested lease not found", exactly as etcd answers for an unknown lease.
+State changes (grant, revoke, checkpoint) arrive through the log and are applied in
+the same LMDB transaction as everything else, so every member agrees. Keep-alives
+are leader-local: they only move an in-memory deadline. The leader decides expiry
+(``expired()``) and proposes the revocation through the log.
+
+Checkpoints record each lease's remaining TTL through the log (on by default), so a
+restart or a leader change resumes from what was left rather than granting every
+lease a fresh full TTL.
 """
+from __future__ import annotations
+
+import math
+import struct
+import time
+from typing import Iterable, Optional
+
+from kvcore.api import kv_pb2
+
+MAX_LEASE_TTL = 9_000_000_000  # etcd's MaxLeaseTTL (seconds)
+_REC = struct.Struct(">qq")    # ttl, remaining ttl (0 = none checkpointed)
+_ID = struct.Struct(">q")
 
 
-class NoLeases:
+class Lease:
+    __slots__ = ("id", "ttl", "remaining", "expiry", "keys", "revoking")
+
+    def __init__(self, lease_id: int, ttl: int, remaining: int = 0):
+        self.id = lease_id
+        self.ttl = ttl
+        self.remaining = remaining
+        self.expiry = math.inf  # set when this member starts keeping time for it
+        self.keys: set = set()
+        self.revoking = False
+
+    def remaining_seconds(self, now: float) -> float:
+        return max(0.0, self.expiry - now)
+
+
+class Lessor:
+    def __init__(self, backend, min_ttl: int, clock=time.monotonic):
+        self.b = backend
+        self.min_ttl = min_ttl
+        self.clock = clock
+        self.leases: dict[int, Lease] = {}
+        self.key_lease: dict[bytes, int] = {}
+
+    # ---- startup ----
+
+    def restore(self, store) -> None:
+        """Load leases from LMDB and re-attach their keys from the key space."""
+        now = self.clock()
+        with self.b.env.begin() as txn:
+            for k, v in txn.cursor(db=self.b.lease):
+                lid = _ID.unpack(k)[0]
+                ttl, remaining = _REC.unpack(v)
+                lease = Lease(lid, ttl, remaining)
+                lease.expiry = now + (remaining or ttl)
+                self.leases[lid] = lease
+            if not self.leases:
+                return
+            revs, _ = store.index.revisions(b"\x00", b"\x00", store.current_rev, 0)
+            from kvcore.storage.backend import rev_key
+            for key, main, sub in revs:
+                kv = kv_pb2.KeyValue.FromString(txn.get(rev_key(main, sub), db=store.b.key))
+                if kv.lease and kv.lease in self.leases:
+                    self.leases[kv.lease].keys.add(key)
+                    self.key_lease[key] = kv.lease
+
+    # ---- queries ----
+
     def exists(self, lease_id: int) -> bool:
-        return False
+        return lease_id in self.leases
+
+    def lookup(self, lease_id: int) -> Optional[Lease]:
+        return self.leases.get(lease_id)
+
+    def effective_ttl(self, ttl: int) -> int:
+        return max(ttl, self.min_ttl)
+
+    def time_to_live(self, lease_id: int) -> Optional[tuple[int, int, list]]:
+        """-> (remaining seconds, granted TTL, keys) or None if unknown."""
+        lease = self.leases.get(lease_id)
+        if lease is None:
+            return None
+        return int(lease.remaining_seconds(self.clock())), lease.ttl, sorted(lease.keys)
+
+    def expired(self) -> list[int]:
+        now = self.clock()
+        return [l.id for l in self.leases.values() if not l.revoking and l.expiry <= now]
+
+    # ---- leader-local ----
+
+    def renew(self, lease_id: int) -> int:
+        """Keep-alive: -> the TTL, or 0 when the lease is unknown or already expired."""
+        lease = self.leases.get(lease_id)
+        if lease is None or lease.revoking or lease.expiry <= self.clock():
+            return 0
+        lease.expiry = self.clock() + lease.ttl
+        return lease.ttl
+
+    def checkpoints(self) -> list[tuple[int, int]]:
+        """(id, remaining TTL) of every lease whose remaining time differs from what
+        was last checkpointed."""
+        now = self.clock()
+        out = []
+        for lease in self.leases.values():
+            rem = max(1, math.ceil(lease.remaining_seconds(now)))
+            if not lease.revoking and rem != (lease.remaining or lease.ttl):
+                out.append((lease.id, rem))
+        return out
+
+    # ---- applied through the log (txn: the batch's LMDB write transaction) ----
+
+    def grant(self, txn, lease_id: int, ttl: int) -> Lease:
+        lease = Lease(lease_id, ttl)
+        lease.expiry = self.clock() + ttl
+        self.leases[lease_id] = lease
+        txn.put(_ID.pack(lease_id), _REC.pack(ttl, 0), db=self.b.lease)
+        return lease
+
+    def revoke(self, txn, lease_id: int) -> list[bytes]:
+        """Forget the lease; -> its keys, which the caller deletes in the same txn."""
+        lease = self.leases.pop(lease_id)
+        txn.delete(_ID.pack(lease_id), db=self.b.lease)
+        for k in lease.keys:
+            self.key_lease.pop(k, None)
+        return sorted(lease.keys)
+
+    def checkpoint(self, txn, lease_id: int, remaining: int) -> None:
+        lease = self.leases.get(lease_id)
+        if lease is None:
+            return
+        lease.remaining = remaining
+        txn.put(_ID.pack(lease_id), _REC.pack(lease.ttl, remaining), db=self.b.lease)
+
+    def on_changes(self, changes: Iterable) -> None:
+        """Keep key -> lease attachment in step with applied puts and deletes."""
+        for c in changes:
+            old = self.key_lease.get(c.key, 0)
+            new = c.lease if c.kind == kv_pb2.Event.PUT else 0
+            if old == new:
+                continue
+            if old:
+                lease = self.leases.get(old)
+                if lease is not None:
+                    lease.keys.discard(c.key)
+                del self.key_lease[c.key]
+            if new:
+                lease = self.leases.get(new)
+                if lease is not None:
+                    lease.keys.add(c.key)
+                    self.key_lease[c.key] = new

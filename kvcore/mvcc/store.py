@@ -43,6 +43,7 @@ class Change:
     key: bytes
     kv: bytes            # serialized KeyValue (for DELETE: key + mod_revision)
     prev: Optional[bytes] = None
+    lease: int = 0
 
 
 def _decode(b: bytes) -> kv_pb2.KeyValue:
@@ -117,6 +118,40 @@ class KVStore:
         get = txn.get
         db = self.b.key
         return RangeResult([get(be.rev_key(m, s), db=db) for _, m, s in revs], total, cur)
+
+    def kv_at(self, txn, key: bytes, rev: int) -> Optional[bytes]:
+        """The key's KeyValue bytes as of ``rev`` (None if absent or compacted)."""
+        if rev < max(self.compact_main_rev, 1):
+            return None
+        found = self.index.get(key, rev)
+        if found is None:
+            return None
+        return txn.get(be.rev_key(found[0], found[1]), db=self.b.key)
+
+    def history(self, txn, key: bytes, end: Optional[bytes], from_rev: int,
+                max_events: int) -> tuple[list, int]:
+        """Events of keys in range with revision >= from_rev, in revision order:
+        -> ([(main, kind, kv bytes)], next revision to read). Whole revisions only:
+        stops before a revision that would exceed ``max_events`` (unless it is the
+        first)."""
+        revs = self.index.range_since(key, end, from_rev)
+        out = []
+        cur = txn.cursor(db=self.b.key)
+        last_main = None
+        for main, sub in revs:
+            if len(out) >= max_events and main != last_main:
+                return out, main
+            rk = be.rev_key(main, sub)
+            if not cur.set_range(rk) or cur.key()[:16] != rk:
+                continue  # compacted away meanwhile
+            if len(cur.key()) > 16:
+                k = _decode(cur.value()).key
+                out.append((main, kv_pb2.Event.DELETE,
+                            kv_pb2.KeyValue(key=k, mod_revision=main).SerializeToString()))
+            else:
+                out.append((main, kv_pb2.Event.PUT, cur.value()))
+            last_main = main
+        return out, self.current_rev + 1
 
     def get_kv(self, txn, key: bytes) -> Optional[bytes]:
         found = self.index.get(key, self.current_rev)
@@ -232,7 +267,7 @@ class WriteTxn:
         sub = len(self.changes)
         self.txn.put(be.rev_key(rev, sub), data, db=s.b.key)
         s.index.put(key, rev, sub)
-        self.changes.append(Change(kv_pb2.Event.PUT, key, data, prev))
+        self.changes.append(Change(kv_pb2.Event.PUT, key, data, prev, lease))
         return rev
 
     def delete_range(self, key: bytes, end: Optional[bytes]) -> list[bytes]:

@@ -65,6 +65,23 @@ def _urls(name: str) -> Callable[[Any], list]:
     return conv
 
 
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _duration(name: str) -> Callable[[Any], float]:
+    """Go duration strings ("10m", "1m30s", "500ms") -> seconds."""
+    import re
+
+    def conv(v):
+        s = str(v).strip()
+        parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", s)
+        if not s or "".join(a + b for a, b in parts) != s:
+            raise ConfigError(f"invalid value {v!r} for flag --{name}: expected a duration "
+                              "such as 10m, 30s or 500ms")
+        return sum(float(a) * _UNITS[b] for a, b in parts)
+    return conv
+
+
 def _choice(name: str, choices: tuple) -> Callable[[Any], str]:
     def conv(v):
         if str(v) not in choices:
@@ -102,8 +119,12 @@ FLAGS: dict[str, tuple] = {
     "auto-compaction-retention": ("0", _str, "auto compaction retention (not yet applied)"),
     "auto-compaction-mode": ("periodic", lambda n: _choice(n, ("periodic", "revision")),
                              "auto compaction mode"),
-    "experimental-watch-progress-notify-interval": ("10m", _str,
+    "experimental-watch-progress-notify-interval": ("10m", _duration,
                                                     "interval of watch progress notifications"),
+    "experimental-enable-lease-checkpoint": (True, _bool,
+                                             "persist leases' remaining TTL through the log"),
+    "experimental-lease-checkpoint-interval": ("5m", _duration,
+                                               "how often leases' remaining TTL is checkpointed"),
     "listen-metrics-urls": ("", _str, "additional URLs serving /metrics and /health"),
     "enable-grpc-gateway": (True, _bool, "serve the JSON gateway under /v3/"),
     "workers": (0, lambda n: _int(n, 0), "worker processes terminating client connections "
@@ -135,7 +156,9 @@ class Config:
     log_level: str = "info"
     auto_compaction_retention: str = "0"
     auto_compaction_mode: str = "periodic"
-    experimental_watch_progress_notify_interval: str = "10m"
+    experimental_watch_progress_notify_interval: float = 600.0
+    experimental_enable_lease_checkpoint: bool = True
+    experimental_lease_checkpoint_interval: float = 300.0
     listen_metrics_urls: str = ""
     enable_grpc_gateway: bool = True
     workers: int = 0

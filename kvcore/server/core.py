@@ -23,8 +23,9 @@ from kvcore import ETCD_VERSION
 from kvcore.api import rpc_pb2, wire
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.engine.base import GrpcError, StatusCode
-from kvcore.lease.lessor import NoLeases
+from kvcore.lease.lessor import MAX_LEASE_TTL, Lessor
 from kvcore.mvcc.store import CompactedError, FutureRevError, KVStore, ReadView
+from kvcore.mvcc.watch import WatchHub, WatchStream
 from kvcore.server import kv as kvops
 from kvcore.server.config import Config
 from kvcore.server.membership import Member, cluster_id, initial_members, member_id
@@ -42,10 +43,12 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger("kvcore.core")
 
 OP_PUT, OP_DELETE, OP_TXN, OP_COMPACT = 1, 2, 3, 4
+OP_LEASE_GRANT, OP_LEASE_REVOKE, OP_LEASE_CHECKPOINT = 5, 6, 7
 
 KV = "/etcdserverpb.KV/"
 MAINT = "/etcdserverpb.Maintenance/"
 CLUSTER = "/etcdserverpb.Cluster/"
+LEASE = "/etcdserverpb.Lease/"
 
 
 class MemberData:
@@ -73,6 +76,9 @@ class Core:
         self._persisting = False
         self._since_snapshot = 0
         self.unary: dict[str, Callable] = {}
+        self.streams: dict[str, Callable] = {}
+        self._changes: list = []   # (revision, changes) applied in the current batch
+        self._catchup_scheduled = False
         self._register()
 
     # ---- startup ----
@@ -92,8 +98,12 @@ class Core:
         map_size = max(self.cfg.quota_backend_bytes * 2, 1 << 30)
         self.backend = Backend(self.paths.db_path, map_size=map_size)
         self.store = KVStore(self.backend)
-        self.lessor = NoLeases()
+        ticks = max(1, self.cfg.election_timeout // self.cfg.heartbeat_interval)
+        min_ttl = -(-((3 * ticks) // 2) * self.cfg.heartbeat_interval // 1000)  # etcd's minTTL
+        self.lessor = Lessor(self.backend, max(1, min_ttl))
+        self.lessor.restore(self.store)
         self.kv = kvops.KVApplier(self.store, self.lessor)
+        self.watch_hub = WatchHub(self.store, self._header, self.cfg.max_request_bytes)
         applied = self.store.consistent_index
         last_index = contents.entries[-1][0] if contents.entries else max(
             contents.snapshot_index, applied)
@@ -107,11 +117,17 @@ class Core:
         self.proposer = Proposer(self.loop, self.member_id, int(time.time() * 1000),
                                  self._on_batch)
         self._on_batch()  # persist the leader's empty entry
+        self._timers = [self.loop.create_task(self._lease_expiry_loop()),
+                        self.loop.create_task(self._progress_loop())]
+        if self.cfg.experimental_enable_lease_checkpoint:
+            self._timers.append(self.loop.create_task(self._lease_checkpoint_loop()))
         log.info("member %x of cluster %x: revision %d, applied index %d, term %d",
                  self.member_id, self.cluster_id, self.store.current_rev,
                  self.applied_index, self.node.term)
 
     def close(self) -> None:
+        for t in getattr(self, "_timers", ()):
+            t.cancel()
         self._io.shutdown(wait=True)
         self.wal.close()
         self.backend.close()
@@ -175,8 +191,15 @@ class Core:
                 self.store.set_consistent_index(txn, last[0], last[1])
         if last:
             self.applied_index = last[0]
+        changes, self._changes = self._changes, []
         if replay:
             return
+        if changes:
+            with self.backend.begin_read() as rtxn:
+                for rev, cs in changes:
+                    self.watch_hub.notify(rtxn, rev, cs)
+        if self.watch_hub.unsynced:
+            self.schedule_catch_up()
         waiter = self.proposer.waiter
         for rid, res in results:
             fut = waiter(rid)
@@ -202,9 +225,33 @@ class Core:
             except (CompactedError, FutureRevError) as e:
                 raise kvops.mvcc_error(e)
             rev, body = self.store.current_rev, b""
+            if self.watch_hub.unsynced:
+                self.schedule_catch_up()
+        elif op == OP_LEASE_GRANT:
+            r = rpc_pb2.LeaseGrantRequest.FromString(req)
+            if self.lessor.exists(r.ID):
+                raise etcd_error(EtcdError.LEASE_EXIST)
+            lease = self.lessor.grant(txn, r.ID, self.lessor.effective_ttl(r.TTL))
+            rev = self.store.current_rev
+            body = rpc_pb2.LeaseGrantResponse(ID=lease.id, TTL=lease.ttl).SerializeToString()
+        elif op == OP_LEASE_REVOKE:
+            r = rpc_pb2.LeaseRevokeRequest.FromString(req)
+            if not self.lessor.exists(r.ID):
+                raise etcd_error(EtcdError.LEASE_NOT_FOUND)
+            for key in self.lessor.revoke(txn, r.ID):
+                w.delete_range(key, None)
+            rev, body = w.rev, b""
+        elif op == OP_LEASE_CHECKPOINT:
+            r = rpc_pb2.LeaseCheckpointRequest.FromString(req)
+            for cp in r.checkpoints:
+                self.lessor.checkpoint(txn, cp.ID, cp.remaining_TTL)
+            rev, body = self.store.current_rev, b""
         else:
             raise GrpcError(StatusCode.INTERNAL, f"unknown proposal type {op}")
         w.end()
+        if w.changes:
+            self.lessor.on_changes(w.changes)
+            self._changes.append((w.begin_rev + 1, w.changes))
         return wire.with_header(self._header(rev), body)
 
     def _header(self, rev: int) -> bytes:
@@ -229,6 +276,12 @@ class Core:
         u[MAINT + "HashKV"] = self.hash_kv
         u[MAINT + "Defragment"] = self.defragment
         u[CLUSTER + "MemberList"] = self.member_list
+        u[LEASE + "LeaseGrant"] = self.lease_grant
+        u[LEASE + "LeaseRevoke"] = self.lease_revoke
+        u[LEASE + "LeaseTimeToLive"] = self.lease_time_to_live
+        u[LEASE + "LeaseLeases"] = self.lease_leases
+        self.streams["/etcdserverpb.Watch/Watch"] = self._open_watch
+        self.streams[LEASE + "LeaseKeepAlive"] = lambda st: _KeepAlive(self, st)
 
     def _read(self, fn):
         with self.backend.begin_read() as txn:
@@ -294,9 +347,134 @@ class Core:
         hdr = wire.header(self.cluster_id, self.member_id, 0, self.node.term)
         return wire.with_header(hdr, _without_header(resp))
 
+    # ---- watch ----
+
+    def _open_watch(self, st):
+        ws = WatchStream(self.watch_hub, st)
+        st.on_credit = self.schedule_catch_up
+        return ws
+
+    def schedule_catch_up(self) -> None:
+        if not self._catchup_scheduled:
+            self._catchup_scheduled = True
+            self.loop.call_soon(self._catch_up)
+
+    def _catch_up(self) -> None:
+        self._catchup_scheduled = False
+        if not self.watch_hub.unsynced:
+            return
+        with self.backend.begin_read() as txn:
+            more = self.watch_hub.catch_up(txn)
+        if more:
+            # Watchers with room left still have history: continue next turn;
+            # watchers without room resume when their credit returns.
+            if any(w.stream.can_send() for w in self.watch_hub.unsynced):
+                self.schedule_catch_up()
+
+    async def _progress_loop(self) -> None:
+        interval = self.cfg.experimental_watch_progress_notify_interval
+        while True:
+            await asyncio.sleep(interval)
+            self.watch_hub.progress()
+
+    # ---- leases ----
+
+    def lease_grant(self, req: bytes):
+        r = rpc_pb2.LeaseGrantRequest.FromString(req)
+        if r.TTL > MAX_LEASE_TTL:
+            raise etcd_error(EtcdError.LEASE_TTL_TOO_LARGE)
+        if r.ID == 0:
+            import secrets
+            while r.ID == 0 or self.lessor.exists(r.ID):
+                r.ID = secrets.randbits(63)
+        elif self.lessor.exists(r.ID):
+            raise etcd_error(EtcdError.LEASE_EXIST)
+        return self._propose(OP_LEASE_GRANT, r.SerializeToString())
+
+    def lease_revoke(self, req: bytes):
+        r = rpc_pb2.LeaseRevokeRequest.FromString(req)
+        if not self.lessor.exists(r.ID):
+            raise etcd_error(EtcdError.LEASE_NOT_FOUND)
+        return self._propose(OP_LEASE_REVOKE, req)
+
+    def lease_time_to_live(self, req: bytes):
+        r = rpc_pb2.LeaseTimeToLiveRequest.FromString(req)
+        info = self.lessor.time_to_live(r.ID)
+        if info is None:
+            resp = rpc_pb2.LeaseTimeToLiveResponse(ID=r.ID, TTL=-1)
+        else:
+            ttl, granted, keys = info
+            resp = rpc_pb2.LeaseTimeToLiveResponse(ID=r.ID, TTL=ttl, grantedTTL=granted,
+                                                   keys=keys if r.keys else [])
+        return wire.with_header(self._header(self.store.current_rev), _without_header(resp))
+
+    def lease_leases(self, req: bytes):
+        resp = rpc_pb2.LeaseLeasesResponse(
+            leases=[rpc_pb2.LeaseStatus(ID=i) for i in sorted(self.lessor.leases)])
+        return wire.with_header(self._header(self.store.current_rev), _without_header(resp))
+
+    def renew(self, lease_id: int) -> int:
+        ttl = self.lessor.renew(lease_id)
+        lease = self.lessor.lookup(lease_id)
+        if ttl and lease is not None and lease.remaining:
+            # A checkpointed remaining TTL no longer holds after a renewal.
+            lease.remaining = 0
+            self._propose_internal(OP_LEASE_CHECKPOINT, rpc_pb2.LeaseCheckpointRequest(
+                checkpoints=[rpc_pb2.LeaseCheckpoint(ID=lease_id, remaining_TTL=0)]))
+        return ttl
+
+    def _propose_internal(self, op: int, msg) -> None:
+        fut = self.proposer.propose(op, msg.SerializeToString())
+        fut.add_done_callback(_log_failure)
+
+    async def _lease_expiry_loop(self) -> None:
+        """The leader revokes expired leases through the log (etcd checks every 500 ms)."""
+        while True:
+            await asyncio.sleep(0.5)
+            for lid in self.lessor.expired():
+                lease = self.lessor.lookup(lid)
+                lease.revoking = True
+                fut = self.proposer.propose(OP_LEASE_REVOKE,
+                                            rpc_pb2.LeaseRevokeRequest(ID=lid).SerializeToString())
+                fut.add_done_callback(lambda f, l=lease: _revoke_done(f, l))
+
+    async def _lease_checkpoint_loop(self) -> None:
+        interval = self.cfg.experimental_lease_checkpoint_interval
+        while True:
+            await asyncio.sleep(interval)
+            cps = self.lessor.checkpoints()
+            if cps:
+                self._propose_internal(OP_LEASE_CHECKPOINT, rpc_pb2.LeaseCheckpointRequest(
+                    checkpoints=[rpc_pb2.LeaseCheckpoint(ID=i, remaining_TTL=t) for i, t in cps]))
+
     def health(self) -> Optional[str]:
         """None when healthy, else the reason (etcd's /health)."""
         return None
+
+
+def _log_failure(fut) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("internal proposal failed: %s", fut.exception())
+
+
+def _revoke_done(fut, lease) -> None:
+    if fut.cancelled() or fut.exception() is not None:
+        lease.revoking = False  # try again at the next check
+
+
+class _KeepAlive:
+    """LeaseKeepAlive stream: each request renews a lease (leader-local)."""
+
+    def __init__(self, core: Core, out):
+        self.core = core
+        self.out = out
+
+    def on_message(self, payload: bytes) -> None:
+        r = rpc_pb2.LeaseKeepAliveRequest.FromString(payload)
+        ttl = self.core.renew(r.ID)
+        resp = rpc_pb2.LeaseKeepAliveResponse(ID=r.ID, TTL=ttl)
+        self.out.send(wire.with_header(self.core._header(self.core.store.current_rev),
+                                       _without_header(resp)))
 
 
 def _without_header(msg) -> bytes:

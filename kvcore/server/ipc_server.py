@@ -13,12 +13,48 @@ log = logging.getLogger("kvcore.ipc")
 HEALTH_METHOD = 0xFFFF  # pseudo-method: the worker's /health asks the core
 
 
+class CoreStream:
+    """The core's end of one streaming call relayed by a worker.
+
+    At most STREAM_WINDOW messages are in flight to the worker (it returns credit
+    as the client takes them); ``can_send()`` says whether there is room. Control
+    replies may still be sent without room: they are bounded by what the client asks.
+    """
+
+    __slots__ = ("conn", "sid", "method", "credit", "closed", "handler", "on_credit")
+
+    def __init__(self, conn, sid, method):
+        self.conn = conn
+        self.sid = sid
+        self.method = method
+        self.credit = fr.STREAM_WINDOW
+        self.closed = False
+        self.handler = None
+        self.on_credit = None
+
+    def can_send(self) -> bool:
+        return not self.closed and self.credit > 0
+
+    def send(self, payload: bytes) -> None:
+        if not self.closed:
+            self.credit -= 1
+            self.conn.send(self.sid, self.method, fr.S_MSG, payload)
+
+    def end(self, code: int = 0, message: str = "") -> None:
+        if not self.closed:
+            self.closed = True
+            self.conn.streams.pop(self.sid, None)
+            self.conn.send(self.sid, self.method, fr.S_END, fr.pack_error(code, message))
+
+
 class CoreConnection(fr.FrameProtocol):
     def __init__(self, core, on_hello):
         super().__init__()
         self.core = core
         self._on_hello = on_hello
         self._table = [core.unary.get(p) for p in PATHS]
+        self._stream_table = [core.streams.get(p) for p in PATHS]
+        self.streams: dict[int, CoreStream] = {}
         self.worker_pid = None
 
     def frame_received(self, call_id, method, kind, payload):
@@ -48,9 +84,56 @@ class CoreConnection(fr.FrameProtocol):
                 self.send(call_id, method, fr.RESP, res)
             else:
                 res.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
+        elif kind == fr.S_MSG:
+            st = self.streams.get(call_id)
+            if st is not None:
+                try:
+                    st.handler.on_message(payload)
+                except GrpcError as e:
+                    self._close_stream(st)
+                    st.end(e.code, e.message)
+                except Exception as e:
+                    log.debug("stream %s message failed: %r", PATHS[method], e)
+                    self._close_stream(st)
+                    st.end(StatusCode.INVALID_ARGUMENT, str(e))
+        elif kind == fr.S_CREDIT:
+            st = self.streams.get(call_id)
+            if st is not None:
+                st.credit += fr.unpack_credit(payload)
+                if st.on_credit is not None:
+                    st.on_credit()
+        elif kind == fr.S_OPEN:
+            factory = self._stream_table[method] if method < len(self._stream_table) else None
+            st = CoreStream(self, call_id, method)
+            if factory is None:
+                st.closed = True
+                self.send(call_id, method, fr.S_END, fr.pack_error(
+                    StatusCode.UNIMPLEMENTED, f"unknown method {PATHS[method]}"))
+                return
+            self.streams[call_id] = st
+            st.handler = factory(st)
+        elif kind == fr.S_CLOSE:
+            st = self.streams.pop(call_id, None)
+            if st is not None:
+                self._close_stream(st)
+                if payload != b"c":
+                    st.end()  # client half-closed: the server finishes too
+                st.closed = True
         elif kind == fr.HELLO:
             self.worker_pid = int(payload.decode() or 0)
             self._on_hello(self)
+
+    @staticmethod
+    def _close_stream(st: CoreStream) -> None:
+        closer = getattr(st.handler, "on_close", None)
+        if closer is not None:
+            closer()
+
+    def connection_lost(self, exc):
+        streams, self.streams = self.streams, {}
+        for st in streams.values():
+            st.closed = True
+            self._close_stream(st)
 
     def _done(self, call_id, method, fut):
         if fut.cancelled():

@@ -7,10 +7,22 @@ from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.ipc import framing as fr
 
 
+class _Stream:
+    """The worker's half of one streaming call: messages from the core queue here."""
+
+    __slots__ = ("queue", "ended", "undelivered_credit")
+
+    def __init__(self):
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.ended = False
+        self.undelivered_credit = 0
+
+
 class CoreClient(fr.FrameProtocol):
     def __init__(self, on_lost):
         super().__init__()
         self._pending: dict[int, asyncio.Future] = {}
+        self._streams: dict[int, _Stream] = {}
         self._next = 0
         self._on_lost = on_lost
         self.closed = False
@@ -25,6 +37,11 @@ class CoreClient(fr.FrameProtocol):
         return fut
 
     def frame_received(self, call_id, method, kind, payload):
+        if kind in (fr.S_MSG, fr.S_END):
+            st = self._streams.get(call_id)
+            if st is not None:
+                st.queue.put_nowait((kind, payload))
+            return
         fut = self._pending.pop(call_id, None)
         if fut is None or fut.done():
             return
@@ -34,8 +51,50 @@ class CoreClient(fr.FrameProtocol):
             code, msg = fr.unpack_error(payload)
             fut.set_exception(GrpcError(StatusCode(code), msg))
 
+    # ---- streams ----
+
+    def stream_handler(self, method: int):
+        """An engine stream handler that relays one streaming call to the core."""
+        async def handler(requests, send, ctx):
+            if self.closed:
+                raise GrpcError(StatusCode.UNAVAILABLE, "etcdserver: server stopped")
+            self._next = (self._next + 1) & 0xFFFFFFFF
+            sid = self._next
+            st = self._streams[sid] = _Stream()
+            self.send(sid, method, fr.S_OPEN, b"")
+
+            async def pump():
+                try:
+                    async for msg in requests:
+                        self.send(sid, method, fr.S_MSG, msg)
+                except Exception:  # the client went away; the finally below says so
+                    return
+                self.send(sid, method, fr.S_CLOSE, b"")
+
+            pumper = asyncio.ensure_future(pump())
+            try:
+                while True:
+                    kind, payload = await st.queue.get()
+                    if kind == fr.S_END:
+                        st.ended = True
+                        code, msg = fr.unpack_error(payload)
+                        if code:
+                            raise GrpcError(StatusCode(code), msg)
+                        return
+                    await send(payload)
+                    self.send(sid, method, fr.S_CREDIT, fr.pack_credit(1))
+            finally:
+                pumper.cancel()
+                self._streams.pop(sid, None)
+                if not st.ended and not self.closed:
+                    self.send(sid, method, fr.S_CLOSE, b"c")
+        return handler
+
     def connection_lost(self, exc):
         self.closed = True
+        for st in self._streams.values():
+            st.queue.put_nowait((fr.S_END, fr.pack_error(StatusCode.UNAVAILABLE,
+                                                          "etcdserver: server stopped")))
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():

@@ -56,7 +56,9 @@ async def run(args: dict) -> None:
             return await client.call(mid, request)
         return handler
 
-    methods = MethodTable(unary={p: forward(i) for p, i in METHOD_ID.items() if p not in STREAMING})
+    methods = MethodTable(
+        unary={p: forward(i) for p, i in METHOD_ID.items() if p not in STREAMING},
+        stream={p: client.stream_handler(i) for p, i in METHOD_ID.items() if p in STREAMING})
 
     async def health():
         await client.call(HEALTH_METHOD, b"")
