@@ -180,6 +180,7 @@ cdef class EngineCore:
         nghttp2_session_callbacks_set_on_frame_recv_callback(self.callbacks, _on_frame_recv)
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(self.callbacks, _on_data_chunk)
         nghttp2_session_callbacks_set_on_stream_close_callback(self.callbacks, _on_stream_close)
+        nghttp2_session_callbacks_set_on_frame_send_callback(self.callbacks, _on_frame_send)
         if nghttp2_option_new(&self.option) != 0:
             raise MemoryError()
         nghttp2_option_set_no_auto_window_update(self.option, 1)
@@ -310,6 +311,7 @@ cdef class _Stream:
     cdef bint headers_sent
     cdef bint finished             # no more DATA will be queued
     cdef bint send_trailers
+    cdef bint rst_after            # RST_STREAM(NO_ERROR) once our END_STREAM is out
     cdef int status
     cdef str status_msg
     # Outgoing bytes: the current message (5-byte prefix in hdr, body in cur),
@@ -323,6 +325,7 @@ cdef class _Stream:
     cdef Py_ssize_t out_bytes
     cdef Py_ssize_t accounted      # bytes of this stream in conn.buffered
     cdef Py_ssize_t deferred       # stream window bytes not yet consumed
+    cdef Py_ssize_t queued         # bytes of whole requests a stream handler has not taken
     cdef object task
     cdef object timer
     cdef object drain_waiter
@@ -426,8 +429,9 @@ cdef class _Stream:
             self._append(data, n)
             nghttp2_session_consume_stream(conn.session, self.sid, n)
             return 0
-        # Stream window: deferred while a streaming handler lags behind its requests.
-        if self.kind == K_STREAM and self.accounted > core.stream_high:
+        # Stream window: deferred while a streaming handler lags behind its requests
+        # (whole messages it has not taken yet); a partial message never waits.
+        if self.kind == K_STREAM and self.queued > core.stream_high:
             self.deferred += n
         else:
             nghttp2_session_consume_stream(conn.session, self.sid, n)
@@ -439,7 +443,7 @@ cdef class _Stream:
             while have - off >= 5:
                 length = ((<Py_ssize_t>p[off + 1] << 24) | (<Py_ssize_t>p[off + 2] << 16)
                           | (<Py_ssize_t>p[off + 3] << 8) | <Py_ssize_t>p[off + 4])
-                if self._check_prefix(p[off], length) < 0:
+                if self._check_prefix(p[off], length):
                     return 0
                 if have - off - 5 < length:
                     break
@@ -475,7 +479,7 @@ cdef class _Stream:
             p = <const uint8_t*>PyByteArray_AS_STRING(self.rbuf)
             length = ((<Py_ssize_t>p[1] << 24) | (<Py_ssize_t>p[2] << 16)
                       | (<Py_ssize_t>p[3] << 8) | <Py_ssize_t>p[4])
-            if self._check_prefix(p[0], length) < 0:
+            if self._check_prefix(p[0], length):
                 return 0
             if have - 5 < length:
                 return 0
@@ -486,16 +490,17 @@ cdef class _Stream:
                 return 0
 
     cdef int _check_prefix(self, uint8_t flag, Py_ssize_t length) except -1:
+        """0 if the message may be read; 1 if the call was refused."""
         cdef EngineCore core = self.conn.core
         if length > core.max_recv:
             self.refuse(StatusCode.RESOURCE_EXHAUSTED,
                         "grpc: received message larger than max (%d vs. %d)"
                         % (length, core.max_recv))
-            return -1
+            return 1
         if flag != 0:
             self.refuse(StatusCode.INTERNAL,
                         "grpc: compressed flag set with identity or empty encoding")
-            return -1
+            return 1
         return 0
 
     cdef void _message(self, bytes msg):
@@ -507,6 +512,7 @@ cdef class _Stream:
                 return
             self.msg = msg
         else:
+            self.queued += PyBytes_GET_SIZE(msg) + 5
             self.requests.push(msg)
 
     cdef void refuse(self, int code, str message):
@@ -524,16 +530,17 @@ cdef class _Stream:
         else:
             self.finish(code, message)
             if not self.remote_closed:
-                nghttp2_session_submit_rst(self)
+                self.rst_after = True
 
     cdef void released(self, Py_ssize_t n):
         """A streaming handler took n bytes: give back windows."""
         cdef _Conn conn = self.conn
+        self.queued -= n
         if n > self.accounted:
             n = self.accounted
         self.accounted -= n
         conn.release(n)
-        if self.deferred and self.accounted <= conn.core.stream_high and not self.closed:
+        if self.deferred and self.queued <= conn.core.stream_high and not self.closed:
             nghttp2_session_consume_stream(conn.session, self.sid, self.deferred)
             self.deferred = 0
             conn.schedule_flush()
@@ -575,7 +582,7 @@ cdef class _Stream:
         if self.kind == K_REJECT:
             self.finish(self.err_code, self.err_msg)
             if not self.remote_closed:
-                nghttp2_session_submit_rst(self)
+                self.rst_after = True
             return
         if self.kind == K_UNARY:
             if self.msg is None:
@@ -622,7 +629,7 @@ cdef class _Stream:
             self.task.cancel()
         self.finish(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         if not self.remote_closed:
-            nghttp2_session_submit_rst(self)
+            self.rst_after = True
         self.conn.schedule_flush()
 
     def _unary_done(self, task):
@@ -903,8 +910,18 @@ cdef class _Stream:
         self.out_bytes = 0
 
 
-cdef inline void nghttp2_session_submit_rst(_Stream s):
-    nghttp2_submit_rst_stream(s.conn.session, NGHTTP2_FLAG_NONE, s.sid, NGHTTP2_NO_ERROR)
+cdef int _on_frame_send(nghttp2_session* session, const nghttp2_frame* frame,
+                        void* user_data) noexcept:
+    """After our END_STREAM on a call the client is still sending: reset it
+    (NO_ERROR), as grpc-go does, so the client stops sending. A reset submitted
+    earlier would overtake the response."""
+    cdef void* p
+    if frame.hd.type == NGHTTP2_HEADERS and frame.hd.flags & NGHTTP2_FLAG_END_STREAM:
+        p = nghttp2_session_get_stream_user_data(session, frame.hd.stream_id)
+        if p != NULL and (<_Stream>p).rst_after and not (<_Stream>p).remote_closed:
+            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame.hd.stream_id,
+                                      NGHTTP2_NO_ERROR)
+    return 0
 
 
 @__import__("types").coroutine
