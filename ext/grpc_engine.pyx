@@ -203,12 +203,17 @@ cdef class EngineCore:
 
     def stats(self):
         cdef _Conn c
+        cdef _Stream st
         streams = 0
         buffered = 0
+        out = 0
         for c in self.conns:
             streams += len(c.streams)
             buffered += c.buffered
-        return {"connections": len(self.conns), "streams": streams, "buffered": buffered}
+            for st in c.streams.values():
+                out += st.out_bytes
+        return {"connections": len(self.conns), "streams": streams, "buffered": buffered,
+                "out_bytes": out}
 
     def shutdown_notice(self):
         """First half of graceful shutdown: GOAWAY(2^31-1) to every connection."""

@@ -1,0 +1,45 @@
+"""Pins the compiled engine's small codecs against plain-Python twins."""
+from __future__ import annotations
+
+import urllib.parse
+
+import pytest
+
+from kvcore.engine.native import available
+
+pytestmark = pytest.mark.skipif(not available(), reason="native engine not built")
+
+
+def py_percent_encode(message: str) -> bytes:
+    """gRPC's grpc-message rule: bytes 0x20-0x7E except '%' as is, else %XX."""
+    return "".join(chr(b) if 0x20 <= b <= 0x7E and b != 0x25 else "%%%02X" % b
+                   for b in message.encode()).encode()
+
+
+def py_parse_timeout(value: bytes):
+    units = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+    v = value.decode("latin-1")
+    if not 2 <= len(v) <= 9 or v[-1] not in units or not v[:-1].isdigit():
+        return None
+    return int(v[:-1]) * units[v[-1]]
+
+
+@pytest.mark.parametrize("msg", ["", "plain", "100%", "ünïcode ✓", "a\nb\tc", "%%%", "\x7f\x00"])
+def test_percent_encode_matches_twin_and_decodes_back(msg):
+    from kvcore._ext.grpc_engine import percent_encode
+    enc = percent_encode(msg)
+    assert enc == py_percent_encode(msg)
+    assert urllib.parse.unquote(enc.decode()) == msg
+
+
+@pytest.mark.parametrize("value", [b"1S", b"100m", b"5H", b"99999999n", b"3M", b"250u",
+                                   b"", b"S", b"10", b"10x", b"123456789S", b"-1S", b"1.5S"])
+def test_parse_timeout_matches_twin(value):
+    from kvcore._ext.grpc_engine import parse_timeout
+    assert parse_timeout(value) == py_parse_timeout(value)
+
+
+def test_links_a_libnghttp2_with_the_security_limits():
+    from kvcore._ext.grpc_engine import libnghttp2_version
+    major, minor, _ = (int(x) for x in libnghttp2_version().split(".")[:3])
+    assert (major, minor) >= (1, 52)
