@@ -28,6 +28,7 @@ from kvcore.mvcc.store import CompactedError, FutureRevError, KVStore, ReadView
 from kvcore.mvcc.watch import WatchHub, WatchStream
 from kvcore.server import kv as kvops
 from kvcore.server.config import Config
+from kvcore.server.metrics import CoreMetrics
 from kvcore.server.membership import Member, cluster_id, initial_members, member_id
 from kvcore.server.solo import SoloNode
 from kvcore.storage.backend import Backend
@@ -104,6 +105,7 @@ class Core:
         self.lessor.restore(self.store)
         self.kv = kvops.KVApplier(self.store, self.lessor)
         self.watch_hub = WatchHub(self.store, self._header, self.cfg.max_request_bytes)
+        self.metrics = CoreMetrics(self)
         applied = self.store.consistent_index
         last_index = contents.entries[-1][0] if contents.entries else max(
             contents.snapshot_index, applied)
@@ -148,8 +150,15 @@ class Core:
                 if not self.node.has_ready():
                     break
                 rd = self.node.ready()
+                t0 = time.perf_counter()
                 await self.loop.run_in_executor(self._io, self.wal.save, rd.hard_state, rd.entries)
+                t1 = time.perf_counter()
                 self._apply(rd.committed)
+                m = self.metrics
+                m.wal_fsync.observe(t1 - t0)
+                m.backend_commit.observe(time.perf_counter() - t1)
+                m.batch_size.observe(len(rd.entries))
+                m.proposals_committed.inc(len(rd.committed))
                 self.node.advance(rd)
                 self._since_snapshot += len(rd.committed)
                 if self._since_snapshot >= self.cfg.snapshot_count:
@@ -432,6 +441,7 @@ class Core:
         while True:
             await asyncio.sleep(0.5)
             for lid in self.lessor.expired():
+                self.metrics.lease_expired.inc()
                 lease = self.lessor.lookup(lid)
                 lease.revoking = True
                 fut = self.proposer.propose(OP_LEASE_REVOKE,

@@ -10,7 +10,8 @@ from kvcore.ipc import framing as fr
 
 log = logging.getLogger("kvcore.ipc")
 
-HEALTH_METHOD = 0xFFFF  # pseudo-method: the worker's /health asks the core
+HEALTH_METHOD = 0xFFFF   # pseudo-methods: the worker's /health and /metrics ask the core
+METRICS_METHOD = 0xFFFE
 
 
 class CoreStream:
@@ -65,6 +66,9 @@ class CoreConnection(fr.FrameProtocol):
                     self.send(call_id, method, fr.RESP, b"")
                 else:
                     self.send(call_id, method, fr.ERR, fr.pack_error(StatusCode.UNAVAILABLE, reason))
+                return
+            if method == METRICS_METHOD:
+                self.send(call_id, method, fr.RESP, self.core.metrics.render())
                 return
             handler = self._table[method] if method < len(self._table) else None
             if handler is None:

@@ -97,9 +97,11 @@ def _msg_class(desc):
 class Gateway:
     """``call(method_id, request bytes) -> awaitable response bytes`` reaches the core."""
 
-    def __init__(self, call: Callable[[int, bytes], Awaitable[bytes]], health: Callable):
+    def __init__(self, call: Callable[[int, bytes], Awaitable[bytes]], health: Callable,
+                 metrics: Callable):
         self._call = call
         self._health = health
+        self._metrics = metrics
 
     async def __call__(self, method: str, path: str, headers, body: bytes):
         path = path.split("?", 1)[0]
@@ -112,6 +114,9 @@ class Gateway:
                 return 200, _JSON, b'{"health":"true","reason":""}'
             except GrpcError as e:
                 return 503, _JSON, json.dumps({"health": "false", "reason": e.message}).encode()
+        if path == "/metrics":
+            return 200, [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], \
+                await self._metrics()
         target = ROUTES.get(path)
         if target is None or target in STREAMING:
             return 404, [("Content-Type", "text/plain")], b"404 page not found\n"

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 from kvcore.api.methods import METHOD_ID, STREAMING
 from kvcore.engine.base import MethodTable
-from kvcore.server.ipc_server import HEALTH_METHOD
+from kvcore.server.ipc_server import HEALTH_METHOD, METRICS_METHOD
 from kvcore.worker.client import CoreClient
 from kvcore.worker.gateway import Gateway
 
@@ -63,7 +63,10 @@ async def run(args: dict) -> None:
     async def health():
         await client.call(HEALTH_METHOD, b"")
 
-    gateway = Gateway(client.call, health)
+    async def metrics():
+        return await client.call(METRICS_METHOD, b"")
+
+    gateway = Gateway(client.call, health, metrics)
     # etcd's gRPC server accepts max-request-bytes plus 512 KiB of overhead; larger
     # requests fail in the transport, smaller ones too big for the log fail later.
     max_recv = args["max_request_bytes"] + 512 * 1024
