@@ -31,7 +31,14 @@ from libc.string cimport memcpy, memcmp
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 
+from cpython.ref cimport PyObject, Py_DECREF
 from h2_nghttp2 cimport *
+
+cdef extern from "Python.h":
+    # Python >= 3.10: resume a coroutine without raising StopIteration at its end.
+    # Returns 0 (PYGEN_RETURN: *result is the return value), 1 (PYGEN_NEXT: *result
+    # is what it yielded) or -1 (PYGEN_ERROR: an exception is set).
+    int PyIter_Send(object iter, object arg, PyObject** presult) except? -1
 
 import asyncio
 import base64
@@ -43,6 +50,7 @@ from kvcore.engine.base import CallContext, GrpcError, StatusCode
 log = logging.getLogger("kvcore.engine.native")
 _new_context = object.__new__
 
+cdef bytes _POST = b"POST"
 cdef bytes PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 cdef int PREFACE_LEN = 24
 
@@ -355,7 +363,10 @@ cdef class _Stream:
             if nl == 5 and memcmp(name, b":path", 5) == 0:
                 self.path = value[:vl]
             elif nl == 7 and memcmp(name, b":method", 7) == 0:
-                self.h2method = value[:vl]
+                if vl == 4 and memcmp(value, b"POST", 4) == 0:
+                    self.h2method = _POST
+                else:
+                    self.h2method = value[:vl]
             return 0
         if nl == 12 and memcmp(name, b"content-type", 12) == 0:
             self.grpc_ct = vl >= 16 and memcmp(value, b"application/grpc", 16) == 0
@@ -398,7 +409,7 @@ cdef class _Stream:
                 self.discard = True
                 self.conn.ready.append(self)
                 return
-            if self.h2method != b"POST":
+            if self.h2method is not _POST:
                 self.kind = K_REJECT
                 self.discard = True
                 self.err_code = StatusCode.INTERNAL
@@ -581,6 +592,8 @@ cdef class _Stream:
 
     cdef void dispatch(self):
         cdef EngineCore core = self.conn.core
+        cdef PyObject* res = NULL
+        cdef int r
         if self.dispatched or self.closed:
             return
         self.dispatched = True
@@ -599,14 +612,16 @@ cdef class _Stream:
             coro = self.route[1](msg, self.context())
             if core.eager:
                 try:
-                    yielded = coro.send(None)
-                except StopIteration as e:
-                    self.reply(e.value)
-                    return
+                    r = PyIter_Send(coro, None, &res)
                 except BaseException as e:
                     self.fail(e)
                     return
-                self.task = core.loop.create_task(_resume(coro, yielded))
+                value = <object>res
+                Py_DECREF(value)
+                if r == 0:
+                    self.reply(value)
+                    return
+                self.task = core.loop.create_task(_resume(coro, value))
             else:
                 self.task = core.loop.create_task(coro)
             self.task.add_done_callback(self._unary_done)

@@ -9,7 +9,8 @@ servers return a ``--size``-byte message (5-byte prefix + size bytes of DATA, pl
 grpc-status trailers); nghttpd serves a file of ``size + 5`` bytes. The gRPC
 request is a framed 10-byte message, sent by h2load as POST with
 content-type application/grpc. Prints each round and the median of the per-round
-ratios native/other.
+ratios native/other, and the server process's CPU time per call (utime+stime
+from /proc, robust to a busy host).
 """
 from __future__ import annotations
 
@@ -57,6 +58,13 @@ def start(target: str, port: int, size: int, tmp: str) -> subprocess.Popen:
     return p
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (and its waited-for children), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def h2load(target: str, port: int, n: int, c: int, m: int, req: str) -> float:
     if target == "nghttpd":
         cmd = ["h2load", "-n", str(n), "-c", str(c), "-m", str(m), f"http://127.0.0.1:{port}/f"]
@@ -96,16 +104,20 @@ def main() -> None:
         for t in targets:   # warm up
             h2load(t, ports[t], 2000, a.c, a.m, req)
         results = {t: [] for t in targets}
+        cpu = {t: [] for t in targets}
         for r in range(a.rounds):
             order = targets if r % 2 == 0 else list(reversed(targets))
             for t in order:
                 n = a.grpcio_n if t == "grpcio" else a.n
+                c0 = cpu_seconds(procs[t].pid)
                 results[t].append(h2load(t, ports[t], n, a.c, a.m, req))
+                cpu[t].append((cpu_seconds(procs[t].pid) - c0) / n * 1e6)
             print(f"round {r + 1}: " + "  ".join(f"{t}={results[t][-1]:,.0f}/s" for t in targets),
                   flush=True)
         print(f"h2load -c {a.c} -m {a.m}, {a.size}-byte responses, {a.rounds} rounds")
         for t in targets:
-            print(f"  {t:8s} median {statistics.median(results[t]):>10,.0f} req/s")
+            print(f"  {t:8s} median {statistics.median(results[t]):>10,.0f} req/s, "
+                  f"server CPU {statistics.median(cpu[t]):6.1f} us/call")
         if "native" in targets:
             for t in targets:
                 if t == "native":
