@@ -38,6 +38,11 @@ except ImportError as exc:  # not built, or libnghttp2 missing at run time
     IMPORT_ERROR = exc
 
 
+class NativeEngineUnavailable(ImportError):
+    """The compiled engine cannot load (not built, or libnghttp2 missing); an
+    ImportError so callers that fall back on ImportError keep working."""
+
+
 def available() -> bool:
     return _core is not None
 
@@ -59,7 +64,7 @@ class NativeEngine:
                  keepalive_min_time: float = 5.0,
                  eager: bool = True):
         if _core is None:
-            raise RuntimeError(f"native gRPC engine unavailable: {IMPORT_ERROR}")
+            raise NativeEngineUnavailable(f"native gRPC engine unavailable: {IMPORT_ERROR}")
         self._core = _core.EngineCore(
             methods, http,
             max_receive_message_length=max_receive_message_length,

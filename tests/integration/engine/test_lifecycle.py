@@ -142,3 +142,13 @@ class TestEngineSwitch(unittest.TestCase):
             self.assertIn("falling back to grpcio", logs.output[0])
         finally:
             native._core, native.IMPORT_ERROR = saved
+
+    def test_unavailable_native_engine_raises_import_error(self):
+        from kvcore.engine import native
+        saved = native._core, native.IMPORT_ERROR
+        native._core, native.IMPORT_ERROR = None, ImportError("missing")
+        try:
+            with self.assertRaises(ImportError):
+                NativeEngine(MethodTable())
+        finally:
+            native._core, native.IMPORT_ERROR = saved
