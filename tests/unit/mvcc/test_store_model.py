@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from kvcore.api import kv_pb2, rpc_pb2
 from kvcore.api.errors import EtcdError
 from kvcore.engine.base import GrpcError
-from kvcore.lease.lessor import NoLeases
+from kvcore.lease.lessor import Lessor
 from kvcore.mvcc.store import KVStore, ReadView
 from kvcore.server.kv import KVApplier
 from kvcore.storage.backend import Backend
@@ -81,7 +81,7 @@ def test_store_agrees_with_model(tmp_path_factory, ops):
     d = tmp_path_factory.mktemp("mvcc")
     backend = Backend(str(d / "db"), map_size=64 << 20)
     store = KVStore(backend)
-    kv = KVApplier(store, NoLeases())
+    kv = KVApplier(store, Lessor(backend, 1))
     model = Model()
 
     def write(fn):
@@ -162,7 +162,7 @@ def test_store_agrees_with_model(tmp_path_factory, ops):
         backend.close()
         backend = Backend(str(d / "db"), map_size=64 << 20)
         store = KVStore(backend)
-        kv = KVApplier(store, NoLeases())
+        kv = KVApplier(store, Lessor(backend, 1))
         assert store.current_rev == model.rev
         check_reads()
     finally:
