@@ -143,6 +143,9 @@ cdef class EngineCore:
     cdef public Py_ssize_t stream_high
     cdef public double ping_min_time
     cdef public int ping_max_strikes
+    cdef public double keepalive_time
+    cdef public double keepalive_timeout
+    cdef object sweeper
     cdef public bint eager
     cdef public set conns
     cdef public object loop
@@ -159,7 +162,8 @@ cdef class EngineCore:
                  initial_window_size=1 << 20, connection_window_size=16 << 20,
                  max_header_list_size=16 << 10, connection_buffer_budget=16 << 20,
                  stream_write_high_water=256 << 10, ping_min_time=5.0,
-                 ping_max_strikes=2, eager=True):
+                 ping_max_strikes=2, keepalive_time=7200.0, keepalive_timeout=20.0,
+                 eager=True):
         self.routes = {}
         for path, fn in methods.unary.items():
             self.routes[path.encode()] = (K_UNARY, fn, path)
@@ -176,6 +180,9 @@ cdef class EngineCore:
         self.stream_high = stream_write_high_water
         self.ping_min_time = ping_min_time
         self.ping_max_strikes = ping_max_strikes
+        self.keepalive_time = keepalive_time
+        self.keepalive_timeout = keepalive_timeout
+        self.sweeper = None
         self.eager = eager
         self.conns = set()
         self.loop = None
@@ -242,6 +249,28 @@ cdef class EngineCore:
         for c in self.conns:
             n += len(c.streams) + c.h1_busy
         return n
+
+    def start_keepalive(self):
+        """Server keepalive (etcd's --grpc-keepalive-interval/-timeout): a connection
+        silent for keepalive_time gets a PING; one still silent keepalive_timeout
+        later is closed. One sweep over all connections every few seconds."""
+        if self.keepalive_time > 0 and self.sweeper is None:
+            self.sweeper = self.loop.call_later(self._sweep_period(), self._sweep)
+
+    def stop_keepalive(self):
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
+
+    cdef double _sweep_period(self):
+        return max(0.05, min(self.keepalive_time, self.keepalive_timeout) / 2)
+
+    def _sweep(self):
+        cdef _Conn c
+        now = self.loop.time()
+        for c in list(self.conns):
+            c.keepalive(now)
+        self.sweeper = self.loop.call_later(self._sweep_period(), self._sweep)
 
     def abort_all(self):
         cdef _Conn c
@@ -1100,6 +1129,8 @@ cdef class _Conn:
     cdef Py_ssize_t buffered
     cdef Py_ssize_t conn_deferred
     cdef double last_ping
+    cdef double last_rx            # loop time of the last bytes received
+    cdef double ping_sent_at       # our keepalive PING in flight since (< 0: none)
     cdef int ping_strikes
     cdef object flush_cb
     # HTTP/1.x
@@ -1116,6 +1147,7 @@ cdef class _Conn:
         self.ready = []
         self.peer = ""
         self.last_ping = -1.0
+        self.ping_sent_at = -1.0
         self.flush_cb = self._flush_soon
 
     def __dealloc__(self):
@@ -1127,15 +1159,14 @@ cdef class _Conn:
 
     def connection_made(self, transport):
         self.transport = transport
+        self.last_rx = self.core.loop.time()
         self.core.conns.add(self)
         pn = transport.get_extra_info("peername")
         if pn:
             self.peer = ("ipv6:[%s]:%d" % pn[:2]) if ":" in pn[0] else "ipv4:%s:%d" % pn[:2]
 
     def data_received(self, data):
-        cdef const uint8_t* p
-        cdef ssize_t rv
-        cdef Py_ssize_t n
+        self.last_rx = self.core.loop.time()
         if self.mode == M_H2:
             self._h2_recv(data)
         elif self.mode == M_SNIFF:
@@ -1282,6 +1313,23 @@ cdef class _Conn:
                 self.goaway(NGHTTP2_ENHANCE_YOUR_CALM, b"too_many_pings")
                 self.close_after_flush = True
         self.last_ping = now
+
+    cdef void keepalive(self, double now):
+        cdef EngineCore core = self.core
+        if self.mode != M_H2 or self.session == NULL:
+            return
+        if self.ping_sent_at >= 0:
+            if self.last_rx >= self.ping_sent_at:   # uvloop caches time per turn
+                self.ping_sent_at = -1.0
+            elif now - self.ping_sent_at > core.keepalive_timeout:
+                log.info("closing %s: no keepalive answer in %.1fs", self.peer,
+                         core.keepalive_timeout)
+                self.abort()
+            return
+        if now - self.last_rx >= core.keepalive_time:
+            self.ping_sent_at = now
+            nghttp2_submit_ping(self.session, NGHTTP2_FLAG_NONE, NULL)
+            self.flush()
 
     cdef inline void on_response_sent(self):
         self.ping_strikes = 0

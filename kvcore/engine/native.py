@@ -62,6 +62,8 @@ class NativeEngine:
                  connection_buffer_budget: int = 16 << 20,
                  stream_write_high_water: int = 256 << 10,
                  keepalive_min_time: float = 5.0,
+                 keepalive_time: float = 7200.0,
+                 keepalive_timeout: float = 20.0,
                  eager: bool = True):
         if _core is None:
             raise NativeEngineUnavailable(f"native gRPC engine unavailable: {IMPORT_ERROR}")
@@ -75,7 +77,8 @@ class NativeEngine:
             max_header_list_size=max_header_list_size,
             connection_buffer_budget=connection_buffer_budget,
             stream_write_high_water=stream_write_high_water,
-            ping_min_time=keepalive_min_time, eager=eager)
+            ping_min_time=keepalive_min_time, keepalive_time=keepalive_time,
+            keepalive_timeout=keepalive_timeout, eager=eager)
         self._server: Optional[asyncio.AbstractServer] = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = True,
@@ -95,6 +98,7 @@ class NativeEngine:
             self._server = await loop.create_server(
                 self._core.protocol, host, port, reuse_port=reuse_port or None,
                 ssl=ssl_context, backlog=1024)
+        self._core.start_keepalive()
         return self._server.sockets[0].getsockname()[1]
 
     async def stop(self, grace: float = 1.0) -> None:
@@ -104,6 +108,7 @@ class NativeEngine:
             return
         server, self._server = self._server, None
         server.close()
+        self._core.stop_keepalive()
         loop = asyncio.get_running_loop()
         self._core.shutdown_notice()
         await asyncio.sleep(min(0.05, grace))     # ~1 RTT for in-flight HEADERS

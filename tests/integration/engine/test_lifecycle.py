@@ -17,8 +17,8 @@ from kvcore.engine.base import MethodTable
 from kvcore.engine.grpcio_engine import GrpcioEngine
 from kvcore.engine.native import NativeEngine, available, create_engine
 
-from .support import (GOAWAY, HOST, Probe, ServerThread, h2_connect, http_handler,
-                      make_methods, read_frames, wait_for)
+from .support import (ACK, GOAWAY, HOST, PING, Probe, ServerThread, frame, h2_connect,
+                      http_handler, make_methods, read_frames, wait_for)
 
 ident = (lambda x: x)
 
@@ -63,6 +63,38 @@ class TestGracefulStop(unittest.TestCase):
                 fut.result()
         finally:
             channel.close()
+
+
+@unittest.skipUnless(available(), "native engine not built")
+class TestServerKeepalive(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ServerThread(lambda: NativeEngine(
+            make_methods(Probe()), keepalive_time=0.2, keepalive_timeout=0.4)).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_silent_client_is_pinged_then_closed(self):
+        with h2_connect(self.server.port) as s:
+            frames, _ = read_frames(s, until=lambda f: f[0] == PING and not f[1] & ACK,
+                                    timeout=10)
+            self.assertTrue(any(f[0] == PING and not f[1] & ACK for f in frames))
+            _, eof = read_frames(s, timeout=10)      # no answer: the server hangs up
+            self.assertTrue(eof)
+
+    def test_client_answering_pings_stays(self):
+        with h2_connect(self.server.port) as s:
+            for _ in range(3):
+                frames, eof = read_frames(
+                    s, until=lambda f: f[0] == PING and not f[1] & ACK, timeout=10)
+                self.assertFalse(eof)
+                ping = [f for f in frames if f[0] == PING and not f[1] & ACK][-1]
+                s.sendall(frame(PING, ACK, 0, ping[3]))
+            self.assertTrue(wait_for(lambda: self.server.call(
+                lambda: self.server.engine.stats()["connections"]) >= 1))
 
 
 def _make_cert(tmp: str):
