@@ -99,7 +99,11 @@ class Network:
 
     def send(self, *msgs) -> None:
         q = list(msgs)
+        budget = 100000
         while q:
+            budget -= 1
+            if budget < 0:
+                raise AssertionError("network did not quiesce (livelock?)")
             m = q.pop(0)
             p = self.peers.get(m.to)
             if p is None:
