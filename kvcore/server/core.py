@@ -13,7 +13,7 @@ is applied, so a read that starts after the acknowledgement sees it.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import json
 import logging
 import os
 import time
@@ -29,8 +29,11 @@ from kvcore.mvcc.watch import WatchHub, WatchStream
 from kvcore.server import kv as kvops
 from kvcore.server.config import Config
 from kvcore.server.metrics import CoreMetrics
-from kvcore.server.membership import Member, cluster_id, initial_members, member_id
-from kvcore.server.solo import SoloNode
+from kvcore.raft import codec as rcodec
+from kvcore.raft.types import ConfChangeType, EntryConfChange
+from kvcore.server.membership import (Member, Membership, cluster_id, initial_members,
+                                      member_id)
+from kvcore.server.raftnode import RaftDriver, bootstrap_entries
 from kvcore.storage.backend import Backend
 from kvcore.storage.wal import WAL, WalContents
 
@@ -45,6 +48,7 @@ log = logging.getLogger("kvcore.core")
 
 OP_PUT, OP_DELETE, OP_TXN, OP_COMPACT = 1, 2, 3, 4
 OP_LEASE_GRANT, OP_LEASE_REVOKE, OP_LEASE_CHECKPOINT = 5, 6, 7
+OP_MEMBER_ATTR = 8
 
 KV = "/etcdserverpb.KV/"
 MAINT = "/etcdserverpb.Maintenance/"
@@ -67,148 +71,137 @@ class Core:
         self.cfg = cfg
         self.loop = asyncio.get_event_loop()
         self.paths = MemberData(cfg.data_dir, cfg.wal_dir)
-        self.members = initial_members(cfg.initial_cluster_map(), cfg.initial_cluster_token)
+        self.initial = initial_members(cfg.initial_cluster_map(), cfg.initial_cluster_token)
         self.member_id = member_id(cfg.initial_advertise_peer_urls, cfg.initial_cluster_token)
-        self.cluster_id = cluster_id([m.id for m in self.members])
-        for m in self.members:
-            if m.id == self.member_id:
-                m.client_urls = list(cfg.advertise_client_urls)
-        self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wal")
-        self._persisting = False
-        self._since_snapshot = 0
+        self.cluster_id = cluster_id([m.id for m in self.initial])
         self.unary: dict[str, Callable] = {}
         self.streams: dict[str, Callable] = {}
         self._changes: list = []   # (revision, changes) applied in the current batch
         self._catchup_scheduled = False
+        self._last_snapshot = 0
+        self.transport = None
+        self.stopped = self.loop.create_future()   # set when this member must stop
         self._register()
 
     # ---- startup ----
 
     def open(self) -> None:
+        cfg = self.cfg
         os.makedirs(self.paths.snap_dir, exist_ok=True)
-        os.chmod(self.cfg.data_dir, 0o700)
+        os.chmod(cfg.data_dir, 0o700)
         self.wal = WAL(self.paths.wal_dir)
         contents: WalContents = self.wal.open(self.member_id, self.cluster_id)
         if contents.member_id and contents.member_id != self.member_id:
-            raise SystemExit(f"data dir {self.cfg.data_dir} belongs to member "
+            raise SystemExit(f"data dir {cfg.data_dir} belongs to member "
                              f"{contents.member_id:x}, not {self.member_id:x} (check --name, "
                              "--initial-advertise-peer-urls and --initial-cluster-token)")
+        if contents.cluster_id and contents.cluster_id != self.cluster_id:
+            self.cluster_id = contents.cluster_id  # joined an existing cluster earlier
         if contents.repaired_bytes:
             log.warning("WAL: repaired a torn tail (%d bytes of an unfinished write dropped)",
                         contents.repaired_bytes)
-        map_size = max(self.cfg.quota_backend_bytes * 2, 1 << 30)
+        map_size = max(cfg.quota_backend_bytes * 2, 1 << 30)
         self.backend = Backend(self.paths.db_path, map_size=map_size)
+        self._open_state()
+        self.metrics = CoreMetrics(self)
+        applied = self.store.consistent_index
+        self._last_snapshot = contents.snapshot_index
+        fresh = not contents.entries and not contents.snapshot_index and not applied
+        bootstrap = None
+        if fresh and cfg.initial_cluster_state == "new":
+            bootstrap = bootstrap_entries(self.initial)
+        self.raft = RaftDriver(
+            self.member_id, self.wal, self.paths.snap_dir,
+            election_tick=max(2, cfg.election_timeout // cfg.heartbeat_interval),
+            heartbeat_ms=cfg.heartbeat_interval, apply=self._apply_ready,
+            on_leader_change=self._leader_changed, transport=self.transport)
+        self.raft.restore(contents, applied, bootstrap)
+        self.proposer = Proposer(self.loop, self.member_id, int(time.time() * 1000),
+                                 self.raft.wake)
+        self.raft.proposer = self.proposer
+        self.raft.start()
+        self._timers = [self.loop.create_task(self._lease_expiry_loop()),
+                        self.loop.create_task(self._progress_loop())]
+        if cfg.experimental_enable_lease_checkpoint:
+            self._timers.append(self.loop.create_task(self._lease_checkpoint_loop()))
+        log.info("member %x of cluster %x: revision %d, applied index %d, term %d",
+                 self.member_id, self.cluster_id, self.store.current_rev, applied,
+                 self.raft.term)
+
+    def _open_state(self) -> None:
+        """Everything derived from the backend (again after a snapshot install)."""
         self.store = KVStore(self.backend)
         ticks = max(1, self.cfg.election_timeout // self.cfg.heartbeat_interval)
         min_ttl = -(-((3 * ticks) // 2) * self.cfg.heartbeat_interval // 1000)  # etcd's minTTL
         self.lessor = Lessor(self.backend, max(1, min_ttl))
         self.lessor.restore(self.store)
         self.kv = kvops.KVApplier(self.store, self.lessor)
-        self.watch_hub = WatchHub(self.store, self._header, self.cfg.max_request_bytes)
-        self.metrics = CoreMetrics(self)
-        applied = self.store.consistent_index
-        last_index = contents.entries[-1][0] if contents.entries else max(
-            contents.snapshot_index, applied)
-        self.node = SoloNode(self.member_id, contents.state, last_index)
-        # Replay what the WAL has beyond the backend's applied index.
-        todo = [e for e in contents.entries if e[0] > applied]
-        if todo:
-            self._apply(todo, replay=True)
-            log.info("replayed %d WAL entries (%d..%d)", len(todo), todo[0][0], todo[-1][0])
-        self.applied_index = max(applied, todo[-1][0] if todo else 0)
-        self.proposer = Proposer(self.loop, self.member_id, int(time.time() * 1000),
-                                 self._on_batch)
-        self._on_batch()  # persist the leader's empty entry
-        self._timers = [self.loop.create_task(self._lease_expiry_loop()),
-                        self.loop.create_task(self._progress_loop())]
-        if self.cfg.experimental_enable_lease_checkpoint:
-            self._timers.append(self.loop.create_task(self._lease_checkpoint_loop()))
-        log.info("member %x of cluster %x: revision %d, applied index %d, term %d",
-                 self.member_id, self.cluster_id, self.store.current_rev,
-                 self.applied_index, self.node.term)
+        self.membership = Membership(self.backend)
+        if hasattr(self, "watch_hub"):
+            self.watch_hub.store = self.store
+        else:
+            self.watch_hub = WatchHub(self.store, self._header, self.cfg.max_request_bytes)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for t in getattr(self, "_timers", ()):
             t.cancel()
-        self._io.shutdown(wait=True)
+        if hasattr(self, "raft"):
+            await self.raft.stop()
         self.wal.close()
         self.backend.close()
 
-    # ---- write path ----
+    @property
+    def applied_index(self) -> int:
+        return self.raft.applied
 
-    def _on_batch(self) -> None:
-        if not self._persisting:
-            self._persisting = True
-            self.loop.create_task(self._persist_loop())
+    # ---- applying what Raft committed ----
 
-    async def _persist_loop(self) -> None:
-        try:
-            while True:
-                datas = self.proposer.take()
-                if datas:
-                    self.node.propose(datas)
-                if not self.node.has_ready():
-                    break
-                rd = self.node.ready()
-                t0 = time.perf_counter()
-                await self.loop.run_in_executor(self._io, self.wal.save, rd.hard_state, rd.entries)
-                t1 = time.perf_counter()
-                self._apply(rd.committed)
-                m = self.metrics
-                m.wal_fsync.observe(t1 - t0)
-                m.backend_commit.observe(time.perf_counter() - t1)
-                m.batch_size.observe(len(rd.entries))
-                m.proposals_committed.inc(len(rd.committed))
-                self.node.advance(rd)
-                self._since_snapshot += len(rd.committed)
-                if self._since_snapshot >= self.cfg.snapshot_count:
-                    await self._snapshot()
-        except BaseException:
-            log.exception("fatal error in the write path; stopping the member")
-            os._exit(1)  # fail-stop: a restart replays the WAL
-        finally:
-            self._persisting = False
+    def _leader_changed(self, old: int, new: int) -> None:
+        if new == self.member_id:
+            self.loop.call_soon(self._publish_self)
 
-    async def _snapshot(self) -> None:
-        """Make LMDB durable up to the applied index, then let the WAL go."""
-        index, term = self.applied_index, self.node.term
-        self._since_snapshot = 0
+    def _apply_ready(self, snapshot, entries: list) -> None:
+        if snapshot is not None:
+            self._install_snapshot(snapshot)
+        if entries:
+            self._apply(entries)
+        applied = self.raft.applied if not entries else entries[-1].index
+        if applied - self._last_snapshot >= self.cfg.snapshot_count:
+            self._last_snapshot = applied
+            self.loop.create_task(self.raft.snapshot(applied, self.backend.sync))
 
-        def work():
-            self.backend.sync()
-            self.wal.save_snapshot(index, term)
-            return self.wal.release_before(index)
+    def _install_snapshot(self, snapshot) -> None:
+        raise RuntimeError("snapshot install is not supported yet")
 
-        removed = await self.loop.run_in_executor(self._io, work)
-        log.info("snapshot at index %d; released %d WAL segment(s)", index, removed)
-
-    def _apply(self, entries: list, replay: bool = False) -> None:
+    def _apply(self, entries: list) -> None:
         results = []
-        last = None
+        consistent = self.store.consistent_index
+        conf_changed = False
         with self.backend.begin_write() as txn:
-            for index, term, _etype, data in entries:
-                last = (index, term)
-                if not data:
+            for e in entries:
+                if e.type == EntryConfChange:
+                    self._apply_conf_change(txn, e, e.index <= consistent)
+                    conf_changed = True
                     continue
-                rid, op, req = decode_entry_data(data)
+                if e.index <= consistent or not e.data:
+                    continue  # already in the backend (replay), or a leader's empty entry
+                rid, op, req = decode_entry_data(e.data)
                 try:
-                    res = self._apply_op(txn, op, req, term)
-                except GrpcError as e:
-                    res = e
+                    res = self._apply_op(txn, op, req, e.term)
+                except GrpcError as err:
+                    res = err
                 results.append((rid, res))
-            if last:
-                self.store.set_consistent_index(txn, last[0], last[1])
-        if last:
-            self.applied_index = last[0]
+            last = entries[-1]
+            if last.index > consistent:
+                self.store.set_consistent_index(txn, last.index, last.term)
         changes, self._changes = self._changes, []
-        if replay:
-            return
         if changes:
             with self.backend.begin_read() as rtxn:
                 for rev, cs in changes:
                     self.watch_hub.notify(rtxn, rev, cs)
         if self.watch_hub.unsynced:
             self.schedule_catch_up()
+        self.metrics.proposals_committed.inc(len(entries))
         waiter = self.proposer.waiter
         for rid, res in results:
             fut = waiter(rid)
@@ -218,6 +211,54 @@ class Core:
                 fut.set_exception(res)
             else:
                 fut.set_result(res)
+        if conf_changed:
+            self._conf_changed()
+
+    def _apply_conf_change(self, txn, e, replayed: bool) -> None:
+        cc = rcodec.decode_conf_change(e.data)
+        self.raft.conf_state = self.raft.node.apply_conf_change(cc)
+        if replayed:
+            return
+        for ch in cc.changes:
+            if ch.type in (ConfChangeType.AddNode, ConfChangeType.AddLearnerNode,
+                           ConfChangeType.UpdateNode):
+                m = Member.from_json(cc.context) if cc.context else None
+                old = self.membership.members.get(ch.node_id)
+                if m is None or m.id != ch.node_id:
+                    m = old or Member(ch.node_id, "", [])
+                if old is not None:  # promotion or peer-URL update keeps the rest
+                    m.name = m.name or old.name
+                    m.client_urls = m.client_urls or old.client_urls
+                m.is_learner = ch.type == ConfChangeType.AddLearnerNode or (
+                    ch.type == ConfChangeType.UpdateNode and old is not None and old.is_learner)
+                self.membership.save(txn, m)
+            elif ch.type == ConfChangeType.RemoveNode:
+                self.membership.remove(txn, ch.node_id)
+        # Members' own waiters (MemberAdd etc.) are resolved by the cluster service.
+        waiter = getattr(self, "_conf_waiters", {}).pop(e.data, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(e.index)
+
+    def _conf_changed(self) -> None:
+        if self.transport is not None:
+            self.transport.set_members(self.membership.sorted())
+        if self.member_id in self.membership.removed:
+            log.warning("this member has been permanently removed from the cluster; stopping")
+            if not self.stopped.done():
+                self.stopped.set_result("removed")
+        cs = self.raft.conf_state
+        if cs.voters == [self.member_id] and not cs.learners and not self.raft.lead:
+            self.raft.campaign_soon()
+
+    def _publish_self(self) -> None:
+        """Record this member's name and client URLs through the log (etcd's publish)."""
+        m = self.membership.members.get(self.member_id)
+        want = (self.cfg.name, list(self.cfg.advertise_client_urls))
+        if m is not None and (m.name, m.client_urls) == want:
+            return
+        req = json.dumps({"id": self.member_id, "name": want[0], "clientURLs": want[1]}).encode()
+        fut = self.proposer.propose(OP_MEMBER_ATTR, req)
+        fut.add_done_callback(_log_failure)
 
     def _apply_op(self, txn, op: int, req: bytes, term: int) -> bytes:
         w = self.store.write(txn)
@@ -250,6 +291,13 @@ class Core:
             for key in self.lessor.revoke(txn, r.ID):
                 w.delete_range(key, None)
             rev, body = w.rev, b""
+        elif op == OP_MEMBER_ATTR:
+            d = json.loads(req)
+            m = self.membership.members.get(d["id"])
+            if m is not None:
+                m.name, m.client_urls = d["name"], list(d["clientURLs"])
+                self.membership.save(txn, m)
+            rev, body = self.store.current_rev, b""
         elif op == OP_LEASE_CHECKPOINT:
             r = rpc_pb2.LeaseCheckpointRequest.FromString(req)
             for cp in r.checkpoints:
@@ -264,12 +312,42 @@ class Core:
         return wire.with_header(self._header(rev), body)
 
     def _header(self, rev: int) -> bytes:
-        return wire.header(self.cluster_id, self.member_id, rev, self.node.term)
+        return wire.header(self.cluster_id, self.member_id, rev, self.raft.term)
+
+    @property
+    def request_timeout(self) -> float:
+        """etcd's: 5 s plus two election timeouts."""
+        return 5.0 + 2 * self.cfg.election_timeout / 1000.0
 
     def _propose(self, op: int, req: bytes):
         if len(req) > self.cfg.max_request_bytes:
             raise etcd_error(EtcdError.REQUEST_TOO_LARGE)
-        return self.proposer.propose(op, req)
+        if not self.raft.lead:
+            raise etcd_error(EtcdError.NO_LEADER)
+        fut = self.proposer.propose(op, req)
+        self.loop.call_later(self.request_timeout, _expire, fut)
+        return fut
+
+    def _linearizable(self, fn):
+        """Run ``fn`` once this member has applied everything committed when the
+        read arrived (ReadIndex, batched per loop turn by the raft driver)."""
+        out = self.loop.create_future()
+
+        def ready(f):
+            if out.done():
+                return
+            exc = f.exception()
+            if exc is not None:
+                out.set_exception(exc)
+                return
+            try:
+                out.set_result(fn())
+            except Exception as e:
+                out.set_exception(e)
+
+        self.raft.read_index().add_done_callback(ready)
+        self.loop.call_later(self.request_timeout, _expire, out)
+        return out
 
     # ---- handlers: request bytes -> response bytes, or a future of them ----
 
@@ -299,8 +377,11 @@ class Core:
     def range(self, req: bytes):
         r = rpc_pb2.RangeRequest.FromString(req)
         kvops.check_range(r)
-        rev, body = self._read(lambda view: self.kv.range(view, r))
-        return wire.with_header(self._header(rev), body)
+
+        def serve():
+            rev, body = self._read(lambda view: self.kv.range(view, r))
+            return wire.with_header(self._header(rev), body)
+        return serve() if r.serializable else self._linearizable(serve)
 
     def put(self, req: bytes):
         kvops.check_put(rpc_pb2.PutRequest.FromString(req))
@@ -316,22 +397,25 @@ class Core:
         kvops.check_intervals(r.success)
         kvops.check_intervals(r.failure)
         if kvops.is_txn_readonly(r):
-            def run(view):
-                w = _ReadOnlyTxn(view)
-                return self.kv.txn(w, r)
-            rev, body = self._read(run)
-            return wire.with_header(self._header(rev), body)
+            def serve():
+                rev, body = self._read(lambda view: self.kv.txn(_ReadOnlyTxn(view), r))
+                return wire.with_header(self._header(rev), body)
+            return serve() if kvops.is_txn_serializable(r) else self._linearizable(serve)
         return self._propose(OP_TXN, req)
 
     def compact(self, req: bytes):
         return self._propose(OP_COMPACT, req)
 
     def status(self, req: bytes):
+        me = self.membership.members.get(self.member_id)
         resp = rpc_pb2.StatusResponse(
-            version=ETCD_VERSION, dbSize=self.backend.size(), leader=self.node.lead,
-            raftIndex=self.node.commit, raftTerm=self.node.term,
+            version=ETCD_VERSION, dbSize=self.backend.size(), leader=self.raft.lead,
+            raftIndex=self.raft.committed, raftTerm=self.raft.term,
             raftAppliedIndex=self.applied_index, dbSizeInUse=self.backend.size_in_use(),
-            dbSizeQuota=self.cfg.quota_backend_bytes, isLearner=False)
+            dbSizeQuota=self.cfg.quota_backend_bytes,
+            isLearner=bool(me and me.is_learner))
+        if not self.raft.lead:
+            resp.errors.append("etcdserver: no leader")
         return wire.with_header(self._header(self.store.current_rev), _without_header(resp))
 
     def alarm(self, req: bytes):
@@ -352,8 +436,8 @@ class Core:
     def member_list(self, req: bytes):
         resp = rpc_pb2.MemberListResponse(members=[
             rpc_pb2.Member(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls,
-                           isLearner=m.is_learner) for m in self.members])
-        hdr = wire.header(self.cluster_id, self.member_id, 0, self.node.term)
+                           isLearner=m.is_learner) for m in self.membership.sorted()])
+        hdr = wire.header(self.cluster_id, self.member_id, 0, self.raft.term)
         return wire.with_header(hdr, _without_header(resp))
 
     # ---- watch ----
@@ -460,6 +544,11 @@ class Core:
     def health(self) -> Optional[str]:
         """None when healthy, else the reason (etcd's /health)."""
         return None
+
+
+def _expire(fut) -> None:
+    if not fut.done():
+        fut.set_exception(etcd_error(EtcdError.TIMEOUT))
 
 
 def _log_failure(fut) -> None:

@@ -142,6 +142,18 @@ def is_txn_readonly(r: rpc_pb2.TxnRequest) -> bool:
     return True
 
 
+def is_txn_serializable(r: rpc_pb2.TxnRequest) -> bool:
+    """A read-only txn whose every range is serializable needs no ReadIndex."""
+    for ops in (r.success, r.failure):
+        for op in ops:
+            w = op.WhichOneof("request")
+            if w == "request_range" and not op.request_range.serializable:
+                return False
+            if w == "request_txn" and not is_txn_serializable(op.request_txn):
+                return False
+    return True
+
+
 # ---- apply (etcd's apply.go) ----
 
 _SORT_KEY = {

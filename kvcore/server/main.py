@@ -125,13 +125,20 @@ async def serve(cfg: config.Config) -> None:
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     try:
         await sup.start()
+        # Like etcd's ReadyNotify: serve once a leader is known (bounded, so a member
+        # of a cluster that has not formed yet still comes up and says so).
+        deadline = loop.time() + 3 * cfg.election_timeout / 1000.0 + 2
+        while not core.raft.lead and loop.time() < deadline and not stop.done():
+            await asyncio.sleep(0.01)
+        if not core.raft.lead:
+            log.warning("no leader yet; serving anyway (requests fail with 'etcdserver: no leader')")
         log.info("ready to serve client requests on %s (%d %s worker(s))",
                  ", ".join(cfg.listen_client_urls), workers, cfg.grpc_engine)
-        await stop
-        log.info("received a stop signal; shutting down")
+        done, _ = await asyncio.wait({stop, core.stopped}, return_when=asyncio.FIRST_COMPLETED)
+        log.info("shutting down (%s)", "stop signal" if stop in done else core.stopped.result())
     finally:
         await sup.stop()
-        core.close()
+        await core.close()
 
 
 def main(argv=None) -> None:

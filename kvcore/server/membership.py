@@ -1,13 +1,23 @@
-"""Member and cluster identity, derived exactly as etcd derives them, so a kvcore
-member started with etcd's flags reports the IDs etcd would."""
+"""Cluster membership: member and cluster IDs derived exactly as etcd derives them
+(so a member started with etcd's flags reports the IDs etcd would), and the member
+records kept in LMDB and changed only through the log."""
 from __future__ import annotations
 
 import hashlib
+import json
+import struct
+import time
 from dataclasses import dataclass, field
+from typing import Optional
+
+_ID = struct.Struct(">Q")
+REMOVED_PREFIX = b"removed/"
 
 
-def member_id(peer_urls: list[str], cluster_token: str) -> int:
+def member_id(peer_urls: list[str], cluster_token: str, now: Optional[float] = None) -> int:
     b = "".join(sorted(peer_urls)).encode() + cluster_token.encode()
+    if now is not None:
+        b += str(int(now)).encode()
     return int.from_bytes(hashlib.sha1(b).digest()[:8], "big")
 
 
@@ -24,6 +34,61 @@ class Member:
     client_urls: list = field(default_factory=list)
     is_learner: bool = False
 
+    def to_json(self) -> bytes:
+        return json.dumps({"id": self.id, "name": self.name, "peerURLs": self.peer_urls,
+                           "clientURLs": self.client_urls, "isLearner": self.is_learner},
+                          sort_keys=True).encode()
+
+    # The conf change context carries the member record (etcd's RaftAttributes).
+    context = to_json
+
+    @classmethod
+    def from_json(cls, b: bytes) -> "Member":
+        d = json.loads(b)
+        return cls(d["id"], d.get("name", ""), list(d.get("peerURLs", [])),
+                   list(d.get("clientURLs", [])), bool(d.get("isLearner", False)))
+
 
 def initial_members(initial_cluster: dict[str, list[str]], token: str) -> list[Member]:
     return [Member(member_id(urls, token), name, list(urls)) for name, urls in initial_cluster.items()]
+
+
+class Membership:
+    """The members of the cluster, mirrored in LMDB's ``members`` database."""
+
+    def __init__(self, backend):
+        self.b = backend
+        self.members: dict[int, Member] = {}
+        self.removed: set[int] = set()
+        with backend.env.begin() as txn:
+            for k, v in txn.cursor(db=backend.members):
+                if k.startswith(REMOVED_PREFIX):
+                    self.removed.add(_ID.unpack(k[len(REMOVED_PREFIX):])[0])
+                else:
+                    m = Member.from_json(v)
+                    self.members[m.id] = m
+
+    def save(self, txn, m: Member) -> None:
+        self.members[m.id] = m
+        txn.put(_ID.pack(m.id), m.to_json(), db=self.b.members)
+
+    def remove(self, txn, mid: int) -> None:
+        self.members.pop(mid, None)
+        self.removed.add(mid)
+        txn.delete(_ID.pack(mid), db=self.b.members)
+        txn.put(REMOVED_PREFIX + _ID.pack(mid), b"", db=self.b.members)
+
+    def sorted(self) -> list[Member]:
+        return [self.members[i] for i in sorted(self.members)]
+
+    def by_peer_urls(self, urls: list[str]) -> Optional[Member]:
+        want = sorted(urls)
+        for m in self.members.values():
+            if sorted(m.peer_urls) == want:
+                return m
+        return None
+
+
+def new_member_id(peer_urls: list[str], token: str) -> int:
+    """ID of a member added at run time (etcd mixes in the current time)."""
+    return member_id(peer_urls, token, time.time())
