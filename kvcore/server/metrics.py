@@ -50,9 +50,11 @@ class _StateCollector:
             m.add_metric([], value)
             return m
 
-        yield g("etcd_server_has_leader", "Whether a leader exists.", 1)
+        yield g("etcd_server_has_leader", "Whether a leader exists.", 1 if c.raft.lead else 0)
         yield g("etcd_server_is_leader", "Whether this member is the leader.",
-                1 if c.node.lead == c.member_id else 0)
+                1 if c.raft.is_leader else 0)
+        yield g("etcd_server_proposals_committed_index", "Raft commit index.", c.raft.committed)
+        yield g("etcd_server_term", "Raft term.", c.raft.term)
         yield g("etcd_mvcc_db_total_size_in_bytes", "Backend size.", c.backend.size())
         yield g("etcd_mvcc_db_total_size_in_use_in_bytes", "Backend size in use.",
                 c.backend.size_in_use())
