@@ -244,8 +244,7 @@ def assemble(spec, parts, results, srv0, srv1, wall) -> dict:
                       "cpu_us_per_request": 1e6 * cpu / ok if ok else None},
         "hit_time_limit": any(r["hit_time_limit"] for r in results),
         "workload": results[0]["detail"],
-        "histogram": stats.encode(hist).decode() if isinstance(stats.encode(hist), bytes)
-        else stats.encode(hist),
+        "histogram": _text(stats.encode(hist)),
     }
     if spec.server_pids:
         srv_cpu = 0.0
@@ -256,6 +255,10 @@ def assemble(spec, parts, results, srv0, srv1, wall) -> dict:
         out["server"] = {"pids": spec.server_pids, "cpu_s": srv_cpu,
                          "cpu_pct_of_one_core": 100.0 * srv_cpu / wall if wall else None}
     return out
+
+
+def _text(blob) -> str:
+    return blob.decode() if isinstance(blob, bytes) else blob
 
 
 def default_procs(conns: int, clients: int) -> int:

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+pytest.importorskip("hpack", reason="hpack is in the bench extra")
+
 from bench import cli, runner, servers, workloads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -107,7 +109,8 @@ def etcd():
 @pytest.mark.parametrize("argv", [
     ["put", "--key-size", "8", "--val-size", "64", "--key-space-size", "100"],
     ["range", "foo", "--consistency", "l"],
-    ["range", "foo", "--consistency", "s"],
+    ["range", "foo", "--consistency", "s", "--target-leader"],
+    ["put", "--rate", "5000", "--sequential-keys", "--key-space-size", "1000"],
     ["txn-put", "--txn-ops", "2", "--key-space-size", "50"],
     ["lease-keepalive"],
     ["watch", "--streams", "2", "--watch-per-stream", "5", "--put-total", "10"],

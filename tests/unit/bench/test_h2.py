@@ -1,6 +1,7 @@
 """HTTP/2 and request-encoding pieces (no network)."""
-import hpack
 import pytest
+
+hpack = pytest.importorskip("hpack", reason="hpack is in the bench extra")
 
 from bench import h2, workloads
 
