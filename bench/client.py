@@ -103,6 +103,7 @@ class Load:
         self.next_ns = 0
         self.waiting: list = []
         self.timer = None
+        self.open_conns = 0
         self.t_first = 0
         self.t_last = 0
 
@@ -159,6 +160,8 @@ class Conn(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        if self.load is not None:
+            self.load.open_conns += 1
         sock = transport.get_extra_info("socket")
         if sock is not None:
             import socket
@@ -176,6 +179,13 @@ class Conn(asyncio.Protocol):
         if self.error is None:
             self.error = f"connection closed by server ({exc})" if exc else "connection closed by server"
         self._fail_all(self.error)
+        load = self.load
+        if load is not None:
+            load.open_conns -= 1
+            if load.open_conns <= 0 and load.remaining > 0:
+                # no connection left to carry the rest: stop instead of waiting for the limit
+                load.errors[f"not sent: every connection closed ({self.error})"] += load.remaining
+                load.finish_early()
         if not self.ready.done():
             self.ready.set_exception(EndpointError(self.error))
         if not self.closed.done():

@@ -46,6 +46,11 @@ def emit(a, res: dict) -> int:
 
 
 def exit_code_for(res: dict, user_given: bool) -> int:
+    lost = [k for k in res.get("errors", {}) if k.startswith("not sent: every connection closed")]
+    if lost:
+        err(f"the server went away during the run; {res['errors'][lost[0]]} requests were not "
+            f"sent ({lost[0].split('(', 1)[-1].rstrip(')')})")
+        return EXIT_RUN
     if res.get("ok", 0) > 0:
         return EXIT_OK
     if res.get("errors"):

@@ -171,3 +171,14 @@ def test_compare_writes_table_and_chart_and_names_a_missing_side(tmp_path, capsy
     data = json.loads((out / "results.json").read_text())
     assert len(data["cells"]) == 4
     assert all(len(runs) == 2 for c in data["cells"] for runs in c["runs"].values())
+
+
+def test_server_lost_mid_run_exits_non_zero(capsys):
+    res = {"ok": 10, "errors": {"not sent: every connection closed (connection closed by server)": 90}}
+    from bench import commands
+    assert commands.exit_code_for(res, False) == cli.EXIT_RUN
+    assert "went away" in capsys.readouterr().err
+    assert commands.exit_code_for({"ok": 10, "errors": {}}, False) == cli.EXIT_OK
+    assert commands.exit_code_for({"ok": 0, "errors": {"Unavailable: x": 3}}, False) == cli.EXIT_ALL_FAILED
+    assert commands.exit_code_for(
+        {"ok": 0, "errors": {"InvalidArgument: etcdserver: user name is empty": 3}}, False) == cli.EXIT_AUTH
