@@ -12,6 +12,8 @@ is reported at the first step that exhibits it.  The properties (Raft paper Figu
 * Leader completeness: a new leader's log holds the highest committed entry known.
 * State machine safety: no two nodes apply different entries at the same index; a node
   restoring a snapshot gets the same state as the nodes that applied up to that index.
+* Commitment rule (§5.4.2): a leader only moves its commit index to an entry of its
+  own term.
 * Durability of commits: no node ever persists an entry at a committed index with a
   different term (a committed entry is never lost or overwritten).
 * Linearizable reads: a ReadIndex read reflects every write acknowledged before it was
@@ -37,6 +39,7 @@ class SafetyChecker:
         self.ref_applied: dict[int, tuple] = {}
         self.ref_digest: dict[int, int] = {0: 0}
         self.max_acked_write = 0                   # highest index of an applied write
+        self.leader_commit: dict[int, tuple] = {}  # leader id -> (term, commit) last seen
         self.violations = 0
 
     def fail(self, msg: str) -> None:
@@ -46,7 +49,8 @@ class SafetyChecker:
     # -- hooks -------------------------------------------------------------------------
 
     def on_state(self, nid: int, raft) -> None:
-        """After every step of a node: election safety and leader completeness."""
+        """After every step of a node: election safety, leader completeness, and the
+        leader's commitment rule."""
         if raft.state != 2:  # StateLeader
             return
         t = raft.term
@@ -56,6 +60,19 @@ class SafetyChecker:
             self._check_leader_complete(nid, raft)
         elif prev != nid:
             self.fail(f"election safety: two leaders in term {t}: {prev} and {nid}")
+        # Figure 2 / §5.4.2: a leader advances its commit index only to an entry of its
+        # own term (earlier entries are committed indirectly).
+        c = raft.raft_log.committed
+        last = self.leader_commit.get(nid)
+        if last is not None and last[0] == t and c > last[1]:
+            try:
+                ct = raft.raft_log.term(c)
+            except (ErrCompacted, ErrUnavailable):
+                ct = t
+            if ct != t:
+                self.fail(f"commitment rule: leader {nid} (term {t}) advanced its commit "
+                          f"index to {c}, an entry of term {ct}")
+        self.leader_commit[nid] = (t, c)
 
     def _check_leader_complete(self, nid: int, raft) -> None:
         ci = len(self.ref_terms) - 1

@@ -1,6 +1,6 @@
 """Seeded cluster simulations (Raft safety under a hostile network) — see cluster.py.
 
-CI runs ``KVCORE_SIM_SEEDS`` seeds (default 1500) in chunks; the ``slow`` run does
+CI runs ``KVCORE_SIM_SEEDS`` seeds (default 2000) in chunks; the ``slow`` run does
 ``KVCORE_SIM_SLOW_SEEDS`` (default 100,000).  ``KVCORE_SIM_SEED_START`` shifts the
 window.  A failure lists each failing seed with the command that replays it.
 """
@@ -12,7 +12,7 @@ import pytest
 
 from .cluster import run_seed
 
-SEEDS = int(os.environ.get("KVCORE_SIM_SEEDS", "1500"))
+SEEDS = int(os.environ.get("KVCORE_SIM_SEEDS", "2000"))
 SLOW_SEEDS = int(os.environ.get("KVCORE_SIM_SLOW_SEEDS", "100000"))
 START = int(os.environ.get("KVCORE_SIM_SEED_START", "0"))
 CHUNK = 100
