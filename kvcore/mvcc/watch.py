@@ -113,6 +113,13 @@ class WatchHub:
         else:
             self.ranges.discard(w)
 
+    def resync_all(self) -> None:
+        """After the store was replaced (snapshot install): every watcher catches up
+        from the new store's history, or is cancelled if that was compacted."""
+        for w in [w for ws in self.by_key.values() for w in ws] + list(self.ranges):
+            self._unsync(w)
+            self.unsynced.add(w)
+
     def count(self) -> int:
         return sum(len(s) for s in self.by_key.values()) + len(self.ranges) + len(self.unsynced)
 

@@ -33,6 +33,7 @@ from kvcore.raft import codec as rcodec
 from kvcore.raft.types import ConfChangeType, EntryConfChange
 from kvcore.server.membership import (Member, Membership, cluster_id, initial_members,
                                       member_id)
+from kvcore.server.peer import PeerTransport
 from kvcore.server.raftnode import RaftDriver, bootstrap_entries
 from kvcore.storage.backend import Backend
 from kvcore.storage.wal import WAL, WalContents
@@ -110,6 +111,14 @@ class Core:
         bootstrap = None
         if fresh and cfg.initial_cluster_state == "new":
             bootstrap = bootstrap_entries(self.initial)
+        self.transport = PeerTransport(
+            self.member_id, self.cluster_id, step=lambda m: self.raft.step(m),
+            unreachable=lambda pid: self.raft.report_unreachable(pid),
+            snapshot_status=lambda pid, failed: self.raft.report_snapshot(pid, failed),
+            snapshot_source=self._snapshot_copy, snapshot_dir=self.paths.snap_dir,
+            members_info=self._members_info, is_removed=lambda i: i in self.membership.removed,
+            on_removed=self._removed)
+        self.transport.set_members(self.membership.sorted() or self.initial)
         self.raft = RaftDriver(
             self.member_id, self.wal, self.paths.snap_dir,
             election_tick=max(2, cfg.election_timeout // cfg.heartbeat_interval),
@@ -142,7 +151,31 @@ class Core:
         else:
             self.watch_hub = WatchHub(self.store, self._header, self.cfg.max_request_bytes)
 
+    async def start_peer(self) -> None:
+        try:
+            await self.transport.listen(self.cfg.listen_peer_urls)
+        except OSError as e:
+            raise SystemExit(f"kvcore: listen on peer URL {self.cfg.listen_peer_urls[0]}: "
+                             f"{e.strerror}")
+
+    def _members_info(self) -> dict:
+        return {"cluster_id": self.cluster_id,
+                "members": [json.loads(m.to_json()) for m in self.membership.sorted()]}
+
+    def _removed(self) -> None:
+        if not self.stopped.done():
+            log.warning("this member has been permanently removed from the cluster; stopping")
+            self.stopped.set_result("removed from the cluster")
+
+    async def _snapshot_copy(self) -> str:
+        """A consistent copy of the backend to send to a follower."""
+        path = os.path.join(self.paths.snap_dir, f"send-{time.time_ns()}.db")
+        await self.loop.run_in_executor(None, lambda: self.backend.env.copy(path, compact=True))
+        return path
+
     async def close(self) -> None:
+        if self.transport is not None:
+            await self.transport.close()
         for t in getattr(self, "_timers", ()):
             t.cancel()
         if hasattr(self, "raft"):
@@ -157,7 +190,7 @@ class Core:
     # ---- applying what Raft committed ----
 
     def _leader_changed(self, old: int, new: int) -> None:
-        if new == self.member_id:
+        if new:
             self.loop.call_soon(self._publish_self)
 
     def _apply_ready(self, snapshot, entries: list) -> None:
@@ -171,7 +204,22 @@ class Core:
             self.loop.create_task(self.raft.snapshot(applied, self.backend.sync))
 
     def _install_snapshot(self, snapshot) -> None:
-        raise RuntimeError("snapshot install is not supported yet")
+        """Replace the backend with the leader's copy that came with the snapshot."""
+        index = snapshot.metadata.index
+        path = self.transport.received_snapshots.pop(index, None)
+        if path is None:
+            raise RuntimeError(f"the data of snapshot {index} was not received")
+        map_size = self.backend.env.info()["map_size"]
+        self.backend.close()
+        os.replace(path, self.paths.db_path)
+        self.backend = Backend(self.paths.db_path, map_size=map_size)
+        self._open_state()
+        self.raft.conf_state = snapshot.metadata.conf_state
+        self.transport.set_members(self.membership.sorted())
+        self.watch_hub.resync_all()
+        self.schedule_catch_up()
+        log.info("installed snapshot at index %d: revision %d, applied index %d", index,
+                 self.store.current_rev, self.store.consistent_index)
 
     def _apply(self, entries: list) -> None:
         results = []
@@ -240,12 +288,9 @@ class Core:
             waiter.set_result(e.index)
 
     def _conf_changed(self) -> None:
-        if self.transport is not None:
-            self.transport.set_members(self.membership.sorted())
+        self.transport.set_members(self.membership.sorted())
         if self.member_id in self.membership.removed:
-            log.warning("this member has been permanently removed from the cluster; stopping")
-            if not self.stopped.done():
-                self.stopped.set_result("removed")
+            self._removed()
         cs = self.raft.conf_state
         if cs.voters == [self.member_id] and not cs.learners and not self.raft.lead:
             self.raft.campaign_soon()

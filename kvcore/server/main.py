@@ -118,6 +118,7 @@ async def serve(cfg: config.Config) -> None:
         core.open()
     except WalCorruptError as e:
         raise SystemExit(f"kvcore: the write-ahead log is corrupt: {e}")
+    await core.start_peer()
     workers = cfg.workers or max(1, os.cpu_count() or 1)
     sup = WorkerSupervisor(cfg, core, workers)
     stop = loop.create_future()

@@ -34,6 +34,7 @@ log = logging.getLogger("kvcore.raft")
 # Entries kept in memory behind a snapshot so a slightly slow follower catches up
 # from the log instead of needing a whole snapshot (etcd's SnapshotCatchUpEntries).
 CATCH_UP_ENTRIES = 5000
+READ_RETRY = 0.5   # seconds before an unanswered ReadIndex is asked again
 
 
 def bootstrap_entries(members: list) -> list:
@@ -76,6 +77,7 @@ class RaftDriver:
         self._read_ctx = 0
         self._reads_waiting: list = []           # futures waiting for the next ReadIndex
         self._reads_inflight: dict = {}          # ctx -> [futures]
+        self._read_sent: dict = {}               # ctx -> when it was (last) asked
         self._reads_applied: list = []           # (index, [futures]) waiting for apply
         self.applied = 0
         self._campaign = False
@@ -133,6 +135,14 @@ class RaftDriver:
             return
         self._wake.set()
 
+    def report_unreachable(self, pid: int) -> None:
+        self.node.report_unreachable(pid)
+        self._wake.set()
+
+    def report_snapshot(self, pid: int, failed: bool) -> None:
+        self.node.report_snapshot(pid, failed)
+        self._wake.set()
+
     def read_index(self) -> asyncio.Future:
         """A future resolved when a linearizable read may be served (applied >= the
         leader's commit index at the time of the request)."""
@@ -162,7 +172,19 @@ class RaftDriver:
         while True:
             await asyncio.sleep(self.heartbeat_s)
             self.node.tick()
+            self._retry_reads()
             self._wake.set()
+
+    def _retry_reads(self) -> None:
+        """A ReadIndex request or its answer can be lost with a peer message: ask
+        again (same context) after READ_RETRY, as etcd does."""
+        now = self.loop.time()
+        for ctx, sent in list(self._read_sent.items()):
+            if ctx not in self._reads_inflight:
+                del self._read_sent[ctx]
+            elif now - sent >= READ_RETRY and self.lead:
+                self._read_sent[ctx] = now
+                self.node.read_index(ctx)
 
     # ---- the Ready loop ----
 
@@ -197,6 +219,7 @@ class RaftDriver:
                     if rd.snapshot is not None:
                         self.applied = max(self.applied, rd.snapshot.metadata.index)
                 for rs in rd.read_states:
+                    self._read_sent.pop(rs.request_ctx, None)
                     futs = self._reads_inflight.pop(rs.request_ctx, None)
                     if futs:
                         self._reads_applied.append((rs.index, futs))
@@ -236,8 +259,10 @@ class RaftDriver:
                 self._reads_waiting = []
                 return
             self._read_ctx += 1
-            ctx = self._read_ctx.to_bytes(8, "little")
+            # The leader tracks pending reads by context: make it unique cluster-wide.
+            ctx = self.id.to_bytes(8, "little") + self._read_ctx.to_bytes(8, "little")
             self._reads_inflight[ctx] = self._reads_waiting
+            self._read_sent[ctx] = self.loop.time()
             self._reads_waiting = []
             node.read_index(ctx)
 
@@ -267,6 +292,7 @@ class RaftDriver:
                     if not f.done():
                         f.set_exception(err)
             self._reads_inflight.clear()
+            self._read_sent.clear()
             self._on_leader_change(old, ss.lead)
 
     def _persist(self, rd) -> None:

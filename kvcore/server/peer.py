@@ -1,0 +1,301 @@
+"""The peer transport: Raft messages between members over TCP (--listen-peer-urls).
+
+Each member keeps, to each peer, two long-lived outbound connections ("lanes"):
+appends (MsgApp, possibly large) on one, everything else (heartbeats, votes,
+responses) on the other, so a heartbeat never waits behind a big append. Frames
+queued during one event-loop turn go out in one write. A lane that cannot connect
+retries with backoff and tells Raft the peer is unreachable; a full queue drops
+messages (Raft retransmits). Snapshots (MsgSnap plus the LMDB file) go on a
+connection of their own, streamed in chunks.
+
+Every connection opens with a handshake naming the cluster and both members; the
+receiver refuses a foreign cluster, a message meant for another member, or one from
+a member that was removed, with a reason the sender logs.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+import struct
+from typing import Callable, Optional
+from urllib.parse import urlparse
+
+from kvcore.raft.codec import decode_message, encode_message
+from kvcore.raft.types import MsgApp, MsgSnap
+
+log = logging.getLogger("kvcore.peer")
+
+MAGIC = b"KVPEER1\n"
+_HELLO = struct.Struct("<QQQB")      # cluster id, from, to, lane
+_LEN = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+LANE_MSG, LANE_APP, LANE_SNAP, LANE_MEMBERS = 0, 1, 2, 3
+OK, ERR_CLUSTER, ERR_MEMBER, ERR_REMOVED = 0, 1, 2, 3
+_REASONS = {ERR_CLUSTER: "cluster ID mismatch", ERR_MEMBER: "member ID mismatch",
+            ERR_REMOVED: "the member has been permanently removed from the cluster"}
+QUEUE_LIMIT = {LANE_MSG: 4096, LANE_APP: 4096}
+CHUNK = 1 << 20
+
+
+def _addr(url: str) -> tuple[str, int]:
+    u = urlparse(url)
+    return u.hostname, u.port
+
+
+class _Lane:
+    """One outbound connection to a peer, with its queue and reconnect loop."""
+
+    def __init__(self, transport: "PeerTransport", peer_id: int, lane: int):
+        self.t = transport
+        self.peer_id = peer_id
+        self.lane = lane
+        self.queue: collections.deque = collections.deque()
+        self.writer: Optional[asyncio.StreamWriter] = None
+        self.wake = asyncio.Event()
+        self.task = asyncio.get_event_loop().create_task(self._run())
+        self.logged_error = None
+
+    def push(self, frame: bytes) -> bool:
+        if len(self.queue) >= QUEUE_LIMIT[self.lane]:
+            return False
+        self.queue.append(frame)
+        self.wake.set()
+        return True
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            url = self.t.peer_url(self.peer_id)
+            if url is None:
+                return
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(*_addr(url)), timeout=2.0)
+                writer.write(MAGIC + _HELLO.pack(self.t.cluster_id, self.t.member_id,
+                                                 self.peer_id, self.lane))
+                status = (await asyncio.wait_for(reader.readexactly(1), timeout=2.0))[0]
+                if status != OK:
+                    reason = _REASONS.get(status, f"error {status}")
+                    if self.logged_error != reason:
+                        log.error("peer %x rejected the connection: %s", self.peer_id, reason)
+                        self.logged_error = reason
+                    writer.close()
+                    if status == ERR_REMOVED:
+                        self.t.on_removed()
+                    raise ConnectionError(reason)
+                self.logged_error = None
+                backoff = 0.05
+                self.writer = writer
+                closed = asyncio.get_event_loop().create_task(reader.read(1))
+                while not closed.done():
+                    if not self.queue:
+                        self.wake.clear()
+                        waiter = asyncio.ensure_future(self.wake.wait())
+                        await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
+                        waiter.cancel()
+                        continue
+                    frames = list(self.queue)
+                    self.queue.clear()
+                    writer.writelines(frames)
+                    await writer.drain()
+                raise ConnectionError("closed by peer")
+            except asyncio.CancelledError:
+                if self.writer is not None:
+                    self.writer.close()
+                raise
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                self.writer = None
+                if self.queue:
+                    self.queue.clear()
+                self.t.unreachable(self.peer_id)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+
+    def close(self) -> None:
+        self.task.cancel()
+
+
+class PeerTransport:
+    def __init__(self, member_id: int, cluster_id: int, *, step: Callable,
+                 unreachable: Callable, snapshot_status: Callable,
+                 snapshot_source: Callable, snapshot_dir: str, members_info: Callable,
+                 is_removed: Callable, on_removed: Callable):
+        self.member_id = member_id
+        self.cluster_id = cluster_id
+        self._step = step
+        self._unreachable = unreachable
+        self._snapshot_status = snapshot_status
+        self._snapshot_source = snapshot_source   # async () -> path of a db copy
+        self.snapshot_dir = snapshot_dir
+        self._members_info = members_info          # () -> dict for LANE_MEMBERS
+        self._is_removed = is_removed
+        self.on_removed = on_removed
+        self.urls: dict[int, list] = {}
+        self.lanes: dict[tuple[int, int], _Lane] = {}
+        self.servers: list = []
+        self.received_snapshots: dict[int, str] = {}   # snapshot index -> db file
+        self._unreach_reported: set = set()
+
+    # ---- membership ----
+
+    def set_members(self, members) -> None:
+        self.urls = {m.id: list(m.peer_urls) for m in members if m.id != self.member_id}
+        for key in list(self.lanes):
+            if key[0] not in self.urls:
+                self.lanes.pop(key).close()
+
+    def peer_url(self, pid: int) -> Optional[str]:
+        urls = self.urls.get(pid)
+        return urls[0] if urls else None
+
+    def unreachable(self, pid: int) -> None:
+        self._unreachable(pid)
+
+    # ---- sending ----
+
+    def send(self, messages) -> None:
+        for m in messages:
+            if m.to not in self.urls:
+                continue
+            if m.type == MsgSnap:
+                asyncio.get_event_loop().create_task(self._send_snapshot(m))
+                continue
+            lane_id = LANE_APP if m.type == MsgApp else LANE_MSG
+            lane = self.lanes.get((m.to, lane_id))
+            if lane is None:
+                lane = self.lanes[(m.to, lane_id)] = _Lane(self, m.to, lane_id)
+            body = encode_message(m)
+            if not lane.push(_LEN.pack(len(body)) + body):
+                self._unreachable(m.to)
+
+    async def _send_snapshot(self, m) -> None:
+        ok = False
+        path = None
+        try:
+            path = await self._snapshot_source()
+            size = os.path.getsize(path)
+            url = self.peer_url(m.to)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(*_addr(url)), 5.0)
+            writer.write(MAGIC + _HELLO.pack(self.cluster_id, self.member_id, m.to, LANE_SNAP))
+            if (await asyncio.wait_for(reader.readexactly(1), 5.0))[0] != OK:
+                raise ConnectionError("snapshot refused")
+            body = encode_message(m)
+            writer.write(_LEN.pack(len(body)) + body + _U64.pack(size))
+            with open(path, "rb") as f:
+                while True:
+                    chunk = f.read(CHUNK)
+                    if not chunk:
+                        break
+                    writer.write(chunk)
+                    await writer.drain()
+            ack = await asyncio.wait_for(reader.readexactly(1), 120.0)
+            ok = ack == b"\x00"
+            writer.close()
+            log.info("sent snapshot at index %d (%d bytes) to %x", m.snapshot.metadata.index,
+                     size, m.to)
+        except Exception as e:
+            log.warning("sending snapshot to %x failed: %s", m.to, e)
+        finally:
+            if path:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+            self._snapshot_status(m.to, not ok)
+
+    # ---- receiving ----
+
+    async def listen(self, urls: list[str]) -> None:
+        for url in urls:
+            host, port = _addr(url)
+            srv = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+            self.servers.append(srv)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        try:
+            head = await asyncio.wait_for(reader.readexactly(len(MAGIC) + _HELLO.size), 10.0)
+            if head[:len(MAGIC)] != MAGIC:
+                writer.close()
+                return
+            cid, frm, to, lane = _HELLO.unpack_from(head, len(MAGIC))
+            if lane == LANE_MEMBERS:
+                body = json.dumps(self._members_info()).encode()
+                writer.write(bytes([OK]) + _LEN.pack(len(body)) + body)
+                await writer.drain()
+                writer.close()
+                return
+            status = OK
+            if cid != self.cluster_id:
+                status = ERR_CLUSTER
+                log.warning("rejected a peer connection from %x: cluster ID mismatch "
+                            "(got %x, want %x)", frm, cid, self.cluster_id)
+            elif to != self.member_id:
+                status = ERR_MEMBER
+            elif self._is_removed(frm):
+                status = ERR_REMOVED
+            writer.write(bytes([status]))
+            if status != OK:
+                await writer.drain()
+                writer.close()
+                return
+            if lane == LANE_SNAP:
+                await self._receive_snapshot(reader, writer)
+                return
+            step = self._step
+            while True:
+                n = _LEN.unpack(await reader.readexactly(4))[0]
+                step(decode_message(await reader.readexactly(n)))
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _receive_snapshot(self, reader, writer) -> None:
+        n = _LEN.unpack(await reader.readexactly(4))[0]
+        msg = decode_message(await reader.readexactly(n))
+        size = _U64.unpack(await reader.readexactly(8))[0]
+        index = msg.snapshot.metadata.index
+        path = os.path.join(self.snapshot_dir, f"{index:016x}.snap.db")
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            left = size
+            while left:
+                chunk = await reader.read(min(CHUNK, left))
+                if not chunk:
+                    raise ConnectionError("snapshot stream ended early")
+                f.write(chunk)
+                left -= len(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+        self.received_snapshots[index] = path
+        log.info("received snapshot at index %d (%d bytes) from %x", index, size, msg.frm)
+        self._step(msg)
+        writer.write(b"\x00")
+        await writer.drain()
+
+    async def close(self) -> None:
+        for lane in self.lanes.values():
+            lane.close()
+        for srv in self.servers:
+            srv.close()
+
+
+async def fetch_members(urls: list[str], timeout: float = 5.0) -> Optional[dict]:
+    """Ask any reachable peer for the cluster's members (to join an existing cluster)."""
+    for url in urls:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(*_addr(url)), timeout)
+            writer.write(MAGIC + _HELLO.pack(0, 0, 0, LANE_MEMBERS))
+            if (await asyncio.wait_for(reader.readexactly(1), timeout))[0] != OK:
+                continue
+            n = _LEN.unpack(await reader.readexactly(4))[0]
+            info = json.loads(await reader.readexactly(n))
+            writer.close()
+            return info
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            continue
+    return None
