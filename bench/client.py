@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from array import array
 import time
 from collections import Counter
 from urllib.parse import urlsplit
@@ -94,7 +95,7 @@ class Load:
         self.remaining = total
         self.issued = 0
         self.deadline_ns = deadline_ns
-        self.lat: list[int] = []
+        self.lat = array("q")   # latencies in ns; 8 bytes each
         self.ok = 0
         self.errors: Counter = Counter()
         self.inflight = 0
@@ -300,8 +301,13 @@ class Conn(asyncio.Protocol):
         pos = 0
         unpack = _FRAME.unpack_from
         inflight = self.inflight
+        streams = self.streams
+        hcache = self.hdec._cache
+        hdecode = self.hdec.decode
         load = self.load
+        lat_append = load.lat.append if load is not None else None
         completed = 0
+        recv = 0
         while n - pos >= 9:
             w, flags, sid = unpack(data, pos)
             length = w >> 8
@@ -310,35 +316,41 @@ class Conn(asyncio.Protocol):
                 break
             ftype = w & 0xFF
             if ftype == 0:  # DATA
-                self.recv_unacked += length
-                st = self.streams.get(sid)
-                if st is not None:
-                    self._stream_data(sid, st, data, pos + 9, end, flags)
+                recv += length
+                if streams:
+                    st = streams.get(sid)
+                    if st is not None:
+                        self._stream_data(sid, st, data, pos + 9, end, flags)
                 if flags & 1:
                     self._end_stream(sid, None)
             elif ftype == 1:  # HEADERS
-                p, e = pos + 9, end
-                if flags & h2.FLAG_PADDED:
-                    e -= data[p]
-                    p += 1
-                if flags & h2.FLAG_PRIORITY:
-                    p += 5
+                if flags & 0x28:  # PADDED or PRIORITY
+                    p, e = pos + 9, end
+                    if flags & h2.FLAG_PADDED:
+                        e -= data[p]
+                        p += 1
+                    if flags & h2.FLAG_PRIORITY:
+                        p += 5
+                    block = data[p:e]
+                else:
+                    block = data[pos + 9:end]
                 if flags & h2.FLAG_END_HEADERS:
-                    hdrs = self.hdec.decode(data[p:e])
+                    hdrs = hcache.get(block)
+                    if hdrs is None:
+                        hdrs = hdecode(block)
                     if flags & 1:
-                        st = hdrs.get("grpc-status")
-                        if st == "0" and sid in inflight:
+                        if sid in inflight and hdrs.get("grpc-status") == "0":
                             # hot path: successful unary call
-                            load.lat.append(now - inflight.pop(sid))
-                            load.ok += 1
-                            load.inflight -= 1
+                            lat_append(now - inflight.pop(sid))
                             completed += 1
                         else:
                             self._end_stream(sid, hdrs)
                     else:
-                        self._stream_status[sid] = hdrs.get(":status", "")
+                        st = hdrs.get(":status")
+                        if st != "200":   # kept only when it explains a failure later
+                            self._stream_status[sid] = st or ""
                 else:
-                    self._cont = (sid, flags, bytearray(data[p:e]))
+                    self._cont = (sid, flags, bytearray(block))
             elif ftype == 9:  # CONTINUATION
                 if self._cont is not None:
                     csid, cflags, blk = self._cont
@@ -354,7 +366,11 @@ class Conn(asyncio.Protocol):
                 self._control(ftype, flags, sid, data[pos + 9:end])
             pos = end
         self._rest = data[pos:] if pos < n else b""
-        if completed and load is not None:
+        if recv:
+            self.recv_unacked += recv
+        if completed:
+            load.ok += completed
+            load.inflight -= completed
             load.t_last = now
             if load.remaining > 0 and now < load.deadline_ns:
                 k, self.stalled = completed + self.stalled, 0
