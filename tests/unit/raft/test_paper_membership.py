@@ -1,7 +1,7 @@
 """Cluster membership changes, after the Raft paper §6 (joint consensus) and the thesis
 §4.3 (one server at a time)."""
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvcore.raft import (ConfChange, ConfChangeError, ConfChangeSingle, ConfChangeTransition,
@@ -208,6 +208,7 @@ def test_joint_change_auto_leaves_end_to_end():
 
 
 # Comparison test (the "quick" pattern): the fast quorum code against brute force.
+@settings(deadline=None, derandomize=True)
 @given(st.dictionaries(st.integers(1, 9), st.integers(0, 20), min_size=0, max_size=7))
 def test_majority_committed_index_matches_brute_force(matches):
     cfg = MajorityConfig(matches)
@@ -221,6 +222,7 @@ def test_majority_committed_index_matches_brute_force(matches):
     assert got == best
 
 
+@settings(deadline=None, derandomize=True)
 @given(st.sets(st.integers(1, 9), max_size=7), st.dictionaries(st.integers(1, 9),
                                                                 st.booleans()))
 def test_majority_vote_result_matches_brute_force(ids, votes):
