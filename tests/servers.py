@@ -186,3 +186,65 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def start_cluster(base: str, n: int = 3, workers: int = 1, extra: tuple = (),
+                  token: str = "kvcore-test") -> list[Server]:
+    """n kvcore members on free loopback ports, started together."""
+    os.makedirs(base, exist_ok=True)
+    ports = [(free_port(), free_port()) for _ in range(n)]
+    cluster = ",".join(f"m{i}=http://127.0.0.1:{p[1]}" for i, p in enumerate(ports))
+    argvs = []
+    for i, (cp, pp) in enumerate(ports):
+        argvs.append([sys.executable, "-m", "kvcore", "--name", f"m{i}",
+                      "--data-dir", os.path.join(base, f"m{i}.etcd"),
+                      "--listen-client-urls", f"http://127.0.0.1:{cp}",
+                      "--advertise-client-urls", f"http://127.0.0.1:{cp}",
+                      "--listen-peer-urls", f"http://127.0.0.1:{pp}",
+                      "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}",
+                      "--initial-cluster", cluster, "--initial-cluster-token", token,
+                      "--workers", str(workers), *extra])
+    procs = []
+    for i, argv in enumerate(argvs):
+        log_path = os.path.join(base, f"m{i}.log")
+        logf = open(log_path, "a")
+        procs.append((subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True),
+                      log_path))
+        logf.close()
+    members = []
+    for i, ((proc, log_path), (cp, pp)) in enumerate(zip(procs, ports)):
+        srv = Server("kvcore", proc, cp, pp, os.path.join(base, f"m{i}.etcd"), argvs[i],
+                     log_path, dict(os.environ))
+        members.append(srv)
+    try:
+        for srv in members:
+            wait_port(srv.port, srv.proc)
+            _wait_ready(srv)
+    except Exception:
+        logs = "\n".join(s.log()[-2000:] for s in members)
+        for s in members:
+            s.stop()
+        raise RuntimeError(f"cluster did not start:\n{logs}")
+    return members
+
+
+def endpoints(members) -> str:
+    return ",".join(m.endpoint for m in members)
+
+
+def leader_of(members, timeout: float = 20.0):
+    """The member that says it is the leader (waits for one, bounded)."""
+    import json as _json
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for m in members:
+            if m.proc.poll() is not None:
+                continue
+            rc, out, _ = m.etcdctl("endpoint", "status", "-w", "json", timeout=10)
+            if rc == 0:
+                st = _json.loads(out)[0]["Status"]
+                if st["leader"] and st["leader"] == st["header"]["member_id"]:
+                    return m
+        time.sleep(0.1)
+    raise TimeoutError("no leader")

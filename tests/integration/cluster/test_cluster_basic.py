@@ -1,0 +1,68 @@
+"""A three-member cluster driven by the real etcdctl."""
+import json
+
+import pytest
+
+from tests import servers
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    members = servers.start_cluster(str(tmp_path_factory.mktemp("c3")), 3)
+    yield members
+    for m in members:
+        m.stop()
+
+
+def test_one_leader_three_healthy_members(cluster):
+    eps = servers.endpoints(cluster)
+    rc, out, err = servers.etcdctl(eps, "endpoint", "status", "-w", "json")
+    assert rc == 0, err
+    st = [s["Status"] for s in json.loads(out)]
+    leaders = {s["leader"] for s in st}
+    assert len(leaders) == 1 and 0 not in leaders
+    assert sum(1 for s in st if s["header"]["member_id"] == s["leader"]) == 1
+    assert len({s["header"]["cluster_id"] for s in st}) == 1
+    assert len({s["raftTerm"] for s in st}) == 1
+    rc, out, err = servers.etcdctl(eps, "endpoint", "health")
+    assert rc == 0 and (out + err).count("is healthy") == 3, out + err
+    rc, out, _ = servers.etcdctl(eps, "member", "list", "-w", "json")
+    members = json.loads(out)["members"]
+    assert sorted(m["name"] for m in members) == ["m0", "m1", "m2"]
+    assert sorted(m["clientURLs"][0] for m in members) == sorted(
+        f"http://{m.endpoint}" for m in cluster)
+
+
+def test_writes_on_any_member_read_back_linearizably_everywhere(cluster):
+    for i, writer in enumerate(cluster):
+        assert writer.etcdctl("put", f"k{i}", f"from-m{i}")[0] == 0
+        # Linearizable: the very next read on every member sees the write.
+        for reader in cluster:
+            rc, out, _ = reader.etcdctl("get", f"k{i}", "--print-value-only")
+            assert out.strip() == f"from-m{i}"
+    rc, out, _ = cluster[0].etcdctl("txn", input='value("k0") = "from-m0"\n\nput t yes\n\nput t no\n\n')
+    assert rc == 0 and out.split()[0] == "SUCCESS"
+    for m in cluster:
+        assert m.etcdctl("get", "t", "--print-value-only")[1].strip() == "yes"
+
+
+def test_watch_and_lease_across_members(cluster):
+    import subprocess, time
+    p = subprocess.Popen([servers.ETCDCTL, "--endpoints", cluster[2].endpoint, "watch", "wk"],
+                         stdout=subprocess.PIPE, text=True, env={"ETCDCTL_API": "3"})
+    time.sleep(1)
+    rc, out, _ = cluster[0].etcdctl("lease", "grant", "30")
+    lid = out.split()[1]
+    assert cluster[1].etcdctl("put", "wk", "v", f"--lease={lid}")[0] == 0
+    assert f"attached keys([wk])" in cluster[2].etcdctl("lease", "timetolive", lid, "--keys")[1]
+    assert cluster[1].etcdctl("lease", "revoke", lid)[0] == 0
+    time.sleep(1)
+    p.terminate()
+    assert p.communicate(timeout=10)[0].split() == ["PUT", "wk", "v", "DELETE", "wk"]
+
+
+def test_hashkv_agrees(cluster):
+    rc, out, err = servers.etcdctl(servers.endpoints(cluster), "endpoint", "hashkv", "-w", "json")
+    assert rc == 0, err
+    hashes = {h["HashKV"]["hash"] for h in json.loads(out)}
+    assert len(hashes) == 1
