@@ -111,6 +111,8 @@ FLAGS: dict[str, tuple] = {
     "heartbeat-interval": (100, lambda n: _int(n, 1), "heartbeat interval in ms"),
     "election-timeout": (1000, lambda n: _int(n, 1), "election timeout in ms"),
     "snapshot-count": (100000, lambda n: _int(n, 1), "committed entries between snapshots"),
+    "experimental-snapshot-catchup-entries": (5000, lambda n: _int(n, 1),
+                                              "entries kept after a snapshot for slow followers"),
     "quota-backend-bytes": (0, lambda n: _int(n, 0), "backend size limit (0 = 2 GiB default)"),
     "max-request-bytes": (1572864, lambda n: _int(n, 1), "maximum client request size in bytes"),
     "max-txn-ops": (128, lambda n: _int(n, 1), "maximum operations in one txn"),
@@ -150,6 +152,7 @@ class Config:
     heartbeat_interval: int = 100
     election_timeout: int = 1000
     snapshot_count: int = 100000
+    experimental_snapshot_catchup_entries: int = 5000
     quota_backend_bytes: int = DEFAULT_QUOTA
     max_request_bytes: int = 1572864
     max_txn_ops: int = 128

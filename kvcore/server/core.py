@@ -201,7 +201,8 @@ class Core:
         applied = self.raft.applied if not entries else entries[-1].index
         if applied - self._last_snapshot >= self.cfg.snapshot_count:
             self._last_snapshot = applied
-            self.loop.create_task(self.raft.snapshot(applied, self.backend.sync))
+            self.loop.create_task(self.raft.snapshot(
+                applied, self.backend.sync, self.cfg.experimental_snapshot_catchup_entries))
 
     def _install_snapshot(self, snapshot) -> None:
         """Replace the backend with the leader's copy that came with the snapshot."""

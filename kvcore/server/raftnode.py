@@ -306,7 +306,8 @@ class RaftDriver:
 
     # ---- snapshots ----
 
-    async def snapshot(self, index: int, sync_backend: Callable) -> None:
+    async def snapshot(self, index: int, sync_backend: Callable,
+                       catch_up: int = CATCH_UP_ENTRIES) -> None:
         """Record a snapshot at applied ``index``: the backend is made durable, the
         snapshot file and WAL record written, old WAL segments released and the
         in-memory log compacted (keeping CATCH_UP_ENTRIES for slow followers)."""
@@ -324,7 +325,7 @@ class RaftDriver:
             return removed
 
         removed = await self.loop.run_in_executor(self._io, work)
-        compact_to = index - CATCH_UP_ENTRIES
+        compact_to = index - catch_up
         if compact_to > st.first_index():
             st.compact(compact_to)
         log.info("snapshot at index %d (term %d); released %d WAL segment(s)", index,
