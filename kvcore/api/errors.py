@@ -32,6 +32,16 @@ class EtcdError:
     CORRUPT = (C.DATA_LOSS, "etcdserver: corrupt cluster")
     NOT_CAPABLE = (C.FAILED_PRECONDITION, "etcdserver: not capable")
     MEMBER_NOT_FOUND = (C.NOT_FOUND, "etcdserver: member not found")
+    MEMBER_EXIST = (C.FAILED_PRECONDITION, "etcdserver: member ID already exist")
+    PEER_URL_EXIST = (C.FAILED_PRECONDITION, "etcdserver: Peer URLs already exists")
+    MEMBER_BAD_URLS = (C.INVALID_ARGUMENT, "etcdserver: given member URLs are invalid")
+    MEMBER_NOT_LEARNER = (C.FAILED_PRECONDITION, "etcdserver: can only promote a learner member")
+    LEARNER_NOT_READY = (C.FAILED_PRECONDITION,
+                         "etcdserver: can only promote a learner member which is in sync with leader")
+    TOO_MANY_LEARNERS = (C.FAILED_PRECONDITION, "etcdserver: too many learner members in cluster")
+    NOT_ENOUGH_STARTED = (C.FAILED_PRECONDITION,
+                          "etcdserver: re-configuration failed due to not enough started members")
+    NOT_SUPPORTED_FOR_LEARNER = (C.UNAVAILABLE, "etcdserver: rpc not supported for learner")
     PERMISSION_DENIED = (C.PERMISSION_DENIED, "etcdserver: permission denied")
     AUTH_NOT_ENABLED = (C.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
     INVALID_AUTH_TOKEN = (C.UNAUTHENTICATED, "etcdserver: invalid auth token")

@@ -27,6 +27,7 @@ from kvcore.lease.lessor import MAX_LEASE_TTL, Lessor
 from kvcore.mvcc.store import CompactedError, FutureRevError, KVStore, ReadView
 from kvcore.mvcc.watch import WatchHub, WatchStream
 from kvcore.server import kv as kvops
+from kvcore.server.cluster_api import ClusterAPI
 from kvcore.server.config import Config
 from kvcore.server.metrics import CoreMetrics
 from kvcore.raft import codec as rcodec
@@ -85,6 +86,29 @@ class Core:
         self._register()
 
     # ---- startup ----
+
+    async def discover(self) -> None:
+        """Joining an existing cluster with a fresh data dir: learn this member's ID
+        (given by 'member add') and the cluster ID from a running member."""
+        cfg = self.cfg
+        if cfg.initial_cluster_state != "existing" or os.path.exists(self.paths.wal_dir):
+            return
+        from kvcore.server.peer import fetch_members
+        mine = set(cfg.initial_advertise_peer_urls)
+        urls = [u for m in self.initial for u in m.peer_urls if u not in mine]
+        info = await fetch_members(urls)
+        if info is None:
+            raise SystemExit("kvcore: cannot reach any member of the existing cluster at "
+                             f"{', '.join(urls)} to join it")
+        me = next((m for m in info["members"] if set(m["peerURLs"]) == mine), None)
+        if me is None:
+            raise SystemExit("kvcore: this member's peer URLs "
+                             f"{', '.join(sorted(mine))} are not in the cluster; add it first "
+                             "with 'etcdctl member add'")
+        self.member_id = me["id"]
+        self.cluster_id = info["cluster_id"]
+        self.initial = [Member.from_json(json.dumps(m).encode()) for m in info["members"]]
+        log.info("joining cluster %x as member %x", self.cluster_id, self.member_id)
 
     def open(self) -> None:
         cfg = self.cfg
@@ -408,7 +432,7 @@ class Core:
         u[MAINT + "Alarm"] = self.alarm
         u[MAINT + "HashKV"] = self.hash_kv
         u[MAINT + "Defragment"] = self.defragment
-        u[CLUSTER + "MemberList"] = self.member_list
+        ClusterAPI(self).register(u)
         u[LEASE + "LeaseGrant"] = self.lease_grant
         u[LEASE + "LeaseRevoke"] = self.lease_revoke
         u[LEASE + "LeaseTimeToLive"] = self.lease_time_to_live
@@ -478,13 +502,6 @@ class Core:
 
     def defragment(self, req: bytes):
         return wire.with_header(self._header(self.store.current_rev), b"")
-
-    def member_list(self, req: bytes):
-        resp = rpc_pb2.MemberListResponse(members=[
-            rpc_pb2.Member(ID=m.id, name=m.name, peerURLs=m.peer_urls, clientURLs=m.client_urls,
-                           isLearner=m.is_learner) for m in self.membership.sorted()])
-        hdr = wire.header(self.cluster_id, self.member_id, 0, self.raft.term)
-        return wire.with_header(hdr, _without_header(resp))
 
     # ---- watch ----
 

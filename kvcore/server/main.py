@@ -114,6 +114,7 @@ async def serve(cfg: config.Config) -> None:
     for url in cfg.listen_client_urls:
         _check_port_free(url)
     core = Core(cfg)
+    await core.discover()
     try:
         core.open()
     except WalCorruptError as e:

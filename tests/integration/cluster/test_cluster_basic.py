@@ -66,3 +66,17 @@ def test_hashkv_agrees(cluster):
     assert rc == 0, err
     hashes = {h["HashKV"]["hash"] for h in json.loads(out)}
     assert len(hashes) == 1
+
+
+def test_move_leader(cluster):
+    leader = servers.leader_of(cluster)
+    target = next(m for m in cluster if m is not leader)
+    rc, out, _ = target.etcdctl("endpoint", "status", "-w", "json")
+    tid = json.loads(out)[0]["Status"]["header"]["member_id"]
+    # Only the leader can hand leadership over.
+    rc, _, err = target.etcdctl("move-leader", f"{tid:x}")
+    assert rc != 0 and "not leader" in err
+    rc, out, err = leader.etcdctl("move-leader", f"{tid:x}")
+    assert rc == 0, err
+    assert servers.leader_of(cluster) is target
+    assert target.etcdctl("put", "after-move", "1")[0] == 0

@@ -1,0 +1,200 @@
+"""The Cluster service (member add/remove/update/promote/list) and MoveLeader.
+
+Membership changes are Raft conf changes whose context is the member record; the
+call returns once the change is applied on this member. The safety checks are
+etcd's (strict reconfiguration): a change must leave enough started voters for a
+quorum, at most one learner, and only a learner that is in sync can be promoted.
+"""
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlparse
+
+from kvcore.api import rpc_pb2, wire
+from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.raft import codec as rcodec
+from kvcore.raft.types import ConfChange, ConfChangeType
+from kvcore.server.membership import Member, new_member_id
+
+MAX_LEARNERS = 1
+
+
+def _check_urls(urls) -> list:
+    if not urls:
+        raise etcd_error(EtcdError.MEMBER_BAD_URLS)
+    for u in urls:
+        p = urlparse(u)
+        try:
+            ok = p.scheme in ("http", "https") and p.hostname and p.port
+        except ValueError:
+            ok = False
+        if not ok:
+            raise etcd_error(EtcdError.MEMBER_BAD_URLS)
+    return list(urls)
+
+
+class ClusterAPI:
+    def __init__(self, core):
+        self.core = core
+
+    def register(self, unary: dict) -> None:
+        c = "/etcdserverpb.Cluster/"
+        unary[c + "MemberAdd"] = self.member_add
+        unary[c + "MemberRemove"] = self.member_remove
+        unary[c + "MemberUpdate"] = self.member_update
+        unary[c + "MemberPromote"] = self.member_promote
+        unary[c + "MemberList"] = self.member_list
+        unary["/etcdserverpb.Maintenance/MoveLeader"] = self.move_leader
+
+    # ---- helpers ----
+
+    @property
+    def ms(self):
+        return self.core.membership
+
+    def _members_pb(self):
+        return [rpc_pb2.Member(ID=m.id, name=m.name, peerURLs=m.peer_urls,
+                               clientURLs=m.client_urls, isLearner=m.is_learner)
+                for m in self.ms.sorted()]
+
+    def _header(self) -> bytes:
+        c = self.core
+        return wire.header(c.cluster_id, c.member_id, 0, c.raft.term)
+
+    def _respond(self, msg) -> bytes:
+        msg.ClearField("header")
+        return wire.with_header(self._header(), msg.SerializeToString())
+
+    def _started_voters(self) -> int:
+        """Voters that published themselves (etcd counts members with a name)."""
+        return sum(1 for m in self.ms.members.values() if not m.is_learner and m.name)
+
+    def _voters(self) -> int:
+        return sum(1 for m in self.ms.members.values() if not m.is_learner)
+
+    def _propose(self, cc: ConfChange, build):
+        """Propose; resolve with ``build()`` once the change is applied here."""
+        core = self.core
+        if not core.raft.lead:
+            raise etcd_error(EtcdError.NO_LEADER)
+        data = rcodec.encode_conf_change(cc)
+        waiters = core.__dict__.setdefault("_conf_waiters", {})
+        applied = waiters[data] = core.loop.create_future()
+        core.raft.propose_conf_change(cc)
+        out = core.loop.create_future()
+
+        def done(f):
+            if out.done():
+                return
+            if f.exception() is not None:
+                out.set_exception(f.exception())
+            else:
+                out.set_result(build())
+
+        applied.add_done_callback(done)
+        core.loop.call_later(core.request_timeout, _expire, out, waiters, data)
+        return out
+
+    # ---- handlers ----
+
+    def member_add(self, req: bytes):
+        r = rpc_pb2.MemberAddRequest.FromString(req)
+        urls = _check_urls(r.peerURLs)
+        for m in self.ms.members.values():
+            if set(m.peer_urls) & set(urls):
+                raise etcd_error(EtcdError.PEER_URL_EXIST)
+        if r.isLearner:
+            if sum(1 for m in self.ms.members.values() if m.is_learner) >= MAX_LEARNERS:
+                raise etcd_error(EtcdError.TOO_MANY_LEARNERS)
+        else:
+            # After the add, the started voters must still form a quorum.
+            if self._started_voters() < (self._voters() + 1) // 2 + 1:
+                raise etcd_error(EtcdError.NOT_ENOUGH_STARTED)
+        mid = new_member_id(urls, self.core.cfg.initial_cluster_token)
+        while mid in self.ms.members or mid in self.ms.removed:
+            mid += 1
+        m = Member(mid, "", urls, [], bool(r.isLearner))
+        kind = ConfChangeType.AddLearnerNode if r.isLearner else ConfChangeType.AddNode
+        cc = ConfChange.single(kind, mid, m.context())
+        return self._propose(cc, lambda: self._respond(rpc_pb2.MemberAddResponse(
+            member=rpc_pb2.Member(ID=mid, peerURLs=urls, isLearner=bool(r.isLearner)),
+            members=self._members_pb())))
+
+    def member_remove(self, req: bytes):
+        r = rpc_pb2.MemberRemoveRequest.FromString(req)
+        m = self.ms.members.get(r.ID)
+        if m is None:
+            raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
+        if not m.is_learner:
+            started_after = self._started_voters() - (1 if m.name else 0)
+            if started_after < (self._voters() - 1) // 2 + 1:
+                raise etcd_error(EtcdError.NOT_ENOUGH_STARTED)
+        cc = ConfChange.single(ConfChangeType.RemoveNode, r.ID)
+        return self._propose(cc, lambda: self._respond(
+            rpc_pb2.MemberRemoveResponse(members=self._members_pb())))
+
+    def member_update(self, req: bytes):
+        r = rpc_pb2.MemberUpdateRequest.FromString(req)
+        m = self.ms.members.get(r.ID)
+        if m is None:
+            raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
+        urls = _check_urls(r.peerURLs)
+        for other in self.ms.members.values():
+            if other.id != r.ID and set(other.peer_urls) & set(urls):
+                raise etcd_error(EtcdError.PEER_URL_EXIST)
+        updated = Member(m.id, m.name, urls, m.client_urls, m.is_learner)
+        cc = ConfChange.single(ConfChangeType.UpdateNode, r.ID, updated.context())
+        return self._propose(cc, lambda: self._respond(
+            rpc_pb2.MemberUpdateResponse(members=self._members_pb())))
+
+    def member_promote(self, req: bytes):
+        r = rpc_pb2.MemberPromoteRequest.FromString(req)
+        m = self.ms.members.get(r.ID)
+        if m is None:
+            raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
+        if not m.is_learner:
+            raise etcd_error(EtcdError.MEMBER_NOT_LEARNER)
+        raft = self.core.raft
+        if raft.is_leader:
+            pr = raft.progress()
+            lead_match = pr[raft.id].match if raft.id in pr else raft.committed
+            learner = pr.get(r.ID)
+            if learner is None or learner.match < lead_match * 0.9:
+                raise etcd_error(EtcdError.LEARNER_NOT_READY)
+        promoted = Member(m.id, m.name, m.peer_urls, m.client_urls, False)
+        cc = ConfChange.single(ConfChangeType.AddNode, r.ID, promoted.context())
+        return self._propose(cc, lambda: self._respond(
+            rpc_pb2.MemberPromoteResponse(members=self._members_pb())))
+
+    def member_list(self, req: bytes):
+        return self._respond(rpc_pb2.MemberListResponse(members=self._members_pb()))
+
+    def move_leader(self, req: bytes):
+        r = rpc_pb2.MoveLeaderRequest.FromString(req)
+        core = self.core
+        raft = core.raft
+        if not raft.is_leader:
+            raise etcd_error(EtcdError.NOT_LEADER)
+        target = self.ms.members.get(r.targetID)
+        if target is None or target.is_learner:
+            raise etcd_error(EtcdError.BAD_LEADER_TRANSFEREE)
+        hdr = wire.header(core.cluster_id, core.member_id, core.store.current_rev, raft.term)
+        if r.targetID == core.member_id:
+            return wire.with_header(hdr, b"")
+        raft.transfer_leader(r.targetID)
+
+        async def wait():
+            deadline = core.loop.time() + core.request_timeout
+            while raft.lead != r.targetID:
+                if core.loop.time() > deadline:
+                    raise etcd_error(EtcdError.TIMEOUT)
+                await asyncio.sleep(0.01)
+            return wire.with_header(wire.header(core.cluster_id, core.member_id,
+                                                core.store.current_rev, raft.term), b"")
+        return asyncio.ensure_future(wait())
+
+
+def _expire(fut, waiters, data) -> None:
+    waiters.pop(data, None)
+    if not fut.done():
+        fut.set_exception(etcd_error(EtcdError.TIMEOUT))
