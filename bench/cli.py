@@ -56,7 +56,7 @@ def _globals(p: argparse.ArgumentParser, suppress: bool):
                    help="send everything to the leader among --endpoints")
     p.add_argument("--user", default=d(None), help="NAME:PASSWORD for servers with auth enabled")
     p.add_argument("--procs", type=positive_int, default=d(None),
-                   help="load processes (default: up to one per core, never more than --conns)")
+                   help="load processes (default: half the cores, at least 1, at most --conns)")
     p.add_argument("--max-seconds", type=nonneg_float, default=d(120.0),
                    help="time limit of one run; it stops there even if --total is not reached "
                         "(default 120)")

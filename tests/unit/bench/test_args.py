@@ -1,4 +1,6 @@
 """Argument handling of kvcore-bench (no server needed)."""
+import os
+
 import pytest
 
 from bench import cli, compare, runner
@@ -21,7 +23,7 @@ def test_global_flags_before_or_after_the_subcommand():
                         "--consistency=s"])
     for x in (a, b):
         assert (x.conns, x.clients, x.total, x.consistency, x.key, x.end) == (10, 100, 500, "s", "foo", None)
-        assert x.procs == 2
+        assert x.procs == max(1, min((os.cpu_count() or 1) // 2, 10))
 
 
 def test_range_with_end_and_consistency_values():
