@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-kvcore", action="store_true", help="compare etcd binaries only")
     p.add_argument("--kvcore-workers", type=positive_int, default=None, help="kvcore --workers N")
     p.add_argument("--rounds", type=positive_int, default=3, help="rounds per cell (default 3)")
+    p.add_argument("--members", type=positive_int, default=1,
+                   help="members per server: 1, or 3 for the cluster variant (default 1)")
     p.add_argument("--scenarios", default="put,range-l,range-s",
                    help="comma list of put, range-l, range-s (default all)")
     p.add_argument("--layouts", default="1x1,10x100,100x1000",

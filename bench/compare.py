@@ -86,11 +86,21 @@ def main(a) -> int:
     os.makedirs(out_dir, exist_ok=True)
 
     candidates = []
+    members = getattr(a, "members", 1) or 1
+
+    def make(factory, name):
+        if members == 1:
+            return factory()
+        return servers.Cluster(factory, members, f"{name} ×{members}")
+
     if not a.no_kvcore:
-        candidates.append(servers.kvcore_server(a.kvcore_cmd, a.kvcore_workers))
+        candidates.append(make(lambda: servers.kvcore_server(a.kvcore_cmd, a.kvcore_workers),
+                               "kvcore"))
     for b in bins:
-        s = servers.etcd_server(b)
-        if any(c.name == s.name for c in candidates):
+        s = make(lambda b=b: servers.etcd_server(b), f"etcd {servers.etcd_version(b)}")
+        if members == 1 and any(c.name == s.name for c in candidates):
+            s.name = f"{s.name} ({b})"
+        elif any(c.name == s.name for c in candidates):
             s.name = f"{s.name} ({b})"
         candidates.append(s)
     sides, missing = [], {}
@@ -116,7 +126,7 @@ def main(a) -> int:
         for s in candidates:
             s.stop()
     names = [s.name for s in sides]
-    payload = {"kind": "compare", "sides": names, "missing": missing, "host": host,
+    payload = {"kind": "compare", "sides": names, "members": members, "missing": missing, "host": host,
                "rounds": a.rounds, "key_size": a.key_size, "val_size": a.val_size,
                "cells": cells}
     md = markdown(payload)
@@ -155,7 +165,7 @@ def run_matrix(a, sides, scen, layouts) -> list[dict]:
                 k = r % len(sides)
                 for s in sides[k:] + sides[:k]:
                     spec = runner.RunSpec(
-                        endpoints=[s.endpoint], conns=conns, clients=clients, total=total,
+                        endpoints=s.endpoints, conns=conns, clients=clients, total=total,
                         make_workload=make_workload(sc, a.key_size, a.val_size, total),
                         procs=runner.default_procs(conns, clients) if not a.procs_explicit
                         else min(a.procs, conns),
@@ -208,6 +218,10 @@ def markdown(p: dict) -> str:
     bases = sides[1:]
     lines = [f"# kvcore-bench compare: {', '.join(sides)}", ""]
     lines.append(hostinfo.markdown(p["host"]))
+    if p.get("members", 1) > 1:
+        lines.append(f"- Each server runs as a {p['members']}-member cluster on loopback; "
+                     f"connections are spread over the members' client URLs; server CPU is "
+                     f"the sum over the members.")
     lines.append(f"- Key {p['key_size']} B, value {p['val_size']} B; put uses sequential keys; "
                  f"range reads one key of {p['val_size']} B. {p['rounds']} rounds per cell, "
                  f"servers alternating within each round (order rotated every round); "

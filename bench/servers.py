@@ -61,21 +61,31 @@ class Server:
         self.log_path = ""
         self.version = ""
 
+    member = "m1"
+    initial_cluster: str | None = None
+
     @property
     def endpoint(self) -> tuple[str, int]:
         return ("127.0.0.1", self.port)
 
+    @property
+    def endpoints(self) -> list[tuple[str, int]]:
+        return [self.endpoint]
+
     def start(self):
         self.tmp = tempfile.mkdtemp(prefix=f"kvbench-{self.kind}-")
-        self.port, self.peer_port = free_port(), free_port()
+        if not self.port:
+            self.port, self.peer_port = free_port(), free_port()
         peer = f"http://127.0.0.1:{self.peer_port}"
         cli = f"http://127.0.0.1:{self.port}"
-        member = "m1"
+        member = self.member
         argv = self.argv_prefix + [
             "--name", member, "--data-dir", os.path.join(self.tmp, "data"),
             "--listen-client-urls", cli, "--advertise-client-urls", cli,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"{member}={peer}"] + self.extra
+            "--initial-cluster", self.initial_cluster or f"{member}={peer}"] + self.extra
+        if self.initial_cluster:
+            argv += ["--initial-cluster-state", "new", "--initial-cluster-token", "kvbench"]
         self.log_path = os.path.join(self.tmp, "server.log")
         self.argv = argv
         env = dict(os.environ, **(self.env or {}))
@@ -152,6 +162,57 @@ async def _probe(port: int):
             await s.range(b"\x00probe", serializable=False)
         except client.CallError:
             raise
+
+
+class Cluster:
+    """N members of one server kind on loopback (like etcd's Procfile), fresh dirs."""
+
+    def __init__(self, make_member, n: int, name: str):
+        self.members = [make_member() for _ in range(n)]
+        self.name = name
+        self.kind = self.members[0].kind
+        self.version = self.members[0].version
+        ports = [(free_port(), free_port()) for _ in range(n)]
+        ic = ",".join(f"m{i + 1}=http://127.0.0.1:{pp}" for i, (_, pp) in enumerate(ports))
+        for i, (m, (cp, pp)) in enumerate(zip(self.members, ports)):
+            m.member = f"m{i + 1}"
+            m.port, m.peer_port = cp, pp
+            m.initial_cluster = ic
+
+    @property
+    def argv(self):
+        return self.members[0].argv_prefix
+
+    @property
+    def endpoint(self):
+        return self.members[0].endpoint
+
+    @property
+    def endpoints(self):
+        return [m.endpoint for m in self.members]
+
+    @property
+    def port(self):
+        return self.members[0].port
+
+    def start(self):
+        for m in self.members:
+            m.start()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> str | None:
+        for m in self.members:
+            why = m.wait_ready(timeout)
+            if why:
+                return f"member {m.member}: {why}"
+        return None
+
+    def stop(self):
+        for m in self.members:
+            m.stop()
+
+    def pids(self) -> list[int]:
+        return [p for m in self.members for p in m.pids()]
 
 
 def etcd_server(binary: str, name: str | None = None) -> Server:

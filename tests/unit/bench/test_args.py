@@ -99,3 +99,17 @@ def test_plan_splits_everything(conns, clients, total, procs):
     assert sum(p["rate"] for p in parts) == pytest.approx(1000.0)
     eps = {ep for p in parts for ep, _ in p["conns"]}
     assert eps <= {("127.0.0.1", 1), ("127.0.0.1", 2)}
+
+
+def test_cluster_members_share_one_initial_cluster():
+    from bench import servers
+    c = servers.Cluster(lambda: servers.Server("x", ["true"], "etcd"), 3, "x ×3")
+    ics = {m.initial_cluster for m in c.members}
+    assert len(ics) == 1
+    ic = ics.pop()
+    assert [m.member for m in c.members] == ["m1", "m2", "m3"]
+    for m in c.members:
+        assert f"{m.member}=http://127.0.0.1:{m.peer_port}" in ic
+    assert len({m.port for m in c.members} | {m.peer_port for m in c.members}) == 6
+    assert c.endpoints == [("127.0.0.1", m.port) for m in c.members]
+    assert cli.parse_args(["compare", "--members", "3"]).members == 3
