@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import functools
-import json
-import os
 import sys
 
 from . import __version__

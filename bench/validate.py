@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 
-from . import etcdapi, h2, hostinfo, report, runner, servers, stats, trivial_server, workloads
+from . import etcdapi, hostinfo, report, runner, servers, stats, trivial_server, workloads
 from .cli import EXIT_OK, EXIT_RUN, EXIT_USAGE
 from .runner import proc_cpu_seconds
 

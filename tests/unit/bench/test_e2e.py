@@ -2,7 +2,6 @@
 temp data dir and free ports. Counts and exit codes only; no timing assertions."""
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
