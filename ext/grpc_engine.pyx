@@ -132,6 +132,8 @@ cdef class EngineCore:
     """What every connection of one NativeEngine shares (built by native.py)."""
 
     cdef dict routes              # path bytes -> (kind, handler, path str)
+    cdef bytes last_path
+    cdef object last_route
     cdef object http
     cdef public Py_ssize_t max_recv
     cdef public Py_ssize_t max_send
@@ -211,6 +213,20 @@ cdef class EngineCore:
             nghttp2_session_callbacks_del(self.callbacks)
         if self.option != NULL:
             nghttp2_option_del(self.option)
+
+    cdef object route(self, bytes path):
+        """routes[path], remembering the last hit (saves hashing a fresh path)."""
+        if path is None:
+            return None
+        if self.last_path is not None and PyBytes_GET_SIZE(path) == PyBytes_GET_SIZE(
+                self.last_path) and memcmp(PyBytes_AS_STRING(path), PyBytes_AS_STRING(
+                    self.last_path), PyBytes_GET_SIZE(path)) == 0:
+            return self.last_route
+        r = self.routes.get(path)
+        if r is not None:
+            self.last_path = path
+            self.last_route = r
+        return r
 
     def protocol(self):
         """Protocol factory for loop.create_server."""
@@ -413,10 +429,10 @@ cdef class _Stream:
             if t is not None:
                 self.timeout = t
             return 0
-        if n in _RESERVED:
+        if (nl == 13 or nl == 14 or nl == 20) and n in _RESERVED:
             return 0
         key = n.decode("latin-1")
-        if key.endswith("-bin"):
+        if nl > 4 and memcmp(name + nl - 4, b"-bin", 4) == 0:
             try:
                 self.metadata[key] = base64.b64decode(v + b"=" * (-len(v) % 4))
             except Exception:
@@ -429,7 +445,7 @@ cdef class _Stream:
         """Request headers complete: decide what kind of call this is."""
         cdef EngineCore core = self.conn.core
         if self.grpc_ct:
-            route = core.routes.get(self.path)
+            route = core.route(self.path)
             if route is None:
                 self.kind = K_REJECT
                 self.err_code = StatusCode.UNIMPLEMENTED
@@ -1133,6 +1149,7 @@ cdef class _Conn:
     cdef double ping_sent_at       # our keepalive PING in flight since (< 0: none)
     cdef int ping_strikes
     cdef object flush_cb
+    cdef bytearray wbuf            # reused to join one flush's frames
     # HTTP/1.x
     cdef bytearray h1buf
     cdef public int h1_busy
@@ -1149,6 +1166,7 @@ cdef class _Conn:
         self.last_ping = -1.0
         self.ping_sent_at = -1.0
         self.flush_cb = self._flush_soon
+        self.wbuf = bytearray()
 
     def __dealloc__(self):
         if self.session != NULL:
@@ -1350,7 +1368,7 @@ cdef class _Conn:
         cdef ssize_t n
         cdef bytes first = None
         cdef bytearray more = None
-        cdef Py_ssize_t total = 0
+        cdef Py_ssize_t total = 0, old
         if self.session == NULL or self.transport is None or self.write_paused \
                 or self.in_recv:
             return
@@ -1367,13 +1385,23 @@ cdef class _Conn:
                 first = PyBytes_FromStringAndSize(<char*>p, n)
             else:
                 if more is None:
-                    more = bytearray(first)
-                more += (<char*>p)[:n]
+                    more = self.wbuf
+                    PyByteArray_Resize(more, PyBytes_GET_SIZE(first))
+                    memcpy(PyByteArray_AS_STRING(more), PyBytes_AS_STRING(first),
+                           PyBytes_GET_SIZE(first))
+                old = PyByteArray_GET_SIZE(more)
+                PyByteArray_Resize(more, old + n)
+                memcpy(PyByteArray_AS_STRING(more) + old, p, n)
             if total > (4 << 20):
                 self.schedule_flush()
                 break
         if more is not None:
-            self.transport.write(bytes(more))
+            self.transport.write(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(more),
+                                                           PyByteArray_GET_SIZE(more)))
+            if PyByteArray_GET_SIZE(more) > (256 << 10):
+                self.wbuf = bytearray()
+            else:
+                PyByteArray_Resize(more, 0)
         elif first is not None:
             self.transport.write(first)
         if self.close_after_flush or (not nghttp2_session_want_read(self.session) and
