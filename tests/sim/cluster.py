@@ -628,6 +628,25 @@ class Cluster:
         raise LivenessFailure(f"write not applied by all members within {max_ticks * 2} "
                               "ticks after heal")
 
+    def check_final_agreement(self) -> None:
+        """After convergence every member's state machine equals the reference state at
+        its applied index, and the leader's log still holds every committed entry."""
+        chk = self.checker
+        ld = self.leader()
+        for i in sorted(ld.raw.raft.trk.progress):
+            node = self.nodes.get(i)
+            if node is None or node.raw is None:
+                continue
+            want = chk.ref_digest.get(node.sm.applied)
+            if want is not None and want != node.sm.digest:
+                chk.fail(f"final state of node {i} at index {node.sm.applied} differs")
+        log = ld.raw.raft.raft_log
+        ref = chk.ref_terms
+        for idx in range(max(1, log.first_index()), min(len(ref), log.last_index() + 1)):
+            if log.term(idx) != ref[idx]:
+                chk.fail(f"committed entry lost: final leader {ld.id} has term "
+                         f"{log.term(idx)} at committed index {idx} (want {ref[idx]})")
+
     def dump(self) -> str:
         lines = []
         for nid in sorted(self.nodes):
@@ -667,6 +686,7 @@ def run_seed(seed: int, *, trace=None, bug_send_before_persist: bool = False,
             cl.chaos_tick()
         cl.heal_all()
         t_lead, t_commit = cl.converge(sc.heal_ticks)
+        cl.check_final_agreement()
     except (SafetyViolation, LivenessFailure, AssertionError) as e:
         at = f" at tick {cl.now}\n{cl.dump()}" if cl is not None else ""
         raise type(e)(f"{e}{at}\n  scenario: {sc.describe()}\n  replay: python -m "
