@@ -131,7 +131,8 @@ FLAGS: dict[str, tuple] = {
     "enable-grpc-gateway": (True, _bool, "serve the JSON gateway under /v3/"),
     "workers": (0, lambda n: _int(n, 0), "worker processes terminating client connections "
                                          "(0 = one per CPU)"),
-    "grpc-engine": ("grpcio", lambda n: _choice(n, ("native", "grpcio")), "gRPC server engine"),
+    "grpc-engine": ("native", lambda n: _choice(n, ("native", "grpcio")),
+                    "gRPC server engine (native: libnghttp2 + Cython; grpcio: reference)"),
 }
 
 DEFAULT_QUOTA = 2 * 1024 ** 3
@@ -165,7 +166,7 @@ class Config:
     listen_metrics_urls: str = ""
     enable_grpc_gateway: bool = True
     workers: int = 0
-    grpc_engine: str = "grpcio"
+    grpc_engine: str = "native"
     config_file: str = ""
     warnings: list = field(default_factory=list)
 
