@@ -57,7 +57,7 @@ class FrameProtocol(asyncio.Protocol):
     def __init__(self):
         self.transport = None
         self._buf = bytearray()
-        self._out: list[bytes] = []
+        self._out = bytearray()
         self._flush_scheduled = False
         self._loop = asyncio.get_event_loop()
 
@@ -85,14 +85,15 @@ class FrameProtocol(asyncio.Protocol):
         raise NotImplementedError
 
     def send(self, call_id: int, method: int, kind: int, payload: bytes) -> None:
-        self._out.append(HEADER.pack(len(payload), call_id, method, kind))
-        self._out.append(payload)
+        out = self._out
+        out += HEADER.pack(len(payload), call_id, method, kind)
+        out += payload
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        out, self._out = self._out, []
+        out, self._out = self._out, bytearray()
         if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.writelines(out)
+            self.transport.write(out)

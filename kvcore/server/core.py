@@ -82,6 +82,8 @@ class Core:
         self._catchup_scheduled = False
         self._last_snapshot = 0
         self.transport = None
+        self._hdr_key = None       # the last ResponseHeader built, by (revision, term)
+        self._hdr = b""
         self.stopped = self.loop.create_future()   # set when this member must stop
         self._register()
 
@@ -382,7 +384,11 @@ class Core:
         return wire.with_header(self._header(rev), body)
 
     def _header(self, rev: int) -> bytes:
-        return wire.header(self.cluster_id, self.member_id, rev, self.raft.term)
+        key = (rev, self.raft.term)
+        if key != self._hdr_key:
+            self._hdr_key = key
+            self._hdr = wire.header(self.cluster_id, self.member_id, rev, self.raft.term)
+        return self._hdr
 
     @property
     def request_timeout(self) -> float:

@@ -14,6 +14,8 @@ from kvcore.mvcc.store import CompactedError, FutureRevError, KVStore, WriteTxn
 
 RR = rpc_pb2.RangeRequest
 _ALL = b"\x00"
+_SORT_ORDERS = frozenset(RR.SortOrder.values())
+_SORT_TARGETS = frozenset(RR.SortTarget.values())
 
 
 def _end(range_end: bytes) -> Optional[bytes]:
@@ -34,7 +36,7 @@ def mvcc_error(exc: Exception):
 def check_range(r: rpc_pb2.RangeRequest) -> None:
     if not r.key:
         raise etcd_error(EtcdError.EMPTY_KEY)
-    if r.sort_order not in RR.SortOrder.values() or r.sort_target not in RR.SortTarget.values():
+    if r.sort_order not in _SORT_ORDERS or r.sort_target not in _SORT_TARGETS:
         raise etcd_error(EtcdError.INVALID_SORT)
 
 
