@@ -1023,8 +1023,12 @@ cdef int _on_begin_headers(nghttp2_session* session, const nghttp2_frame* frame,
     if frame.hd.type != NGHTTP2_HEADERS or frame.headers.cat != NGHTTP2_HCAT_REQUEST:
         return 0
     try:
-        if conn.core.shutting_down or conn.buffered > 2 * conn.core.conn_budget:
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE    # nghttp2 resets the stream
+        if conn.buffered > 2 * conn.core.conn_budget:
+            # Refused (the client may retry it); its headers and data are ignored.
+            # (During shutdown, GOAWAY's last stream id does this for nghttp2.)
+            nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame.hd.stream_id,
+                                      NGHTTP2_REFUSED_STREAM)
+            return 0
         s = _Stream(conn, frame.hd.stream_id)
         conn.streams[frame.hd.stream_id] = s
         nghttp2_session_set_stream_user_data(session, frame.hd.stream_id, <void*>s)
@@ -1153,6 +1157,7 @@ cdef class _Conn:
     # HTTP/1.x
     cdef bytearray h1buf
     cdef public int h1_busy
+    cdef object h1_task
     cdef bint h1_close
 
     def __cinit__(self, EngineCore core):
@@ -1507,7 +1512,8 @@ cdef class _Conn:
         if not keep:
             self.h1_close = True
         self.h1_busy = 1
-        self.core.loop.create_task(self._h1_serve(method, target, headers, body, version))
+        self.h1_task = self.core.loop.create_task(
+            self._h1_serve(method, target, headers, body, version))
 
     async def _h1_serve(self, method, target, headers, body, version):
         try:

@@ -7,7 +7,7 @@ import pytest
 
 from kvcore.engine.native import available
 
-pytestmark = pytest.mark.skipif(not available(), reason="native engine not built")
+needs_native = pytest.mark.skipif(not available(), reason="native engine not built")
 
 
 def py_percent_encode(message: str) -> bytes:
@@ -24,6 +24,7 @@ def py_parse_timeout(value: bytes):
     return int(v[:-1]) * units[v[-1]]
 
 
+@needs_native
 @pytest.mark.parametrize("msg", ["", "plain", "100%", "ünïcode ✓", "a\nb\tc", "%%%", "\x7f\x00"])
 def test_percent_encode_matches_twin_and_decodes_back(msg):
     from kvcore._ext.grpc_engine import percent_encode
@@ -32,6 +33,7 @@ def test_percent_encode_matches_twin_and_decodes_back(msg):
     assert urllib.parse.unquote(enc.decode()) == msg
 
 
+@needs_native
 @pytest.mark.parametrize("value", [b"1S", b"100m", b"5H", b"99999999n", b"3M", b"250u",
                                    b"", b"S", b"10", b"10x", b"123456789S", b"-1S", b"1.5S"])
 def test_parse_timeout_matches_twin(value):
@@ -39,7 +41,17 @@ def test_parse_timeout_matches_twin(value):
     assert parse_timeout(value) == py_parse_timeout(value)
 
 
+@needs_native
 def test_links_a_libnghttp2_with_the_security_limits():
     from kvcore._ext.grpc_engine import libnghttp2_version
     major, minor, _ = (int(x) for x in libnghttp2_version().split(".")[:3])
     assert (major, minor) >= (1, 52)
+
+
+def test_native_engine_is_built_in_ci():
+    """The build treats the engine as optional (grpcio fallback); CI must not."""
+    import os
+
+    from kvcore.engine import native
+    if os.environ.get("CI") == "true":
+        assert native.available(), f"native engine missing in CI: {native.IMPORT_ERROR}"
