@@ -167,11 +167,15 @@ class RaftLog:
         self.unstable.stable_snap_to(i)
 
     def has_next_ents(self) -> bool:
+        if self.committed <= self.applied:
+            return False
         off = max(self.applied + 1, self.first_index())
         return self.committed + 1 > off
 
     def next_ents(self) -> list:
         """Committed entries not yet applied (bounded by max_next_ents_size)."""
+        if self.committed <= self.applied:
+            return []
         off = max(self.applied + 1, self.first_index())
         if self.committed + 1 > off:
             return self.slice(off, self.committed + 1, self.max_next_ents_size)
