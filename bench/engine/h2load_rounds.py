@@ -4,6 +4,9 @@ by h2load in alternating rounds (the host is shared: quote median ratios).
     python -m bench.engine.h2load_rounds --rounds 5 -c 10 -m 10 -n 100000 [--size 100]
         [--targets native,grpcio,ngh2,nghttpd] [--grpcio-n 10000]
 
+(the figures in docs/decisions.md were taken with ``--targets native,grpcio,ngh2,nghttpd``;
+ngh2 is not a kvcore dependency: ``pip install ngh2==0.3.0`` to include it)
+
 Every target answers one request with the same number of body bytes: the gRPC
 servers return a ``--size``-byte message (5-byte prefix + size bytes of DATA, plus
 grpc-status trailers); nghttpd serves a file of ``size + 5`` bytes. The gRPC
@@ -87,7 +90,9 @@ def main() -> None:
     ap.add_argument("-c", type=int, default=10)
     ap.add_argument("-m", type=int, default=10)
     ap.add_argument("--size", type=int, default=100)
-    ap.add_argument("--targets", default="native,grpcio,ngh2,nghttpd")
+    ap.add_argument("--targets", default="native,grpcio,nghttpd",
+                    help="comma list of native, grpcio, ngh2 (needs `pip install "
+                         "ngh2==0.3.0`), nghttpd")
     ap.add_argument("--grpcio-n", type=int, default=10000,
                     help="requests per grpcio round (it is ~30x slower)")
     a = ap.parse_args()

@@ -1,6 +1,6 @@
 """Memory per idle connection and per idle stream of an engine's server process.
 
-    python -m bench.engine.memory [--engines native,grpcio] [--conns 1000] [--streams 1000]
+    python -m bench.engine.memory [--engines native,grpcio[,ngh2]] [--conns 1000] [--streams 1000]
 
 For each engine: start ``bench.engine.server``, open one warm-up connection and make
 a call, read the server's RSS; open ``--conns`` idle HTTP/2 connections (preface +
