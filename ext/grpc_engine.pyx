@@ -44,6 +44,7 @@ import asyncio
 import base64
 import collections
 import logging
+import types
 
 from kvcore.engine.base import CallContext, GrpcError, StatusCode
 
@@ -989,7 +990,7 @@ cdef int _on_frame_send(nghttp2_session* session, const nghttp2_frame* frame,
     return 0
 
 
-@__import__("types").coroutine
+@types.coroutine
 def _resume(coro, yielded):
     """Finish, inside a Task, a handler coroutine whose first step already ran
     eagerly and yielded ``yielded`` (what ``yield from`` does, started mid-way)."""
@@ -1090,7 +1091,7 @@ cdef int _on_data_chunk(nghttp2_session* session, uint8_t flags, int32_t stream_
     cdef void* p = nghttp2_session_get_stream_user_data(session, stream_id)
     cdef _Conn conn = <_Conn>user_data
     if p == NULL:
-        nghttp2_session_consume(conn, stream_id, length)
+        _consume_both(conn, stream_id, length)
         return 0
     try:
         (<_Stream>p).on_data(data, length)
@@ -1100,7 +1101,7 @@ cdef int _on_data_chunk(nghttp2_session* session, uint8_t flags, int32_t stream_
     return 0
 
 
-cdef inline void nghttp2_session_consume(_Conn conn, int32_t sid, size_t n):
+cdef inline void _consume_both(_Conn conn, int32_t sid, size_t n):
     nghttp2_session_consume_connection(conn.session, n)
     nghttp2_session_consume_stream(conn.session, sid, n)
 

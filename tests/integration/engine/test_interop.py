@@ -318,3 +318,12 @@ class TestNativeEngine(_EtcdStub, _InteropTests, unittest.TestCase):
             self.unary("Echo")(b"x", timeout=10)
         self.assertTrue(wait_for(lambda: self.server.call(
             lambda: self.server.engine.stats()["streams"]) == 0))
+
+
+@unittest.skipUnless(available(), "native engine not built")
+class TestNativeEngineTaskPerCall(_EtcdStub, _InteropTests, unittest.TestCase):
+    """The native engine with eager=False: every handler starts in its own Task."""
+
+    @classmethod
+    def make_engine(cls, methods):
+        return NativeEngine(methods, max_receive_message_length=MAX_RECV, eager=False)
