@@ -18,6 +18,7 @@ Kinds:
              the last credit. The core keeps at most STREAM_WINDOW undelivered
              messages per stream, so a slow client costs bounded memory and never
              blocks the core (a watcher beyond its window falls back to catch-up).
+  RELOAD     core -> worker: the LMDB file was replaced (snapshot install): reopen it
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import struct
 HEADER = struct.Struct("<IIHB")
 HSIZE = HEADER.size
 
-REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT = range(9)
+REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD = range(10)
 STREAM_WINDOW = 64
 _U32 = struct.Struct("<I")
 

@@ -82,11 +82,25 @@ class KVStore:
         if finished:
             self.compact_main_rev = finished
         self.current_rev = max(1, last_main, self.compact_main_rev)
+        if len(self.index) and self.b.env.stat()["entries"] and not self._latest_count():
+            self._rebuild_latest()
         if scheduled and scheduled != finished:
             # A compaction was recorded but not finished before a crash: finish it.
             with self.b.begin_write() as txn:
                 self._compact_physical(txn, scheduled)
             self.compact_main_rev = scheduled
+
+    def _latest_count(self) -> int:
+        with self.b.env.begin() as txn:
+            return txn.stat(self.b.latest)["entries"]
+
+    def _rebuild_latest(self) -> None:
+        """Data written before the ``latest`` database existed: derive it."""
+        revs, _ = self.index.revisions(b"\x00", b"\x00", self.current_rev, 0)
+        with self.b.begin_write() as txn:
+            for key, main, sub in revs:
+                txn.put(key, be.rev_key(main, sub), db=self.b.latest)
+            txn.put(be.META_CURRENT_REV, be.u64(self.current_rev), db=self.b.meta)
 
     # ---- reads ----
 
@@ -265,7 +279,9 @@ class WriteTxn:
             kv.version = 1
         data = kv.SerializeToString()
         sub = len(self.changes)
-        self.txn.put(be.rev_key(rev, sub), data, db=s.b.key)
+        rk = be.rev_key(rev, sub)
+        self.txn.put(rk, data, db=s.b.key)
+        self.txn.put(key, rk, db=s.b.latest)
         s.index.put(key, rev, sub)
         self.changes.append(Change(kv_pb2.Event.PUT, key, data, prev, lease))
         return rev
@@ -289,6 +305,7 @@ class WriteTxn:
             self.txn.put(be.rev_key(rev, sub) + be.TOMBSTONE,
                          kv_pb2.KeyValue(key=k).SerializeToString(), db=s.b.key)
             s.index.tombstone(k, rev, sub)
+            self.txn.delete(k, db=s.b.latest)
             self.changes.append(Change(kv_pb2.Event.DELETE, k, tomb, prev))
         return found
 
@@ -296,4 +313,5 @@ class WriteTxn:
         """Finish: the store's revision becomes this txn's if it changed anything."""
         if self.changes:
             self.s.current_rev = self.begin_rev + 1
+            self.txn.put(be.META_CURRENT_REV, be.u64(self.s.current_rev), db=self.s.b.meta)
         return self.s.current_rev

@@ -36,7 +36,9 @@ from kvcore.server.membership import (Member, Membership, cluster_id, initial_me
                                       member_id)
 from kvcore.server.peer import PeerTransport
 from kvcore.server.raftnode import RaftDriver, bootstrap_entries
-from kvcore.storage.backend import Backend
+from kvcore.ipc import framing as fr
+from kvcore.storage.backend import META_CLUSTER_ID, META_MEMBER_ID, Backend, u64
+from kvcore.storage.backend import install as backend_install
 from kvcore.storage.wal import WAL, WalContents
 
 try:
@@ -59,7 +61,8 @@ LEASE = "/etcdserverpb.Lease/"
 
 
 class MemberData:
-    """Where a member keeps its files, like etcd: member/wal and member/snap/db."""
+    """Where a member keeps its files, like etcd: member/wal and member/snap/db
+    (for kvcore an LMDB directory: data.mdb and lock.mdb)."""
 
     def __init__(self, data_dir: str, wal_dir: str = ""):
         self.data_dir = data_dir
@@ -82,6 +85,7 @@ class Core:
         self._catchup_scheduled = False
         self._last_snapshot = 0
         self.transport = None
+        self.connections: set = set()   # IPC connections of the workers
         self._hdr_key = None       # the last ResponseHeader built, by (revision, term)
         self._hdr = b""
         self.stopped = self.loop.create_future()   # set when this member must stop
@@ -130,6 +134,7 @@ class Core:
         map_size = max(cfg.quota_backend_bytes * 2, 1 << 30)
         self.backend = Backend(self.paths.db_path, map_size=map_size)
         self._open_state()
+        self._store_identity()
         self.metrics = CoreMetrics(self)
         applied = self.store.consistent_index
         self._last_snapshot = contents.snapshot_index
@@ -163,6 +168,17 @@ class Core:
                  self.member_id, self.cluster_id, self.store.current_rev, applied,
                  self.raft.term)
 
+    def _store_identity(self) -> None:
+        """Member and cluster IDs where workers' own read transactions find them."""
+        with self.backend.begin_write() as txn:
+            txn.put(META_MEMBER_ID, u64(self.member_id), db=self.backend.meta)
+            txn.put(META_CLUSTER_ID, u64(self.cluster_id), db=self.backend.meta)
+
+    def read_index_for_worker(self):
+        """A worker's linearizable read: resolves with the applied index (u64) once
+        it covers everything committed when the read arrived."""
+        return self._linearizable(lambda: u64(self.applied_index))
+
     def _open_state(self) -> None:
         """Everything derived from the backend (again after a snapshot install)."""
         self.store = KVStore(self.backend)
@@ -194,9 +210,14 @@ class Core:
             self.stopped.set_result("removed from the cluster")
 
     async def _snapshot_copy(self) -> str:
-        """A consistent copy of the backend to send to a follower."""
-        path = os.path.join(self.paths.snap_dir, f"send-{time.time_ns()}.db")
-        await self.loop.run_in_executor(None, lambda: self.backend.env.copy(path, compact=True))
+        """A consistent copy of the backend's data file to send to a follower."""
+        d = os.path.join(self.paths.snap_dir, f"send-{time.time_ns()}")
+        os.makedirs(d)
+        await self.loop.run_in_executor(None, lambda: self.backend.env.copy(d, compact=True))
+        # The caller sends and deletes the file; the empty directory goes with it.
+        path = d + ".mdb"
+        os.replace(os.path.join(d, "data.mdb"), path)
+        os.rmdir(d)
         return path
 
     async def close(self) -> None:
@@ -238,9 +259,12 @@ class Core:
             raise RuntimeError(f"the data of snapshot {index} was not received")
         map_size = self.backend.env.info()["map_size"]
         self.backend.close()
-        os.replace(path, self.paths.db_path)
+        backend_install(self.paths.db_path, path)
         self.backend = Backend(self.paths.db_path, map_size=map_size)
         self._open_state()
+        self._store_identity()
+        for conn in list(self.connections):
+            conn.send(0, 0, fr.RELOAD, b"")   # workers reopen the new file
         self.raft.conf_state = snapshot.metadata.conf_state
         self.transport.set_members(self.membership.sorted())
         self.watch_hub.resync_all()

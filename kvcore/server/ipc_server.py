@@ -12,6 +12,7 @@ log = logging.getLogger("kvcore.ipc")
 
 HEALTH_METHOD = 0xFFFF   # pseudo-methods: the worker's /health and /metrics ask the core
 METRICS_METHOD = 0xFFFE
+READ_INDEX_METHOD = 0xFFFD  # a worker's linearizable read: -> u64 applied index to read at
 
 
 class CoreStream:
@@ -69,6 +70,14 @@ class CoreConnection(fr.FrameProtocol):
                 return
             if method == METRICS_METHOD:
                 self.send(call_id, method, fr.RESP, self.core.metrics.render())
+                return
+            if method == READ_INDEX_METHOD:
+                try:
+                    fut = self.core.read_index_for_worker()
+                except GrpcError as e:
+                    self.send(call_id, method, fr.ERR, fr.pack_error(e.code, e.message))
+                    return
+                fut.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
                 return
             handler = self._table[method] if method < len(self._table) else None
             if handler is None:
@@ -133,7 +142,12 @@ class CoreConnection(fr.FrameProtocol):
         if closer is not None:
             closer()
 
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.core.connections.add(self)
+
     def connection_lost(self, exc):
+        self.core.connections.discard(self)
         streams, self.streams = self.streams, {}
         for st in streams.values():
             st.closed = True

@@ -173,6 +173,48 @@ def _decode(b: bytes) -> kv_pb2.KeyValue:
     return kv
 
 
+def do_range(reader, r: rpc_pb2.RangeRequest) -> tuple[int, bytes]:
+    """-> (header revision, RangeResponse fields after the header)."""
+    filtering = (r.sort_order != RR.NONE or r.min_mod_revision or r.max_mod_revision or
+                 r.min_create_revision or r.max_create_revision)
+    limit = r.limit
+    fetch = 0 if filtering or limit <= 0 else limit + 1
+    try:
+        rr = reader.range(r.key, _end(r.range_end), r.revision, fetch, r.count_only)
+    except (CompactedError, FutureRevError) as e:
+        raise mvcc_error(e)
+    kvs = rr.kvs
+    more = False
+    sort_order = r.sort_order
+    if r.sort_target != RR.KEY and sort_order == RR.NONE:
+        sort_order = RR.ASCEND
+    resort = sort_order != RR.NONE and not (sort_order == RR.ASCEND and r.sort_target == RR.KEY)
+    if filtering or r.keys_only or resort:
+        objs = [_decode(b) for b in kvs]
+        if r.max_mod_revision:
+            objs = [kv for kv in objs if kv.mod_revision <= r.max_mod_revision]
+        if r.min_mod_revision:
+            objs = [kv for kv in objs if kv.mod_revision >= r.min_mod_revision]
+        if r.max_create_revision:
+            objs = [kv for kv in objs if kv.create_revision <= r.max_create_revision]
+        if r.min_create_revision:
+            objs = [kv for kv in objs if kv.create_revision >= r.min_create_revision]
+        if sort_order != RR.NONE:
+            objs.sort(key=_SORT_KEY[r.sort_target], reverse=sort_order == RR.DESCEND)
+        if limit > 0 and len(objs) > limit:
+            objs = objs[:limit]
+            more = True
+        if r.keys_only:
+            for kv in objs:
+                kv.value = b""
+        kvs = [kv.SerializeToString() for kv in objs]
+    elif limit > 0 and len(kvs) > limit:
+        kvs = kvs[:limit]
+        more = True
+    body = wire.range_response(b"", kvs, more, rr.count)[2:]  # drop the empty header
+    return rr.rev, body
+
+
 class KVApplier:
     """Runs KV operations on the store. ``lessor`` answers ``exists(lease_id)``."""
 
@@ -180,47 +222,8 @@ class KVApplier:
         self.store = store
         self.lessor = lessor
 
-    # Range: reader is a WriteTxn (inside txns) or a ReadView.
-    def range(self, reader, r: rpc_pb2.RangeRequest) -> tuple[int, bytes]:
-        """-> (header revision, RangeResponse fields after the header)."""
-        filtering = (r.sort_order != RR.NONE or r.min_mod_revision or r.max_mod_revision or
-                     r.min_create_revision or r.max_create_revision)
-        limit = r.limit
-        fetch = 0 if filtering or limit <= 0 else limit + 1
-        try:
-            rr = reader.range(r.key, _end(r.range_end), r.revision, fetch, r.count_only)
-        except (CompactedError, FutureRevError) as e:
-            raise mvcc_error(e)
-        kvs = rr.kvs
-        more = False
-        sort_order = r.sort_order
-        if r.sort_target != RR.KEY and sort_order == RR.NONE:
-            sort_order = RR.ASCEND
-        resort = sort_order != RR.NONE and not (sort_order == RR.ASCEND and r.sort_target == RR.KEY)
-        if filtering or r.keys_only or resort:
-            objs = [_decode(b) for b in kvs]
-            if r.max_mod_revision:
-                objs = [kv for kv in objs if kv.mod_revision <= r.max_mod_revision]
-            if r.min_mod_revision:
-                objs = [kv for kv in objs if kv.mod_revision >= r.min_mod_revision]
-            if r.max_create_revision:
-                objs = [kv for kv in objs if kv.create_revision <= r.max_create_revision]
-            if r.min_create_revision:
-                objs = [kv for kv in objs if kv.create_revision >= r.min_create_revision]
-            if sort_order != RR.NONE:
-                objs.sort(key=_SORT_KEY[r.sort_target], reverse=sort_order == RR.DESCEND)
-            if limit > 0 and len(objs) > limit:
-                objs = objs[:limit]
-                more = True
-            if r.keys_only:
-                for kv in objs:
-                    kv.value = b""
-            kvs = [kv.SerializeToString() for kv in objs]
-        elif limit > 0 and len(kvs) > limit:
-            kvs = kvs[:limit]
-            more = True
-        body = wire.range_response(b"", kvs, more, rr.count)[2:]  # drop the empty header
-        return rr.rev, body
+    # Range: reader is a WriteTxn (inside txns), a ReadView or a LatestView.
+    range = staticmethod(do_range)
 
     def _lease_ok(self, lease: int) -> None:
         if lease and not self.lessor.exists(lease):

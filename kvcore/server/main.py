@@ -52,7 +52,9 @@ class WorkerSupervisor:
         return json.dumps({
             "core_fd": fd, "listen": self.cfg.listen_client_urls,
             "engine": self.cfg.grpc_engine, "max_request_bytes": self.cfg.max_request_bytes,
-            "log_level": self.cfg.log_level, "parent": os.getpid()})
+            "log_level": self.cfg.log_level, "parent": os.getpid(),
+            "db_path": self.core.paths.db_path,
+            "db_map_size": self.core.backend.env.info()["map_size"]})
 
     def on_hello(self, conn: CoreConnection) -> None:
         fut = self._hello.pop(conn.worker_pid, None)

@@ -2,6 +2,9 @@
 
 Named databases (etcd's bbolt buckets):
   key    revision bytes -> mvccpb.KeyValue bytes, exactly as sent to clients
+  latest user key -> revision bytes of its live KeyValue (absent once deleted): lets a
+         worker process answer reads of the current revision from its own read
+         transaction, without the in-memory revision index
   meta   consistent_index, term, scheduled/finished compaction revisions
   lease  lease id -> lease record (Lease/Watch issue)
   members, alarm, auth
@@ -15,6 +18,7 @@ transaction as the changes it covers.
 from __future__ import annotations
 
 import os
+import shutil
 import struct
 
 import lmdb
@@ -27,6 +31,9 @@ META_CONSISTENT_INDEX = b"consistent_index"
 META_TERM = b"term"
 META_SCHEDULED_COMPACT = b"scheduledCompactRev"
 META_FINISHED_COMPACT = b"finishedCompactRev"
+META_CURRENT_REV = b"current_rev"     # store revision after the last applied change
+META_MEMBER_ID = b"member_id"
+META_CLUSTER_ID = b"cluster_id"
 
 
 def rev_key(main: int, sub: int) -> bytes:
@@ -47,14 +54,55 @@ def from_u64(b) -> int:
     return _U64.unpack(b)[0]
 
 
+DATA_FILE = "data.mdb"
+
+
+def install(path: str, data_file: str) -> None:
+    """Make ``data_file`` (a copy of another member's LMDB data) the database at
+    ``path``, a directory. The new file gets a new directory, so a new lock file:
+    processes still reading the old one keep a consistent view of it until they
+    reopen (LMDB's lock file must never be shared by two different data files).
+    A crash between the renames leaves ``path.new``, which ``recover`` finishes."""
+    new = path + ".new"
+    old = path + ".old"
+    shutil.rmtree(new, ignore_errors=True)
+    os.makedirs(new)
+    os.replace(data_file, os.path.join(new, DATA_FILE))
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(path):
+        os.rename(path, old)
+    os.rename(new, path)
+    _fsync_dir(os.path.dirname(path))
+    shutil.rmtree(old, ignore_errors=True)  # open readers keep their (unlinked) inode
+
+
+def recover(path: str) -> None:
+    if not os.path.exists(path) and os.path.exists(path + ".new"):
+        os.rename(path + ".new", path)
+        _fsync_dir(os.path.dirname(path))
+
+
+def _fsync_dir(d: str) -> None:
+    fd = os.open(d or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class Backend:
-    def __init__(self, path: str, map_size: int = 8 * 1024 ** 3):
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    def __init__(self, path: str, map_size: int = 8 * 1024 ** 3, readonly: bool = False):
+        """``path`` is a directory (data.mdb + lock.mdb). ``readonly``: a worker's view
+        (it never writes; the core owns the data)."""
+        if not readonly:
+            recover(path)
+            os.makedirs(path, exist_ok=True)
         self.path = path
-        self.env = lmdb.open(path, subdir=False, map_size=map_size, max_dbs=16,
+        self.env = lmdb.open(path, subdir=True, map_size=map_size, max_dbs=16,
                              sync=False, metasync=False, readahead=False,
-                             max_readers=512, lock=True)
+                             max_readers=512, lock=True, readonly=readonly, create=not readonly)
         self.key = self.env.open_db(b"key")
+        self.latest = self.env.open_db(b"latest")
         self.meta = self.env.open_db(b"meta")
         self.lease = self.env.open_db(b"lease")
         self.members = self.env.open_db(b"members")
@@ -78,7 +126,7 @@ class Backend:
     def size(self) -> int:
         """Bytes allocated by the database file (etcd's dbSize)."""
         try:
-            return os.path.getsize(self.path)
+            return os.path.getsize(os.path.join(self.path, DATA_FILE))
         except OSError:
             return 0
 

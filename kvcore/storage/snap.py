@@ -1,6 +1,6 @@
 """Raft snapshot metadata files: ``<data-dir>/member/snap/<term:016x>-<index:016x>.snap``.
 
-The key space itself is the LMDB file (member/snap/db); a snapshot file records
+The key space itself is the LMDB database (member/snap/db/); a snapshot file records
 what Raft needs to restart from it: index, term and the membership (ConfState) at
 that index. Written (and fsynced) before the WAL records the snapshot, so a WAL
 snapshot record always has its file.

@@ -19,8 +19,9 @@ class _Stream:
 
 
 class CoreClient(fr.FrameProtocol):
-    def __init__(self, on_lost):
+    def __init__(self, on_lost, on_reload=None):
         super().__init__()
+        self._on_reload = on_reload
         self._pending: dict[int, asyncio.Future] = {}
         self._streams: dict[int, _Stream] = {}
         self._next = 0
@@ -37,6 +38,10 @@ class CoreClient(fr.FrameProtocol):
         return fut
 
     def frame_received(self, call_id, method, kind, payload):
+        if kind == fr.RELOAD:
+            if self._on_reload is not None:
+                self._on_reload()
+            return
         if kind in (fr.S_MSG, fr.S_END):
             st = self._streams.get(call_id)
             if st is not None:

@@ -21,6 +21,7 @@ from kvcore.engine.base import MethodTable
 from kvcore.server.ipc_server import HEALTH_METHOD, METRICS_METHOD
 from kvcore.worker.client import CoreClient
 from kvcore.worker.gateway import Gateway
+from kvcore.worker.reads import LocalReads
 
 log = logging.getLogger("kvcore.worker")
 
@@ -47,8 +48,10 @@ def make_engine(name: str, methods: MethodTable, http, max_recv: int):
 async def run(args: dict) -> None:
     loop = asyncio.get_running_loop()
     lost = loop.create_future()
+    reads = None
     _, client = await loop.create_unix_connection(
-        lambda: CoreClient(lambda: lost.done() or lost.set_result(None)),
+        lambda: CoreClient(lambda: lost.done() or lost.set_result(None),
+                           lambda: reads and reads.reopen()),
         sock=socket.socket(fileno=args["core_fd"]))
 
     def forward(mid: int):
@@ -59,6 +62,9 @@ async def run(args: dict) -> None:
     methods = MethodTable(
         unary={p: forward(i) for p, i in METHOD_ID.items() if p not in STREAMING},
         stream={p: client.stream_handler(i) for p, i in METHOD_ID.items() if p in STREAMING})
+    if args.get("db_path"):
+        reads = LocalReads(client, args["db_path"], args["db_map_size"])
+        methods.unary["/etcdserverpb.KV/Range"] = reads.range
 
     async def health():
         await client.call(HEALTH_METHOD, b"")

@@ -50,3 +50,13 @@ def test_check_reports_keys():
     ops = [Op(0, "put", "a", "1", call=0, ret=1), Op(0, "get", "a", result="0", call=2, ret=3),
            Op(0, "put", "b", "1", call=0, ret=1), Op(0, "get", "b", result="1", call=2, ret=3)]
     assert check(ops) == ["a"]
+
+
+def test_pruning_keeps_verdicts():
+    # An unobserved unknown write is dropped; an observed one stays and still binds.
+    ops = [Op(0, "put", "k", "x", call=0, ret=math.inf), Op(1, "put", "k", "1", call=1, ret=2),
+           Op(1, "get", "k", result="1", call=3, ret=4)]
+    assert check(ops) == []
+    stale = [Op(0, "put", "k", "x", call=0, ret=math.inf), Op(1, "get", "k", result="x", call=1, ret=2),
+             Op(1, "put", "k", "1", call=3, ret=4), Op(1, "get", "k", result="x", call=5, ret=6)]
+    assert check(stale) == ["k"]

@@ -148,6 +148,7 @@ def test_partitions_keep_history_linearizable(tmp_path, seed):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_partitions_200_rounds(tmp_path):
     history, faults = run_rounds(tmp_path, 200, seed=7)
     bad = check(history)

@@ -1,0 +1,62 @@
+"""Range served inside a worker process, from its own LMDB read transaction.
+
+Serializable reads of the current revision never leave the worker. A linearizable
+read first asks the core for a read index (the core batches these behind one Raft
+ReadIndex and answers with its applied index once it has applied that far), then
+reads locally. Reads of a past revision, or anything this view cannot answer, go to
+the core like every other request.
+"""
+from __future__ import annotations
+
+import logging
+
+from kvcore.api import rpc_pb2, wire
+from kvcore.api.methods import METHOD_ID
+from kvcore.mvcc.latest import LatestView, NeedsCore
+from kvcore.server import kv as kvops
+from kvcore.server.ipc_server import READ_INDEX_METHOD
+from kvcore.storage import backend as be
+
+log = logging.getLogger("kvcore.worker")
+RANGE = METHOD_ID["/etcdserverpb.KV/Range"]
+
+
+class LocalReads:
+    def __init__(self, client, db_path: str, map_size: int):
+        self.client = client
+        self.db_path = db_path
+        self.map_size = map_size
+        self.backend = None
+        self.reopen()
+
+    def reopen(self) -> None:
+        """(Re)open the member's LMDB file (after the core installed a snapshot)."""
+        if self.backend is not None:
+            self.backend.env.close()  # LMDB allows one open environment per file
+            self.backend = None
+        self.backend = be.Backend(self.db_path, self.map_size, readonly=True)
+
+    def _header(self, txn, rev: int) -> bytes:
+        meta = self.backend.meta
+        ids = [txn.get(k, db=meta) for k in (be.META_CLUSTER_ID, be.META_MEMBER_ID, be.META_TERM)]
+        cid, mid, term = (be.from_u64(v) if v else 0 for v in ids)
+        return wire.header(cid, mid, rev, term)
+
+    async def range(self, request: bytes, ctx) -> bytes:
+        r = rpc_pb2.RangeRequest.FromString(request)
+        kvops.check_range(r)
+        if r.revision > 0:
+            return await self.client.call(RANGE, request)
+        need = 0
+        if not r.serializable:
+            need = be.from_u64(await self.client.call(READ_INDEX_METHOD, b""))
+        b = self.backend
+        with b.env.begin(buffers=False) as txn:
+            view = LatestView(b, txn)
+            if view.consistent_index >= need:
+                try:
+                    rev, body = kvops.do_range(view, r)
+                    return wire.with_header(self._header(txn, rev), body)
+                except NeedsCore:
+                    pass
+        return await self.client.call(RANGE, request)
