@@ -21,12 +21,56 @@ log = logging.getLogger("kvcore.worker")
 RANGE = METHOD_ID["/etcdserverpb.KV/Range"]
 
 
+class ReadIndexBatcher:
+    """One read-index request to the core at a time per worker. A read that arrives
+    while one is in flight cannot use it (it may predate the read), so it waits for
+    the next, which is sent as soon as the current one returns and serves every
+    read that queued meanwhile (etcd's linearizableReadLoop, per worker)."""
+
+    def __init__(self, ask):
+        self._ask = ask
+        self._inflight = None
+        self._waiting = None
+
+    def get(self):
+        if self._inflight is None:
+            self._inflight = self._send()
+            return self._inflight
+        if self._waiting is None:
+            self._waiting = self._inflight.get_loop().create_future()
+        return self._waiting
+
+    def _send(self):
+        fut = self._ask()
+        fut.add_done_callback(self._done)
+        return fut
+
+    def _done(self, fut) -> None:
+        self._inflight = None
+        waiting, self._waiting = self._waiting, None
+        if waiting is None:
+            return
+        self._inflight = nxt = self._send()
+
+        def relay(f):
+            if waiting.done():
+                return
+            if f.cancelled():
+                waiting.cancel()
+            elif f.exception() is not None:
+                waiting.set_exception(f.exception())
+            else:
+                waiting.set_result(f.result())
+        nxt.add_done_callback(relay)
+
+
 class LocalReads:
     def __init__(self, client, db_path: str, map_size: int):
         self.client = client
         self.db_path = db_path
         self.map_size = map_size
         self.backend = None
+        self.read_index = ReadIndexBatcher(lambda: client.call(READ_INDEX_METHOD, b""))
         self.reopen()
 
     def reopen(self) -> None:
@@ -49,7 +93,7 @@ class LocalReads:
             return await self.client.call(RANGE, request)
         need = 0
         if not r.serializable:
-            need = be.from_u64(await self.client.call(READ_INDEX_METHOD, b""))
+            need = be.from_u64(await self.read_index.get())
         b = self.backend
         with b.env.begin(buffers=False) as txn:
             view = LatestView(b, txn)
