@@ -250,6 +250,8 @@ class PeerTransport:
                 step(decode_message(await reader.readexactly(n)))
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, OSError):
             pass
+        except asyncio.CancelledError:
+            pass  # shutting down: end quietly (asyncio logs cancelled connection tasks)
         finally:
             writer.close()
 
