@@ -468,6 +468,9 @@ class Core:
         u[LEASE + "LeaseTimeToLive"] = self.lease_time_to_live
         u[LEASE + "LeaseLeases"] = self.lease_leases
         self.streams["/etcdserverpb.Watch/Watch"] = self._open_watch
+        self.streams[MAINT + "Snapshot"] = lambda st: _SnapshotStream(self, st)
+        u["/etcdserverpb.Auth/AuthStatus"] = self.auth_status
+        u["/etcdserverpb.Auth/Authenticate"] = self.authenticate
         self.streams[LEASE + "LeaseKeepAlive"] = lambda st: _KeepAlive(self, st)
 
     def _read(self, fn):
@@ -532,6 +535,15 @@ class Core:
 
     def defragment(self, req: bytes):
         return wire.with_header(self._header(self.store.current_rev), b"")
+
+    # ---- auth (not implemented yet: always disabled, as etcd reports it) ----
+
+    def auth_status(self, req: bytes):
+        return wire.with_header(self._header(self.store.current_rev),
+                                _without_header(rpc_pb2.AuthStatusResponse(enabled=False)))
+
+    def authenticate(self, req: bytes):
+        raise etcd_error(EtcdError.AUTH_NOT_ENABLED)
 
     # ---- watch ----
 
@@ -652,6 +664,78 @@ def _log_failure(fut) -> None:
 def _revoke_done(fut, lease) -> None:
     if fut.cancelled() or fut.exception() is not None:
         lease.revoking = False  # try again at the next check
+
+
+class _SnapshotStream:
+    """Maintenance.Snapshot: a consistent copy of the backend, streamed in chunks
+    within the stream's flow-control window, followed (as etcd does) by the SHA-256
+    of everything before it so 'etcdctl snapshot save' can verify the file."""
+
+    CHUNK = 32 * 1024
+    keep_after_half_close = True
+
+    def __init__(self, core: Core, out):
+        self.core = core
+        self.out = out
+        self.task = None
+        self._room = None
+
+    def on_message(self, payload: bytes) -> None:
+        if self.task is None:
+            self.out.on_credit = self._credit
+            self.task = self.core.loop.create_task(self._run())
+
+    def _credit(self) -> None:
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+
+    async def _run(self) -> None:
+        import hashlib
+        core = self.core
+        path = None
+        try:
+            path = await core._snapshot_copy()
+            size = os.path.getsize(path)
+            total = size + 32
+            sha = hashlib.sha256()
+            sent = 0
+            first = True
+            with open(path, "rb") as f:
+                while True:
+                    chunk = f.read(self.CHUNK)
+                    if not chunk:
+                        chunk = sha.digest()
+                    else:
+                        sha.update(chunk)
+                    sent += len(chunk)
+                    while not self.out.can_send():
+                        if self.out.closed:
+                            return
+                        self._room = core.loop.create_future()
+                        await self._room
+                    resp = rpc_pb2.SnapshotResponse(remaining_bytes=total - sent, blob=chunk,
+                                                    version=ETCD_VERSION)
+                    body = _without_header(resp)
+                    if first:
+                        body = wire.with_header(core._header(core.store.current_rev), body)
+                        first = False
+                    self.out.send(body)
+                    if sent >= total:
+                        break
+            self.out.end()
+        except Exception as e:
+            log.warning("snapshot stream failed: %s", e)
+            self.out.end(StatusCode.INTERNAL, str(e))
+        finally:
+            if path:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+    def on_close(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
 
 class _KeepAlive:

@@ -126,12 +126,16 @@ class CoreConnection(fr.FrameProtocol):
             self.streams[call_id] = st
             st.handler = factory(st)
         elif kind == fr.S_CLOSE:
-            st = self.streams.pop(call_id, None)
-            if st is not None:
-                self._close_stream(st)
-                if payload != b"c":
-                    st.end()  # client half-closed: the server finishes too
-                st.closed = True
+            st = self.streams.get(call_id)
+            if st is None:
+                return
+            if payload != b"c" and getattr(st.handler, "keep_after_half_close", False):
+                return  # a server-streaming call: the request is in, the answer goes on
+            del self.streams[call_id]
+            self._close_stream(st)
+            if payload != b"c":
+                st.end()  # a bidi call whose client half-closed ends (as etcd's do)
+            st.closed = True
         elif kind == fr.HELLO:
             self.worker_pid = int(payload.decode() or 0)
             self._on_hello(self)
