@@ -143,6 +143,7 @@ class Cluster:
         self.queue: list = []       # heap of (deliver_at, tiebreak, to, frm, payload)
         self.groups: dict[int, int] | None = None   # node -> partition group
         self.cut: set = set()       # directed links down (frm, to)
+        self.removed: set = set()   # ids a committed config dropped (transport rejects)
         self.nodes: dict[int, SimNode] = {}
         self.next_id = sc.n + 1
         self.write_seq = 0
@@ -264,7 +265,9 @@ class Cluster:
             if e.type == EntryConfChange:
                 cc = decode_conf_change(e.data)
                 try:
+                    before = node.conf_state
                     node.conf_state = raw.apply_conf_change(cc)
+                    self._note_removed(before, node.conf_state)
                     self.log(f"node {node.id} applied {cc} -> {node.conf_state}")
                     if any(c.type in (ConfChangeType.AddNode, ConfChangeType.AddLearnerNode)
                            for c in cc.changes):
@@ -288,6 +291,19 @@ class Cluster:
         if node.pending_reads:
             self._serve_reads(node)
         raw.advance()
+
+    def _note_removed(self, before: ConfState, after: ConfState) -> None:
+        """Like etcd's transport (IsIDRemoved), reject traffic from members that a
+        committed configuration no longer contains at all.  Without this (and without
+        check-quorum/pre-vote) a removed node that never learns of its removal keeps
+        campaigning with ever higher terms and can block the cluster forever (thesis
+        §4.2.3); seed 89021 of the 100k run showed exactly that."""
+        def ids(cs):
+            return set(cs.voters) | set(cs.learners) | set(cs.voters_outgoing)
+        gone = ids(before) - ids(after)
+        if gone - self.removed:
+            self.log(f"removed from the cluster: {sorted(gone - self.removed)}")
+            self.removed |= gone
 
     def _serve_reads(self, node: SimNode) -> None:
         sm = node.sm
@@ -332,7 +348,8 @@ class Cluster:
             _, _, to, frm, inc, mtype, payload = heapq.heappop(q)
             n += 1
             node = nodes.get(to)
-            if node is None or node.raw is None or not self.linked(frm, to):
+            if node is None or node.raw is None or not self.linked(frm, to) or \
+                    frm in self.removed:
                 self.stats["dropped"] += 1
                 if mtype == MsgSnap:
                     # The transport tells the sender a snapshot did not get through.

@@ -79,3 +79,17 @@ def test_seed_replays_exactly():
     reads, crashes, terms, liveness ticks) matches."""
     for seed in (3, 1234):
         assert run_seed(seed) == run_seed(seed)
+
+
+# Seeds that once failed, kept as regressions (with what they found).
+REGRESSION_SEEDS = {
+    # Liveness: a removed node that never learnt of its removal kept campaigning with
+    # rising terms (no check-quorum/pre-vote) and wedged the cluster; the simulated
+    # transport now rejects removed members like etcd's does.
+    89021: "removed member disrupts forever",
+}
+
+
+@pytest.mark.parametrize("seed", sorted(REGRESSION_SEEDS))
+def test_regression_seed(seed):
+    run_seed(seed)
