@@ -667,6 +667,11 @@ cdef class _Stream:
                 if r == 0:
                     self.reply(value)
                     return
+                # The yielded future stays flagged "blocking" until a Task takes it;
+                # C futures refuse a second await meanwhile ("await wasn't used with
+                # future"), so clear it now; _resume sets it again for its Task.
+                if getattr(value, "_asyncio_future_blocking", False):
+                    value._asyncio_future_blocking = False
                 self.task = core.loop.create_task(_resume(coro, value))
             else:
                 self.task = core.loop.create_task(coro)
@@ -993,20 +998,33 @@ cdef int _on_frame_send(nghttp2_session* session, const nghttp2_frame* frame,
 @types.coroutine
 def _resume(coro, yielded):
     """Finish, inside a Task, a handler coroutine whose first step already ran
-    eagerly and yielded ``yielded`` (what ``yield from`` does, started mid-way)."""
+    eagerly and yielded ``yielded`` (what ``yield from`` does, started mid-way).
+
+    The eager step cleared the yielded future's "blocking" flag (so other handlers
+    may await the same future meanwhile); here it is set again for this Task, or,
+    if the future finished in between, the coroutine is resumed at once."""
     send = coro.send
+    blocking = getattr(yielded, "_asyncio_future_blocking", None)
+    first = True
     while True:
-        try:
-            value = yield yielded
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:
+        if first and blocking is not None and yielded.done():
+            value = None  # Future.__await__ picks up the result when resumed
+        else:
+            if first and blocking is False:
+                yielded._asyncio_future_blocking = True
             try:
-                yielded = coro.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-            continue
+                value = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:
+                first = False
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+        first = False
         try:
             yielded = send(value)
         except StopIteration as stop:

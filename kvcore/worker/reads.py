@@ -8,6 +8,7 @@ the core like every other request.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from kvcore.api import rpc_pb2, wire
@@ -25,43 +26,45 @@ class ReadIndexBatcher:
     """One read-index request to the core at a time per worker. A read that arrives
     while one is in flight cannot use it (it may predate the read), so it waits for
     the next, which is sent as soon as the current one returns and serves every
-    read that queued meanwhile (etcd's linearizableReadLoop, per worker)."""
+    read that queued meanwhile (etcd's linearizableReadLoop, per worker).
+
+    Each caller gets a future of its own: a future awaited by several coroutines
+    trips the engine's eager first step (asyncio's blocking flag is per future)."""
 
     def __init__(self, ask):
         self._ask = ask
-        self._inflight = None
-        self._waiting = None
+        self._inflight = None       # the request now at the core
+        self._current = []          # callers served by it
+        self._next = []             # callers waiting for the next one
 
     def get(self):
+        fut = asyncio.get_event_loop().create_future()
         if self._inflight is None:
-            self._inflight = self._send()
-            return self._inflight
-        if self._waiting is None:
-            self._waiting = self._inflight.get_loop().create_future()
-        return self._waiting
-
-    def _send(self):
-        fut = self._ask()
-        fut.add_done_callback(self._done)
+            self._current.append(fut)
+            self._send()
+        else:
+            self._next.append(fut)
         return fut
 
-    def _done(self, fut) -> None:
-        self._inflight = None
-        waiting, self._waiting = self._waiting, None
-        if waiting is None:
-            return
-        self._inflight = nxt = self._send()
+    def _send(self) -> None:
+        self._inflight = self._ask()
+        self._inflight.add_done_callback(self._done)
 
-        def relay(f):
-            if waiting.done():
-                return
+    def _done(self, f) -> None:
+        callers, self._current = self._current, []
+        self._inflight = None
+        for c in callers:
+            if c.done():
+                continue
             if f.cancelled():
-                waiting.cancel()
+                c.cancel()
             elif f.exception() is not None:
-                waiting.set_exception(f.exception())
+                c.set_exception(f.exception())
             else:
-                waiting.set_result(f.result())
-        nxt.add_done_callback(relay)
+                c.set_result(f.result())
+        if self._next:
+            self._current, self._next = self._next, []
+            self._send()
 
 
 class LocalReads:
