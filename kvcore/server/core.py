@@ -19,6 +19,8 @@ import os
 import time
 from typing import Callable, Optional
 
+import lmdb
+
 from kvcore import ETCD_VERSION
 from kvcore.api import rpc_pb2, wire
 from kvcore.api.errors import EtcdError, etcd_error
@@ -37,7 +39,8 @@ from kvcore.server.membership import (Member, Membership, cluster_id, initial_me
 from kvcore.server.peer import PeerTransport
 from kvcore.server.raftnode import RaftDriver, bootstrap_entries
 from kvcore.ipc import framing as fr
-from kvcore.storage.backend import META_CLUSTER_ID, META_MEMBER_ID, Backend, u64
+from kvcore.storage.backend import (META_CLUSTER_ID, META_CONF_STATE, META_CONSISTENT_INDEX,
+                                    META_MEMBER_ID, META_TERM, Backend, from_u64, u64)
 from kvcore.storage.backend import install as backend_install
 from kvcore.storage.wal import WAL, WalContents
 
@@ -209,16 +212,35 @@ class Core:
             log.warning("this member has been permanently removed from the cluster; stopping")
             self.stopped.set_result("removed from the cluster")
 
-    async def _snapshot_copy(self) -> str:
-        """A consistent copy of the backend's data file to send to a follower."""
+    async def _snapshot_copy(self):
+        """A consistent copy of the backend's data file to send to a follower, and the
+        Raft snapshot metadata that matches it: (path, index, term, ConfState).
+
+        Like etcd's merged snapshot message, the copy is taken now, so it describes
+        the applied state now (with today's membership, which a member added since
+        the last snapshot needs to accept it)."""
         d = os.path.join(self.paths.snap_dir, f"send-{time.time_ns()}")
         os.makedirs(d)
-        await self.loop.run_in_executor(None, lambda: self.backend.env.copy(d, compact=True))
+
+        def copy():
+            self.backend.env.copy(d, compact=True)
+            env = lmdb.open(d, readonly=True, lock=False, max_dbs=16)
+            try:
+                with env.begin() as txn:
+                    meta = env.open_db(b"meta", txn=txn, create=False)
+                    ci, term, cs = (txn.get(k, db=meta) for k in (
+                        META_CONSISTENT_INDEX, META_TERM, META_CONF_STATE))
+            finally:
+                env.close()
+            return (from_u64(ci) if ci else 0, from_u64(term) if term else 0,
+                    rcodec.decode_conf_state(cs)[0] if cs else None)
+
+        index, term, cs = await self.loop.run_in_executor(None, copy)
         # The caller sends and deletes the file; the empty directory goes with it.
         path = d + ".mdb"
         os.replace(os.path.join(d, "data.mdb"), path)
         os.rmdir(d)
-        return path
+        return path, index, term, cs
 
     async def close(self) -> None:
         if self.transport is not None:
@@ -318,6 +340,9 @@ class Core:
         self.raft.conf_state = self.raft.node.apply_conf_change(cc)
         if replayed:
             return
+        # A copy of the backend sent as a snapshot carries the membership with it.
+        txn.put(META_CONF_STATE, rcodec.encode_conf_state(self.raft.conf_state),
+                db=self.backend.meta)
         for ch in cc.changes:
             if ch.type in (ConfChangeType.AddNode, ConfChangeType.AddLearnerNode,
                            ConfChangeType.UpdateNode):

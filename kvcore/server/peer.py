@@ -24,7 +24,7 @@ from typing import Callable, Optional
 from urllib.parse import urlparse
 
 from kvcore.raft.codec import decode_message, encode_message
-from kvcore.raft.types import MsgApp, MsgSnap
+from kvcore.raft.types import MsgApp, MsgSnap, Snapshot, SnapshotMetadata
 
 log = logging.getLogger("kvcore.peer")
 
@@ -175,7 +175,11 @@ class PeerTransport:
         ok = False
         path = None
         try:
-            path = await self._snapshot_source()
+            path, index, term, cs = await self._snapshot_source()
+            md = m.snapshot.metadata
+            if cs is not None and index >= md.index and term:
+                # Describe what is actually sent (etcd's merged snapshot message).
+                m.snapshot = Snapshot(b"", SnapshotMetadata(cs, index, term))
             size = os.path.getsize(path)
             url = self.peer_url(m.to)
             reader, writer = await asyncio.wait_for(asyncio.open_connection(*_addr(url)), 5.0)

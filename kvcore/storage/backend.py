@@ -34,6 +34,7 @@ META_FINISHED_COMPACT = b"finishedCompactRev"
 META_CURRENT_REV = b"current_rev"     # store revision after the last applied change
 META_MEMBER_ID = b"member_id"
 META_CLUSTER_ID = b"cluster_id"
+META_CONF_STATE = b"conf_state"       # Raft membership as of the consistent index
 
 
 def rev_key(main: int, sub: int) -> bytes:

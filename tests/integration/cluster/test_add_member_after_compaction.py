@@ -1,0 +1,55 @@
+"""A member added after the log was compacted joins through a snapshot that already
+includes it (the leader describes the backend copy it sends, with today's
+membership, as etcd's merged snapshot does)."""
+import json
+import os
+import sys
+import time
+
+from tests import servers
+
+
+def test_new_member_joins_by_snapshot(tmp_path):
+    members = servers.start_cluster(
+        str(tmp_path), 3, extra=("--snapshot-count", "100",
+                                 "--experimental-snapshot-catchup-entries", "10",
+                                 "--initial-cluster-token", "tok"))
+    new = None
+    try:
+        for i in range(300):
+            assert members[0].etcdctl("put", f"k{i % 40}", f"v{i}")[0] == 0
+        port, peer = servers.free_port(), servers.free_port()
+        url = f"http://127.0.0.1:{peer}"
+        rc, out, err = members[0].etcdctl("member", "add", "m3", f"--peer-urls={url}",
+                                          "--learner")
+        assert rc == 0, err
+        initial = next(l.split("=", 1)[1].strip('"') for l in out.splitlines()
+                       if l.startswith("ETCD_INITIAL_CLUSTER="))
+        argv = [sys.executable, "-m", "kvcore", "--name", "m3",
+                "--data-dir", str(tmp_path / "m3.etcd"),
+                "--listen-client-urls", f"http://127.0.0.1:{port}",
+                "--advertise-client-urls", f"http://127.0.0.1:{port}",
+                "--listen-peer-urls", url, "--initial-advertise-peer-urls", url,
+                "--initial-cluster", initial, "--initial-cluster-state", "existing",
+                "--initial-cluster-token", "tok", "--workers", "1"]
+        new = servers._launch("kvcore", argv, port, peer, str(tmp_path / "m3.etcd"),
+                              str(tmp_path / "m3.log"), dict(os.environ))
+        deadline = time.monotonic() + 30
+        value = ""
+        while time.monotonic() < deadline and value != "v299":
+            value = new.etcdctl("get", "k19", "--consistency", "s", "--print-value-only")[1].strip()
+            time.sleep(0.3)
+        assert value == "v299"
+        assert "installed snapshot" in new.log()
+        rc, out, _ = new.etcdctl("member", "list", "-w", "json")
+        assert len(json.loads(out)["members"]) == 4
+        assert members[0].etcdctl("put", "later", "1")[0] == 0
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and new.etcdctl(
+                "get", "later", "--consistency", "s", "--print-value-only")[1].strip() != "1":
+            time.sleep(0.2)
+        assert new.etcdctl("get", "later", "--consistency", "s",
+                           "--print-value-only")[1].strip() == "1"
+    finally:
+        for m in members + ([new] if new else []):
+            m.stop()
