@@ -278,3 +278,19 @@ def start_cluster_behind_proxy(base: str, proxy, n: int = 3, workers: int = 1,
         wait_port(srv.port, srv.proc)
         _wait_ready(srv)
     return members
+
+
+def start_joining_member(base: str, name: str, initial_cluster: str, token: str,
+                         port: int, peer: int, workers: int = 1) -> Server:
+    """A member added with 'etcdctl member add', started with
+    --initial-cluster-state existing (its data dir is <base>/<name>.etcd)."""
+    url = f"http://127.0.0.1:{peer}"
+    data_dir = os.path.join(base, f"{name}.etcd")
+    argv = [sys.executable, "-m", "kvcore", "--name", name, "--data-dir", data_dir,
+            "--listen-client-urls", f"http://127.0.0.1:{port}",
+            "--advertise-client-urls", f"http://127.0.0.1:{port}",
+            "--listen-peer-urls", url, "--initial-advertise-peer-urls", url,
+            "--initial-cluster", initial_cluster, "--initial-cluster-state", "existing",
+            "--initial-cluster-token", token, "--workers", str(workers)]
+    return _launch("kvcore", argv, port, peer, data_dir, os.path.join(base, f"{name}.log"),
+                   dict(os.environ))

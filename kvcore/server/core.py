@@ -719,7 +719,7 @@ class _SnapshotStream:
         core = self.core
         path = None
         try:
-            path = await core._snapshot_copy()
+            path = (await core._snapshot_copy())[0]
             size = os.path.getsize(path)
             total = size + 32
             sha = hashlib.sha256()

@@ -2,8 +2,6 @@
 includes it (the leader describes the backend copy it sends, with today's
 membership, as etcd's merged snapshot does)."""
 import json
-import os
-import sys
 import time
 
 from tests import servers
@@ -25,15 +23,7 @@ def test_new_member_joins_by_snapshot(tmp_path):
         assert rc == 0, err
         initial = next(l.split("=", 1)[1].strip('"') for l in out.splitlines()
                        if l.startswith("ETCD_INITIAL_CLUSTER="))
-        argv = [sys.executable, "-m", "kvcore", "--name", "m3",
-                "--data-dir", str(tmp_path / "m3.etcd"),
-                "--listen-client-urls", f"http://127.0.0.1:{port}",
-                "--advertise-client-urls", f"http://127.0.0.1:{port}",
-                "--listen-peer-urls", url, "--initial-advertise-peer-urls", url,
-                "--initial-cluster", initial, "--initial-cluster-state", "existing",
-                "--initial-cluster-token", "tok", "--workers", "1"]
-        new = servers._launch("kvcore", argv, port, peer, str(tmp_path / "m3.etcd"),
-                              str(tmp_path / "m3.log"), dict(os.environ))
+        new = servers.start_joining_member(str(tmp_path), "m3", initial, "tok", port, peer)
         deadline = time.monotonic() + 30
         value = ""
         while time.monotonic() < deadline and value != "v299":
