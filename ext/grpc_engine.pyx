@@ -819,6 +819,9 @@ cdef class _Stream:
     cdef inline void _load(self, bytes payload, bint framed):
         """Make ``payload`` the current outgoing message."""
         cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+        # Like grpc-go, sending data forgives ping strikes: gRPC clients send BDP
+        # pings while a stream is busy, and those are not abuse.
+        self.conn.on_response_sent()
         if framed:
             self.hdr[0] = 0
             self.hdr[1] = <char>((n >> 24) & 0xFF)
