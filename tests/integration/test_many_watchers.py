@@ -26,7 +26,8 @@ def test_ten_thousand_watchers_on_one_stream(tmp_path):
     try:
         with grpc.insecure_channel(srv.endpoint) as ch:
             created = set()
-            for resp in rpc_pb2_grpc.WatchStub(ch).Watch(requests()):
+            call = rpc_pb2_grpc.WatchStub(ch).Watch(requests())  # kept: dropping it cancels
+            for resp in call:
                 assert resp.created and not resp.canceled
                 created.add(resp.watch_id)
                 if len(created) == N:
@@ -35,7 +36,7 @@ def test_ten_thousand_watchers_on_one_stream(tmp_path):
             text = urllib.request.urlopen(f"http://{srv.endpoint}/metrics", timeout=10).read().decode()
             assert float(re.search(r"^etcd_debugging_mvcc_watcher_total (\S+)$", text, re.M)
                          .group(1)) == N
-            hold.set()
+            call.cancel()
     finally:
         hold.set()
         srv.stop()
