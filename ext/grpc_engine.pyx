@@ -704,23 +704,14 @@ cdef class _Stream:
         self.conn.schedule_flush()
 
     def _unary_done(self, task):
-        self.task = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.closed or self.finished:
-            return
-        if task.cancelled():
-            self.finish(StatusCode.CANCELLED, "handler cancelled")
-        else:
-            exc = task.exception()
-            if exc is None:
-                self.reply(task.result())
-            else:
-                self.fail(exc)
-        self.conn.schedule_flush()
+        self._task_done(task, True)
 
     def _stream_done(self, task):
+        self._task_done(task, False)
+
+    cdef void _task_done(self, task, bint unary):
+        """The handler's Task ended: answer with its result (unary), OK (stream),
+        its error, or CANCELLED."""
         self.task = None
         if self.timer is not None:
             self.timer.cancel()
@@ -731,10 +722,12 @@ cdef class _Stream:
             self.finish(StatusCode.CANCELLED, "handler cancelled")
         else:
             exc = task.exception()
-            if exc is None:
-                self.finish(StatusCode.OK, None)
-            else:
+            if exc is not None:
                 self.fail(exc)
+            elif unary:
+                self.reply(task.result())
+            else:
+                self.finish(StatusCode.OK, None)
         self.conn.schedule_flush()
 
     cdef void fail(self, exc):

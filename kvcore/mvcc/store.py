@@ -167,12 +167,6 @@ class KVStore:
             last_main = main
         return out, self.current_rev + 1
 
-    def get_kv(self, txn, key: bytes) -> Optional[bytes]:
-        found = self.index.get(key, self.current_rev)
-        if found is None:
-            return None
-        return txn.get(be.rev_key(found[0], found[1]), db=self.b.key)
-
     # ---- writes ----
 
     def write(self, txn) -> "WriteTxn":

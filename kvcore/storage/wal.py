@@ -270,9 +270,6 @@ class WAL:
             removed += 1
         return removed
 
-    def segment_count(self) -> int:
-        return len(self._segments)
-
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
