@@ -53,8 +53,17 @@ class _Node:
         self.match = self.prev = self.next = None
 
 
+class CheckerGaveUp(Exception):
+    """The search exceeded its step budget: the history is neither proven
+    linearizable nor shown not to be (never reported as a pass)."""
+
+
+MAX_STEPS = 2_000_000
+
+
 def check_key(ops: list[Op], init: Optional[str] = None) -> bool:
-    """True if the single-key history is linearizable."""
+    """True if the single-key history is linearizable. Raises CheckerGaveUp if the
+    search needs more than MAX_STEPS steps."""
     events = []
     for i, op in enumerate(ops):
         events.append((op.call, 0, i))
@@ -95,7 +104,11 @@ def check_key(ops: list[Op], init: Optional[str] = None) -> bool:
     cache = set()
     stack = []
     entry = head.next
+    steps = 0
     while head.next is not None:
+        steps += 1
+        if steps > MAX_STEPS:
+            raise CheckerGaveUp(f"{len(ops)} operations on key {ops[0].key!r}")
         if entry is None:
             return False
         if entry.is_call:
