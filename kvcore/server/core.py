@@ -24,6 +24,7 @@ import lmdb
 from kvcore import ETCD_VERSION
 from kvcore.api import rpc_pb2, wire
 from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.concurrency import election, lock
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.lease.lessor import MAX_LEASE_TTL, Lessor
 from kvcore.mvcc.store import CompactedError, FutureRevError, KVStore, ReadView
@@ -497,6 +498,8 @@ class Core:
         u["/etcdserverpb.Auth/AuthStatus"] = self.auth_status
         u["/etcdserverpb.Auth/Authenticate"] = self.authenticate
         self.streams[LEASE + "LeaseKeepAlive"] = lambda st: _KeepAlive(self, st)
+        lock.register(self, u, self.streams)
+        election.register(self, u, self.streams)
 
     def _read(self, fn):
         with self.backend.begin_read() as txn:
