@@ -30,6 +30,7 @@ from kvcore.lease.lessor import MAX_LEASE_TTL, Lessor
 from kvcore.mvcc.store import CompactedError, FutureRevError, KVStore, ReadView
 from kvcore.mvcc.watch import WatchHub, WatchStream
 from kvcore.server import kv as kvops
+from kvcore.server.deadlines import Deadlines
 from kvcore.server.cluster_api import ClusterAPI
 from kvcore.server.config import Config
 from kvcore.server.metrics import CoreMetrics
@@ -92,6 +93,8 @@ class Core:
         self.connections: set = set()   # IPC connections of the workers
         self._hdr_key = None       # the last ResponseHeader built, by (revision, term)
         self._hdr = b""
+        self._hdr_ids = (None, b"")   # (cluster, member) and their encoded header fields
+        self.deadlines = Deadlines(self.loop, self.request_timeout, _expire)
         self.stopped = self.loop.create_future()   # set when this member must stop
         self._register()
 
@@ -437,7 +440,10 @@ class Core:
         key = (rev, self.raft.term)
         if key != self._hdr_key:
             self._hdr_key = key
-            self._hdr = wire.header(self.cluster_id, self.member_id, rev, self.raft.term)
+            ids = (self.cluster_id, self.member_id)
+            if ids != self._hdr_ids[0]:
+                self._hdr_ids = (ids, wire.header(ids[0], ids[1], 0, 0))
+            self._hdr = self._hdr_ids[1] + wire.field_varint(3, rev) + wire.field_varint(4, key[1])
         return self._hdr
 
     @property
@@ -451,7 +457,7 @@ class Core:
         if not self.raft.lead:
             raise etcd_error(EtcdError.NO_LEADER)
         fut = self.proposer.propose(op, req)
-        self.loop.call_later(self.request_timeout, _expire, fut)
+        self.deadlines.add(fut)
         return fut
 
     def _linearizable(self, fn):
@@ -472,7 +478,7 @@ class Core:
                 out.set_exception(e)
 
         self.raft.read_index().add_done_callback(ready)
-        self.loop.call_later(self.request_timeout, _expire, out)
+        self.deadlines.add(out)
         return out
 
     # ---- handlers: request bytes -> response bytes, or a future of them ----

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import random
 import time
 from typing import Callable, Optional
@@ -25,8 +26,9 @@ from kvcore.raft.raft import Config as RaftConfig
 from kvcore.raft.rawnode import RawNode
 from kvcore.raft.storage import MemoryStorage
 from kvcore.raft.types import (ConfChange, ConfChangeType, ConfState, Entry, EntryConfChange,
-                               HardState, Snapshot, SnapshotMetadata, StateLeader)
+                               EntryNormal, HardState, Snapshot, SnapshotMetadata, StateLeader)
 from kvcore.storage import snap as snapfiles
+from kvcore.storage.codec import walwriter
 from kvcore.storage.wal import WAL, HardState as WalHardState, WalContents
 
 log = logging.getLogger("kvcore.raft")
@@ -81,6 +83,13 @@ class RaftDriver:
         self._reads_applied: list = []           # (index, [futures]) waiting for apply
         self.applied = 0
         self._campaign = False
+        self._synced_hs = None   # the last hard state made durable (for _must_sync)
+        self._writer = walwriter.WalWriter()
+        self.loop.add_reader(self._writer.fileno(), self._writer_done)
+        self._writing: Optional[asyncio.Future] = None
+        self._writing_hs = None
+        # The Ready loop and snapshot() both append to the WAL: one at a time.
+        self._wal_lock = asyncio.Lock()
 
     # ---- start ----
 
@@ -103,6 +112,7 @@ class RaftDriver:
                           [(e.index, e.term, e.type, e.data) for e in ents])
         st.append(ents)
         st.set_hard_state(hs)
+        self._synced_hs = hs
         self.term = hs.term
         self.committed = hs.commit
         self.applied = max(applied, snap_index)
@@ -121,6 +131,8 @@ class RaftDriver:
             if t is not None:
                 t.cancel()
         self._io.shutdown(wait=True)
+        self.loop.remove_reader(self._writer.fileno())
+        self._writer.close()
 
     # ---- inputs ----
 
@@ -190,10 +202,18 @@ class RaftDriver:
 
     async def _run(self) -> None:
         node = self.node
+        # Committed entries of the last Ready, persisted but not yet applied: they are
+        # applied while the next Ready's entries are being written (etcd applies in
+        # its own goroutine for the same reason), so the disk and the apply overlap.
+        deferred = None
         try:
             while True:
                 self._feed()
                 if not node.has_ready():
+                    if deferred is not None:
+                        self._apply_committed(*deferred)
+                        deferred = None
+                        continue
                     self._wake.clear()
                     await self._wake.wait()
                     continue
@@ -204,25 +224,36 @@ class RaftDriver:
                     self.term = rd.hard_state.term
                     self.committed = rd.hard_state.commit
                 if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
-                    await self.loop.run_in_executor(self._io, self._persist, rd)
+                    async with self._wal_lock:
+                        writing = self._start_persist(rd)
+                        if deferred is not None:
+                            self._apply_committed(*deferred)
+                            deferred = None
+                        if writing is not None:
+                            await writing
                     if rd.snapshot is not None:
                         self.storage.apply_snapshot(rd.snapshot)
                     self.storage.append(rd.entries)
                     if rd.hard_state is not None:
                         self.storage.set_hard_state(rd.hard_state)
+                elif deferred is not None:
+                    self._apply_committed(*deferred)
+                    deferred = None
                 if rd.messages and self.transport is not None:
                     self.transport.send(rd.messages)
-                if rd.snapshot is not None or rd.committed_entries:
-                    self._apply(rd.snapshot, rd.committed_entries)
-                    if rd.committed_entries:
-                        self.applied = rd.committed_entries[-1].index
-                    if rd.snapshot is not None:
-                        self.applied = max(self.applied, rd.snapshot.metadata.index)
                 for rs in rd.read_states:
                     self._read_sent.pop(rs.request_ctx, None)
                     futs = self._reads_inflight.pop(rs.request_ctx, None)
                     if futs:
                         self._reads_applied.append((rs.index, futs))
+                if rd.snapshot is not None or rd.committed_entries:
+                    if rd.snapshot is not None or any(e.type != EntryNormal
+                                                      for e in rd.committed_entries):
+                        # Membership changes and snapshots take effect before Raft
+                        # goes on (as etcd waits for their apply).
+                        self._apply_committed(rd.snapshot, rd.committed_entries)
+                    else:
+                        deferred = (None, rd.committed_entries)
                 self._release_reads()
                 node.advance()
                 if self._campaign:
@@ -234,8 +265,60 @@ class RaftDriver:
             raise
         except BaseException:
             log.exception("fatal error in the raft loop; stopping the member")
-            import os
             os._exit(1)  # fail-stop: a restart replays the WAL
+
+    def _apply_committed(self, snapshot, entries: list) -> None:
+        self._apply(snapshot, entries)
+        if entries:
+            self.applied = entries[-1].index
+        if snapshot is not None:
+            self.applied = max(self.applied, snapshot.metadata.index)
+        self._release_reads()
+
+    def _start_persist(self, rd) -> Optional[asyncio.Future]:
+        """Write a Ready's snapshot, entries and hard state; -> a future for the
+        write still in progress, or None when it is already done.
+
+        Entries go to the native writer thread (no GIL hand-offs); a hard state
+        whose only change is the commit index is written right here without a sync;
+        snapshots and segment cuts, both rare and file-creating, use the I/O thread."""
+        sync = self._must_sync(rd)
+        hs = rd.hard_state
+        whs = WalHardState(hs.term, hs.vote, hs.commit) if hs is not None else None
+        if rd.snapshot is None:
+            ents = [(e.index, e.term, e.type, e.data) for e in rd.entries]
+            job = self.wal.reserve(whs, ents, allow_cut=False)
+            if job is not None:
+                fd, blob, offset = job
+                if not sync:
+                    os.pwrite(fd, blob, offset)
+                    return None
+                self._writing = self.loop.create_future()
+                self._writing_hs = hs
+                self._writer.submit(fd, blob, offset, True)
+                return self._writing
+        return self.loop.run_in_executor(self._io, self._persist, rd, sync)
+
+    def _writer_done(self) -> None:
+        err = self._writer.finish()
+        if err == -1 or self._writing is None:
+            return
+        fut, self._writing = self._writing, None
+        if err:
+            fut.set_exception(OSError(err, f"WAL write failed: {os.strerror(err)}"))
+            return
+        if self._writing_hs is not None:
+            self._synced_hs = self._writing_hs
+        fut.set_result(None)
+
+    def _must_sync(self, rd) -> bool:
+        """etcd's MustSync: entries, a snapshot, or a new term or vote must reach the
+        disk before anything depends on them; a hard state whose only change is the
+        commit index need not (a lower commit after a crash is re-learned)."""
+        if rd.entries or rd.snapshot is not None:
+            return True
+        hs, prev = rd.hard_state, self._synced_hs
+        return hs is not None and (prev is None or hs.term != prev.term or hs.vote != prev.vote)
 
     def _feed(self) -> None:
         """Hand Raft what gathered since the last turn: proposals and read requests."""
@@ -295,14 +378,17 @@ class RaftDriver:
             self._read_sent.clear()
             self._on_leader_change(old, ss.lead)
 
-    def _persist(self, rd) -> None:
-        """On the I/O thread: snapshot file, entries and hard state, one fdatasync."""
+    def _persist(self, rd, sync: bool = True) -> None:
+        """On the I/O thread: snapshot file, entries and hard state, one fdatasync
+        (none if ``sync`` is false: a commit-index-only change)."""
         if rd.snapshot is not None:
             snapfiles.save(self.snap_dir, rd.snapshot)
             self.wal.save_snapshot(rd.snapshot.metadata.index, rd.snapshot.metadata.term)
         hs = rd.hard_state
         self.wal.save(WalHardState(hs.term, hs.vote, hs.commit) if hs is not None else None,
-                      [(e.index, e.term, e.type, e.data) for e in rd.entries])
+                      [(e.index, e.term, e.type, e.data) for e in rd.entries], sync=sync)
+        if hs is not None and sync:
+            self._synced_hs = hs
 
     # ---- snapshots ----
 
@@ -324,7 +410,8 @@ class RaftDriver:
             snapfiles.release_older(self.snap_dir, index)
             return removed
 
-        removed = await self.loop.run_in_executor(self._io, work)
+        async with self._wal_lock:
+            removed = await self.loop.run_in_executor(self._io, work)
         compact_to = index - catch_up
         if compact_to > st.first_index():
             st.compact(compact_to)

@@ -184,26 +184,44 @@ class WAL:
 
     # ---- append ----
 
-    def save(self, state: Optional[HardState], entries: list) -> None:
-        """Append entries (and the hard state) durably: one write, one fdatasync."""
-        if not entries and state is None:
+    def save(self, state: Optional[HardState], entries: list, sync: bool = True) -> None:
+        """Append entries (and the hard state) durably: one write, one fdatasync
+        (skipped when ``sync`` is false, for a hard state that may be lost)."""
+        job = self.reserve(state, entries)
+        if job is None:
             return
+        fd, blob, offset = job
+        os.pwrite(fd, blob, offset)
+        if sync:
+            self._sync()
+
+    def reserve(self, state: Optional[HardState], entries: list,
+                allow_cut: bool = True) -> Optional[tuple]:
+        """Encode a batch and take its place at the end of the log, leaving the write
+        itself to the caller: -> (fd, bytes, offset), to be written (and synced)
+        before the next reserve. None when there is nothing to write, or when the
+        batch needs a new segment and ``allow_cut`` is false (use save() then: cutting
+        a segment creates and syncs files)."""
+        if not entries and state is None:
+            return None
         blob, crc = walcodec.encode_entries(entries, self._crc) if entries else (b"", self._crc)
         if state is not None:
             rec, crc = walcodec.encode_record(
                 REC_STATE, _STATE.pack(state.term, state.vote, state.commit), crc)
             blob += rec
         if self._offset + len(blob) > self.segment_bytes and self._offset > 64:
+            if not allow_cut:
+                return None
             self._cut(entries[0][0] if entries else self._last_index + 1)
-            return self.save(state, entries)
-        os.pwrite(self._fd, blob, self._offset)
+            return self.reserve(state, entries)
+        offset = self._offset
         self._offset += len(blob)
         self._crc = crc
         if entries:
             self._last_index = entries[-1][0]
         if state is not None:
             self._state = state
-        self._sync()
+        return self._fd, blob, offset
 
     def save_snapshot(self, index: int, term: int) -> None:
         self._snap = (index, term)

@@ -1,0 +1,61 @@
+"""Plain-Python twin of ext/walwriter.pyx: the same interface on a Python thread
+(it needs the GIL to start and finish each job, which the compiled one avoids)."""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+
+
+class WalWriter:
+    def __init__(self):
+        self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending = False
+        self._error = 0
+        self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
+        self._thread.start()
+
+    def fileno(self) -> int:
+        return self._efd
+
+    def submit(self, fd: int, blob: bytes, offset: int, sync: bool) -> None:
+        if self._pending:
+            raise RuntimeError("a WAL write is already in progress")
+        self._pending = True
+        self._jobs.put((fd, blob, offset, sync))
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fd, blob, offset, sync = job
+            err = 0
+            try:
+                view = memoryview(blob)
+                while view:
+                    n = os.pwrite(fd, view, offset)
+                    view, offset = view[n:], offset + n
+                if sync:
+                    os.fdatasync(fd)
+            except OSError as e:
+                err = e.errno or -2
+            self._error = err
+            self._pending = False
+            os.eventfd_write(self._efd, 1)
+
+    def finish(self) -> int:
+        try:
+            os.eventfd_read(self._efd)
+        except BlockingIOError:
+            pass
+        if self._pending:
+            return -1
+        return self._error
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+            os.close(self._efd)
