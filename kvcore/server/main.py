@@ -30,6 +30,9 @@ def _check_port_free(url: str) -> None:
     u = urlparse(url)
     fam = socket.AF_INET6 if u.hostname and ":" in u.hostname else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_STREAM)
+    # Like Go's listeners: connections of a previous run still in TIME_WAIT must not
+    # block a restart; a socket listening there still does.
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind((u.hostname, u.port))
     except OSError as e:

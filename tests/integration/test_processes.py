@@ -71,3 +71,25 @@ def test_port_in_use_fails_at_start_with_a_clear_message(tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert p.returncode != 0
     assert f"127.0.0.1:{port}" in p.stderr and "in use" in p.stderr
+
+
+def test_restart_right_after_stop_with_client_connections(tmp_path):
+    """The member closes its client connections on stop, leaving them in TIME_WAIT on
+    the client port; a restart on the same port must still start (as etcd does)."""
+    import socket
+    srv = servers.start_kvcore(str(tmp_path / "kv.etcd"), workers=1)
+    conns = []
+    try:
+        assert srv.etcdctl("put", "k", "v")[0] == 0
+        for _ in range(5):   # idle connections the server, not the client, will close
+            c = socket.create_connection(("127.0.0.1", srv.port))
+            c.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000"))
+            conns.append(c)
+        time.sleep(0.2)
+        srv.stop()
+        srv = srv.restart()
+        assert srv.etcdctl("get", "k", "--print-value-only")[1].strip() == "v"
+    finally:
+        for c in conns:
+            c.close()
+        srv.stop()
