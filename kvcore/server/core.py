@@ -41,6 +41,7 @@ from kvcore.server.membership import (Member, Membership, cluster_id, initial_me
 from kvcore.server.peer import PeerTransport
 from kvcore.server.raftnode import RaftDriver, bootstrap_entries
 from kvcore.ipc import framing as fr
+from kvcore.ipc.readstate import ReadState
 from kvcore.storage.backend import (META_CLUSTER_ID, META_CONF_STATE, META_CONSISTENT_INDEX,
                                     META_MEMBER_ID, META_TERM, Backend, from_u64, u64)
 from kvcore.storage.backend import install as backend_install
@@ -95,6 +96,7 @@ class Core:
         self._hdr = b""
         self._hdr_ids = (None, b"")   # (cluster, member) and their encoded header fields
         self.deadlines = Deadlines(self.loop, self.request_timeout, _expire)
+        self.read_state = ReadState()   # shared with the workers (kvcore/ipc/readstate.py)
         self.stopped = self.loop.create_future()   # set when this member must stop
         self._register()
 
@@ -109,7 +111,7 @@ class Core:
         from kvcore.server.peer import fetch_members
         mine = set(cfg.initial_advertise_peer_urls)
         urls = [u for m in self.initial for u in m.peer_urls if u not in mine]
-        info = await fetch_members(urls)
+        info = await fetch_members(urls, tls=cfg.peer_tls)
         if info is None:
             raise SystemExit("kvcore: cannot reach any member of the existing cluster at "
                              f"{', '.join(urls)} to join it")
@@ -155,7 +157,7 @@ class Core:
             snapshot_status=lambda pid, failed: self.raft.report_snapshot(pid, failed),
             snapshot_source=self._snapshot_copy, snapshot_dir=self.paths.snap_dir,
             members_info=self._members_info, is_removed=lambda i: i in self.membership.removed,
-            on_removed=self._removed)
+            on_removed=self._removed, tls=cfg.peer_tls)
         self.transport.set_members(self.membership.sorted() or self.initial)
         self.raft = RaftDriver(
             self.member_id, self.wal, self.paths.snap_dir,
@@ -166,6 +168,7 @@ class Core:
         self.proposer = Proposer(self.loop, self.member_id, int(time.time() * 1000),
                                  self.raft.wake)
         self.raft.proposer = self.proposer
+        self.raft.read_state = self.read_state
         self.raft.start()
         self._timers = [self.loop.create_task(self._lease_expiry_loop()),
                         self.loop.create_task(self._progress_loop())]
@@ -341,6 +344,7 @@ class Core:
 
     def _apply_conf_change(self, txn, e, replayed: bool) -> None:
         cc = rcodec.decode_conf_change(e.data)
+        self.raft.stop_local_reads()   # re-decided once this apply is done
         self.raft.conf_state = self.raft.node.apply_conf_change(cc)
         if replayed:
             return

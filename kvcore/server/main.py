@@ -15,6 +15,7 @@ import sys
 import time
 from urllib.parse import urlparse
 
+from kvcore import tls
 from kvcore.server import config
 from kvcore.server.core import Core
 from kvcore.server.ipc_server import CoreConnection
@@ -56,8 +57,9 @@ class WorkerSupervisor:
             "core_fd": fd, "listen": self.cfg.listen_client_urls,
             "engine": self.cfg.grpc_engine, "max_request_bytes": self.cfg.max_request_bytes,
             "log_level": self.cfg.log_level, "parent": os.getpid(),
-            "db_path": self.core.paths.db_path,
-            "db_map_size": self.core.backend.env.info()["map_size"]})
+            "db_path": self.core.paths.db_path, "read_state_fd": self.core.read_state.fd,
+            "db_map_size": self.core.backend.env.info()["map_size"],
+            "tls": self.cfg.client_tls and self.cfg.client_tls.to_dict()})
 
     def on_hello(self, conn: CoreConnection) -> None:
         fut = self._hello.pop(conn.worker_pid, None)
@@ -72,7 +74,8 @@ class WorkerSupervisor:
         await loop.create_unix_connection(lambda: CoreConnection(self.core, self.on_hello), sock=ours)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "kvcore.worker", self._args(theirs.fileno()),
-            stdin=asyncio.subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
+            stdin=asyncio.subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(), self.core.read_state.fd))
         theirs.close()
         self.procs[slot] = proc
         self._started_at[slot] = time.monotonic()
@@ -116,7 +119,13 @@ class WorkerSupervisor:
 
 async def serve(cfg: config.Config) -> None:
     loop = asyncio.get_running_loop()
-    for url in cfg.listen_client_urls:
+    try:
+        cfg.client_tls = tls.client_info(cfg)
+        cfg.peer_tls = tls.peer_info(cfg)
+    except tls.TLSConfigError as e:
+        raise SystemExit(f"kvcore: {e}")
+    # An http and an https URL on one address share its listener (as etcd's do).
+    for url in {urlparse(u).netloc: u for u in cfg.listen_client_urls}.values():
         _check_port_free(url)
     core = Core(cfg)
     await core.discover()

@@ -88,6 +88,8 @@ class RaftDriver:
         self.loop.add_reader(self._writer.fileno(), self._writer_done)
         self._writing: Optional[asyncio.Future] = None
         self._writing_hs = None
+        self.read_state = None   # kvcore.ipc.readstate.ReadState, set by the core
+        self._local_reads = False
         # The Ready loop and snapshot() both append to the WAL: one at a time.
         self._wal_lock = asyncio.Lock()
 
@@ -256,6 +258,7 @@ class RaftDriver:
                         deferred = (None, rd.committed_entries)
                 self._release_reads()
                 node.advance()
+                self._update_local_reads()
                 if self._campaign:
                     # Raft refuses to campaign while conf changes are unapplied, so
                     # this waits until after advance().
@@ -267,6 +270,26 @@ class RaftDriver:
             log.exception("fatal error in the raft loop; stopping the member")
             os._exit(1)  # fail-stop: a restart replays the WAL
 
+    def stop_local_reads(self) -> None:
+        """A configuration change is being applied: workers ask again until it is."""
+        self._local_reads = False
+        if self.read_state is not None:
+            self.read_state.set_local(False)
+
+    def _update_local_reads(self) -> None:
+        """Publish whether workers may serve linearizable reads without a ReadIndex
+        (see kvcore/ipc/readstate.py): leader of a one-voter configuration, with an
+        entry of its term committed and everything committed applied."""
+        if self.read_state is None:
+            return
+        r = self.node.raft
+        ok = (self.is_leader and r.trk.is_singleton() and self.id in r.trk.config.voters.incoming
+              and (self._local_reads or (self.applied >= r.raft_log.committed
+                                         and r.committed_entry_in_current_term())))
+        if ok != self._local_reads:
+            self._local_reads = ok
+            self.read_state.set_local(ok)
+
     def _apply_committed(self, snapshot, entries: list) -> None:
         self._apply(snapshot, entries)
         if entries:
@@ -274,6 +297,7 @@ class RaftDriver:
         if snapshot is not None:
             self.applied = max(self.applied, snapshot.metadata.index)
         self._release_reads()
+        self._update_local_reads()
 
     def _start_persist(self, rd) -> Optional[asyncio.Future]:
         """Write a Ready's snapshot, entries and hard state; -> a future for the
@@ -366,6 +390,8 @@ class RaftDriver:
         old = self.lead
         self.lead = ss.lead
         self.is_leader = ss.raft_state == StateLeader
+        if not self.is_leader:
+            self._update_local_reads()   # at once: before this Ready's write completes
         if old != ss.lead:
             log.info("raft: leader is now %x (was %x), term %d", ss.lead, old, self.node.raft.term)
             # Reads waiting on the old leader's answer will never get one.

@@ -18,7 +18,9 @@ from urllib.parse import urlparse
 
 from kvcore.api.methods import METHOD_ID, STREAMING
 from kvcore.engine.base import MethodTable
+from kvcore.ipc.readstate import ReadState
 from kvcore.server.ipc_server import HEALTH_METHOD, METRICS_METHOD
+from kvcore.tls import TLSConfigError, TLSInfo
 from kvcore.worker.client import CoreClient
 from kvcore.worker.gateway import Gateway
 from kvcore.worker.reads import LocalReads
@@ -32,6 +34,18 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+
+
+def listeners(urls: list[str]) -> dict[tuple, tuple[bool, bool]]:
+    """(host, port) -> (serves http, serves https): as etcd, an http and an https URL
+    on the same address share one listener."""
+    out: dict[tuple, tuple[bool, bool]] = {}
+    for url in urls:
+        u = urlparse(url)
+        plain, secure = out.get((u.hostname, u.port), (False, False))
+        https = u.scheme in ("https", "unixs")
+        out[(u.hostname, u.port)] = (plain or not https, secure or https)
+    return out
 
 
 def make_engine(name: str, methods: MethodTable, http, max_recv: int):
@@ -63,7 +77,8 @@ async def run(args: dict) -> None:
         unary={p: forward(i) for p, i in METHOD_ID.items() if p not in STREAMING},
         stream={p: client.stream_handler(i) for p, i in METHOD_ID.items() if p in STREAMING})
     if args.get("db_path"):
-        reads = LocalReads(client, args["db_path"], args["db_map_size"])
+        reads = LocalReads(client, args["db_path"], args["db_map_size"],
+                           ReadState.attach(args["read_state_fd"]))
         methods.unary["/etcdserverpb.KV/Range"] = reads.range
 
     async def health():
@@ -77,10 +92,20 @@ async def run(args: dict) -> None:
     # requests fail in the transport, smaller ones too big for the log fail later.
     max_recv = args["max_request_bytes"] + 512 * 1024
     engines = []
-    for url in args["listen"]:
-        u = urlparse(url)
+    tls = TLSInfo.from_dict(args.get("tls"))
+    for (host, port), (plain, secure) in listeners(args["listen"]).items():
         eng = make_engine(args["engine"], methods, gateway, max_recv)
-        await eng.start(u.hostname, u.port, reuse_port=True)
+        if not secure:
+            await eng.start(host, port, reuse_port=True)
+        elif eng.name == "grpcio":
+            if plain:
+                raise RuntimeError(f"the grpcio engine cannot serve http and https on one "
+                                   f"address ({host}:{port}); use the native engine")
+            await eng.start(host, port, reuse_port=True,
+                            credentials=tls.grpc_server_credentials())
+        else:
+            await eng.start(host, port, reuse_port=True, ssl_context=tls.server_context(),
+                            allow_plaintext=plain)
         engines.append(eng)
     client.send(0, 0, 3, str(os.getpid()).encode())  # HELLO: serving
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -100,6 +125,6 @@ def main() -> None:
     from kvcore.server.loop import run_loop
     try:
         run_loop(run(args))
-    except (OSError, RuntimeError) as e:
+    except (OSError, RuntimeError, TLSConfigError) as e:
         print(f"kvcore worker: {e}", file=sys.stderr)
         sys.exit(3)

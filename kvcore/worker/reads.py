@@ -3,7 +3,9 @@
 Serializable reads of the current revision never leave the worker. A linearizable
 read first asks the core for a read index (the core batches these behind one Raft
 ReadIndex and answers with its applied index once it has applied that far), then
-reads locally. Reads of a past revision, or anything this view cannot answer, go to
+reads locally; on the leader of a one-voter cluster, where Raft would answer that
+at once, the core's shared read state says so and the round trip is skipped
+(kvcore/ipc/readstate.py). Reads of a past revision, or anything this view cannot answer, go to
 the core like every other request.
 """
 from __future__ import annotations
@@ -68,8 +70,9 @@ class ReadIndexBatcher:
 
 
 class LocalReads:
-    def __init__(self, client, db_path: str, map_size: int):
+    def __init__(self, client, db_path: str, map_size: int, read_state=None):
         self.client = client
+        self.read_state = read_state   # core-published: linearizable reads may stay local
         self.db_path = db_path
         self.map_size = map_size
         self.backend = None
@@ -95,7 +98,7 @@ class LocalReads:
         if r.revision > 0:
             return await self.client.call(RANGE, request)
         need = 0
-        if not r.serializable:
+        if not r.serializable and not (self.read_state is not None and self.read_state.local()):
             need = be.from_u64(await self.read_index.get())
         b = self.backend
         with b.env.begin(buffers=False) as txn:
