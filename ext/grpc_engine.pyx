@@ -44,7 +44,6 @@ import asyncio
 import base64
 import collections
 import logging
-import types
 
 from kvcore.engine.base import CallContext, GrpcError, StatusCode
 
@@ -667,12 +666,13 @@ cdef class _Stream:
                 if r == 0:
                     self.reply(value)
                     return
-                # The yielded future stays flagged "blocking" until a Task takes it;
-                # C futures refuse a second await meanwhile ("await wasn't used with
-                # future"), so clear it now; _resume sets it again for its Task.
-                if getattr(value, "_asyncio_future_blocking", False):
-                    value._asyncio_future_blocking = False
-                self.task = core.loop.create_task(_resume(coro, value))
+                # Suspended on a future: no Task, a _Stepper resumes it when the
+                # future is done (a Task costs more than the rest of a forwarded call).
+                stepper = _Stepper(self, coro)
+                self.task = stepper
+                self._arm_deadline()
+                stepper.wait(value)
+                return
             else:
                 self.task = core.loop.create_task(coro)
             self.task.add_done_callback(self._unary_done)
@@ -705,6 +705,20 @@ cdef class _Stream:
 
     def _unary_done(self, task):
         self._task_done(task, True)
+
+    cdef void stepped_out(self, result, exc):
+        """A _Stepper's coroutine ended with ``result`` or raised ``exc``."""
+        self.task = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.closed or self.finished:
+            return
+        if exc is not None:
+            self.fail(exc)
+        else:
+            self.reply(result)
+        self.conn.schedule_flush()
 
     def _stream_done(self, task):
         self._task_done(task, False)
@@ -991,40 +1005,80 @@ cdef int _on_frame_send(nghttp2_session* session, const nghttp2_frame* frame,
     return 0
 
 
-@types.coroutine
-def _resume(coro, yielded):
-    """Finish, inside a Task, a handler coroutine whose first step already ran
-    eagerly and yielded ``yielded`` (what ``yield from`` does, started mid-way).
+cdef class _Stepper:
+    """Drives a unary handler coroutine that suspended after its eager first step,
+    the way a Task would but without one: each future it awaits gets a done
+    callback that sends the coroutine on. ``cancel()`` and ``done()`` stand in for
+    the Task's (deadline, RST_STREAM, connection loss). Inside, the handler has no
+    current task: ``asyncio.timeout()`` is not available to unary handlers."""
 
-    The eager step cleared the yielded future's "blocking" flag (so other handlers
-    may await the same future meanwhile); here it is set again for this Task, or,
-    if the future finished in between, the coroutine is resumed at once."""
-    send = coro.send
-    blocking = getattr(yielded, "_asyncio_future_blocking", None)
-    first = True
-    while True:
-        if first and blocking is not None and yielded.done():
-            value = None  # Future.__await__ picks up the result when resumed
+    cdef _Stream stream
+    cdef object coro
+    cdef object waiting
+    cdef bint finished
+    cdef bint cancel_requested
+
+    def __cinit__(self, _Stream stream, coro):
+        self.stream = stream
+        self.coro = coro
+
+    def done(self):
+        return self.finished
+
+    def cancel(self, msg=None):
+        if self.finished:
+            return False
+        self.cancel_requested = True
+        w = self.waiting
+        if w is not None:
+            w.cancel()      # its callback then throws CancelledError in
+        return True
+
+    cdef void wait(self, value):
+        if value is None:   # a bare yield (asyncio.sleep(0)): run again next turn
+            self.stream.conn.core.loop.call_soon(self._wakeup, None)
+            return
+        blocking = getattr(value, "_asyncio_future_blocking", None)
+        if blocking is None:
+            self._step(RuntimeError(f"unary handler yielded {value!r}, not a future"))
+            return
+        value._asyncio_future_blocking = False
+        self.waiting = value
+        value.add_done_callback(self._wakeup)
+
+    def _wakeup(self, fut):
+        self.waiting = None
+        if self.cancel_requested:
+            self._step(asyncio.CancelledError())
         else:
-            if first and blocking is False:
-                yielded._asyncio_future_blocking = True
-            try:
-                value = yield yielded
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:
-                first = False
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-                continue
-        first = False
+            self._step(None)
+
+    cdef void _step(self, exc):
+        cdef PyObject* res = NULL
+        cdef int r
         try:
-            yielded = send(value)
+            if exc is None:
+                r = PyIter_Send(self.coro, None, &res)
+                value = <object>res
+                Py_DECREF(value)
+            else:
+                value = self.coro.throw(exc)
+                r = 1
         except StopIteration as stop:
-            return stop.value
+            self._end(stop.value, None)
+            return
+        except BaseException as e:
+            self._end(None, e)
+            return
+        if r == 0:
+            self._end(value, None)
+        else:
+            self.wait(value)
+
+    cdef void _end(self, result, exc):
+        self.finished = True
+        self.coro = None
+        self.stream.stepped_out(result, exc)
 
 
 # ---------------------------------------------------------------------------
