@@ -61,13 +61,17 @@ class Server:
     argv: list
     log_path: str
     env: dict = field(default_factory=dict)
+    scheme: str = "http"          # of the client URL
+    ctl_args: tuple = ()          # etcdctl flags this server needs (--cacert, --cert, ...)
 
     @property
     def endpoint(self) -> str:
+        if self.scheme == "https":
+            return f"https://127.0.0.1:{self.port}"
         return f"127.0.0.1:{self.port}"
 
     def etcdctl(self, *args, input: Optional[str] = None, timeout: float = 30.0):
-        return etcdctl(self.endpoint, *args, input=input, timeout=timeout)
+        return etcdctl(self.endpoint, *self.ctl_args, *args, input=input, timeout=timeout)
 
     def log(self) -> str:
         try:
@@ -94,15 +98,17 @@ class Server:
         self.stop()
         wait_port_free(self.port)
         return _launch(self.kind, self.argv, self.port, self.peer_port, self.data_dir,
-                       self.log_path, self.env)
+                       self.log_path, self.env, self.scheme, self.ctl_args)
 
 
-def _launch(kind, argv, port, peer_port, data_dir, log_path, env) -> Server:
+def _launch(kind, argv, port, peer_port, data_dir, log_path, env, scheme="http",
+            ctl_args=()) -> Server:
     logf = open(log_path, "a")
     proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     logf.close()
-    srv = Server(kind, proc, port, peer_port, data_dir, argv, log_path, env)
+    srv = Server(kind, proc, port, peer_port, data_dir, argv, log_path, env, scheme,
+                 tuple(ctl_args))
     try:
         wait_port(port, proc)
         if kind == "kvcore":
@@ -124,32 +130,44 @@ def _wait_ready(srv: Server, timeout: float = 30.0) -> None:
     raise TimeoutError("kvcore not ready")
 
 
+def _member_argv(name: str, data_dir: str, port: int, peer: int, scheme: str,
+                 peer_scheme: str, initial_cluster: Optional[str] = None) -> list:
+    """The flags every test member gets (client and peer URLs on 127.0.0.1; a
+    one-member initial cluster unless given)."""
+    return ["--name", name, "--data-dir", data_dir,
+            "--listen-client-urls", f"{scheme}://127.0.0.1:{port}",
+            "--advertise-client-urls", f"{scheme}://127.0.0.1:{port}",
+            "--listen-peer-urls", f"{peer_scheme}://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls", f"{peer_scheme}://127.0.0.1:{peer}",
+            "--initial-cluster",
+            initial_cluster or f"{name}={peer_scheme}://127.0.0.1:{peer}"]
+
+
 def start_kvcore(data_dir: str, workers: int = 1, extra: tuple = (), name: str = "default",
-                 port: Optional[int] = None, env_extra: Optional[dict] = None) -> Server:
+                 port: Optional[int] = None, env_extra: Optional[dict] = None,
+                 scheme: str = "http", peer_scheme: str = "http",
+                 ctl_args: tuple = ()) -> Server:
+    """``scheme``/``peer_scheme`` https need TLS flags in ``extra`` (--cert-file, ...);
+    ``ctl_args`` are the etcdctl flags Server.etcdctl then passes (--cacert, ...)."""
     port = port or free_port()
     peer = free_port()
-    argv = [sys.executable, "-m", "kvcore", "--name", name, "--data-dir", data_dir,
-            "--listen-client-urls", f"http://127.0.0.1:{port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"{name}=http://127.0.0.1:{peer}",
+    argv = [sys.executable, "-m", "kvcore",
+            *_member_argv(name, data_dir, port, peer, scheme, peer_scheme),
             "--workers", str(workers), *extra]
     env = dict(os.environ)
     env.update(env_extra or {})
-    return _launch("kvcore", argv, port, peer, data_dir, data_dir.rstrip("/") + ".log", env)
+    return _launch("kvcore", argv, port, peer, data_dir, data_dir.rstrip("/") + ".log", env,
+                   scheme, ctl_args)
 
 
-def start_etcd(data_dir: str, binary: str = ETCD, name: str = "default") -> Server:
+def start_etcd(data_dir: str, binary: str = ETCD, name: str = "default", extra: tuple = (),
+               scheme: str = "http", peer_scheme: str = "http",
+               ctl_args: tuple = ()) -> Server:
     port, peer = free_port(), free_port()
-    argv = [binary, "--name", name, "--data-dir", data_dir,
-            "--listen-client-urls", f"http://127.0.0.1:{port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"{name}=http://127.0.0.1:{peer}"]
+    argv = [binary, *_member_argv(name, data_dir, port, peer, scheme, peer_scheme), *extra]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
-    return _launch("etcd", argv, port, peer, data_dir, data_dir.rstrip("/") + ".log", env)
+    return _launch("etcd", argv, port, peer, data_dir, data_dir.rstrip("/") + ".log", env,
+                   scheme, ctl_args)
 
 
 def etcdctl(endpoint: str, *args, input: Optional[str] = None, timeout: float = 30.0):
@@ -189,21 +207,21 @@ def alive(pid: int) -> bool:
 
 
 def start_cluster(base: str, n: int = 3, workers: int = 1, extra: tuple = (),
-                  token: str = "kvcore-test") -> list[Server]:
-    """n kvcore members on free loopback ports, started together."""
+                  token: str = "kvcore-test", scheme: str = "http", peer_scheme: str = "http",
+                  member_extra: Optional[dict] = None, ctl_args: tuple = ()) -> list[Server]:
+    """n kvcore members on free loopback ports, started together. ``extra`` goes to
+    every member, ``member_extra[i]`` to member i only (after ``extra``, so it wins)."""
     os.makedirs(base, exist_ok=True)
     ports = [(free_port(), free_port()) for _ in range(n)]
-    cluster = ",".join(f"m{i}=http://127.0.0.1:{p[1]}" for i, p in enumerate(ports))
+    cluster = ",".join(f"m{i}={peer_scheme}://127.0.0.1:{p[1]}" for i, p in enumerate(ports))
     argvs = []
     for i, (cp, pp) in enumerate(ports):
-        argvs.append([sys.executable, "-m", "kvcore", "--name", f"m{i}",
-                      "--data-dir", os.path.join(base, f"m{i}.etcd"),
-                      "--listen-client-urls", f"http://127.0.0.1:{cp}",
-                      "--advertise-client-urls", f"http://127.0.0.1:{cp}",
-                      "--listen-peer-urls", f"http://127.0.0.1:{pp}",
-                      "--initial-advertise-peer-urls", f"http://127.0.0.1:{pp}",
-                      "--initial-cluster", cluster, "--initial-cluster-token", token,
-                      "--workers", str(workers), *extra])
+        argvs.append([sys.executable, "-m", "kvcore",
+                      *_member_argv(f"m{i}", os.path.join(base, f"m{i}.etcd"), cp, pp,
+                                    scheme, peer_scheme, cluster),
+                      "--initial-cluster-token", token,
+                      "--workers", str(workers), *extra,
+                      *(member_extra or {}).get(i, ())])
     procs = []
     for i, argv in enumerate(argvs):
         log_path = os.path.join(base, f"m{i}.log")
@@ -215,7 +233,7 @@ def start_cluster(base: str, n: int = 3, workers: int = 1, extra: tuple = (),
     members = []
     for i, ((proc, log_path), (cp, pp)) in enumerate(zip(procs, ports)):
         srv = Server("kvcore", proc, cp, pp, os.path.join(base, f"m{i}.etcd"), argvs[i],
-                     log_path, dict(os.environ))
+                     log_path, dict(os.environ), scheme, tuple(ctl_args))
         members.append(srv)
     try:
         for srv in members:
@@ -281,16 +299,15 @@ def start_cluster_behind_proxy(base: str, proxy, n: int = 3, workers: int = 1,
 
 
 def start_joining_member(base: str, name: str, initial_cluster: str, token: str,
-                         port: int, peer: int, workers: int = 1) -> Server:
+                         port: int, peer: int, workers: int = 1, scheme: str = "http",
+                         peer_scheme: str = "http", extra: tuple = (),
+                         ctl_args: tuple = ()) -> Server:
     """A member added with 'etcdctl member add', started with
     --initial-cluster-state existing (its data dir is <base>/<name>.etcd)."""
-    url = f"http://127.0.0.1:{peer}"
     data_dir = os.path.join(base, f"{name}.etcd")
-    argv = [sys.executable, "-m", "kvcore", "--name", name, "--data-dir", data_dir,
-            "--listen-client-urls", f"http://127.0.0.1:{port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{port}",
-            "--listen-peer-urls", url, "--initial-advertise-peer-urls", url,
-            "--initial-cluster", initial_cluster, "--initial-cluster-state", "existing",
-            "--initial-cluster-token", token, "--workers", str(workers)]
+    argv = [sys.executable, "-m", "kvcore",
+            *_member_argv(name, data_dir, port, peer, scheme, peer_scheme, initial_cluster),
+            "--initial-cluster-state", "existing",
+            "--initial-cluster-token", token, "--workers", str(workers), *extra]
     return _launch("kvcore", argv, port, peer, data_dir, os.path.join(base, f"{name}.log"),
-                   dict(os.environ))
+                   dict(os.environ), scheme, ctl_args)

@@ -84,7 +84,10 @@ class GrpcioEngine:
         self._server: Optional[grpc.aio.Server] = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = True,
-                    ssl_context=None) -> int:
+                    ssl_context=None, credentials: Optional[grpc.ServerCredentials] = None
+                    ) -> int:
+        """TLS takes grpc ``credentials`` (grpc.ssl_server_credentials), not an
+        ssl.SSLContext."""
         opts = list(self._options)
         if not reuse_port:
             opts = [o for o in opts if o[0] != "grpc.so_reuseport"] + [("grpc.so_reuseport", 0)]
@@ -92,7 +95,10 @@ class GrpcioEngine:
         self._server.add_generic_rpc_handlers((_Generic(self._methods),))
         if ssl_context is not None:
             raise NotImplementedError("TLS with the grpcio engine takes grpc credentials")
-        bound = self._server.add_insecure_port(f"{host}:{port}")
+        if credentials is not None:
+            bound = self._server.add_secure_port(f"{host}:{port}", credentials)
+        else:
+            bound = self._server.add_insecure_port(f"{host}:{port}")
         await self._server.start()
         return bound
 

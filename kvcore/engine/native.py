@@ -82,7 +82,11 @@ class NativeEngine:
         self._server: Optional[asyncio.AbstractServer] = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = True,
-                    ssl_context=None, sock: Optional[socket.socket] = None) -> int:
+                    ssl_context=None, sock: Optional[socket.socket] = None,
+                    allow_plaintext: bool = False) -> int:
+        """With ``ssl_context``, every connection is TLS (ALPN h2, http/1.1) and a
+        failed handshake is logged; ``allow_plaintext`` also serves clients whose
+        first byte is not a TLS record without TLS (http and https on one port)."""
         loop = asyncio.get_running_loop()
         self._core.loop = loop
         self._core.shutting_down = False
@@ -91,13 +95,19 @@ class NativeEngine:
                 ssl_context.set_alpn_protocols(["h2", "http/1.1"])
             except (AttributeError, NotImplementedError):
                 pass
-        if sock is not None:
+            from kvcore.tls import TLSListener, listen_socket
+            if sock is None:
+                sock = listen_socket(host, port, reuse_port=reuse_port)
+            self._server = TLSListener(sock, ssl_context, self._core.protocol,
+                                       allow_plaintext=allow_plaintext)
+            self._server.start()
+        elif sock is not None:
             self._server = await loop.create_server(self._core.protocol, sock=sock,
-                                                    ssl=ssl_context, backlog=1024)
+                                                    backlog=1024)
         else:
             self._server = await loop.create_server(
                 self._core.protocol, host, port, reuse_port=reuse_port or None,
-                ssl=ssl_context, backlog=1024)
+                backlog=1024)
         self._core.start_keepalive()
         return self._server.sockets[0].getsockname()[1]
 

@@ -133,6 +133,26 @@ FLAGS: dict[str, tuple] = {
                                          "(0 = one per CPU)"),
     "grpc-engine": ("native", lambda n: _choice(n, ("native", "grpcio")),
                     "gRPC server engine (native: libnghttp2 + Cython; grpcio: reference)"),
+    # Security (etcd's names and help; see kvcore/tls.py)
+    "cert-file": ("", _str, "Path to the client server TLS cert file."),
+    "key-file": ("", _str, "Path to the client server TLS key file."),
+    "client-cert-auth": (False, _bool, "Enable client cert authentication."),
+    "client-crl-file": ("", _str, "Path to the client certificate revocation list file."),
+    "trusted-ca-file": ("", _str, "Path to the client server TLS trusted CA cert file."),
+    "auto-tls": (False, _bool, "Client TLS using generated certificates."),
+    "peer-cert-file": ("", _str, "Path to the peer server TLS cert file."),
+    "peer-key-file": ("", _str, "Path to the peer server TLS key file."),
+    "peer-client-cert-auth": (False, _bool, "Enable peer client cert authentication."),
+    "peer-trusted-ca-file": ("", _str, "Path to the peer server TLS trusted CA file."),
+    "peer-auto-tls": (False, _bool, "Peer TLS using self-generated certificates if "
+                                    "--peer-key-file and --peer-cert-file are not provided."),
+    "peer-crl-file": ("", _str, "Path to the peer certificate revocation list file."),
+    "self-signed-cert-validity": (1, lambda n: _int(n, 0),
+                                  "The validity period of the client and peer certificates "
+                                  "that are automatically generated, in years."),
+    "experimental-peer-skip-client-san-verification": (
+        False, _bool, "Skip verification of SAN field in client certificate for peer "
+                      "connections."),
 }
 
 DEFAULT_QUOTA = 2 * 1024 ** 3
@@ -167,6 +187,23 @@ class Config:
     enable_grpc_gateway: bool = True
     workers: int = 0
     grpc_engine: str = "native"
+    cert_file: str = ""
+    key_file: str = ""
+    client_cert_auth: bool = False
+    client_crl_file: str = ""
+    trusted_ca_file: str = ""
+    auto_tls: bool = False
+    peer_cert_file: str = ""
+    peer_key_file: str = ""
+    peer_client_cert_auth: bool = False
+    peer_trusted_ca_file: str = ""
+    peer_auto_tls: bool = False
+    peer_crl_file: str = ""
+    self_signed_cert_validity: int = 1
+    experimental_peer_skip_client_san_verification: bool = False
+    # Set at start by kvcore.tls.client_info / peer_info (after auto TLS).
+    client_tls: Any = None
+    peer_tls: Any = None
     config_file: str = ""
     warnings: list = field(default_factory=list)
 

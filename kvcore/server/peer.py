@@ -11,6 +11,13 @@ connection of their own, streamed in chunks.
 Every connection opens with a handshake naming the cluster and both members; the
 receiver refuses a foreign cluster, a message meant for another member, or one from
 a member that was removed, with a reason the sender logs.
+
+A peer URL with https runs every connection to or from it over TLS (etcd's
+--peer-* flags, kvcore/tls.py): the listener finishes the TLS handshake (and, with
+client certificates, etcd's SAN check against the remote address) before the
+kvcore handshake; a lane dials an https peer with the member's peer certificate.
+Both ends log a failed TLS handshake, so mismatched configurations show up as a
+log line on each side rather than a silent retry loop.
 """
 from __future__ import annotations
 
@@ -19,12 +26,15 @@ import collections
 import json
 import logging
 import os
+import ssl
 import struct
 from typing import Callable, Optional
 from urllib.parse import urlparse
 
 from kvcore.raft.codec import decode_message, encode_message
 from kvcore.raft.types import MsgApp, MsgSnap, Snapshot, SnapshotMetadata
+from kvcore.tls import TLSInfo, TLSListener, check_cert_san, listen_socket
+from kvcore.tls import reason as tls_reason
 
 log = logging.getLogger("kvcore.peer")
 
@@ -43,6 +53,44 @@ CHUNK = 1 << 20
 def _addr(url: str) -> tuple[str, int]:
     u = urlparse(url)
     return u.hostname, u.port
+
+
+class _Dialer:
+    """Opens connections to peer URLs: TCP for http, TLS for https (verifying the
+    peer's certificate against the host in its URL, unless auto TLS made ours)."""
+
+    def __init__(self, tls: Optional[TLSInfo]):
+        self.tls = tls or TLSInfo()
+        self._ctx = None
+
+    def context(self):
+        if self._ctx is None:
+            self._ctx = self.tls.client_context()
+        return self._ctx
+
+    async def open(self, url: str, timeout: float):
+        host, port = _addr(url)
+        if urlparse(url).scheme != "https":
+            return await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        ctx = self.context()
+        return await asyncio.wait_for(asyncio.open_connection(
+            host, port, ssl=ctx, server_hostname=host if ctx.check_hostname else "",
+            ssl_handshake_timeout=timeout), timeout)
+
+
+def _describe(e: BaseException, url: str) -> str:
+    """What a failed connection attempt says in the log."""
+    if isinstance(e, ssl.SSLError):
+        return f"TLS handshake with {url} failed: {tls_reason(e)}"
+    if isinstance(e, asyncio.IncompleteReadError) and urlparse(url).scheme == "https":
+        return (f"{url} closed the connection after the TLS handshake (it refused our "
+                "certificate?)")
+    if isinstance(e, asyncio.IncompleteReadError):
+        return (f"{url} closed the connection during the handshake (is it an https peer "
+                "URL, or not a kvcore member?)")
+    if isinstance(e, ConnectionResetError) and urlparse(url).scheme == "https":
+        return f"TLS handshake with {url} failed: connection reset (is it a plain http peer?)"
+    return ""
 
 
 class _Lane:
@@ -72,8 +120,7 @@ class _Lane:
             if url is None:
                 return
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(*_addr(url)), timeout=2.0)
+                reader, writer = await self.t.dialer.open(url, 2.0)
                 writer.write(MAGIC + _HELLO.pack(self.t.cluster_id, self.t.member_id,
                                                  self.peer_id, self.lane))
                 status = (await asyncio.wait_for(reader.readexactly(1), timeout=2.0))[0]
@@ -87,6 +134,7 @@ class _Lane:
                         self.t.on_removed()
                     raise ConnectionError(reason)
                 self.logged_error = None
+                self.t.dial_errors.pop(self.peer_id, None)
                 backoff = 0.05
                 self.writer = writer
                 closed = asyncio.get_event_loop().create_task(reader.read(1))
@@ -106,7 +154,9 @@ class _Lane:
                 if self.writer is not None:
                     self.writer.close()
                 raise
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
+                    ConnectionError) as e:
+                self.t.dial_failed(self.peer_id, _describe(e, url))
                 self.writer = None
                 if self.queue:
                     self.queue.clear()
@@ -122,8 +172,12 @@ class PeerTransport:
     def __init__(self, member_id: int, cluster_id: int, *, step: Callable,
                  unreachable: Callable, snapshot_status: Callable,
                  snapshot_source: Callable, snapshot_dir: str, members_info: Callable,
-                 is_removed: Callable, on_removed: Callable):
+                 is_removed: Callable, on_removed: Callable, tls: Optional[TLSInfo] = None):
         self.member_id = member_id
+        self.tls = tls
+        self.dialer = _Dialer(tls)
+        self._last_rejection: dict = {}   # remote host -> last rejection logged
+        self.dial_errors: dict = {}       # peer id -> last connection failure logged
         self.cluster_id = cluster_id
         self._step = step
         self._unreachable = unreachable
@@ -154,6 +208,13 @@ class PeerTransport:
     def unreachable(self, pid: int) -> None:
         self._unreachable(pid)
 
+    def dial_failed(self, pid: int, reason: str) -> None:
+        """Log why a connection to a peer failed (TLS, wrong port...), once per peer
+        and reason: both lanes and every retry would otherwise repeat it."""
+        if reason and self.dial_errors.get(pid) != reason:
+            self.dial_errors[pid] = reason
+            log.error("cannot connect to peer %x: %s", pid, reason)
+
     # ---- sending ----
 
     def send(self, messages) -> None:
@@ -182,7 +243,7 @@ class PeerTransport:
                 m.snapshot = Snapshot(b"", SnapshotMetadata(cs, index, term))
             size = os.path.getsize(path)
             url = self.peer_url(m.to)
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(*_addr(url)), 5.0)
+            reader, writer = await self.dialer.open(url, 5.0)
             writer.write(MAGIC + _HELLO.pack(self.cluster_id, self.member_id, m.to, LANE_SNAP))
             if (await asyncio.wait_for(reader.readexactly(1), 5.0))[0] != OK:
                 raise ConnectionError("snapshot refused")
@@ -215,13 +276,45 @@ class PeerTransport:
     async def listen(self, urls: list[str]) -> None:
         for url in urls:
             host, port = _addr(url)
-            srv = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+            if urlparse(url).scheme == "https":
+                srv = TLSListener(
+                    listen_socket(host, port), self.tls.server_context(), self._stream_protocol,
+                    on_reject=lambda addr, err: self._rejected(addr, f"TLS handshake failed: "
+                                                                     f"{err}"))
+                srv.start()
+            else:
+                srv = await asyncio.start_server(self._accept, host, port, reuse_address=True)
             self.servers.append(srv)
+
+    def _stream_protocol(self) -> asyncio.StreamReaderProtocol:
+        return asyncio.StreamReaderProtocol(asyncio.StreamReader(), self._accept)
+
+    def _rejected(self, addr, why: str) -> None:
+        """A peer connection refused before the kvcore handshake (TLS): a warning the
+        first time for a host and reason, debug after (the dialler retries)."""
+        host = addr[0] if isinstance(addr, tuple) else str(addr)
+        line = f"rejected a peer connection from {host}: {why}"
+        if self._last_rejection.get(host) != why:
+            self._last_rejection[host] = why
+            log.warning(line)
+        else:
+            log.debug(line)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         try:
+            if writer.get_extra_info("ssl_object") is not None and self.tls \
+                    and not self.tls.skip_client_san_verify:
+                cert = writer.get_extra_info("peercert")
+                peer = writer.get_extra_info("peername")
+                err = await check_cert_san(cert, peer[0]) if cert and peer else None
+                if err:
+                    self._rejected(peer, f"client certificate check failed: {err}")
+                    return
             head = await asyncio.wait_for(reader.readexactly(len(MAGIC) + _HELLO.size), 10.0)
             if head[:len(MAGIC)] != MAGIC:
+                if head[0] == 0x16:
+                    peer = writer.get_extra_info("peername")
+                    self._rejected(peer, "a TLS client on a plain (http) peer URL")
                 writer.close()
                 return
             cid, frm, to, lane = _HELLO.unpack_from(head, len(MAGIC))
@@ -290,11 +383,13 @@ class PeerTransport:
             srv.close()
 
 
-async def fetch_members(urls: list[str], timeout: float = 5.0) -> Optional[dict]:
+async def fetch_members(urls: list[str], timeout: float = 5.0,
+                        tls: Optional[TLSInfo] = None) -> Optional[dict]:
     """Ask any reachable peer for the cluster's members (to join an existing cluster)."""
+    dialer = _Dialer(tls)
     for url in urls:
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(*_addr(url)), timeout)
+            reader, writer = await dialer.open(url, timeout)
             writer.write(MAGIC + _HELLO.pack(0, 0, 0, LANE_MEMBERS))
             if (await asyncio.wait_for(reader.readexactly(1), timeout))[0] != OK:
                 continue
@@ -302,6 +397,9 @@ async def fetch_members(urls: list[str], timeout: float = 5.0) -> Optional[dict]
             info = json.loads(await reader.readexactly(n))
             writer.close()
             return info
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
+            reason = _describe(e, url)
+            if reason:
+                log.error("cannot fetch the cluster's members: %s", reason)
             continue
     return None
