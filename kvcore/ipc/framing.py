@@ -19,6 +19,9 @@ Kinds:
              messages per stream, so a slow client costs bounded memory and never
              blocks the core (a watcher beyond its window falls back to catch-up).
   RELOAD     core -> worker: the LMDB file was replaced (snapshot install): reopen it
+  CANCEL     worker -> core: the client of unary call ``call id`` went away (deadline,
+             RST_STREAM, lost connection): the core cancels what it was waiting for
+             (a Lock waiter leaves the queue, as etcd's does)
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import struct
 HEADER = struct.Struct("<IIHB")
 HSIZE = HEADER.size
 
-REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD = range(10)
+REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD, CANCEL = range(11)
 STREAM_WINDOW = 64
 _U32 = struct.Struct("<I")
 

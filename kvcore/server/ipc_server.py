@@ -57,6 +57,7 @@ class CoreConnection(fr.FrameProtocol):
         self._table = [core.unary.get(p) for p in PATHS]
         self._stream_table = [core.streams.get(p) for p in PATHS]
         self.streams: dict[int, CoreStream] = {}
+        self.calls: dict = {}   # call id -> future of a unary call still being answered
         self.worker_pid = None
 
     def frame_received(self, call_id, method, kind, payload):
@@ -96,6 +97,7 @@ class CoreConnection(fr.FrameProtocol):
             if isinstance(res, bytes):
                 self.send(call_id, method, fr.RESP, res)
             else:
+                self.calls[call_id] = res
                 res.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
         elif kind == fr.S_MSG:
             st = self.streams.get(call_id)
@@ -136,6 +138,10 @@ class CoreConnection(fr.FrameProtocol):
             if payload != b"c":
                 st.end()  # a bidi call whose client half-closed ends (as etcd's do)
             st.closed = True
+        elif kind == fr.CANCEL:
+            fut = self.calls.get(call_id)
+            if fut is not None:
+                fut.cancel()
         elif kind == fr.HELLO:
             self.worker_pid = int(payload.decode() or 0)
             self._on_hello(self)
@@ -156,8 +162,12 @@ class CoreConnection(fr.FrameProtocol):
         for st in streams.values():
             st.closed = True
             self._close_stream(st)
+        calls, self.calls = self.calls, {}
+        for fut in calls.values():
+            fut.cancel()   # nobody is left to answer
 
     def _done(self, call_id, method, fut):
+        self.calls.pop(call_id, None)
         if fut.cancelled():
             self.send(call_id, method, fr.ERR, fr.pack_error(StatusCode.CANCELLED, "cancelled"))
             return

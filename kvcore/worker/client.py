@@ -37,6 +37,16 @@ class CoreClient(fr.FrameProtocol):
         self.send(self._next, method, fr.REQ, payload)
         return fut
 
+    def cancel(self, fut: asyncio.Future) -> None:
+        """The caller of ``fut`` (from call()) went away: tell the core, which
+        cancels what it was waiting for; its answer, if any, is dropped."""
+        for call_id, f in self._pending.items():
+            if f is fut:
+                del self._pending[call_id]
+                if not self.closed:
+                    self.send(call_id, 0, fr.CANCEL, b"")
+                return
+
     def frame_received(self, call_id, method, kind, payload):
         if kind == fr.RELOAD:
             if self._on_reload is not None:

@@ -70,7 +70,12 @@ async def run(args: dict) -> None:
 
     def forward(mid: int):
         async def handler(request: bytes, ctx) -> bytes:
-            return await client.call(mid, request)
+            fut = client.call(mid, request)
+            try:
+                return await fut
+            except asyncio.CancelledError:
+                client.cancel(fut)   # e.g. a Lock waiter whose client gave up
+                raise
         return handler
 
     methods = MethodTable(

@@ -329,8 +329,6 @@ def _waiter_deadline(srv):
     return code, left == [ra.key.decode()]
 
 
-@pytest.mark.xfail(strict=True, reason="the worker IPC does not pass a unary call's "
-                   "cancellation to the core, so a waiter whose caller gave up stays queued")
 def test_lock_waiter_that_gives_up_leaves_the_queue(pair):
     kv, et = pair
     assert _waiter_deadline(et) == ("DEADLINE_EXCEEDED", True)
