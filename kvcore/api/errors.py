@@ -45,6 +45,21 @@ class EtcdError:
     PERMISSION_DENIED = (C.PERMISSION_DENIED, "etcdserver: permission denied")
     AUTH_NOT_ENABLED = (C.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
     INVALID_AUTH_TOKEN = (C.UNAUTHENTICATED, "etcdserver: invalid auth token")
+    ROOT_USER_NOT_EXIST = (C.FAILED_PRECONDITION, "etcdserver: root user does not exist")
+    ROOT_ROLE_NOT_EXIST = (C.FAILED_PRECONDITION, "etcdserver: root user does not have root role")
+    USER_ALREADY_EXIST = (C.FAILED_PRECONDITION, "etcdserver: user name already exists")
+    USER_EMPTY = (C.INVALID_ARGUMENT, "etcdserver: user name is empty")
+    USER_NOT_FOUND = (C.FAILED_PRECONDITION, "etcdserver: user name not found")
+    ROLE_ALREADY_EXIST = (C.FAILED_PRECONDITION, "etcdserver: role name already exists")
+    ROLE_NOT_FOUND = (C.FAILED_PRECONDITION, "etcdserver: role name not found")
+    ROLE_EMPTY = (C.INVALID_ARGUMENT, "etcdserver: role name is empty")
+    AUTH_FAILED = (C.INVALID_ARGUMENT,
+                   "etcdserver: authentication failed, invalid user ID or password")
+    PERMISSION_NOT_GIVEN = (C.INVALID_ARGUMENT, "etcdserver: permission not given")
+    ROLE_NOT_GRANTED = (C.FAILED_PRECONDITION, "etcdserver: role is not granted to the user")
+    PERMISSION_NOT_GRANTED = (C.FAILED_PRECONDITION,
+                              "etcdserver: permission is not granted to the role")
+    INVALID_AUTH_MGMT = (C.INVALID_ARGUMENT, "etcdserver: invalid auth management")
     BAD_LEADER_TRANSFEREE = (C.FAILED_PRECONDITION, "etcdserver: bad leader transferee")
 
 

@@ -22,6 +22,9 @@ Kinds:
   CANCEL     worker -> core: the client of unary call ``call id`` went away (deadline,
              RST_STREAM, lost connection): the core cancels what it was waiting for
              (a Lock waiter leaves the queue, as etcd's does)
+  TREQ       worker -> core: a unary call that carried an auth "token" header:
+             u16 token length, the token, then the request bytes (calls without a
+             token stay REQ). S_OPEN's payload is the stream's token, if any.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ import struct
 HEADER = struct.Struct("<IIHB")
 HSIZE = HEADER.size
 
-REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD, CANCEL = range(11)
+REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD, CANCEL, TREQ = range(12)
 STREAM_WINDOW = 64
 _U32 = struct.Struct("<I")
 
@@ -42,6 +45,16 @@ def pack_credit(n: int) -> bytes:
 
 def unpack_credit(payload: bytes) -> int:
     return _U32.unpack(payload)[0]
+
+
+def pack_token(token: str, payload: bytes) -> bytes:
+    t = token.encode()
+    return len(t).to_bytes(2, "little") + t + payload
+
+
+def unpack_token(payload: bytes) -> tuple[str, bytes]:
+    n = payload[0] | (payload[1] << 8)
+    return payload[2:2 + n].decode(errors="replace"), payload[2 + n:]
 
 
 def pack_error(code: int, message: str) -> bytes:

@@ -34,3 +34,10 @@ class ReadState:
 
     def local(self) -> bool:
         return self._mm[0] == 1
+
+    # Byte 1: auth is enabled, so every Range needs the core's permission check.
+    def set_auth(self, on: bool) -> None:
+        self._mm[1] = 1 if on else 0
+
+    def auth(self) -> bool:
+        return self._mm[1] == 1

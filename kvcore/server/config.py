@@ -129,6 +129,7 @@ FLAGS: dict[str, tuple] = {
                                                "how often leases' remaining TTL is checkpointed"),
     "listen-metrics-urls": ("", _str, "additional URLs serving /metrics and /health"),
     "enable-grpc-gateway": (True, _bool, "serve the JSON gateway under /v3/"),
+    "auth-token-ttl": (300, lambda n: _int(n, 1), "The lifetime in seconds of the auth token."),
     "workers": (0, lambda n: _int(n, 0), "worker processes terminating client connections "
                                          "(0 = one per CPU)"),
     "grpc-engine": ("native", lambda n: _choice(n, ("native", "grpcio")),
@@ -185,6 +186,7 @@ class Config:
     experimental_lease_checkpoint_interval: float = 300.0
     listen_metrics_urls: str = ""
     enable_grpc_gateway: bool = True
+    auth_token_ttl: int = 300
     workers: int = 0
     grpc_engine: str = "native"
     cert_file: str = ""

@@ -30,6 +30,8 @@ from kvcore.lease.lessor import MAX_LEASE_TTL, Lessor
 from kvcore.mvcc.store import CompactedError, FutureRevError, KVStore, ReadView
 from kvcore.mvcc.watch import WatchHub, WatchStream
 from kvcore.server import kv as kvops
+from kvcore.server.auth import AuthStore
+from kvcore.server.auth_api import AUTH_OPS, AuthAPI
 from kvcore.server.deadlines import Deadlines
 from kvcore.server.cluster_api import ClusterAPI
 from kvcore.server.config import Config
@@ -59,6 +61,7 @@ log = logging.getLogger("kvcore.core")
 OP_PUT, OP_DELETE, OP_TXN, OP_COMPACT = 1, 2, 3, 4
 OP_LEASE_GRANT, OP_LEASE_REVOKE, OP_LEASE_CHECKPOINT = 5, 6, 7
 OP_MEMBER_ATTR = 8
+OP_AUTH = 9   # payload: u8 index into auth_api.AUTH_OPS + the etcd request
 
 KV = "/etcdserverpb.KV/"
 MAINT = "/etcdserverpb.Maintenance/"
@@ -97,6 +100,10 @@ class Core:
         self._hdr_ids = (None, b"")   # (cluster, member) and their encoded header fields
         self.deadlines = Deadlines(self.loop, self.request_timeout, _expire)
         self.read_state = ReadState()   # shared with the workers (kvcore/ipc/readstate.py)
+        self.auth = AuthStore()          # kvcore/server/auth.py; loaded in _open_state
+        self.auth.tokens.ttl = float(cfg.auth_token_ttl)
+        self.auth.on_change = self._auth_changed
+        self.auth_api = AuthAPI(self, OP_AUTH)
         self.stopped = self.loop.create_future()   # set when this member must stop
         self._register()
 
@@ -198,6 +205,8 @@ class Core:
         self.lessor.restore(self.store)
         self.kv = kvops.KVApplier(self.store, self.lessor)
         self.membership = Membership(self.backend)
+        self.auth.load(self.backend)
+        self._auth_changed()
         if hasattr(self, "watch_hub"):
             self.watch_hub.store = self.store
         else:
@@ -427,6 +436,9 @@ class Core:
                 m.name, m.client_urls = d["name"], list(d["clientURLs"])
                 self.membership.save(txn, m)
             rev, body = self.store.current_rev, b""
+        elif op == OP_AUTH:
+            resp = self.auth.apply(txn, AUTH_OPS[req[0]], req[1:])
+            rev, body = self.store.current_rev, resp.SerializeToString()
         elif op == OP_LEASE_CHECKPOINT:
             r = rpc_pb2.LeaseCheckpointRequest.FromString(req)
             for cp in r.checkpoints:
@@ -505,8 +517,7 @@ class Core:
         u[LEASE + "LeaseLeases"] = self.lease_leases
         self.streams["/etcdserverpb.Watch/Watch"] = self._open_watch
         self.streams[MAINT + "Snapshot"] = lambda st: _SnapshotStream(self, st)
-        u["/etcdserverpb.Auth/AuthStatus"] = self.auth_status
-        u["/etcdserverpb.Auth/Authenticate"] = self.authenticate
+        self.auth_api.register(u)
         self.streams[LEASE + "LeaseKeepAlive"] = lambda st: _KeepAlive(self, st)
         lock.register(self, u, self.streams)
         election.register(self, u, self.streams)
@@ -574,14 +585,11 @@ class Core:
     def defragment(self, req: bytes):
         return wire.with_header(self._header(self.store.current_rev), b"")
 
-    # ---- auth (not implemented yet: always disabled, as etcd reports it) ----
+    # ---- auth (kvcore/server/auth.py, auth_api.py) ----
 
-    def auth_status(self, req: bytes):
-        return wire.with_header(self._header(self.store.current_rev),
-                                _without_header(rpc_pb2.AuthStatusResponse(enabled=False)))
-
-    def authenticate(self, req: bytes):
-        raise etcd_error(EtcdError.AUTH_NOT_ENABLED)
+    def _auth_changed(self) -> None:
+        """Workers serve Range locally only while auth is off (reads.py)."""
+        self.read_state.set_auth(self.auth.enabled)
 
     # ---- watch ----
 

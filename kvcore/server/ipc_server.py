@@ -59,9 +59,20 @@ class CoreConnection(fr.FrameProtocol):
         self.streams: dict[int, CoreStream] = {}
         self.calls: dict = {}   # call id -> future of a unary call still being answered
         self.worker_pid = None
+        self.auth = core.auth   # one AuthStore for the core's life (reloaded in place)
 
     def frame_received(self, call_id, method, kind, payload):
-        if kind == fr.REQ:
+        if kind == fr.REQ or kind == fr.TREQ:
+            if kind == fr.TREQ:
+                token, payload = fr.unpack_token(payload)
+            else:
+                token = None
+            if self.auth.enabled and method < len(PATHS):
+                try:
+                    self.core.auth_api.authorize(method, payload, token)
+                except GrpcError as e:
+                    self.send(call_id, method, fr.ERR, fr.pack_error(e.code, e.message))
+                    return
             if method == HEALTH_METHOD:
                 reason = self.core.health()
                 if reason is None:
@@ -124,6 +135,14 @@ class CoreConnection(fr.FrameProtocol):
                 st.closed = True
                 self.send(call_id, method, fr.S_END, fr.pack_error(
                     StatusCode.UNIMPLEMENTED, f"unknown method {PATHS[method]}"))
+                return
+            if self.auth.enabled:
+                handler = self.core.auth_api.wrap_stream(
+                    PATHS[method], factory, st, payload.decode(errors="replace") or None)
+                if handler is None:
+                    return   # refused: the stream has ended with the error
+                self.streams[call_id] = st
+                st.handler = handler
                 return
             self.streams[call_id] = st
             st.handler = factory(st)

@@ -37,6 +37,16 @@ class CoreClient(fr.FrameProtocol):
         self.send(self._next, method, fr.REQ, payload)
         return fut
 
+    def call_token(self, method: int, payload: bytes, token: str) -> asyncio.Future:
+        """A call that carried an auth token (the core checks it when auth is on)."""
+        if self.closed:
+            raise GrpcError(StatusCode.UNAVAILABLE, "etcdserver: server stopped")
+        self._next = (self._next + 1) & 0xFFFFFFFF
+        fut = self._loop.create_future()
+        self._pending[self._next] = fut
+        self.send(self._next, method, fr.TREQ, fr.pack_token(token, payload))
+        return fut
+
     def cancel(self, fut: asyncio.Future) -> None:
         """The caller of ``fut`` (from call()) went away: tell the core, which
         cancels what it was waiting for; its answer, if any, is dropped."""
@@ -76,7 +86,8 @@ class CoreClient(fr.FrameProtocol):
             self._next = (self._next + 1) & 0xFFFFFFFF
             sid = self._next
             st = self._streams[sid] = _Stream()
-            self.send(sid, method, fr.S_OPEN, b"")
+            token = ctx.metadata.get("token")
+            self.send(sid, method, fr.S_OPEN, token.encode() if token else b"")
 
             async def pump():
                 try:

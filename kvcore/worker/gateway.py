@@ -6,7 +6,7 @@ proto field names, int64 as strings and bytes as base64, as etcd's gateway does.
 from __future__ import annotations
 
 import json
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Optional
 
 from google.protobuf import json_format
 
@@ -98,8 +98,9 @@ class Gateway:
     """``call(method_id, request bytes) -> awaitable response bytes`` reaches the core."""
 
     def __init__(self, call: Callable[[int, bytes], Awaitable[bytes]], health: Callable,
-                 metrics: Callable):
+                 metrics: Callable, call_token: Optional[Callable] = None):
         self._call = call
+        self._call_token = call_token   # (method id, request, token): etcd's auth token
         self._health = health
         self._metrics = metrics
 
@@ -130,7 +131,12 @@ class Gateway:
         except json_format.ParseError as e:
             return 400, _JSON, json.dumps({"error": str(e), "code": 3, "message": str(e)}).encode()
         try:
-            raw = await self._call(METHOD_ID[target], req.SerializeToString())
+            # etcd's gateway takes the auth token from the Authorization header.
+            token = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
+            if token and self._call_token is not None:
+                raw = await self._call_token(METHOD_ID[target], req.SerializeToString(), token)
+            else:
+                raw = await self._call(METHOD_ID[target], req.SerializeToString())
         except GrpcError as e:
             return (_HTTP_STATUS.get(e.code, 500), _JSON,
                     json.dumps({"error": e.message, "code": int(e.code), "message": e.message}).encode())

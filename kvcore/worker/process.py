@@ -70,7 +70,8 @@ async def run(args: dict) -> None:
 
     def forward(mid: int):
         async def handler(request: bytes, ctx) -> bytes:
-            fut = client.call(mid, request)
+            token = ctx.metadata.get("token")
+            fut = client.call(mid, request) if token is None else client.call_token(mid, request, token)
             try:
                 return await fut
             except asyncio.CancelledError:
@@ -92,7 +93,7 @@ async def run(args: dict) -> None:
     async def metrics():
         return await client.call(METRICS_METHOD, b"")
 
-    gateway = Gateway(client.call, health, metrics)
+    gateway = Gateway(client.call, health, metrics, call_token=client.call_token)
     # etcd's gRPC server accepts max-request-bytes plus 512 KiB of overhead; larger
     # requests fail in the transport, smaller ones too big for the log fail later.
     max_recv = args["max_request_bytes"] + 512 * 1024

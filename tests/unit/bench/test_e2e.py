@@ -152,6 +152,48 @@ def test_auth_required_is_a_clear_error(capsys):
         s.stop()
 
 
+@pytest.mark.timeout(90)
+def test_user_against_kvcore_with_auth_enabled(capsys):
+    """The same against kvcore with auth enabled (kvcore's own Auth service), with
+    two workers: the token is checked by the core whichever worker gets the call,
+    and Range, served by the workers when auth is off, goes to the core."""
+    ctl = "/usr/bin/etcdctl"
+    if not os.access(ctl, os.X_OK):
+        pytest.skip("no etcdctl installed")
+    s = servers.kvcore_server(f"{sys.executable} -m kvcore", workers=2)
+    s.env = {"PYTHONPATH": ROOT}
+    s.start()
+    try:
+        assert s.wait_ready(30) is None
+        ep = f"127.0.0.1:{s.port}"
+        env = dict(os.environ, ETCDCTL_API="3")
+        for step in (["user", "add", "root:pw"], ["auth", "enable"], ["user", "add", "ro:ropw"],
+                     ["role", "add", "ro"],
+                     ["role", "grant-permission", "ro", "read", "", "--prefix"],   # all keys
+                     ["user", "grant-role", "ro", "ro"]):
+            user = ["--user", "root:pw"] if step[0] != "user" or step[2] != "root:pw" else []
+            if step == ["auth", "enable"]:
+                user = []
+            subprocess.run([ctl, "--endpoints", ep, *user, *step], check=True,
+                           capture_output=True, env=env, timeout=30)
+        assert cli.main(["--endpoints", ep, "range", "foo"]) == cli.EXIT_AUTH
+        assert "requires authentication" in capsys.readouterr().err
+        assert cli.main(["--endpoints", ep, "--user", "root:wrong", "range", "foo"]) == cli.EXIT_AUTH
+        assert "authentication failed" in capsys.readouterr().err
+        for argv in (["range", "foo"], ["range", "foo", "--consistency", "s"],
+                     ["put", "--key-space-size", "10"]):
+            assert cli.main(["--endpoints", ep, "--user", "root:pw", "--total", "50",
+                             "--no-progress", *argv]) == 0, capsys.readouterr().err
+        assert cli.main(["--endpoints", ep, "--user", "ro:ropw", "--total", "50", "--no-progress",
+                         "range", "foo", "--consistency", "s"]) == 0, capsys.readouterr().err
+        # A read-only user's puts are refused: the run reports the permission error.
+        assert cli.main(["--endpoints", ep, "--user", "ro:ropw", "--total", "20", "--no-progress",
+                         "put"]) == cli.EXIT_AUTH
+        assert "permission denied" in capsys.readouterr().err
+    finally:
+        s.stop()
+
+
 @pytest.mark.timeout(120)
 def test_compare_writes_table_and_chart_and_names_a_missing_side(tmp_path, capsys):
     if ETCD is None:

@@ -1,0 +1,351 @@
+"""etcd's v3 auth store (server/auth/store.go, range_perm_cache.go, simple_token.go).
+
+State (in the LMDB backend's ``auth`` database, so it is in snapshots and survives
+a restart; changed only by applying committed proposals):
+  b"enabled"        b"\\x01" or b"\\x00"
+  b"authRevision"   u64, bumped by every change (AuthStatus reports it)
+  b"user/" + name   authpb.User bytes (password: a bcrypt hash)
+  b"role/" + name   authpb.Role bytes (permissions sorted by key, as etcd keeps them)
+
+The core keeps a copy in memory (``AuthStore``), reloaded whenever the backend is
+(re)opened. Tokens are etcd's "simple" tokens: random letters + "." + the applied
+index, held in memory by the member that issued them for ``ttl`` seconds after
+their last use; they are not replicated, so a token is valid only where issued.
+
+Permission checks follow etcd: root (a user with the root role) may do anything;
+another user needs a role whose READ (reads) or WRITE (writes) permissions cover
+the whole key or range asked for.
+"""
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from typing import Optional
+
+from kvcore.api import auth_pb2, rpc_pb2
+from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.storage.backend import from_u64, u64
+
+ROOT = "root"
+_ENABLED = b"enabled"
+_REVISION = b"authRevision"
+_USER = b"user/"
+_ROLE = b"role/"
+READ, WRITE, READWRITE = (auth_pb2.Permission.READ, auth_pb2.Permission.WRITE,
+                          auth_pb2.Permission.READWRITE)
+_INF = None   # an interval's open end
+
+
+class AuthStore:
+    def __init__(self):
+        self.enabled = False
+        self.revision = 0
+        self.users: dict[str, auth_pb2.User] = {}
+        self.roles: dict[str, auth_pb2.Role] = {}
+        self.on_change = None    # called after an applied change (enabled may differ)
+        self.tokens = SimpleTokens()
+        self._perm_cache: dict = {}
+
+    # ---- loading and saving ----
+
+    def load(self, backend) -> None:
+        self.backend = backend
+        self.users, self.roles = {}, {}
+        with backend.begin_read() as txn:
+            self.enabled = txn.get(_ENABLED, db=backend.auth) == b"\x01"
+            rev = txn.get(_REVISION, db=backend.auth)
+            self.revision = from_u64(rev) if rev else 1   # etcd starts its store at 1
+            for k, v in txn.cursor(db=backend.auth):
+                if k.startswith(_USER):
+                    self.users[k[len(_USER):].decode()] = auth_pb2.User.FromString(v)
+                elif k.startswith(_ROLE):
+                    self.roles[k[len(_ROLE):].decode()] = auth_pb2.Role.FromString(v)
+        self._perm_cache = {}
+
+    def _bump(self, txn) -> None:
+        self.revision += 1
+        txn.put(_REVISION, u64(self.revision), db=self.backend.auth)
+        self._perm_cache = {}
+
+    def _put_user(self, txn, u: auth_pb2.User) -> None:
+        name = u.name.decode()
+        self.users[name] = u
+        txn.put(_USER + u.name, u.SerializeToString(), db=self.backend.auth)
+
+    def _put_role(self, txn, r: auth_pb2.Role) -> None:
+        self.roles[r.name.decode()] = r
+        txn.put(_ROLE + r.name, r.SerializeToString(), db=self.backend.auth)
+
+    def _user(self, name: str) -> auth_pb2.User:
+        u = self.users.get(name)
+        if u is None:
+            raise etcd_error(EtcdError.USER_NOT_FOUND)
+        return u
+
+    def _role(self, name: str) -> auth_pb2.Role:
+        r = self.roles.get(name)
+        if r is None:
+            raise etcd_error(EtcdError.ROLE_NOT_FOUND)
+        return r
+
+    # ---- applying committed changes: (method name, request) -> response message ----
+
+    def apply(self, txn, name: str, req: bytes):
+        resp = getattr(self, "_apply_" + name)(txn, req)
+        if self.on_change is not None:
+            self.on_change()
+        return resp
+
+    def _apply_AuthEnable(self, txn, req):
+        if self.enabled:
+            return rpc_pb2.AuthEnableResponse()
+        root = self.users.get(ROOT)
+        if root is None:
+            raise etcd_error(EtcdError.ROOT_USER_NOT_EXIST)
+        if ROOT not in root.roles:
+            raise etcd_error(EtcdError.ROOT_ROLE_NOT_EXIST)
+        self.enabled = True   # etcd does not bump the revision here (AuthDisable does)
+        txn.put(_ENABLED, b"\x01", db=self.backend.auth)
+        self._perm_cache = {}
+        return rpc_pb2.AuthEnableResponse()
+
+    def _apply_AuthDisable(self, txn, req):
+        if self.enabled:
+            self.enabled = False
+            self.tokens.clear()
+            txn.put(_ENABLED, b"\x00", db=self.backend.auth)
+            self._bump(txn)
+        return rpc_pb2.AuthDisableResponse()
+
+    def _apply_UserAdd(self, txn, req):
+        r = rpc_pb2.AuthUserAddRequest.FromString(req)
+        if not r.name:
+            raise etcd_error(EtcdError.USER_EMPTY)
+        if r.name in self.users:
+            raise etcd_error(EtcdError.USER_ALREADY_EXIST)
+        u = auth_pb2.User(name=r.name.encode())
+        if r.HasField("options"):
+            u.options.CopyFrom(r.options)
+        if not r.options.no_password:
+            u.password = r.hashedPassword.encode()
+        self._put_user(txn, u)
+        self._bump(txn)
+        return rpc_pb2.AuthUserAddResponse()
+
+    def _apply_UserDelete(self, txn, req):
+        r = rpc_pb2.AuthUserDeleteRequest.FromString(req)
+        if self.enabled and r.name == ROOT:
+            raise etcd_error(EtcdError.INVALID_AUTH_MGMT)
+        self._user(r.name)
+        del self.users[r.name]
+        self.tokens.invalidate_user(r.name)
+        txn.delete(_USER + r.name.encode(), db=self.backend.auth)
+        self._bump(txn)
+        return rpc_pb2.AuthUserDeleteResponse()
+
+    def _apply_UserChangePassword(self, txn, req):
+        r = rpc_pb2.AuthUserChangePasswordRequest.FromString(req)
+        u = auth_pb2.User()
+        u.CopyFrom(self._user(r.name))
+        u.password = r.hashedPassword.encode()
+        self._put_user(txn, u)
+        self.tokens.invalidate_user(r.name)
+        self._bump(txn)
+        return rpc_pb2.AuthUserChangePasswordResponse()
+
+    def _apply_UserGrantRole(self, txn, req):
+        r = rpc_pb2.AuthUserGrantRoleRequest.FromString(req)
+        u = auth_pb2.User()
+        u.CopyFrom(self._user(r.user))
+        if r.role != ROOT:
+            self._role(r.role)
+        if r.role in u.roles:
+            return rpc_pb2.AuthUserGrantRoleResponse()   # etcd: already granted, no error
+        roles = sorted(list(u.roles) + [r.role])
+        del u.roles[:]
+        u.roles.extend(roles)
+        self._put_user(txn, u)
+        self._bump(txn)
+        return rpc_pb2.AuthUserGrantRoleResponse()
+
+    def _apply_UserRevokeRole(self, txn, req):
+        r = rpc_pb2.AuthUserRevokeRoleRequest.FromString(req)
+        if self.enabled and r.name == ROOT and r.role == ROOT:
+            raise etcd_error(EtcdError.INVALID_AUTH_MGMT)
+        u = auth_pb2.User()
+        u.CopyFrom(self._user(r.name))
+        if r.role not in u.roles:
+            raise etcd_error(EtcdError.ROLE_NOT_GRANTED)
+        u.roles.remove(r.role)
+        self._put_user(txn, u)
+        self._bump(txn)
+        return rpc_pb2.AuthUserRevokeRoleResponse()
+
+    def _apply_RoleAdd(self, txn, req):
+        r = rpc_pb2.AuthRoleAddRequest.FromString(req)
+        if not r.name:
+            raise etcd_error(EtcdError.ROLE_EMPTY)
+        if r.name in self.roles:
+            raise etcd_error(EtcdError.ROLE_ALREADY_EXIST)
+        self._put_role(txn, auth_pb2.Role(name=r.name.encode()))
+        self._bump(txn)
+        return rpc_pb2.AuthRoleAddResponse()
+
+    def _apply_RoleDelete(self, txn, req):
+        r = rpc_pb2.AuthRoleDeleteRequest.FromString(req)
+        if self.enabled and r.role == ROOT:
+            raise etcd_error(EtcdError.INVALID_AUTH_MGMT)
+        self._role(r.role)
+        del self.roles[r.role]
+        txn.delete(_ROLE + r.role.encode(), db=self.backend.auth)
+        for u in list(self.users.values()):   # etcd revokes it from every user
+            if r.role in u.roles:
+                nu = auth_pb2.User()
+                nu.CopyFrom(u)
+                nu.roles.remove(r.role)
+                self._put_user(txn, nu)
+        self._bump(txn)
+        return rpc_pb2.AuthRoleDeleteResponse()
+
+    def _apply_RoleGrantPermission(self, txn, req):
+        r = rpc_pb2.AuthRoleGrantPermissionRequest.FromString(req)
+        role = auth_pb2.Role()
+        role.CopyFrom(self._role(r.name))
+        perms = list(role.keyPermission)
+        for p in perms:
+            if p.key == r.perm.key and p.range_end == r.perm.range_end:
+                p.permType = r.perm.permType   # etcd updates the type in place
+                break
+        else:
+            i = 0
+            while i < len(perms) and perms[i].key < r.perm.key:
+                i += 1
+            perms.insert(i, r.perm)
+        del role.keyPermission[:]
+        role.keyPermission.extend(perms)
+        self._put_role(txn, role)
+        self._bump(txn)
+        return rpc_pb2.AuthRoleGrantPermissionResponse()
+
+    def _apply_RoleRevokePermission(self, txn, req):
+        r = rpc_pb2.AuthRoleRevokePermissionRequest.FromString(req)
+        role = auth_pb2.Role()
+        role.CopyFrom(self._role(r.role))
+        perms = [p for p in role.keyPermission
+                 if not (p.key == r.key and p.range_end == r.range_end)]
+        if len(perms) == len(role.keyPermission):
+            raise etcd_error(EtcdError.PERMISSION_NOT_GRANTED)
+        del role.keyPermission[:]
+        role.keyPermission.extend(perms)
+        self._put_role(txn, role)
+        self._bump(txn)
+        return rpc_pb2.AuthRoleRevokePermissionResponse()
+
+    # ---- reads ----
+
+    def user_get(self, name: str) -> rpc_pb2.AuthUserGetResponse:
+        return rpc_pb2.AuthUserGetResponse(roles=list(self._user(name).roles))
+
+    def role_get(self, name: str) -> rpc_pb2.AuthRoleGetResponse:
+        role = self._role(name)
+        return rpc_pb2.AuthRoleGetResponse(perm=list(role.keyPermission))
+
+    def user_list(self) -> rpc_pb2.AuthUserListResponse:
+        return rpc_pb2.AuthUserListResponse(users=sorted(self.users))
+
+    def role_list(self) -> rpc_pb2.AuthRoleListResponse:
+        return rpc_pb2.AuthRoleListResponse(roles=sorted(self.roles))
+
+    # ---- permissions ----
+
+    def is_root(self, user: Optional[str]) -> bool:
+        u = self.users.get(user) if user else None
+        return u is not None and ROOT in u.roles
+
+    def check_admin(self, user: Optional[str]) -> None:
+        """etcd's IsAdminPermitted."""
+        if not self.enabled:
+            return
+        if not user:
+            raise etcd_error(EtcdError.USER_EMPTY)
+        if not self.is_root(user):
+            raise etcd_error(EtcdError.PERMISSION_DENIED)
+
+    def check_range(self, user: Optional[str], key: bytes, end: bytes, want: int) -> None:
+        """etcd's isOpPermitted: ``want`` is READ or WRITE."""
+        if not self.enabled:
+            return
+        if not user:
+            raise etcd_error(EtcdError.USER_EMPTY)
+        u = self.users.get(user)
+        if u is None:
+            raise etcd_error(EtcdError.PERMISSION_DENIED)
+        if ROOT in u.roles:
+            return
+        merged = self._perm_cache.get((user, want))
+        if merged is None:
+            merged = self._perm_cache[(user, want)] = self._merged(u, want)
+        lo = key
+        hi = key + b"\x00" if not end else (_INF if end == b"\x00" else end)
+        for a, b in merged:
+            if a <= lo and (b is _INF or (hi is not _INF and hi <= b)):
+                return
+        raise etcd_error(EtcdError.PERMISSION_DENIED)
+
+    def _merged(self, u: auth_pb2.User, want: int) -> list:
+        """The user's key intervals [a, b) (b None = to the end) for one kind of access,
+        merged where they touch (etcd's range_perm_cache)."""
+        ivs = []
+        for rn in u.roles:
+            role = self.roles.get(rn)
+            if role is None:
+                continue
+            for p in role.keyPermission:
+                if p.permType != READWRITE and p.permType != want:
+                    continue
+                end = p.range_end
+                ivs.append((p.key, p.key + b"\x00" if not end else
+                            (_INF if end == b"\x00" else end)))
+        ivs.sort(key=lambda iv: iv[0])
+        out: list = []
+        for a, b in ivs:
+            if out and (out[-1][1] is _INF or a <= out[-1][1]):
+                pa, pb = out[-1]
+                if pb is not _INF and (b is _INF or b > pb):
+                    out[-1] = (pa, b)
+                continue
+            out.append((a, b))
+        return out
+
+
+class SimpleTokens:
+    """etcd's simple token provider: tokens in memory with a TTL reset on use."""
+
+    def __init__(self, ttl: float = 300.0):
+        self.ttl = ttl
+        self._tokens: dict[str, tuple[str, float]] = {}
+
+    def assign(self, user: str, index: int) -> str:
+        tok = "".join(secrets.choice(string.ascii_letters) for _ in range(16))
+        tok = f"{tok}.{index}"
+        self._tokens[tok] = (user, time.monotonic() + self.ttl)
+        return tok
+
+    def user(self, token: str) -> Optional[str]:
+        ent = self._tokens.get(token)
+        if ent is None:
+            return None
+        now = time.monotonic()
+        if ent[1] < now:
+            del self._tokens[token]
+            return None
+        self._tokens[token] = (ent[0], now + self.ttl)
+        return ent[0]
+
+    def invalidate_user(self, user: str) -> None:
+        for t in [t for t, (u, _) in self._tokens.items() if u == user]:
+            del self._tokens[t]
+
+    def clear(self) -> None:
+        self._tokens.clear()

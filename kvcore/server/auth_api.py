@@ -1,0 +1,328 @@
+"""The Auth service and the permission check every call passes while auth is enabled.
+
+Changes (users, roles, permissions, enable/disable) are proposals (OP_AUTH: one
+byte naming the change in AUTH_OPS, then the etcd request bytes) applied by
+``AuthStore.apply``; passwords are bcrypt-hashed before proposing, as etcd 3.5
+does, so every member stores the same hash. Reads are linearizable reads of the
+core's in-memory copy.
+
+``authorize(method id, request, token)`` runs in the core before a call's handler
+when auth is enabled: the token names the user (simple tokens of this member), and
+the method's check decides (etcd's authApplierV3 and authMaintenanceServer).
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Optional
+
+import bcrypt
+
+from kvcore.api import rpc_pb2, wire
+from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.api.methods import METHOD_ID, PATHS
+from kvcore.engine.base import GrpcError, StatusCode
+from kvcore.server.auth import READ, WRITE
+
+AUTH = "/etcdserverpb.Auth/"
+AUTH_OPS = ("AuthEnable", "AuthDisable", "UserAdd", "UserDelete", "UserChangePassword",
+            "UserGrantRole", "UserRevokeRole", "RoleAdd", "RoleDelete",
+            "RoleGrantPermission", "RoleRevokePermission")
+_OP_INDEX = {n: i for i, n in enumerate(AUTH_OPS)}
+BCRYPT_COST = 10   # etcd's default --bcrypt-cost
+
+
+def _body(msg) -> bytes:
+    msg.ClearField("header")
+    return msg.SerializeToString()
+
+
+class AuthAPI:
+    def __init__(self, core, op_auth: int):
+        self.core = core
+        self.op = op_auth
+        self.checks: list = [None] * len(PATHS)
+
+    @property
+    def store(self):
+        return self.core.auth
+
+    def register(self, u: dict) -> None:
+        for name in AUTH_OPS:
+            u[AUTH + name] = self._proposer(name)
+        u[AUTH + "UserAdd"] = self.user_add
+        u[AUTH + "UserChangePassword"] = self.user_change_password
+        u[AUTH + "Authenticate"] = self.authenticate
+        u[AUTH + "AuthStatus"] = self._reader(lambda r: rpc_pb2.AuthStatusResponse(
+            enabled=self.store.enabled, authRevision=self.store.revision))
+        u[AUTH + "UserGet"] = self._reader(lambda r: self.store.user_get(
+            rpc_pb2.AuthUserGetRequest.FromString(r).name))
+        u[AUTH + "UserList"] = self._reader(lambda r: self.store.user_list())
+        u[AUTH + "RoleGet"] = self._reader(lambda r: self.store.role_get(
+            rpc_pb2.AuthRoleGetRequest.FromString(r).role))
+        u[AUTH + "RoleList"] = self._reader(lambda r: self.store.role_list())
+        self._register_checks()
+
+    # ---- handlers ----
+
+    def _propose(self, name: str, req: bytes):
+        return self.core._propose(self.op, bytes((_OP_INDEX[name],)) + req)
+
+    def _proposer(self, name: str):
+        return lambda req: self._propose(name, req)
+
+    def _reader(self, fn):
+        core = self.core
+
+        def handler(req: bytes):
+            return core._linearizable(lambda: wire.with_header(
+                core._header(core.store.current_rev), _body(fn(req))))
+        return handler
+
+    async def _hash(self, password: str) -> str:
+        pw = password.encode()
+        h = await self.core.loop.run_in_executor(
+            None, lambda: bcrypt.hashpw(pw, bcrypt.gensalt(BCRYPT_COST)))
+        return h.decode()
+
+    def user_add(self, req: bytes):
+        r = rpc_pb2.AuthUserAddRequest.FromString(req)
+        if not r.name:
+            raise etcd_error(EtcdError.USER_EMPTY)
+        if r.options.no_password or r.hashedPassword:
+            return self._propose("UserAdd", req)
+
+        async def run():
+            r.hashedPassword = await self._hash(r.password)
+            r.password = ""
+            return await self._propose("UserAdd", r.SerializeToString())
+        return asyncio.ensure_future(run())
+
+    def user_change_password(self, req: bytes):
+        r = rpc_pb2.AuthUserChangePasswordRequest.FromString(req)
+        if r.hashedPassword:
+            return self._propose("UserChangePassword", req)
+
+        async def run():
+            r.hashedPassword = await self._hash(r.password)
+            r.password = ""
+            return await self._propose("UserChangePassword", r.SerializeToString())
+        return asyncio.ensure_future(run())
+
+    def authenticate(self, req: bytes):
+        r = rpc_pb2.AuthenticateRequest.FromString(req)
+        store = self.store
+        if not store.enabled:
+            raise etcd_error(EtcdError.AUTH_NOT_ENABLED)
+        u = store.users.get(r.name)
+        if u is None or u.options.no_password or not u.password:
+            raise etcd_error(EtcdError.AUTH_FAILED)
+        core = self.core
+        stored = bytes(u.password)
+        pw = r.password.encode()
+
+        async def run():
+            ok = await core.loop.run_in_executor(None, lambda: bcrypt.checkpw(pw, stored))
+            if not ok:
+                raise etcd_error(EtcdError.AUTH_FAILED)
+            tok = store.tokens.assign(r.name, core.applied_index)
+            return wire.with_header(core._header(core.store.current_rev),
+                                    _body(rpc_pb2.AuthenticateResponse(token=tok)))
+        return asyncio.ensure_future(run())
+
+    # ---- permission checks ----
+
+    def authorize(self, method: int, payload: bytes, token: Optional[str]) -> None:
+        """Raises the etcd error that refuses this call (auth is enabled)."""
+        store = self.store
+        check = self.checks[method] if method < len(self.checks) else None
+        if check is _NO_CHECK:
+            return
+        user = None
+        if token:
+            user = store.tokens.user(token)
+            if user is None:
+                raise etcd_error(EtcdError.INVALID_AUTH_TOKEN)
+        if check is not None:
+            check(user, payload)
+
+    def stream_user(self, token: Optional[str]) -> Optional[str]:
+        if not token:
+            return None
+        user = self.store.tokens.user(token)
+        if user is None:
+            raise etcd_error(EtcdError.INVALID_AUTH_TOKEN)
+        return user
+
+    def _register_checks(self) -> None:
+        c = {}
+
+        def admin(user, payload):
+            self.store.check_admin(user)
+
+        def maint_admin(user, payload):
+            # etcd's authMaintenanceServer returns the auth package's own error
+            # (not an rpctypes one), so clients see code Unknown and "auth: ...".
+            try:
+                self.store.check_admin(user)
+            except GrpcError as e:
+                raise GrpcError(StatusCode.UNKNOWN, "auth: " + e.message.split(": ", 1)[1])
+
+        def need_user(user, payload):
+            if not user:
+                raise etcd_error(EtcdError.USER_EMPTY)
+
+        def rng(user, payload):
+            r = rpc_pb2.RangeRequest.FromString(payload)
+            self.store.check_range(user, r.key, r.range_end, READ)
+
+        def lease_keys(user, lease_id):
+            # etcd's checkLeasePuts: the user must be able to write every key
+            # attached to the lease (to put onto it, or to revoke it).
+            lease = self.core.lessor.lookup(lease_id) if lease_id else None
+            for key in (sorted(lease.keys) if lease is not None else ()):
+                self.store.check_range(user, key, b"", WRITE)
+
+        def put(user, payload):
+            r = rpc_pb2.PutRequest.FromString(payload)
+            self.store.check_range(user, r.key, b"", WRITE)
+            if r.prev_kv:
+                self.store.check_range(user, r.key, b"", READ)
+            lease_keys(user, r.lease)
+
+        def delete(user, payload):
+            r = rpc_pb2.DeleteRangeRequest.FromString(payload)
+            self.store.check_range(user, r.key, r.range_end, WRITE)
+            if r.prev_kv:
+                self.store.check_range(user, r.key, r.range_end, READ)
+
+        def txn_ops(user, t):
+            for cmp in t.compare:
+                self.store.check_range(user, cmp.key, cmp.range_end, READ)
+            for ops in (t.success, t.failure):
+                for op in ops:
+                    kind = op.WhichOneof("request")
+                    if kind == "request_range":
+                        q = op.request_range
+                        self.store.check_range(user, q.key, q.range_end, READ)
+                    elif kind == "request_put":
+                        q = op.request_put
+                        self.store.check_range(user, q.key, b"", WRITE)
+                        if q.prev_kv:
+                            self.store.check_range(user, q.key, b"", READ)
+                        lease_keys(user, q.lease)
+                    elif kind == "request_delete_range":
+                        q = op.request_delete_range
+                        self.store.check_range(user, q.key, q.range_end, WRITE)
+                        if q.prev_kv:
+                            self.store.check_range(user, q.key, q.range_end, READ)
+                    elif kind == "request_txn":
+                        txn_ops(user, op.request_txn)
+
+        def txn(user, payload):
+            txn_ops(user, rpc_pb2.TxnRequest.FromString(payload))
+
+        def lease_revoke(user, payload):
+            lease_keys(user, rpc_pb2.LeaseRevokeRequest.FromString(payload).ID)
+
+        def lease_ttl(user, payload):
+            r = rpc_pb2.LeaseTimeToLiveRequest.FromString(payload)
+            if r.keys:
+                info = self.core.lessor.time_to_live(r.ID)
+                for key in (info[2] if info else ()):
+                    self.store.check_range(user, key, b"", READ)
+
+        def self_or_admin(field):
+            def check(user, payload):
+                msg = {"UserGet": rpc_pb2.AuthUserGetRequest,
+                       "UserChangePassword": rpc_pb2.AuthUserChangePasswordRequest}[field]
+                name = msg.FromString(payload).name
+                try:
+                    self.store.check_admin(user)
+                except GrpcError:
+                    if not user or name != user:
+                        raise
+            return check
+
+        def role_get(user, payload):
+            role = rpc_pb2.AuthRoleGetRequest.FromString(payload).role
+            try:
+                self.store.check_admin(user)
+            except GrpcError:
+                u = self.store.users.get(user) if user else None
+                if u is None or role not in u.roles:
+                    raise
+
+        KV = "/etcdserverpb.KV/"
+        c[KV + "Range"] = rng
+        c[KV + "Put"] = put
+        c[KV + "DeleteRange"] = delete
+        c[KV + "Txn"] = txn
+        M = "/etcdserverpb.Maintenance/"
+        for m in ("Defragment", "Snapshot", "Hash", "HashKV", "Downgrade"):
+            c[M + m] = maint_admin
+        for m in ("MemberAdd", "MemberRemove", "MemberUpdate", "MemberPromote"):
+            c["/etcdserverpb.Cluster/" + m] = admin
+        for name in AUTH_OPS + ("UserList", "RoleList", "AuthStatus"):
+            c[AUTH + name] = admin
+        c[AUTH + "UserGet"] = self_or_admin("UserGet")
+        c[AUTH + "UserChangePassword"] = self_or_admin("UserChangePassword")
+        c[AUTH + "RoleGet"] = role_get
+        c[AUTH + "Authenticate"] = _NO_CHECK
+        c["/etcdserverpb.Lease/LeaseRevoke"] = lease_revoke
+        c["/etcdserverpb.Lease/LeaseTimeToLive"] = lease_ttl
+        for p in PATHS:
+            if p.startswith("/v3lockpb.") or p.startswith("/v3electionpb."):
+                c[p] = need_user
+        for p, fn in c.items():
+            self.checks[METHOD_ID[p]] = fn
+
+    def wrap_stream(self, path: str, factory, st, token: Optional[str]):
+        """A stream's handler when auth is enabled (None: refused, already ended)."""
+        try:
+            user = self.stream_user(token)
+            if path == "/etcdserverpb.Maintenance/Snapshot":
+                self.checks[METHOD_ID[path]](user, b"")
+            elif path.startswith("/v3electionpb."):
+                if not user:
+                    raise etcd_error(EtcdError.USER_EMPTY)
+        except GrpcError as e:
+            st.end(e.code, e.message)
+            return None
+        handler = factory(st)
+        if path == "/etcdserverpb.Watch/Watch":
+            return _AuthWatch(self.core, handler, st, user)
+        return handler
+
+
+_NO_CHECK = object()
+
+
+class _AuthWatch:
+    """A watch stream whose creates are checked against the user's read permission
+    (etcd's isWatchPermitted: a refused create is answered created+canceled)."""
+
+    def __init__(self, core, inner, out, user):
+        self._core = core
+        self._inner = inner
+        self._out = out
+        self._user = user
+
+    def on_message(self, payload: bytes) -> None:
+        r = rpc_pb2.WatchRequest.FromString(payload)
+        if r.HasField("create_request"):
+            c = r.create_request
+            try:
+                self._core.auth.check_range(self._user, c.key, c.range_end, READ)
+            except GrpcError:
+                core = self._core
+                resp = rpc_pb2.WatchResponse(
+                    watch_id=c.watch_id, created=True, canceled=True,
+                    cancel_reason="rpc error: code = PermissionDenied desc = "
+                                  "etcdserver: permission denied")
+                self._out.send(wire.with_header(core._header(core.store.current_rev),
+                                                _body(resp)))
+                return
+        self._inner.on_message(payload)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
