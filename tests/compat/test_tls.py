@@ -317,9 +317,8 @@ def _curl(*args):
     return p.returncode, p.stdout, p.stderr
 
 
+@pytest.mark.parametrize("engine", ["native"], indirect=True)
 def test_curl_health_and_range_over_tls(mtls_pair, pki, engine):
-    if engine != "native":
-        pytest.skip("the grpcio engine serves no HTTP")
     kv, et = mtls_pair
     assert servers.etcdctl(kv.endpoint, *_client(pki), "put", "curl-key", "curl-value")[0] == 0
     cert = ("--cacert", pki.ca, "--cert", pki.client_cert, "--key", pki.client_key)
