@@ -32,6 +32,7 @@ from kvcore.mvcc.watch import WatchHub, WatchStream
 from kvcore.server import kv as kvops
 from kvcore.server.auth import AuthStore
 from kvcore.server.auth_api import AUTH_OPS, AuthAPI
+from kvcore.server.alarms import Alarms, alarm_response, used_bytes
 from kvcore.server.deadlines import Deadlines
 from kvcore.server.cluster_api import ClusterAPI
 from kvcore.server.config import Config
@@ -62,6 +63,7 @@ OP_PUT, OP_DELETE, OP_TXN, OP_COMPACT = 1, 2, 3, 4
 OP_LEASE_GRANT, OP_LEASE_REVOKE, OP_LEASE_CHECKPOINT = 5, 6, 7
 OP_MEMBER_ATTR = 8
 OP_AUTH = 9   # payload: u8 index into auth_api.AUTH_OPS + the etcd request
+OP_ALARM = 10  # payload: AlarmRequest (ACTIVATE / DEACTIVATE)
 
 KV = "/etcdserverpb.KV/"
 MAINT = "/etcdserverpb.Maintenance/"
@@ -205,6 +207,9 @@ class Core:
         self.lessor.restore(self.store)
         self.kv = kvops.KVApplier(self.store, self.lessor)
         self.membership = Membership(self.backend)
+        self.alarms = Alarms(self.backend)
+        with self.backend.begin_read() as txn:
+            self._used_bytes = used_bytes(self.backend, txn)
         self.auth.load(self.backend)
         self._auth_changed()
         if hasattr(self, "watch_hub"):
@@ -331,6 +336,7 @@ class Core:
             last = entries[-1]
             if last.index > consistent:
                 self.store.set_consistent_index(txn, last.index, last.term)
+            self._used_bytes = used_bytes(self.backend, txn)   # for the space quota
         changes, self._changes = self._changes, []
         if changes:
             with self.backend.begin_read() as rtxn:
@@ -399,6 +405,10 @@ class Core:
         fut.add_done_callback(_log_failure)
 
     def _apply_op(self, txn, op: int, req: bytes, term: int) -> bytes:
+        if self.alarms.active and self._capped(op, req):
+            raise etcd_error(EtcdError.NO_SPACE)
+        if op == OP_ALARM:
+            return self._apply_alarm(txn, req)
         w = self.store.write(txn)
         if op == OP_PUT:
             rev, body = self.kv.put(w, rpc_pb2.PutRequest.FromString(req))
@@ -537,6 +547,7 @@ class Core:
 
     def put(self, req: bytes):
         kvops.check_put(rpc_pb2.PutRequest.FromString(req))
+        self._check_quota(len(req))
         return self._propose(OP_PUT, req)
 
     def delete_range(self, req: bytes):
@@ -553,6 +564,8 @@ class Core:
                 rev, body = self._read(lambda view: self.kv.txn(_ReadOnlyTxn(view), r))
                 return wire.with_header(self._header(rev), body)
             return serve() if kvops.is_txn_serializable(r) else self._linearizable(serve)
+        if _txn_puts(r):
+            self._check_quota(len(req))
         return self._propose(OP_TXN, req)
 
     def compact(self, req: bytes):
@@ -568,10 +581,51 @@ class Core:
             isLearner=bool(me and me.is_learner))
         if not self.raft.lead:
             resp.errors.append("etcdserver: no leader")
+        resp.errors.extend(self.alarms.describe())
         return wire.with_header(self._header(self.store.current_rev), _without_header(resp))
 
+    # ---- alarms and the space quota (kvcore/server/alarms.py) ----
+
     def alarm(self, req: bytes):
-        return wire.with_header(self._header(self.store.current_rev), b"")
+        r = rpc_pb2.AlarmRequest.FromString(req)
+        if r.action == rpc_pb2.AlarmRequest.GET:
+            return alarm_response(self._header(self.store.current_rev), self.alarms.list(r.alarm))
+        return self._propose(OP_ALARM, req)
+
+    def _apply_alarm(self, txn, req: bytes) -> bytes:
+        r = rpc_pb2.AlarmRequest.FromString(req)
+        changed = []
+        if r.action == rpc_pb2.AlarmRequest.ACTIVATE and r.alarm != rpc_pb2.NONE:
+            if self.alarms.activate(txn, r.memberID, r.alarm):
+                changed.append((r.memberID, r.alarm))
+                log.warning("alarm raised: memberID:%x alarm:%s", r.memberID,
+                            rpc_pb2.AlarmType.Name(r.alarm))
+        elif r.action == rpc_pb2.AlarmRequest.DEACTIVATE:
+            if self.alarms.deactivate(txn, r.memberID, r.alarm):
+                changed.append((r.memberID, r.alarm))
+                log.info("alarm disarmed: memberID:%x alarm:%s", r.memberID,
+                         rpc_pb2.AlarmType.Name(r.alarm))
+        return alarm_response(self._header(self.store.current_rev), changed)
+
+    def _capped(self, op: int, req: bytes) -> bool:
+        """While NOSPACE is raised, what etcd's capped applier refuses: Put, a Txn
+        that puts, LeaseGrant."""
+        if not self.alarms.nospace:
+            return False
+        if op in (OP_PUT, OP_LEASE_GRANT):
+            return True
+        return op == OP_TXN and _txn_puts(rpc_pb2.TxnRequest.FromString(req))
+
+    def _check_quota(self, cost: int) -> None:
+        """etcd's quota check before proposing a write: over the quota, raise a
+        NOSPACE alarm for this member (through the log) and refuse the request."""
+        if self._used_bytes + cost <= self.cfg.quota_backend_bytes:
+            return
+        if (self.member_id, rpc_pb2.NOSPACE) not in self.alarms.active and self.raft.lead:
+            req = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE,
+                                       memberID=self.member_id, alarm=rpc_pb2.NOSPACE)
+            self._propose(OP_ALARM, req.SerializeToString()).add_done_callback(_log_failure)
+        raise etcd_error(EtcdError.NO_SPACE)
 
     def hash_kv(self, req: bytes):
         r = rpc_pb2.HashKVRequest.FromString(req)
@@ -633,6 +687,7 @@ class Core:
                 r.ID = secrets.randbits(63)
         elif self.lessor.exists(r.ID):
             raise etcd_error(EtcdError.LEASE_EXIST)
+        self._check_quota(len(req))
         return self._propose(OP_LEASE_GRANT, r.SerializeToString())
 
     def lease_revoke(self, req: bytes):
@@ -700,6 +755,16 @@ class Core:
 def _expire(fut) -> None:
     if not fut.done():
         fut.set_exception(etcd_error(EtcdError.TIMEOUT))
+
+
+def _txn_puts(r) -> bool:
+    """Whether a Txn would write a value in either branch (etcd's txn cost > 0)."""
+    for op in list(r.success) + list(r.failure):
+        if op.HasField("request_put"):
+            return True
+        if op.HasField("request_txn") and _txn_puts(op.request_txn):
+            return True
+    return False
 
 
 def _log_failure(fut) -> None:

@@ -110,6 +110,10 @@ class Backend:
         self.alarm = self.env.open_db(b"alarm")
         self.auth = self.env.open_db(b"auth")
 
+    def all_dbs(self) -> tuple:
+        return (self.key, self.latest, self.meta, self.lease, self.members, self.alarm,
+                self.auth)
+
     def begin_write(self) -> lmdb.Transaction:
         return self.env.begin(write=True)
 
