@@ -25,36 +25,45 @@ RANGE = METHOD_ID["/etcdserverpb.KV/Range"]
 
 
 class ReadIndexBatcher:
-    """One read-index request to the core at a time per worker. A read that arrives
-    while one is in flight cannot use it (it may predate the read), so it waits for
-    the next, which is sent as soon as the current one returns and serves every
-    read that queued meanwhile (etcd's linearizableReadLoop, per worker).
+    """Read-index requests to the core, at most ``max_inflight`` at a time per worker.
+
+    A read must not be served by a request issued before it arrived (that request
+    may predate a write the read has to see), so the reads that arrive during one
+    event-loop turn share one new request, sent at the end of that turn; when
+    ``max_inflight`` requests are out, later reads wait and go together in the next
+    one as soon as one returns (with max_inflight=1 this is etcd's
+    linearizableReadLoop, per worker). Several in flight keep a read from waiting
+    for the whole round trip of a request it could not use.
 
     Each caller gets a future of its own: a future awaited by several coroutines
     trips the engine's eager first step (asyncio's blocking flag is per future)."""
 
-    def __init__(self, ask):
+    def __init__(self, ask, max_inflight: int = 4):
         self._ask = ask
-        self._inflight = None       # the request now at the core
-        self._current = []          # callers served by it
-        self._next = []             # callers waiting for the next one
+        self._max = max_inflight
+        self._inflight = 0
+        self._waiting = []          # callers no request has been sent for yet
+        self._scheduled = False
 
     def get(self):
-        fut = asyncio.get_event_loop().create_future()
-        if self._inflight is None:
-            self._current.append(fut)
-            self._send()
-        else:
-            self._next.append(fut)
+        loop = asyncio.get_event_loop()
+        fut = loop.create_future()
+        self._waiting.append(fut)
+        if not self._scheduled and self._inflight < self._max:
+            self._scheduled = True
+            loop.call_soon(self._send)
         return fut
 
     def _send(self) -> None:
-        self._inflight = self._ask()
-        self._inflight.add_done_callback(self._done)
+        self._scheduled = False
+        if not self._waiting or self._inflight >= self._max:
+            return
+        callers, self._waiting = self._waiting, []
+        self._inflight += 1
+        self._ask().add_done_callback(lambda f: self._done(f, callers))
 
-    def _done(self, f) -> None:
-        callers, self._current = self._current, []
-        self._inflight = None
+    def _done(self, f, callers) -> None:
+        self._inflight -= 1
         for c in callers:
             if c.done():
                 continue
@@ -64,9 +73,8 @@ class ReadIndexBatcher:
                 c.set_exception(f.exception())
             else:
                 c.set_result(f.result())
-        if self._next:
-            self._current, self._next = self._next, []
-            self._send()
+        if self._waiting and not self._scheduled:
+            self._send()   # they all arrived before this moment
 
 
 class LocalReads:
