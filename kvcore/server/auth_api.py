@@ -17,10 +17,11 @@ from typing import Optional
 
 import bcrypt
 
-from kvcore.api import rpc_pb2, wire
+from kvcore.api import rpc_pb2, v3election_pb2 as epb, v3lock_pb2 as lpb, wire
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.api.methods import METHOD_ID, PATHS
 from kvcore.engine.base import GrpcError, StatusCode
+from kvcore.concurrency.client import prefix_end
 from kvcore.server.auth import READ, WRITE
 
 AUTH = "/etcdserverpb.Auth/"
@@ -270,9 +271,39 @@ class AuthAPI:
         c[AUTH + "Authenticate"] = _NO_CHECK
         c["/etcdserverpb.Lease/LeaseRevoke"] = lease_revoke
         c["/etcdserverpb.Lease/LeaseTimeToLive"] = lease_ttl
+        # Lock and Election: etcd's services act through a client carrying the
+        # caller's token, so they need the key permissions their KV calls need, and
+        # the errors come back as that client's (code Unknown).
+        def conc(msg, needs):
+            def check(user, payload):
+                try:
+                    for want, key, end in needs(msg.FromString(payload)):
+                        self.store.check_range(user, key, end, want)
+                except GrpcError as e:
+                    raise GrpcError(StatusCode.UNKNOWN, e.message)
+            return check
+
+        def prefix(name):
+            return name + b"/", prefix_end(name + b"/")
+
+        conc_checks = {
+            "/v3lockpb.Lock/Lock": (lpb.LockRequest, lambda m: [
+                (READ, *prefix(m.name)), (WRITE, *prefix(m.name))]),
+            "/v3lockpb.Lock/Unlock": (lpb.UnlockRequest, lambda m: [(WRITE, m.key, b"")]),
+            "/v3electionpb.Election/Campaign": (epb.CampaignRequest, lambda m: [
+                (READ, *prefix(m.name)), (WRITE, *prefix(m.name))]),
+            "/v3electionpb.Election/Leader": (epb.LeaderRequest, lambda m: [
+                (READ, *prefix(m.name))]),
+            "/v3electionpb.Election/Proclaim": (epb.ProclaimRequest, lambda m: [
+                (WRITE, m.leader.key, b"")]),
+            "/v3electionpb.Election/Resign": (epb.ResignRequest, lambda m: [
+                (WRITE, m.leader.key, b"")]),
+        }
         for p in PATHS:
             if p.startswith("/v3lockpb.") or p.startswith("/v3electionpb."):
                 c[p] = need_user
+        for p, (msg, needs) in conc_checks.items():
+            c[p] = conc(msg, needs)
         for p, fn in c.items():
             self.checks[METHOD_ID[p]] = fn
 

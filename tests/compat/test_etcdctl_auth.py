@@ -315,3 +315,45 @@ def test_token_expires_after_auth_token_ttl(tmp_path):
                 (grpc.StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
     finally:
         s.stop()
+
+
+def _lock_election_probe(srv):
+    from kvcore.api import v3election_pb2 as epb, v3election_pb2_grpc
+    from kvcore.api import v3lock_pb2 as lpb, v3lock_pb2_grpc
+    for step in (("user", "add", "root:r"), ("role", "add", "root"),
+                 ("user", "grant-role", "root", "root"), ("user", "add", "al:a"),
+                 ("role", "add", "rw"), ("role", "grant-permission", "rw", "readwrite", "lk", "--prefix"),
+                 ("user", "grant-role", "al", "rw"), ("auth", "enable")):
+        assert srv.etcdctl(*step)[0] == 0, step
+    out = []
+    with grpc.insecure_channel(srv.endpoint) as ch:
+        auth, ls = rpc_pb2_grpc.AuthStub(ch), rpc_pb2_grpc.LeaseStub(ch)
+        lk, el = v3lock_pb2_grpc.LockStub(ch), v3election_pb2_grpc.ElectionStub(ch)
+        md = [("token", auth.Authenticate(rpc_pb2.AuthenticateRequest(name="al", password="a")).token)]
+        lid = ls.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60), metadata=md).ID
+        for fn in (lambda: lk.Lock(lpb.LockRequest(name=b"x", lease=lid), metadata=md, timeout=10),
+                   lambda: lk.Lock(lpb.LockRequest(name=b"lk", lease=lid), metadata=md, timeout=10),
+                   lambda: lk.Lock(lpb.LockRequest(name=b"lk", lease=lid), timeout=10),
+                   lambda: lk.Unlock(lpb.UnlockRequest(key=b"x/1"), metadata=md, timeout=10),
+                   lambda: el.Campaign(epb.CampaignRequest(name=b"x", lease=lid, value=b"v"),
+                                       metadata=md, timeout=10),
+                   lambda: el.Campaign(epb.CampaignRequest(name=b"lkel", lease=lid, value=b"v"),
+                                       metadata=md, timeout=10),
+                   lambda: el.Leader(epb.LeaderRequest(name=b"x"), metadata=md, timeout=10),
+                   lambda: el.Leader(epb.LeaderRequest(name=b"lkel"), metadata=md, timeout=10)):
+            out.append(_code(fn))
+    return out
+
+
+def test_lock_and_election_need_key_permissions_like_etcd(etcd, tmp_path):
+    """etcd's Lock and Election act with the caller's token, so they need the KV
+    permissions their calls need (errors arrive with code Unknown, as etcd's)."""
+    s = servers.start_kvcore(str(tmp_path / "kv.etcd"), workers=2)
+    try:
+        got = _lock_election_probe(s)
+    finally:
+        s.stop()
+    want = _lock_election_probe(etcd)
+    assert got == want
+    assert want[0] == (grpc.StatusCode.UNKNOWN, "etcdserver: permission denied")
+    assert want[1] is None
