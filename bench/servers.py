@@ -16,10 +16,19 @@ ETCD351 = "/opt/etcd351/bin/etcd"
 DEBIAN_ETCD = "/usr/bin/etcd"
 
 
+_handed_out: set = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one this process handed out before (the kernel
+    may offer a just-closed port again, and a cluster needs distinct ones)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def default_etcd_bins() -> list[str]:

@@ -19,10 +19,19 @@ ETCDCTL = os.environ.get("KVCORE_TEST_ETCDCTL", shutil.which("etcdctl") or "/usr
 ETCD = os.environ.get("KVCORE_TEST_ETCD", shutil.which("etcd") or "/usr/bin/etcd")
 
 
+_handed_out: set = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one this process handed out before (the kernel
+    may offer a just-closed port again, and a cluster needs distinct ones)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
