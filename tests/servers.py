@@ -15,23 +15,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+from bench.servers import free_port  # one per process: ports never handed out twice
+
 ETCDCTL = os.environ.get("KVCORE_TEST_ETCDCTL", shutil.which("etcdctl") or "/usr/bin/etcdctl")
 ETCD = os.environ.get("KVCORE_TEST_ETCD", shutil.which("etcd") or "/usr/bin/etcd")
-
-
-_handed_out: set = set()
-
-
-def free_port() -> int:
-    """A free loopback port, never one this process handed out before (the kernel
-    may offer a just-closed port again, and a cluster needs distinct ones)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
