@@ -36,6 +36,30 @@ def header(cluster_id: int, member_id: int, revision: int, raft_term: int) -> by
             field_varint(3, revision) + field_varint(4, raft_term))
 
 
+class Headers:
+    """ResponseHeader bytes of one member: its two IDs (ten-byte varints) encoded
+    once, and the last header reused while revision and term stay the same."""
+
+    __slots__ = ("ids", "_ids", "_key", "_last")
+
+    def __init__(self):
+        self.ids = None        # (cluster ID, member ID) the encoded fields are for
+        self._ids = b""
+        self._key = None
+        self._last = b""
+
+    def get(self, cluster_id: int, member_id: int, revision: int, raft_term: int) -> bytes:
+        key = (revision, raft_term)
+        if key == self._key and self.ids == (cluster_id, member_id):
+            return self._last
+        if self.ids != (cluster_id, member_id):
+            self.ids = (cluster_id, member_id)
+            self._ids = header(cluster_id, member_id, 0, 0)
+        self._key = key
+        self._last = self._ids + field_varint(3, revision) + field_varint(4, raft_term)
+        return self._last
+
+
 def range_response(hdr: bytes, kvs: list, more: bool, count: int) -> bytes:
     parts = [b"\x0a", varint(len(hdr)), hdr]
     for kv in kvs:

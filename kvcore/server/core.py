@@ -13,6 +13,7 @@ is applied, so a read that starts after the acknowledgement sees it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -97,9 +98,7 @@ class Core:
         self._last_snapshot = 0
         self.transport = None
         self.connections: set = set()   # IPC connections of the workers
-        self._hdr_key = None       # the last ResponseHeader built, by (revision, term)
-        self._hdr = b""
-        self._hdr_ids = (None, b"")   # (cluster, member) and their encoded header fields
+        self._headers = wire.Headers()
         self.deadlines = Deadlines(self.loop, self.request_timeout, _expire)
         self.read_state = ReadState()   # shared with the workers (kvcore/ipc/readstate.py)
         self.auth = AuthStore()          # kvcore/server/auth.py; loaded in _open_state
@@ -463,14 +462,7 @@ class Core:
         return wire.with_header(self._header(rev), body)
 
     def _header(self, rev: int) -> bytes:
-        key = (rev, self.raft.term)
-        if key != self._hdr_key:
-            self._hdr_key = key
-            ids = (self.cluster_id, self.member_id)
-            if ids != self._hdr_ids[0]:
-                self._hdr_ids = (ids, wire.header(ids[0], ids[1], 0, 0))
-            self._hdr = self._hdr_ids[1] + wire.field_varint(3, rev) + wire.field_varint(4, key[1])
-        return self._hdr
+        return self._headers.get(self.cluster_id, self.member_id, rev, self.raft.term)
 
     @property
     def request_timeout(self) -> float:
@@ -839,10 +831,8 @@ class _SnapshotStream:
             self.out.end(StatusCode.INTERNAL, str(e))
         finally:
             if path:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(path)
-                except OSError:
-                    pass
 
     def on_close(self) -> None:
         if self.task is not None and not self.task.done():

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -265,10 +266,8 @@ class PeerTransport:
             log.warning("sending snapshot to %x failed: %s", m.to, e)
         finally:
             if path:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(path)
-                except OSError:
-                    pass
             self._snapshot_status(m.to, not ok)
 
     # ---- receiving ----

@@ -258,7 +258,6 @@ class RaftDriver:
                         deferred = (None, rd.committed_entries)
                 self._release_reads()
                 node.advance()
-                self._update_local_reads()
                 if self._campaign:
                     # Raft refuses to campaign while conf changes are unapplied, so
                     # this waits until after advance().

@@ -84,9 +84,8 @@ class LocalReads:
         self.db_path = db_path
         self.map_size = map_size
         self.backend = None
-        self._ids = None           # encoded cluster and member ID fields of the header
-        self._hdr_key = None       # (revision, term bytes) of the last header built
-        self._hdr = b""
+        self._ids = None           # (cluster ID, member ID) of the open file
+        self._headers = wire.Headers()
         self.read_index = ReadIndexBatcher(lambda: client.call(READ_INDEX_METHOD, b""))
         self.reopen()
 
@@ -96,25 +95,18 @@ class LocalReads:
             self.backend.env.close()  # LMDB allows one open environment per file
             self.backend = None
         self.backend = be.Backend(self.db_path, self.map_size, readonly=True)
-        self._ids = self._hdr_key = None
+        self._ids = None
 
     def _header(self, txn, rev: int) -> bytes:
         meta = self.backend.meta
-        term = txn.get(be.META_TERM, db=meta)
-        key = (rev, term)
-        if key == self._hdr_key:
-            return self._hdr
         ids = self._ids
         if ids is None:
-            cid, mid = (be.from_u64(v) if v else 0 for v in
+            ids = tuple(be.from_u64(v) if v else 0 for v in
                         (txn.get(be.META_CLUSTER_ID, db=meta), txn.get(be.META_MEMBER_ID, db=meta)))
-            ids = wire.header(cid, mid, 0, 0)
-            if cid and mid:   # fixed for this file once written: encode them once
+            if all(ids):   # fixed for this file once the core has written them
                 self._ids = ids
-        self._hdr_key = key
-        self._hdr = (ids + wire.field_varint(3, rev)
-                     + wire.field_varint(4, be.from_u64(term) if term else 0))
-        return self._hdr
+        term = txn.get(be.META_TERM, db=meta)
+        return self._headers.get(ids[0], ids[1], rev, be.from_u64(term) if term else 0)
 
     async def range(self, request: bytes, ctx) -> bytes:
         if self.read_state is not None and self.read_state.auth():
