@@ -539,8 +539,7 @@ class Core:
 
     def put(self, req: bytes):
         kvops.check_put(rpc_pb2.PutRequest.FromString(req))
-        self._check_quota(len(req))
-        return self._propose(OP_PUT, req)
+        return self._over_quota(len(req)) or self._propose(OP_PUT, req)
 
     def delete_range(self, req: bytes):
         kvops.check_delete(rpc_pb2.DeleteRangeRequest.FromString(req))
@@ -556,9 +555,7 @@ class Core:
                 rev, body = self._read(lambda view: self.kv.txn(_ReadOnlyTxn(view), r))
                 return wire.with_header(self._header(rev), body)
             return serve() if kvops.is_txn_serializable(r) else self._linearizable(serve)
-        if _txn_puts(r):
-            self._check_quota(len(req))
-        return self._propose(OP_TXN, req)
+        return (_txn_puts(r) and self._over_quota(len(req))) or self._propose(OP_TXN, req)
 
     def compact(self, req: bytes):
         return self._propose(OP_COMPACT, req)
@@ -608,16 +605,26 @@ class Core:
             return True
         return op == OP_TXN and _txn_puts(rpc_pb2.TxnRequest.FromString(req))
 
-    def _check_quota(self, cost: int) -> None:
-        """etcd's quota check before proposing a write: over the quota, raise a
-        NOSPACE alarm for this member (through the log) and refuse the request."""
+    def _over_quota(self, cost: int):
+        """etcd's quota check before proposing a write. None when it fits; over the
+        quota, the refusal: at once if this member's NOSPACE alarm is already
+        raised, else a future that fails once the alarm it proposes is applied
+        (etcd waits for it too, so 'alarm list' right after shows it)."""
         if self._used_bytes + cost <= self.cfg.quota_backend_bytes:
-            return
-        if (self.member_id, rpc_pb2.NOSPACE) not in self.alarms.active and self.raft.lead:
-            req = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE,
-                                       memberID=self.member_id, alarm=rpc_pb2.NOSPACE)
-            self._propose(OP_ALARM, req.SerializeToString()).add_done_callback(_log_failure)
-        raise etcd_error(EtcdError.NO_SPACE)
+            return None
+        if (self.member_id, rpc_pb2.NOSPACE) in self.alarms.active or not self.raft.lead:
+            raise etcd_error(EtcdError.NO_SPACE)
+        req = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE,
+                                   memberID=self.member_id, alarm=rpc_pb2.NOSPACE)
+        refused = self.loop.create_future()
+
+        def raised(f):
+            if not f.cancelled() and f.exception() is not None:
+                log.warning("raising the NOSPACE alarm failed: %s", f.exception())
+            if not refused.done():
+                refused.set_exception(etcd_error(EtcdError.NO_SPACE))
+        self._propose(OP_ALARM, req.SerializeToString()).add_done_callback(raised)
+        return refused
 
     def hash_kv(self, req: bytes):
         r = rpc_pb2.HashKVRequest.FromString(req)
@@ -679,8 +686,8 @@ class Core:
                 r.ID = secrets.randbits(63)
         elif self.lessor.exists(r.ID):
             raise etcd_error(EtcdError.LEASE_EXIST)
-        self._check_quota(len(req))
-        return self._propose(OP_LEASE_GRANT, r.SerializeToString())
+        return (self._over_quota(len(req))
+                or self._propose(OP_LEASE_GRANT, r.SerializeToString()))
 
     def lease_revoke(self, req: bytes):
         r = rpc_pb2.LeaseRevokeRequest.FromString(req)
