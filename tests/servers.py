@@ -5,6 +5,7 @@ wait is bounded.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -164,6 +165,22 @@ def start_etcd(data_dir: str, binary: str = ETCD, name: str = "default", extra: 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
     return _launch("etcd", argv, port, peer, data_dir, data_dir.rstrip("/") + ".log", env,
                    scheme, ctl_args)
+
+
+@contextlib.contextmanager
+def kvcore_and_etcd(base, kv_extra: tuple = (), etcd_extra: tuple = (), workers: int = 2):
+    """A kvcore and a real etcd side by side, for tests that compare the two."""
+    kv = start_kvcore(os.path.join(str(base), "kv.etcd"), workers=workers, extra=kv_extra)
+    try:
+        et = start_etcd(os.path.join(str(base), "etcd.etcd"), extra=etcd_extra)
+    except BaseException:
+        kv.stop()
+        raise
+    try:
+        yield kv, et
+    finally:
+        kv.stop()
+        et.stop()
 
 
 def etcdctl(endpoint: str, *args, input: Optional[str] = None, timeout: float = 30.0):

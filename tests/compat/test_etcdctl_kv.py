@@ -95,12 +95,8 @@ def _normalise(out: str) -> str:
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    d = tmp_path_factory.mktemp("compat")
-    kv = servers.start_kvcore(str(d / "kv.etcd"), workers=2)
-    et = servers.start_etcd(str(d / "etcd.etcd"))
-    yield kv, et
-    kv.stop()
-    et.stop()
+    with servers.kvcore_and_etcd(tmp_path_factory.mktemp("compat")) as p:
+        yield p
 
 
 def test_etcdctl_script_matches_real_etcd(pair):

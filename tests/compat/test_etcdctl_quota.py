@@ -14,13 +14,9 @@ VALUE = "a" * 100_000
 
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory):
-    d = tmp_path_factory.mktemp("compat-quota")
     extra = ("--quota-backend-bytes", str(QUOTA))
-    kv = servers.start_kvcore(str(d / "kv.etcd"), workers=2, extra=extra)
-    et = servers.start_etcd(str(d / "etcd.etcd"), extra=extra)
-    yield kv, et
-    kv.stop()
-    et.stop()
+    with servers.kvcore_and_etcd(tmp_path_factory.mktemp("compat-quota"), extra, extra) as p:
+        yield p
 
 
 def _norm(text: str, srv) -> str:

@@ -11,13 +11,9 @@ from tests import servers
 
 @pytest.fixture(scope="module", params=["grpcio", "native"])
 def pair(request, tmp_path_factory):
-    d = tmp_path_factory.mktemp("compat-wl")
-    kv = servers.start_kvcore(str(d / "kv.etcd"), workers=2,
-                              extra=("--grpc-engine", request.param))
-    et = servers.start_etcd(str(d / "etcd.etcd"))
-    yield kv, et
-    kv.stop()
-    et.stop()
+    with servers.kvcore_and_etcd(tmp_path_factory.mktemp("compat-wl"),
+                                 ("--grpc-engine", request.param)) as p:
+        yield p
 
 
 def _watch(srv, *args):

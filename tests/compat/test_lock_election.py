@@ -31,13 +31,9 @@ WAIT = 30.0     # seconds: the bound on every wait for an event
 
 @pytest.fixture(scope="module", params=["grpcio", "native"])
 def pair(request, tmp_path_factory):
-    d = tmp_path_factory.mktemp("compat-lock")
-    kv = servers.start_kvcore(str(d / "kv.etcd"), workers=2,
-                              extra=("--grpc-engine", request.param))
-    et = servers.start_etcd(str(d / "etcd.etcd"))
-    yield kv, et
-    kv.stop()
-    et.stop()
+    with servers.kvcore_and_etcd(tmp_path_factory.mktemp("compat-lock"),
+                                 ("--grpc-engine", request.param)) as p:
+        yield p
 
 
 # ---- helpers ----
