@@ -157,10 +157,15 @@ class HubWatch:
 
 
 class LocalClient:
-    """clientv3 calls the recipes need, served by the core's handlers."""
+    """clientv3 calls the recipes need, served by the core's handlers (``handlers``:
+    gRPC path -> unary handler, as registered by the KV and Lease services)."""
 
-    def __init__(self, core):
-        self.core = core
+    def __init__(self, ctx, handlers: dict):
+        self.core = ctx
+        self._txn = handlers["/etcdserverpb.KV/Txn"]
+        self._range = handlers["/etcdserverpb.KV/Range"]
+        self._delete = handlers["/etcdserverpb.KV/DeleteRange"]
+        self._lease_grant = handlers["/etcdserverpb.Lease/LeaseGrant"]
 
     def run(self, coro) -> asyncio.Future:
         """Start a recipe for a unary handler: a future of its response bytes, its
@@ -203,14 +208,14 @@ class LocalClient:
         return resp_cls.FromString(res)
 
     async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        return await self._call(self.core.txn, req, rpc_pb2.TxnResponse)
+        return await self._call(self._txn, req, rpc_pb2.TxnResponse)
 
     async def get(self, req: RR) -> rpc_pb2.RangeResponse:
         """A linearizable Range (clientv3's default)."""
-        return await self._call(self.core.range, req, rpc_pb2.RangeResponse)
+        return await self._call(self._range, req, rpc_pb2.RangeResponse)
 
     async def delete(self, key: bytes) -> rpc_pb2.DeleteRangeResponse:
-        return await self._call(self.core.delete_range, rpc_pb2.DeleteRangeRequest(key=key),
+        return await self._call(self._delete, rpc_pb2.DeleteRangeRequest(key=key),
                                 rpc_pb2.DeleteRangeResponse)
 
     async def delete_quietly(self, key: bytes) -> None:
@@ -226,7 +231,7 @@ class LocalClient:
         session then orphans (it is not kept alive)."""
         if lease != NO_LEASE:
             return lease
-        resp = await self._call(self.core.lease_grant,
+        resp = await self._call(self._lease_grant,
                                 rpc_pb2.LeaseGrantRequest(TTL=DEFAULT_SESSION_TTL),
                                 rpc_pb2.LeaseGrantResponse)
         return resp.ID

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 
-from kvcore.api import rpc_pb2, wire
+from kvcore.api import rpc_pb2
 
 _KEY = struct.Struct(">QI")   # member ID, alarm type
 
@@ -72,7 +72,7 @@ def used_bytes(backend, txn) -> int:
     return pages * psize
 
 
-def alarm_response(header: bytes, alarms) -> bytes:
-    resp = rpc_pb2.AlarmResponse(alarms=[rpc_pb2.AlarmMember(memberID=m, alarm=t)
-                                         for m, t in alarms])
-    return wire.with_header(header, resp.SerializeToString())
+def alarm_body(alarms) -> bytes:
+    """An AlarmResponse's bytes without its header."""
+    return rpc_pb2.AlarmResponse(alarms=[rpc_pb2.AlarmMember(memberID=m, alarm=t)
+                                         for m, t in alarms]).SerializeToString()

@@ -1,20 +1,25 @@
 """The Cluster service (member add/remove/update/promote/list) and MoveLeader.
 
 Membership changes are Raft conf changes whose context is the member record; the
-call returns once the change is applied on this member. The safety checks are
+call returns once the change is applied on this member (the core applies conf
+changes: they change Raft's configuration and the peer transport). A member's
+name and client URLs go through the log as OP_MEMBER_ATTR (etcd's publish), which
+this service proposes whenever a leader is known and applies. The safety checks are
 etcd's (strict reconfiguration): a change must leave enough started voters for a
 quorum, at most one learner, and only a learner that is in sync can be promoted.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 from urllib.parse import urlparse
 
 from kvcore.api import rpc_pb2, wire
 from kvcore.api.errors import EtcdError, etcd_error
-from kvcore.raft import codec as rcodec
 from kvcore.raft.types import ConfChange, ConfChangeType
+from kvcore.server.entry import OP_MEMBER_ATTR
 from kvcore.server.membership import Member, new_member_id
+from kvcore.services.context import log_failure
 
 MAX_LEARNERS = 1
 
@@ -33,24 +38,50 @@ def _check_urls(urls) -> list:
     return list(urls)
 
 
-class ClusterAPI:
-    def __init__(self, core):
-        self.core = core
+class ClusterService:
+    def __init__(self, ctx):
+        self.ctx = ctx
 
-    def register(self, unary: dict) -> None:
+    def register(self, reg) -> None:
         c = "/etcdserverpb.Cluster/"
-        unary[c + "MemberAdd"] = self.member_add
-        unary[c + "MemberRemove"] = self.member_remove
-        unary[c + "MemberUpdate"] = self.member_update
-        unary[c + "MemberPromote"] = self.member_promote
-        unary[c + "MemberList"] = self.member_list
-        unary["/etcdserverpb.Maintenance/MoveLeader"] = self.move_leader
+        reg.unary_handler(c + "MemberAdd", self.member_add)
+        reg.unary_handler(c + "MemberRemove", self.member_remove)
+        reg.unary_handler(c + "MemberUpdate", self.member_update)
+        reg.unary_handler(c + "MemberPromote", self.member_promote)
+        reg.unary_handler(c + "MemberList", self.member_list)
+        reg.unary_handler("/etcdserverpb.Maintenance/MoveLeader", self.move_leader)
+        reg.applier(OP_MEMBER_ATTR, self.apply_member_attr)
+        reg.leader_changed(self._leader_changed)
+
+    # ---- publish: this member's name and client URLs through the log ----
+
+    def _leader_changed(self, old: int, new: int) -> None:
+        if new:
+            self.ctx.loop.call_soon(self._publish_self)
+
+    def _publish_self(self) -> None:
+        ctx = self.ctx
+        m = ctx.membership.members.get(ctx.member_id)
+        want = (ctx.cfg.name, list(ctx.cfg.advertise_client_urls))
+        if m is not None and (m.name, m.client_urls) == want:
+            return
+        req = json.dumps({"id": ctx.member_id, "name": want[0], "clientURLs": want[1]})
+        ctx.propose_internal(OP_MEMBER_ATTR, req.encode()).add_done_callback(log_failure)
+
+    def apply_member_attr(self, txn, w, req: bytes):
+        ctx = self.ctx
+        d = json.loads(req)
+        m = ctx.membership.members.get(d["id"])
+        if m is not None:
+            m.name, m.client_urls = d["name"], list(d["clientURLs"])
+            ctx.membership.save(txn, m)
+        return ctx.store.current_rev, b""
 
     # ---- helpers ----
 
     @property
     def ms(self):
-        return self.core.membership
+        return self.ctx.membership
 
     def _members_pb(self):
         return [rpc_pb2.Member(ID=m.id, name=m.name, peerURLs=m.peer_urls,
@@ -58,7 +89,7 @@ class ClusterAPI:
                 for m in self.ms.sorted()]
 
     def _header(self) -> bytes:
-        c = self.core
+        c = self.ctx
         return wire.header(c.cluster_id, c.member_id, 0, c.raft.term)
 
     def _respond(self, msg) -> bytes:
@@ -74,25 +105,19 @@ class ClusterAPI:
 
     def _propose(self, cc: ConfChange, build):
         """Propose; resolve with ``build()`` once the change is applied here."""
-        core = self.core
-        if not core.raft.lead:
-            raise etcd_error(EtcdError.NO_LEADER)
-        data = rcodec.encode_conf_change(cc)
-        waiters = core.__dict__.setdefault("_conf_waiters", {})
-        applied = waiters[data] = core.loop.create_future()
-        core.raft.propose_conf_change(cc)
-        out = core.loop.create_future()
+        out = self.ctx.loop.create_future()
 
         def done(f):
             if out.done():
                 return
-            if f.exception() is not None:
+            if f.cancelled():
+                out.cancel()
+            elif f.exception() is not None:
                 out.set_exception(f.exception())
             else:
                 out.set_result(build())
 
-        applied.add_done_callback(done)
-        core.loop.call_later(core.request_timeout, _expire, out, waiters, data)
+        self.ctx.propose_conf_change(cc).add_done_callback(done)
         return out
 
     # ---- handlers ----
@@ -110,7 +135,7 @@ class ClusterAPI:
             # After the add, the started voters must still form a quorum.
             if self._started_voters() < (self._voters() + 1) // 2 + 1:
                 raise etcd_error(EtcdError.NOT_ENOUGH_STARTED)
-        mid = new_member_id(urls, self.core.cfg.initial_cluster_token)
+        mid = new_member_id(urls, self.ctx.cfg.initial_cluster_token)
         while mid in self.ms.members or mid in self.ms.removed:
             mid += 1
         m = Member(mid, "", urls, [], bool(r.isLearner))
@@ -154,7 +179,7 @@ class ClusterAPI:
             raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
         if not m.is_learner:
             raise etcd_error(EtcdError.MEMBER_NOT_LEARNER)
-        raft = self.core.raft
+        raft = self.ctx.raft
         if raft.is_leader:
             pr = raft.progress()
             lead_match = pr[raft.id].match if raft.id in pr else raft.committed
@@ -171,30 +196,30 @@ class ClusterAPI:
 
     def move_leader(self, req: bytes):
         r = rpc_pb2.MoveLeaderRequest.FromString(req)
-        core = self.core
-        raft = core.raft
+        ctx = self.ctx
+        raft = ctx.raft
         if not raft.is_leader:
             raise etcd_error(EtcdError.NOT_LEADER)
         target = self.ms.members.get(r.targetID)
         if target is None or target.is_learner:
             raise etcd_error(EtcdError.BAD_LEADER_TRANSFEREE)
-        hdr = wire.header(core.cluster_id, core.member_id, core.store.current_rev, raft.term)
-        if r.targetID == core.member_id:
+        hdr = wire.header(ctx.cluster_id, ctx.member_id, ctx.store.current_rev, raft.term)
+        if r.targetID == ctx.member_id:
             return wire.with_header(hdr, b"")
         raft.transfer_leader(r.targetID)
 
         async def wait():
-            deadline = core.loop.time() + core.request_timeout
+            deadline = ctx.loop.time() + ctx.request_timeout
             while raft.lead != r.targetID:
-                if core.loop.time() > deadline:
+                if ctx.loop.time() > deadline:
                     raise etcd_error(EtcdError.TIMEOUT)
                 await asyncio.sleep(0.01)
-            return wire.with_header(wire.header(core.cluster_id, core.member_id,
-                                                core.store.current_rev, raft.term), b"")
+            return wire.with_header(wire.header(ctx.cluster_id, ctx.member_id,
+                                                ctx.store.current_rev, raft.term), b"")
         return asyncio.ensure_future(wait())
 
 
-def _expire(fut, waiters, data) -> None:
-    waiters.pop(data, None)
-    if not fut.done():
-        fut.set_exception(etcd_error(EtcdError.TIMEOUT))
+def register(ctx, reg) -> ClusterService:
+    s = ClusterService(ctx)
+    s.register(reg)
+    return s

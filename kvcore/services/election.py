@@ -45,11 +45,12 @@ def _error(message: str) -> GrpcError:
 
 
 class ElectionService:
-    def __init__(self, core):
-        self.core = core
-        self.client = LocalClient(core)
+    def __init__(self, ctx, handlers: dict):
+        self.ctx = ctx
+        self.client = LocalClient(ctx, handlers)
 
-    def register(self, unary: dict, streams: dict) -> None:
+    def register(self, reg) -> None:
+        unary, streams = reg.unary, reg.streams
         unary[ELECTION + "Campaign"] = self.campaign
         unary[ELECTION + "Proclaim"] = self.proclaim
         unary[ELECTION + "Leader"] = self.leader
@@ -157,7 +158,7 @@ class _Observe:
         if self.task is None:
             name = epb.LeaderRequest.FromString(payload).name
             self.out.on_credit = self._credit
-            self.task = self.svc.core.loop.create_task(self._run(name))
+            self.task = self.svc.ctx.loop.create_task(self._run(name))
 
     def on_close(self) -> None:
         if self.task is not None and not self.task.done():
@@ -171,7 +172,7 @@ class _Observe:
         while not self.out.can_send():
             if self.out.closed:
                 raise asyncio.CancelledError()
-            self._room = self.svc.core.loop.create_future()
+            self._room = self.svc.ctx.loop.create_future()
             await self._room
         self.out.send(epb.LeaderResponse(header=header, kv=kv).SerializeToString())
 
@@ -221,5 +222,8 @@ class _Observe:
                 w.close()
 
 
-def register(core, unary: dict, streams: dict) -> None:
-    ElectionService(core).register(unary, streams)
+def register(ctx, reg) -> ElectionService:
+    """After the KV and Lease services: the recipes call their handlers."""
+    s = ElectionService(ctx, reg.unary)
+    s.register(reg)
+    return s

@@ -31,11 +31,12 @@ ERR_SESSION_EXPIRED = "mutex: session is expired"   # concurrency.ErrSessionExpi
 
 
 class LockService:
-    def __init__(self, core):
-        self.core = core
-        self.client = LocalClient(core)
+    def __init__(self, ctx, handlers: dict):
+        self.ctx = ctx
+        self.client = LocalClient(ctx, handlers)
 
-    def register(self, unary: dict, streams: dict) -> None:
+    def register(self, reg) -> None:
+        unary, streams = reg.unary, reg.streams
         unary[LOCK + "Lock"] = self.lock
         unary[LOCK + "Unlock"] = self.unlock
 
@@ -88,5 +89,8 @@ def _lock_response(header: rpc_pb2.ResponseHeader, key: bytes) -> bytes:
     return v3lock_pb2.LockResponse(header=header, key=key).SerializeToString()
 
 
-def register(core, unary: dict, streams: dict) -> None:
-    LockService(core).register(unary, streams)
+def register(ctx, reg) -> LockService:
+    """After the KV and Lease services: the recipes call their handlers."""
+    s = LockService(ctx, reg.unary)
+    s.register(reg)
+    return s

@@ -2,8 +2,8 @@
 
 Changes (users, roles, permissions, enable/disable) are proposals (OP_AUTH: one
 byte naming the change in AUTH_OPS, then the etcd request bytes) applied by
-``AuthStore.apply``; passwords are bcrypt-hashed before proposing, as etcd 3.5
-does, so every member stores the same hash. Reads are linearizable reads of the
+``AuthStore.apply`` (kvcore/server/auth.py); passwords are bcrypt-hashed before
+proposing, as etcd 3.5 does, so every member stores the same hash. Reads are linearizable reads of the
 core's in-memory copy.
 
 ``authorize(method id, request, token)`` runs in the core before a call's handler
@@ -23,6 +23,7 @@ from kvcore.api.methods import METHOD_ID, PATHS
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.concurrency.client import prefix_end
 from kvcore.server.auth import READ, WRITE
+from kvcore.server.entry import OP_AUTH
 
 AUTH = "/etcdserverpb.Auth/"
 AUTH_OPS = ("AuthEnable", "AuthDisable", "UserAdd", "UserDelete", "UserChangePassword",
@@ -37,17 +38,17 @@ def _body(msg) -> bytes:
     return msg.SerializeToString()
 
 
-class AuthAPI:
-    def __init__(self, core, op_auth: int):
-        self.core = core
-        self.op = op_auth
+class AuthService:
+    def __init__(self, ctx):
+        self.ctx = ctx
         self.checks: list = [None] * len(PATHS)
 
     @property
     def store(self):
-        return self.core.auth
+        return self.ctx.auth
 
-    def register(self, u: dict) -> None:
+    def register(self, reg) -> None:
+        u = reg.unary
         for name in AUTH_OPS:
             u[AUTH + name] = self._proposer(name)
         u[AUTH + "UserAdd"] = self.user_add
@@ -62,26 +63,31 @@ class AuthAPI:
             rpc_pb2.AuthRoleGetRequest.FromString(r).role))
         u[AUTH + "RoleList"] = self._reader(lambda r: self.store.role_list())
         self._register_checks()
+        reg.applier(OP_AUTH, self.apply)
+
+    def apply(self, txn, w, req: bytes):
+        resp = self.store.apply(txn, AUTH_OPS[req[0]], req[1:])
+        return self.ctx.store.current_rev, resp.SerializeToString()
 
     # ---- handlers ----
 
     def _propose(self, name: str, req: bytes):
-        return self.core._propose(self.op, bytes((_OP_INDEX[name],)) + req)
+        return self.ctx.propose(OP_AUTH, bytes((_OP_INDEX[name],)) + req)
 
     def _proposer(self, name: str):
         return lambda req: self._propose(name, req)
 
     def _reader(self, fn):
-        core = self.core
+        ctx = self.ctx
 
         def handler(req: bytes):
-            return core._linearizable(lambda: wire.with_header(
-                core._header(core.store.current_rev), _body(fn(req))))
+            return ctx.linearizable(lambda: wire.with_header(
+                ctx.header(ctx.store.current_rev), _body(fn(req))))
         return handler
 
     async def _hash(self, password: str) -> str:
         pw = password.encode()
-        h = await self.core.loop.run_in_executor(
+        h = await self.ctx.loop.run_in_executor(
             None, lambda: bcrypt.hashpw(pw, bcrypt.gensalt(BCRYPT_COST)))
         return h.decode()
 
@@ -117,16 +123,16 @@ class AuthAPI:
         u = store.users.get(r.name)
         if u is None or u.options.no_password or not u.password:
             raise etcd_error(EtcdError.AUTH_FAILED)
-        core = self.core
+        ctx = self.ctx
         stored = bytes(u.password)
         pw = r.password.encode()
 
         async def run():
-            ok = await core.loop.run_in_executor(None, lambda: bcrypt.checkpw(pw, stored))
+            ok = await ctx.loop.run_in_executor(None, lambda: bcrypt.checkpw(pw, stored))
             if not ok:
                 raise etcd_error(EtcdError.AUTH_FAILED)
-            tok = store.tokens.assign(r.name, core.applied_index)
-            return wire.with_header(core._header(core.store.current_rev),
+            tok = store.tokens.assign(r.name, ctx.applied_index)
+            return wire.with_header(ctx.header(ctx.store.current_rev),
                                     _body(rpc_pb2.AuthenticateResponse(token=tok)))
         return asyncio.ensure_future(run())
 
@@ -179,7 +185,7 @@ class AuthAPI:
         def lease_keys(user, lease_id):
             # etcd's checkLeasePuts: the user must be able to write every key
             # attached to the lease (to put onto it, or to revoke it).
-            lease = self.core.lessor.lookup(lease_id) if lease_id else None
+            lease = self.ctx.lessor.lookup(lease_id) if lease_id else None
             for key in (sorted(lease.keys) if lease is not None else ()):
                 self.store.check_range(user, key, b"", WRITE)
 
@@ -228,7 +234,7 @@ class AuthAPI:
         def lease_ttl(user, payload):
             r = rpc_pb2.LeaseTimeToLiveRequest.FromString(payload)
             if r.keys:
-                info = self.core.lessor.time_to_live(r.ID)
+                info = self.ctx.lessor.time_to_live(r.ID)
                 for key in (info[2] if info else ()):
                     self.store.check_range(user, key, b"", READ)
 
@@ -321,7 +327,7 @@ class AuthAPI:
             return None
         handler = factory(st)
         if path == "/etcdserverpb.Watch/Watch":
-            return _AuthWatch(self.core, handler, st, user)
+            return _AuthWatch(self.ctx, handler, st, user)
         return handler
 
 
@@ -332,8 +338,8 @@ class _AuthWatch:
     """A watch stream whose creates are checked against the user's read permission
     (etcd's isWatchPermitted: a refused create is answered created+canceled)."""
 
-    def __init__(self, core, inner, out, user):
-        self._core = core
+    def __init__(self, ctx, inner, out, user):
+        self._ctx = ctx
         self._inner = inner
         self._out = out
         self._user = user
@@ -343,17 +349,23 @@ class _AuthWatch:
         if r.HasField("create_request"):
             c = r.create_request
             try:
-                self._core.auth.check_range(self._user, c.key, c.range_end, READ)
+                self._ctx.auth.check_range(self._user, c.key, c.range_end, READ)
             except GrpcError:
-                core = self._core
+                ctx = self._ctx
                 resp = rpc_pb2.WatchResponse(
                     watch_id=c.watch_id, created=True, canceled=True,
                     cancel_reason="rpc error: code = PermissionDenied desc = "
                                   "etcdserver: permission denied")
-                self._out.send(wire.with_header(core._header(core.store.current_rev),
+                self._out.send(wire.with_header(ctx.header(ctx.store.current_rev),
                                                 _body(resp)))
                 return
         self._inner.on_message(payload)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
+
+
+def register(ctx, reg) -> AuthService:
+    s = AuthService(ctx)
+    s.register(reg)
+    return s

@@ -1,0 +1,123 @@
+"""The KV service: Range, Put, DeleteRange, Txn, Compact (etcd's v3rpc KV server and
+its apply of the same requests; the rules are kvcore/server/kv.py)."""
+from __future__ import annotations
+
+from kvcore.api import rpc_pb2, wire
+from kvcore.mvcc.store import CompactedError, FutureRevError, ReadView
+from kvcore.server import kv as kvops
+from kvcore.server.entry import OP_COMPACT, OP_DELETE, OP_PUT, OP_TXN
+from kvcore.services.registry import always
+
+KV = "/etcdserverpb.KV/"
+
+
+class KVService:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.applier = None   # kvops.KVApplier over the current store and lessor
+
+    def register(self, reg) -> None:
+        reg.unary_handler(KV + "Range", self.range)
+        reg.unary_handler(KV + "Put", self.put)
+        reg.unary_handler(KV + "DeleteRange", self.delete_range)
+        reg.unary_handler(KV + "Txn", self.txn)
+        reg.unary_handler(KV + "Compact", self.compact)
+        reg.applier(OP_PUT, self.apply_put, capped=always)
+        reg.applier(OP_DELETE, self.apply_delete)
+        reg.applier(OP_TXN, self.apply_txn, capped=_txn_capped)
+        reg.applier(OP_COMPACT, self.apply_compact)
+        reg.state_opened(self._state_opened)
+
+    def _state_opened(self) -> None:
+        self.applier = kvops.KVApplier(self.ctx.store, self.ctx.lessor)
+
+    # ---- handlers ----
+
+    def range(self, req: bytes):
+        r = rpc_pb2.RangeRequest.FromString(req)
+        kvops.check_range(r)
+        ctx = self.ctx
+
+        def serve():
+            rev, body = ctx.read(lambda view: self.applier.range(view, r))
+            return wire.with_header(ctx.header(rev), body)
+        return serve() if r.serializable else ctx.linearizable(serve)
+
+    def put(self, req: bytes):
+        kvops.check_put(rpc_pb2.PutRequest.FromString(req))
+        return self.ctx.quota.check(len(req)) or self.ctx.propose(OP_PUT, req)
+
+    def delete_range(self, req: bytes):
+        kvops.check_delete(rpc_pb2.DeleteRangeRequest.FromString(req))
+        return self.ctx.propose(OP_DELETE, req)
+
+    def txn(self, req: bytes):
+        r = rpc_pb2.TxnRequest.FromString(req)
+        ctx = self.ctx
+        kvops.check_txn(r, ctx.cfg.max_txn_ops)
+        kvops.check_intervals(r.success)
+        kvops.check_intervals(r.failure)
+        if kvops.is_txn_readonly(r):
+            def serve():
+                rev, body = ctx.read(lambda view: self.applier.txn(ReadOnlyTxn(view), r))
+                return wire.with_header(ctx.header(rev), body)
+            return serve() if kvops.is_txn_serializable(r) else ctx.linearizable(serve)
+        return (txn_puts(r) and ctx.quota.check(len(req))) or ctx.propose(OP_TXN, req)
+
+    def compact(self, req: bytes):
+        return self.ctx.propose(OP_COMPACT, req)
+
+    # ---- appliers ----
+
+    def apply_put(self, txn, w, req: bytes):
+        return self.applier.put(w, rpc_pb2.PutRequest.FromString(req))
+
+    def apply_delete(self, txn, w, req: bytes):
+        return self.applier.delete_range(w, rpc_pb2.DeleteRangeRequest.FromString(req))
+
+    def apply_txn(self, txn, w, req: bytes):
+        return self.applier.txn(w, rpc_pb2.TxnRequest.FromString(req))
+
+    def apply_compact(self, txn, w, req: bytes):
+        ctx = self.ctx
+        r = rpc_pb2.CompactionRequest.FromString(req)
+        try:
+            ctx.store.compact(txn, r.revision)
+        except (CompactedError, FutureRevError) as e:
+            raise kvops.mvcc_error(e)
+        if ctx.watch_hub.unsynced:
+            ctx.schedule_catch_up()
+        return ctx.store.current_rev, b""
+
+
+def txn_puts(r) -> bool:
+    """Whether a Txn would write a value in either branch (etcd's txn cost > 0)."""
+    for op in list(r.success) + list(r.failure):
+        if op.HasField("request_put"):
+            return True
+        if op.HasField("request_txn") and txn_puts(op.request_txn):
+            return True
+    return False
+
+
+def _txn_capped(req: bytes) -> bool:
+    return txn_puts(rpc_pb2.TxnRequest.FromString(req))
+
+
+class ReadOnlyTxn:
+    """Lets a read-only Txn run on a ReadView through the same applier code."""
+
+    def __init__(self, view: ReadView):
+        self.view = view
+        self.begin_rev = view.rev
+        self.changes: list = []
+        self.rev = view.rev
+
+    def range(self, key, end, rev=0, limit=0, count_only=False):
+        return self.view.range(key, end, rev, limit, count_only)
+
+
+def register(ctx, reg) -> KVService:
+    s = KVService(ctx)
+    s.register(reg)
+    return s

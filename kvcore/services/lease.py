@@ -1,0 +1,167 @@
+"""The Lease service: LeaseGrant, LeaseRevoke, LeaseTimeToLive, LeaseLeases,
+LeaseKeepAlive, and the leader's expiry and checkpoint loops (etcd's lessor duties
+of the server). Grants, revokes and checkpoints go through the log."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+
+from kvcore.api import rpc_pb2, wire
+from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.lease.lessor import MAX_LEASE_TTL
+from kvcore.server.entry import OP_LEASE_CHECKPOINT, OP_LEASE_GRANT, OP_LEASE_REVOKE
+from kvcore.services.context import log_failure
+from kvcore.services.maintenance import without_header
+from kvcore.services.registry import always
+
+log = logging.getLogger("kvcore.core")
+
+LEASE = "/etcdserverpb.Lease/"
+EXPIRY_CHECK_S = 0.5   # etcd checks for expired leases every 500 ms
+
+
+class LeaseService:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def register(self, reg) -> None:
+        reg.unary_handler(LEASE + "LeaseGrant", self.lease_grant)
+        reg.unary_handler(LEASE + "LeaseRevoke", self.lease_revoke)
+        reg.unary_handler(LEASE + "LeaseTimeToLive", self.lease_time_to_live)
+        reg.unary_handler(LEASE + "LeaseLeases", self.lease_leases)
+        reg.stream(LEASE + "LeaseKeepAlive", lambda out: KeepAliveStream(self, out))
+        reg.applier(OP_LEASE_GRANT, self.apply_grant, capped=always)
+        reg.applier(OP_LEASE_REVOKE, self.apply_revoke)
+        reg.applier(OP_LEASE_CHECKPOINT, self.apply_checkpoint)
+        reg.timer(self._expiry_loop)
+        if self.ctx.cfg.experimental_enable_lease_checkpoint:
+            reg.timer(self._checkpoint_loop)
+
+    def _respond(self, msg) -> bytes:
+        return wire.with_header(self.ctx.header(self.ctx.store.current_rev),
+                                without_header(msg))
+
+    # ---- handlers ----
+
+    def lease_grant(self, req: bytes):
+        ctx = self.ctx
+        r = rpc_pb2.LeaseGrantRequest.FromString(req)
+        if r.TTL > MAX_LEASE_TTL:
+            raise etcd_error(EtcdError.LEASE_TTL_TOO_LARGE)
+        if r.ID == 0:
+            while r.ID == 0 or ctx.lessor.exists(r.ID):
+                r.ID = secrets.randbits(63)
+        elif ctx.lessor.exists(r.ID):
+            raise etcd_error(EtcdError.LEASE_EXIST)
+        return ctx.quota.check(len(req)) or ctx.propose(OP_LEASE_GRANT, r.SerializeToString())
+
+    def lease_revoke(self, req: bytes):
+        r = rpc_pb2.LeaseRevokeRequest.FromString(req)
+        if not self.ctx.lessor.exists(r.ID):
+            raise etcd_error(EtcdError.LEASE_NOT_FOUND)
+        return self.ctx.propose(OP_LEASE_REVOKE, req)
+
+    def lease_time_to_live(self, req: bytes):
+        r = rpc_pb2.LeaseTimeToLiveRequest.FromString(req)
+        info = self.ctx.lessor.time_to_live(r.ID)
+        if info is None:
+            resp = rpc_pb2.LeaseTimeToLiveResponse(ID=r.ID, TTL=-1)
+        else:
+            ttl, granted, keys = info
+            resp = rpc_pb2.LeaseTimeToLiveResponse(ID=r.ID, TTL=ttl, grantedTTL=granted,
+                                                   keys=keys if r.keys else [])
+        return self._respond(resp)
+
+    def lease_leases(self, req: bytes):
+        return self._respond(rpc_pb2.LeaseLeasesResponse(
+            leases=[rpc_pb2.LeaseStatus(ID=i) for i in sorted(self.ctx.lessor.leases)]))
+
+    def renew(self, lease_id: int) -> int:
+        lessor = self.ctx.lessor
+        ttl = lessor.renew(lease_id)
+        lease = lessor.lookup(lease_id)
+        if ttl and lease is not None and lease.remaining:
+            # A checkpointed remaining TTL no longer holds after a renewal.
+            lease.remaining = 0
+            self._checkpoint([(lease_id, 0)])
+        return ttl
+
+    # ---- appliers ----
+
+    def apply_grant(self, txn, w, req: bytes):
+        lessor = self.ctx.lessor
+        r = rpc_pb2.LeaseGrantRequest.FromString(req)
+        if lessor.exists(r.ID):
+            raise etcd_error(EtcdError.LEASE_EXIST)
+        lease = lessor.grant(txn, r.ID, lessor.effective_ttl(r.TTL))
+        return (self.ctx.store.current_rev,
+                rpc_pb2.LeaseGrantResponse(ID=lease.id, TTL=lease.ttl).SerializeToString())
+
+    def apply_revoke(self, txn, w, req: bytes):
+        lessor = self.ctx.lessor
+        r = rpc_pb2.LeaseRevokeRequest.FromString(req)
+        if not lessor.exists(r.ID):
+            raise etcd_error(EtcdError.LEASE_NOT_FOUND)
+        for key in lessor.revoke(txn, r.ID):
+            w.delete_range(key, None)
+        return w.rev, b""
+
+    def apply_checkpoint(self, txn, w, req: bytes):
+        r = rpc_pb2.LeaseCheckpointRequest.FromString(req)
+        for cp in r.checkpoints:
+            self.ctx.lessor.checkpoint(txn, cp.ID, cp.remaining_TTL)
+        return self.ctx.store.current_rev, b""
+
+    # ---- the leader's loops ----
+
+    def _checkpoint(self, cps) -> None:
+        req = rpc_pb2.LeaseCheckpointRequest(
+            checkpoints=[rpc_pb2.LeaseCheckpoint(ID=i, remaining_TTL=t) for i, t in cps])
+        self.ctx.propose_internal(OP_LEASE_CHECKPOINT,
+                                  req.SerializeToString()).add_done_callback(log_failure)
+
+    async def _expiry_loop(self) -> None:
+        """The leader revokes expired leases through the log."""
+        ctx = self.ctx
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_S)
+            for lid in ctx.lessor.expired():
+                ctx.metrics.lease_expired.inc()
+                lease = ctx.lessor.lookup(lid)
+                lease.revoking = True
+                fut = ctx.propose_internal(
+                    OP_LEASE_REVOKE, rpc_pb2.LeaseRevokeRequest(ID=lid).SerializeToString())
+                fut.add_done_callback(lambda f, l=lease: _revoke_done(f, l))
+
+    async def _checkpoint_loop(self) -> None:
+        interval = self.ctx.cfg.experimental_lease_checkpoint_interval
+        while True:
+            await asyncio.sleep(interval)
+            cps = self.ctx.lessor.checkpoints()
+            if cps:
+                self._checkpoint(cps)
+
+
+def _revoke_done(fut, lease) -> None:
+    if fut.cancelled() or fut.exception() is not None:
+        lease.revoking = False  # try again at the next check
+
+
+class KeepAliveStream:
+    """LeaseKeepAlive stream: each request renews a lease (leader-local)."""
+
+    def __init__(self, service: LeaseService, out):
+        self.service = service
+        self.out = out
+
+    def on_message(self, payload: bytes) -> None:
+        r = rpc_pb2.LeaseKeepAliveRequest.FromString(payload)
+        ttl = self.service.renew(r.ID)
+        self.out.send(self.service._respond(rpc_pb2.LeaseKeepAliveResponse(ID=r.ID, TTL=ttl)))
+
+
+def register(ctx, reg) -> LeaseService:
+    s = LeaseService(ctx)
+    s.register(reg)
+    return s

@@ -1,0 +1,171 @@
+"""The Maintenance service: Status, Alarm, HashKV, Defragment, Snapshot (MoveLeader
+is the cluster service's). Alarms change through the log (OP_ALARM)."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+
+from kvcore import ETCD_VERSION
+from kvcore.api import rpc_pb2, wire
+from kvcore.engine.base import StatusCode
+from kvcore.mvcc.store import CompactedError, FutureRevError
+from kvcore.server import kv as kvops
+from kvcore.server.alarms import alarm_body
+from kvcore.server.entry import OP_ALARM
+
+log = logging.getLogger("kvcore.core")
+
+MAINT = "/etcdserverpb.Maintenance/"
+
+
+def without_header(msg) -> bytes:
+    """A response message's bytes with field 1 (header) unset."""
+    msg.ClearField("header")
+    return msg.SerializeToString()
+
+
+class MaintenanceService:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def register(self, reg) -> None:
+        reg.unary_handler(MAINT + "Status", self.status)
+        reg.unary_handler(MAINT + "Alarm", self.alarm)
+        reg.unary_handler(MAINT + "HashKV", self.hash_kv)
+        reg.unary_handler(MAINT + "Defragment", self.defragment)
+        reg.stream(MAINT + "Snapshot", lambda out: SnapshotStream(self.ctx, out))
+        reg.applier(OP_ALARM, self.apply_alarm)
+
+    def _respond(self, msg) -> bytes:
+        return wire.with_header(self.ctx.header(self.ctx.store.current_rev),
+                                without_header(msg))
+
+    def status(self, req: bytes):
+        ctx = self.ctx
+        raft = ctx.raft
+        me = ctx.membership.members.get(ctx.member_id)
+        resp = rpc_pb2.StatusResponse(
+            version=ETCD_VERSION, dbSize=ctx.backend.size(), leader=raft.lead,
+            raftIndex=raft.committed, raftTerm=raft.term,
+            raftAppliedIndex=ctx.applied_index, dbSizeInUse=ctx.backend.size_in_use(),
+            dbSizeQuota=ctx.cfg.quota_backend_bytes,
+            isLearner=bool(me and me.is_learner))
+        if not raft.lead:
+            resp.errors.append("etcdserver: no leader")
+        resp.errors.extend(ctx.alarms.describe())
+        return self._respond(resp)
+
+    def alarm(self, req: bytes):
+        ctx = self.ctx
+        r = rpc_pb2.AlarmRequest.FromString(req)
+        if r.action == rpc_pb2.AlarmRequest.GET:
+            return wire.with_header(ctx.header(ctx.store.current_rev),
+                                    alarm_body(ctx.alarms.list(r.alarm)))
+        return ctx.propose(OP_ALARM, req)
+
+    def apply_alarm(self, txn, w, req: bytes):
+        alarms = self.ctx.alarms
+        r = rpc_pb2.AlarmRequest.FromString(req)
+        changed = []
+        if r.action == rpc_pb2.AlarmRequest.ACTIVATE and r.alarm != rpc_pb2.NONE:
+            if alarms.activate(txn, r.memberID, r.alarm):
+                changed.append((r.memberID, r.alarm))
+                log.warning("alarm raised: memberID:%x alarm:%s", r.memberID,
+                            rpc_pb2.AlarmType.Name(r.alarm))
+        elif r.action == rpc_pb2.AlarmRequest.DEACTIVATE:
+            if alarms.deactivate(txn, r.memberID, r.alarm):
+                changed.append((r.memberID, r.alarm))
+                log.info("alarm disarmed: memberID:%x alarm:%s", r.memberID,
+                         rpc_pb2.AlarmType.Name(r.alarm))
+        return self.ctx.store.current_rev, alarm_body(changed)
+
+    def hash_kv(self, req: bytes):
+        ctx = self.ctx
+        r = rpc_pb2.HashKVRequest.FromString(req)
+        try:
+            h, compact_rev, hash_rev = ctx.read(
+                lambda view: ctx.store.hash_kv(view.txn, r.revision))
+        except (CompactedError, FutureRevError) as e:
+            raise kvops.mvcc_error(e)
+        return self._respond(rpc_pb2.HashKVResponse(
+            hash=h, compact_revision=compact_rev, hash_revision=hash_rev))
+
+    def defragment(self, req: bytes):
+        return wire.with_header(self.ctx.header(self.ctx.store.current_rev), b"")
+
+
+class SnapshotStream:
+    """Maintenance.Snapshot: a consistent copy of the backend, streamed in chunks
+    within the stream's flow-control window, followed (as etcd does) by the SHA-256
+    of everything before it so 'etcdctl snapshot save' can verify the file."""
+
+    CHUNK = 32 * 1024
+    keep_after_half_close = True
+
+    def __init__(self, ctx, out):
+        self.ctx = ctx
+        self.out = out
+        self.task = None
+        self._room = None
+
+    def on_message(self, payload: bytes) -> None:
+        if self.task is None:
+            self.out.on_credit = self._credit
+            self.task = self.ctx.loop.create_task(self._run())
+
+    def _credit(self) -> None:
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+
+    async def _run(self) -> None:
+        ctx = self.ctx
+        path = None
+        try:
+            path = (await ctx.snapshot_copy())[0]
+            size = os.path.getsize(path)
+            total = size + 32
+            sha = hashlib.sha256()
+            sent = 0
+            first = True
+            with open(path, "rb") as f:
+                while True:
+                    chunk = f.read(self.CHUNK)
+                    if not chunk:
+                        chunk = sha.digest()
+                    else:
+                        sha.update(chunk)
+                    sent += len(chunk)
+                    while not self.out.can_send():
+                        if self.out.closed:
+                            return
+                        self._room = ctx.loop.create_future()
+                        await self._room
+                    resp = rpc_pb2.SnapshotResponse(remaining_bytes=total - sent, blob=chunk,
+                                                    version=ETCD_VERSION)
+                    body = without_header(resp)
+                    if first:
+                        body = wire.with_header(ctx.header(ctx.store.current_rev), body)
+                        first = False
+                    self.out.send(body)
+                    if sent >= total:
+                        break
+            self.out.end()
+        except Exception as e:
+            log.warning("snapshot stream failed: %s", e)
+            self.out.end(StatusCode.INTERNAL, str(e))
+        finally:
+            if path:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+    def on_close(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+def register(ctx, reg) -> MaintenanceService:
+    s = MaintenanceService(ctx)
+    s.register(reg)
+    return s

@@ -1,0 +1,37 @@
+"""The Watch service: opens client watch streams on the core's watch hub
+(kvcore/mvcc/watch.py) and sends progress notifications. The hub itself is fed by
+the core's apply loop; watchers that fall behind catch up through
+``ctx.schedule_catch_up``."""
+from __future__ import annotations
+
+import asyncio
+
+from kvcore.mvcc.watch import WatchStream
+
+WATCH = "/etcdserverpb.Watch/Watch"
+
+
+class WatchService:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def register(self, reg) -> None:
+        reg.stream(WATCH, self.open)
+        reg.timer(self._progress_loop)
+
+    def open(self, out) -> WatchStream:
+        ws = WatchStream(self.ctx.watch_hub, out)
+        out.on_credit = self.ctx.schedule_catch_up
+        return ws
+
+    async def _progress_loop(self) -> None:
+        interval = self.ctx.cfg.experimental_watch_progress_notify_interval
+        while True:
+            await asyncio.sleep(interval)
+            self.ctx.watch_hub.progress()
+
+
+def register(ctx, reg) -> WatchService:
+    s = WatchService(ctx)
+    s.register(reg)
+    return s
