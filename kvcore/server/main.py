@@ -153,10 +153,12 @@ async def serve(cfg: config.Config) -> None:
     workers = cfg.workers or max(1, os.cpu_count() or 1)
     sup = WorkerSupervisor(cfg, core, workers)
     stop = loop.create_future()
+    compactor = None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     try:
         await sup.start()
+        compactor = _start_compactor(cfg, core)
         # Like etcd's ReadyNotify: serve once a leader is known (bounded, so a member
         # of a cluster that has not formed yet still comes up and says so).
         deadline = loop.time() + 3 * cfg.election_timeout / 1000.0 + 2
@@ -171,8 +173,26 @@ async def serve(cfg: config.Config) -> None:
         done, _ = await asyncio.wait({stop, core.stopped}, return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down (%s)", "stop signal" if stop in done else core.stopped.result())
     finally:
+        if compactor is not None:
+            compactor.stop()
         await sup.stop()
         await core.close()
+
+
+def _start_compactor(cfg: config.Config, core: Core):
+    """--auto-compaction-*: compacts through the member's own Compact (kvcore/server/
+    compactor.py has the cadence)."""
+    from kvcore.api import rpc_pb2
+    from kvcore.server import compactor
+
+    async def compact(rev: int) -> None:
+        res = core.compact(rpc_pb2.CompactionRequest(revision=rev).SerializeToString())
+        if asyncio.isfuture(res):
+            await res
+
+    c = compactor.from_config(cfg, rev=lambda: core.store.current_rev, compact=compact,
+                              is_leader=lambda: core.raft.is_leader)
+    return c and c.start()
 
 
 def main(argv=None) -> None:
