@@ -125,6 +125,7 @@ class Core:
         os.makedirs(self.paths.snap_dir, exist_ok=True)
         os.chmod(cfg.data_dir, 0o700)
         self.wal = WAL(self.paths.wal_dir)
+        self.wal.unsafe_no_fsync = cfg.unsafe_no_fsync
         contents: WalContents = self.wal.open(self.member_id, self.cluster_id)
         if contents.member_id and contents.member_id != self.member_id:
             raise SystemExit(f"data dir {cfg.data_dir} belongs to member "
@@ -158,7 +159,9 @@ class Core:
             self.member_id, self.wal, self.paths.snap_dir,
             election_tick=max(2, cfg.election_timeout // cfg.heartbeat_interval),
             heartbeat_ms=cfg.heartbeat_interval, apply=self._apply_ready,
-            on_leader_change=self._leader_changed, transport=self.transport)
+            on_leader_change=self._leader_changed, transport=self.transport,
+            pre_vote=cfg.pre_vote)
+        self.raft.max_snapshots, self.raft.max_wals = cfg.max_snapshots, cfg.max_wals
         self.raft.restore(contents, applied, bootstrap)
         self.proposer = entry.Proposer(self.loop, self.member_id, int(time.time() * 1000),
                                        self.raft.wake)

@@ -7,6 +7,7 @@ import logging
 from kvcore.api.methods import PATHS
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.ipc import framing as fr
+from kvcore.server import learner
 
 log = logging.getLogger("kvcore.ipc")
 
@@ -67,6 +68,12 @@ class CoreConnection(fr.FrameProtocol):
                 token, payload = fr.unpack_token(payload)
             else:
                 token = None
+            refused = (learner.unary_refusal(self.core, method, payload) if method < len(PATHS)
+                       else learner.read_index_refusal(self.core)
+                       if method == READ_INDEX_METHOD else None)
+            if refused is not None:
+                self.send(call_id, method, fr.ERR, fr.pack_error(refused.code, refused.message))
+                return
             if self.auth.enabled and method < len(PATHS):
                 try:
                     self.core.auth_api.authorize(method, payload, token)
@@ -131,6 +138,11 @@ class CoreConnection(fr.FrameProtocol):
         elif kind == fr.S_OPEN:
             factory = self._stream_table[method] if method < len(self._stream_table) else None
             st = CoreStream(self, call_id, method)
+            refused = learner.stream_refusal(self.core, method)
+            if refused is not None:
+                st.closed = True
+                self.send(call_id, method, fr.S_END, fr.pack_error(refused.code, refused.message))
+                return
             if factory is None:
                 st.closed = True
                 self.send(call_id, method, fr.S_END, fr.pack_error(

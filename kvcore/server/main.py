@@ -15,7 +15,7 @@ import sys
 import time
 from urllib.parse import urlparse
 
-from kvcore import tls
+from kvcore import logs, tls
 from kvcore.server import config
 from kvcore.server.core import Core
 from kvcore.server.ipc_server import CoreConnection
@@ -56,7 +56,8 @@ class WorkerSupervisor:
         return json.dumps({
             "core_fd": fd, "listen": self.cfg.listen_client_urls,
             "engine": self.cfg.grpc_engine, "max_request_bytes": self.cfg.max_request_bytes,
-            "log_level": self.cfg.log_level, "parent": os.getpid(),
+            "log_level": self.cfg.log_level, "log": logs.options(self.cfg),
+            "parent": os.getpid(),
             "db_path": self.core.paths.db_path, "read_state_fd": self.core.read_state.fd,
             "db_map_size": self.core.backend.env.info()["map_size"],
             "tls": self.cfg.client_tls and self.cfg.client_tls.to_dict()})
@@ -127,6 +128,21 @@ async def serve(cfg: config.Config) -> None:
     # An http and an https URL on one address share its listener (as etcd's do).
     for url in {urlparse(u).netloc: u for u in cfg.listen_client_urls}.values():
         _check_port_free(url)
+    from kvcore import ETCD_VERSION, __version__
+    log.info("starting a kvcore server", extra=logs.fields(
+        kvcore_version=__version__, etcd_version=ETCD_VERSION, name=cfg.name,
+        data_dir=cfg.data_dir, wal_dir=cfg.wal_dir, snapshot_count=cfg.snapshot_count,
+        heartbeat_interval=f"{cfg.heartbeat_interval}ms",
+        election_timeout=f"{cfg.election_timeout}ms",
+        initial_cluster=cfg.initial_cluster, initial_cluster_state=cfg.initial_cluster_state,
+        initial_cluster_token=cfg.initial_cluster_token,
+        listen_client_urls=cfg.listen_client_urls,
+        advertise_client_urls=cfg.advertise_client_urls,
+        listen_peer_urls=cfg.listen_peer_urls,
+        initial_advertise_peer_urls=cfg.initial_advertise_peer_urls,
+        quota_backend_bytes=cfg.quota_backend_bytes, pre_vote=cfg.pre_vote,
+        auto_compaction_mode=cfg.auto_compaction_mode,
+        auto_compaction_retention=cfg.auto_compaction_retention))
     core = Core(cfg)
     await core.discover()
     try:
@@ -137,10 +153,12 @@ async def serve(cfg: config.Config) -> None:
     workers = cfg.workers or max(1, os.cpu_count() or 1)
     sup = WorkerSupervisor(cfg, core, workers)
     stop = loop.create_future()
+    compactor = None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     try:
         await sup.start()
+        compactor = _start_compactor(cfg, core)
         # Like etcd's ReadyNotify: serve once a leader is known (bounded, so a member
         # of a cluster that has not formed yet still comes up and says so).
         deadline = loop.time() + 3 * cfg.election_timeout / 1000.0 + 2
@@ -149,27 +167,63 @@ async def serve(cfg: config.Config) -> None:
         if not core.raft.lead:
             log.warning("no leader yet; serving anyway (requests fail with 'etcdserver: no leader')")
         log.info("ready to serve client requests on %s (%d %s worker(s))",
-                 ", ".join(cfg.listen_client_urls), workers, cfg.grpc_engine)
+                 ", ".join(cfg.listen_client_urls), workers, cfg.grpc_engine,
+                 extra=logs.fields(local_member_id=f"{core.member_id:x}",
+                                   cluster_id=f"{core.cluster_id:x}"))
         done, _ = await asyncio.wait({stop, core.stopped}, return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down (%s)", "stop signal" if stop in done else core.stopped.result())
     finally:
+        if compactor is not None:
+            compactor.stop()
         await sup.stop()
         await core.close()
+
+
+def _start_compactor(cfg: config.Config, core: Core):
+    """--auto-compaction-*: compacts through the member's own Compact (kvcore/server/
+    compactor.py has the cadence)."""
+    from kvcore.api import rpc_pb2
+    from kvcore.server import compactor
+
+    async def compact(rev: int) -> None:
+        res = core.compact(rpc_pb2.CompactionRequest(revision=rev).SerializeToString())
+        if asyncio.isfuture(res):
+            await res
+
+    c = compactor.from_config(cfg, rev=lambda: core.store.current_rev, compact=compact,
+                              is_leader=lambda: core.raft.is_leader)
+    return c and c.start()
 
 
 def main(argv=None) -> None:
     try:
         cfg = config.parse(argv)
     except config.ConfigError as e:
-        print(f"kvcore: {e}", file=sys.stderr)
-        sys.exit(2)
-    logging.basicConfig(
-        level={"warn": logging.WARNING, "panic": logging.CRITICAL, "fatal": logging.CRITICAL}.get(
-            cfg.log_level, getattr(logging, cfg.log_level.upper(), logging.INFO)),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        _refuse(e)
+    logs.setup(cfg.logger, cfg.log_outputs, cfg.log_level)
+    if cfg.config_file:
+        log.info("loaded server configuration, other configuration command line flags and "
+                 "environment variables will be ignored if provided",
+                 extra=logs.fields(path=cfg.config_file))
     for w in cfg.warnings:
         log.warning(w)
+    for level, msg, extra in cfg.notices:
+        getattr(log, "warning" if level == "warn" else level)(msg, extra={"fields": extra})
     run_loop(serve(cfg))
+
+
+def _refuse(e: config.ConfigError) -> None:
+    """Report a configuration error the way etcd does, and exit with etcd's code."""
+    if e.kind == "usage":      # Go's flag package
+        print(f"{e}\nUsage:\n\n  kvcore -h | --help\n    Show the help information.",
+              file=sys.stderr)
+        sys.exit(2)
+    if e.kind == "panic":      # etcd panics on a bad --log-level
+        print(f"panic: {e}", file=sys.stderr)
+        sys.exit(2)
+    msg = "failed to verify flags" if e.kind == "verify" else "failed to start kvcore"
+    logs.emit_now("warn", msg, error=str(e))
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ class RaftDriver:
         self._on_leader_change = on_leader_change
         self.transport = transport
         self.pre_vote = pre_vote
+        self.max_snapshots = 5   # --max-snapshots / --max-wals (0 = unlimited)
+        self.max_wals = 5
         self.check_quorum = check_quorum
         self.storage = MemoryStorage()
         self.node: Optional[RawNode] = None
@@ -318,7 +320,7 @@ class RaftDriver:
                     return None
                 self._writing = self.loop.create_future()
                 self._writing_hs = hs
-                self._writer.submit(fd, blob, offset, True)
+                self._writer.submit(fd, blob, offset, not self.wal.unsafe_no_fsync)
                 return self._writing
         return self.loop.run_in_executor(self._io, self._persist, rd, sync)
 
@@ -431,8 +433,8 @@ class RaftDriver:
             sync_backend()
             snapfiles.save(self.snap_dir, snap)
             self.wal.save_snapshot(index, snap.metadata.term)
-            removed = self.wal.release_before(index)
-            snapfiles.release_older(self.snap_dir, index)
+            removed = self.wal.release_before(index, keep=self.max_wals)
+            snapfiles.release_older(self.snap_dir, index, keep=self.max_snapshots)
             return removed
 
         async with self._wal_lock:

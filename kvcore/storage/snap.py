@@ -55,10 +55,13 @@ def load(snap_dir: str, index: int, term: int) -> Optional[Snapshot]:
 
 
 def release_older(snap_dir: str, keep_index: int, keep: int = 5) -> None:
-    """Delete snapshot files older than ``keep_index`` beyond the newest ``keep``."""
+    """Delete snapshot files older than ``keep_index`` while more than ``keep`` files
+    remain (etcd's --max-snapshots; 0 keeps them all)."""
+    if keep <= 0:
+        return
     files = sorted(n for n in os.listdir(snap_dir) if n.endswith(_SUFFIX))
     old = [n for n in files if int(n[17:33], 16) < keep_index]
-    for n in old[:-keep] if keep else old:
+    for n in old[:max(0, len(files) - keep)]:
         try:
             os.unlink(os.path.join(snap_dir, n))
         except OSError:

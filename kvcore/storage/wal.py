@@ -78,6 +78,7 @@ class WAL:
     def __init__(self, dirpath: str, segment_bytes: int = SEGMENT_BYTES):
         self.dir = dirpath
         self.segment_bytes = segment_bytes
+        self.unsafe_no_fsync = False   # --unsafe-no-fsync: never fdatasync (data loss on crash)
         self._fd = -1
         self._seq = 0
         self._offset = 0
@@ -240,7 +241,8 @@ class WAL:
         self._crc = crc
 
     def _sync(self) -> None:
-        os.fdatasync(self._fd)
+        if not self.unsafe_no_fsync:
+            os.fdatasync(self._fd)
 
     def _create_segment(self, seq: int, first_index: int, prev_crc: int) -> None:
         path = os.path.join(self.dir, _segment_name(seq, first_index))
@@ -278,11 +280,12 @@ class WAL:
         self._sync()
         self._create_segment(self._seq + 1, next_index, prev_crc=self._crc)
 
-    def release_before(self, index: int) -> int:
-        """Delete segments all of whose entries are < index (keeping the live one).
-        Returns how many were removed."""
+    def release_before(self, index: int, keep: int = 0) -> int:
+        """Delete segments all of whose entries are < index (keeping the live one),
+        while more than ``keep`` segments remain (etcd's --max-wals; 0 = delete every
+        released segment). Returns how many were removed."""
         removed = 0
-        while len(self._segments) > 1 and self._segments[1][1] <= index:
+        while (len(self._segments) > max(1, keep) and self._segments[1][1] <= index):
             _, _, path = self._segments.pop(0)
             os.unlink(path)
             removed += 1

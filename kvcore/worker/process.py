@@ -124,8 +124,8 @@ async def run(args: dict) -> None:
 def main() -> None:
     _die_with_parent()
     args = json.loads(sys.argv[1])
-    logging.basicConfig(level=getattr(logging, args.get("log_level", "info").upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s worker[%(process)d] %(message)s")
+    from kvcore import logs
+    logs.setup(**args.get("log", {"level": args.get("log_level", "info")}))
     if os.getppid() != args["parent"]:
         sys.exit(0)  # the core died before we could arm PDEATHSIG
     from kvcore.server.loop import run_loop

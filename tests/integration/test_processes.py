@@ -67,7 +67,8 @@ def test_port_in_use_fails_at_start_with_a_clear_message(tmp_path):
         s.listen()
         port = s.getsockname()[1]
         p = subprocess.run([sys.executable, "-m", "kvcore", "--data-dir", str(tmp_path / "d"),
-                            "--listen-client-urls", f"http://127.0.0.1:{port}"],
+                            "--listen-client-urls", f"http://127.0.0.1:{port}",
+                            "--advertise-client-urls", f"http://127.0.0.1:{port}"],
                            capture_output=True, text=True, timeout=60)
     assert p.returncode != 0
     assert f"127.0.0.1:{port}" in p.stderr and "in use" in p.stderr

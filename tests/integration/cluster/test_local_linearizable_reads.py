@@ -64,7 +64,8 @@ def test_local_reads_only_while_the_only_voter(tmp_path):
         assert _wait(lambda: first.etcdctl("member", "promote", lid)[0] == 0)
         # Two voters: a linearizable read now needs a quorum round.
         assert not state.local()
-        assert new.etcdctl("put", "k", "2")[0] == 0
+        # (the promoted member refuses writes as a learner until it applies its promotion)
+        assert _wait(lambda: new.etcdctl("put", "k", "2")[0] == 0)
         assert first.etcdctl("get", "k", "--print-value-only")[1].strip() == "2"
         assert not state.local()
     finally:

@@ -55,7 +55,8 @@ def test_add_learner_promote_remove(tmp_path):
         assert not any(m.get("isLearner") for m in _members(members[0]))
         assert len(_members(new)) == 4
         # A write through the promoted member, read everywhere.
-        assert new.etcdctl("put", "from-new", "1")[0] == 0
+        # (refused as from a learner until the member has applied its promotion)
+        assert _wait(lambda: new.etcdctl("put", "from-new", "1")[0] == 0)
         for m in members:
             assert m.etcdctl("get", "from-new", "--print-value-only")[1].strip() == "1"
 

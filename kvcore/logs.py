@@ -1,0 +1,133 @@
+"""Logging as etcd 3.5 logs: ``--logger zap`` writes one JSON object per line with
+zap's production fields (level, ts, caller, msg, then the event's own fields);
+``--logger console`` (kvcore's) writes human-readable lines. ``--log-outputs``:
+``default``/``stderr``, ``stdout`` or file paths (appended to; every process of the
+member writes whole lines with one write each, so their lines do not interleave).
+
+Fields: ``log.info("msg", extra=fields(local_member_id="8e9e05c52164694d"))``; the
+keyword names turn into etcd's dashed keys.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+          "error": logging.ERROR, "dpanic": logging.CRITICAL, "panic": logging.CRITICAL,
+          "fatal": logging.CRITICAL}
+_ZAP_LEVEL = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
+              logging.ERROR: "error", logging.CRITICAL: "fatal"}
+
+
+def fields(**kw: Any) -> dict:
+    """extra= for a log call: event fields in etcd's key style (dashes)."""
+    return {"fields": {k.replace("_", "-"): v for k, v in kw.items()}}
+
+
+def zap_ts(t: float) -> str:
+    """zap's ISO8601TimeEncoder: 2006-01-02T15:04:05.000Z0700."""
+    lt = time.localtime(t)
+    off = time.strftime("%z", lt)
+    off = "Z" if off in ("+0000", "-0000") else off
+    return time.strftime("%Y-%m-%dT%H:%M:%S", lt) + f".{int(t * 1000) % 1000:03d}" + off
+
+
+def _caller(record: logging.LogRecord) -> str:
+    path = record.pathname.replace(os.sep, "/")
+    short = "/".join(path.split("/")[-2:])
+    return f"{short}:{record.lineno}"
+
+
+class ZapFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"level": _ZAP_LEVEL.get(record.levelno, "info"), "ts": zap_ts(record.created),
+               "caller": _caller(record), "msg": record.getMessage()}
+        extra = getattr(record, "fields", None)
+        if extra:
+            for k, v in extra.items():
+                out.setdefault(k, v)
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info).splitlines()[-1]
+            out["stacktrace"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+class ConsoleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        ts = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.created))
+        line = (f"{ts}.{int(record.msecs):03d} {_ZAP_LEVEL.get(record.levelno, 'info').upper()} "
+                f"{record.name}[{record.process}]: {record.getMessage()}")
+        extra = getattr(record, "fields", None)
+        if extra:
+            line += " " + " ".join(f"{k}={v}" for k, v in extra.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class LineHandler(logging.Handler):
+    """Writes each formatted record with a single os.write (O_APPEND for files)."""
+
+    def __init__(self, fd: int, close: bool):
+        super().__init__()
+        self.fd = fd
+        self._close = close
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "replace")
+            while data:
+                n = os.write(self.fd, data)
+                data = data[n:]
+        except Exception:  # pragma: no cover - never let logging kill the server
+            self.handleError(record)
+
+    def close(self) -> None:
+        if self._close:
+            os.close(self.fd)
+        super().close()
+
+
+def _open(output: str) -> tuple[int, bool]:
+    if output in ("default", "stderr"):
+        return sys.stderr.fileno(), False
+    if output == "stdout":
+        return sys.stdout.fileno(), False
+    return os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644), True
+
+
+def setup(logger: str = "zap", outputs=("default",), level: str = "info") -> None:
+    """Replace the root logger's handlers with ones for these flags."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    formatter = ZapFormatter() if logger == "zap" else ConsoleFormatter()
+    for out in dict.fromkeys(outputs or ("default",)):
+        if out == "/dev/null":
+            continue
+        h = LineHandler(*_open(out))
+        h.setFormatter(formatter)
+        root.addHandler(h)
+    root.setLevel(LEVELS.get(level, logging.INFO))
+
+
+def options(cfg) -> dict:
+    """What a worker process needs to log like its core."""
+    return {"logger": cfg.logger, "outputs": list(cfg.log_outputs), "level": cfg.log_level}
+
+
+def emit_now(level: str, msg: str, logger: str = "zap", stream=None, **kw: Any) -> None:
+    """One line before logging is set up (flag errors), in the chosen format."""
+    stream = stream or sys.stderr
+    if logger == "console":
+        extra = " ".join(f"{k.replace('_', '-')}={v}" for k, v in kw.items())
+        print(f"{level.upper()} {msg} {extra}".rstrip(), file=stream)
+        return
+    out = {"level": level, "ts": zap_ts(time.time()), "caller": "kvcore/main.py:0", "msg": msg}
+    out.update({k.replace("_", "-"): v for k, v in kw.items()})
+    print(json.dumps(out, separators=(",", ":")), file=stream)
