@@ -186,7 +186,8 @@ def _start_compactor(cfg: config.Config, core: Core):
     from kvcore.server import compactor
 
     async def compact(rev: int) -> None:
-        res = core.compact(rpc_pb2.CompactionRequest(revision=rev).SerializeToString())
+        res = core.services["kv"].compact(
+            rpc_pb2.CompactionRequest(revision=rev).SerializeToString())
         if asyncio.isfuture(res):
             await res
 
