@@ -205,26 +205,29 @@ class KVStore:
         txn.put(be.META_FINISHED_COMPACT, be.u64(rev), db=self.b.meta)
 
     def hash_kv(self, txn, rev: int) -> tuple[int, int, int]:
-        """etcd's HashKV: CRC-32C over the key space up to ``rev`` minus what
-        compaction at the current compaction point would remove.
-        -> (hash, compact_revision, hash_revision)."""
+        """etcd's HashKV (kvstore.go hashByRev): CRC-32C of "key", then of each
+        revision key (etcd's 17-byte form) and value up to ``rev``, leaving out
+        revisions at or below the compaction point that compacting at ``rev`` would
+        remove. -> (hash, compact_revision (-1 before any compaction), hash_revision)."""
         from kvcore.storage.codec import walcodec
-        cur_rev = self.current_rev
-        at = self._check_rev(rev, cur_rev)
-        keep = self.index.keep(self.compact_main_rev) if self.compact_main_rev > 0 else set()
-        h = walcodec.crc32c(b"key")
+        crc = walcodec.crc32c
+        compact = self.compact_main_rev
+        if 0 < rev <= compact:
+            raise CompactedError()
+        at = self._check_rev(rev, self.current_rev)
+        keep = self.index.keep(at)
+        h = crc(b"key")
         upper = be.rev_key(at + 1, 0)
-        lower_main = self.compact_main_rev
+        lower = be.rev_key(compact + 1, 0) if compact >= 0 else b""
         cur = txn.cursor(db=self.b.key)
         if cur.first():
             for k, v in cur:
                 if k >= upper:
                     break
-                main, sub, _ = be.parse_rev_key(k)
-                if main <= lower_main and (main, sub) not in keep:
+                if keep and k < lower and be.parse_rev_key(k)[:2] not in keep:
                     continue
-                h = walcodec.crc32c(v, walcodec.crc32c(k, h))
-        return h, max(self.compact_main_rev, 0), at
+                h = crc(v, crc(k[:8] + b"_" + k[8:], h))
+        return h, compact, at
 
 
 class ReadView:

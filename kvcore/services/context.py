@@ -25,7 +25,8 @@ Identity and configuration (read only)
 
 State (read only outside appliers; appliers change it in their ``txn``)
   store (mvcc.KVStore), lessor (lease.Lessor), membership, alarms, auth (AuthStore),
-  watch_hub (mvcc.WatchHub), backend (size figures only), quota (services/quota.py),
+  watch_hub (mvcc.WatchHub), backend (size figures, and the snapshot export's and
+  Hash's read of it: kvcore/snapshot/export.py), quota (services/quota.py),
   metrics (server/metrics.py)
 
 Raft status and control
@@ -33,7 +34,6 @@ Raft status and control
 
 Helpers
   schedule_catch_up()                 watchers behind the store catch up next turn
-  snapshot_copy() -> awaitable        (path, index, term, ConfState) of a backend copy
 """
 from __future__ import annotations
 
@@ -66,7 +66,6 @@ class ServerContext(Protocol):
     def read(self, fn: Callable[[Any], Any]) -> Any: ...
     def header(self, rev: int) -> bytes: ...
     def schedule_catch_up(self) -> None: ...
-    def snapshot_copy(self) -> Awaitable[tuple]: ...
 
     @property
     def request_timeout(self) -> float: ...

@@ -1,5 +1,6 @@
-"""The Maintenance service: Status, Alarm, HashKV, Defragment, Snapshot (MoveLeader
-is the cluster service's). Alarms change through the log (OP_ALARM)."""
+"""The Maintenance service: Status, Alarm, Hash, HashKV, Defragment, Snapshot
+(MoveLeader is the cluster service's). Alarms change through the log (OP_ALARM).
+Snapshot and Hash see the backend as etcd 3.5's bbolt schema (kvcore/snapshot/)."""
 from __future__ import annotations
 
 import contextlib
@@ -14,6 +15,7 @@ from kvcore.mvcc.store import CompactedError, FutureRevError
 from kvcore.server import kv as kvops
 from kvcore.server.alarms import alarm_body
 from kvcore.server.entry import OP_ALARM
+from kvcore.snapshot import export
 
 log = logging.getLogger("kvcore.core")
 
@@ -33,6 +35,7 @@ class MaintenanceService:
     def register(self, reg) -> None:
         reg.unary_handler(MAINT + "Status", self.status)
         reg.unary_handler(MAINT + "Alarm", self.alarm)
+        reg.unary_handler(MAINT + "Hash", self.hash)
         reg.unary_handler(MAINT + "HashKV", self.hash_kv)
         reg.unary_handler(MAINT + "Defragment", self.defragment)
         reg.stream(MAINT + "Snapshot", lambda out: SnapshotStream(self.ctx, out))
@@ -81,6 +84,13 @@ class MaintenanceService:
                          rpc_pb2.AlarmType.Name(r.alarm))
         return self.ctx.store.current_rev, alarm_body(changed)
 
+    def hash(self, req: bytes):
+        """etcd hashes its whole backend (store.Hash): the same over the exported schema."""
+        ctx = self.ctx
+        rev = ctx.store.current_rev
+        h = ctx.read(lambda view: export.backend_hash(ctx.backend, view.txn))
+        return wire.with_header(ctx.header(rev), without_header(rpc_pb2.HashResponse(hash=h)))
+
     def hash_kv(self, req: bytes):
         ctx = self.ctx
         r = rpc_pb2.HashKVRequest.FromString(req)
@@ -97,9 +107,10 @@ class MaintenanceService:
 
 
 class SnapshotStream:
-    """Maintenance.Snapshot: a consistent copy of the backend, streamed in chunks
-    within the stream's flow-control window, followed (as etcd does) by the SHA-256
-    of everything before it so 'etcdctl snapshot save' can verify the file."""
+    """Maintenance.Snapshot: the backend exported as etcd's bbolt file (one read
+    transaction: a consistent state), streamed in chunks within the stream's
+    flow-control window, followed as in etcd by the SHA-256 of everything before it
+    ('etcdctl snapshot save' and 'etcdutl snapshot restore' check it)."""
 
     CHUNK = 32 * 1024
     keep_after_half_close = True
@@ -123,7 +134,9 @@ class SnapshotStream:
         ctx = self.ctx
         path = None
         try:
-            path = (await ctx.snapshot_copy())[0]
+            rev = ctx.store.current_rev
+            path = await ctx.loop.run_in_executor(None, export.write_file, ctx.backend,
+                                                  os.path.dirname(ctx.backend.path))
             size = os.path.getsize(path)
             total = size + 32
             sha = hashlib.sha256()
@@ -146,7 +159,7 @@ class SnapshotStream:
                                                     version=ETCD_VERSION)
                     body = without_header(resp)
                     if first:
-                        body = wire.with_header(ctx.header(ctx.store.current_rev), body)
+                        body = wire.with_header(ctx.header(rev), body)
                         first = False
                     self.out.send(body)
                     if sent >= total:

@@ -1,5 +1,5 @@
 """Maintenance commands through the real etcdctl: snapshot save (the file carries a
-SHA-256 trailer, like etcd's, over a consistent copy of the backend), defrag,
+SHA-256 trailer, like etcd's, over the backend as an etcd bbolt database), defrag,
 alarm list, auth status, and the client-side lock and election recipes."""
 import hashlib
 import os
@@ -7,10 +7,10 @@ import shutil
 import subprocess
 import time
 
-import lmdb
 import pytest
 
 from kvcore.api import kv_pb2
+from kvcore.bbolt import Reader
 from tests import servers
 
 
@@ -31,15 +31,10 @@ def test_snapshot_save(member, tmp_path):
     data = path.read_bytes()
     body, trailer = data[:-32], data[-32:]
     assert hashlib.sha256(body).digest() == trailer
-    d = tmp_path / "restored"
-    d.mkdir()
-    (d / "data.mdb").write_bytes(body)
-    env = lmdb.open(str(d), readonly=True, max_dbs=16, lock=False)
-    keys = set()
-    with env.begin() as txn:
-        for _, v in txn.cursor(db=env.open_db(b"key", txn=txn, create=False)):
-            keys.add(kv_pb2.KeyValue.FromString(v).key)
-    env.close()
+    db = tmp_path / "body.db"
+    db.write_bytes(body)
+    with Reader(str(db)) as r:
+        keys = {kv_pb2.KeyValue.FromString(v).key for _, v in r.bucket(b"key")}
     assert {f"k{i}".encode() for i in range(30)} <= keys
 
 

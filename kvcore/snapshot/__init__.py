@@ -1,0 +1,1 @@
+"""kvcore's state in etcd 3.5's backend schema: export (snapshots, Hash), import (restore)."""

@@ -1,0 +1,1 @@
+"""kvcoreutl: etcdutl's offline commands for kvcore (snapshot status/restore, ...)."""
