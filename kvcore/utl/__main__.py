@@ -1,0 +1,3 @@
+from kvcore.utl.cli import main
+
+raise SystemExit(main())
