@@ -221,9 +221,12 @@ def alive(pid: int) -> bool:
 
 def start_cluster(base: str, n: int = 3, workers: int = 1, extra: tuple = (),
                   token: str = "kvcore-test", scheme: str = "http", peer_scheme: str = "http",
-                  member_extra: Optional[dict] = None, ctl_args: tuple = ()) -> list[Server]:
+                  member_extra: Optional[dict] = None, ctl_args: tuple = (),
+                  prepare=None) -> list[Server]:
     """n kvcore members on free loopback ports, started together. ``extra`` goes to
-    every member, ``member_extra[i]`` to member i only (after ``extra``, so it wins)."""
+    every member, ``member_extra[i]`` to member i only (after ``extra``, so it wins).
+    ``prepare(name, data_dir, initial_cluster, peer_url, token)`` runs for each member
+    before any starts (e.g. to restore its data dir from a snapshot)."""
     os.makedirs(base, exist_ok=True)
     ports = [(free_port(), free_port()) for _ in range(n)]
     cluster = ",".join(f"m{i}={peer_scheme}://127.0.0.1:{p[1]}" for i, p in enumerate(ports))
@@ -235,6 +238,9 @@ def start_cluster(base: str, n: int = 3, workers: int = 1, extra: tuple = (),
                       "--initial-cluster-token", token,
                       "--workers", str(workers), *extra,
                       *(member_extra or {}).get(i, ())])
+        if prepare is not None:
+            prepare(f"m{i}", os.path.join(base, f"m{i}.etcd"), cluster,
+                    f"{peer_scheme}://127.0.0.1:{pp}", token)
     procs = []
     for i, argv in enumerate(argvs):
         log_path = os.path.join(base, f"m{i}.log")
