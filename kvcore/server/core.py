@@ -463,6 +463,17 @@ class Core:
         with self.backend.begin_read() as txn:
             return fn(ReadView(self.store, txn))
 
+    def defragment_backend(self) -> tuple[int, int]:
+        """etcd's Defragment: the backend's compacting copy swapped in on this (the
+        writer's) thread, so writes wait for it as in etcd; then the workers reopen
+        the new file. -> (size before, size after)."""
+        before, after = self.backend.defrag()
+        for conn in list(self.connections):
+            conn.send(0, 0, fr.RELOAD, b"")
+        with self.backend.begin_read() as txn:
+            self.quota.used = used_bytes(self.backend, txn)
+        return before, after
+
     def schedule_catch_up(self) -> None:
         if not self._catchup_scheduled:
             self._catchup_scheduled = True

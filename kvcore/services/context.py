@@ -34,6 +34,8 @@ Raft status and control
 
 Helpers
   schedule_catch_up()                 watchers behind the store catch up next turn
+  defragment_backend() -> (int, int)  compacts the backend file in place, on the
+                                      writer's thread; sizes before and after
 """
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ class ServerContext(Protocol):
     def read(self, fn: Callable[[Any], Any]) -> Any: ...
     def header(self, rev: int) -> bytes: ...
     def schedule_catch_up(self) -> None: ...
+    def defragment_backend(self) -> tuple: ...
 
     @property
     def request_timeout(self) -> float: ...

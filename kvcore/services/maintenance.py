@@ -103,6 +103,8 @@ class MaintenanceService:
             hash=h, compact_revision=compact_rev, hash_revision=hash_rev))
 
     def defragment(self, req: bytes):
+        before, after = self.ctx.defragment_backend()
+        log.info("defragmented the backend: %d -> %d bytes", before, after)
         return wire.with_header(self.ctx.header(self.ctx.store.current_rev), b"")
 
 

@@ -114,6 +114,7 @@ def write_file(b: be.Backend, directory: str) -> str:
     fd, path = tempfile.mkstemp(prefix=f"snapshot-{time.time_ns()}-", suffix=".db",
                                 dir=directory)
     try:
+        b = b.pinned()          # this file, even if a defrag swaps in another meanwhile
         with os.fdopen(fd, "wb") as f, b.env.begin(buffers=False) as txn:
             w = Writer(f)
             for name, items in buckets(b, txn):

@@ -17,9 +17,11 @@ transaction as the changes it covers.
 """
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import struct
+import tempfile
 
 import lmdb
 
@@ -99,9 +101,14 @@ class Backend:
             recover(path)
             os.makedirs(path, exist_ok=True)
         self.path = path
-        self.env = lmdb.open(path, subdir=True, map_size=map_size, max_dbs=16,
+        self.readonly = readonly
+        self._open(map_size)
+
+    def _open(self, map_size: int) -> None:
+        self.env = lmdb.open(self.path, subdir=True, map_size=map_size, max_dbs=16,
                              sync=False, metasync=False, readahead=False,
-                             max_readers=512, lock=True, readonly=readonly, create=not readonly)
+                             max_readers=512, lock=True, readonly=self.readonly,
+                             create=not self.readonly)
         self.key = self.env.open_db(b"key")
         self.latest = self.env.open_db(b"latest")
         self.meta = self.env.open_db(b"meta")
@@ -109,6 +116,28 @@ class Backend:
         self.members = self.env.open_db(b"members")
         self.alarm = self.env.open_db(b"alarm")
         self.auth = self.env.open_db(b"auth")
+
+    def pinned(self) -> "Backend":
+        """This backend's current file, for a long reader (a snapshot export) that must
+        keep its environment and database handles across a defrag's swap."""
+        return copy.copy(self)
+
+    def defrag(self) -> tuple[int, int]:
+        """etcd's defragmentation: a compacting copy of the file (free pages dropped)
+        made the database, reopened in place. Runs on the writer's thread, so no
+        write is lost; readers still in the old file keep it until they finish.
+        -> (size before, size after)."""
+        before = self.size()
+        map_size = self.env.info()["map_size"]
+        tmp = tempfile.mkdtemp(prefix="defrag-", dir=os.path.dirname(self.path) or ".")
+        try:
+            self.env.sync(True)
+            self.env.copy(tmp, compact=True)
+            install(self.path, os.path.join(tmp, DATA_FILE))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self._open(map_size)    # the old environment closes with its last reader
+        return before, self.size()
 
     def all_dbs(self) -> tuple:
         return (self.key, self.latest, self.meta, self.lease, self.members, self.alarm,
@@ -136,9 +165,14 @@ class Backend:
             return 0
 
     def size_in_use(self) -> int:
-        info = self.env.info()
-        stat = self.env.stat()
-        return (info["last_pgno"] + 1) * stat["psize"]
+        """Bytes of the pages the databases occupy, meta pages included (etcd's
+        dbSizeInUse: the file less its free pages)."""
+        psize = self.env.stat()["psize"]
+        with self.env.begin() as txn:
+            pages = 2
+            for st in [self.env.stat()] + [txn.stat(db) for db in self.all_dbs()]:
+                pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
+        return pages * psize
 
     def close(self) -> None:
         self.env.sync(True)

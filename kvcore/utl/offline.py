@@ -3,8 +3,6 @@ and migrate from a stopped etcd member's data dir."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 from kvcore.storage import backend as be
 
@@ -19,17 +17,11 @@ def _db_dir(data_dir: str) -> str:
 def defrag(data_dir: str) -> tuple[int, int]:
     """A compacting copy of the LMDB file swapped in (free pages dropped).
     -> (size before, size after)."""
-    path = _db_dir(data_dir)
-    b = be.Backend(path)
-    before = b.size()
-    tmp = tempfile.mkdtemp(prefix="defrag-", dir=os.path.dirname(path))
+    b = be.Backend(_db_dir(data_dir))
     try:
-        b.env.copy(tmp, compact=True)
-        b.close()
-        be.install(path, os.path.join(tmp, be.DATA_FILE))
+        return b.defrag()
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return before, os.path.getsize(os.path.join(path, be.DATA_FILE))
+        b.close()
 
 
 def hashkv(data_dir: str, rev: int = 0) -> dict:
