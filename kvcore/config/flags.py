@@ -252,8 +252,8 @@ _TABLE = [
     ("experimental-snapshot-catchup-entries", "5000", U, "Entries kept after a snapshot for "
      "slow followers.", "Experimental feature", "", True),
 
-    ("force-new-cluster", "false", B, "Force to create a new one-member cluster (not "
-     "supported yet).", "Unsafe feature", "refuse"),
+    ("force-new-cluster", "false", B, "Force to create a new one-member cluster.",
+     "Unsafe feature"),
     ("unsafe-no-fsync", "false", B, "Disables fsync, unsafe, will cause data loss.",
      "Unsafe feature"),
 

@@ -144,6 +144,11 @@ class Core:
         applied = self.store.consistent_index
         self._last_snapshot = contents.snapshot_index
         fresh = not contents.entries and not contents.snapshot_index and not applied
+        if cfg.force_new_cluster and not fresh:
+            from kvcore.server import force_new_cluster
+            ids = force_new_cluster.members_at_commit(contents, set(self.membership.members),
+                                                      applied)
+            force_new_cluster.rewrite(self.wal, contents, self.member_id, ids)
         bootstrap = None
         if fresh and cfg.initial_cluster_state == "new":
             bootstrap = bootstrap_entries(self.initial)
