@@ -207,6 +207,11 @@ cdef class EngineCore:
         # both into 1.52.
         nghttp2_option_set_stream_reset_rate_limit(self.option, 1000, 33)
         nghttp2_option_set_max_continuations(self.option, 8)
+        # nghttp2's HTTP semantics checks reset a stream whose :authority is not a bare
+        # host[:port], and grpc-go (etcdctl 3.4 with --cluster) sends the endpoint URL
+        # "http://host:port" there, which grpc-go's server accepts: headers_done does
+        # the checks the engine relies on instead.
+        nghttp2_option_set_no_http_messaging(self.option, 1)
 
     def __dealloc__(self):
         if self.callbacks != NULL:
@@ -444,6 +449,13 @@ cdef class _Stream:
     cdef void headers_done(self):
         """Request headers complete: decide what kind of call this is."""
         cdef EngineCore core = self.conn.core
+        if self.path is None or self.h2method is None:
+            self.kind = K_REJECT                  # no :path or :method: malformed
+            self.discard = True
+            self.err_code = StatusCode.INTERNAL
+            self.err_msg = "malformed request: no :method or :path"
+            self.conn.ready.append(self)
+            return
         if self.grpc_ct:
             route = core.route(self.path)
             if route is None:

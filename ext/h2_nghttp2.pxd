@@ -167,6 +167,7 @@ cdef extern from "nghttp2/nghttp2.h":
     void nghttp2_option_set_stream_reset_rate_limit(nghttp2_option *option,
                                                     uint64_t burst, uint64_t rate)
     void nghttp2_option_set_max_continuations(nghttp2_option *option, size_t val)
+    void nghttp2_option_set_no_http_messaging(nghttp2_option *option, int val)
     void nghttp2_option_set_max_deflate_dynamic_table_size(nghttp2_option *option,
                                                            size_t val)
 

@@ -68,6 +68,17 @@ def test_hashkv_agrees(cluster):
     assert len(hashes) == 1
 
 
+def test_cluster_wide_maintenance(cluster):
+    """--cluster dials every member's client URL as listed ("http://127.0.0.1:port"):
+    etcdctl 3.4's gRPC client then sends that URL as :authority, which etcd accepts."""
+    eps = servers.endpoints(cluster[:1])
+    rc, out, err = servers.etcdctl(eps, "defrag", "--cluster")
+    assert rc == 0 and out.count("Finished defragmenting etcd member") == 3, out + err
+    rc, out, err = servers.etcdctl(eps, "endpoint", "hashkv", "--cluster", "-w", "json")
+    assert rc == 0, err
+    assert len(json.loads(out)) == 3 and len({h["HashKV"]["hash"] for h in json.loads(out)}) == 1
+
+
 def test_move_leader(cluster):
     leader = servers.leader_of(cluster)
     target = next(m for m in cluster if m is not leader)
