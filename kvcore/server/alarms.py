@@ -61,15 +61,12 @@ class Alarms:
         return [f"memberID:{m} alarm:{rpc_pb2.AlarmType.Name(t)} " for m, t in self.list()]
 
 
-def used_bytes(backend, txn) -> int:
-    """Pages the databases occupy (not the file's high-water mark: LMDB reuses
-    pages freed by compaction)."""
-    psize = backend.env.stat()["psize"]
-    pages = 0
-    for db in backend.all_dbs():
-        st = txn.stat(db)
-        pages += st["branch_pages"] + st["leaf_pages"] + st["overflow_pages"]
-    return pages * psize
+def used_bytes(backend, txn=None) -> int:
+    """etcd's backend Size() for the space quota: the high-water mark of the file's
+    pages. Pages freed by compaction are reused, yet they count until a defrag gives
+    them back, as bbolt's do: after 'alarm disarm' a member still over its quota
+    refuses the next put."""
+    return (backend.env.info()["last_pgno"] + 1) * backend.env.stat()["psize"]
 
 
 def alarm_body(alarms) -> bytes:

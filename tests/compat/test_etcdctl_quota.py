@@ -40,6 +40,9 @@ def _scenario(srv) -> list:
                 ("get", "k1", "--keys-only"),            # reads still work
                 ("del", "k", "--prefix"),                # deletes too
                 ("lease", "grant", "100"),               # refused
+                ("alarm", "disarm"),
+                ("put", "x", "y"),                       # still over quota: refused at once
+                ("alarm", "list"),                       # and the alarm is back
                 ("compact", "<current>"),                # makes room
                 ("defrag",),
                 ("alarm", "disarm"),
@@ -64,8 +67,10 @@ def test_nospace_alarm_matches_etcd(pair):
     assert got == want
     # The alarm was really raised, and is really gone.
     assert ("alarm", "list") == got[1][0] and "alarm:NOSPACE" in got[1][2]
-    assert got[9][2] == ""
-    assert got[10][:3] == (("put", "x", "y"), 0, "OK")
+    # Disarmed while still over the quota: the next put is refused and re-raises it.
+    assert got[7][:2] == (("put", "x", "y"), 1) and "alarm:NOSPACE" in got[8][2]
+    assert got[12][2] == ""
+    assert got[13][:3] == (("put", "x", "y"), 0, "OK")
 
 
 def test_alarm_survives_restart(tmp_path):
