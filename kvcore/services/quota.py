@@ -1,5 +1,5 @@
 """The space quota checked before a write is proposed (etcd's quota; the alarm
-store and why the size is LMDB's used pages: kvcore/server/alarms.py)."""
+store and why the size is the pages' high-water mark: kvcore/server/alarms.py)."""
 from __future__ import annotations
 
 import logging
@@ -14,7 +14,7 @@ log = logging.getLogger("kvcore.core")
 class Quota:
     def __init__(self, ctx):
         self.ctx = ctx
-        self.used = 0   # bytes the databases use; the core updates it after each apply
+        self.used = 0   # etcd's backend Size; the core updates it after each apply
 
     def check(self, cost: int):
         """None when a write of ``cost`` bytes fits; over the quota, the refusal: at
