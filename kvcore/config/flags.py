@@ -7,7 +7,10 @@ Support says what kvcore does with the flag:
   "noop"    tunes etcd internals kvcore does not have (bbolt, v2 proxy): accepted,
             one log line when set to something else than its default;
   "refuse"  not supported yet: a value other than the default stops the start
-            with a clear message (rather than being silently ignored).
+            with a clear message (rather than being silently ignored);
+  "absent"  not supported yet but harmless to run without (the v2 API): accepted,
+            with an error line in the log saying it is not served.
+To implement a flag, clear its support here and add its checks to validate.py.
 """
 from __future__ import annotations
 
@@ -114,8 +117,8 @@ _TABLE = [
      "periodic|revision. 'periodic' for duration based retention, defaulting to hours if no "
      "time unit is provided (e.g. '5m'). 'revision' for revision number based retention.",
      "Clustering"),
-    ("enable-v2", "false", B, "Accept etcd V2 client requests (not supported yet).",
-     "Clustering", "refuse"),
+    ("enable-v2", "false", B, "Accept etcd V2 client requests (not served yet).",
+     "Clustering", "absent"),
     ("experimental-enable-v2v3", "", S, "Serve v2 requests through the v3 backend under a "
      "given prefix (not supported yet).", "Clustering", "refuse"),
     ("v2-deprecation", "not-yet", g.selective("not-yet", "write-only", "write-only-drop-data",

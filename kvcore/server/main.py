@@ -211,6 +211,9 @@ def main(argv=None) -> None:
                  extra=logs.fields(path=cfg.config_file))
     for w in cfg.warnings:
         log.warning(w)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("configuration", extra={"fields": {
+            f.name: getattr(cfg, f.attr) for f in config.FLAGS.values()}})
     for level, msg, extra in cfg.notices:
         getattr(log, "warning" if level == "warn" else level)(msg, extra={"fields": extra})
     run_loop(serve(cfg))
