@@ -4,9 +4,11 @@
     python3 tools/cluster.py                 # 3 members: infra1..3 on 2379/22379/32379
     python3 tools/cluster.py --members 5 --fresh --grpc-engine native
     python3 tools/cluster.py --fresh --tls   # https client and peer URLs, client certs
+    python3 tools/cluster.py --base-port 40000   # clients on 40000/40002/40004, peers +1
 
 Members are named infra1..N, listen for clients on 127.0.0.1:{i}2379 (the first on
-2379) and for peers on {i}2380, and keep data under --base-dir. Output of each member
+2379) and for peers on {i}2380 -- or, with --base-port B, for clients on B+2(i-1) and
+peers on B+2(i-1)+1, and keep data under --base-dir. Output of each member
 goes to <base-dir>/infraN.log. Ctrl-C (or SIGTERM) stops them all.
 
 With --tls, a CA and certificates (ECDSA P-256, for 127.0.0.1 and localhost) are
@@ -26,7 +28,13 @@ import sys
 import time
 
 
+BASE_PORT = 0   # --base-port: 0 keeps etcd's Procfile ports
+
+
 def ports(i: int) -> tuple[int, int]:
+    if BASE_PORT:
+        client = BASE_PORT + 2 * (i - 1)
+        return client, client + 1
     prefix = "" if i == 1 else str(i)
     return int(f"{prefix}2379"), int(f"{prefix}2380")
 
@@ -109,9 +117,14 @@ def main() -> None:
     ap.add_argument("--base-dir", default="cluster-data")
     ap.add_argument("--token", default="kvcore-cluster-1")
     ap.add_argument("--fresh", action="store_true", help="wipe --base-dir first")
+    ap.add_argument("--base-port", type=int, default=0,
+                    help="client port of infra1; member i listens for clients on "
+                         "base+2(i-1) and for peers on the port after it")
     ap.add_argument("--tls", action="store_true",
                     help="https client and peer URLs with certificates from <base-dir>/pki")
     args, extra = ap.parse_known_args()
+    global BASE_PORT
+    BASE_PORT = args.base_port
     if args.fresh:
         shutil.rmtree(args.base_dir, ignore_errors=True)
     os.makedirs(args.base_dir, exist_ok=True)

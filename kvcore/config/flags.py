@@ -7,7 +7,10 @@ Support says what kvcore does with the flag:
   "noop"    tunes etcd internals kvcore does not have (bbolt, v2 proxy): accepted,
             one log line when set to something else than its default;
   "refuse"  not supported yet: a value other than the default stops the start
-            with a clear message (rather than being silently ignored).
+            with a clear message (rather than being silently ignored);
+  "absent"  not supported yet but safe to run without (the v2 API, the corruption
+            checks): accepted, with an error line in the log saying so.
+To implement a flag, clear its support here and add its checks to validate.py.
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ _TABLE = [
     ("election-timeout", "1000", U, "Time (in milliseconds) for an election to timeout.",
      "Member"),
     ("initial-election-tick-advance", "true", B, "Whether to fast-forward initial election "
-     "ticks on boot for faster election.", "Member"),
+     "ticks on boot for faster election.", "Member", "noop"),
     ("listen-peer-urls", "http://localhost:2380", URLS, "List of URLs to listen on for peer "
      "traffic.", "Member"),
     ("listen-client-urls", "http://localhost:2379", URLS, "List of URLs to listen on for "
@@ -114,8 +117,8 @@ _TABLE = [
      "periodic|revision. 'periodic' for duration based retention, defaulting to hours if no "
      "time unit is provided (e.g. '5m'). 'revision' for revision number based retention.",
      "Clustering"),
-    ("enable-v2", "false", B, "Accept etcd V2 client requests (not supported yet).",
-     "Clustering", "refuse"),
+    ("enable-v2", "false", B, "Accept etcd V2 client requests (not served yet).",
+     "Clustering", "absent"),
     ("experimental-enable-v2v3", "", S, "Serve v2 requests through the v3 backend under a "
      "given prefix (not supported yet).", "Clustering", "refuse"),
     ("v2-deprecation", "not-yet", g.selective("not-yet", "write-only", "write-only-drop-data",
@@ -221,13 +224,15 @@ _TABLE = [
      "v2 Proxy", "noop"),
 
     ("experimental-initial-corrupt-check", "false", B, "Enable to check data corruption "
-     "before serving any client/peer traffic.", "Experimental feature"),
+     "before serving any client/peer traffic (not performed yet).", "Experimental feature",
+     "absent"),
     ("experimental-corrupt-check-time", "0s", D, "Duration of time between cluster corruption "
-     "check passes.", "Experimental feature"),
+     "check passes (not performed yet).", "Experimental feature", "absent"),
     ("experimental-compact-hash-check-enabled", "false", B, "Enable leader to periodically "
-     "check followers compaction hashes (etcd 3.5.7+).", "Experimental feature", "", True),
+     "check followers compaction hashes (etcd 3.5.7+; not performed yet).",
+     "Experimental feature", "absent", True),
     ("experimental-compact-hash-check-time", "1m", D, "Duration of time between leader checks "
-     "followers compaction hashes (etcd 3.5.7+).", "Experimental feature", "", True),
+     "followers compaction hashes (etcd 3.5.7+).", "Experimental feature", "absent", True),
     ("experimental-enable-lease-checkpoint", "true", B, "Persist leases' remaining TTL through "
      "the log so long lived leases are not renewed indefinitely by leader changes (etcd's "
      "default: false).", "Experimental feature"),
@@ -257,8 +262,8 @@ _TABLE = [
     ("unsafe-no-fsync", "false", B, "Disables fsync, unsafe, will cause data loss.",
      "Unsafe feature"),
 
-    ("enable-grpc-gateway", "true", B, "Enable GRPC gateway (the JSON API under /v3/).",
-     "kvcore"),
+    ("enable-grpc-gateway", "true", B, "Enable GRPC gateway (the JSON API under /v3/; "
+     "cannot be turned off yet).", "kvcore", "absent"),
     ("workers", "0", U, "Worker processes terminating client connections (0 = one per CPU).",
      "kvcore"),
     ("grpc-engine", "native", g.selective("native", "grpcio"), "gRPC server engine (native: "

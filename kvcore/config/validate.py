@@ -135,7 +135,10 @@ def _unsupported(cfg) -> None:
             raise Invalid(f"--{f.name} is not supported by kvcore yet (given "
                           f"{_show(value)}); remove it or leave it at its default "
                           f"{f.default!r}")
-        if f.support == "go":
+        if f.support == "absent":
+            notices.append(("error", f"--{f.name} is not supported by kvcore yet: accepted "
+                                     "without effect", {"flag": f.name}))
+        elif f.support == "go":
             notices.append(("info", f"--{f.name} only applies to Go programs; accepted and "
                                     "ignored", {"flag": f.name}))
         else:

@@ -71,16 +71,23 @@ class GrpcioEngine:
 
     def __init__(self, methods: MethodTable, *, http=None,
                  max_receive_message_length: int = 2 * 1024 * 1024 + 512 * 1024,
-                 max_send_message_length: int = 2 ** 31 - 1):
+                 max_send_message_length: int = 2 ** 31 - 1, keepalive: Optional[dict] = None):
+        """``keepalive``: etcd's --grpc-keepalive-min-time/-interval/-timeout (seconds)."""
+        ka = keepalive or {}
         self._methods = methods
         self._options = [
             ("grpc.max_receive_message_length", max_receive_message_length),
             ("grpc.max_send_message_length", max_send_message_length),
             ("grpc.so_reuseport", 1),
-            # etcd lets clients ping as often as every 5 s without data.
-            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            # etcd lets clients ping as often as --grpc-keepalive-min-time without data.
+            ("grpc.http2.min_ping_interval_without_data_ms",
+             int(ka.get("min_time", 5.0) * 1000)),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
+        if ka.get("interval", 0) > 0:
+            self._options.append(("grpc.keepalive_time_ms", int(ka["interval"] * 1000)))
+        if ka.get("timeout", 0) > 0:
+            self._options.append(("grpc.keepalive_timeout_ms", int(ka["timeout"] * 1000)))
         self._server: Optional[grpc.aio.Server] = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = True,

@@ -21,6 +21,7 @@ from typing import Optional
 
 import lmdb
 
+from kvcore import logs
 from kvcore.api import wire
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.engine.base import GrpcError, StatusCode
@@ -279,7 +280,13 @@ class Core:
         if snapshot is not None:
             self._install_snapshot(snapshot)
         if entries:
+            started = time.monotonic()
             self._apply(entries)
+            took, limit = time.monotonic() - started, self.cfg.experimental_warning_apply_duration
+            if took > limit:   # etcd's --experimental-warning-apply-duration
+                log.warning("apply request took too long", extra=logs.fields(
+                    took=f"{took * 1000:.3f}ms", expected_duration=f"{limit * 1000:g}ms",
+                    entries=len(entries)))
         applied = self.raft.applied if not entries else entries[-1].index
         if applied - self._last_snapshot >= self.cfg.snapshot_count:
             self._last_snapshot = applied

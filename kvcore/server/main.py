@@ -19,6 +19,7 @@ from kvcore import logs, tls
 from kvcore.server import config
 from kvcore.server.core import Core
 from kvcore.server.ipc_server import CoreConnection
+from kvcore.server import sdnotify
 from kvcore.server.loop import run_loop
 from kvcore.storage.wal import WalCorruptError
 
@@ -57,6 +58,9 @@ class WorkerSupervisor:
             "core_fd": fd, "listen": self.cfg.listen_client_urls,
             "engine": self.cfg.grpc_engine, "max_request_bytes": self.cfg.max_request_bytes,
             "log_level": self.cfg.log_level, "log": logs.options(self.cfg),
+            "keepalive": {"min_time": self.cfg.grpc_keepalive_min_time,
+                          "interval": self.cfg.grpc_keepalive_interval,
+                          "timeout": self.cfg.grpc_keepalive_timeout},
             "parent": os.getpid(),
             "db_path": self.core.paths.db_path, "read_state_fd": self.core.read_state.fd,
             "db_map_size": self.core.backend.env.info()["map_size"],
@@ -126,8 +130,9 @@ async def serve(cfg: config.Config) -> None:
     except tls.TLSConfigError as e:
         raise SystemExit(f"kvcore: {e}")
     # An http and an https URL on one address share its listener (as etcd's do).
-    for url in {urlparse(u).netloc: u for u in cfg.listen_client_urls}.values():
-        _check_port_free(url)
+    if not cfg.socket_reuse_port:   # --socket-reuse-port: sharing the port is wanted
+        for url in {urlparse(u).netloc: u for u in cfg.listen_client_urls}.values():
+            _check_port_free(url)
     from kvcore import ETCD_VERSION, __version__
     log.info("starting a kvcore server", extra=logs.fields(
         kvcore_version=__version__, etcd_version=ETCD_VERSION, name=cfg.name,
@@ -170,6 +175,7 @@ async def serve(cfg: config.Config) -> None:
                  ", ".join(cfg.listen_client_urls), workers, cfg.grpc_engine,
                  extra=logs.fields(local_member_id=f"{core.member_id:x}",
                                    cluster_id=f"{core.cluster_id:x}"))
+        sdnotify.notify("READY=1")
         done, _ = await asyncio.wait({stop, core.stopped}, return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down (%s)", "stop signal" if stop in done else core.stopped.result())
     finally:
@@ -208,6 +214,9 @@ def main(argv=None) -> None:
                  extra=logs.fields(path=cfg.config_file))
     for w in cfg.warnings:
         log.warning(w)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("configuration", extra={"fields": {
+            f.name: getattr(cfg, f.attr) for f in config.FLAGS.values()}})
     for level, msg, extra in cfg.notices:
         getattr(log, "warning" if level == "warn" else level)(msg, extra={"fields": extra})
     run_loop(serve(cfg))

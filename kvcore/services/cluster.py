@@ -5,8 +5,9 @@ call returns once the change is applied on this member (the core applies conf
 changes: they change Raft's configuration and the peer transport). A member's
 name and client URLs go through the log as OP_MEMBER_ATTR (etcd's publish), which
 this service proposes whenever a leader is known and applies. The safety checks are
-etcd's (strict reconfiguration): a change must leave enough started voters for a
-quorum, at most one learner, and only a learner that is in sync can be promoted.
+etcd's (strict reconfiguration, unless --strict-reconfig-check=false): a change must
+leave enough started voters for a quorum; at most one learner, and only a learner
+that is in sync can be promoted.
 """
 from __future__ import annotations
 
@@ -131,9 +132,11 @@ class ClusterService:
         if r.isLearner:
             if sum(1 for m in self.ms.members.values() if m.is_learner) >= MAX_LEARNERS:
                 raise etcd_error(EtcdError.TOO_MANY_LEARNERS)
-        else:
-            # After the add, the started voters must still form a quorum.
-            if self._started_voters() < (self._voters() + 1) // 2 + 1:
+        elif self.ctx.cfg.strict_reconfig_check:
+            # After the add, the started voters must still form a quorum (etcd lets a
+            # one-member cluster add a second voter: restoring a cluster from one).
+            started, after = self._started_voters(), self._voters() + 1
+            if started < after // 2 + 1 and not (started == 1 and after == 2):
                 raise etcd_error(EtcdError.NOT_ENOUGH_STARTED)
         mid = new_member_id(urls, self.ctx.cfg.initial_cluster_token)
         while mid in self.ms.members or mid in self.ms.removed:
@@ -150,7 +153,7 @@ class ClusterService:
         m = self.ms.members.get(r.ID)
         if m is None:
             raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
-        if not m.is_learner:
+        if not m.is_learner and self.ctx.cfg.strict_reconfig_check:
             started_after = self._started_voters() - (1 if m.name else 0)
             if started_after < (self._voters() - 1) // 2 + 1:
                 raise etcd_error(EtcdError.NOT_ENOUGH_STARTED)

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Optional
 from urllib.parse import urlparse
 
 from kvcore.api.methods import METHOD_ID, STREAMING
@@ -48,15 +49,22 @@ def listeners(urls: list[str]) -> dict[tuple, tuple[bool, bool]]:
     return out
 
 
-def make_engine(name: str, methods: MethodTable, http, max_recv: int):
+def make_engine(name: str, methods: MethodTable, http, max_recv: int,
+                keepalive: Optional[dict] = None):
+    """``keepalive``: etcd's --grpc-keepalive-min-time/-interval/-timeout in seconds."""
+    ka = keepalive or {}
     if name == "native":
         try:
             from kvcore.engine.native import NativeEngine
-            return NativeEngine(methods, http=http, max_receive_message_length=max_recv)
+            return NativeEngine(methods, http=http, max_receive_message_length=max_recv,
+                                keepalive_min_time=ka.get("min_time", 5.0),
+                                keepalive_time=ka.get("interval", 7200.0),
+                                keepalive_timeout=ka.get("timeout", 20.0))
         except ImportError as e:
             log.warning("native gRPC engine unavailable (%s); falling back to grpcio", e)
     from kvcore.engine.grpcio_engine import GrpcioEngine
-    return GrpcioEngine(methods, http=http, max_receive_message_length=max_recv)
+    return GrpcioEngine(methods, http=http, max_receive_message_length=max_recv,
+                        keepalive=ka)
 
 
 async def run(args: dict) -> None:
@@ -100,7 +108,7 @@ async def run(args: dict) -> None:
     engines = []
     tls = TLSInfo.from_dict(args.get("tls"))
     for (host, port), (plain, secure) in listeners(args["listen"]).items():
-        eng = make_engine(args["engine"], methods, gateway, max_recv)
+        eng = make_engine(args["engine"], methods, gateway, max_recv, args.get("keepalive"))
         if not secure:
             await eng.start(host, port, reuse_port=True)
         elif eng.name == "grpcio":

@@ -19,7 +19,8 @@ def test_zap_json_lines_with_etcds_fields_to_every_output(tmp_path):
     out = tmp_path / "member.log"
     srv = servers.start_kvcore(str(tmp_path / "z.etcd"), workers=1,
                                extra=("--logger", "zap", "--log-outputs", f"stderr,{out}",
-                                      "--enable-pprof"))
+                                      "--enable-pprof",
+                                      "--experimental-warning-apply-duration=1ns"))
     try:
         assert srv.etcdctl("put", "k", "v")[0] == 0
     finally:
@@ -36,6 +37,8 @@ def test_zap_json_lines_with_etcds_fields_to_every_output(tmp_path):
     ready = next(e for e in in_file if e["msg"].startswith("ready to serve client requests"))
     assert re.fullmatch(r"[0-9a-f]+", ready["local-member-id"])
     assert any("enable-pprof" in e["msg"] and e.get("flag") == "enable-pprof" for e in in_file)
+    slow = [e for e in in_file if e["msg"] == "apply request took too long"]   # 1ns: every apply
+    assert slow and slow[0]["level"] == "warn" and slow[0]["expected-duration"] == "1e-06ms"
 
 
 def test_log_level_warn_drops_info_lines(tmp_path):
