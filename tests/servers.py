@@ -287,36 +287,6 @@ def leader_of(members, timeout: float = 20.0):
     raise TimeoutError("no leader")
 
 
-def start_cluster_behind_proxy(base: str, proxy, n: int = 3, workers: int = 1,
-                               extra: tuple = ()) -> list[Server]:
-    """Like start_cluster, but each member's advertised peer URL is a FaultProxy port
-    forwarding to its real one, so tests can cut links between members."""
-    os.makedirs(base, exist_ok=True)
-    ports = [(free_port(), free_port(), free_port()) for _ in range(n)]  # client, peer, proxy
-    cluster = ",".join(f"m{i}=http://127.0.0.1:{p[2]}" for i, p in enumerate(ports))
-    members = []
-    for i, (cp, pp, xp) in enumerate(ports):
-        proxy.add_route(xp, pp)
-        argv = [sys.executable, "-m", "kvcore", "--name", f"m{i}",
-                "--data-dir", os.path.join(base, f"m{i}.etcd"),
-                "--listen-client-urls", f"http://127.0.0.1:{cp}",
-                "--advertise-client-urls", f"http://127.0.0.1:{cp}",
-                "--listen-peer-urls", f"http://127.0.0.1:{pp}",
-                "--initial-advertise-peer-urls", f"http://127.0.0.1:{xp}",
-                "--initial-cluster", cluster, "--workers", str(workers), *extra]
-        log_path = os.path.join(base, f"m{i}.log")
-        logf = open(log_path, "a")
-        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        logf.close()
-        members.append(Server("kvcore", proc, cp, pp, os.path.join(base, f"m{i}.etcd"), argv,
-                              log_path, dict(os.environ)))
-    for srv in members:
-        wait_port(srv.port, srv.proc)
-        _wait_ready(srv)
-    return members
-
-
 def start_joining_member(base: str, name: str, initial_cluster: str, token: str,
                          port: int, peer: int, workers: int = 1, scheme: str = "http",
                          peer_scheme: str = "http", extra: tuple = (),

@@ -1,7 +1,7 @@
 """The checker itself: it must accept linearizable histories and reject the rest."""
 import math
 
-from tests.linearizability import Op, check, check_key
+from kvcore.robust.linearizability import Op, check, check_key
 
 
 def test_sequential_history_is_linearizable():

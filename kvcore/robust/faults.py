@@ -1,0 +1,64 @@
+"""The faults a round can fire. Each ``inject`` returns the function that undoes it.
+
+- kill-*: kill -9 of the member's process group (its unsynced writes are lost; its
+  acknowledged ones must not be); recovery restarts it on the same data dir.
+- pause-*: SIGSTOP, then SIGCONT: a process that stops answering and comes back with
+  stale timers, as a long GC pause or a stalled VM would.
+- partition-*, leader-cannot-send/-hear: the proxy drops peer traffic in one or both
+  directions; delay-leader delays what the leader sends.
+"""
+from __future__ import annotations
+
+import random
+
+from kvcore.robust.cluster import Cluster, Member
+
+KINDS = ("kill-leader", "kill-follower", "kill-all", "pause-leader", "pause-follower",
+         "partition-leader", "partition-follower", "leader-cannot-send",
+         "leader-cannot-hear", "delay-leader", "none")
+
+
+def _leader_and_follower(cluster: Cluster, rng: random.Random) -> tuple[Member, Member]:
+    try:
+        leader = cluster.leader(timeout=5)
+    except TimeoutError:
+        leader = rng.choice(cluster.members)
+    others = [m for m in cluster.members if m is not leader] or [leader]
+    return leader, rng.choice(others)
+
+
+def inject(kind: str, cluster: Cluster, rng: random.Random):
+    leader, follower = _leader_and_follower(cluster, rng)
+    if kind in ("kill-leader", "kill-follower"):
+        victim = leader if kind == "kill-leader" else follower
+        victim.kill9()
+        return victim.start
+    if kind == "kill-all":
+        for m in cluster.members:
+            m.kill9()
+
+        def restart_all():
+            for m in cluster.members:
+                m.start()
+        return restart_all
+    if kind in ("pause-leader", "pause-follower"):
+        victim = leader if kind == "pause-leader" else follower
+        victim.pause()
+        return victim.resume
+    if kind in ("partition-leader", "partition-follower"):
+        cluster.isolate(leader if kind == "partition-leader" else follower)
+        return cluster.proxy.heal
+    if kind == "leader-cannot-send":
+        cluster.isolate(leader, inbound=False)
+        return cluster.proxy.heal
+    if kind == "leader-cannot-hear":
+        cluster.isolate(leader, outbound=False)
+        return cluster.proxy.heal
+    if kind == "delay-leader":
+        for o in cluster.members:
+            if o is not leader:
+                cluster.proxy.delay(leader.member_id, o.member_id, rng.uniform(0.05, 0.3))
+        return cluster.proxy.heal
+    if kind == "none":
+        return lambda: None
+    raise ValueError(f"unknown fault {kind!r}; known: {', '.join(KINDS)}")
