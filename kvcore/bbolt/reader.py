@@ -71,20 +71,26 @@ class Reader:
     # ---- walking ----
 
     def _items(self, buf, base: int) -> Iterator[tuple]:
-        """(flags, key, value) of the page at ``buf[base:]`` and, recursively, its children."""
-        pgid, flags, count, _ = PAGE_HEADER.unpack_from(buf, base)
-        e = base + HEADER_SIZE
-        if flags & LEAF:
-            for i in range(count):
-                f, pos, ks, vs = LEAF_ELEM.unpack_from(buf, e + i * ELEM_SIZE)
-                start = e + i * ELEM_SIZE + pos
-                yield f, bytes(buf[start:start + ks]), bytes(buf[start + ks:start + ks + vs])
-        elif flags & BRANCH:
-            for i in range(count):
-                _, _, child = BRANCH_ELEM.unpack_from(buf, e + i * ELEM_SIZE)
-                yield from self._items(self._mm, self._page(child))
-        else:
-            raise InvalidDatabase(f"page {pgid}: invalid page type: {flags}")
+        """(flags, key, value) of the tree whose root page is at ``buf[base:]``, in
+        order: branch pages are walked with an explicit stack, leaves unpacked whole."""
+        stack = [(buf, base)]
+        mm = self._mm
+        while stack:
+            buf, base = stack.pop()
+            pgid, flags, count, _ = PAGE_HEADER.unpack_from(buf, base)
+            e = base + HEADER_SIZE
+            heads = buf[e:e + count * ELEM_SIZE]
+            if flags & LEAF:
+                start = e
+                for f, pos, ks, vs in LEAF_ELEM.iter_unpack(heads):
+                    k = start + pos
+                    yield f, buf[k:k + ks], buf[k + ks:k + ks + vs]
+                    start += ELEM_SIZE
+            elif flags & BRANCH:
+                children = [self._page(c) for _, _, c in BRANCH_ELEM.iter_unpack(heads)]
+                stack.extend((mm, off) for off in reversed(children))
+            else:
+                raise InvalidDatabase(f"page {pgid}: invalid page type: {flags}")
 
     def _page(self, pgid: int) -> int:
         if pgid < 2 or pgid >= self.hwm:

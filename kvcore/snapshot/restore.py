@@ -43,21 +43,22 @@ def import_bbolt(path: str, db_dir: str) -> dict:
 
 
 def _keys(b: be.Backend, items) -> tuple[int, int]:
-    """The key bucket, in order (LMDB appends): 17-byte revisions -> kvcore's 16."""
-    last = count = 0
+    """The key bucket, in order (LMDB appends): etcd's main|'_'|sub[|'t'] -> kvcore's
+    main|sub[|'t']."""
+    last_key = None
+    count = 0
     batch: list = []
     size = 0
     for k, v in items:
-        main, sub, tomb = sc.parse_rev(k)
-        batch.append((be.rev_key(main, sub) + (be.TOMBSTONE if tomb else b""), v))
+        batch.append((k[:8] + k[9:], v))
         size += len(k) + len(v)
-        last = main
+        last_key = k
         count += 1
         if size >= _BATCH_BYTES:
             _append(b, batch)
             batch, size = [], 0
     _append(b, batch)
-    return last, count
+    return (sc.parse_rev(last_key)[0] if last_key else 0), count
 
 
 def _append(b: be.Backend, batch: list) -> None:

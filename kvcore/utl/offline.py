@@ -39,11 +39,24 @@ def hashkv(data_dir: str, rev: int = 0) -> dict:
 
 def migrate(etcd_data_dir: str, data_dir: str) -> None:
     """A stopped etcd 3.4/3.5 member's backend (member/snap/db) into a new kvcore data
-    dir, as a restore without a sha256 trailer. Entries in etcd's WAL past the
-    backend's consistent index are not replayed: stop etcd cleanly (it applies and
-    commits them) before migrating."""
+    dir, as a restore without a sha256 trailer. Committed v3 changes in etcd's WAL past
+    the backend's consistent index (a crash before etcd's batched backend commit) are
+    not replayed: the migration refuses, and a clean start and stop of etcd applies
+    them."""
+    from kvcore.bbolt import Reader
+    from kvcore.snapshot import etcdwal, schema as sc
     from kvcore.utl.snapshot import restore
     db = os.path.join(etcd_data_dir, "member", "snap", "db")
     if not os.path.isfile(db):
         raise FileNotFoundError(f"no etcd database at {db}")
+    with Reader(db) as r:
+        meta = dict(r.bucket(b"meta") or ())
+    ci = sc.from_u64(meta.get(sc.META_CONSISTENT_INDEX, sc.u64(0)))
+    wal = os.path.join(etcd_data_dir, "member", "wal")
+    writes = etcdwal.V3_WRITES_35 if sc.META_TERM in meta else etcdwal.V3_WRITES_34
+    pending = etcdwal.committed_v3_writes_after(wal, ci, writes) if os.path.isdir(wal) else 0
+    if pending:
+        raise ValueError(f"{pending} committed entries in {wal} are past the "
+                         f"backend's consistent index {ci} (etcd stopped uncleanly): start "
+                         "etcd on it once and stop it cleanly, then migrate")
     restore(db, data_dir=data_dir, skip_hash_check=True)

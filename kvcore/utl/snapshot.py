@@ -49,26 +49,27 @@ def _check_bootstrap(name: str, initial_cluster: str, peer_urls: str) -> None:
                          f"missing from --initial-advertise-peer-urls={','.join(sorted(mine))}")
 
 
-def _verified_db(src: str, dst: str, skip_hash_check: bool) -> None:
-    """Copies the snapshot's database to ``dst``, checking and dropping etcd's sha256
-    trailer (etcdutl's copyAndVerifyDB), streaming."""
+def _verify(src: str, skip_hash_check: bool) -> None:
+    """etcdutl's integrity check: a snapshot ends with the sha256 of what precedes it
+    (its size is then 32 past a multiple of 512). Read in chunks; bbolt's pages end
+    before the trailer, so the database is then read from the snapshot itself."""
     size = os.path.getsize(src)
     has_hash = size % 512 == 32
     if not has_hash and not skip_hash_check:
         raise ValueError("snapshot missing hash but --skip-hash-check=false")
-    body = size - 32 if has_hash else size
+    if not has_hash or skip_hash_check:
+        return
     sha = hashlib.sha256()
-    with open(src, "rb") as f, open(dst, "wb") as out:
-        left = body
+    with open(src, "rb") as f:
+        left = size - 32
         while left:
             chunk = f.read(min(left, 1 << 20))
             if not chunk:
                 break
             sha.update(chunk)
-            out.write(chunk)
             left -= len(chunk)
-        want = f.read(32) if has_hash else b""
-    if has_hash and not skip_hash_check and sha.digest() != want:
+        want = f.read(32)
+    if sha.digest() != want:
         raise ValueError(f"expected sha256 {_go_bytes(want)}, got {_go_bytes(sha.digest())}")
 
 
@@ -99,13 +100,11 @@ def restore(path: str, data_dir: str = "", wal_dir: str = "", name: str = "defau
         _log("restoring snapshot", path=path, data_dir=data_dir)
         snap_dir = os.path.join(tmp, "member", "snap")
         os.makedirs(snap_dir)
-        db = os.path.join(tmp, "db.bbolt")
-        _verified_db(path, db, skip_hash_check)
-        with Reader(db):
+        _verify(path, skip_hash_check)
+        with Reader(path):
             pass                                  # "invalid database" before any work
         from kvcore.snapshot.restore import import_bbolt
-        res = import_bbolt(db, os.path.join(snap_dir, "db"))
-        os.unlink(db)
+        res = import_bbolt(path, os.path.join(snap_dir, "db"))
         os.chmod(tmp, 0o700)
         if os.path.isdir(data_dir):
             os.rmdir(data_dir)
