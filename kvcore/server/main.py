@@ -19,7 +19,7 @@ from kvcore import logs, tls
 from kvcore.server import config
 from kvcore.server.core import Core
 from kvcore.server.ipc_server import CoreConnection
-from kvcore.server import sdnotify
+from kvcore.server import corruption, sdnotify
 from kvcore.server.loop import run_loop
 from kvcore.storage.wal import WalCorruptError
 
@@ -154,7 +154,15 @@ async def serve(cfg: config.Config) -> None:
         core.open()
     except WalCorruptError as e:
         raise SystemExit(f"kvcore: the write-ahead log is corrupt: {e}")
+    corruption.serve_peers(core)
     await core.start_peer()
+    if cfg.experimental_initial_corrupt_check:
+        try:
+            await corruption.check_initial(core)
+        except corruption.DataInconsistency as e:
+            await core.close()
+            logs.emit_now("warn", "failed to start kvcore", logger=cfg.logger, error=str(e))
+            raise SystemExit(1)
     workers = cfg.workers or max(1, os.cpu_count() or 1)
     sup = WorkerSupervisor(cfg, core, workers)
     stop = loop.create_future()
