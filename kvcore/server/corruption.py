@@ -1,8 +1,15 @@
-"""--experimental-initial-corrupt-check: before serving clients, compare this
-member's HashKV with its peers' at the same revision, as etcd's CheckInitialHashKV:
-a different hash at the same compact revision is corruption and the member does not
-start ("... found data inconsistency with peers"); a peer that is behind, compacted
+"""Corruption checks between members, as etcd 3.5's.
+
+--experimental-initial-corrupt-check: before serving clients, compare this member's
+HashKV with its peers' at the same revision (etcd's CheckInitialHashKV): a different
+hash at the same compact revision is corruption and the member does not start
+("... found data inconsistency with peers"); a peer that is behind, compacted
 further or unreachable is only reported.
+
+--experimental-corrupt-check-time T: every T the leader does the same with its
+followers (etcd's checkHashKV); a follower ahead of the leader, compacted further,
+or with another hash at the leader's compact revision gets a CORRUPT alarm, which
+then refuses writes cluster-wide ("etcdserver: corrupt cluster").
 
 Peers answer over the peer transport (LANE_HASHKV, etcd's /members/hashkv).
 """
@@ -31,7 +38,19 @@ def local_hash_kv(ctx, revision: int) -> dict:
     except CompactedError:
         return {"error": "compacted", "member_id": ctx.member_id}
     return {"hash": h, "compact_revision": compact_rev, "hash_revision": hash_rev,
-            "member_id": ctx.member_id}
+            "revision": ctx.store.current_rev, "member_id": ctx.member_id}
+
+
+async def _peer_hashes(core, peers, rev: int, timeout: float) -> list:
+    async def ask(m):
+        err = None
+        for url in m.peer_urls:
+            try:
+                return m, await fetch_hash_kv(url, rev, timeout, core.cfg.peer_tls)
+            except (OSError, asyncio.TimeoutError, ValueError) as e:
+                err = e
+        return m, {"error": str(err)}
+    return await asyncio.gather(*(ask(m) for m in peers))
 
 
 def serve_peers(core) -> None:
@@ -48,16 +67,8 @@ async def check_initial(core, timeout: float = 5.0) -> None:
     members = core.membership.sorted() or core.initial
     peers = [m for m in members if m.id != core.member_id and m.peer_urls]
 
-    async def ask(m):
-        for url in m.peer_urls:
-            try:
-                return m, await fetch_hash_kv(url, rev, timeout, core.cfg.peer_tls)
-            except (OSError, asyncio.TimeoutError, ValueError) as e:
-                err = e
-        return m, {"error": str(err)}
-
     mismatch = 0
-    for m, resp in await asyncio.gather(*(ask(m) for m in peers)):
+    for m, resp in await _peer_hashes(core, peers, rev, timeout):
         peer = {"local_member_id": local, "remote_peer_id": f"{m.id:x}",
                 "remote_peer_endpoints": list(m.peer_urls)}
         if "error" in resp:
@@ -82,3 +93,63 @@ async def check_initial(core, timeout: float = 5.0) -> None:
         raise DataInconsistency(f"{local} found data inconsistency with peers")
     log.info("initial corruption checking passed; no corruption",
              extra=fields(local_member_id=local))
+
+
+async def check_peers(core, propose_alarm, timeout: float = 5.0) -> list[int]:
+    """The leader's periodic check (etcd's checkHashKV) -> member IDs alarmed."""
+    me = local_hash_kv(core, 0)
+    h, rev, crev = me["hash"], me["hash_revision"], me["compact_revision"]
+    peers = [m for m in core.membership.sorted()
+             if m.id != core.member_id and m.peer_urls and not m.is_learner]
+    answers = await _peer_hashes(core, peers, rev, timeout)
+    me2 = local_hash_kv(core, 0)
+    alarmed: list[int] = []
+
+    def mismatch(member_id: int, why: str, **kw) -> None:
+        log.warning(why, extra=fields(**kw))
+        if not alarmed:   # etcd raises one alarm per pass
+            alarmed.append(member_id)
+
+    if me2["hash"] != h and me2["hash_revision"] == rev and me2["compact_revision"] == crev:
+        mismatch(core.member_id, "found hash mismatch", revision_1=rev,
+                 compact_revision_1=crev, hash_1=h, revision_2=me2["hash_revision"],
+                 compact_revision_2=me2["compact_revision"], hash_2=me2["hash"])
+    checked = 0
+    for m, resp in answers:
+        if "error" in resp:
+            continue
+        checked += 1
+        peer = f"{m.id:x}"
+        if resp["revision"] > me2["hash_revision"]:
+            mismatch(m.id, "revision from follower must be less than or equal to leader's",
+                     leader_revision=me2["hash_revision"], follower_revision=resp["revision"],
+                     follower_peer_id=peer)
+        if resp["compact_revision"] > me2["compact_revision"]:
+            mismatch(m.id, "compact revision from follower must be less than or equal to "
+                     "leader's", leader_compact_revision=me2["compact_revision"],
+                     follower_compact_revision=resp["compact_revision"], follower_peer_id=peer)
+        if resp["compact_revision"] == crev and resp["hash"] != h:
+            mismatch(m.id, "same compact revision then hashes must match",
+                     leader_compact_revision=crev, leader_hash=h,
+                     follower_compact_revision=resp["compact_revision"],
+                     follower_hash=resp["hash"], follower_peer_id=peer)
+    for member_id in alarmed:
+        await propose_alarm(member_id)
+    log.info("finished peer corruption check", extra=fields(number_of_peers_checked=checked))
+    return alarmed
+
+
+def start_periodic(core, interval: float, propose_alarm) -> asyncio.Task:
+    """Every ``interval`` while this member leads, check the followers."""
+    async def run():
+        log.info("enabled corruption checking", extra=fields(
+            local_member_id=f"{core.member_id:x}", interval=f"{interval:g}s"))
+        while True:
+            await asyncio.sleep(interval)
+            if not core.raft.is_leader:
+                continue
+            try:
+                await check_peers(core, propose_alarm)
+            except Exception as e:   # noqa: BLE001 - a failed pass is retried next time
+                log.warning("failed to check hash KV", extra=fields(error=str(e)))
+    return asyncio.get_running_loop().create_task(run())

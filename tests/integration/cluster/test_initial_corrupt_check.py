@@ -61,3 +61,34 @@ def test_initial_corrupt_check_refuses_a_member_with_different_data(tmp_path):
     finally:
         for m in members:
             m.stop()
+
+
+def test_periodic_check_raises_the_corrupt_alarm_and_writes_are_refused(tmp_path):
+    members = servers.start_cluster(str(tmp_path), 3,
+                                    extra=("--experimental-corrupt-check-time=1s",))
+    try:
+        for i in range(5):
+            assert members[0].etcdctl("put", "k", f"v{i}")[0] == 0
+        leader = servers.leader_of(members)
+        victim = next(m for m in members if m is not leader)
+        victim.stop()
+        _corrupt_one_value(victim.data_dir)
+        victim.proc = subprocess.Popen(victim.argv, stdout=open(victim.log_path, "a"),
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        servers.wait_port(victim.port, victim.proc)
+        eps = servers.endpoints(members)
+        deadline = time.monotonic() + 60
+        out = ""
+        while "alarm:CORRUPT" not in out and time.monotonic() < deadline:
+            out = servers.etcdctl(eps, "alarm", "list")[1]
+            time.sleep(0.5)
+        assert "alarm:CORRUPT" in out
+        rc, _, err = servers.etcdctl(eps, "put", "k", "after")
+        assert rc != 0 and "etcdserver: corrupt cluster" in err
+        # reads still work, as in etcd
+        rc, out, _ = leader.etcdctl("get", "k", "--print-value-only")
+        assert rc == 0 and out.strip() == "v4"
+    finally:
+        for m in members:
+            m.stop()
