@@ -233,7 +233,7 @@ def main(argv=None) -> None:
         cfg = config.parse(argv)
     except config.ConfigError as e:
         _refuse(e)
-    logs.setup(cfg.logger, cfg.log_outputs, cfg.log_level)
+    logs.setup(**logs.options(cfg))
     if cfg.config_file:
         log.info("loaded server configuration, other configuration command line flags and "
                  "environment variables will be ignored if provided",
