@@ -9,12 +9,13 @@ keyword names turn into etcd's dashed keys.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Optional
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "error": logging.ERROR, "dpanic": logging.CRITICAL, "panic": logging.CRITICAL,
@@ -92,6 +93,95 @@ class LineHandler(logging.Handler):
         super().close()
 
 
+class RotatingLineHandler(LineHandler):
+    """--enable-log-rotation for one file target, as etcd's lumberjack: past
+    ``maxsize`` MB the file is renamed to ``<name>-<time><ext>`` and a new one
+    started; ``maxbackups`` (0 = all) and ``maxage`` days (0 = forever) bound the old
+    ones; ``compress`` gzips them. Every process of the member may rotate: the one
+    holding the file lock renames, the others notice the new file and reopen it."""
+
+    def __init__(self, path: str, conf: dict, max_bytes: int = 0):
+        self.path = path
+        self.max_bytes = max_bytes or int(conf.get("maxsize", 100)) * 1024 * 1024
+        self.max_backups = int(conf.get("maxbackups", 0))
+        self.max_age = float(conf.get("maxage", 0)) * 86400
+        self.localtime = bool(conf.get("localtime", False))
+        self.compress = bool(conf.get("compress", False))
+        super().__init__(*_open(path))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._maybe_rotate()
+        except OSError:  # pragma: no cover - keep logging to the old file
+            pass
+        super().emit(record)
+
+    def _maybe_rotate(self) -> None:
+        import fcntl
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            on_disk = None
+        mine = os.fstat(self.fd)
+        if on_disk is None or on_disk.st_ino != mine.st_ino:
+            self._reopen()          # another process rotated
+            return
+        if mine.st_size < self.max_bytes:
+            return
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            on_disk = os.stat(self.path)
+            if on_disk.st_ino == mine.st_ino and on_disk.st_size >= self.max_bytes:
+                os.rename(self.path, self._backup_name())
+                self._cleanup()
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        self._reopen()
+
+    def _reopen(self) -> None:
+        old, self.fd = self.fd, _open(self.path)[0]
+        os.close(old)
+
+    def _backup_name(self) -> str:
+        stem, ext = os.path.splitext(self.path)
+        while True:   # two rotations within a millisecond must not share a name
+            t = time.time()
+            tm = time.localtime(t) if self.localtime else time.gmtime(t)
+            name = (f"{stem}-{time.strftime('%Y-%m-%dT%H-%M-%S', tm)}."
+                    f"{int(t * 1000) % 1000:03d}{ext}")
+            if not os.path.exists(name) and not os.path.exists(name + ".gz"):
+                return name
+            time.sleep(0.001)
+
+    def _backups(self) -> list:
+        stem, ext = os.path.splitext(os.path.basename(self.path))
+        d = os.path.dirname(self.path) or "."
+        names = [n for n in os.listdir(d) if n.startswith(stem + "-")
+                 and (n.endswith(ext) or n.endswith(ext + ".gz"))]
+        return sorted(os.path.join(d, n) for n in names)
+
+    def _cleanup(self) -> None:
+        import gzip
+        import shutil
+        backups = self._backups()
+        if self.compress:
+            for b in backups:
+                if not b.endswith(".gz"):
+                    with open(b, "rb") as src, gzip.open(b + ".gz", "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    os.unlink(b)
+            backups = self._backups()
+        doomed = set()
+        if self.max_backups > 0:
+            doomed.update(backups[:-self.max_backups])
+        if self.max_age > 0:
+            cutoff = time.time() - self.max_age
+            doomed.update(b for b in backups if os.stat(b).st_mtime < cutoff)
+        for b in doomed:
+            with contextlib.suppress(OSError):
+                os.unlink(b)
+
+
 def _open(output: str) -> tuple[int, bool]:
     if output in ("default", "stderr"):
         return sys.stderr.fileno(), False
@@ -100,8 +190,10 @@ def _open(output: str) -> tuple[int, bool]:
     return os.open(output, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644), True
 
 
-def setup(logger: str = "zap", outputs=("default",), level: str = "info") -> None:
-    """Replace the root logger's handlers with ones for these flags."""
+def setup(logger: str = "zap", outputs=("default",), level: str = "info",
+          rotation: Optional[dict] = None) -> None:
+    """Replace the root logger's handlers with ones for these flags (``rotation``:
+    --log-rotation-config-json when --enable-log-rotation, for the file output)."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -110,7 +202,9 @@ def setup(logger: str = "zap", outputs=("default",), level: str = "info") -> Non
     for out in dict.fromkeys(outputs or ("default",)):
         if out == "/dev/null":
             continue
-        h = LineHandler(*_open(out))
+        std = out in ("default", "stderr", "stdout")
+        h = RotatingLineHandler(out, rotation) if rotation is not None and not std \
+            else LineHandler(*_open(out))
         h.setFormatter(formatter)
         root.addHandler(h)
     root.setLevel(LEVELS.get(level, logging.INFO))
@@ -118,7 +212,9 @@ def setup(logger: str = "zap", outputs=("default",), level: str = "info") -> Non
 
 def options(cfg) -> dict:
     """What a worker process needs to log like its core."""
-    return {"logger": cfg.logger, "outputs": list(cfg.log_outputs), "level": cfg.log_level}
+    rotation = json.loads(cfg.log_rotation_config_json) if cfg.enable_log_rotation else None
+    return {"logger": cfg.logger, "outputs": list(cfg.log_outputs), "level": cfg.log_level,
+            "rotation": rotation}
 
 
 def emit_now(level: str, msg: str, logger: str = "zap", stream=None, **kw: Any) -> None:

@@ -224,10 +224,9 @@ _TABLE = [
      "v2 Proxy", "noop"),
 
     ("experimental-initial-corrupt-check", "false", B, "Enable to check data corruption "
-     "before serving any client/peer traffic (not performed yet).", "Experimental feature",
-     "absent"),
+     "before serving any client/peer traffic.", "Experimental feature"),
     ("experimental-corrupt-check-time", "0s", D, "Duration of time between cluster corruption "
-     "check passes (not performed yet).", "Experimental feature", "absent"),
+     "check passes.", "Experimental feature"),
     ("experimental-compact-hash-check-enabled", "false", B, "Enable leader to periodically "
      "check followers compaction hashes (etcd 3.5.7+; not performed yet).",
      "Experimental feature", "absent", True),

@@ -37,6 +37,10 @@ class Alarms:
     def nospace(self) -> bool:
         return any(t == NOSPACE for _, t in self.active)
 
+    @property
+    def corrupt(self) -> bool:
+        return any(t == CORRUPT for _, t in self.active)
+
     def list(self, alarm_type: int = rpc_pb2.NONE) -> list[tuple[int, int]]:
         return sorted(a for a in self.active if alarm_type == rpc_pb2.NONE or a[1] == alarm_type)
 

@@ -53,6 +53,11 @@ from kvcore.storage.wal import WAL, WalContents
 log = logging.getLogger("kvcore.core")
 
 
+# etcd's applierV3Corrupt: what a raised CORRUPT alarm refuses (reads still work)
+CORRUPT_REFUSED = frozenset((entry.OP_PUT, entry.OP_DELETE, entry.OP_TXN, entry.OP_COMPACT,
+                             entry.OP_LEASE_GRANT, entry.OP_LEASE_REVOKE))
+
+
 class MemberData:
     """Where a member keeps its files, like etcd: member/wal and member/snap/db
     (for kvcore an LMDB directory: data.mdb and lock.mdb)."""
@@ -362,9 +367,11 @@ class Core:
         a = self._appliers.get(op)
         if a is None:
             raise GrpcError(StatusCode.INTERNAL, f"unknown proposal type {op}")
-        if self.alarms.active and a.capped is not None and self.alarms.nospace \
-                and a.capped(req):
-            raise etcd_error(EtcdError.NO_SPACE)   # etcd's capped applier
+        if self.alarms.active:
+            if a.capped is not None and self.alarms.nospace and a.capped(req):
+                raise etcd_error(EtcdError.NO_SPACE)   # etcd's capped applier
+            if op in CORRUPT_REFUSED and self.alarms.corrupt:
+                raise etcd_error(EtcdError.CORRUPT)    # etcd's corrupt applier
         w = self.store.write(txn)
         rev, body = a.fn(txn, w, req)
         w.end()

@@ -19,7 +19,7 @@ from kvcore import logs, tls
 from kvcore.server import config
 from kvcore.server.core import Core
 from kvcore.server.ipc_server import CoreConnection
-from kvcore.server import sdnotify
+from kvcore.server import corruption, sdnotify
 from kvcore.server.loop import run_loop
 from kvcore.storage.wal import WalCorruptError
 
@@ -154,16 +154,25 @@ async def serve(cfg: config.Config) -> None:
         core.open()
     except WalCorruptError as e:
         raise SystemExit(f"kvcore: the write-ahead log is corrupt: {e}")
+    corruption.serve_peers(core)
     await core.start_peer()
+    if cfg.experimental_initial_corrupt_check:
+        try:
+            await corruption.check_initial(core)
+        except corruption.DataInconsistency as e:
+            await core.close()
+            logs.emit_now("warn", "failed to start kvcore", logger=cfg.logger, error=str(e))
+            raise SystemExit(1)
     workers = cfg.workers or max(1, os.cpu_count() or 1)
     sup = WorkerSupervisor(cfg, core, workers)
     stop = loop.create_future()
-    compactor = None
+    compactor = checker = None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     try:
         await sup.start()
         compactor = _start_compactor(cfg, core)
+        checker = _start_corruption_check(cfg, core)
         # Like etcd's ReadyNotify: serve once a leader is known (bounded, so a member
         # of a cluster that has not formed yet still comes up and says so).
         deadline = loop.time() + 3 * cfg.election_timeout / 1000.0 + 2
@@ -181,6 +190,8 @@ async def serve(cfg: config.Config) -> None:
     finally:
         if compactor is not None:
             compactor.stop()
+        if checker is not None:
+            checker.cancel()
         await sup.stop()
         await core.close()
 
@@ -202,12 +213,27 @@ def _start_compactor(cfg: config.Config, core: Core):
     return c and c.start()
 
 
+def _start_corruption_check(cfg: config.Config, core: Core):
+    """--experimental-corrupt-check-time: the leader's periodic check; a mismatch
+    raises a CORRUPT alarm through the log (kvcore/server/corruption.py)."""
+    if cfg.experimental_corrupt_check_time <= 0:
+        return None
+    from kvcore.api import rpc_pb2
+    from kvcore.server.entry import OP_ALARM
+
+    async def propose_alarm(member_id: int) -> None:
+        req = rpc_pb2.AlarmRequest(action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=member_id,
+                                   alarm=rpc_pb2.CORRUPT)
+        await core.propose(OP_ALARM, req.SerializeToString())
+    return corruption.start_periodic(core, cfg.experimental_corrupt_check_time, propose_alarm)
+
+
 def main(argv=None) -> None:
     try:
         cfg = config.parse(argv)
     except config.ConfigError as e:
         _refuse(e)
-    logs.setup(cfg.logger, cfg.log_outputs, cfg.log_level)
+    logs.setup(**logs.options(cfg))
     if cfg.config_file:
         log.info("loaded server configuration, other configuration command line flags and "
                  "environment variables will be ignored if provided",

@@ -43,7 +43,7 @@ MAGIC = b"KVPEER1\n"
 _HELLO = struct.Struct("<QQQB")      # cluster id, from, to, lane
 _LEN = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-LANE_MSG, LANE_APP, LANE_SNAP, LANE_MEMBERS = 0, 1, 2, 3
+LANE_MSG, LANE_APP, LANE_SNAP, LANE_MEMBERS, LANE_HASHKV = 0, 1, 2, 3, 4
 OK, ERR_CLUSTER, ERR_MEMBER, ERR_REMOVED = 0, 1, 2, 3
 _REASONS = {ERR_CLUSTER: "cluster ID mismatch", ERR_MEMBER: "member ID mismatch",
             ERR_REMOVED: "the member has been permanently removed from the cluster"}
@@ -193,6 +193,9 @@ class PeerTransport:
         self.servers: list = []
         self.received_snapshots: dict[int, str] = {}   # snapshot index -> db file
         self._unreach_reported: set = set()
+        # (revision) -> dict: this member's HashKV for a peer's corruption check
+        # (kvcore/server/corruption.py, etcd's /members/hashkv); None answers an error.
+        self.hash_kv: Optional[Callable[[int], dict]] = None
 
     # ---- membership ----
 
@@ -317,8 +320,13 @@ class PeerTransport:
                 writer.close()
                 return
             cid, frm, to, lane = _HELLO.unpack_from(head, len(MAGIC))
-            if lane == LANE_MEMBERS:
-                body = json.dumps(self._members_info()).encode()
+            if lane in (LANE_MEMBERS, LANE_HASHKV):
+                if lane == LANE_MEMBERS:
+                    info = self._members_info()
+                else:
+                    rev = _U64.unpack(await asyncio.wait_for(reader.readexactly(8), 10.0))[0]
+                    info = self.hash_kv(rev) if self.hash_kv else {"error": "unsupported"}
+                body = json.dumps(info).encode()
                 writer.write(bytes([OK]) + _LEN.pack(len(body)) + body)
                 await writer.drain()
                 writer.close()
@@ -402,3 +410,20 @@ async def fetch_members(urls: list[str], timeout: float = 5.0,
                 log.error("cannot fetch the cluster's members: %s", reason)
             continue
     return None
+
+
+async def fetch_hash_kv(url: str, revision: int, timeout: float = 5.0,
+                        tls: Optional[TLSInfo] = None) -> dict:
+    """A peer's HashKV at ``revision`` (its reply: hash, compact_revision,
+    hash_revision, member_id, or error); raises OSError/TimeoutError if unreachable."""
+    reader, writer = await _Dialer(tls).open(url, timeout)
+    try:
+        writer.write(MAGIC + _HELLO.pack(0, 0, 0, LANE_HASHKV) + _U64.pack(revision))
+        if (await asyncio.wait_for(reader.readexactly(1), timeout))[0] != OK:
+            raise OSError(f"{url} refused the hash request")
+        n = _LEN.unpack(await asyncio.wait_for(reader.readexactly(4), timeout))[0]
+        return json.loads(await asyncio.wait_for(reader.readexactly(n), timeout))
+    except asyncio.IncompleteReadError as e:
+        raise OSError(f"{url} closed the connection") from e
+    finally:
+        writer.close()
