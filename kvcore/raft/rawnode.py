@@ -36,7 +36,7 @@ from .errors import ErrStepLocalMsg, ErrStepPeerNotFound
 from .raft import Config, Raft
 from .types import (NONE, ConfChange, ConfState, Entry, EntryConfChange, HardState,
                     Message, MsgHup, MsgProp, MsgReadIndex, MsgSnapStatus,
-                    MsgTransferLeader, MsgUnreachable, Snapshot, is_local_msg,
+                    MsgTransferLeader, MsgUnreachable, Snapshot, StateLeader, is_local_msg,
                     is_response_msg)
 
 
@@ -208,6 +208,30 @@ class RawNode:
             r.applied_to(rd.snapshot.metadata.index)
 
     # -- introspection -----------------------------------------------------------------
+
+    @property
+    def term(self) -> int:
+        return self.raft.term
+
+    @property
+    def committed(self) -> int:
+        """The commit index this node knows (may be ahead of the last Ready's)."""
+        return self.raft.raft_log.committed
+
+    def is_sole_voter(self) -> bool:
+        """This node is the only voter of its (not joint) configuration."""
+        trk = self.raft.trk
+        return trk.is_singleton() and self.raft.id in trk.config.voters.incoming
+
+    def committed_entry_in_current_term(self) -> bool:
+        """An entry of the current term is committed (a new leader's commit index
+        is only known to be up to date from then on)."""
+        return self.raft.committed_entry_in_current_term()
+
+    def progress(self) -> dict:
+        """A leader's view of each member's replication (id -> Progress), else {}."""
+        r = self.raft
+        return dict(r.trk.progress) if r.state == StateLeader else {}
 
     def status(self) -> dict:
         r = self.raft

@@ -39,7 +39,8 @@ from kvcore.server.membership import (Member, Membership, cluster_id, initial_me
                                       member_id)
 from kvcore.server.metrics import CoreMetrics
 from kvcore.server.peer import PeerTransport
-from kvcore.server.raftnode import RaftDriver, bootstrap_entries
+from kvcore.raftdriver import RaftDriver, bootstrap_entries
+from kvcore.raftdriver.walstore import WalStore
 from kvcore.ipc import framing as fr
 from kvcore.ipc.readstate import ReadState
 from kvcore.services import register_all
@@ -167,13 +168,13 @@ class Core:
             on_removed=self._removed, tls=cfg.peer_tls)
         self.transport.set_members(self.membership.sorted() or self.initial)
         self.raft = RaftDriver(
-            self.member_id, self.wal, self.paths.snap_dir,
+            self.member_id, WalStore(self.wal, self.paths.snap_dir, contents, self.loop,
+                                     max_snapshots=cfg.max_snapshots, max_wals=cfg.max_wals),
             election_tick=max(2, cfg.election_timeout // cfg.heartbeat_interval),
             heartbeat_ms=cfg.heartbeat_interval, apply=self._apply_ready,
-            on_leader_change=self._leader_changed, transport=self.transport,
+            on_leader_change=self._leader_changed, send=self.transport.send, loop=self.loop,
             pre_vote=cfg.pre_vote)
-        self.raft.max_snapshots, self.raft.max_wals = cfg.max_snapshots, cfg.max_wals
-        self.raft.restore(contents, applied, bootstrap)
+        self.raft.restore(applied, bootstrap)
         self.proposer = entry.Proposer(self.loop, self.member_id, int(time.time() * 1000),
                                        self.raft.wake)
         self.raft.proposer = self.proposer

@@ -1,0 +1,515 @@
+"""The Raft driver: owns a RawNode and its in-memory Storage and runs the Ready cycle
+(persist -> send -> apply -> advance). It does no I/O itself: everything it touches
+outside this process's memory is injected, so the server and the deterministic
+simulator (tests/sim/driversim.py) run this same code.
+
+Injected (the server's wiring in brackets, see kvcore/server/core.py):
+
+* ``store``  durable log [kvcore.raftdriver.walstore.WalStore: WAL + snapshot files]
+    - ``load() -> (Snapshot | None, [Entry], HardState)``: what survived.
+    - ``bootstrap(hard_state, entries)``: write and sync, before anything else.
+    - ``save(rd, sync, done) -> bool``: write a Ready's snapshot, entries and hard
+      state; fsync iff ``sync``. True: already complete (``done`` is not called).
+      False: ``done(err)`` is called later from the loop (err None on success).
+      At most one save or snapshot job is in flight; a crash before completion may
+      lose it, and loses every write not covered by a completed sync.
+    - ``save_snapshot(snap, before, done)``: run ``before()`` (the state machine made
+      durable), then persist ``snap`` and release older log; ``done(err, released)``
+      later from the loop.
+* ``send(messages)``  [PeerTransport.send] hands messages to the network (may drop).
+* ``apply(snapshot, entries)``  [Core._apply_ready] the state machine: install the
+  snapshot (if not None), then apply the committed entries in index order. A conf
+  change entry is applied by calling ``node.apply_conf_change`` (and setting
+  ``conf_state``) from inside ``apply``.
+* ``on_leader_change(old, new)``.
+* ``loop``  [the asyncio loop] a scheduler: ``time()``, ``call_soon(fn)``,
+  ``call_later(delay, fn) -> handle with cancel()``, ``create_future()``.
+* ``on_fatal(exc)``  [log and exit the process] an error inside the cycle.
+
+The contract the driver keeps (what the simulator checks, and each point has a
+mutant in tests/sim/mutants.py that the simulator must catch):
+
+1. Persist before send: a Ready's messages leave only once its entries and hard
+   state are written -- and fsynced when etcd's MustSync says so (entries, a
+   snapshot, a new term or vote; a commit-only change needs no fsync).
+2. Persist before apply: committed entries are applied only once this member has
+   persisted them; entries of one Ready are applied while the next Ready is being
+   written (the disk and the apply overlap, as in etcd). Snapshots and conf changes
+   are applied before Raft goes on.
+3. A linearizable read (``read_index()``) resolves only once ``applied`` reaches the
+   read index the leader answered; an unanswered request is asked again (same
+   context) every ``read_retry`` seconds; a leader change fails the waiting reads.
+4. Local reads: ``read_state.set_local(True)`` only while this member is the only
+   voter, leads, has committed an entry of its term and applied all it committed.
+
+Inputs (``step``, ``tick``, proposals gathered by ``proposer``, ``read_index``)
+only mark the node dirty and schedule one ``_pump`` on the loop, so everything that
+arrives in one loop turn lands in one Ready.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Callable, Optional
+
+from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.raft import codec as rcodec
+from kvcore.raft.errors import ProposalDropped
+from kvcore.raft.raft import Config as RaftConfig
+from kvcore.raft.rawnode import RawNode
+from kvcore.raft.storage import MemoryStorage
+from kvcore.raft.types import (ConfChange, ConfChangeType, ConfState, Entry, EntryConfChange,
+                               EntryNormal, HardState, StateLeader)
+
+log = logging.getLogger("kvcore.raft")
+
+# Entries kept in memory behind a snapshot so a slightly slow follower catches up
+# from the log instead of needing a whole snapshot (etcd's SnapshotCatchUpEntries).
+CATCH_UP_ENTRIES = 5000
+READ_RETRY = 0.5   # seconds before an unanswered ReadIndex is asked again
+
+
+def bootstrap_entries(members: list) -> list:
+    """etcd's raft Bootstrap: one AddNode conf change per initial member at term 1,
+    in member-id order, with the member's JSON as context (identical on every member)."""
+    ents = []
+    for i, m in enumerate(sorted(members, key=lambda m: m.id)):
+        cc = ConfChange.single(ConfChangeType.AddNode, m.id, m.context())
+        ents.append(Entry(1, i + 1, EntryConfChange, rcodec.encode_conf_change(cc)))
+    return ents
+
+
+def _exit_process(exc: BaseException) -> None:
+    log.error("fatal error in the raft loop; stopping the member", exc_info=exc)
+    os._exit(1)  # fail-stop: a restart replays the WAL
+
+
+class RaftDriver:
+    def __init__(self, node_id: int, store, *, election_tick: int, heartbeat_ms: int,
+                 apply: Callable, on_leader_change: Callable, send: Optional[Callable],
+                 loop, pre_vote: bool = True, check_quorum: bool = True,
+                 on_fatal: Callable = _exit_process, read_retry: float = READ_RETRY,
+                 max_size_per_msg: int = 1 << 20, max_inflight_msgs: int = 256,
+                 rng: Optional[random.Random] = None):
+        self.id = node_id
+        self.store = store
+        self.election_tick = election_tick
+        self.heartbeat_s = heartbeat_ms / 1000.0
+        self._apply = apply
+        self._on_leader_change = on_leader_change
+        self._send = send
+        self.loop = loop
+        self._on_fatal = on_fatal
+        self.read_retry = read_retry
+        self.pre_vote = pre_vote
+        self.check_quorum = check_quorum
+        self._raft_opts = (max_size_per_msg, max_inflight_msgs, rng)
+        self.storage = MemoryStorage()
+        self.node: Optional[RawNode] = None
+        self.lead = 0
+        self.is_leader = False
+        self.term = 0
+        self.committed = 0
+        self.conf_state = ConfState()
+        self._ticker = None
+        self._stopped = False
+        self._pump_scheduled = False
+        self.proposer = None          # set by the core: gathers proposals per loop turn
+        self._read_ctx = 0
+        self._reads_waiting: list = []           # futures waiting for the next ReadIndex
+        self._reads_inflight: dict = {}          # ctx -> [futures]
+        self._read_sent: dict = {}               # ctx -> when it was (last) asked
+        self._reads_applied: list = []           # (index, [futures]) waiting for apply
+        self.applied = 0
+        self._campaign = False
+        self._synced_hs = None   # the last hard state made durable (for _must_sync)
+        # The Ready being written (the cycle waits for it), and whether it syncs.
+        self._writing = None
+        self._writing_sync = False
+        # Committed entries of the last Ready, persisted but not yet applied: they are
+        # applied while the next Ready's entries are being written (etcd applies in
+        # its own goroutine for the same reason), so the disk and the apply overlap.
+        self._deferred: Optional[list] = None
+        # Snapshot jobs share the store with the Ready cycle: one at a time, a queued
+        # job goes before the next Ready write.
+        self._snap_jobs: list = []
+        self._snapshotting = False
+        self.read_state = None   # kvcore.ipc.readstate.ReadState, set by the core
+        self._local_reads = False
+
+    # ---- start ----
+
+    def restore(self, applied: int, bootstrap: Optional[list]) -> None:
+        """Load what the store kept into Raft's storage; bootstrap a new cluster.
+        ``applied`` is the index the state machine already holds durably."""
+        st = self.storage
+        snap, ents, hs = self.store.load()
+        snap_index = 0
+        if snap is not None:
+            st.apply_snapshot(snap)
+            self.conf_state = snap.metadata.conf_state
+            snap_index = snap.metadata.index
+        if not ents and not snap_index and hs.is_empty() and bootstrap:
+            ents = bootstrap
+            hs = HardState(1, 0, len(ents))
+            self.store.bootstrap(hs, ents)
+        st.append(ents)
+        st.set_hard_state(hs)
+        self._synced_hs = hs
+        self.term = hs.term
+        self.committed = hs.commit
+        self.applied = max(applied, snap_index)
+        max_size, max_inflight, rng = self._raft_opts
+        cfg = RaftConfig(self.id, st, election_tick=self.election_tick, heartbeat_tick=1,
+                         applied=snap_index, max_size_per_msg=max_size,
+                         max_inflight_msgs=max_inflight, check_quorum=self.check_quorum,
+                         pre_vote=self.pre_vote, rng=rng or random.Random())
+        self.node = RawNode(cfg)
+
+    def start(self) -> None:
+        self._ticker = self.loop.call_later(self.heartbeat_s, self._on_tick)
+        self.wake()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._ticker is not None:
+            self._ticker.cancel()
+        self.store.close()
+
+    # ---- inputs ----
+
+    def wake(self) -> None:
+        if not self._pump_scheduled:
+            self._pump_scheduled = True
+            self.loop.call_soon(self._pump)
+
+    def step(self, msg) -> None:
+        try:
+            self.node.step(msg)
+        except Exception as e:  # a stale or foreign message: dropped, as Raft does
+            log.debug("dropped message from %x: %r", msg.frm, e)
+            return
+        self.wake()
+
+    def report_unreachable(self, pid: int) -> None:
+        self.node.report_unreachable(pid)
+        self.wake()
+
+    def report_snapshot(self, pid: int, failed: bool) -> None:
+        self.node.report_snapshot(pid, failed)
+        self.wake()
+
+    def read_index(self):
+        """A future resolved when a linearizable read may be served (applied >= the
+        leader's commit index at the time of the request)."""
+        fut = self.loop.create_future()
+        self._reads_waiting.append(fut)
+        self.wake()
+        return fut
+
+    def propose_conf_change(self, cc: ConfChange) -> None:
+        try:
+            self.node.propose_conf_change(cc)
+        except ProposalDropped:
+            raise etcd_error(EtcdError.NO_LEADER if not self.lead else EtcdError.NOT_CAPABLE)
+        self.wake()
+
+    def campaign_soon(self) -> None:
+        """Campaign once the current Ready is done (a cluster of one needs no
+        election timeout)."""
+        self._campaign = True
+        self.wake()
+
+    def transfer_leader(self, target: int) -> None:
+        self.node.transfer_leader(target)
+        self.wake()
+
+    def _on_tick(self) -> None:
+        if self._stopped:
+            return
+        self.tick()
+        self._ticker = self.loop.call_later(self.heartbeat_s, self._on_tick)
+
+    def tick(self) -> None:
+        self.node.tick()
+        self._retry_reads()
+        self.wake()
+
+    def _retry_reads(self) -> None:
+        """A ReadIndex request or its answer can be lost with a peer message: ask
+        again (same context) after ``read_retry``, as etcd does."""
+        if not self._read_sent:
+            return
+        now = self.loop.time()
+        for ctx, sent in list(self._read_sent.items()):
+            if ctx not in self._reads_inflight:
+                del self._read_sent[ctx]
+            elif now - sent >= self.read_retry and self.lead:
+                self._read_sent[ctx] = now
+                self.node.read_index(ctx)
+
+    # ---- the Ready cycle ----
+
+    def _pump(self) -> None:
+        """Take Readies until there is none or one is being written (``_persisted``
+        resumes the cycle)."""
+        self._pump_scheduled = False
+        if self._stopped or self._writing is not None or self._snapshotting:
+            return
+        node = self.node
+        try:
+            while not self._snapshotting:
+                self._feed()
+                if not node.has_ready():
+                    if self._deferred is not None:
+                        self._apply_deferred()
+                        continue
+                    return
+                rd = node.ready()
+                if rd.soft_state is not None:
+                    self._soft_state(rd.soft_state)
+                if rd.hard_state is not None:
+                    self.term = rd.hard_state.term
+                    self.committed = rd.hard_state.commit
+                if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
+                    sync = self._must_sync(rd)
+                    self._writing = rd
+                    self._writing_sync = sync
+                    done = self.store.save(rd, sync, self._persisted)
+                    if self._deferred is not None:
+                        self._apply_deferred()
+                    if not done:
+                        return            # _persisted goes on
+                    self._writing = None
+                    self._stored(rd, sync)
+                elif self._deferred is not None:
+                    self._apply_deferred()
+                self._finish(rd)
+                if self._snap_jobs and not self._snapshotting:
+                    self._start_snapshot()
+        except BaseException as e:
+            self._on_fatal(e)
+
+    def _persisted(self, err) -> None:
+        """The store finished writing ``self._writing``."""
+        rd, self._writing = self._writing, None
+        if self._stopped or rd is None:
+            return
+        try:
+            if err is not None:
+                raise err
+            self._stored(rd, self._writing_sync)
+            self._finish(rd)
+        except BaseException as e:
+            self._on_fatal(e)
+            return
+        if self._snap_jobs and not self._snapshotting:
+            self._start_snapshot()
+        else:
+            self._pump()
+
+    def _stored(self, rd, sync: bool) -> None:
+        """A Ready is durable: make it visible to Raft's storage."""
+        hs = rd.hard_state
+        if hs is not None and sync:
+            self._synced_hs = hs
+        if rd.snapshot is not None:
+            self.storage.apply_snapshot(rd.snapshot)
+        self.storage.append(rd.entries)
+        if hs is not None:
+            self.storage.set_hard_state(hs)
+
+    def _finish(self, rd) -> None:
+        """Send, hand read answers on, apply (or defer), advance."""
+        node = self.node
+        if rd.messages and self._send is not None:
+            self._send(rd.messages)
+        for rs in rd.read_states:
+            self._read_sent.pop(rs.request_ctx, None)
+            futs = self._reads_inflight.pop(rs.request_ctx, None)
+            if futs:
+                self._reads_applied.append((rs.index, futs))
+        if rd.snapshot is not None or rd.committed_entries:
+            if rd.snapshot is not None or any(e.type != EntryNormal
+                                              for e in rd.committed_entries):
+                # Membership changes and snapshots take effect before Raft goes on
+                # (as etcd waits for their apply).
+                self._apply_committed(rd.snapshot, rd.committed_entries)
+            else:
+                self._deferred = rd.committed_entries
+        self._release_reads()
+        node.advance()
+        if self._campaign:
+            # Raft refuses to campaign while conf changes are unapplied, so this
+            # waits until after advance().
+            self._campaign = False
+            node.campaign()
+
+    def _apply_deferred(self) -> None:
+        entries, self._deferred = self._deferred, None
+        self._apply_committed(None, entries)
+
+    def stop_local_reads(self) -> None:
+        """A configuration change is being applied: workers ask again until it is."""
+        self._local_reads = False
+        if self.read_state is not None:
+            self.read_state.set_local(False)
+
+    def _update_local_reads(self) -> None:
+        """Publish whether workers may serve linearizable reads without a ReadIndex
+        (see kvcore/ipc/readstate.py): leader of a one-voter configuration, with an
+        entry of its term committed and everything committed applied."""
+        if self.read_state is None:
+            return
+        node = self.node
+        ok = (self.is_leader and node.is_sole_voter()
+              and (self._local_reads or (self.applied >= node.committed
+                                         and node.committed_entry_in_current_term())))
+        if ok != self._local_reads:
+            self._local_reads = ok
+            self.read_state.set_local(ok)
+
+    def _apply_committed(self, snapshot, entries: list) -> None:
+        self._apply(snapshot, entries)
+        if entries:
+            self.applied = entries[-1].index
+        if snapshot is not None:
+            self.applied = max(self.applied, snapshot.metadata.index)
+        self._release_reads()
+        self._update_local_reads()
+
+    def _must_sync(self, rd) -> bool:
+        """etcd's MustSync: entries, a snapshot, or a new term or vote must reach the
+        disk before anything depends on them; a hard state whose only change is the
+        commit index need not (a lower commit after a crash is re-learned)."""
+        if rd.entries or rd.snapshot is not None:
+            return True
+        hs, prev = rd.hard_state, self._synced_hs
+        return hs is not None and (prev is None or hs.term != prev.term or hs.vote != prev.vote)
+
+    def _feed(self) -> None:
+        """Hand Raft what gathered since the last turn: proposals and read requests."""
+        node = self.node
+        if self.proposer is not None and self.proposer.has_pending():
+            datas = self.proposer.take()
+            try:
+                node.propose_batch(datas)
+            except ProposalDropped:
+                err = etcd_error(EtcdError.NO_LEADER if not self.lead else EtcdError.NOT_CAPABLE)
+                for d in datas:
+                    fut = self.proposer.waiter(int.from_bytes(d[:8], "little"))
+                    if fut is not None and not fut.done():
+                        fut.set_exception(err)
+        if self._reads_waiting:
+            if not self.lead:
+                err = etcd_error(EtcdError.NO_LEADER)
+                for f in self._reads_waiting:
+                    if not f.done():
+                        f.set_exception(err)
+                self._reads_waiting = []
+                return
+            self._read_ctx += 1
+            # The leader tracks pending reads by context: make it unique cluster-wide.
+            ctx = self.id.to_bytes(8, "little") + self._read_ctx.to_bytes(8, "little")
+            self._reads_inflight[ctx] = self._reads_waiting
+            self._read_sent[ctx] = self.loop.time()
+            self._reads_waiting = []
+            node.read_index(ctx)
+
+    def _release_reads(self) -> None:
+        if not self._reads_applied:
+            return
+        keep = []
+        for index, futs in self._reads_applied:
+            if index <= self.applied:
+                for f in futs:
+                    if not f.done():
+                        f.set_result(None)
+            else:
+                keep.append((index, futs))
+        self._reads_applied = keep
+
+    def _soft_state(self, ss) -> None:
+        old = self.lead
+        self.lead = ss.lead
+        self.is_leader = ss.raft_state == StateLeader
+        if not self.is_leader:
+            self._update_local_reads()   # at once: before this Ready's write completes
+        if old != ss.lead:
+            log.info("raft: leader is now %x (was %x), term %d", ss.lead, old, self.node.term)
+            # Reads waiting on the old leader's answer will never get one.
+            err = etcd_error(EtcdError.LEADER_CHANGED)
+            for futs in self._reads_inflight.values():
+                for f in futs:
+                    if not f.done():
+                        f.set_exception(err)
+            self._reads_inflight.clear()
+            self._read_sent.clear()
+            self._on_leader_change(old, ss.lead)
+
+    # ---- snapshots ----
+
+    def save_snapshot(self, index: int, data: bytes = b"", before: Optional[Callable] = None,
+                      catch_up: int = CATCH_UP_ENTRIES, done: Optional[Callable] = None) -> None:
+        """Record a snapshot at applied ``index``: ``before()`` makes the state machine
+        durable, the store writes the snapshot and releases older log, then the
+        in-memory log is compacted (keeping ``catch_up`` entries for slow followers).
+        ``done(err)`` when finished (at once if ``index`` is not newer)."""
+        st = self.storage
+        if index <= st.snap.metadata.index:
+            if done is not None:
+                done(None)
+            return
+        snap = st.create_snapshot(index, self.conf_state, data)
+        self._snap_jobs.append((snap, before, catch_up, done))
+        if self._writing is None and not self._snapshotting:
+            self._start_snapshot()
+
+    def _start_snapshot(self) -> None:
+        snap, before, catch_up, done = self._snap_jobs.pop(0)
+        self._snapshotting = True
+
+        def saved(err, removed: int = 0) -> None:
+            self._snapshotting = False
+            if self._stopped:
+                return
+            if err is None:
+                st = self.storage
+                compact_to = snap.metadata.index - catch_up
+                if compact_to > st.first_index():
+                    st.compact(compact_to)
+                log.info("snapshot at index %d (term %d); released %d WAL segment(s)",
+                         snap.metadata.index, snap.metadata.term, removed)
+            if done is not None:
+                done(err)
+            if self._snap_jobs:
+                self._start_snapshot()
+            else:
+                self.wake()
+
+        self.store.save_snapshot(snap, before, saved)
+
+    async def snapshot(self, index: int, sync_backend: Callable,
+                       catch_up: int = CATCH_UP_ENTRIES) -> None:
+        """``save_snapshot`` for a coroutine (the server's snapshot task)."""
+        fut = self.loop.create_future()
+
+        def done(err) -> None:
+            if fut.done():
+                return
+            if err is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(err)
+        self.save_snapshot(index, b"", sync_backend, catch_up, done)
+        await fut
+
+    # ---- status ----
+
+    @property
+    def last_index(self) -> int:
+        return self.storage.last_index()
+
+    def progress(self) -> dict:
+        return self.node.progress() if self.is_leader else {}
