@@ -51,6 +51,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from typing import Callable, Optional
 
 from kvcore.api.errors import EtcdError, etcd_error
@@ -91,7 +92,7 @@ class RaftDriver:
                  loop, pre_vote: bool = True, check_quorum: bool = True,
                  on_fatal: Callable = _exit_process, read_retry: float = READ_RETRY,
                  max_size_per_msg: int = 1 << 20, max_inflight_msgs: int = 256,
-                 rng: Optional[random.Random] = None):
+                 rng: Optional[random.Random] = None, read_ctx_base: Optional[int] = None):
         self.id = node_id
         self.store = store
         self.election_tick = election_tick
@@ -116,7 +117,11 @@ class RaftDriver:
         self._stopped = False
         self._pump_scheduled = False
         self.proposer = None          # set by the core: gathers proposals per loop turn
-        self._read_ctx = 0
+        # ReadIndex contexts must not repeat across restarts: a late answer to the
+        # previous incarnation's request would release a new read at an older index
+        # (etcd seeds its request ids with the time for the same reason).
+        self._read_ctx = (int(time.time() * 1000) << 20 if read_ctx_base is None
+                          else read_ctx_base) & 0xFFFFFFFFFFFFFFFF
         self._reads_waiting: list = []           # futures waiting for the next ReadIndex
         self._reads_inflight: dict = {}          # ctx -> [futures]
         self._read_sent: dict = {}               # ctx -> when it was (last) asked
@@ -409,7 +414,7 @@ class RaftDriver:
                         f.set_exception(err)
                 self._reads_waiting = []
                 return
-            self._read_ctx += 1
+            self._read_ctx = (self._read_ctx + 1) & 0xFFFFFFFFFFFFFFFF
             # The leader tracks pending reads by context: make it unique cluster-wide.
             ctx = self.id.to_bytes(8, "little") + self._read_ctx.to_bytes(8, "little")
             self._reads_inflight[ctx] = self._reads_waiting

@@ -14,8 +14,8 @@ is reported at the first step that exhibits it.  The properties (Raft paper Figu
   restoring a snapshot gets the same state as the nodes that applied up to that index.
 * Commitment rule (§5.4.2): a leader only moves its commit index to an entry of its
   own term.
-* Durability of commits: no node ever persists an entry at a committed index with a
-  different term (a committed entry is never lost or overwritten).
+* Durability of commits: no node replaces a committed entry it holds, and no node's
+  commit index covers an entry other than the committed one.
 * Linearizable reads: a ReadIndex read reflects every write acknowledged before it was
   issued.
 """
@@ -91,7 +91,8 @@ class SafetyChecker:
                       f"{got} at committed index {ci}, committed term is {want}")
 
     def on_persist(self, nid: int, storage, entries: list) -> None:
-        """Entries were appended to node ``nid``'s durable storage."""
+        """Entries are being appended to node ``nid``'s durable storage (``storage``
+        still holds what was there before)."""
         seen = self.seen
         ref = self.ref_terms
         nref = len(ref)
@@ -117,8 +118,15 @@ class SafetyChecker:
                           f"differs (or its predecessor term does: {old[2]} vs "
                           f"{prev_term})")
             if i < nref and ref[i] != e.term:
-                self.fail(f"committed entry lost: node {nid} persisted term {e.term} "
-                          f"at committed index {i} (committed term {ref[i]})")
+                # A stale leader may append at an index committed elsewhere; what must
+                # never happen is a node replacing the committed entry it holds.
+                try:
+                    held = storage.term(i)
+                except (ErrCompacted, ErrUnavailable):
+                    held = None
+                if held == ref[i]:
+                    self.fail(f"committed entry lost: node {nid} replaced the committed "
+                              f"entry at index {i} (term {ref[i]}) with term {e.term}")
             prev_term = e.term
 
     def on_commit(self, nid: int, raft, old_commit: int, new_commit: int) -> None:

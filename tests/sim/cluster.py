@@ -130,6 +130,8 @@ class SimNode:
 
 
 class Cluster:
+    node_class = SimNode
+
     def __init__(self, sc: Scenario, *, check: bool = True, codec: bool = True,
                  bug_send_before_persist: bool = False, trace=None) -> None:
         self.sc = sc
@@ -153,6 +155,9 @@ class Cluster:
                       "conf_changes": 0, "conf_errors": 0, "transfers": 0,
                       "compactions": 0, "max_term": 0}
         voters = list(range(1, sc.n + 1))
+        # The bootstrap snapshot's index 1 (term 1) is committed: the reference log
+        # starts there, so the commit checks have something to extend.
+        self.checker.ref_terms.append(1)
         for nid in voters:
             node = SimNode(nid)
             # Bootstrap: every initial member starts from the same snapshot at index 1
@@ -230,9 +235,9 @@ class Cluster:
                 md = rd.snapshot.metadata
                 chk.on_snapshot_commit(md.index, md.term)
         if rd.entries:
-            st.append(rd.entries)
             if chk:
                 chk.on_persist(node.id, st, rd.entries)
+            st.append(rd.entries)
         hs = rd.hard_state
         if hs is not None:
             st.set_hard_state(hs)
@@ -450,7 +455,7 @@ class Cluster:
             if choice < 0.3 and self.next_id <= self.sc.n + 3:
                 nid = self.next_id
                 self.next_id += 1
-                self.nodes[nid] = SimNode(nid)
+                self.nodes[nid] = self.node_class(nid)
                 self.start(self.nodes[nid])
                 kind = ConfChangeType.AddLearnerNode if rng.random() < 0.5 \
                     else ConfChangeType.AddNode
@@ -469,7 +474,7 @@ class Cluster:
                 else:
                     nid = self.next_id
                     self.next_id += 1
-                    self.nodes[nid] = SimNode(nid)
+                    self.nodes[nid] = self.node_class(nid)
                     self.start(self.nodes[nid])
                 victim = rng.choice([v for v in voters if v != ld.id] or voters)
                 changes.append(ConfChangeSingle(ConfChangeType.AddNode, nid))
@@ -521,7 +526,7 @@ class Cluster:
             else:
                 self.groups = {i: rng.randint(0, 1) for i in ids}
             self.log(f"partition {self.groups}")
-        elif kind < 0.6:
+        elif kind < 0.6 and len(ids) > 1:
             a, b = rng.sample(ids, 2)
             self.cut.add((a, b))
             self.log(f"cut link {a}->{b}")
