@@ -37,10 +37,7 @@ from kvcore.raft.types import (ConfChangeType, EntryConfChange, MessageType, Msg
                                MsgPreVote, MsgPreVoteResp, MsgSnap, MsgVoteResp)
 from kvcore.raftdriver.driver import RaftDriver
 
-try:
-    from kvcore._ext.proposer import Proposer
-except ImportError:  # pure-Python mode
-    from kvcore.server.proposer_py import Proposer
+from kvcore.server.entry import Proposer   # the server's (compiled or twin)
 
 from .checkers import SafetyChecker, SafetyViolation
 from .cluster import Cluster, LivenessFailure, Scenario, StateMachine
