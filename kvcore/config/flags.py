@@ -173,7 +173,7 @@ _TABLE = [
      "field in client certificate for peer connections.", "Security"),
 
     ("auth-token", "simple", S, "Specify a v3 authentication token type and its options "
-     "('simple' or 'jwt').", "Auth", "refuse"),
+     "('simple' or 'jwt').", "Auth"),
     ("bcrypt-cost", "10", U, "Specify the cost / strength of the bcrypt algorithm for hashing "
      "auth passwords. Valid values are between 4 and 31.", "Auth", "refuse"),
     ("auth-token-ttl", "300", U, "Time (in seconds) of the auth-token-ttl.", "Auth"),

@@ -44,6 +44,7 @@ def check(cfg) -> None:
     if cfg.auto_compaction_mode not in ("", "periodic", "revision"):
         raise Invalid(f'unknown auto-compaction-mode "{cfg.auto_compaction_mode}"')
     _unsupported(cfg)
+    _security(cfg)
     # etcd finds these while starting ("failed to start etcd")
     _compaction_retention(cfg)
     members = cfg.initial_cluster_map()
@@ -54,6 +55,15 @@ def check(cfg) -> None:
         raise Invalid(f"--initial-cluster has {cfg.name}={','.join(members[cfg.name])} but "
                       f"missing from --initial-advertise-peer-urls="
                       f"{','.join(cfg.initial_advertise_peer_urls)}", "start")
+
+
+def _security(cfg) -> None:
+    """--auth-token (kvcore/auth/tokens.py)."""
+    from kvcore.auth import tokens
+    try:
+        tokens.provider(cfg.auth_token, float(cfg.auth_token_ttl))
+    except tokens.TokenConfigError as e:
+        raise Invalid(str(e), "start")
 
 
 def _logging(cfg) -> None:
