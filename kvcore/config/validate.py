@@ -58,8 +58,21 @@ def check(cfg) -> None:
 
 
 def _security(cfg) -> None:
-    """--auth-token (kvcore/auth/tokens.py)."""
+    """TLS policy (kvcore/tls_policy.py) and --auth-token (kvcore/auth/tokens.py)."""
+    from kvcore import tls_policy
     from kvcore.auth import tokens
+    try:
+        tls_policy.openssl_ciphers(cfg.cipher_suites)
+    except tls_policy.PolicyError as e:
+        raise Invalid(str(e), "start")
+    try:
+        tls_policy.validate(cfg.cipher_suites, cfg.tls_min_version, cfg.tls_max_version)
+    except tls_policy.PolicyError as e:
+        raise Invalid(str(e))
+    if cfg.peer_cert_allowed_cn and cfg.peer_cert_allowed_hostname:
+        raise Invalid(f'AllowedCN and AllowedHostname are mutually exclusive (cn='
+                      f'"{cfg.peer_cert_allowed_cn}", hostname='
+                      f'"{cfg.peer_cert_allowed_hostname}")', "start")
     try:
         tokens.provider(cfg.auth_token, float(cfg.auth_token_ttl))
     except tokens.TokenConfigError as e:
