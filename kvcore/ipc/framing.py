@@ -53,6 +53,16 @@ def caller_token(token, common_name: str = ""):
     return CN_MARK + common_name if common_name else None
 
 
+def call_identity(ctx):
+    """caller_token for an engine's CallContext: etcd reads the "token" metadata key,
+    else "authorization" (its gateway's), else the client certificate."""
+    md = ctx.metadata
+    token = md.get("token")
+    if token is None:
+        token = md.get("authorization")
+    return caller_token(token, ctx.common_name)
+
+
 def pack_credit(n: int) -> bytes:
     return _U32.pack(n)
 

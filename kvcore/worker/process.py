@@ -79,7 +79,7 @@ async def run(args: dict) -> None:
 
     def forward(mid: int):
         async def handler(request: bytes, ctx) -> bytes:
-            token = fr.caller_token(ctx.metadata.get("token"), ctx.common_name)
+            token = fr.call_identity(ctx)
             fut = client.call(mid, request) if token is None else client.call_token(mid, request, token)
             try:
                 return await fut

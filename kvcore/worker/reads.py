@@ -112,7 +112,7 @@ class LocalReads:
     async def range(self, request: bytes, ctx) -> bytes:
         if self.read_state is not None and self.read_state.auth():
             # Auth is on: the core checks the caller's permission (and serves it).
-            token = fr.caller_token(ctx.metadata.get("token"), ctx.common_name)
+            token = fr.call_identity(ctx)
             if token is None:
                 return await self.client.call(RANGE, request)
             return await self.client.call_token(RANGE, request, token)

@@ -101,6 +101,9 @@ def _scenario(c: Cluster) -> dict:
                                         metadata=_md(tok))
         out[f"denied on m{i}"] = outcome(c.kv(i).Put, rpc_pb2.PutRequest(key=b"/b", value=b"1"),
                                          metadata=_md(tok))
+    out["authorization key on m2"] = outcome(   # etcd's other metadata key for the token
+        c.kv(2).Put, rpc_pb2.PutRequest(key=b"/a/q", value=b"1"),
+        metadata=(("authorization", tok),))
     bad = {"garbage": "not-a-token", "forged simple": "AbCdEfGhIjKlMnOp.3",
            "truncated": tok[:-3]}
     if c.jwt_key is not None:
@@ -157,7 +160,7 @@ def test_tokens_across_members_match_etcd(pair):
     got, want = _scenario(kv), _scenario(et)
     assert got == want
     # And the scenario shows what it is meant to: the token works on every member.
-    assert want["put on m1"] == want["put on m2"] == "ok"
+    assert want["put on m1"] == want["put on m2"] == want["authorization key on m2"] == "ok"
     assert want["garbage on m1"] == ("UNAUTHENTICATED", "etcdserver: invalid auth token")
     if kind == "jwt":
         assert want["after change: put on m2"] == ("UNKNOWN", "auth: revision in header is old")

@@ -50,6 +50,17 @@ def test_every_sign_method_signs_and_verifies(method, tmp_path):
     assert 0 < claims["exp"] - time.time() <= (60 if method.startswith("HS") else 300)
 
 
+def test_cached_jwt_still_expires(tmp_path, monkeypatch):
+    key = KEYS["ES256"]()
+    priv, pub = _pem(key, tmp_path, "k")
+    p = tokens.provider(f"jwt,priv-key={priv},sign-method=ES256,ttl=30s", 300)
+    tok = p.assign("a", 3, "", 1)
+    assert p.info(tok, 3) == ("a", 3) and p.info(tok, 3) == ("a", 3)   # second: cached
+    now = time.time()
+    monkeypatch.setattr(tokens.time, "time", lambda: now + 31)
+    assert p.info(tok, 3) is None
+
+
 def test_jwt_expired_and_verify_only(tmp_path):
     key = KEYS["RS"]()
     priv, pub = _pem(key, tmp_path, "k")
