@@ -127,6 +127,8 @@ def _scenario(c: Cluster) -> dict:
     out["grant by root on m1"] = outcome(
         c.auth(1).RoleGrantPermission, rpc_pb2.AuthRoleGrantPermissionRequest(
             name="rw", perm={"permType": "READ", "key": b"/r"}), metadata=_md(root))
+    for i in (2, 0):   # a linearizable read: this member has applied the grant
+        c.auth(i).AuthStatus(rpc_pb2.AuthStatusRequest(), metadata=_md(root), timeout=15)
     for i in (2, 0):
         out[f"after change: put on m{i}"] = outcome(
             c.kv(i).Put, rpc_pb2.PutRequest(key=b"/a/y", value=b"2"), metadata=_md(tok))
