@@ -45,7 +45,7 @@ import base64
 import collections
 import logging
 
-from kvcore.engine.base import CallContext, GrpcError, StatusCode
+from kvcore.engine.base import CallContext, GrpcError, StatusCode, certificate_cn
 
 log = logging.getLogger("kvcore.engine.native")
 _new_context = object.__new__
@@ -644,7 +644,7 @@ cdef class _Stream:
         ctx = _new_context(CallContext)
         ctx.__dict__ = {"method": self.route[2],
                         "metadata": {} if self.metadata is None else self.metadata,
-                        "peer": conn.peer, "deadline": deadline}
+                        "peer": conn.peer, "deadline": deadline, "common_name": conn.cn}
         return ctx
 
     cdef void dispatch(self):
@@ -1218,6 +1218,7 @@ cdef class _Conn:
     cdef nghttp2_session* session
     cdef object transport
     cdef public str peer
+    cdef public str cn
     cdef int mode
     cdef bytes sniff
     cdef dict streams
@@ -1249,6 +1250,7 @@ cdef class _Conn:
         self.streams = {}
         self.ready = []
         self.peer = ""
+        self.cn = ""
         self.last_ping = -1.0
         self.ping_sent_at = -1.0
         self.flush_cb = self._flush_soon
@@ -1268,6 +1270,9 @@ cdef class _Conn:
         pn = transport.get_extra_info("peername")
         if pn:
             self.peer = ("ipv6:[%s]:%d" % pn[:2]) if ":" in pn[0] else "ipv4:%s:%d" % pn[:2]
+        cert = transport.get_extra_info("peercert")   # only a verified client certificate
+        if cert:
+            self.cn = certificate_cn(cert)
 
     def data_received(self, data):
         self.last_rx = self.core.loop.time()

@@ -28,9 +28,11 @@ import os
 import socket
 import ssl
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 from urllib.parse import urlparse
+
+from kvcore import tls_policy
 
 log = logging.getLogger("kvcore.tls")
 
@@ -50,6 +52,12 @@ class TLSInfo:
     crl_file: str = ""
     self_cert: bool = False          # made by auto TLS: as a client, skip verification
     skip_client_san_verify: bool = False
+    # etcd's policy flags (kvcore/tls_policy.py)
+    cipher_suites: list = field(default_factory=list)
+    min_version: str = "TLS1.2"
+    max_version: str = ""
+    allowed_cn: str = ""
+    allowed_hostname: str = ""
 
     def empty(self) -> bool:
         return not self.cert_file and not self.key_file
@@ -75,8 +83,8 @@ class TLSInfo:
         if self.empty():
             raise TLSConfigError("KeyFile and CertFile are not presented")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         self._load_pair(ctx)
+        tls_policy.apply(ctx, self, server=True)
         if self.requires_client_cert():
             ctx.verify_mode = ssl.CERT_REQUIRED
             if self.trusted_ca_file:
@@ -89,7 +97,7 @@ class TLSInfo:
 
     def client_context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        tls_policy.apply(ctx, self, server=False)
         if not self.empty():
             self._load_pair(ctx)
         if self.self_cert:
@@ -106,6 +114,11 @@ class TLSInfo:
         if self.crl_file:
             raise TLSConfigError("--client-crl-file is not supported by --grpc-engine grpcio "
                                  "(use the native engine)")
+        if self.cipher_suites or self.max_version or self.min_version not in ("", "TLS1.2") \
+                or self.allowed_hostname or self.allowed_cn:
+            raise TLSConfigError("--cipher-suites, --tls-min-version, --tls-max-version and "
+                                 "--client-cert-allowed-hostname are not supported by "
+                                 "--grpc-engine grpcio (use the native engine)")
         with open(self.cert_file, "rb") as f:
             cert = f.read()
         with open(self.key_file, "rb") as f:
@@ -244,11 +257,17 @@ def _hosts(urls: list[str]) -> list[str]:
     return [urlparse(u).netloc for u in urls]
 
 
+def _policy(cfg) -> dict:
+    return {"cipher_suites": list(cfg.cipher_suites), "min_version": cfg.tls_min_version,
+            "max_version": cfg.tls_max_version}
+
+
 def client_info(cfg) -> Optional[TLSInfo]:
     """The client side's TLSInfo (None when no client URL is https), after auto TLS;
     etcd's checks and warnings (embed.configureClientListeners)."""
     info = TLSInfo(cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth,
-                   cfg.client_crl_file)
+                   cfg.client_crl_file, allowed_hostname=cfg.client_cert_allowed_hostname,
+                   **_policy(cfg))
     if cfg.auto_tls and info.empty():
         info = self_cert(os.path.join(cfg.data_dir, "fixtures", "client"),
                          _hosts(cfg.listen_client_urls), cfg.self_signed_cert_validity)
@@ -291,7 +310,9 @@ def peer_info(cfg) -> TLSInfo:
     over https are verified with the trusted CA file or the system roots)."""
     info = TLSInfo(cfg.peer_cert_file, cfg.peer_key_file, cfg.peer_trusted_ca_file,
                    cfg.peer_client_cert_auth, cfg.peer_crl_file,
-                   skip_client_san_verify=cfg.experimental_peer_skip_client_san_verification)
+                   skip_client_san_verify=cfg.experimental_peer_skip_client_san_verification,
+                   allowed_cn=cfg.peer_cert_allowed_cn,
+                   allowed_hostname=cfg.peer_cert_allowed_hostname, **_policy(cfg))
     if cfg.peer_auto_tls and info.empty():
         auto = self_cert(os.path.join(cfg.data_dir, "fixtures", "peer"),
                          _hosts(cfg.listen_peer_urls), cfg.self_signed_cert_validity,
@@ -375,7 +396,12 @@ class TLSListener:
             if ctx is None:
                 await loop.connect_accepted_socket(self._factory, sock=conn)
             else:
-                await loop.connect_accepted_socket(self._factory, sock=conn, ssl=ctx,
+                factory = self._factory
+                check = getattr(ctx, "peer_check", None)   # kvcore/tls_policy.py
+                if check is not None:
+                    factory = lambda: _Checked(self._factory, check,  # noqa: E731
+                                               lambda e: self._on_reject(addr, e))
+                await loop.connect_accepted_socket(factory, sock=conn, ssl=ctx,
                                                    ssl_handshake_timeout=self._timeout)
         except asyncio.CancelledError:
             conn.close()
@@ -395,6 +421,24 @@ class TLSListener:
 
     async def wait_closed(self) -> None:
         return None
+
+
+class _Checked(asyncio.Protocol):
+    """Stands in for the real protocol until the client certificate has passed the
+    policy check, then hands the transport over (or closes it)."""
+
+    def __init__(self, factory, check, reject):
+        self._factory, self._check, self._reject = factory, check, reject
+
+    def connection_made(self, transport) -> None:
+        err = self._check(transport.get_extra_info("peercert"))
+        if err:
+            self._reject(err)
+            transport.abort()
+            return
+        proto = self._factory()
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
 
 
 async def _peek(loop, conn: socket.socket) -> bytes:

@@ -222,21 +222,23 @@ def alive(pid: int) -> bool:
 def start_cluster(base: str, n: int = 3, workers: int = 1, extra: tuple = (),
                   token: str = "kvcore-test", scheme: str = "http", peer_scheme: str = "http",
                   member_extra: Optional[dict] = None, ctl_args: tuple = (),
-                  prepare=None) -> list[Server]:
+                  prepare=None, etcd_binary: Optional[str] = None) -> list[Server]:
     """n kvcore members on free loopback ports, started together. ``extra`` goes to
     every member, ``member_extra[i]`` to member i only (after ``extra``, so it wins).
     ``prepare(name, data_dir, initial_cluster, peer_url, token)`` runs for each member
-    before any starts (e.g. to restore its data dir from a snapshot)."""
+    before any starts (e.g. to restore its data dir from a snapshot). With
+    ``etcd_binary``, n members of that real etcd instead (same flags, no --workers)."""
     os.makedirs(base, exist_ok=True)
     ports = [(free_port(), free_port()) for _ in range(n)]
     cluster = ",".join(f"m{i}={peer_scheme}://127.0.0.1:{p[1]}" for i, p in enumerate(ports))
     argvs = []
     for i, (cp, pp) in enumerate(ports):
-        argvs.append([sys.executable, "-m", "kvcore",
+        own = ["--workers", str(workers)] if etcd_binary is None else []
+        argvs.append([*([etcd_binary] if etcd_binary else [sys.executable, "-m", "kvcore"]),
                       *_member_argv(f"m{i}", os.path.join(base, f"m{i}.etcd"), cp, pp,
                                     scheme, peer_scheme, cluster),
                       "--initial-cluster-token", token,
-                      "--workers", str(workers), *extra,
+                      *own, *extra,
                       *(member_extra or {}).get(i, ())])
         if prepare is not None:
             prepare(f"m{i}", os.path.join(base, f"m{i}.etcd"), cluster,
@@ -245,19 +247,23 @@ def start_cluster(base: str, n: int = 3, workers: int = 1, extra: tuple = (),
     for i, argv in enumerate(argvs):
         log_path = os.path.join(base, f"m{i}.log")
         logf = open(log_path, "a")
-        procs.append((subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,
+        env = None if etcd_binary is None else {
+            k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        procs.append((subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
                                        stdin=subprocess.DEVNULL, start_new_session=True),
                       log_path))
         logf.close()
     members = []
     for i, ((proc, log_path), (cp, pp)) in enumerate(zip(procs, ports)):
-        srv = Server("kvcore", proc, cp, pp, os.path.join(base, f"m{i}.etcd"), argvs[i],
+        srv = Server("etcd" if etcd_binary else "kvcore", proc, cp, pp,
+                     os.path.join(base, f"m{i}.etcd"), argvs[i],
                      log_path, dict(os.environ), scheme, tuple(ctl_args))
         members.append(srv)
     try:
         for srv in members:
             wait_port(srv.port, srv.proc)
-            _wait_ready(srv)
+            if etcd_binary is None:
+                _wait_ready(srv)
     except Exception:
         logs = "\n".join(s.log()[-2000:] for s in members)
         for s in members:

@@ -45,6 +45,10 @@ class EtcdError:
     PERMISSION_DENIED = (C.PERMISSION_DENIED, "etcdserver: permission denied")
     AUTH_NOT_ENABLED = (C.FAILED_PRECONDITION, "etcdserver: authentication is not enabled")
     INVALID_AUTH_TOKEN = (C.UNAUTHENTICATED, "etcdserver: invalid auth token")
+    # etcd 3.5 has no rpctypes entry for ErrAuthOldRevision: it goes out as the auth
+    # package's own error with code Unknown (3.6 adds "etcdserver: revision of auth
+    # store is old").
+    AUTH_OLD_REVISION = (C.UNKNOWN, "auth: revision in header is old")
     ROOT_USER_NOT_EXIST = (C.FAILED_PRECONDITION, "etcdserver: root user does not exist")
     ROOT_ROLE_NOT_EXIST = (C.FAILED_PRECONDITION, "etcdserver: root user does not have root role")
     USER_ALREADY_EXIST = (C.FAILED_PRECONDITION, "etcdserver: user name already exists")

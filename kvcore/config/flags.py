@@ -135,7 +135,7 @@ _TABLE = [
     ("client-crl-file", "", S, "Path to the client certificate revocation list file.",
      "Security"),
     ("client-cert-allowed-hostname", "", S, "Allowed TLS hostname for client cert "
-     "authentication.", "Security", "refuse"),
+     "authentication.", "Security"),
     ("trusted-ca-file", "", S, "Path to the client server TLS trusted CA cert file.",
      "Security"),
     ("auto-tls", "false", B, "Client TLS using generated certificates.", "Security"),
@@ -150,9 +150,9 @@ _TABLE = [
     ("peer-trusted-ca-file", "", S, "Path to the peer server TLS trusted CA file.",
      "Security"),
     ("peer-cert-allowed-cn", "", S, "Required CN for client certs connecting to the peer "
-     "endpoint.", "Security", "refuse"),
+     "endpoint.", "Security"),
     ("peer-cert-allowed-hostname", "", S, "Allowed TLS hostname for inter peer "
-     "authentication.", "Security", "refuse"),
+     "authentication.", "Security"),
     ("peer-auto-tls", "false", B, "Peer TLS using self-generated certificates if "
      "--peer-key-file and --peer-cert-file are not provided.", "Security"),
     ("self-signed-cert-validity", "1", U, "The validity period of the client and peer "
@@ -160,11 +160,11 @@ _TABLE = [
     ("peer-crl-file", "", S, "Path to the peer certificate revocation list file.",
      "Security"),
     ("cipher-suites", "", STRS, "Comma-separated list of supported TLS cipher suites between "
-     "client/server and peers.", "Security", "refuse"),
-    ("tls-min-version", "", S, "Minimum TLS version supported by etcd (etcd 3.5.3+).",
-     "Security", "refuse", True),
-    ("tls-max-version", "", S, "Maximum TLS version supported by etcd (etcd 3.5.3+).",
-     "Security", "refuse", True),
+     "client/server and peers.", "Security"),
+    ("tls-min-version", "", S, "Minimum TLS version supported by etcd (etcd 3.5.3+): TLS1.2, "
+     "TLS1.3.", "Security", "", True),
+    ("tls-max-version", "", S, "Maximum TLS version supported by etcd (etcd 3.5.3+): TLS1.2, "
+     "TLS1.3 (empty: TLS1.2, as etcd 3.5.1).", "Security", "", True),
     ("cors", "*", g.parse_cors, "Comma-separated whitelist of origins for CORS, or "
      "cross-origin resource sharing, (empty or * means allow all).", "Security"),
     ("host-whitelist", "*", STRS, "Acceptable hostnames from HTTP client requests, if server "
@@ -173,7 +173,7 @@ _TABLE = [
      "field in client certificate for peer connections.", "Security"),
 
     ("auth-token", "simple", S, "Specify a v3 authentication token type and its options "
-     "('simple' or 'jwt').", "Auth", "refuse"),
+     "('simple' or 'jwt').", "Auth"),
     ("bcrypt-cost", "10", U, "Specify the cost / strength of the bcrypt algorithm for hashing "
      "auth passwords. Valid values are between 4 and 31.", "Auth", "refuse"),
     ("auth-token-ttl", "300", U, "Time (in seconds) of the auth-token-ttl.", "Auth"),

@@ -44,6 +44,7 @@ def check(cfg) -> None:
     if cfg.auto_compaction_mode not in ("", "periodic", "revision"):
         raise Invalid(f'unknown auto-compaction-mode "{cfg.auto_compaction_mode}"')
     _unsupported(cfg)
+    _security(cfg)
     # etcd finds these while starting ("failed to start etcd")
     _compaction_retention(cfg)
     members = cfg.initial_cluster_map()
@@ -54,6 +55,28 @@ def check(cfg) -> None:
         raise Invalid(f"--initial-cluster has {cfg.name}={','.join(members[cfg.name])} but "
                       f"missing from --initial-advertise-peer-urls="
                       f"{','.join(cfg.initial_advertise_peer_urls)}", "start")
+
+
+def _security(cfg) -> None:
+    """TLS policy (kvcore/tls_policy.py) and --auth-token (kvcore/auth/tokens.py)."""
+    from kvcore import tls_policy
+    from kvcore.auth import tokens
+    try:
+        tls_policy.openssl_ciphers(cfg.cipher_suites)
+    except tls_policy.PolicyError as e:
+        raise Invalid(str(e), "start")
+    try:
+        tls_policy.validate(cfg.cipher_suites, cfg.tls_min_version, cfg.tls_max_version)
+    except tls_policy.PolicyError as e:
+        raise Invalid(str(e))
+    if cfg.peer_cert_allowed_cn and cfg.peer_cert_allowed_hostname:
+        raise Invalid(f'AllowedCN and AllowedHostname are mutually exclusive (cn='
+                      f'"{cfg.peer_cert_allowed_cn}", hostname='
+                      f'"{cfg.peer_cert_allowed_hostname}")', "start")
+    try:
+        tokens.provider(cfg.auth_token, float(cfg.auth_token_ttl))
+    except tokens.TokenConfigError as e:
+        raise Invalid(str(e), "start")
 
 
 def _logging(cfg) -> None:

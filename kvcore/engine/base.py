@@ -51,6 +51,15 @@ class StatusCode(enum.IntEnum):
     UNAUTHENTICATED = 16
 
 
+def certificate_cn(cert) -> str:
+    """The subject CN of a certificate as ssl.SSLObject.getpeercert() gives it."""
+    for rdn in (cert or {}).get("subject", ()):
+        for k, v in rdn:
+            if k == "commonName":
+                return v
+    return ""
+
+
 class GrpcError(Exception):
     """Ends a call with a gRPC status; ``message`` goes out as grpc-message."""
 
@@ -73,6 +82,8 @@ class CallContext:
     peer: str = ""
     # Absolute deadline on the event loop's clock (loop.time()), or None.
     deadline: Optional[float] = None
+    # The CN of the client's verified TLS certificate ("" without one).
+    common_name: str = ""
 
 
 RequestStream = AsyncIterator[bytes]

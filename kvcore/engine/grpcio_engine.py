@@ -21,8 +21,9 @@ def _context(method: str, context: grpc.aio.ServicerContext) -> CallContext:
     deadline = None
     if remaining is not None:
         deadline = asyncio.get_running_loop().time() + remaining
+    cn = (context.auth_context() or {}).get("x509_common_name") or [b""]
     return CallContext(method=method, metadata=md, peer=context.peer() or "",
-                       deadline=deadline)
+                       deadline=deadline, common_name=cn[0].decode(errors="replace"))
 
 
 async def _abort(context, exc: BaseException):

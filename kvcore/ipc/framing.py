@@ -25,6 +25,8 @@ Kinds:
   TREQ       worker -> core: a unary call that carried an auth "token" header:
              u16 token length, the token, then the request bytes (calls without a
              token stay REQ). S_OPEN's payload is the stream's token, if any.
+             A token starting with CN_MARK is no client's token: it carries the
+             common name of the client's verified TLS certificate (see caller_token).
 """
 from __future__ import annotations
 
@@ -37,6 +39,28 @@ HSIZE = HEADER.size
 REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD, CANCEL, TREQ = range(12)
 STREAM_WINDOW = 64
 _U32 = struct.Struct("<I")
+
+
+CN_MARK = "\x00"
+
+
+def caller_token(token, common_name: str = ""):
+    """What names the caller to the core: the client's auth token if it sent one
+    (etcd prefers it), else its certificate's CN marked as such, else None. A
+    client's own token never starts with the mark (it is stripped)."""
+    if token is not None:
+        return token.lstrip(CN_MARK) or "-"
+    return CN_MARK + common_name if common_name else None
+
+
+def call_identity(ctx):
+    """caller_token for an engine's CallContext: etcd reads the "token" metadata key,
+    else "authorization" (its gateway's), else the client certificate."""
+    md = ctx.metadata
+    token = md.get("token")
+    if token is None:
+        token = md.get("authorization")
+    return caller_token(token, ctx.common_name)
 
 
 def pack_credit(n: int) -> bytes:

@@ -8,23 +8,24 @@ a restart; changed only by applying committed proposals):
   b"role/" + name   authpb.Role bytes (permissions sorted by key, as etcd keeps them)
 
 The core keeps a copy in memory (``AuthStore``), reloaded whenever the backend is
-(re)opened. Tokens are etcd's "simple" tokens: random letters + "." + the applied
-index, held in memory by the member that issued them for ``ttl`` seconds after
-their last use; they are not replicated, so a token is valid only where issued.
+(re)opened. Tokens come from the provider ``--auth-token`` names
+(kvcore/auth/tokens.py); Authenticate is applied on every member, so a token is
+valid on all of them.
 
 Permission checks follow etcd: root (a user with the root role) may do anything;
 another user needs a role whose READ (reads) or WRITE (writes) permissions cover
-the whole key or range asked for.
+the whole key or range asked for. A caller authenticated at an older auth revision
+than the store's (a JWT issued before a change, or a request checked before a
+change applied ahead of it) gets etcd's ErrAuthOldRevision.
 """
 from __future__ import annotations
 
-import secrets
-import string
-import time
 from typing import Optional
 
 from kvcore.api import auth_pb2, rpc_pb2
 from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.auth.tokens import SimpleTokens, TokenConfigError
+from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.storage.backend import from_u64, u64
 
 ROOT = "root"
@@ -38,13 +39,14 @@ _INF = None   # an interval's open end
 
 
 class AuthStore:
-    def __init__(self):
+    def __init__(self, tokens=None):
         self.enabled = False
         self.revision = 0
         self.users: dict[str, auth_pb2.User] = {}
         self.roles: dict[str, auth_pb2.Role] = {}
         self.on_change = None    # called after an applied change (enabled may differ)
-        self.tokens = SimpleTokens()
+        self.tokens = tokens if tokens is not None else SimpleTokens()
+        self.apply_index = 0     # the log index being applied (simple tokens name it)
         self._perm_cache: dict = {}
 
     # ---- loading and saving ----
@@ -117,6 +119,22 @@ class AuthStore:
             txn.put(_ENABLED, b"\x00", db=self.backend.auth)
             self._bump(txn)
         return rpc_pb2.AuthDisableResponse()
+
+    def _apply_Authenticate(self, txn, req):
+        """etcd's authStore.Authenticate at apply: the password was checked by the
+        member that proposed; here every member assigns the same token."""
+        n = req[0]
+        prefix, name = bytes(req[1:1 + n]).decode(), bytes(req[1 + n:]).decode()
+        if not self.enabled:
+            raise etcd_error(EtcdError.AUTH_NOT_ENABLED)
+        u = self.users.get(name)
+        if u is None or u.options.no_password:
+            raise etcd_error(EtcdError.AUTH_FAILED)
+        try:
+            tok = self.tokens.assign(name, self.revision, prefix, self.apply_index)
+        except TokenConfigError as e:   # a verify-only JWT key: etcd's error, code Unknown
+            raise GrpcError(StatusCode.UNKNOWN, str(e)) from None
+        return rpc_pb2.AuthenticateResponse(token=tok)
 
     def _apply_UserAdd(self, txn, req):
         r = rpc_pb2.AuthUserAddRequest.FromString(req)
@@ -278,6 +296,9 @@ class AuthStore:
             return
         if not user:
             raise etcd_error(EtcdError.USER_EMPTY)
+        rev = getattr(user, "rev", None)   # a kvcore.auth.caller.Caller
+        if rev is not None and rev < self.revision:
+            raise etcd_error(EtcdError.AUTH_OLD_REVISION)
         u = self.users.get(user)
         if u is None:
             raise etcd_error(EtcdError.PERMISSION_DENIED)
@@ -317,35 +338,3 @@ class AuthStore:
                 continue
             out.append((a, b))
         return out
-
-
-class SimpleTokens:
-    """etcd's simple token provider: tokens in memory with a TTL reset on use."""
-
-    def __init__(self, ttl: float = 300.0):
-        self.ttl = ttl
-        self._tokens: dict[str, tuple[str, float]] = {}
-
-    def assign(self, user: str, index: int) -> str:
-        tok = "".join(secrets.choice(string.ascii_letters) for _ in range(16))
-        tok = f"{tok}.{index}"
-        self._tokens[tok] = (user, time.monotonic() + self.ttl)
-        return tok
-
-    def user(self, token: str) -> Optional[str]:
-        ent = self._tokens.get(token)
-        if ent is None:
-            return None
-        now = time.monotonic()
-        if ent[1] < now:
-            del self._tokens[token]
-            return None
-        self._tokens[token] = (ent[0], now + self.ttl)
-        return ent[0]
-
-    def invalidate_user(self, user: str) -> None:
-        for t in [t for t, (u, _) in self._tokens.items() if u == user]:
-            del self._tokens[t]
-
-    def clear(self) -> None:
-        self._tokens.clear()

@@ -32,6 +32,7 @@ from kvcore.raft import codec as rcodec
 from kvcore.raft.types import ConfChangeType, EntryConfChange
 from kvcore.server import entry
 from kvcore.server.alarms import Alarms, used_bytes
+from kvcore.auth import tokens
 from kvcore.server.auth import AuthStore
 from kvcore.server.config import Config
 from kvcore.server.deadlines import Deadlines
@@ -90,8 +91,7 @@ class Core:
         self._headers = wire.Headers()
         self.deadlines = Deadlines(self.loop, self.request_timeout, _expire)
         self.read_state = ReadState()   # shared with the workers (kvcore/ipc/readstate.py)
-        self.auth = AuthStore()          # kvcore/server/auth.py; loaded in _open_state
-        self.auth.tokens.ttl = float(cfg.auth_token_ttl)
+        self.auth = AuthStore(tokens.provider(cfg.auth_token, float(cfg.auth_token_ttl)))
         self.auth.on_change = self._auth_changed
         self.quota = Quota(self)
         self.stopped = self.loop.create_future()   # set when this member must stop
@@ -334,6 +334,7 @@ class Core:
                 if e.index <= consistent or not e.data:
                     continue  # already in the backend (replay), or a leader's empty entry
                 rid, op, req = decode(e.data)
+                self.auth.apply_index = e.index   # simple tokens name their entry
                 try:
                     res = self._apply_op(txn, op, req)
                 except GrpcError as err:
@@ -343,6 +344,7 @@ class Core:
             if last.index > consistent:
                 self.store.set_consistent_index(txn, last.index, last.term)
             self.quota.used = used_bytes(self.backend, txn)
+        self.auth_api.applied(entries[-1].index)
         changes, self._changes = self._changes, []
         if changes:
             with self.backend.begin_read() as rtxn:
@@ -441,6 +443,8 @@ class Core:
             raise etcd_error(EtcdError.REQUEST_TOO_LARGE)
         if not self.raft.lead:
             raise etcd_error(EtcdError.NO_LEADER)
+        if self.auth.enabled:   # a checked request carries its caller to apply
+            op, req = self.auth_api.stamp(op, req)
         fut = self.proposer.propose(op, req)
         self.deadlines.add(fut)
         return fut

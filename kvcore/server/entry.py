@@ -34,5 +34,7 @@ OP_LEASE_CHECKPOINT = 7   # LeaseCheckpointRequest
 OP_MEMBER_ATTR = 8        # JSON {"id", "name", "clientURLs"} (etcd's publish)
 OP_AUTH = 9               # u8 index into services.auth.AUTH_OPS + that etcd request
 OP_ALARM = 10             # AlarmRequest (ACTIVATE / DEACTIVATE)
+OP_STAMPED = 11           # u64 auth revision, u16 user length, user, u8 op, that op's
+                          # payload: a checked request and its caller (auth/caller.py)
 
 __all__ = ["Proposer", "decode"] + [n for n in dir() if n.startswith("OP_")]

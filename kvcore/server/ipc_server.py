@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from kvcore.api.errors import EtcdError
 from kvcore.api.methods import PATHS
+from kvcore.auth.caller import CALLER, TokenPending
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.ipc import framing as fr
 from kvcore.server import learner
@@ -64,6 +66,7 @@ class CoreConnection(fr.FrameProtocol):
 
     def frame_received(self, call_id, method, kind, payload):
         if kind == fr.REQ or kind == fr.TREQ:
+            framed = payload
             if kind == fr.TREQ:
                 token, payload = fr.unpack_token(payload)
             else:
@@ -74,49 +77,22 @@ class CoreConnection(fr.FrameProtocol):
             if refused is not None:
                 self.send(call_id, method, fr.ERR, fr.pack_error(refused.code, refused.message))
                 return
+            caller = None
             if self.auth.enabled and method < len(PATHS):
                 try:
-                    self.core.auth_api.authorize(method, payload, token)
+                    caller = self.core.auth_api.authorize(method, payload, token)
                 except GrpcError as e:
                     self.send(call_id, method, fr.ERR, fr.pack_error(e.code, e.message))
                     return
-            if method == HEALTH_METHOD:
-                reason = self.core.health()
-                if reason is None:
-                    self.send(call_id, method, fr.RESP, b"")
-                else:
-                    self.send(call_id, method, fr.ERR, fr.pack_error(StatusCode.UNAVAILABLE, reason))
-                return
-            if method == METRICS_METHOD:
-                self.send(call_id, method, fr.RESP, self.core.metrics.render())
-                return
-            if method == READ_INDEX_METHOD:
-                try:
-                    fut = self.core.read_index_for_worker()
-                except GrpcError as e:
-                    self.send(call_id, method, fr.ERR, fr.pack_error(e.code, e.message))
+                except TokenPending as p:   # issued by an entry not applied here yet
+                    p.future.add_done_callback(
+                        lambda f: self._token_ready(f, call_id, method, kind, framed))
                     return
-                fut.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
-                return
-            handler = self._table[method] if method < len(self._table) else None
-            if handler is None:
-                self.send(call_id, method, fr.ERR, fr.pack_error(
-                    StatusCode.UNIMPLEMENTED, f"unknown method {PATHS[method] if method < len(PATHS) else method}"))
-                return
             try:
-                res = handler(payload)
-            except GrpcError as e:
-                self.send(call_id, method, fr.ERR, fr.pack_error(e.code, e.message))
-                return
-            except Exception as e:  # a malformed request must not take the core down
-                log.debug("request %s failed: %r", PATHS[method], e)
-                self.send(call_id, method, fr.ERR, fr.pack_error(StatusCode.INVALID_ARGUMENT, str(e)))
-                return
-            if isinstance(res, bytes):
-                self.send(call_id, method, fr.RESP, res)
-            else:
-                self.calls[call_id] = res
-                res.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
+                self._unary(call_id, method, payload)
+            finally:
+                if caller is not None:
+                    CALLER.reset(caller)
         elif kind == fr.S_MSG:
             st = self.streams.get(call_id)
             if st is not None:
@@ -176,6 +152,51 @@ class CoreConnection(fr.FrameProtocol):
         elif kind == fr.HELLO:
             self.worker_pid = int(payload.decode() or 0)
             self._on_hello(self)
+
+    def _unary(self, call_id, method, payload):
+        if method == HEALTH_METHOD:
+            reason = self.core.health()
+            if reason is None:
+                self.send(call_id, method, fr.RESP, b"")
+            else:
+                self.send(call_id, method, fr.ERR, fr.pack_error(StatusCode.UNAVAILABLE, reason))
+            return
+        if method == METRICS_METHOD:
+            self.send(call_id, method, fr.RESP, self.core.metrics.render())
+            return
+        if method == READ_INDEX_METHOD:
+            try:
+                fut = self.core.read_index_for_worker()
+            except GrpcError as e:
+                self.send(call_id, method, fr.ERR, fr.pack_error(e.code, e.message))
+                return
+            fut.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
+            return
+        handler = self._table[method] if method < len(self._table) else None
+        if handler is None:
+            self.send(call_id, method, fr.ERR, fr.pack_error(
+                StatusCode.UNIMPLEMENTED, f"unknown method {PATHS[method] if method < len(PATHS) else method}"))
+            return
+        try:
+            res = handler(payload)
+        except GrpcError as e:
+            self.send(call_id, method, fr.ERR, fr.pack_error(e.code, e.message))
+            return
+        except Exception as e:  # a malformed request must not take the core down
+            log.debug("request %s failed: %r", PATHS[method], e)
+            self.send(call_id, method, fr.ERR, fr.pack_error(StatusCode.INVALID_ARGUMENT, str(e)))
+            return
+        if isinstance(res, bytes):
+            self.send(call_id, method, fr.RESP, res)
+        else:
+            self.calls[call_id] = res
+            res.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
+
+    def _token_ready(self, fut, call_id, method, kind, framed) -> None:
+        if fut.result():
+            self.frame_received(call_id, method, kind, framed)
+        else:
+            self.send(call_id, method, fr.ERR, fr.pack_error(*EtcdError.INVALID_AUTH_TOKEN))
 
     @staticmethod
     def _close_stream(st: CoreStream) -> None:

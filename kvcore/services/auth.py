@@ -7,8 +7,14 @@ proposing, as etcd 3.5 does, so every member stores the same hash. Reads are lin
 core's in-memory copy.
 
 ``authorize(method id, request, token)`` runs in the core before a call's handler
-when auth is enabled: the token names the user (simple tokens of this member), and
-the method's check decides (etcd's authApplierV3 and authMaintenanceServer).
+when auth is enabled: the token (or, with --client-cert-auth and no token, the
+client certificate's CN) names the user, and the method's check decides (etcd's
+authApplierV3 and authMaintenanceServer). Writes and auth changes are proposed
+stamped with that caller (OP_STAMPED) and checked again at apply
+(kvcore/auth/caller.py).
+
+Authenticate is a proposal too (etcd 3.5): the password is checked here, then every
+member assigns the token when it applies the entry (kvcore/auth/tokens.py).
 """
 from __future__ import annotations
 
@@ -20,16 +26,24 @@ import bcrypt
 from kvcore.api import rpc_pb2, v3election_pb2 as epb, v3lock_pb2 as lpb, wire
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.api.methods import METHOD_ID, PATHS
+from kvcore.auth.caller import CALLER, Caller, TokenPending, stamp, unstamp
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.concurrency.client import prefix_end
 from kvcore.server.auth import READ, WRITE
-from kvcore.server.entry import OP_AUTH
+from kvcore.ipc.framing import CN_MARK
+from kvcore.server.entry import (OP_AUTH, OP_DELETE, OP_LEASE_REVOKE, OP_PUT, OP_STAMPED,
+                                 OP_TXN)
 
 AUTH = "/etcdserverpb.Auth/"
 AUTH_OPS = ("AuthEnable", "AuthDisable", "UserAdd", "UserDelete", "UserChangePassword",
             "UserGrantRole", "UserRevokeRole", "RoleAdd", "RoleDelete",
-            "RoleGrantPermission", "RoleRevokePermission")
+            "RoleGrantPermission", "RoleRevokePermission", "Authenticate")
 _OP_INDEX = {n: i for i, n in enumerate(AUTH_OPS)}
+# Proposals checked again at apply -> the method whose check runs (OP_AUTH's method
+# is named by its first byte).
+STAMPED_OPS = {OP_PUT: "/etcdserverpb.KV/Put", OP_DELETE: "/etcdserverpb.KV/DeleteRange",
+               OP_TXN: "/etcdserverpb.KV/Txn", OP_LEASE_REVOKE: "/etcdserverpb.Lease/LeaseRevoke",
+               OP_AUTH: None}
 BCRYPT_COST = 10   # etcd's default --bcrypt-cost
 
 
@@ -42,6 +56,12 @@ class AuthService:
     def __init__(self, ctx):
         self.ctx = ctx
         self.checks: list = [None] * len(PATHS)
+        self._stamped_methods = {METHOD_ID[p] for p in STAMPED_OPS.values() if p}
+        self._stamped_methods.update(METHOD_ID[AUTH + n] for n in AUTH_OPS
+                                     if n != "Authenticate")
+        self._appliers: dict = {}
+        self._waiters: dict[int, list] = {}   # log index -> futures (TokenPending)
+        self._applied = 0
 
     @property
     def store(self):
@@ -64,6 +84,8 @@ class AuthService:
         u[AUTH + "RoleList"] = self._reader(lambda r: self.store.role_list())
         self._register_checks()
         reg.applier(OP_AUTH, self.apply)
+        reg.applier(OP_STAMPED, self.apply_stamped, capped=self._stamped_capped)
+        self._appliers = reg.appliers
 
     def apply(self, txn, w, req: bytes):
         resp = self.store.apply(txn, AUTH_OPS[req[0]], req[1:])
@@ -116,49 +138,122 @@ class AuthService:
         return asyncio.ensure_future(run())
 
     def authenticate(self, req: bytes):
+        """etcd's EtcdServer.Authenticate: check the password, propose the user and a
+        fresh token prefix, and try again if the auth store changed meanwhile."""
         r = rpc_pb2.AuthenticateRequest.FromString(req)
         store = self.store
         if not store.enabled:
             raise etcd_error(EtcdError.AUTH_NOT_ENABLED)
-        u = store.users.get(r.name)
-        if u is None or u.options.no_password or not u.password:
-            raise etcd_error(EtcdError.AUTH_FAILED)
         ctx = self.ctx
-        stored = bytes(u.password)
         pw = r.password.encode()
 
         async def run():
-            ok = await ctx.loop.run_in_executor(None, lambda: bcrypt.checkpw(pw, stored))
-            if not ok:
-                raise etcd_error(EtcdError.AUTH_FAILED)
-            tok = store.tokens.assign(r.name, ctx.applied_index)
-            return wire.with_header(ctx.header(ctx.store.current_rev),
-                                    _body(rpc_pb2.AuthenticateResponse(token=tok)))
+            while True:
+                u = store.users.get(r.name)
+                if u is None or u.options.no_password or not u.password:
+                    raise etcd_error(EtcdError.AUTH_FAILED)
+                checked = store.revision
+                stored = bytes(u.password)
+                ok = await ctx.loop.run_in_executor(None, lambda: bcrypt.checkpw(pw, stored))
+                if not ok:
+                    raise etcd_error(EtcdError.AUTH_FAILED)
+                prefix = store.tokens.prefix().encode()
+                resp = await self._propose("Authenticate", bytes((len(prefix),)) + prefix
+                                           + r.name.encode())
+                if checked == store.revision:
+                    return resp
         return asyncio.ensure_future(run())
 
-    # ---- permission checks ----
+    # ---- who is calling ----
 
-    def authorize(self, method: int, payload: bytes, token: Optional[str]) -> None:
-        """Raises the etcd error that refuses this call (auth is enabled)."""
-        store = self.store
-        check = self.checks[method] if method < len(self.checks) else None
-        if check is _NO_CHECK:
-            return
-        user = None
-        if token:
-            user = store.tokens.user(token)
-            if user is None:
-                raise etcd_error(EtcdError.INVALID_AUTH_TOKEN)
-        if check is not None:
-            check(user, payload)
-
-    def stream_user(self, token: Optional[str]) -> Optional[str]:
+    def caller(self, token: Optional[str]) -> Optional[Caller]:
+        """The caller a request's token (or certificate name) says: None for none;
+        etcd's invalid-token error for one no provider knows; TokenPending for a
+        simple token whose Authenticate entry is not applied here yet."""
         if not token:
             return None
-        user = self.store.tokens.user(token)
-        if user is None:
-            raise etcd_error(EtcdError.INVALID_AUTH_TOKEN)
-        return user
+        store = self.store
+        if token[0] == CN_MARK:   # etcd: the CN counts only with --client-cert-auth
+            cn = token[1:]
+            return Caller(cn, store.revision) if cn and self.ctx.cfg.client_cert_auth else None
+        info = store.tokens.info(token, store.revision)
+        if info is not None:
+            return Caller(*info)
+        index = store.tokens.pending_index(token)
+        if index is not None and index > max(self._applied, self.ctx.applied_index):
+            raise TokenPending(self._wait_applied(index))
+        raise etcd_error(EtcdError.INVALID_AUTH_TOKEN)
+
+    def _wait_applied(self, index: int):
+        fut = self.ctx.loop.create_future()
+        self._waiters.setdefault(index, []).append(fut)
+
+        def expire():
+            if not fut.done():
+                fut.set_result(False)
+        self.ctx.loop.call_later(self.ctx.request_timeout, expire)
+        return fut
+
+    def applied(self, index: int) -> None:
+        """The core applied entries up to ``index``: wake the token checks waiting."""
+        self._applied = index
+        if self._waiters:
+            for i in [i for i in self._waiters if i <= index]:
+                for fut in self._waiters.pop(i):
+                    if not fut.done():
+                        fut.set_result(True)
+
+    # ---- stamping proposals with their caller ----
+
+    def stamp(self, op: int, req: bytes) -> tuple[int, bytes]:
+        """What the core proposes: stamped with the caller if the running handler's
+        method is re-checked at apply."""
+        caller = CALLER.get()
+        if caller is None or op not in STAMPED_OPS:
+            return op, req
+        return OP_STAMPED, stamp(caller, op, req)
+
+    def apply_stamped(self, txn, w, data: bytes):
+        """A stamped proposal: its own applier, if its caller is still allowed
+        (etcd's authApplierV3), else the etcd error."""
+        caller, op, inner = unstamp(data)
+        if self.store.enabled:
+            if op == OP_AUTH:
+                path, payload = AUTH + AUTH_OPS[inner[0]], inner[1:]
+            else:
+                path, payload = STAMPED_OPS[op], inner
+            check = self.checks[METHOD_ID[path]]
+            if check is not None and check is not _NO_CHECK:
+                check(caller, payload)
+        return self._appliers[op].fn(txn, w, inner)
+
+    def _stamped_capped(self, data: bytes) -> bool:
+        _, op, inner = unstamp(data)
+        capped = self._appliers[op].capped
+        return capped is not None and capped(inner)
+
+    # ---- permission checks ----
+    # ---- permission checks ----
+
+    def authorize(self, method: int, payload: bytes, token: Optional[str]):
+        """Raises the etcd error that refuses this call (auth is enabled), or
+        TokenPending. For a method re-checked at apply, sets CALLER and returns the
+        contextvars token the caller resets once the handler has run."""
+        check = self.checks[method] if method < len(self.checks) else None
+        if check is _NO_CHECK:
+            return None
+        user = self.caller(token)
+        if check is not None:
+            check(user, payload)
+        if user is not None and method in self._stamped_methods:
+            return CALLER.set(user)
+        return None
+
+    def stream_user(self, token: Optional[str]) -> Optional[str]:
+        try:
+            return self.caller(token)
+        except TokenPending:
+            raise etcd_error(EtcdError.INVALID_AUTH_TOKEN) from None
 
     def _register_checks(self) -> None:
         c = {}

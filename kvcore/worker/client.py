@@ -86,7 +86,7 @@ class CoreClient(fr.FrameProtocol):
             self._next = (self._next + 1) & 0xFFFFFFFF
             sid = self._next
             st = self._streams[sid] = _Stream()
-            token = ctx.metadata.get("token")
+            token = fr.call_identity(ctx)
             self.send(sid, method, fr.S_OPEN, token.encode() if token else b"")
 
             async def pump():

@@ -14,6 +14,7 @@ from kvcore import ETCD_VERSION
 from kvcore.api import rpc_pb2, v3election_pb2, v3lock_pb2
 from kvcore.api.methods import METHOD_ID, STREAMING
 from kvcore.engine.base import GrpcError, StatusCode
+from kvcore.ipc.framing import caller_token
 
 ROUTES = {
     "/v3/kv/range": "/etcdserverpb.KV/Range",
@@ -134,6 +135,7 @@ class Gateway:
             # etcd's gateway takes the auth token from the Authorization header.
             token = next((v for k, v in headers.items() if k.lower() == "authorization"), None)
             if token and self._call_token is not None:
+                token = caller_token(token)
                 raw = await self._call_token(METHOD_ID[target], req.SerializeToString(), token)
             else:
                 raw = await self._call(METHOD_ID[target], req.SerializeToString())

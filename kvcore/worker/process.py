@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from kvcore.api.methods import METHOD_ID, STREAMING
 from kvcore.engine.base import MethodTable
+from kvcore.ipc import framing as fr
 from kvcore.ipc.readstate import ReadState
 from kvcore.server.ipc_server import HEALTH_METHOD, METRICS_METHOD
 from kvcore.tls import TLSConfigError, TLSInfo
@@ -78,7 +79,7 @@ async def run(args: dict) -> None:
 
     def forward(mid: int):
         async def handler(request: bytes, ctx) -> bytes:
-            token = ctx.metadata.get("token")
+            token = fr.call_identity(ctx)
             fut = client.call(mid, request) if token is None else client.call_token(mid, request, token)
             try:
                 return await fut

@@ -15,6 +15,7 @@ import logging
 
 from kvcore.api import rpc_pb2, wire
 from kvcore.api.methods import METHOD_ID
+from kvcore.ipc import framing as fr
 from kvcore.mvcc.latest import LatestView, NeedsCore
 from kvcore.server import kv as kvops
 from kvcore.server.ipc_server import READ_INDEX_METHOD
@@ -111,7 +112,7 @@ class LocalReads:
     async def range(self, request: bytes, ctx) -> bytes:
         if self.read_state is not None and self.read_state.auth():
             # Auth is on: the core checks the caller's permission (and serves it).
-            token = ctx.metadata.get("token")
+            token = fr.call_identity(ctx)
             if token is None:
                 return await self.client.call(RANGE, request)
             return await self.client.call_token(RANGE, request, token)

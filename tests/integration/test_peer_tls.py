@@ -155,3 +155,19 @@ def test_client_cert_for_another_address_fails_etcds_san_check(tmp_path, pki, ca
     # --experimental-peer-skip-client-san-verification lets it through.
     a = _mutual(pki, skip_client_san_verify=True)
     assert run_case(tmp_path, a, b, "https", "https")
+
+
+@pytest.mark.parametrize("policy,delivered", [
+    ({"allowed_cn": "server"}, True),               # the dialler's certificate CN
+    ({"allowed_cn": "someone-else"}, False),
+    ({"allowed_hostname": "localhost"}, True),      # a SAN of the dialler's certificate
+    ({"allowed_hostname": "db.example.com"}, False),
+])
+def test_peer_cert_allowed_cn_and_hostname(tmp_path, pki, caplog, policy, delivered):
+    """--peer-cert-allowed-cn / --peer-cert-allowed-hostname on the listening side."""
+    caplog.set_level(logging.INFO)
+    got = run_case(tmp_path, _mutual(pki, **policy), _mutual(pki), "https", "https",
+                   until=lambda: _logged(caplog, "client certificate authentication failed"))
+    assert bool(got) == delivered
+    assert _logged(caplog, "rejected a peer connection from 127.0.0.1",
+                   "client certificate authentication failed") == (not delivered)
