@@ -30,9 +30,8 @@ class Writer:
         pgid = self.next_pgid
         size = HEADER_SIZE + len(body)
         npages = -(-size // self.page_size)
-        self.f.write(PAGE_HEADER.pack(pgid, flags, count, npages - 1))
-        self.f.write(body)
-        self.f.write(b"\0" * (npages * self.page_size - size))
+        self.f.write(b"".join((PAGE_HEADER.pack(pgid, flags, count, npages - 1), body,
+                               bytes(npages * self.page_size - size))))
         self.next_pgid += npages
         return pgid
 

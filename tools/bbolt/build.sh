@@ -13,7 +13,7 @@ if [ ! -x "$bin" ] || [ "$here/main.go" -nt "$bin" ]; then
     mkdir -p "$work/src/bboltcmd"
     cp "$here/main.go" "$work/src/bboltcmd/"
     (cd "$work/src/bboltcmd" && GO111MODULE=off GOPATH="$work:/usr/share/gocode" \
-        GOCACHE="$work/cache" GOFLAGS=-mod=mod go build -o "$bin.tmp" . ) >&2
+        GOCACHE="$work/cache" go build -o "$bin.tmp" . ) >&2
     mv "$bin.tmp" "$bin"
 fi
 echo "$bin"
