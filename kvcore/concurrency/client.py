@@ -19,7 +19,7 @@ import collections
 import logging
 from typing import Optional
 
-from kvcore.api import rpc_pb2
+from kvcore.api import rpc_pb2, rules
 from kvcore.api.errors import EtcdError
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.mvcc.watch import DELETE, Watcher
@@ -158,7 +158,9 @@ class HubWatch:
 
 class LocalClient:
     """clientv3 calls the recipes need, served by the core's handlers (``handlers``:
-    gRPC path -> unary handler, as registered by the KV and Lease services)."""
+    gRPC path -> unary handler, as registered by the KV and Lease services). Each
+    request passes etcd's request checks first, as a real client's call would in
+    the worker (kvcore/worker/edge.py)."""
 
     def __init__(self, ctx, handlers: dict):
         self.core = ctx
@@ -208,15 +210,20 @@ class LocalClient:
         return resp_cls.FromString(res)
 
     async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        rules.check_txn(req, self.core.cfg.max_txn_ops)
+        rules.check_intervals(req.success)
+        rules.check_intervals(req.failure)
         return await self._call(self._txn, req, rpc_pb2.TxnResponse)
 
     async def get(self, req: RR) -> rpc_pb2.RangeResponse:
         """A linearizable Range (clientv3's default)."""
+        rules.check_range(req)
         return await self._call(self._range, req, rpc_pb2.RangeResponse)
 
     async def delete(self, key: bytes) -> rpc_pb2.DeleteRangeResponse:
-        return await self._call(self._delete, rpc_pb2.DeleteRangeRequest(key=key),
-                                rpc_pb2.DeleteRangeResponse)
+        req = rpc_pb2.DeleteRangeRequest(key=key)
+        rules.check_delete(req)
+        return await self._call(self._delete, req, rpc_pb2.DeleteRangeResponse)
 
     async def delete_quietly(self, key: bytes) -> None:
         """A clean-up Delete whose own failure does not matter to the caller."""

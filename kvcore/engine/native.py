@@ -134,13 +134,21 @@ class NativeEngine:
         return self._core.stats()
 
 
-def create_engine(kind: str, methods: MethodTable, **kwargs):
+def create_engine(kind: str, methods: MethodTable, keepalive: Optional[dict] = None,
+                  **kwargs):
     """``--grpc-engine`` switch: 'native' (falls back to grpcio with a log line if
-    the compiled engine cannot load) or 'grpcio'."""
+    the compiled engine cannot load) or 'grpcio'. ``keepalive``: etcd's
+    --grpc-keepalive-min-time/-interval/-timeout in seconds (keys min_time,
+    interval, timeout)."""
     from .grpcio_engine import GrpcioEngine
 
+    ka = keepalive or {}
     if kind == "native":
         if _core is not None:
+            if ka:
+                kwargs.update(keepalive_min_time=ka.get("min_time", 5.0),
+                              keepalive_time=ka.get("interval", 7200.0),
+                              keepalive_timeout=ka.get("timeout", 20.0))
             return NativeEngine(methods, **kwargs)
         log.warning("native gRPC engine unavailable (%s); falling back to grpcio",
                     IMPORT_ERROR)
@@ -149,4 +157,4 @@ def create_engine(kind: str, methods: MethodTable, **kwargs):
         raise ValueError(f"unknown gRPC engine {kind!r}")
     kwargs = {k: v for k, v in kwargs.items()
               if k in ("http", "max_receive_message_length", "max_send_message_length")}
-    return GrpcioEngine(methods, **kwargs)
+    return GrpcioEngine(methods, keepalive=ka, **kwargs)

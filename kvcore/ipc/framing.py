@@ -37,6 +37,11 @@ HEADER = struct.Struct("<IIHB")
 HSIZE = HEADER.size
 
 REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD, CANCEL, TREQ = range(12)
+
+# Pseudo-method ids of REQ frames (above every gRPC method id of kvcore/api/methods.py):
+HEALTH_METHOD = 0xFFFF      # the worker's /health asks the core
+METRICS_METHOD = 0xFFFE     # the worker's /metrics asks the core
+READ_INDEX_METHOD = 0xFFFD  # a worker's linearizable read: -> u64 applied index to read at
 STREAM_WINDOW = 64
 _U32 = struct.Struct("<I")
 

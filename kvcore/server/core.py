@@ -420,14 +420,6 @@ class Core:
         if cs.voters == [self.member_id] and not cs.learners and not self.raft.lead:
             self.raft.campaign_soon()
 
-    def _conf_changed(self) -> None:
-        self.transport.set_members(self.membership.sorted())
-        if self.member_id in self.membership.removed:
-            self._removed()
-        cs = self.raft.conf_state
-        if cs.voters == [self.member_id] and not cs.learners and not self.raft.lead:
-            self.raft.campaign_soon()
-
     # ---- the server context (kvcore/services/context.py) ----
 
     def header(self, rev: int) -> bytes:

@@ -17,10 +17,10 @@ from urllib.parse import urlparse
 
 from kvcore import logs, tls
 from kvcore.server import config
+from kvcore.ipc.server import CoreConnection
+from kvcore.loop import run_loop
 from kvcore.server.core import Core
-from kvcore.server.ipc_server import CoreConnection
 from kvcore.server import corruption, sdnotify
-from kvcore.server.loop import run_loop
 from kvcore.storage.wal import WalCorruptError
 
 log = logging.getLogger("kvcore")
@@ -57,6 +57,7 @@ class WorkerSupervisor:
         return json.dumps({
             "core_fd": fd, "listen": self.cfg.listen_client_urls,
             "engine": self.cfg.grpc_engine, "max_request_bytes": self.cfg.max_request_bytes,
+            "max_txn_ops": self.cfg.max_txn_ops,
             "log_level": self.cfg.log_level, "log": logs.options(self.cfg),
             "keepalive": {"min_time": self.cfg.grpc_keepalive_min_time,
                           "interval": self.cfg.grpc_keepalive_interval,

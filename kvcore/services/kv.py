@@ -1,10 +1,16 @@
 """The KV service: Range, Put, DeleteRange, Txn, Compact (etcd's v3rpc KV server and
-its apply of the same requests; the rules are kvcore/server/kv.py)."""
+its apply of the same requests, kvcore/mvcc/kvops.py).
+
+Requests arrive checked (etcd's v3rpc checks run in the worker that decoded them,
+kvcore/worker/edge.py; the in-process Lock/Election client builds valid ones), so
+a Put or DeleteRange is proposed as it came, undecoded: the apply decodes it once.
+"""
 from __future__ import annotations
 
 from kvcore.api import rpc_pb2, wire
+from kvcore.api.rules import is_txn_readonly, is_txn_serializable, txn_puts
+from kvcore.mvcc import kvops
 from kvcore.mvcc.store import CompactedError, FutureRevError, ReadView
-from kvcore.server import kv as kvops
 from kvcore.server.entry import OP_COMPACT, OP_DELETE, OP_PUT, OP_TXN
 from kvcore.services.registry import always
 
@@ -35,7 +41,6 @@ class KVService:
 
     def range(self, req: bytes):
         r = rpc_pb2.RangeRequest.FromString(req)
-        kvops.check_range(r)
         ctx = self.ctx
 
         def serve():
@@ -44,24 +49,19 @@ class KVService:
         return serve() if r.serializable else ctx.linearizable(serve)
 
     def put(self, req: bytes):
-        kvops.check_put(rpc_pb2.PutRequest.FromString(req))
         return self.ctx.quota.check(len(req)) or self.ctx.propose(OP_PUT, req)
 
     def delete_range(self, req: bytes):
-        kvops.check_delete(rpc_pb2.DeleteRangeRequest.FromString(req))
         return self.ctx.propose(OP_DELETE, req)
 
     def txn(self, req: bytes):
         r = rpc_pb2.TxnRequest.FromString(req)
         ctx = self.ctx
-        kvops.check_txn(r, ctx.cfg.max_txn_ops)
-        kvops.check_intervals(r.success)
-        kvops.check_intervals(r.failure)
-        if kvops.is_txn_readonly(r):
+        if is_txn_readonly(r):
             def serve():
                 rev, body = ctx.read(lambda view: self.applier.txn(ReadOnlyTxn(view), r))
                 return wire.with_header(ctx.header(rev), body)
-            return serve() if kvops.is_txn_serializable(r) else ctx.linearizable(serve)
+            return serve() if is_txn_serializable(r) else ctx.linearizable(serve)
         return (txn_puts(r) and ctx.quota.check(len(req))) or ctx.propose(OP_TXN, req)
 
     def compact(self, req: bytes):
@@ -88,16 +88,6 @@ class KVService:
         if ctx.watch_hub.unsynced:
             ctx.schedule_catch_up()
         return ctx.store.current_rev, b""
-
-
-def txn_puts(r) -> bool:
-    """Whether a Txn would write a value in either branch (etcd's txn cost > 0)."""
-    for op in list(r.success) + list(r.failure):
-        if op.HasField("request_put"):
-            return True
-        if op.HasField("request_txn") and txn_puts(op.request_txn):
-            return True
-    return False
 
 
 def _txn_capped(req: bytes) -> bool:

@@ -49,12 +49,17 @@ class LeaseService:
         r = rpc_pb2.LeaseGrantRequest.FromString(req)
         if r.TTL > MAX_LEASE_TTL:
             raise etcd_error(EtcdError.LEASE_TTL_TOO_LARGE)
+        payload = req
         if r.ID == 0:
-            while r.ID == 0 or ctx.lessor.exists(r.ID):
-                r.ID = secrets.randbits(63)
+            lease_id = 0
+            while lease_id == 0 or ctx.lessor.exists(lease_id):
+                lease_id = secrets.randbits(63)
+            # Protobuf keeps the last value of a repeated scalar field: appending
+            # the ID (field 2) sets it without re-serializing the request.
+            payload = req + _ID_TAG + _varint(lease_id)
         elif ctx.lessor.exists(r.ID):
             raise etcd_error(EtcdError.LEASE_EXIST)
-        return ctx.quota.check(len(req)) or ctx.propose(OP_LEASE_GRANT, r.SerializeToString())
+        return ctx.quota.check(len(req)) or ctx.propose(OP_LEASE_GRANT, payload)
 
     def lease_revoke(self, req: bytes):
         r = rpc_pb2.LeaseRevokeRequest.FromString(req)
@@ -141,6 +146,18 @@ class LeaseService:
             cps = self.ctx.lessor.checkpoints()
             if cps:
                 self._checkpoint(cps)
+
+
+_ID_TAG = bytes(((2 << 3) | 0,))   # LeaseGrantRequest.ID: field 2, varint
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def _revoke_done(fut, lease) -> None:

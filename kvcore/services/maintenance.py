@@ -12,7 +12,7 @@ from kvcore import ETCD_VERSION
 from kvcore.api import rpc_pb2, wire
 from kvcore.engine.base import StatusCode
 from kvcore.mvcc.store import CompactedError, FutureRevError
-from kvcore.server import kv as kvops
+from kvcore.mvcc.kvops import mvcc_error
 from kvcore.server.alarms import alarm_body
 from kvcore.server.entry import OP_ALARM
 from kvcore.snapshot import export
@@ -98,7 +98,7 @@ class MaintenanceService:
             h, compact_rev, hash_rev = ctx.read(
                 lambda view: ctx.store.hash_kv(view.txn, r.revision))
         except (CompactedError, FutureRevError) as e:
-            raise kvops.mvcc_error(e)
+            raise mvcc_error(e)
         return self._respond(rpc_pb2.HashKVResponse(
             hash=h, compact_revision=compact_rev, hash_revision=hash_rev))
 

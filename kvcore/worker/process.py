@@ -14,16 +14,17 @@ import os
 import signal
 import socket
 import sys
-from typing import Optional
 from urllib.parse import urlparse
 
 from kvcore.api.methods import METHOD_ID, STREAMING
 from kvcore.engine.base import MethodTable
+from kvcore.engine.native import create_engine
 from kvcore.ipc import framing as fr
+from kvcore.ipc.client import CoreClient
+from kvcore.ipc.framing import HEALTH_METHOD, METRICS_METHOD
 from kvcore.ipc.readstate import ReadState
-from kvcore.server.ipc_server import HEALTH_METHOD, METRICS_METHOD
 from kvcore.tls import TLSConfigError, TLSInfo
-from kvcore.worker.client import CoreClient
+from kvcore.worker.edge import Edge
 from kvcore.worker.gateway import Gateway
 from kvcore.worker.reads import LocalReads
 
@@ -50,24 +51,6 @@ def listeners(urls: list[str]) -> dict[tuple, tuple[bool, bool]]:
     return out
 
 
-def make_engine(name: str, methods: MethodTable, http, max_recv: int,
-                keepalive: Optional[dict] = None):
-    """``keepalive``: etcd's --grpc-keepalive-min-time/-interval/-timeout in seconds."""
-    ka = keepalive or {}
-    if name == "native":
-        try:
-            from kvcore.engine.native import NativeEngine
-            return NativeEngine(methods, http=http, max_receive_message_length=max_recv,
-                                keepalive_min_time=ka.get("min_time", 5.0),
-                                keepalive_time=ka.get("interval", 7200.0),
-                                keepalive_timeout=ka.get("timeout", 20.0))
-        except ImportError as e:
-            log.warning("native gRPC engine unavailable (%s); falling back to grpcio", e)
-    from kvcore.engine.grpcio_engine import GrpcioEngine
-    return GrpcioEngine(methods, http=http, max_receive_message_length=max_recv,
-                        keepalive=ka)
-
-
 async def run(args: dict) -> None:
     loop = asyncio.get_running_loop()
     lost = loop.create_future()
@@ -77,10 +60,12 @@ async def run(args: dict) -> None:
                            lambda: reads and reads.reopen()),
         sock=socket.socket(fileno=args["core_fd"]))
 
+    edge = Edge(client, args["max_txn_ops"])
+
     def forward(mid: int):
         async def handler(request: bytes, ctx) -> bytes:
             token = fr.call_identity(ctx)
-            fut = client.call(mid, request) if token is None else client.call_token(mid, request, token)
+            fut = edge.call(mid, request) if token is None else edge.call_token(mid, request, token)
             try:
                 return await fut
             except asyncio.CancelledError:
@@ -102,14 +87,16 @@ async def run(args: dict) -> None:
     async def metrics():
         return await client.call(METRICS_METHOD, b"")
 
-    gateway = Gateway(client.call, health, metrics, call_token=client.call_token)
+    gateway = Gateway(edge.call, health, metrics, call_token=edge.call_token)
     # etcd's gRPC server accepts max-request-bytes plus 512 KiB of overhead; larger
     # requests fail in the transport, smaller ones too big for the log fail later.
     max_recv = args["max_request_bytes"] + 512 * 1024
     engines = []
     tls = TLSInfo.from_dict(args.get("tls"))
     for (host, port), (plain, secure) in listeners(args["listen"]).items():
-        eng = make_engine(args["engine"], methods, gateway, max_recv, args.get("keepalive"))
+        eng = create_engine(args["engine"], methods, http=gateway,
+                            max_receive_message_length=max_recv,
+                            keepalive=args.get("keepalive"))
         if not secure:
             await eng.start(host, port, reuse_port=True)
         elif eng.name == "grpcio":
@@ -122,7 +109,7 @@ async def run(args: dict) -> None:
             await eng.start(host, port, reuse_port=True, ssl_context=tls.server_context(),
                             allow_plaintext=plain)
         engines.append(eng)
-    client.send(0, 0, 3, str(os.getpid()).encode())  # HELLO: serving
+    client.send(0, 0, fr.HELLO, str(os.getpid()).encode())  # serving
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: lost.done() or lost.set_result(None))
     await lost
@@ -137,7 +124,7 @@ def main() -> None:
     logs.setup(**args.get("log", {"level": args.get("log_level", "info")}))
     if os.getppid() != args["parent"]:
         sys.exit(0)  # the core died before we could arm PDEATHSIG
-    from kvcore.server.loop import run_loop
+    from kvcore.loop import run_loop
     try:
         run_loop(run(args))
     except (OSError, RuntimeError, TLSConfigError) as e:

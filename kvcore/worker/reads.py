@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from kvcore.api import rpc_pb2, wire
+from kvcore.api import rpc_pb2, rules, wire
 from kvcore.api.methods import METHOD_ID
 from kvcore.ipc import framing as fr
+from kvcore.ipc.framing import READ_INDEX_METHOD
+from kvcore.mvcc.kvops import do_range
 from kvcore.mvcc.latest import LatestView, NeedsCore
-from kvcore.server import kv as kvops
-from kvcore.server.ipc_server import READ_INDEX_METHOD
 from kvcore.storage import backend as be
 
 log = logging.getLogger("kvcore.worker")
@@ -110,14 +110,14 @@ class LocalReads:
         return self._headers.get(ids[0], ids[1], rev, be.from_u64(term) if term else 0)
 
     async def range(self, request: bytes, ctx) -> bytes:
+        r = rpc_pb2.RangeRequest.FromString(request)
+        rules.check_range(r)
         if self.read_state is not None and self.read_state.auth():
             # Auth is on: the core checks the caller's permission (and serves it).
             token = fr.call_identity(ctx)
             if token is None:
                 return await self.client.call(RANGE, request)
             return await self.client.call_token(RANGE, request, token)
-        r = rpc_pb2.RangeRequest.FromString(request)
-        kvops.check_range(r)
         if r.revision > 0:
             return await self.client.call(RANGE, request)
         need = 0
@@ -128,7 +128,7 @@ class LocalReads:
             view = LatestView(b, txn)
             if view.consistent_index >= need:
                 try:
-                    rev, body = kvops.do_range(view, r)
+                    rev, body = do_range(view, r)
                     return wire.with_header(self._header(txn, rev), body)
                 except NeedsCore:
                     pass

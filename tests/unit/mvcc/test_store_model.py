@@ -12,7 +12,7 @@ from kvcore.api.errors import EtcdError
 from kvcore.engine.base import GrpcError
 from kvcore.lease.lessor import Lessor
 from kvcore.mvcc.store import KVStore, ReadView
-from kvcore.server.kv import KVApplier
+from kvcore.mvcc.kvops import KVApplier
 from kvcore.storage.backend import Backend
 
 KEYS = [b"a", b"ab", b"b", b"ba", b"c", b"d\x00", b"d\xff"]

@@ -13,7 +13,7 @@ from kvcore.api import kv_pb2, rpc_pb2
 from kvcore.lease.lessor import Lessor
 from kvcore.mvcc.store import KVStore
 from kvcore.mvcc.watch import WatchHub, WatchStream
-from kvcore.server.kv import KVApplier
+from kvcore.mvcc.kvops import KVApplier
 from kvcore.storage.backend import Backend
 
 KEYS = [b"a", b"a1", b"a2", b"b", b"b1", b"c"]

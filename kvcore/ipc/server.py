@@ -1,5 +1,6 @@
 """The core's end of the worker IPC: runs each framed request through the core's
-handler table and sends the answer back in the next batched write."""
+handler table (the services' registrations) and sends the answer back in the next
+batched write."""
 from __future__ import annotations
 
 import logging
@@ -10,12 +11,9 @@ from kvcore.auth.caller import CALLER, TokenPending
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.ipc import framing as fr
 from kvcore.server import learner
+from kvcore.ipc.framing import HEALTH_METHOD, METRICS_METHOD, READ_INDEX_METHOD
 
 log = logging.getLogger("kvcore.ipc")
-
-HEALTH_METHOD = 0xFFFF   # pseudo-methods: the worker's /health and /metrics ask the core
-METRICS_METHOD = 0xFFFE
-READ_INDEX_METHOD = 0xFFFD  # a worker's linearizable read: -> u64 applied index to read at
 
 
 class CoreStream:

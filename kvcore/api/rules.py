@@ -1,0 +1,151 @@
+"""etcd's request checks (v3rpc/key.go) and the request facts the server branches
+on (read-only Txn, serializable Txn, Txn that puts). Pure functions of a decoded
+request, shared by the workers, which check every client call where they decode
+it (kvcore/worker/edge.py), and the core.
+
+Each ``check_*`` raises the etcd error the client must see (kvcore/api/errors.py).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from kvcore.api import rpc_pb2
+from kvcore.api.errors import EtcdError, etcd_error
+
+RR = rpc_pb2.RangeRequest
+_ALL = b"\x00"
+_SORT_ORDERS = frozenset(RR.SortOrder.values())
+_SORT_TARGETS = frozenset(RR.SortTarget.values())
+
+
+def check_range(r: rpc_pb2.RangeRequest) -> None:
+    if not r.key:
+        raise etcd_error(EtcdError.EMPTY_KEY)
+    if r.sort_order not in _SORT_ORDERS or r.sort_target not in _SORT_TARGETS:
+        raise etcd_error(EtcdError.INVALID_SORT)
+
+
+def check_put(r: rpc_pb2.PutRequest) -> None:
+    if not r.key:
+        raise etcd_error(EtcdError.EMPTY_KEY)
+    if r.ignore_value and r.value:
+        raise etcd_error(EtcdError.VALUE_PROVIDED)
+    if r.ignore_lease and r.lease:
+        raise etcd_error(EtcdError.LEASE_PROVIDED)
+
+
+def check_delete(r: rpc_pb2.DeleteRangeRequest) -> None:
+    if not r.key:
+        raise etcd_error(EtcdError.EMPTY_KEY)
+
+
+def _check_op(op: rpc_pb2.RequestOp, max_ops: int) -> None:
+    which = op.WhichOneof("request")
+    if which == "request_range":
+        check_range(op.request_range)
+    elif which == "request_put":
+        check_put(op.request_put)
+    elif which == "request_delete_range":
+        check_delete(op.request_delete_range)
+    elif which == "request_txn":
+        check_txn(op.request_txn, max_ops)
+    else:
+        raise etcd_error(EtcdError.KEY_NOT_FOUND)
+
+
+def check_txn(r: rpc_pb2.TxnRequest, max_ops: int) -> None:
+    opc = max(len(r.compare), len(r.success), len(r.failure))
+    if opc > max_ops:
+        raise etcd_error(EtcdError.TOO_MANY_OPS)
+    for c in r.compare:
+        if not c.key:
+            raise etcd_error(EtcdError.EMPTY_KEY)
+    for op in r.success:
+        _check_op(op, max_ops - opc)
+    for op in r.failure:
+        _check_op(op, max_ops - opc)
+
+
+class _Dels:
+    """Delete intervals of one txn level ([key, end) or a point)."""
+
+    def __init__(self):
+        self.ivs: list[tuple[bytes, Optional[bytes]]] = []
+
+    def add(self, key: bytes, end: bytes) -> None:
+        if not end:
+            self.ivs.append((key, key + b"\x00"))
+        elif end == _ALL:
+            self.ivs.append((key, None))
+        else:
+            self.ivs.append((key, end))
+
+    def hits(self, k: bytes) -> bool:
+        return any(lo <= k and (hi is None or k < hi) for lo, hi in self.ivs)
+
+
+def check_intervals(ops) -> tuple[set, _Dels]:
+    """No key may be put twice, or put and deleted, in one txn path (etcd's
+    checkIntervals). Success and failure branches of a nested txn may overlap."""
+    dels = _Dels()
+    for op in ops:
+        if op.WhichOneof("request") == "request_delete_range":
+            d = op.request_delete_range
+            dels.add(d.key, d.range_end)
+    puts: set = set()
+    for op in ops:
+        if op.WhichOneof("request") != "request_txn":
+            continue
+        puts_then, dels_then = check_intervals(op.request_txn.success)
+        puts_else, dels_else = check_intervals(op.request_txn.failure)
+        for k in puts_then:
+            if k in puts or dels.hits(k):
+                raise etcd_error(EtcdError.DUPLICATE_KEY)
+            puts.add(k)
+        for k in puts_else:
+            if (k in puts and k not in puts_then) or dels.hits(k):
+                raise etcd_error(EtcdError.DUPLICATE_KEY)
+            puts.add(k)
+        dels.ivs.extend(dels_then.ivs)
+        dels.ivs.extend(dels_else.ivs)
+    for op in ops:
+        if op.WhichOneof("request") != "request_put":
+            continue
+        k = op.request_put.key
+        if k in puts or dels.hits(k):
+            raise etcd_error(EtcdError.DUPLICATE_KEY)
+        puts.add(k)
+    return puts, dels
+
+
+def is_txn_readonly(r: rpc_pb2.TxnRequest) -> bool:
+    for ops in (r.success, r.failure):
+        for op in ops:
+            w = op.WhichOneof("request")
+            if w in ("request_put", "request_delete_range"):
+                return False
+            if w == "request_txn" and not is_txn_readonly(op.request_txn):
+                return False
+    return True
+
+
+def is_txn_serializable(r: rpc_pb2.TxnRequest) -> bool:
+    """A read-only txn whose every range is serializable needs no ReadIndex."""
+    for ops in (r.success, r.failure):
+        for op in ops:
+            w = op.WhichOneof("request")
+            if w == "request_range" and not op.request_range.serializable:
+                return False
+            if w == "request_txn" and not is_txn_serializable(op.request_txn):
+                return False
+    return True
+
+
+def txn_puts(r: rpc_pb2.TxnRequest) -> bool:
+    """Whether a Txn would write a value in either branch (etcd's txn cost > 0)."""
+    for op in list(r.success) + list(r.failure):
+        if op.HasField("request_put"):
+            return True
+        if op.HasField("request_txn") and txn_puts(op.request_txn):
+            return True
+    return False
