@@ -175,7 +175,7 @@ _TABLE = [
     ("auth-token", "simple", S, "Specify a v3 authentication token type and its options "
      "('simple' or 'jwt').", "Auth"),
     ("bcrypt-cost", "10", U, "Specify the cost / strength of the bcrypt algorithm for hashing "
-     "auth passwords. Valid values are between 4 and 31.", "Auth", "refuse"),
+     "auth passwords. Valid values are between 4 and 31.", "Auth"),
     ("auth-token-ttl", "300", U, "Time (in seconds) of the auth-token-ttl.", "Auth"),
 
     ("enable-pprof", "false", B, "Enable runtime profiling data via HTTP server (Go's pprof; "
