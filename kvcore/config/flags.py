@@ -8,8 +8,8 @@ Support says what kvcore does with the flag:
             one log line when set to something else than its default;
   "refuse"  not supported yet: a value other than the default stops the start
             with a clear message (rather than being silently ignored);
-  "absent"  not supported yet but safe to run without (the v2 API, the corruption
-            checks): accepted, with an error line in the log saying so.
+  "absent"  not supported yet but safe to run without (the v2 API): accepted, with
+            an error line in the log saying so.
 To implement a flag, clear its support here and add its checks to validate.py.
 """
 from __future__ import annotations
