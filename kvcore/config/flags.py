@@ -8,8 +8,8 @@ Support says what kvcore does with the flag:
             one log line when set to something else than its default;
   "refuse"  not supported yet: a value other than the default stops the start
             with a clear message (rather than being silently ignored);
-  "absent"  not supported yet but safe to run without (the v2 API, the corruption
-            checks): accepted, with an error line in the log saying so.
+  "absent"  not supported yet but safe to run without (the v2 API): accepted, with
+            an error line in the log saying so.
 To implement a flag, clear its support here and add its checks to validate.py.
 """
 from __future__ import annotations
@@ -175,7 +175,7 @@ _TABLE = [
     ("auth-token", "simple", S, "Specify a v3 authentication token type and its options "
      "('simple' or 'jwt').", "Auth"),
     ("bcrypt-cost", "10", U, "Specify the cost / strength of the bcrypt algorithm for hashing "
-     "auth passwords. Valid values are between 4 and 31.", "Auth", "refuse"),
+     "auth passwords. Valid values are between 4 and 31.", "Auth"),
     ("auth-token-ttl", "300", U, "Time (in seconds) of the auth-token-ttl.", "Auth"),
 
     ("enable-pprof", "false", B, "Enable runtime profiling data via HTTP server (Go's pprof; "

@@ -168,6 +168,11 @@ def _unsupported(cfg) -> None:
             notices.append(("info", f"--{f.name} tunes an etcd internal kvcore does not "
                                     "have; accepted with no effect", {"flag": f.name}))
     cfg.notices = notices + list(getattr(cfg, "notices", []) or [])
+    if not 4 <= cfg.bcrypt_cost <= 31:   # etcd's NewAuthStore falls back, with a warning
+        cfg.notices.append(("warn", "use default bcrypt cost instead of the invalid given cost",
+                            {"min-cost": 4, "max-cost": 31, "default-cost": 10,
+                             "given-cost": cfg.bcrypt_cost}))
+        cfg.bcrypt_cost = 10
     if cfg.unsafe_no_fsync:
         cfg.notices.append(("warn", "--unsafe-no-fsync is set: writes are not fsynced, a "
                                     "crash may lose acknowledged data", {}))

@@ -44,7 +44,6 @@ _OP_INDEX = {n: i for i, n in enumerate(AUTH_OPS)}
 STAMPED_OPS = {OP_PUT: "/etcdserverpb.KV/Put", OP_DELETE: "/etcdserverpb.KV/DeleteRange",
                OP_TXN: "/etcdserverpb.KV/Txn", OP_LEASE_REVOKE: "/etcdserverpb.Lease/LeaseRevoke",
                OP_AUTH: None}
-BCRYPT_COST = 10   # etcd's default --bcrypt-cost
 
 
 def _body(msg) -> bytes:
@@ -110,7 +109,7 @@ class AuthService:
     async def _hash(self, password: str) -> str:
         pw = password.encode()
         h = await self.ctx.loop.run_in_executor(
-            None, lambda: bcrypt.hashpw(pw, bcrypt.gensalt(BCRYPT_COST)))
+            None, lambda: bcrypt.hashpw(pw, bcrypt.gensalt(self.ctx.cfg.bcrypt_cost)))
         return h.decode()
 
     def user_add(self, req: bytes):

@@ -53,6 +53,8 @@ def test_add_learner_promote_remove(tmp_path):
         lid = learners[0]["ID"]
         assert _wait(lambda: members[0].etcdctl("member", "promote", f"{lid:x}")[0] == 0)
         assert not any(m.get("isLearner") for m in _members(members[0]))
+        # (a learner refuses MemberList until it has applied its own promotion)
+        assert _wait(lambda: new.etcdctl("member", "list")[0] == 0)
         assert len(_members(new)) == 4
         # A write through the promoted member, read everywhere.
         # (refused as from a learner until the member has applied its promotion)
