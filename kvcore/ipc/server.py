@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from google.protobuf.message import DecodeError
+
 from kvcore.api.errors import EtcdError
 from kvcore.api.methods import PATHS
 from kvcore.auth.caller import CALLER, TokenPending
@@ -179,6 +181,10 @@ class CoreConnection(fr.FrameProtocol):
             res = handler(payload)
         except GrpcError as e:
             self.send(call_id, method, fr.ERR, fr.pack_error(e.code, e.message))
+            return
+        except DecodeError as e:   # grpc-go's answer to bytes it cannot unmarshal
+            self.send(call_id, method, fr.ERR, fr.pack_error(
+                StatusCode.INTERNAL, f"grpc: error unmarshalling request: {e}"))
             return
         except Exception as e:  # a malformed request must not take the core down
             log.debug("request %s failed: %r", PATHS[method], e)

@@ -20,6 +20,7 @@ import time
 from typing import Optional
 
 import lmdb
+from google.protobuf.message import DecodeError
 
 from kvcore import logs
 from kvcore.api import wire
@@ -53,6 +54,8 @@ from kvcore.storage.backend import install as backend_install
 from kvcore.storage.wal import WAL, WalContents
 
 log = logging.getLogger("kvcore.core")
+# grpc-go's answer to a request it cannot unmarshal
+UNPARSABLE = "grpc: error unmarshalling request: proto: cannot parse invalid wire-format data"
 
 
 # etcd's applierV3Corrupt: what a raised CORRUPT alarm refuses (reads still work)
@@ -339,6 +342,8 @@ class Core:
                     res = self._apply_op(txn, op, req)
                 except GrpcError as err:
                     res = err
+                except DecodeError:   # never validated: every member refuses it alike
+                    res = GrpcError(StatusCode.INTERNAL, UNPARSABLE)
                 results.append((rid, res))
             last = entries[-1]
             if last.index > consistent:

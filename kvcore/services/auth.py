@@ -39,6 +39,7 @@ AUTH_OPS = ("AuthEnable", "AuthDisable", "UserAdd", "UserDelete", "UserChangePas
             "UserGrantRole", "UserRevokeRole", "RoleAdd", "RoleDelete",
             "RoleGrantPermission", "RoleRevokePermission", "Authenticate")
 _OP_INDEX = {n: i for i, n in enumerate(AUTH_OPS)}
+_REQUEST = {n: ("" if n.startswith("Auth") else "Auth") + n + "Request" for n in AUTH_OPS}
 # Proposals checked again at apply -> the method whose check runs (OP_AUTH's method
 # is named by its first byte).
 STAMPED_OPS = {OP_PUT: "/etcdserverpb.KV/Put", OP_DELETE: "/etcdserverpb.KV/DeleteRange",
@@ -96,7 +97,12 @@ class AuthService:
         return self.ctx.propose(OP_AUTH, bytes((_OP_INDEX[name],)) + req)
 
     def _proposer(self, name: str):
-        return lambda req: self._propose(name, req)
+        msg = getattr(rpc_pb2, _REQUEST[name])
+
+        def propose(req: bytes):
+            msg.FromString(req)   # refuse what would not parse at apply (DecodeError)
+            return self._propose(name, req)
+        return propose
 
     def _reader(self, fn):
         ctx = self.ctx

@@ -65,6 +65,7 @@ class KVService:
         return (txn_puts(r) and ctx.quota.check(len(req))) or ctx.propose(OP_TXN, req)
 
     def compact(self, req: bytes):
+        rpc_pb2.CompactionRequest.FromString(req)   # what cannot parse is not proposed
         return self.ctx.propose(OP_COMPACT, req)
 
     # ---- appliers ----

@@ -129,7 +129,8 @@ class Gateway:
         try:
             if body.strip():
                 json_format.Parse(body, req, ignore_unknown_fields=False)
-        except json_format.ParseError as e:
+        except (json_format.ParseError, UnicodeDecodeError, ValueError, TypeError,
+                RecursionError) as e:   # any body that is not the request: etcd's 400
             return 400, _JSON, json.dumps({"error": str(e), "code": 3, "message": str(e)}).encode()
         try:
             # etcd's gateway takes the auth token from the Authorization header.
