@@ -102,7 +102,9 @@ def extensions():
 
 
 setup(
-    packages=[p for p in __import__("setuptools").find_packages(include=["kvcore*", "bench*"])],
+    # bench.probes (internal measurements) stays in the checkout, out of the package
+    packages=[p for p in __import__("setuptools").find_packages(include=["kvcore*", "bench*"],
+                                                               exclude=["bench.probes*"])],
     ext_modules=extensions(),
     cmdclass={"build_py": build_py, "build_ext": build_ext, "build_protos": build_protos},
     package_data={"kvcore.api": ["*.proto"]},

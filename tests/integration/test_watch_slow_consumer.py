@@ -2,7 +2,7 @@
 other watchers get every event, the core marks the slow watcher unsynced instead
 of buffering for it, and once it reads it catches up with no gap or duplicate.
 
-(Throughput and latency figures for this scenario come from bench/watch_slow.py;
+(Throughput and latency figures for this scenario come from bench/probes/watch_slow.py;
 tests assert behaviour only.)
 """
 import os

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bench import cli, runner, servers, workloads
+from bench import cli, exitcodes, runner, runs, servers, workloads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -61,7 +61,7 @@ def test_cli_json_against_trivial_server(trivial, tmp_path, capsys):
 def test_server_down_is_a_clear_error(capsys):
     port = servers.free_port()
     rc = cli.main(["--endpoints", f"127.0.0.1:{port}", "put"])
-    assert rc == cli.EXIT_USAGE
+    assert rc == exitcodes.EXIT_USAGE
     assert "connection refused" in capsys.readouterr().err
 
 
@@ -81,7 +81,7 @@ def test_http1_endpoint_is_a_clear_error(capsys):
     finally:
         p.terminate()
         p.wait(10)
-    assert rc == cli.EXIT_USAGE
+    assert rc == exitcodes.EXIT_USAGE
     assert "did not answer with HTTP/2" in capsys.readouterr().err
 
 
@@ -134,9 +134,9 @@ def test_auth_required_is_a_clear_error(capsys):
                        capture_output=True, env=env, timeout=30)
         subprocess.run([ctl, "--endpoints", ep, "auth", "enable"], check=True,
                        capture_output=True, env=env, timeout=30)
-        assert cli.main(["--endpoints", ep, "range", "foo"]) == cli.EXIT_AUTH
+        assert cli.main(["--endpoints", ep, "range", "foo"]) == exitcodes.EXIT_AUTH
         assert "requires authentication" in capsys.readouterr().err
-        assert cli.main(["--endpoints", ep, "--user", "root:wrong", "range", "foo"]) == cli.EXIT_AUTH
+        assert cli.main(["--endpoints", ep, "--user", "root:wrong", "range", "foo"]) == exitcodes.EXIT_AUTH
         assert "authentication failed" in capsys.readouterr().err
         assert cli.main(["--endpoints", ep, "--user", "root:pw", "--total", "50", "--no-progress",
                          "range", "foo"]) == 0
@@ -166,9 +166,9 @@ def test_user_against_kvcore_with_auth_enabled(capsys):
                 user = []
             subprocess.run([ctl, "--endpoints", ep, *user, *step], check=True,
                            capture_output=True, env=env, timeout=30)
-        assert cli.main(["--endpoints", ep, "range", "foo"]) == cli.EXIT_AUTH
+        assert cli.main(["--endpoints", ep, "range", "foo"]) == exitcodes.EXIT_AUTH
         assert "requires authentication" in capsys.readouterr().err
-        assert cli.main(["--endpoints", ep, "--user", "root:wrong", "range", "foo"]) == cli.EXIT_AUTH
+        assert cli.main(["--endpoints", ep, "--user", "root:wrong", "range", "foo"]) == exitcodes.EXIT_AUTH
         assert "authentication failed" in capsys.readouterr().err
         for argv in (["range", "foo"], ["range", "foo", "--consistency", "s"],
                      ["put", "--key-space-size", "10"]):
@@ -178,7 +178,7 @@ def test_user_against_kvcore_with_auth_enabled(capsys):
                          "range", "foo", "--consistency", "s"]) == 0, capsys.readouterr().err
         # A read-only user's puts are refused: the run reports the permission error.
         assert cli.main(["--endpoints", ep, "--user", "ro:ropw", "--total", "20", "--no-progress",
-                         "put"]) == cli.EXIT_AUTH
+                         "put"]) == exitcodes.EXIT_AUTH
         assert "permission denied" in capsys.readouterr().err
     finally:
         s.stop()
@@ -203,10 +203,9 @@ def test_compare_writes_table_and_chart_and_names_a_missing_side(tmp_path, capsy
 
 def test_server_lost_mid_run_exits_non_zero(capsys):
     res = {"ok": 10, "errors": {"not sent: every connection closed (connection closed by server)": 90}}
-    from bench import commands
-    assert commands.exit_code_for(res, False) == cli.EXIT_RUN
+    assert runs.exit_code_for(res, False) == exitcodes.EXIT_RUN
     assert "went away" in capsys.readouterr().err
-    assert commands.exit_code_for({"ok": 10, "errors": {}}, False) == cli.EXIT_OK
-    assert commands.exit_code_for({"ok": 0, "errors": {"Unavailable: x": 3}}, False) == cli.EXIT_ALL_FAILED
-    assert commands.exit_code_for(
-        {"ok": 0, "errors": {"InvalidArgument: etcdserver: user name is empty": 3}}, False) == cli.EXIT_AUTH
+    assert runs.exit_code_for({"ok": 10, "errors": {}}, False) == exitcodes.EXIT_OK
+    assert runs.exit_code_for({"ok": 0, "errors": {"Unavailable: x": 3}}, False) == exitcodes.EXIT_ALL_FAILED
+    assert runs.exit_code_for(
+        {"ok": 0, "errors": {"InvalidArgument: etcdserver: user name is empty": 3}}, False) == exitcodes.EXIT_AUTH

@@ -4,7 +4,7 @@ A fake transport answers every request written to it with a canned response (the
 trivial server's frames), `batch` requests per read, so only the client's own work is
 timed. Used to check optimisations of bench/client.py independently of machine noise.
 
-    python -m bench.experiments.client_microbench [CALLS] [INFLIGHT]
+    python -m bench.probes.experiments.client_microbench [CALLS] [INFLIGHT]
 """
 import asyncio
 import struct

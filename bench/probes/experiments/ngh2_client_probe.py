@@ -4,7 +4,7 @@ Drives the same closed loop as bench.client (N connections × M unary calls in f
 fixed body) with PyPI's ngh2 (libnghttp2, client role) on uvloop, and reports calls/s
 and this process's CPU per call. Not part of the tool; needs `pip install ngh2==0.3.0`.
 
-    python -m bench.experiments.ngh2_client_probe PORT [TOTAL] [CONNS] [INFLIGHT]
+    python -m bench.probes.experiments.ngh2_client_probe PORT [TOTAL] [CONNS] [INFLIGHT]
 """
 import asyncio
 import resource

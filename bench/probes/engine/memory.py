@@ -1,8 +1,8 @@
 """Memory per idle connection and per idle stream of an engine's server process.
 
-    python -m bench.engine.memory [--engines native,grpcio[,ngh2]] [--conns 1000] [--streams 1000]
+    python -m bench.probes.engine.memory [--engines native,grpcio[,ngh2]] [--conns 1000] [--streams 1000]
 
-For each engine: start ``bench.engine.server``, open one warm-up connection and make
+For each engine: start ``bench.probes.engine.server``, open one warm-up connection and make
 a call, read the server's RSS; open ``--conns`` idle HTTP/2 connections (preface +
 SETTINGS, nothing else), read RSS again; then on 10 of them open ``--streams`` idle
 streams (HEADERS of a bidi call, no END_STREAM, no message) and read RSS once more.
@@ -66,7 +66,7 @@ def drain(socks):
 
 def measure(engine, nconns, nstreams):
     port = free_port()
-    p = subprocess.Popen([sys.executable, "-m", "bench.engine.server", "--engine", engine,
+    p = subprocess.Popen([sys.executable, "-m", "bench.probes.engine.server", "--engine", engine,
                           "--port", str(port)], cwd=ROOT,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     socks = []

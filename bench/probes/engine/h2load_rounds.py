@@ -1,7 +1,7 @@
 """Throughput of the native engine vs grpcio's server, the ngh2 binding and nghttpd,
 by h2load in alternating rounds (the host is shared: quote median ratios).
 
-    python -m bench.engine.h2load_rounds --rounds 5 -c 10 -m 10 -n 100000 [--size 100]
+    python -m bench.probes.engine.h2load_rounds --rounds 5 -c 10 -m 10 -n 100000 [--size 100]
         [--targets native,grpcio,ngh2,nghttpd] [--grpcio-n 10000]
 
 (the figures in docs/decisions.md were taken with ``--targets native,grpcio,ngh2,nghttpd``;
@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def free_port() -> int:
@@ -54,7 +54,7 @@ def start(target: str, port: int, size: int, tmp: str) -> subprocess.Popen:
             f.write(b"v" * (size + 5))
         cmd = ["nghttpd", "--no-tls", "-d", tmp, str(port)]
     else:
-        cmd = [sys.executable, "-m", "bench.engine.server", "--engine", target,
+        cmd = [sys.executable, "-m", "bench.probes.engine.server", "--engine", target,
                "--port", str(port), "--size", str(size)]
     p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)

@@ -1,6 +1,6 @@
 """A trivial gRPC server for engine benchmarks: one unary method returning fixed bytes.
 
-    python -m bench.engine.server --engine native|grpcio|ngh2 --port 50051 [--size 100]
+    python -m bench.probes.engine.server --engine native|grpcio|ngh2 --port 50051 [--size 100]
 
 The handler answers ``/bench.B/Fixed`` with ``--size`` bytes (the message, without the
 5-byte gRPC prefix). ``ngh2`` is a ~40-line server on PyPI's ngh2 binding (sans-I/O
@@ -16,7 +16,7 @@ import sys
 
 import uvloop
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 
 from kvcore.engine.base import MethodTable  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Micro-benchmark: compiled revision index (kvcore._ext.revindex) vs its Python twin.
 
-    python -m bench.index_bench [--keys 100000] [--rounds 7] [--ops 20000]
+    python -m bench.probes.index_bench [--keys 100000] [--rounds 7] [--ops 20000]
 
 Each round builds nothing: both indexes are filled once (same keys, same revisions),
 then every operation is timed per implementation, alternating compiled/twin within
@@ -16,12 +16,8 @@ import random
 import statistics
 import time
 
+from kvcore import _ext
 from kvcore.mvcc import index_py
-
-try:
-    from kvcore._ext import revindex
-except ImportError:  # pragma: no cover
-    revindex = None
 
 
 def _fill(ti, keys, seed):
@@ -134,9 +130,7 @@ def main(argv=None):
     ap.add_argument("--ops", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
-    if revindex is None:
-        raise SystemExit("kvcore._ext.revindex is not built "
-                         "(KVCORE_EXT_ONLY=revindex python setup.py build_ext --inplace)")
+    revindex = _ext.compiled("revindex")   # NativeBuildMissing says how to build it
     rnd = random.Random(args.seed)
     keys = sorted({b"/registry/pods/ns-%03d/pod-%07d" % (rnd.randrange(100), rnd.randrange(10**7))
                    for _ in range(args.keys)})

@@ -6,7 +6,7 @@ written by kvcore/bbolt directly) is restored into both (`kvcoreutl snapshot res
 from it, timed, while the member's memory is sampled (VmRSS, and RssAnon: the heap,
 without the file pages LMDB/bbolt map while reading).
 
-    python -m bench.experiments.snapshot_scale --size-mib 512 --dir /tmp/snapscale
+    python -m bench.probes.experiments.snapshot_scale --size-mib 512 --dir /tmp/snapscale
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 while one watcher never reads; compare write throughput and another watcher's event
 latency with and without it.
 
-    python -m bench.watch_slow --writes 100000 [--server kvcore|ETCD_BIN]
+    python -m bench.probes.watch_slow --writes 100000 [--server kvcore|ETCD_BIN]
 
 The never-reading watcher is a grpcio stream whose iterator is never advanced, so its
 HTTP/2 flow-control window closes; the server must neither buffer without bound nor

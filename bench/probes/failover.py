@@ -1,7 +1,7 @@
 """Leader failover time: kill -9 the leader of a 3-member cluster under write load and
 measure the time from the kill to the first acknowledged put issued after it.
 
-    python -m bench.failover --rounds 5 [--etcd-bin /opt/etcd351/bin/etcd] [--etcd-bin /usr/bin/etcd]
+    python -m bench.probes.failover --rounds 5 [--etcd-bin /opt/etcd351/bin/etcd] [--etcd-bin /usr/bin/etcd]
 
 kvcore and each etcd run with the same flags (etcd's defaults: heartbeat 100 ms,
 election timeout 1000 ms) on fresh data directories, alternating round by round.
