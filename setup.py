@@ -62,8 +62,9 @@ class build_ext(_build_ext):
 # Per-extension build settings (libraries to link, extra sources) by module name.
 EXTENSION_SETTINGS: dict = {
     # the native gRPC engine links the system libnghttp2 (Debian libnghttp2-dev);
-    # optional: without it `pip install .` still succeeds and the server falls back
-    # to grpcio with a log line (CI fails a test if it is missing there)
+    # optional at build time: without it `pip install .` still succeeds, and kvcore
+    # then refuses to start (kvcore._ext.NativeBuildMissing) unless run with
+    # KVCORE_PURE_PYTHON=1 (twins + grpcio); CI fails on it
     "grpc_engine": {"libraries": ["nghttp2"], "optional": True},
 }
 

@@ -42,8 +42,8 @@ IMPORT_ERROR: Optional[BaseException] = (
 
 
 class NativeEngineUnavailable(ImportError):
-    """The compiled engine cannot load (not built, or libnghttp2 missing); an
-    ImportError so callers that fall back on ImportError keep working."""
+    """There is no compiled engine (pure-Python mode); an ImportError so callers
+    that fall back to grpcio on ImportError do so."""
 
 
 def available() -> bool:
