@@ -62,8 +62,9 @@ class build_ext(_build_ext):
 # Per-extension build settings (libraries to link, extra sources) by module name.
 EXTENSION_SETTINGS: dict = {
     # the native gRPC engine links the system libnghttp2 (Debian libnghttp2-dev);
-    # optional: without it `pip install .` still succeeds and the server falls back
-    # to grpcio with a log line (CI fails a test if it is missing there)
+    # optional at build time: without it `pip install .` still succeeds, and kvcore
+    # then refuses to start (kvcore._ext.NativeBuildMissing) unless run with
+    # KVCORE_PURE_PYTHON=1 (twins + grpcio); CI fails on it
     "grpc_engine": {"libraries": ["nghttp2"], "optional": True},
 }
 
@@ -102,7 +103,9 @@ def extensions():
 
 
 setup(
-    packages=[p for p in __import__("setuptools").find_packages(include=["kvcore*", "bench*"])],
+    # bench.probes (internal measurements) stays in the checkout, out of the package
+    packages=[p for p in __import__("setuptools").find_packages(include=["kvcore*", "bench*"],
+                                                               exclude=["bench.probes*"])],
     ext_modules=extensions(),
     cmdclass={"build_py": build_py, "build_ext": build_ext, "build_protos": build_protos},
     package_data={"kvcore.api": ["*.proto"]},

@@ -4,13 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
-
-EXIT_OK, EXIT_RUN, EXIT_USAGE, EXIT_AUTH, EXIT_SERVER, EXIT_ALL_FAILED = 0, 1, 2, 3, 4, 5
-
-
-class UsageError(Exception):
-    pass
+from . import __version__, commands
+from .client import parse_endpoint
+from .runner import default_procs
 
 
 def positive_int(s: str) -> int:
@@ -175,7 +171,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = build_parser()
     a = ap.parse_args(argv)
     try:
-        from .client import parse_endpoint
         a.endpoint_list = [parse_endpoint(e) for e in a.endpoints.split(",") if e.strip()]
         if not a.endpoint_list:
             raise ValueError("no endpoint given")
@@ -185,7 +180,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--user must be NAME:PASSWORD")
     a.procs_explicit = a.procs is not None
     if a.procs is None:
-        from .runner import default_procs
         a.procs = default_procs(a.conns, a.clients)
     if a.clients < a.conns:
         ap.error(f"--clients ({a.clients}) must be ≥ --conns ({a.conns})")
@@ -194,7 +188,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    from . import commands
     try:
         return getattr(commands, "cmd_" + a.cmd.replace("-", "_"))(a)
     except KeyboardInterrupt:

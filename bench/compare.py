@@ -15,7 +15,7 @@ import sys
 import time
 
 from . import etcdapi, hostinfo, runner, servers, stats, workloads
-from .cli import EXIT_OK, EXIT_RUN, EXIT_USAGE
+from .exitcodes import EXIT_OK, EXIT_RUN, EXIT_USAGE
 
 SCENARIO_LABEL = {"put": "put", "range-l": "range (linearizable)",
                   "range-s": "range (serializable)"}
@@ -277,12 +277,9 @@ def markdown(p: dict) -> str:
 def chart(p: dict, path: str) -> str | None:
     """Grouped bars of median req/s per cell (whiskers: min–max of the rounds) and
     p99 latency beneath. Returns None or why no chart was written."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed (pip install 'kvcore[bench]')"
+    import matplotlib   # imported here: slow to import, and only compare draws
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     sides = p["sides"]
     cells = p["cells"]
     labels = [f"{SCENARIO_LABEL[c['scenario']]}\n{c['conns']}/{c['clients']}" for c in cells]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 
+import uvloop
+
 from . import client, h2
 
 KV = "/etcdserverpb.KV/"
@@ -129,10 +131,8 @@ async def prepare(endpoints, user: str | None, target_leader: bool, timeout: flo
 
 
 def run_sync(coro, timeout: float = 60.0):
+    """Run ``coro`` to completion on a fresh uvloop; its exceptions propagate as they are
+    (the coroutine runs once: no fallback may await it again)."""
     async def main():
         return await asyncio.wait_for(coro, timeout)
-    try:
-        import uvloop
-        return uvloop.run(main())
-    except ImportError:
-        return asyncio.run(main())
+    return uvloop.run(main())

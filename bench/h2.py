@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import struct
 
+import hpack
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, \
@@ -129,7 +131,6 @@ class HeaderDecoder:
     __slots__ = ("_dec", "_cache")
 
     def __init__(self):
-        import hpack
         self._dec = hpack.Decoder()
         self._dec.max_allowed_table_size = 65536
         self._cache: dict[bytes, dict] = {}

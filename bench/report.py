@@ -7,7 +7,7 @@ import time
 
 
 class Progress:
-    """Progress bar on stderr (rich when it is installed and stderr is a terminal)."""
+    """Progress bar on stderr (rich, when stderr is a terminal)."""
 
     def __init__(self, label: str, enabled: bool = True):
         self.label = label
@@ -20,16 +20,13 @@ class Progress:
         self.t0 = time.monotonic()
         if not self.enabled:
             return
-        try:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RP,
-                                       TextColumn, TimeElapsedColumn)
-            self._rich = RP(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                            transient=True)
-            self._rich.start()
-            self._task = self._rich.add_task(self.label, total=total, rate="")
-        except ImportError:
-            self._rich = None
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress as RP,
+                                   TextColumn, TimeElapsedColumn)
+        self._rich = RP(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                        transient=True)
+        self._rich.start()
+        self._task = self._rich.add_task(self.label, total=total, rate="")
 
     def update(self, done: int):
         if not self.enabled:

@@ -19,6 +19,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Callable
 
+import uvloop
+
 from . import client, h2, stats
 
 
@@ -81,11 +83,7 @@ def proc_cpu_seconds(pid: int) -> float | None:
 
 def _worker(spec: RunSpec, part: dict, nprocs: int, barrier, progress, conn_out):
     try:
-        try:
-            import uvloop
-            uvloop.install()
-        except ImportError:
-            pass
+        uvloop.install()
         res = asyncio.run(_worker_main(spec, part, nprocs, barrier, progress))
     except BaseException as e:  # report, never hang the parent
         res = {"proc": part["proc"], "fatal": f"{type(e).__name__}: {e}",

@@ -19,6 +19,8 @@ import socket
 import struct
 import sys
 
+import uvloop
+
 from . import h2
 
 _FRAME = struct.Struct(">IBI")
@@ -107,12 +109,7 @@ class TrivialProtocol(asyncio.Protocol):
 
 
 def _serve(sock: socket.socket, message: bytes):
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
-    loop = asyncio.new_event_loop()
+    loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     parts = fixed_response_parts(message)
     srv = loop.run_until_complete(loop.create_server(lambda: TrivialProtocol(parts), sock=sock))

@@ -21,9 +21,10 @@ import tempfile
 import threading
 import time
 
-from . import etcdapi, hostinfo, report, runner, servers, stats, trivial_server, workloads
-from .cli import EXIT_OK, EXIT_RUN, EXIT_USAGE
+from . import client, etcdapi, hostinfo, report, runner, servers, stats, trivial_server, workloads
+from .exitcodes import EXIT_OK, EXIT_RUN, EXIT_USAGE, err
 from .runner import proc_cpu_seconds
+from .runs import prepare
 
 
 def run_h2load(host: str, port: int, path: str, body: bytes, conns: int, streams: int,
@@ -204,7 +205,6 @@ def ceiling(a) -> int:
 
 
 async def _probe_trivial(port):
-    from . import client
     c = await client.connect("127.0.0.1", port, timeout=2)
     c.close()
 
@@ -231,7 +231,6 @@ def standard_scenarios(key_size: int, val_size: int, names):
 
 
 def h2load_check(a) -> int:
-    from .commands import err, prepare
     try:
         scen = standard_scenarios(a.key_size, a.val_size, [s.strip() for s in a.scenarios.split(",")])
     except ValueError as e:

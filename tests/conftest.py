@@ -1,6 +1,23 @@
 import pytest
 
+from kvcore import _ext
 from tests import servers
+
+
+def pytest_report_header(config):
+    mode = "pure-Python twins" if _ext.pure() else "compiled extensions"
+    return f"kvcore native modules: {mode} ({_ext.PURE_ENV}={'1' if _ext.pure() else 'unset'})"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Pure-Python mode has no native gRPC engine (it has no twin; the server serves
+    with grpcio): the tests of that engine itself are deselected, visibly."""
+    if not _ext.pure():
+        return
+    native = [i for i in items if i.get_closest_marker("native_engine")]
+    if native:
+        config.hook.pytest_deselected(items=native)
+        items[:] = [i for i in items if not i.get_closest_marker("native_engine")]
 
 
 @pytest.fixture

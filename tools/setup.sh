@@ -18,7 +18,7 @@ fi
 # The distro's etcd service must not hold 2379 (kvcore's default port).
 if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test,bench]'
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
 # The official etcd 3.5.1 build (etcd, etcdctl, etcdutl) in its own venv: the behaviour
 # oracle of the compat tests and `bench compare`. Tests that need it fail without it.

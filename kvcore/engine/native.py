@@ -16,8 +16,9 @@ not yet done. A handler that needs ``asyncio.current_task()`` (``asyncio.timeout
 before its first real suspension should be wrapped, or the engine built with
 ``eager=False``.
 
-If the compiled module cannot load, :func:`create_engine` falls back to grpcio
-with a log line.
+The compiled module is chosen by ``kvcore._ext.load``: a missing build is an error,
+except in pure-Python mode (``KVCORE_PURE_PYTHON=1``), where there is no native engine
+and :func:`create_engine` serves with grpcio, with a log line.
 """
 from __future__ import annotations
 
@@ -26,21 +27,23 @@ import logging
 import socket
 from typing import Optional
 
+from kvcore import _ext
+
 from .base import HttpHandler, MethodTable
 
 log = logging.getLogger("kvcore.engine.native")
 
-try:
-    from kvcore._ext import grpc_engine as _core
-    IMPORT_ERROR: Optional[BaseException] = None
-except ImportError as exc:  # not built, or libnghttp2 missing at run time
-    _core = None
-    IMPORT_ERROR = exc
+# The compiled engine; None only in pure-Python mode (it has no twin). Outside that
+# mode a missing build raises kvcore._ext.NativeBuildMissing here, on import.
+_core = _ext.load("grpc_engine")
+IMPORT_ERROR: Optional[BaseException] = (
+    None if _core is not None else ImportError("no native engine in pure-Python mode "
+                                               f"({_ext.PURE_ENV}=1)"))
 
 
 class NativeEngineUnavailable(ImportError):
-    """The compiled engine cannot load (not built, or libnghttp2 missing); an
-    ImportError so callers that fall back on ImportError keep working."""
+    """There is no compiled engine (pure-Python mode); an ImportError so callers
+    that fall back to grpcio on ImportError do so."""
 
 
 def available() -> bool:
@@ -136,8 +139,8 @@ class NativeEngine:
 
 def create_engine(kind: str, methods: MethodTable, keepalive: Optional[dict] = None,
                   **kwargs):
-    """``--grpc-engine`` switch: 'native' (falls back to grpcio with a log line if
-    the compiled engine cannot load) or 'grpcio'. ``keepalive``: etcd's
+    """``--grpc-engine`` switch: 'native' (grpcio, with a log line, in pure-Python
+    mode, where there is no compiled engine) or 'grpcio'. ``keepalive``: etcd's
     --grpc-keepalive-min-time/-interval/-timeout in seconds (keys min_time,
     interval, timeout)."""
     from .grpcio_engine import GrpcioEngine

@@ -15,14 +15,10 @@ format; ``decode`` reads it back at apply.
 """
 from __future__ import annotations
 
-import os
+from kvcore import _ext
 
-try:
-    if os.environ.get("KVCORE_PURE_PYTHON") == "1":
-        raise ImportError
-    from kvcore._ext.proposer import Proposer, decode_entry_data as decode
-except ImportError:  # pragma: no cover
-    from kvcore.server.proposer_py import Proposer, decode_entry_data as decode
+_proposer = _ext.load("proposer")   # compiled, or its twin under KVCORE_PURE_PYTHON=1
+Proposer, decode = _proposer.Proposer, _proposer.decode_entry_data
 
 OP_PUT = 1                # PutRequest
 OP_DELETE = 2             # DeleteRangeRequest

@@ -117,7 +117,7 @@ def _run(srv, steps):
     return out
 
 
-@pytest.fixture(scope="module", params=["grpcio", "native"])
+@pytest.fixture(scope="module", params=["grpcio", pytest.param("native", marks=pytest.mark.native_engine)])
 def kv(request, tmp_path_factory):
     d = tmp_path_factory.mktemp(f"auth-{request.param}")
     s = servers.start_kvcore(str(d / "kv.etcd"), workers=2,
@@ -267,6 +267,7 @@ def test_auth_status_matches_etcd_351(tmp_path):
     assert outs[0] == outs[1]
 
 
+@pytest.mark.native_engine   # the JSON gateway shares the gRPC port: native engine only
 def test_json_gateway_takes_the_token_from_authorization(tmp_path):
     """etcd's gateway: POST /v3/auth/authenticate, then the token in Authorization."""
     import json

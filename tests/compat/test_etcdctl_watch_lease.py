@@ -9,7 +9,7 @@ import pytest
 from tests import servers
 
 
-@pytest.fixture(scope="module", params=["grpcio", "native"])
+@pytest.fixture(scope="module", params=["grpcio", pytest.param("native", marks=pytest.mark.native_engine)])
 def pair(request, tmp_path_factory):
     with servers.kvcore_and_etcd(tmp_path_factory.mktemp("compat-wl"),
                                  ("--grpc-engine", request.param)) as p:

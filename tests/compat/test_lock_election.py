@@ -29,7 +29,7 @@ ETCD35 = os.environ.get("KVCORE_TEST_ETCD35", "/opt/etcd351/bin/etcd")
 WAIT = 30.0     # seconds: the bound on every wait for an event
 
 
-@pytest.fixture(scope="module", params=["grpcio", "native"])
+@pytest.fixture(scope="module", params=["grpcio", pytest.param("native", marks=pytest.mark.native_engine)])
 def pair(request, tmp_path_factory):
     with servers.kvcore_and_etcd(tmp_path_factory.mktemp("compat-lock"),
                                  ("--grpc-engine", request.param)) as p:

@@ -52,7 +52,7 @@ def _start_etcd(tmp_path_factory, pki, mode):
                               extra=server_flags(pki, mode))
 
 
-@pytest.fixture(scope="module", params=["grpcio", "native"])
+@pytest.fixture(scope="module", params=["grpcio", pytest.param("native", marks=pytest.mark.native_engine)])
 def engine(request):
     return request.param
 
@@ -243,6 +243,7 @@ def test_watch_over_tls_matches_etcd(mtls_pair, pki):
     assert outs[0] == "PUT\nwk\nv1\nDELETE\nwk\n\n"
 
 
+@pytest.mark.native_engine
 def test_crl_rejects_revoked_client_cert(tmp_path_factory, pki):
     """--client-crl-file: a certificate the CRL lists is refused, others are not
     (native engine; the grpcio engine refuses to start with a CRL, see below)."""
@@ -317,6 +318,7 @@ def _curl(*args):
     return p.returncode, p.stdout, p.stderr
 
 
+@pytest.mark.native_engine
 @pytest.mark.parametrize("engine", ["native"], indirect=True)
 def test_curl_health_and_range_over_tls(mtls_pair, pki, engine):
     kv, et = mtls_pair

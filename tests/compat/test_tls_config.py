@@ -127,6 +127,9 @@ def _assert_mtls(srv, pki):
     assert "rejected connection from" in srv.log()
 
 
+# "rejected connection from" is logged by kvcore's TLS listener (kvcore.tls), which
+# serves the native engine; grpcio's handshakes happen inside grpc core
+@pytest.mark.native_engine
 def test_tls_flags_from_environment(tmp_path, pki):
     env = {"ETCD_CERT_FILE": pki.server_cert, "ETCD_KEY_FILE": pki.server_key,
            "ETCD_CLIENT_CERT_AUTH": "true", "ETCD_TRUSTED_CA_FILE": pki.ca}
@@ -138,6 +141,7 @@ def test_tls_flags_from_environment(tmp_path, pki):
         kv.stop()
 
 
+@pytest.mark.native_engine   # see test_tls_flags_from_environment
 def test_tls_keys_in_yaml_config_file(tmp_path, pki):
     port, peer = servers.free_port(), servers.free_port()
     data_dir = str(tmp_path / "kv.etcd")
@@ -169,6 +173,7 @@ def _curl_health(url, *args):
     return p.returncode == 0 and json.loads(p.stdout or "{}").get("health") == "true"
 
 
+@pytest.mark.native_engine   # /health on the client port: native engine only
 @pytest.mark.parametrize("same_port", [True, False], ids=["one-port", "two-ports"])
 def test_http_and_https_client_urls_side_by_side(tmp_path, pki, same_port):
     """As etcd: each URL serves its scheme; one address listed with both schemes

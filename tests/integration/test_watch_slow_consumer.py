@@ -2,7 +2,7 @@
 other watchers get every event, the core marks the slow watcher unsynced instead
 of buffering for it, and once it reads it catches up with no gap or duplicate.
 
-(Throughput and latency figures for this scenario come from bench/watch_slow.py;
+(Throughput and latency figures for this scenario come from bench/probes/watch_slow.py;
 tests assert behaviour only.)
 """
 import os
@@ -12,9 +12,13 @@ import time
 import urllib.request
 
 import grpc
+import pytest
 
 from kvcore.api import rpc_pb2, rpc_pb2_grpc
 from tests import servers
+
+# the native engine's flow control and its /metrics on the client port are the subject
+pytestmark = pytest.mark.native_engine
 
 N = int(os.environ.get("KVCORE_SLOW_WATCH_WRITES", "6000"))
 VALUE = b"v" * 1024

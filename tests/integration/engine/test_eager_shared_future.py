@@ -4,9 +4,12 @@ import asyncio
 import collections
 
 import grpc
+import pytest
 
 from kvcore.engine.base import MethodTable
 from kvcore.engine.native import NativeEngine
+
+pytestmark = pytest.mark.native_engine
 
 
 def test_handlers_sharing_one_future_all_complete():

@@ -3,7 +3,6 @@ per engine (uvloop's test_tcp.py style). Engine-specific tests live in the
 subclasses."""
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import threading
@@ -13,7 +12,7 @@ import grpc
 import pytest
 
 from kvcore.engine.grpcio_engine import GrpcioEngine
-from kvcore.engine.native import NativeEngine, available
+from kvcore.engine.native import NativeEngine
 
 from .support import HOST, Probe, ServerThread, http_handler, make_methods, wait_for
 
@@ -190,7 +189,6 @@ class _InteropTests:
 
     # -- the Go client ---------------------------------------------------------
 
-    @pytest.mark.skipif(not shutil.which("etcdctl"), reason="etcdctl not installed")
     def test_etcdctl_get_through_engine(self):
         """etcdctl (grpc-go) against a stub KV.Range served by the engine."""
         out = subprocess.run(
@@ -250,7 +248,7 @@ class TestGrpcioEngine(_EtcdStub, _InteropTests, unittest.TestCase):
     engine_cls = GrpcioEngine
 
 
-@unittest.skipUnless(available(), "native engine not built")
+@pytest.mark.native_engine
 class TestNativeEngine(_EtcdStub, _InteropTests, unittest.TestCase):
     engine_cls = NativeEngine
 
@@ -295,7 +293,6 @@ class TestNativeEngine(_EtcdStub, _InteropTests, unittest.TestCase):
         finally:
             server.stop()
 
-    @pytest.mark.skipif(not shutil.which("h2load"), reason="h2load not installed")
     def test_h2load_unary_and_h2_http(self):
         import tempfile
         with tempfile.NamedTemporaryFile() as f:
@@ -320,7 +317,7 @@ class TestNativeEngine(_EtcdStub, _InteropTests, unittest.TestCase):
             lambda: self.server.engine.stats()["streams"]) == 0))
 
 
-@unittest.skipUnless(available(), "native engine not built")
+@pytest.mark.native_engine
 class TestNativeEngineTaskPerCall(_EtcdStub, _InteropTests, unittest.TestCase):
     """The native engine with eager=False: every handler starts in its own Task."""
 

@@ -2,7 +2,6 @@
 ALPN h2 (gRPC) and HTTP/1.1 over TLS on the same port, and the engine switch."""
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 import struct
@@ -12,6 +11,7 @@ import threading
 import unittest
 
 import grpc
+import pytest
 
 from kvcore.engine.base import MethodTable
 from kvcore.engine.grpcio_engine import GrpcioEngine
@@ -23,7 +23,7 @@ from .support import (ACK, GOAWAY, HOST, PING, Probe, ServerThread, frame, h2_co
 ident = (lambda x: x)
 
 
-@unittest.skipUnless(available(), "native engine not built")
+@pytest.mark.native_engine
 class TestGracefulStop(unittest.TestCase):
 
     def test_stop_sends_goaway_and_lets_running_calls_finish(self):
@@ -65,7 +65,7 @@ class TestGracefulStop(unittest.TestCase):
             channel.close()
 
 
-@unittest.skipUnless(available(), "native engine not built")
+@pytest.mark.native_engine
 class TestServerKeepalive(unittest.TestCase):
 
     @classmethod
@@ -106,7 +106,7 @@ def _make_cert(tmp: str):
     return key, crt
 
 
-@unittest.skipUnless(available() and shutil.which("openssl"), "needs native engine, openssl")
+@pytest.mark.native_engine
 class TestTLS(unittest.TestCase):
 
     @classmethod

@@ -7,7 +7,9 @@ import socket
 import struct
 import unittest
 
-from kvcore.engine.native import NativeEngine, available
+import pytest
+
+from kvcore.engine.native import NativeEngine
 
 from .support import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS,
                       PING, PREFACE, RST_STREAM, SETTINGS, Probe, ServerThread,
@@ -29,7 +31,7 @@ def goaway_code(frames):
     return None
 
 
-@unittest.skipUnless(available(), "native engine not built")
+@pytest.mark.native_engine
 class TestRobustness(unittest.TestCase):
 
     @classmethod

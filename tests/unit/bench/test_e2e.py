@@ -9,9 +9,7 @@ import time
 
 import pytest
 
-pytest.importorskip("hpack", reason="hpack is in the bench extra")
-
-from bench import cli, runner, servers, workloads
+from bench import cli, exitcodes, runner, runs, servers, workloads
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -63,7 +61,7 @@ def test_cli_json_against_trivial_server(trivial, tmp_path, capsys):
 def test_server_down_is_a_clear_error(capsys):
     port = servers.free_port()
     rc = cli.main(["--endpoints", f"127.0.0.1:{port}", "put"])
-    assert rc == cli.EXIT_USAGE
+    assert rc == exitcodes.EXIT_USAGE
     assert "connection refused" in capsys.readouterr().err
 
 
@@ -83,7 +81,7 @@ def test_http1_endpoint_is_a_clear_error(capsys):
     finally:
         p.terminate()
         p.wait(10)
-    assert rc == cli.EXIT_USAGE
+    assert rc == exitcodes.EXIT_USAGE
     assert "did not answer with HTTP/2" in capsys.readouterr().err
 
 
@@ -92,8 +90,6 @@ ETCD = next(iter(servers.default_etcd_bins()), None)
 
 @pytest.fixture(scope="module")
 def etcd():
-    if ETCD is None:
-        pytest.skip("no etcd binary installed")
     s = servers.etcd_server(ETCD).start()
     try:
         why = s.wait_ready(30)
@@ -128,11 +124,7 @@ def test_every_subcommand_against_real_etcd(etcd, argv, tmp_path, capsys):
 
 @pytest.mark.timeout(60)
 def test_auth_required_is_a_clear_error(capsys):
-    if ETCD is None:
-        pytest.skip("no etcd binary installed")
     ctl = os.path.join(os.path.dirname(ETCD), "etcdctl")
-    if not os.access(ctl, os.X_OK):
-        pytest.skip("no etcdctl beside etcd")
     s = servers.etcd_server(ETCD).start()
     try:
         assert s.wait_ready(30) is None
@@ -142,9 +134,9 @@ def test_auth_required_is_a_clear_error(capsys):
                        capture_output=True, env=env, timeout=30)
         subprocess.run([ctl, "--endpoints", ep, "auth", "enable"], check=True,
                        capture_output=True, env=env, timeout=30)
-        assert cli.main(["--endpoints", ep, "range", "foo"]) == cli.EXIT_AUTH
+        assert cli.main(["--endpoints", ep, "range", "foo"]) == exitcodes.EXIT_AUTH
         assert "requires authentication" in capsys.readouterr().err
-        assert cli.main(["--endpoints", ep, "--user", "root:wrong", "range", "foo"]) == cli.EXIT_AUTH
+        assert cli.main(["--endpoints", ep, "--user", "root:wrong", "range", "foo"]) == exitcodes.EXIT_AUTH
         assert "authentication failed" in capsys.readouterr().err
         assert cli.main(["--endpoints", ep, "--user", "root:pw", "--total", "50", "--no-progress",
                          "range", "foo"]) == 0
@@ -158,8 +150,6 @@ def test_user_against_kvcore_with_auth_enabled(capsys):
     two workers: the token is checked by the core whichever worker gets the call,
     and Range, served by the workers when auth is off, goes to the core."""
     ctl = "/usr/bin/etcdctl"
-    if not os.access(ctl, os.X_OK):
-        pytest.skip("no etcdctl installed")
     s = servers.kvcore_server(f"{sys.executable} -m kvcore", workers=2)
     s.env = {"PYTHONPATH": ROOT}
     s.start()
@@ -176,9 +166,9 @@ def test_user_against_kvcore_with_auth_enabled(capsys):
                 user = []
             subprocess.run([ctl, "--endpoints", ep, *user, *step], check=True,
                            capture_output=True, env=env, timeout=30)
-        assert cli.main(["--endpoints", ep, "range", "foo"]) == cli.EXIT_AUTH
+        assert cli.main(["--endpoints", ep, "range", "foo"]) == exitcodes.EXIT_AUTH
         assert "requires authentication" in capsys.readouterr().err
-        assert cli.main(["--endpoints", ep, "--user", "root:wrong", "range", "foo"]) == cli.EXIT_AUTH
+        assert cli.main(["--endpoints", ep, "--user", "root:wrong", "range", "foo"]) == exitcodes.EXIT_AUTH
         assert "authentication failed" in capsys.readouterr().err
         for argv in (["range", "foo"], ["range", "foo", "--consistency", "s"],
                      ["put", "--key-space-size", "10"]):
@@ -188,7 +178,7 @@ def test_user_against_kvcore_with_auth_enabled(capsys):
                          "range", "foo", "--consistency", "s"]) == 0, capsys.readouterr().err
         # A read-only user's puts are refused: the run reports the permission error.
         assert cli.main(["--endpoints", ep, "--user", "ro:ropw", "--total", "20", "--no-progress",
-                         "put"]) == cli.EXIT_AUTH
+                         "put"]) == exitcodes.EXIT_AUTH
         assert "permission denied" in capsys.readouterr().err
     finally:
         s.stop()
@@ -196,9 +186,6 @@ def test_user_against_kvcore_with_auth_enabled(capsys):
 
 @pytest.mark.timeout(120)
 def test_compare_writes_table_and_chart_and_names_a_missing_side(tmp_path, capsys):
-    if ETCD is None:
-        pytest.skip("no etcd binary installed")
-    pytest.importorskip("matplotlib")
     failing = f"{sys.executable} -c 'import sys; sys.exit(3)'"
     out = tmp_path / "cmp"
     rc = cli.main(["compare", "--etcd-bin", ETCD, "--kvcore-cmd", failing, "--rounds", "2",
@@ -216,10 +203,9 @@ def test_compare_writes_table_and_chart_and_names_a_missing_side(tmp_path, capsy
 
 def test_server_lost_mid_run_exits_non_zero(capsys):
     res = {"ok": 10, "errors": {"not sent: every connection closed (connection closed by server)": 90}}
-    from bench import commands
-    assert commands.exit_code_for(res, False) == cli.EXIT_RUN
+    assert runs.exit_code_for(res, False) == exitcodes.EXIT_RUN
     assert "went away" in capsys.readouterr().err
-    assert commands.exit_code_for({"ok": 10, "errors": {}}, False) == cli.EXIT_OK
-    assert commands.exit_code_for({"ok": 0, "errors": {"Unavailable: x": 3}}, False) == cli.EXIT_ALL_FAILED
-    assert commands.exit_code_for(
-        {"ok": 0, "errors": {"InvalidArgument: etcdserver: user name is empty": 3}}, False) == cli.EXIT_AUTH
+    assert runs.exit_code_for({"ok": 10, "errors": {}}, False) == exitcodes.EXIT_OK
+    assert runs.exit_code_for({"ok": 0, "errors": {"Unavailable: x": 3}}, False) == exitcodes.EXIT_ALL_FAILED
+    assert runs.exit_code_for(
+        {"ok": 0, "errors": {"InvalidArgument: etcdserver: user name is empty": 3}}, False) == exitcodes.EXIT_AUTH

@@ -1,7 +1,7 @@
 """HTTP/2 and request-encoding pieces (no network)."""
 import pytest
 
-hpack = pytest.importorskip("hpack", reason="hpack is in the bench extra")
+import hpack
 
 from bench import h2, workloads
 

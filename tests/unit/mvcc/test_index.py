@@ -7,12 +7,10 @@ B-tree with the smallest node size so that splits happen with a handful of keys.
 """
 import pytest
 
+from kvcore import _ext
 from kvcore.mvcc import index_py
 
-try:
-    from kvcore._ext import revindex as _compiled
-except ImportError:  # extension not built
-    _compiled = None
+_compiled = _ext.compiled("revindex")   # a missing build fails here, never skips
 
 FOO = b"foo"
 
@@ -383,27 +381,12 @@ class TestTwin(_IndexCases):
         return index_py.TreeIndex()
 
 
-@pytest.mark.skipif(_compiled is None, reason="kvcore._ext.revindex not built")
 class TestCompiled(_IndexCases):
     def make(self):
         return _compiled.TreeIndex()
 
 
-@pytest.mark.skipif(_compiled is None, reason="kvcore._ext.revindex not built")
 class TestCompiledTinyNodes(_IndexCases):
     def make(self):
         return _compiled.TreeIndex(degree=2)
 
-
-def test_selector_honours_pure_python(monkeypatch):
-    import importlib
-    import kvcore.mvcc.index as sel
-    monkeypatch.setenv("KVCORE_PURE_PYTHON", "1")
-    try:
-        mod = importlib.reload(sel)
-        assert mod.IMPLEMENTATION == "python" and mod.TreeIndex is index_py.TreeIndex
-    finally:
-        monkeypatch.delenv("KVCORE_PURE_PYTHON")
-        mod = importlib.reload(sel)
-    if _compiled is not None:
-        assert mod.IMPLEMENTATION == "compiled" and mod.TreeIndex is _compiled.TreeIndex

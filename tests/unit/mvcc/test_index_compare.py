@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kvcore import _ext
 from kvcore.mvcc import index_py
 
-revindex = pytest.importorskip("kvcore._ext.revindex")
+revindex = _ext.compiled("revindex")   # a missing build fails, never skips
 
 EXAMPLES = int(os.environ.get("KVCORE_HYPOTHESIS_EXAMPLES", "300"))
 

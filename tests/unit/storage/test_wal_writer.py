@@ -7,17 +7,12 @@ import select
 
 import pytest
 
+from kvcore import _ext
 from kvcore.storage import walwriter_py
 from kvcore.storage.wal import WAL, HardState
 
-try:
-    from kvcore._ext import walwriter as walwriter_c
-except ImportError:  # pragma: no cover - CI builds the extension
-    walwriter_c = None
-
 IMPLS = [pytest.param(walwriter_py, id="python"),
-         pytest.param(walwriter_c, id="compiled",
-                      marks=pytest.mark.skipif(walwriter_c is None, reason="not built"))]
+         pytest.param(_ext.compiled("walwriter"), id="compiled")]
 
 
 def wait_done(w, timeout=10.0) -> int:

@@ -1,0 +1,141 @@
+# gRPC message framing (included by grpc_engine.pyx).
+#
+# Contract: a gRPC message on the wire is [u8 compressed flag][u32 big-endian
+# length][message]. Inbound, ``_frame_in`` cuts DATA chunks into messages without a
+# copy when a message lies whole in one chunk; bytes of an incomplete message wait in
+# ``_Stream.rbuf`` (None when empty) until ``_parse_buffered`` completes it. Every
+# prefix is checked first (``_check_prefix``): longer than max_recv or compressed
+# refuses the call (RESOURCE_EXHAUSTED / INTERNAL, as grpc-go). Outbound, ``_load``
+# makes a message current (its 5-byte prefix in ``hdr``, the body in ``cur``) and
+# ``_frame_out`` copies prefix, body and queued messages into nghttp2's buffer.
+# Nothing here touches windows (flow_control.pxi) or dispatches calls (stream.pxi).
+
+
+cdef inline Py_ssize_t _rlen(_Stream s):
+    return 0 if s.rbuf is None else PyByteArray_GET_SIZE(s.rbuf)
+
+
+cdef inline void _rbuf_append(_Stream s, const uint8_t* data, size_t n):
+    if s.rbuf is None:
+        s.rbuf = bytearray()
+    cdef Py_ssize_t old = PyByteArray_GET_SIZE(s.rbuf)
+    PyByteArray_Resize(s.rbuf, old + <Py_ssize_t>n)
+    memcpy(PyByteArray_AS_STRING(s.rbuf) + old, data, n)
+
+
+cdef int _parse_buffered(_Stream s) except -1:
+    """Cut whole messages off the front of ``s.rbuf``."""
+    cdef Py_ssize_t have, length
+    cdef const uint8_t* p
+    cdef bytes msg
+    while True:
+        have = PyByteArray_GET_SIZE(s.rbuf)
+        if have < 5:
+            return 0
+        p = <const uint8_t*>PyByteArray_AS_STRING(s.rbuf)
+        length = ((<Py_ssize_t>p[1] << 24) | (<Py_ssize_t>p[2] << 16)
+                  | (<Py_ssize_t>p[3] << 8) | <Py_ssize_t>p[4])
+        if _check_prefix(s, p[0], length):
+            return 0
+        if have - 5 < length:
+            return 0
+        msg = PyBytes_FromStringAndSize(<char*>p + 5, length)
+        del s.rbuf[:5 + length]
+        s._message(msg)
+        if s.discard:
+            return 0
+
+
+cdef int _check_prefix(_Stream s, uint8_t flag, Py_ssize_t length) except -1:
+    """0 if the message may be read; 1 if the call was refused."""
+    cdef EngineCore core = s.conn.core
+    if length > core.max_recv:
+        s.refuse(StatusCode.RESOURCE_EXHAUSTED,
+                 "grpc: received message larger than max (%d vs. %d)"
+                 % (length, core.max_recv))
+        return 1
+    if flag != 0:
+        s.refuse(StatusCode.INTERNAL,
+                 "grpc: compressed flag set with identity or empty encoding")
+        return 1
+    return 0
+
+
+cdef inline void _load(_Stream s, bytes payload, bint framed):
+    """Make ``payload`` the current outgoing message."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
+    # Like grpc-go, sending data forgives ping strikes: gRPC clients send BDP
+    # pings while a stream is busy, and those are not abuse.
+    _ka_forgive(s.conn)
+    if framed:
+        s.hdr[0] = 0
+        s.hdr[1] = <char>((n >> 24) & 0xFF)
+        s.hdr[2] = <char>((n >> 16) & 0xFF)
+        s.hdr[3] = <char>((n >> 8) & 0xFF)
+        s.hdr[4] = <char>(n & 0xFF)
+        s.hdr_len = 5
+    else:
+        s.hdr_len = 0
+    s.hdr_off = 0
+    s.cur = payload if n else None
+    s.cur_off = 0
+
+
+cdef int _frame_in(_Stream s, const uint8_t* data, size_t n) except -1:
+    """DATA bytes of a gRPC call: whole messages go to ``s._message`` straight from
+    nghttp2's buffer; a partial one waits in ``s.rbuf``."""
+    cdef Py_ssize_t off, have, length
+    cdef const uint8_t* p
+    cdef bytes msg
+    if _rlen(s) == 0:
+        p = data
+        have = n
+        off = 0
+        while have - off >= 5:
+            length = ((<Py_ssize_t>p[off + 1] << 24) | (<Py_ssize_t>p[off + 2] << 16)
+                      | (<Py_ssize_t>p[off + 3] << 8) | <Py_ssize_t>p[off + 4])
+            if _check_prefix(s, p[off], length):
+                return 0
+            if have - off - 5 < length:
+                break
+            msg = PyBytes_FromStringAndSize(<char*>p + off + 5, length)
+            off += 5 + length
+            s._message(msg)
+            if s.discard:
+                return 0
+        if off < have:
+            _rbuf_append(s, data + off, n - off)
+        return 0
+    _rbuf_append(s, data, n)
+    return _parse_buffered(s)
+
+
+cdef size_t _frame_out(_Stream s, uint8_t* buf, size_t length):
+    """Copy up to ``length`` outgoing bytes (prefix, then body, then the next pending
+    message) into nghttp2's DATA buffer; -> bytes copied."""
+    cdef size_t done = 0, take, avail
+    cdef bytes chunk
+    while done < length:
+        if s.hdr_off < s.hdr_len:
+            take = s.hdr_len - s.hdr_off
+            if take > length - done:
+                take = length - done
+            memcpy(buf + done, s.hdr + s.hdr_off, take)
+            s.hdr_off += take
+            done += take
+        elif s.cur is not None:
+            chunk = s.cur
+            avail = PyBytes_GET_SIZE(chunk) - s.cur_off
+            take = length - done
+            if take > avail:
+                take = avail
+            memcpy(buf + done, PyBytes_AS_STRING(chunk) + s.cur_off, take)
+            done += take
+            s.cur_off += take
+            if s.cur_off == PyBytes_GET_SIZE(chunk):
+                s.cur = None
+        elif s.pending:
+            _load(s, s.pending.popleft(), True)
+        else:
+            break
+    return done
