@@ -157,17 +157,15 @@ class HubWatch:
 
 
 class LocalClient:
-    """clientv3 calls the recipes need, served by the core's handlers (``handlers``:
-    gRPC path -> unary handler, as registered by the KV and Lease services). Each
-    request passes etcd's request checks first, as a real client's call would in
-    the worker (kvcore/worker/edge.py)."""
+    """clientv3 calls the recipes need, served by the KV and Lease services
+    (kvcore/services/). Each request passes etcd's request checks first, as a real
+    client's call would in the worker (kvcore/worker/edge.py). Writes are
+    serialized once, for the log; a Range goes to the KV service as the message."""
 
-    def __init__(self, ctx, handlers: dict):
+    def __init__(self, ctx, kv, lease):
         self.core = ctx
-        self._txn = handlers["/etcdserverpb.KV/Txn"]
-        self._range = handlers["/etcdserverpb.KV/Range"]
-        self._delete = handlers["/etcdserverpb.KV/DeleteRange"]
-        self._lease_grant = handlers["/etcdserverpb.Lease/LeaseGrant"]
+        self._kv = kv
+        self._lease = lease
 
     def run(self, coro) -> asyncio.Future:
         """Start a recipe for a unary handler: a future of its response bytes, its
@@ -203,8 +201,8 @@ class LocalClient:
         except GrpcError as e:
             raise client_error(e) from None
 
-    async def _call(self, handler, msg, resp_cls):
-        res = handler(msg.SerializeToString())
+    async def _call(self, handler, msg, resp_cls, encode=True):
+        res = handler(msg.SerializeToString() if encode else msg)
         if not isinstance(res, bytes):
             res = await res
         return resp_cls.FromString(res)
@@ -213,17 +211,18 @@ class LocalClient:
         rules.check_txn(req, self.core.cfg.max_txn_ops)
         rules.check_intervals(req.success)
         rules.check_intervals(req.failure)
-        return await self._call(self._txn, req, rpc_pb2.TxnResponse)
+        return await self._call(self._kv.txn, req, rpc_pb2.TxnResponse)
 
     async def get(self, req: RR) -> rpc_pb2.RangeResponse:
         """A linearizable Range (clientv3's default)."""
         rules.check_range(req)
-        return await self._call(self._range, req, rpc_pb2.RangeResponse)
+        return await self._call(self._kv.range_request, req, rpc_pb2.RangeResponse,
+                                encode=False)
 
     async def delete(self, key: bytes) -> rpc_pb2.DeleteRangeResponse:
         req = rpc_pb2.DeleteRangeRequest(key=key)
         rules.check_delete(req)
-        return await self._call(self._delete, req, rpc_pb2.DeleteRangeResponse)
+        return await self._call(self._kv.delete_range, req, rpc_pb2.DeleteRangeResponse)
 
     async def delete_quietly(self, key: bytes) -> None:
         """A clean-up Delete whose own failure does not matter to the caller."""
@@ -238,7 +237,7 @@ class LocalClient:
         session then orphans (it is not kept alive)."""
         if lease != NO_LEASE:
             return lease
-        resp = await self._call(self._lease_grant,
+        resp = await self._call(self._lease.lease_grant,
                                 rpc_pb2.LeaseGrantRequest(TTL=DEFAULT_SESSION_TTL),
                                 rpc_pb2.LeaseGrantResponse)
         return resp.ID

@@ -11,7 +11,7 @@ from kvcore.services import (auth, cluster, election, kv, lease, lock, maintenan
                              watch)
 
 # Registration order: lock and election run their recipes on the KV and Lease
-# handlers, so those come first.
+# services, so those come first.
 SERVICES = (
     ("kv", kv),
     ("lease", lease),
@@ -25,5 +25,8 @@ SERVICES = (
 
 
 def register_all(ctx, reg) -> dict:
-    """Register every service; returns name -> service object."""
-    return {name: module.register(ctx, reg) for name, module in SERVICES}
+    """Register every service; returns name -> service object (also
+    ``reg.services``, where a later service finds an earlier one)."""
+    for name, module in SERVICES:
+        reg.services[name] = module.register(ctx, reg)
+    return reg.services

@@ -45,9 +45,9 @@ def _error(message: str) -> GrpcError:
 
 
 class ElectionService:
-    def __init__(self, ctx, handlers: dict):
+    def __init__(self, ctx, kv, lease):
         self.ctx = ctx
-        self.client = LocalClient(ctx, handlers)
+        self.client = LocalClient(ctx, kv, lease)
 
     def register(self, reg) -> None:
         unary, streams = reg.unary, reg.streams
@@ -223,7 +223,7 @@ class _Observe:
 
 
 def register(ctx, reg) -> ElectionService:
-    """After the KV and Lease services: the recipes call their handlers."""
-    s = ElectionService(ctx, reg.unary)
+    """After the KV and Lease services: the recipes call them."""
+    s = ElectionService(ctx, reg.services["kv"], reg.services["lease"])
     s.register(reg)
     return s

@@ -40,7 +40,10 @@ class KVService:
     # ---- handlers ----
 
     def range(self, req: bytes):
-        r = rpc_pb2.RangeRequest.FromString(req)
+        return self.range_request(rpc_pb2.RangeRequest.FromString(req))
+
+    def range_request(self, r: rpc_pb2.RangeRequest):
+        """Range of a decoded (and checked) request."""
         ctx = self.ctx
 
         def serve():

@@ -31,9 +31,9 @@ ERR_SESSION_EXPIRED = "mutex: session is expired"   # concurrency.ErrSessionExpi
 
 
 class LockService:
-    def __init__(self, ctx, handlers: dict):
+    def __init__(self, ctx, kv, lease):
         self.ctx = ctx
-        self.client = LocalClient(ctx, handlers)
+        self.client = LocalClient(ctx, kv, lease)
 
     def register(self, reg) -> None:
         unary, streams = reg.unary, reg.streams
@@ -90,7 +90,7 @@ def _lock_response(header: rpc_pb2.ResponseHeader, key: bytes) -> bytes:
 
 
 def register(ctx, reg) -> LockService:
-    """After the KV and Lease services: the recipes call their handlers."""
-    s = LockService(ctx, reg.unary)
+    """After the KV and Lease services: the recipes call them."""
+    s = LockService(ctx, reg.services["kv"], reg.services["lease"])
     s.register(reg)
     return s

@@ -40,6 +40,7 @@ class Registry:
         self.timers: list[Callable] = []
         self.on_state_opened: list[Callable] = []
         self.on_leader_changed: list[Callable] = []
+        self.services: dict = {}   # name -> service object, as registered so far
 
     def unary_handler(self, path: str, handler: Callable) -> None:
         self.unary[path] = handler

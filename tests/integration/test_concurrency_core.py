@@ -27,7 +27,7 @@ async def _with_core(tmp_path, body):
                 break
             await asyncio.sleep(0.01)
         assert core.raft.lead
-        await body(core, LocalClient(core, core.unary))
+        await body(core, LocalClient(core, core.services["kv"], core.services["lease"]))
     finally:
         await core.close()
 
