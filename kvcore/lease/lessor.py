@@ -51,7 +51,7 @@ class Lessor:
     def restore(self, store) -> None:
         """Load leases from LMDB and re-attach their keys from the key space."""
         now = self.clock()
-        with self.b.env.begin() as txn:
+        with self.b.begin_read() as txn:
             for k, v in txn.cursor(db=self.b.lease):
                 lid = _ID.unpack(k)[0]
                 ttl, remaining = _REC.unpack(v)

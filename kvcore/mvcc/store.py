@@ -65,7 +65,7 @@ class KVStore:
 
     def _restore(self) -> None:
         """Rebuild the revision index from the key space (etcd's restore)."""
-        with self.b.env.begin() as txn:
+        with self.b.begin_read() as txn:
             self.consistent_index = self.b.get_meta(be.META_CONSISTENT_INDEX, txn)
             finished = self.b.get_meta(be.META_FINISHED_COMPACT, txn)
             scheduled = self.b.get_meta(be.META_SCHEDULED_COMPACT, txn)
@@ -82,7 +82,7 @@ class KVStore:
         if finished:
             self.compact_main_rev = finished
         self.current_rev = max(1, last_main, self.compact_main_rev)
-        if len(self.index) and self.b.env.stat()["entries"] and not self._latest_count():
+        if len(self.index) and not self._latest_count():
             self._rebuild_latest()
         if scheduled and scheduled != finished:
             # A compaction was recorded but not finished before a crash: finish it.
@@ -91,7 +91,7 @@ class KVStore:
             self.compact_main_rev = scheduled
 
     def _latest_count(self) -> int:
-        with self.b.env.begin() as txn:
+        with self.b.begin_read() as txn:
             return txn.stat(self.b.latest)["entries"]
 
     def _rebuild_latest(self) -> None:

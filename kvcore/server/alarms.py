@@ -29,8 +29,8 @@ class Alarms:
     def __init__(self, backend):
         self.b = backend
         self.active: set[tuple[int, int]] = set()
-        with backend.env.begin(db=backend.alarm) as txn:
-            for k, _ in txn.cursor():
+        with backend.begin_read() as txn:
+            for k, _ in txn.cursor(db=backend.alarm):
                 self.active.add(_KEY.unpack(k))
 
     @property
@@ -70,7 +70,7 @@ def used_bytes(backend, txn=None) -> int:
     pages. Pages freed by compaction are reused, yet they count until a defrag gives
     them back, as bbolt's do: after 'alarm disarm' a member still over its quota
     refuses the next put."""
-    return (backend.env.info()["last_pgno"] + 1) * backend.env.stat()["psize"]
+    return backend.high_water_bytes()
 
 
 def alarm_body(alarms) -> bytes:

@@ -19,7 +19,6 @@ import os
 import time
 from typing import Optional
 
-import lmdb
 from google.protobuf.message import DecodeError
 
 from kvcore import logs
@@ -246,15 +245,9 @@ class Core:
         os.makedirs(d)
 
         def copy():
-            self.backend.env.copy(d, compact=True)
-            env = lmdb.open(d, readonly=True, lock=False, max_dbs=16)
-            try:
-                with env.begin() as txn:
-                    meta = env.open_db(b"meta", txn=txn, create=False)
-                    ci, term, cs = (txn.get(k, db=meta) for k in (
-                        META_CONSISTENT_INDEX, META_TERM, META_CONF_STATE))
-            finally:
-                env.close()
+            meta = self.backend.copy_compacted(d)
+            ci, term, cs = (meta[k] for k in (META_CONSISTENT_INDEX, META_TERM,
+                                              META_CONF_STATE))
             return (from_u64(ci) if ci else 0, from_u64(term) if term else 0,
                     rcodec.decode_conf_state(cs)[0] if cs else None)
 
@@ -308,7 +301,7 @@ class Core:
         path = self.transport.received_snapshots.pop(index, None)
         if path is None:
             raise RuntimeError(f"the data of snapshot {index} was not received")
-        map_size = self.backend.env.info()["map_size"]
+        map_size = self.backend.map_size
         self.backend.close()
         backend_install(self.paths.db_path, path)
         self.backend = Backend(self.paths.db_path, map_size=map_size)

@@ -64,7 +64,7 @@ class WorkerSupervisor:
                           "timeout": self.cfg.grpc_keepalive_timeout},
             "parent": os.getpid(),
             "db_path": self.core.paths.db_path, "read_state_fd": self.core.read_state.fd,
-            "db_map_size": self.core.backend.env.info()["map_size"],
+            "db_map_size": self.core.backend.map_size,
             "tls": self.cfg.client_tls and self.cfg.client_tls.to_dict()})
 
     def on_hello(self, conn: CoreConnection) -> None:

@@ -60,7 +60,7 @@ class Membership:
         self.b = backend
         self.members: dict[int, Member] = {}
         self.removed: set[int] = set()
-        with backend.env.begin() as txn:
+        with backend.begin_read() as txn:
             for k, v in txn.cursor(db=backend.members):
                 if k.startswith(REMOVED_PREFIX):
                     self.removed.add(_ID.unpack(k[len(REMOVED_PREFIX):])[0])

@@ -115,7 +115,7 @@ def write_file(b: be.Backend, directory: str) -> str:
                                 dir=directory)
     try:
         b = b.pinned()          # this file, even if a defrag swaps in another meanwhile
-        with os.fdopen(fd, "wb") as f, b.env.begin(buffers=False) as txn:
+        with os.fdopen(fd, "wb") as f, b.begin_read() as txn:
             w = Writer(f)
             for name, items in buckets(b, txn):
                 w.bucket(name, items)

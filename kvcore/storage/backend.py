@@ -9,6 +9,22 @@ Named databases (etcd's bbolt buckets):
   lease  lease id -> lease record (Lease/Watch issue)
   members, alarm, auth
 
+Transactions (etcd's backend.ReadTx / BatchTx), the only way to the data:
+  ReadTx   ``with backend.begin_read() as tx``: a consistent snapshot of the whole
+           database. It lives only inside the ``with`` and never across an
+           ``await`` (it pins the pages it sees and holds one of the reader slots);
+           values it returns are ``bytes`` that may be kept after it ends. Any
+           process may open them (workers open the file read-only).
+  BatchTx  ``with backend.begin_write() as tx``: the one writer, in the core only.
+           Commits when the ``with`` ends, aborts on an exception. It never spans
+           an ``await`` either: the apply loop opens one per batch of committed
+           entries, and everything that must survive with the consistent index
+           (MVCC, leases, members, alarms, auth) is written in that same one.
+  Both are ``lmdb.Transaction`` objects: ``get/put/delete(key, db=...)``,
+  ``cursor(db=...)``, ``stat(db)``; a database is one of this backend's handles
+  (``key``, ``latest``, ``meta``, ...). Nothing outside this module opens the
+  LMDB environment itself.
+
 Durability: the WAL is the durable record. LMDB commits do not fsync (sync=False);
 ``sync()`` flushes before a snapshot lets WAL segments go, and on clean shutdown.
 After a crash, entries above the stored consistent_index are replayed from the WAL,
@@ -24,6 +40,9 @@ import struct
 import tempfile
 
 import lmdb
+
+ReadTx = lmdb.Transaction    # see "Transactions" above
+BatchTx = lmdb.Transaction
 
 _U64 = struct.Struct(">Q")
 _REV = struct.Struct(">QQ")
@@ -143,16 +162,38 @@ class Backend:
         return (self.key, self.latest, self.meta, self.lease, self.members, self.alarm,
                 self.auth)
 
-    def begin_write(self) -> lmdb.Transaction:
+    def begin_write(self) -> BatchTx:
         return self.env.begin(write=True)
 
-    def begin_read(self) -> lmdb.Transaction:
+    def begin_read(self) -> ReadTx:
         return self.env.begin(buffers=False)
 
-    def get_meta(self, name: bytes, txn=None) -> int:
-        t = txn or self.env.begin()
-        v = t.get(name, db=self.meta)
+    def get_meta(self, name: bytes, tx: ReadTx) -> int:
+        """A u64 from the meta database, read in the caller's transaction."""
+        v = tx.get(name, db=self.meta)
         return from_u64(v) if v else 0
+
+    @property
+    def map_size(self) -> int:
+        """The most the data file may grow to (workers open it with the same)."""
+        return self.env.info()["map_size"]
+
+    def high_water_bytes(self) -> int:
+        """The file's pages up to the highest one ever used, in bytes."""
+        return (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
+
+    def copy_compacted(self, directory: str) -> dict:
+        """A consistent, compacted copy of the data file into ``directory`` (as
+        data.mdb), and the meta values ``keys`` it holds: {name: bytes or None}."""
+        self.env.copy(directory, compact=True)
+        env = lmdb.open(directory, readonly=True, lock=False, max_dbs=16)
+        try:
+            with env.begin() as tx:
+                meta = env.open_db(b"meta", txn=tx, create=False)
+                return {k: tx.get(k, db=meta) for k in (
+                    META_CONSISTENT_INDEX, META_TERM, META_CONF_STATE)}
+        finally:
+            env.close()
 
     def sync(self) -> None:
         self.env.sync(True)
@@ -175,5 +216,6 @@ class Backend:
         return pages * psize
 
     def close(self) -> None:
-        self.env.sync(True)
+        if not self.readonly:
+            self.env.sync(True)
         self.env.close()

@@ -93,7 +93,7 @@ class LocalReads:
     def reopen(self) -> None:
         """(Re)open the member's LMDB file (after the core installed a snapshot)."""
         if self.backend is not None:
-            self.backend.env.close()  # LMDB allows one open environment per file
+            self.backend.close()  # LMDB allows one open environment per file
             self.backend = None
         self.backend = be.Backend(self.db_path, self.map_size, readonly=True)
         self._ids = None
@@ -124,7 +124,7 @@ class LocalReads:
         if not r.serializable and not (self.read_state is not None and self.read_state.local()):
             need = be.from_u64(await self.read_index.get())
         b = self.backend
-        with b.env.begin(buffers=False) as txn:
+        with b.begin_read() as txn:
             view = LatestView(b, txn)
             if view.consistent_index >= need:
                 try:
