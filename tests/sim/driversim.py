@@ -34,7 +34,8 @@ from kvcore.raft import ConfState, HardState, Snapshot, SnapshotMetadata
 from kvcore.raft.codec import decode_conf_change, decode_message, encode_message
 from kvcore.raft.errors import ConfChangeError
 from kvcore.raft.types import (ConfChangeType, EntryConfChange, MessageType, MsgApp,
-                               MsgPreVote, MsgPreVoteResp, MsgSnap, MsgVoteResp)
+                               MsgPreVote, MsgPreVoteResp, MsgReadIndex, MsgSnap,
+                               MsgVoteResp)
 from kvcore.raftdriver.driver import RaftDriver
 
 from kvcore.server.entry import Proposer   # the server's (compiled or twin)
@@ -357,7 +358,9 @@ class DriverCluster(Cluster):
                       "reads_served": 0, "reads_local": 0, "read_errors": 0, "acked": 0,
                       "crashes": 0, "records_lost": 0, "snapshots_sent": 0,
                       "conf_changes": 0, "conf_errors": 0, "transfers": 0,
-                      "compactions": 0, "max_term": 0}
+                      "compactions": 0, "max_term": 0, "read_retries": 0,
+                      "applied_during_write": 0}
+        self._read_asked: set = set()   # ReadIndex contexts sent to a leader
         cs = ConfState(list(range(1, sc.n + 1)))
         # The bootstrap snapshot's index 1 (term 1) is committed: the reference log
         # starts there, so the commit checks have something to extend.
@@ -450,6 +453,8 @@ class DriverCluster(Cluster):
             chk.on_snapshot_restore(node.id, snapshot.metadata.index, node.sm.digest)
         sm = node.sm
         disk = node.disk
+        if disk.busy and entries:
+            self.stats["applied_during_write"] += 1   # the overlap of apply and write
         for e in entries:
             if e.index <= sm.applied:
                 continue
@@ -514,6 +519,11 @@ class DriverCluster(Cluster):
                                      f"{e.index} (term {e.term}) before writing it")
             if t == MsgSnap:
                 self.stats["snapshots_sent"] += 1
+            elif t == MsgReadIndex:
+                ctx = m.entries[0].data
+                if ctx in self._read_asked:
+                    self.stats["read_retries"] += 1
+                self._read_asked.add(ctx)
             payload = encode_message(m)
             copies = 2 if sc.dup and rng.random() < sc.dup else 1
             for _ in range(copies):
