@@ -79,6 +79,8 @@ _TABLE = [
      "check if a connection is alive (0 to disable).", "Member"),
     ("grpc-keepalive-timeout", "20s", D, "Additional duration of wait before closing a "
      "non-responsive connection (0 to disable).", "Member"),
+    ("max-concurrent-streams", "0", U, "Maximum concurrent streams that each client can open "
+     "at a time (etcd 3.5.5+; 0: kvcore's engine default, 1000).", "Member", "", True),
     ("socket-reuse-port", "false", B, "Enable to set socket option SO_REUSEPORT on listeners "
      "allowing rebinding of a port already in use.", "Member"),
     ("socket-reuse-address", "false", B, "Enable to set socket option SO_REUSEADDR on "

@@ -72,13 +72,16 @@ class GrpcioEngine:
 
     def __init__(self, methods: MethodTable, *, http=None,
                  max_receive_message_length: int = 2 * 1024 * 1024 + 512 * 1024,
-                 max_send_message_length: int = 2 ** 31 - 1, keepalive: Optional[dict] = None):
+                 max_send_message_length: int = 2 ** 31 - 1, keepalive: Optional[dict] = None,
+                 max_concurrent_streams: int = 0):
         """``keepalive``: etcd's --grpc-keepalive-min-time/-interval/-timeout (seconds)."""
         ka = keepalive or {}
         self._methods = methods
         self._options = [
             ("grpc.max_receive_message_length", max_receive_message_length),
             ("grpc.max_send_message_length", max_send_message_length),
+            *([("grpc.max_concurrent_streams", max_concurrent_streams)]
+              if max_concurrent_streams else []),
             ("grpc.so_reuseport", 1),
             # etcd lets clients ping as often as --grpc-keepalive-min-time without data.
             ("grpc.http2.min_ping_interval_without_data_ms",

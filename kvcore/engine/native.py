@@ -159,5 +159,6 @@ def create_engine(kind: str, methods: MethodTable, keepalive: Optional[dict] = N
     if kind != "grpcio":
         raise ValueError(f"unknown gRPC engine {kind!r}")
     kwargs = {k: v for k, v in kwargs.items()
-              if k in ("http", "max_receive_message_length", "max_send_message_length")}
+              if k in ("http", "max_receive_message_length", "max_send_message_length",
+                       "max_concurrent_streams")}
     return GrpcioEngine(methods, keepalive=ka, **kwargs)

@@ -94,9 +94,11 @@ async def run(args: dict) -> None:
     engines = []
     tls = TLSInfo.from_dict(args.get("tls"))
     for (host, port), (plain, secure) in listeners(args["listen"]).items():
+        limits = ({"max_concurrent_streams": min(args["max_concurrent_streams"], 2 ** 31 - 1)}
+                  if args.get("max_concurrent_streams") else {})
         eng = create_engine(args["engine"], methods, http=gateway,
                             max_receive_message_length=max_recv,
-                            keepalive=args.get("keepalive"))
+                            keepalive=args.get("keepalive"), **limits)
         if not secure:
             await eng.start(host, port, reuse_port=True)
         elif eng.name == "grpcio":
