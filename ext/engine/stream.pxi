@@ -525,6 +525,12 @@ cdef class _Stream:
         except Exception as exc:
             log.exception("http handler failed")
             status, rheaders, rbody = 500, [("content-type", "text/plain")], str(exc).encode()
+        if not isinstance(rbody, (bytes, bytearray)):
+            # A streaming gateway route is served over HTTP/1.1 only (as curl and
+            # the gateway clients speak it).
+            await rbody.aclose()
+            status, rheaders = 505, [("content-type", "text/plain")]
+            rbody = b"streaming routes are served over HTTP/1.1\n"
         if self.closed:
             return
         hs = [(b":status", str(status).encode())]
