@@ -119,6 +119,12 @@ cdef class _Conn:
                 self.sniff = data
                 return
             self.sniff = None
+            if self.core.h2_passthrough is not None:
+                self.mode = M_CLOSED
+                self.core.conns.discard(self)
+                transport, self.transport = self.transport, None
+                self.core.h2_passthrough(transport, data)
+                return
             self._start_h2()
             self._h2_recv(data)
             return

@@ -245,7 +245,8 @@ cdef class _Stream:
         self.remote_closed = True
         if self.kind == K_UNARY or self.kind == K_HTTP:
             if self.kind == K_UNARY and _rlen(self):
-                self.refuse(StatusCode.INTERNAL, "grpc: truncated message")
+                # grpc-go's (etcd's) answer to a cut-off message: io.ErrUnexpectedEOF.
+                self.refuse(StatusCode.UNKNOWN, "unexpected EOF")
                 return
             self.conn.ready.append(self)
         elif self.kind == K_STREAM:
@@ -279,7 +280,7 @@ cdef class _Stream:
             return
         if self.kind == K_UNARY:
             if self.msg is None:
-                self.finish(StatusCode.INTERNAL, "grpc: unary request without message")
+                self.finish(StatusCode.UNKNOWN, "EOF")   # grpc-go's (etcd's) answer
                 return
             msg = self.msg
             self.msg = None

@@ -32,10 +32,13 @@ def _norm(obj):
     return obj
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+@pytest.fixture(scope="module", params=["native", "grpcio"])
+def pair(request, tmp_path_factory):
+    """kvcore (on each gRPC engine) and etcd 3.5.1, both fresh: the tests below
+    send both the same requests in the same order."""
     base = tmp_path_factory.mktemp("gw")
-    kv = servers.start_kvcore(str(base / "kv.etcd"), workers=1, extra=_LIMITS)
+    kv = servers.start_kvcore(str(base / "kv.etcd"), workers=1,
+                              extra=_LIMITS + ("--grpc-engine", request.param))
     try:
         et = servers.start_etcd(str(base / "etcd.etcd"), binary=ETCD351, extra=_LIMITS)
     except BaseException:
