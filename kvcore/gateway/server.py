@@ -32,25 +32,30 @@ _OK_HEADERS = [("Content-Type", _JSON), ("Grpc-Metadata-Content-Type", "applicat
 
 
 class Gateway:
-    """``Gateway(methods, health, metrics, cors=..., max_recv=...)``: ``methods`` is the
+    """``Gateway(methods, health, metrics, cors=..., max_recv=..., v2=...)``: ``methods`` is the
     worker's MethodTable, ``health()`` raises GrpcError when unhealthy, ``metrics()``
     returns the exposition text, ``cors`` is etcd's --cors origins ("*": any),
     ``max_recv`` the gRPC receive limit the gateway's requests obey too."""
 
     def __init__(self, methods: MethodTable, health: Callable[[], Awaitable],
                  metrics: Callable[[], Awaitable[bytes]], cors: Optional[list] = None,
-                 max_recv: int = 0, parent_pid: Optional[int] = None):
+                 max_recv: int = 0, parent_pid: Optional[int] = None, v2=None):
         self._methods = methods
         self._health = health
         self._metrics = metrics
         self._max_recv = max_recv
         self._parent_pid = parent_pid
+        self._v2 = v2            # kvcore.gateway.v2.V2Handler with --enable-v2
         origins = set(cors if cors is not None else ["*"])
         self._cors_any = "*" in origins
         self._cors = origins
 
-    async def __call__(self, method: str, path: str, headers, body: bytes):
-        status, hdrs, out = await self._serve(method, path.split("?", 1)[0], headers, body)
+    async def __call__(self, method: str, target: str, headers, body: bytes):
+        path = target.split("?", 1)[0]
+        if self._v2 is not None and self._v2.serves(path):
+            status, hdrs, out = await self._v2(method, target, headers, body)
+        else:
+            status, hdrs, out = await self._serve(method, path, headers, body)
         cors = self._cors_headers(headers)
         return status, (cors + hdrs) if cors else hdrs, out
 

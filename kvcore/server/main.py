@@ -75,7 +75,7 @@ class WorkerSupervisor:
             "db_path": self.core.paths.db_path, "read_state_fd": self.core.read_state.fd,
             "db_map_size": self.core.backend.env.info()["map_size"],
             "tls": self.cfg.client_tls and self.cfg.client_tls.to_dict(),
-            "cors": _cors(getattr(self.cfg, "cors", None))})
+            "cors": _cors(getattr(self.cfg, "cors", None)), "enable_v2": self.cfg.enable_v2})
 
     def on_hello(self, conn: CoreConnection) -> None:
         fut = self._hello.pop(conn.worker_pid, None)

@@ -1,12 +1,10 @@
 """etcd's v2 errors (etcd/error): code, message, HTTP status, JSON body."""
 from __future__ import annotations
 
-import json
-
 KEY_NOT_FOUND, TEST_FAILED, NOT_FILE, NOT_DIR, NODE_EXIST = 100, 101, 102, 104, 105
 ROOT_RONLY, DIR_NOT_EMPTY = 107, 108
 VALUE_REQUIRED, PREV_VALUE_REQUIRED, TTL_NAN, INDEX_NAN = 200, 201, 202, 203
-INVALID_FIELD, INVALID_FORM, REFRESH_VALUE, REFRESH_TTL_REQUIRED = 209, 210, 212, 213
+INVALID_FIELD, INVALID_FORM, REFRESH_VALUE, REFRESH_TTL_REQUIRED = 209, 210, 211, 212
 EVENT_INDEX_CLEARED = 401
 RAFT_INTERNAL = 300
 
@@ -44,4 +42,5 @@ class V2Error(Exception):
         if self.cause:
             d["cause"] = self.cause
         d["index"] = self.index
-        return json.dumps(d, separators=(",", ":")).encode() + b"\n"
+        from kvcore.gateway.codec import dumps   # Go's escaping
+        return dumps(d) + b"\n"

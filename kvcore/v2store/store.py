@@ -238,8 +238,11 @@ class Store:
         if path == "/":
             return n
         for part in path.strip("/").split("/"):
-            if not n.is_dir or part not in n.children:
-                raise V2Error(e.KEY_NOT_FOUND, path, self.index)
+            # etcd's walk: the first missing component is the cause.
+            if not n.is_dir:
+                raise V2Error(e.NOT_DIR, n.path, self.index)
+            if part not in n.children:
+                raise V2Error(e.KEY_NOT_FOUND, _clean(f"{n.path}/{part}"), self.index)
             n = n.children[part]
         return n
 
@@ -309,7 +312,9 @@ class Store:
     def _find_or_none(self, path: str) -> Optional[Node]:
         try:
             return self._find(path)
-        except V2Error:
+        except V2Error as err:
+            if err.code == e.NOT_DIR:
+                raise
             return None
 
     def _mkdirs(self, path: str) -> Node:
