@@ -36,32 +36,51 @@ class DecodeError(ValueError):
 # Encoding
 # ---------------------------------------------------------------------------
 
+_K_MSG, _K_INT64, _K_BYTES, _K_ENUM, _K_PLAIN = range(5)
+_PLAN: dict = {}   # field descriptor -> (name, repeated, kind, declaration index)
+
+
+def _plan(fd) -> tuple:
+    p = _PLAN.get(fd)
+    if p is None:
+        t = fd.type
+        kind = (_K_MSG if t == FD.TYPE_MESSAGE else _K_INT64 if t in _INT64 else
+                _K_BYTES if t == FD.TYPE_BYTES else _K_ENUM if t == FD.TYPE_ENUM else _K_PLAIN)
+        p = _PLAN[fd] = (fd.name, fd.is_repeated, kind, fd.index)
+    return p
+
+
 def to_obj(msg) -> dict:
     """A message as the dict jsonpb would write (OrigName, EmitDefaults off)."""
     out = {}
-    fields = msg.ListFields()
-    if len(fields) > 1:
-        fields.sort(key=lambda fv: fv[0].index)   # declaration order, as Go's struct
-    for fd, value in fields:
-        if fd.is_repeated:
-            out[fd.name] = [_value(fd, v) for v in value]
+    last = -1
+    ordered = True
+    for fd, value in msg.ListFields():
+        name, repeated, kind, index = _plan(fd)
+        if index < last:
+            ordered = False
+        last = index
+        if repeated:
+            out[name] = [_value(fd, kind, v) for v in value]
         else:
-            out[fd.name] = _value(fd, value)
+            out[name] = _value(fd, kind, value)
+    if not ordered:   # declaration order, as Go's struct fields
+        order = {_plan(fd)[0]: _plan(fd)[3] for fd in msg.DESCRIPTOR.fields}
+        out = dict(sorted(out.items(), key=lambda kv: order[kv[0]]))
     return out
 
 
-def _value(fd, v):
-    t = fd.type
-    if t == FD.TYPE_MESSAGE:
+def _value(fd, kind, v):
+    if kind == _K_PLAIN:
+        return v
+    if kind == _K_MSG:
         return to_obj(v)
-    if t in _INT64:
+    if kind == _K_INT64:
         return str(v)
-    if t == FD.TYPE_BYTES:
+    if kind == _K_BYTES:
         return base64.b64encode(v).decode()
-    if t == FD.TYPE_ENUM:
-        ev = fd.enum_type.values_by_number.get(v)
-        return ev.name if ev is not None else v
-    return v
+    ev = fd.enum_type.values_by_number.get(v)
+    return ev.name if ev is not None else v
 
 
 _HTML = re.compile("[<>&\u2028\u2029]")
