@@ -75,8 +75,8 @@ class Gateway:
         if method == "OPTIONS":
             return 200, [], b""
         if path == "/version":
-            return 200, [("Content-Type", _JSON)], json.dumps(
-                {"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_VERSION[:-1] + "0"}).encode()
+            return 200, [("Content-Type", _JSON)], codec.dumps(
+                {"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_VERSION[:-1] + "0"})
         if path in ("/health", "/livez", "/readyz"):
             try:
                 await self._health()

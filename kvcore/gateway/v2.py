@@ -19,10 +19,17 @@ class V2Handler:
         self._call = call
 
     def serves(self, path: str) -> bool:
-        return path.startswith("/v2/keys") or path in ("/v2/members", "/v2/machines")
+        return path.startswith("/v2/keys") or path in (
+            "/v2/members", "/v2/machines", "/v2/stats/self", "/v2/stats/leader",
+            "/v2/stats/store")
 
     async def __call__(self, method: str, target: str, headers, body: bytes):
         path = target.split("?", 1)[0]
+        if path.startswith("/v2/stats/"):
+            if method not in ("GET", "HEAD"):
+                return 405, [("Allow", "GET, HEAD"),
+                             ("Content-Type", "text/plain; charset=utf-8")], b"Method Not Allowed\n"
+            return await self._ask({"kind": "stats", "which": path[len("/v2/stats/"):]})
         if path in ("/v2/members", "/v2/machines"):
             if method not in ("GET", "HEAD"):
                 return 405, [("Allow", "GET, HEAD"),

@@ -19,6 +19,7 @@ import time
 from kvcore.server.entry import OP_V2
 from kvcore.v2store import Store, V2Error
 from kvcore.v2store import http as v2http
+from kvcore.v2store.store import _rfc3339
 
 log = logging.getLogger("kvcore.v2")
 
@@ -29,6 +30,7 @@ def register(ctx, reg) -> "V2Service":
     svc = V2Service(ctx)
     reg.applier(OP_V2, svc.apply)
     reg.state_opened(svc.load)
+    reg.leader_changed(svc.on_leader)
     reg.timer(svc.expiry_loop)
     return svc
 
@@ -53,6 +55,10 @@ class V2Service:
     def __init__(self, ctx):
         self.ctx = ctx
         self.store = Store()
+        self.started = self.leader_since = time.time()
+
+    def on_leader(self, old: int, new: int) -> None:
+        self.leader_since = time.time()
 
     def load(self) -> None:
         backend = self.ctx.backend
@@ -67,6 +73,8 @@ class V2Service:
         kind = req.pop("kind", "keys")
         if kind == "members":
             return self._members()
+        if kind == "stats":
+            return self._stats(req["which"])
         try:
             req = v2http.parse(req["method"], req["target"], req["body"].encode("latin-1"),
                                req["ct"])
@@ -115,9 +123,37 @@ class V2Service:
         for m in self.ctx.membership.sorted():
             ms.append({"id": f"{m.id:x}", "name": m.name, "peerURLs": list(m.peer_urls),
                        "clientURLs": list(m.client_urls)})
-        return json.dumps({"s": 200, "h": [["Content-Type", "application/json"]],
+        return json.dumps({"s": 200, "h": [["Content-Type", "application/json"],
+                                           ["X-Etcd-Cluster-Id", f"{self.ctx.cluster_id:x}"]],
                            "b": json.dumps({"members": ms}, separators=(",", ":")) + "\n"}
                           ).encode()
+
+    def _stats(self, which: str) -> bytes:
+        """/v2/stats/{self,leader,store} (etcd's v2stats; the raft traffic counters
+        are not kept)."""
+        ctx = self.ctx
+        me = f"{ctx.member_id:x}"
+        status = 200
+        if which == "store":
+            doc = self.store.stats_json()
+        elif which == "self":
+            doc = {"name": ctx.cfg.name, "id": me,
+                   "state": "StateLeader" if ctx.raft.is_leader else "StateFollower",
+                   "startTime": _rfc3339(self.started),
+                   "leaderInfo": {"leader": f"{ctx.raft.lead:x}",
+                                  "uptime": _go_duration(time.time() - self.leader_since),
+                                  "startTime": _rfc3339(self.leader_since)},
+                   "recvAppendRequestCnt": 0, "sendAppendRequestCnt": 0}
+        elif ctx.raft.is_leader:
+            zero = {"current": 0, "average": 0, "standardDeviation": 0,
+                    "minimum": 0, "maximum": 0}
+            doc = {"leader": me, "followers": {
+                f"{m.id:x}": {"latency": dict(zero), "counts": {"fail": 0, "success": 0}}
+                for m in ctx.membership.sorted() if m.id != ctx.member_id}}
+        else:
+            status, doc = 403, {"message": "not current leader"}
+        return json.dumps({"s": status, "h": [["Content-Type", "application/json"]],
+                           "b": json.dumps(doc, separators=(",", ":")) + "\n"}).encode()
 
     # ---- apply (every member, in log order) ----
 
@@ -180,3 +216,19 @@ class V2Service:
                 await self.ctx.propose_internal(OP_V2, req)
             except Exception as e:   # retried on the next tick
                 log.debug("v2 expiry proposal failed: %s", e)
+
+
+def _go_duration(sec: float) -> str:
+    """Go's time.Duration String for a positive duration (e.g. 11m20.1765367s)."""
+    if sec < 1e-3:
+        return f"{sec * 1e6:.3f}".rstrip("0").rstrip(".") + "µs"
+    if sec < 1:
+        return f"{sec * 1e3:.6f}".rstrip("0").rstrip(".") + "ms"
+    h, rem = divmod(sec, 3600)
+    m, s = divmod(rem, 60)
+    out = f"{s:.9f}".rstrip("0").rstrip(".") + "s"
+    if m or h:
+        out = f"{int(m)}m" + out
+    if h:
+        out = f"{int(h)}h" + out
+    return out

@@ -20,6 +20,28 @@ from kvcore.v2store.errors import V2Error
 
 HISTORY = 1000
 
+# etcd's /v2/stats/store fields, in its order: (name, counted on success, on failure)
+STAT_FIELDS = ("getsSuccess", "getsFail", "setsSuccess", "setsFail", "deleteSuccess",
+               "deleteFail", "updateSuccess", "updateFail", "createSuccess", "createFail",
+               "compareAndSwapSuccess", "compareAndSwapFail", "compareAndDeleteSuccess",
+               "compareAndDeleteFail", "expireCount")
+
+
+def _counted(ok: str, fail: str):
+    """Count an operation's success or failure in the store's stats, as etcd does."""
+    def wrap(fn):
+        def op(self, *args, **kwargs):
+            try:
+                out = fn(self, *args, **kwargs)
+            except V2Error:
+                self.stats[fail] += 1
+                raise
+            self.stats[ok] += 1
+            return out
+        op.__name__, op.__doc__ = fn.__name__, fn.__doc__
+        return op
+    return wrap
+
 
 class Node:
     __slots__ = ("path", "created", "modified", "value", "children", "expire")
@@ -114,9 +136,16 @@ class Store:
         self.history: collections.deque = collections.deque(maxlen=HISTORY)
         self.watchers: list[Watcher] = []
         self.expiring = 0          # nodes with an expiry (the leader's timer looks)
+        self.stats: collections.Counter = collections.Counter()
+
+    def stats_json(self) -> dict:
+        d = {k: self.stats[k] for k in STAT_FIELDS}
+        d["watchers"] = len(self.watchers)
+        return d
 
     # ---- reads ----
 
+    @_counted("getsSuccess", "getsFail")
     def get(self, path: str, recursive: bool, sort: bool, now: float) -> Event:
         path = _clean(path)
         n = self._find(path)
@@ -151,13 +180,16 @@ class Store:
 
     # ---- writes (each successful one takes the next index) ----
 
+    @_counted("setsSuccess", "setsFail")
     def set(self, path: str, is_dir: bool, value: str, expire: Optional[float], now: float) -> Event:
         return self._create(path, is_dir, value, False, True, expire, now, "set")
 
+    @_counted("createSuccess", "createFail")
     def create(self, path: str, is_dir: bool, value: str, unique: bool,
                expire: Optional[float], now: float) -> Event:
         return self._create(path, is_dir, value, unique, False, expire, now, "create")
 
+    @_counted("updateSuccess", "updateFail")
     def update(self, path: str, value: str, expire: Optional[float], refresh: bool,
                now: float) -> Event:
         path = _clean(path)
@@ -174,6 +206,7 @@ class Store:
         self._set_expire(n, expire)
         return self._record(Event("update", n.extern(now, children=False), prev, self.index))
 
+    @_counted("compareAndSwapSuccess", "compareAndSwapFail")
     def compare_and_swap(self, path: str, prev_value: str, prev_index: int, value: str,
                          expire: Optional[float], refresh: bool, now: float) -> Event:
         path = _clean(path)
@@ -192,6 +225,7 @@ class Store:
         return self._record(Event("compareAndSwap", n.extern(now, children=False), prev,
                                   self.index))
 
+    @_counted("deleteSuccess", "deleteFail")
     def delete(self, path: str, is_dir: bool, recursive: bool, now: float) -> Event:
         path = _clean(path)
         if path == "/":
@@ -206,6 +240,7 @@ class Store:
                 raise V2Error(e.DIR_NOT_EMPTY, path, self.index)
         return self._remove(n, "delete", now)
 
+    @_counted("compareAndDeleteSuccess", "compareAndDeleteFail")
     def compare_and_delete(self, path: str, prev_value: str, prev_index: int,
                            now: float) -> Event:
         path = _clean(path)
@@ -223,6 +258,7 @@ class Store:
         for n in due:
             if self._alive(n):
                 out.append(self._remove(n, "expire", now))
+        self.stats["expireCount"] += len(out)
         return out
 
     def next_expiry(self) -> Optional[float]:

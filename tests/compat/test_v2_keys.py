@@ -5,11 +5,13 @@ POST, delete dir, bad parameters) gives the same status, client headers and
 bodies (indexes and times normalised); and etcdctl 3.4 in v2 mode works."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
 from tests import servers
 from tests.compat import v2session
+from tests.httpraw import call
 
 ETCD34 = "/usr/bin/etcd"
 ETCDCTL34 = "/usr/bin/etcdctl"
@@ -23,6 +25,8 @@ def test_v2_session_matches_etcd_34(tmp_path):
         try:
             want = v2session.normalise(v2session.run(et.port))
             got = v2session.normalise(v2session.run(kv.port))
+            shapes = [_shapes(srv.port) for srv in (kv, et)]
+            assert shapes[0] == shapes[1]
         finally:
             et.stop()
     finally:
@@ -30,6 +34,19 @@ def test_v2_session_matches_etcd_34(tmp_path):
     for g, w in zip(got, want):
         assert g == w, f"\nkvcore {g}\netcd   {w}"
     assert len(got) == len(want)
+
+
+def _shapes(port) -> list:
+    """Status, content type and field names of the v2 member and stats pages."""
+    out = []
+    for path in ("/v2/members", "/v2/machines", "/v2/stats/self", "/v2/stats/leader",
+                 "/v2/stats/store"):
+        st, hdrs, body = call(port, path, method="GET")
+        doc = json.loads(body) if "json" in hdrs.get("content-type", "") else None
+        out.append((path, st, hdrs.get("content-type"),
+                    sorted(doc) if isinstance(doc, dict) else body.count(b"http://"),
+                    sorted(doc["leaderInfo"]) if path.endswith("self") else None))
+    return out
 
 
 def _ctl(port, *args, timeout=15):
