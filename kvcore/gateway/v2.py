@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import Awaitable, Callable
+from urllib.parse import parse_qsl, urlencode
 
 from kvcore.engine.base import GrpcError
 from kvcore.v2store import V2Error
@@ -44,9 +45,27 @@ class V2Handler:
             return 405, [("Allow", "GET, HEAD, POST, PUT, DELETE"),
                          ("Content-Type", "text/plain; charset=utf-8")], b"Method Not Allowed\n"
         # The core parses (its answer carries the cluster id even for a bad request).
-        return await self._ask({"kind": "keys", "method": "GET" if method == "HEAD" else method,
-                                "target": target, "body": body.decode("latin-1"),
-                                "ct": headers.get("content-type", "")})
+        req = {"kind": "keys", "method": "GET" if method == "HEAD" else method,
+               "target": target, "body": body.decode("latin-1"),
+               "ct": headers.get("content-type", "")}
+        ans = await self._ask(req)
+        if method == "GET" and ans[0] == 200 and _is_stream_watch(target):
+            return ans[0], ans[1], self._stream(req, ans[2])
+        return ans
+
+    async def _stream(self, req: dict, first: bytes):
+        """wait=true&stream=true: every next event on one chunked answer, each a
+        wait from the index after the last one delivered (etcd's streaming watch)."""
+        body = first
+        while True:
+            yield body
+            nxt = json.loads(body)["node"]["modifiedIndex"] + 1
+            path, _, query = req["target"].partition("?")
+            q = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "waitIndex"]
+            q.append(("waitIndex", str(nxt)))
+            st, _, body = await self._ask(dict(req, target=path + "?" + urlencode(q)))
+            if st != 200:
+                return
 
     async def _ask(self, req: dict):
         try:
@@ -56,3 +75,9 @@ class V2Handler:
             return err.status, [("Content-Type", _JSON)], err.body()
         ans = json.loads(raw)
         return ans["s"], [tuple(h) for h in ans["h"]], ans["b"].encode()
+
+
+def _is_stream_watch(target: str) -> bool:
+    q = dict(parse_qsl(target.partition("?")[2]))
+    return q.get("wait") in ("true", "1", "t", "T", "TRUE", "True") and \
+        q.get("stream") in ("true", "1", "t", "T", "TRUE", "True")

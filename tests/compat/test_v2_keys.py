@@ -27,6 +27,8 @@ def test_v2_session_matches_etcd_34(tmp_path):
             got = v2session.normalise(v2session.run(kv.port))
             shapes = [_shapes(srv.port) for srv in (kv, et)]
             assert shapes[0] == shapes[1]
+            streams = [_stream_watch(srv.port) for srv in (kv, et)]
+            assert streams[0] == streams[1] == [("set", "1", False), ("set", "2", True)]
         finally:
             et.stop()
     finally:
@@ -47,6 +49,44 @@ def _shapes(port) -> list:
                     sorted(doc) if isinstance(doc, dict) else body.count(b"http://"),
                     sorted(doc["leaderInfo"]) if path.endswith("self") else None))
     return out
+
+
+def _stream_watch(port) -> list:
+    """wait=true&stream=true: the next two changes on one chunked answer."""
+    import threading
+    import time
+    from tests.httpraw import request
+
+    def puts():
+        # Once the watcher is registered (etcd's store stats count it)...
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            _, _, body = call(port, "/v2/stats/store", method="GET")
+            if json.loads(body)["watchers"] >= 1:
+                break
+            time.sleep(0.05)
+        for v in ("1", "2"):
+            call(port, "/v2/keys/streamed", raw=f"value={v}".encode(), method="PUT",
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    t = threading.Thread(target=puts)
+    t.start()
+    # etcd answers the headers at once, kvcore with the first event.
+    r = request(port, "GET", "/v2/keys/streamed?wait=true&stream=true")
+    t.join()
+    try:
+        assert r.status == 200 and r.chunked
+        out = []
+        while len(out) < 2:
+            c = r.chunk()
+            if c is None:
+                break
+            for line in c.splitlines():
+                if line.strip():
+                    ev = json.loads(line)
+                    out.append((ev["action"], ev["node"]["value"], "prevNode" in ev))
+        return out
+    finally:
+        r.close()
 
 
 def _ctl(port, *args, timeout=15):
