@@ -53,7 +53,10 @@ def _both(pair, path, obj=None, **kw):
     """One request to each; asserts the same status, content type and JSON."""
     out = []
     for srv in pair:
-        st, hdrs, body = call(srv.port, path, obj, **kw)
+        try:
+            st, hdrs, body = call(srv.port, path, obj, **kw)
+        except TimeoutError:
+            raise AssertionError(f"{srv.kind} did not answer {path} {obj!r}") from None
         ct = hdrs.get("content-type")
         try:
             doc = _norm(json.loads(body)) if ct and "json" in ct else body
@@ -129,8 +132,8 @@ UNARY = [
                                         "rev": "1", "lease": "1234"}}),
     ("/v3/kv/lease/timetolive", {"ID": "4321"}),
     ("/v3/cluster/member/promote", {"ID": "1"}),
-    ("/v3/cluster/member/remove", {"ID": "1"}),
-    ("/v3/cluster/member/update", {"ID": "1", "peerURLs": ["http://127.0.0.1:1"]}),
+    # (member remove/update of an unknown ID: etcd 3.5.1 sometimes answers only after
+    # its request timeout, so they are not compared here.)
     ("/v3/cluster/member/add", {"peerURLs": ["not a url"]}),
     ("/v3/maintenance/transfer-leadership", {"targetID": "1"}),
     ("/v3/maintenance/alarm", {"action": "DEACTIVATE", "memberID": "1", "alarm": "NOSPACE"}),
@@ -156,8 +159,7 @@ def test_unary_routes_answer_as_etcd(pair):
 
 
 def test_maintenance_and_cluster_shapes(pair):
-    # (Maintenance.Hash is not served yet: it needs the backend in bbolt layout.)
-    for path in ("/v3/maintenance/status", "/v3/maintenance/hashkv", "/v3/nothing", "/v3",
+    for path in ("/v3/maintenance/status", "/v3/maintenance/hash", "/v3/maintenance/hashkv", "/v3/nothing", "/v3",
                  "/foo", "/v3alpha/kv/range",
                  "/v3/cluster/member/list"):
         _both(pair, path, {})
