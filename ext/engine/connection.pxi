@@ -37,6 +37,7 @@ cdef class _Conn:
     cdef public int h1_busy
     cdef object h1_task
     cdef bint h1_close
+    cdef object h1_drain           # a streaming response waits here while paused
 
     def __cinit__(self, EngineCore core):
         self.core = core
@@ -90,6 +91,8 @@ cdef class _Conn:
         self.core.conns.discard(self)
         self._close_session()
         self.transport = None
+        if self.h1_busy and self.h1_task is not None:
+            self.h1_task.cancel()   # nobody is left to read the answer (etcd: ctx canceled)
 
     def pause_writing(self):
         # The peer is not reading: stop pulling DATA and stop reading its requests,
@@ -100,6 +103,8 @@ cdef class _Conn:
 
     def resume_writing(self):
         self.write_paused = False
+        if self.h1_drain is not None and not self.h1_drain.done():
+            self.h1_drain.set_result(None)
         if self.transport is not None and self.mode != M_CLOSED:
             self.transport.resume_reading()
             self.flush()
@@ -114,6 +119,12 @@ cdef class _Conn:
                 self.sniff = data
                 return
             self.sniff = None
+            if self.core.h2_passthrough is not None:
+                self.mode = M_CLOSED
+                self.core.conns.discard(self)
+                transport, self.transport = self.transport, None
+                self.core.h2_passthrough(transport, data)
+                return
             self._start_h2()
             self._h2_recv(data)
             return

@@ -32,6 +32,9 @@ cdef class EngineCore:
     cdef public set conns
     cdef public object loop
     cdef public bint shutting_down
+    # (transport, bytes read so far) -> None: takes over every HTTP/2 connection
+    # (the grpcio engine's front hands them to grpcio); None: served here.
+    cdef public object h2_passthrough
     cdef nghttp2_session_callbacks* callbacks
     cdef nghttp2_option* option
 
@@ -69,6 +72,7 @@ cdef class EngineCore:
         self.conns = set()
         self.loop = None
         self.shutting_down = False
+        self.h2_passthrough = None
 
         if nghttp2_session_callbacks_new(&self.callbacks) != 0:
             raise MemoryError()

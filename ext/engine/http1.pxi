@@ -3,15 +3,21 @@
 # Contract: a connection whose first bytes are not the HTTP/2 preface but look like an
 # HTTP/1.x request line is served here (/health, /version, /metrics, the /v3 JSON
 # gateway) by the engine's ``http`` handler, one request at a time per connection
-# (``h1_busy``; pipelined requests wait in ``h1buf``, reading pauses past max_recv +
-# 64 KiB). Bodies need content-length (chunked: 411); header block over 64 KiB: 431;
-# body over max_recv: 413; malformed: 400 and close. Keep-alive as HTTP/1.1 (1.0 only
-# with "connection: keep-alive"); responses always carry content-length.
+# (``h1_busy``; pipelined requests wait in ``h1buf``, reading pauses past the body
+# cap + 64 KiB). Bodies by content-length or chunked; header block over 64 KiB: 431;
+# body over the cap (twice max_recv + 64 KiB: room for base64 JSON): etcd's gateway
+# answer, 429 JSON; malformed: 400 and close. Keep-alive as HTTP/1.1 (1.0 only with
+# "connection: keep-alive"). A handler's body is bytes (sent with content-length) or
+# an async iterator of chunks (sent chunked, waiting while the peer does not read).
+
+
+cdef Py_ssize_t _h1_body_cap(_Conn conn):
+    return 2 * conn.core.max_recv + 65536
 
 
 cdef void _h1_recv(_Conn conn, data):
     conn.h1buf += data
-    if len(conn.h1buf) > conn.core.max_recv + 65536:
+    if len(conn.h1buf) > _h1_body_cap(conn) + 65536:
         conn.transport.pause_reading()
     if not conn.h1_busy:
         _h1_next(conn)
@@ -38,20 +44,34 @@ cdef void _h1_next(_Conn conn):
         _h1_error(conn, 400, b"Bad Request")
         return
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        _h1_error(conn, 411, b"Length Required")
-        return
-    try:
-        length = int(headers.get("content-length", "0"))
-    except ValueError:
-        _h1_error(conn, 400, b"Bad Request")
-        return
-    if length < 0 or length > conn.core.max_recv:
-        _h1_error(conn, 413, b"Payload Too Large")
-        return
-    if len(buf) < end + 4 + length:
-        return
-    body = bytes(buf[end + 4:end + 4 + length])
-    del buf[:end + 4 + length]
+        try:
+            got = _dechunk(buf, end + 4, _h1_body_cap(conn))
+        except ValueError:
+            _h1_error(conn, 400, b"Bad Request")
+            return
+        except OverflowError as e:
+            _h1_too_large(conn, e.args[0])
+            return
+        if got is None:
+            return
+        body, consumed = got
+    else:
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            _h1_error(conn, 400, b"Bad Request")
+            return
+        if length < 0:
+            _h1_error(conn, 400, b"Bad Request")
+            return
+        if length > _h1_body_cap(conn):
+            _h1_too_large(conn, length)
+            return
+        if len(buf) < end + 4 + length:
+            return
+        body = bytes(buf[end + 4:end + 4 + length])
+        consumed = end + 4 + length
+    del buf[:consumed]
     conn_hdr = headers.get("connection", "").lower()
     if version == "HTTP/1.0":
         keep = conn_hdr == "keep-alive"
@@ -70,18 +90,31 @@ async def _h1_serve(_Conn conn, method, target, headers, body, version):
     except Exception as exc:
         log.exception("http handler failed")
         status, rheaders, rbody = 500, [("content-type", "text/plain")], str(exc).encode()
+    streaming = not isinstance(rbody, (bytes, bytearray))
     if conn.transport is None:
+        if streaming:
+            await rbody.aclose()
         return
     out = ["HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, "Status"))]
     for n, v in rheaders:
         if n.lower() in ("content-length", "connection", "transfer-encoding"):
             continue
         out.append("%s: %s\r\n" % (n, v))
-    out.append("content-length: %d\r\n" % len(rbody))
+    if streaming:
+        out.append("transfer-encoding: chunked\r\n")
+    else:
+        out.append("content-length: %d\r\n" % len(rbody))
     if conn.h1_close or conn.core.shutting_down:
         out.append("connection: close\r\n")
     out.append("\r\n")
-    conn.transport.write("".join(out).encode("latin-1") + bytes(rbody))
+    if streaming:
+        conn.h1_busy = 2
+        conn.transport.write("".join(out).encode("latin-1"))
+        if not await _h1_stream(conn, rbody):
+            conn._close_transport()
+            return
+    else:
+        conn.transport.write("".join(out).encode("latin-1") + bytes(rbody))
     conn.h1_busy = 0
     if conn.h1_close or conn.core.shutting_down:
         conn._close_transport()
@@ -91,11 +124,82 @@ async def _h1_serve(_Conn conn, method, target, headers, body, version):
         _h1_next(conn)
 
 
+async def _h1_stream(_Conn conn, chunks):
+    """Write an async iterator of bytes as HTTP/1.1 chunks, waiting while the peer
+    does not read (so a stream costs a bounded amount of memory). False when the
+    connection went away or the stream failed."""
+    try:
+        async for chunk in chunks:
+            if conn.transport is None:
+                return False
+            if chunk:
+                conn.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            while conn.write_paused and conn.transport is not None:
+                conn.h1_drain = conn.core.loop.create_future()
+                await conn.h1_drain
+            if conn.transport is None:
+                return False
+    except Exception:
+        log.exception("http stream failed")
+        return False
+    finally:
+        await chunks.aclose()
+    if conn.transport is None:
+        return False
+    conn.transport.write(b"0\r\n\r\n")
+    return True
+
+
+cdef void _h1_too_large(_Conn conn, Py_ssize_t length):
+    # As etcd's gateway, whose gRPC call fails on the server's receive limit.
+    msg = "grpc: received message larger than max (%d vs. %d)" % (length, conn.core.max_recv)
+    body = ('{"error":"%s","code":8,"message":"%s"}' % (msg, msg)).encode()
+    conn.transport.write(b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n"
+                         b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                         % (len(body), body))
+    conn.mode = M_CLOSED
+    conn._close_transport()
+
+
 cdef void _h1_error(_Conn conn, int status, bytes reason):
     conn.transport.write(b"HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
                          % (status, reason))
     conn.mode = M_CLOSED
     conn._close_transport()
+
+
+def _dechunk(buf, Py_ssize_t pos, Py_ssize_t cap):
+    """A chunked request body starting at ``pos`` of ``buf``: (body, end offset),
+    None while incomplete; ValueError when malformed, OverflowError(size) over cap."""
+    parts = []
+    total = 0
+    while True:
+        eol = buf.find(b"\r\n", pos)
+        if eol < 0:
+            if len(buf) - pos > 1024:
+                raise ValueError("chunk size line")
+            return None
+        size = int(bytes(buf[pos:eol]).split(b";", 1)[0].strip() or b"x", 16)
+        if size < 0:
+            raise ValueError("chunk size")
+        total += size
+        if total > cap:
+            raise OverflowError(total)
+        pos = eol + 2
+        if size == 0:
+            while True:          # trailer lines up to an empty one
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    return None
+                if eol == pos:
+                    return b"".join(parts), eol + 2
+                pos = eol + 2
+        if len(buf) < pos + size + 2:
+            return None
+        if buf[pos + size:pos + size + 2] != b"\r\n":
+            raise ValueError("chunk end")
+        parts.append(bytes(buf[pos:pos + size]))
+        pos += size + 2
 
 
 _REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",

@@ -245,7 +245,8 @@ cdef class _Stream:
         self.remote_closed = True
         if self.kind == K_UNARY or self.kind == K_HTTP:
             if self.kind == K_UNARY and _rlen(self):
-                self.refuse(StatusCode.INTERNAL, "grpc: truncated message")
+                # grpc-go's (etcd's) answer to a cut-off message: io.ErrUnexpectedEOF.
+                self.refuse(StatusCode.UNKNOWN, "unexpected EOF")
                 return
             self.conn.ready.append(self)
         elif self.kind == K_STREAM:
@@ -279,7 +280,7 @@ cdef class _Stream:
             return
         if self.kind == K_UNARY:
             if self.msg is None:
-                self.finish(StatusCode.INTERNAL, "grpc: unary request without message")
+                self.finish(StatusCode.UNKNOWN, "EOF")   # grpc-go's (etcd's) answer
                 return
             msg = self.msg
             self.msg = None
@@ -525,6 +526,12 @@ cdef class _Stream:
         except Exception as exc:
             log.exception("http handler failed")
             status, rheaders, rbody = 500, [("content-type", "text/plain")], str(exc).encode()
+        if not isinstance(rbody, (bytes, bytearray)):
+            # A streaming gateway route is served over HTTP/1.1 only (as curl and
+            # the gateway clients speak it).
+            await rbody.aclose()
+            status, rheaders = 505, [("content-type", "text/plain")]
+            rbody = b"streaming routes are served over HTTP/1.1\n"
         if self.closed:
             return
         hs = [(b":status", str(status).encode())]

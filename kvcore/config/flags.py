@@ -119,8 +119,7 @@ _TABLE = [
      "periodic|revision. 'periodic' for duration based retention, defaulting to hours if no "
      "time unit is provided (e.g. '5m'). 'revision' for revision number based retention.",
      "Clustering"),
-    ("enable-v2", "false", B, "Accept etcd V2 client requests (not served yet).",
-     "Clustering", "absent"),
+    ("enable-v2", "false", B, "Accept etcd V2 client requests.", "Clustering"),
     ("experimental-enable-v2v3", "", S, "Serve v2 requests through the v3 backend under a "
      "given prefix (not supported yet).", "Clustering", "refuse"),
     ("v2-deprecation", "not-yet", g.selective("not-yet", "write-only", "write-only-drop-data",

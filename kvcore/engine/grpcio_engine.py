@@ -6,11 +6,17 @@ conformance test also runs against it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import tempfile
 from typing import Optional
 
 import grpc
 
 from .base import CallContext, GrpcError, MethodTable, StatusCode
+
+log = logging.getLogger("kvcore.engine.grpcio")
 
 _TO_GRPC = {c.value[0]: c for c in grpc.StatusCode}
 
@@ -36,7 +42,9 @@ class _Generic(grpc.GenericRpcHandler):
     def __init__(self, methods: MethodTable):
         self._handlers = {}
         for path, fn in methods.unary.items():
-            self._handlers[path] = grpc.unary_unary_rpc_method_handler(self._unary(path, fn))
+            # Served as a stream: grpcio never answers a unary call whose client
+            # sends no (or a cut-off) message; etcd answers Unknown "EOF".
+            self._handlers[path] = grpc.stream_stream_rpc_method_handler(self._unary(path, fn))
         for path, fn in methods.stream.items():
             self._handlers[path] = grpc.stream_stream_rpc_method_handler(self._stream(path, fn))
 
@@ -45,11 +53,17 @@ class _Generic(grpc.GenericRpcHandler):
 
     @staticmethod
     def _unary(path, fn):
-        async def call(request: bytes, context):
+        async def call(request_iterator, context):
+            request = None
+            async for request in request_iterator:
+                break
+            if request is None:
+                await context.abort(grpc.StatusCode.UNKNOWN, "EOF")
             try:
-                return await fn(request, _context(path, context))
+                response = await fn(request, _context(path, context))
             except Exception as exc:  # GrpcError carries its status; others are UNKNOWN
                 await _abort(context, exc)
+            yield response
         return call
 
     @staticmethod
@@ -65,8 +79,10 @@ class _Generic(grpc.GenericRpcHandler):
 
 
 class GrpcioEngine:
-    """Serves a MethodTable with grpc.aio. HTTP (/health, /v3/...) is not served
-    by this engine: grpcio cannot share its port with HTTP/1.1."""
+    """Serves a MethodTable with grpc.aio. grpcio cannot share its port with
+    HTTP/1.1, so with an ``http`` handler (and no TLS) grpcio listens on a Unix
+    socket and the native engine's sniffer serves the port: HTTP/1.x itself,
+    HTTP/2 connections spliced to grpcio (kvcore/engine/splice.py)."""
 
     name = "grpcio"
 
@@ -77,6 +93,9 @@ class GrpcioEngine:
         """``keepalive``: etcd's --grpc-keepalive-min-time/-interval/-timeout (seconds)."""
         ka = keepalive or {}
         self._methods = methods
+        self._http = http
+        self._front = None
+        self._sock_path: Optional[str] = None
         self._options = [
             ("grpc.max_receive_message_length", max_receive_message_length),
             ("grpc.max_send_message_length", max_send_message_length),
@@ -106,6 +125,10 @@ class GrpcioEngine:
         self._server.add_generic_rpc_handlers((_Generic(self._methods),))
         if ssl_context is not None:
             raise NotImplementedError("TLS with the grpcio engine takes grpc credentials")
+        if credentials is None and self._http is not None:
+            front = await self._start_front(host, port, reuse_port)
+            if front is not None:
+                return front
         if credentials is not None:
             bound = self._server.add_secure_port(f"{host}:{port}", credentials)
         else:
@@ -113,7 +136,31 @@ class GrpcioEngine:
         await self._server.start()
         return bound
 
+    async def _start_front(self, host: str, port: int, reuse_port: bool):
+        from . import native
+        from .base import MethodTable
+        from .splice import unix_passthrough
+        if not native.available():
+            log.warning("no HTTP on the grpcio engine: the native engine is unavailable (%s)",
+                        native.IMPORT_ERROR)
+            return None
+        fd, self._sock_path = tempfile.mkstemp(prefix="kvcore-grpcio-", suffix=".sock")
+        os.close(fd)
+        os.unlink(self._sock_path)
+        self._server.add_insecure_port(f"unix:{self._sock_path}")
+        await self._server.start()
+        self._front = native.NativeEngine(MethodTable(), http=self._http)
+        self._front._core.h2_passthrough = unix_passthrough(self._sock_path)
+        return await self._front.start(host, port, reuse_port=reuse_port)
+
     async def stop(self, grace: float = 1.0) -> None:
+        if self._front is not None:
+            await self._front.stop(min(grace, 0.5))
+            self._front = None
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self._sock_path is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._sock_path)
+            self._sock_path = None

@@ -42,6 +42,7 @@ REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD, CANCEL, 
 HEALTH_METHOD = 0xFFFF      # the worker's /health asks the core
 METRICS_METHOD = 0xFFFE     # the worker's /metrics asks the core
 READ_INDEX_METHOD = 0xFFFD  # a worker's linearizable read: -> u64 applied index to read at
+V2_METHOD = 0xFFFC          # a /v2/ HTTP request (JSON) -> the v2 answer (services/v2.py)
 STREAM_WINDOW = 64
 _U32 = struct.Struct("<I")
 

@@ -13,7 +13,7 @@ from kvcore.auth.caller import CALLER, TokenPending
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.ipc import framing as fr
 from kvcore.server import learner
-from kvcore.ipc.framing import HEALTH_METHOD, METRICS_METHOD, READ_INDEX_METHOD
+from kvcore.ipc.framing import HEALTH_METHOD, METRICS_METHOD, READ_INDEX_METHOD, V2_METHOD
 
 log = logging.getLogger("kvcore.ipc")
 
@@ -163,6 +163,18 @@ class CoreConnection(fr.FrameProtocol):
             return
         if method == METRICS_METHOD:
             self.send(call_id, method, fr.RESP, self.core.metrics.render())
+            return
+        if method == V2_METHOD:
+            try:
+                res = self.core.services["v2"].handle(payload)
+            except GrpcError as e:
+                self.send(call_id, method, fr.ERR, fr.pack_error(e.code, e.message))
+                return
+            if isinstance(res, bytes):
+                self.send(call_id, method, fr.RESP, res)
+            else:
+                self.calls[call_id] = res
+                res.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
             return
         if method == READ_INDEX_METHOD:
             try:

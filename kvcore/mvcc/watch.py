@@ -218,6 +218,10 @@ def _key_of(kv: bytes) -> bytes:
 class WatchStream:
     """The core's side of one gRPC Watch stream: its watchers and requests."""
 
+    # As etcd: a client that half-closes its send side keeps receiving events
+    # (grpcurl-style clients and the JSON gateway watch that way).
+    keep_after_half_close = True
+
     def __init__(self, hub: WatchHub, out):
         self.hub = hub
         self.out = out          # IPC stream: send(), can_send()

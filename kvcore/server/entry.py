@@ -32,5 +32,6 @@ OP_AUTH = 9               # u8 index into services.auth.AUTH_OPS + that etcd req
 OP_ALARM = 10             # AlarmRequest (ACTIVATE / DEACTIVATE)
 OP_STAMPED = 11           # u64 auth revision, u16 user length, user, u8 op, that op's
                           # payload: a checked request and its caller (auth/caller.py)
+OP_V2 = 12                # a v2 keys request as JSON (services/v2.py)
 
 __all__ = ["Proposer", "decode"] + [n for n in dir() if n.startswith("OP_")]

@@ -43,6 +43,15 @@ def _check_port_free(url: str) -> None:
         s.close()
 
 
+def _cors(value) -> list:
+    """etcd's --cors: comma-separated origins, "*" (the default) for any."""
+    if value is None:
+        return ["*"]
+    if isinstance(value, str):
+        value = value.split(",")
+    return [o.strip() for o in value if o.strip()]
+
+
 class WorkerSupervisor:
     def __init__(self, cfg: config.Config, core, count: int):
         self.cfg = cfg
@@ -66,7 +75,8 @@ class WorkerSupervisor:
             "parent": os.getpid(),
             "db_path": self.core.paths.db_path, "read_state_fd": self.core.read_state.fd,
             "db_map_size": self.core.backend.map_size,
-            "tls": self.cfg.client_tls and self.cfg.client_tls.to_dict()})
+            "tls": self.cfg.client_tls and self.cfg.client_tls.to_dict(),
+            "cors": _cors(getattr(self.cfg, "cors", None)), "enable_v2": self.cfg.enable_v2})
 
     def on_hello(self, conn: CoreConnection) -> None:
         fut = self._hello.pop(conn.worker_pid, None)

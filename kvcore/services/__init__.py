@@ -7,7 +7,7 @@ SERVICES. Adding a Raft op: a code in kvcore/server/entry.py and one
 """
 from __future__ import annotations
 
-from kvcore.services import (auth, cluster, election, kv, lease, lock, maintenance,
+from kvcore.services import (auth, cluster, election, kv, lease, lock, maintenance, v2,
                              watch)
 
 # Registration order: lock and election run their recipes on the KV and Lease
@@ -21,6 +21,7 @@ SERVICES = (
     ("auth", auth),
     ("lock", lock),
     ("election", election),
+    ("v2", v2),
 )
 
 

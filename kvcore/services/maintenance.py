@@ -10,7 +10,7 @@ import os
 
 from kvcore import ETCD_VERSION
 from kvcore.api import rpc_pb2, wire
-from kvcore.engine.base import StatusCode
+from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.mvcc.store import CompactedError, FutureRevError
 from kvcore.mvcc.kvops import mvcc_error
 from kvcore.server.alarms import alarm_body
@@ -28,6 +28,14 @@ def without_header(msg) -> bytes:
     return msg.SerializeToString()
 
 
+def _minor_version(v: str):
+    """etcd's convertToClusterVersion: a semver, or Major.Minor -> (major, minor)."""
+    import re
+    m = re.fullmatch(r"(0|[1-9]\d*)\.(0|[1-9]\d*)(\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?"
+                     r"(\+[0-9A-Za-z.-]+)?)?", v)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 class MaintenanceService:
     def __init__(self, ctx):
         self.ctx = ctx
@@ -38,12 +46,33 @@ class MaintenanceService:
         reg.unary_handler(MAINT + "Hash", self.hash)
         reg.unary_handler(MAINT + "HashKV", self.hash_kv)
         reg.unary_handler(MAINT + "Defragment", self.defragment)
+        reg.unary_handler(MAINT + "Downgrade", self.downgrade)
         reg.stream(MAINT + "Snapshot", lambda out: SnapshotStream(self.ctx, out))
         reg.applier(OP_ALARM, self.apply_alarm)
 
     def _respond(self, msg) -> bytes:
         return wire.with_header(self.ctx.header(self.ctx.store.current_rev),
                                 without_header(msg))
+
+    def downgrade(self, req: bytes):
+        """etcd 3.5's Downgrade: VALIDATE checks the target (one minor version below
+        the cluster's); no downgrade job is ever running here, so CANCEL says so
+        and ENABLE (which would start one) is not supported."""
+        r = rpc_pb2.DowngradeRequest.FromString(req)
+        if r.action == rpc_pb2.DowngradeRequest.CANCEL:
+            raise GrpcError(StatusCode.FAILED_PRECONDITION,
+                            "etcdserver: no inflight downgrade job")
+        target = _minor_version(r.version)
+        if target is None:
+            raise GrpcError(StatusCode.INVALID_ARGUMENT,
+                            "etcdserver: wrong downgrade target version format")
+        major, minor = (int(x) for x in ETCD_VERSION.split(".")[:2])
+        if target != (major, minor - 1):
+            raise GrpcError(StatusCode.INVALID_ARGUMENT,
+                            "etcdserver: invalid downgrade target version")
+        if r.action == rpc_pb2.DowngradeRequest.ENABLE:
+            raise GrpcError(StatusCode.UNIMPLEMENTED, "etcdserver: downgrade is not supported")
+        return self._respond(rpc_pb2.DowngradeResponse(version=f"{major}.{minor}.0"))
 
     def status(self, req: bytes):
         ctx = self.ctx
@@ -105,7 +134,7 @@ class MaintenanceService:
     def defragment(self, req: bytes):
         before, after = self.ctx.defragment_backend()
         log.info("defragmented the backend: %d -> %d bytes", before, after)
-        return wire.with_header(self.ctx.header(self.ctx.store.current_rev), b"")
+        return b""   # etcd 3.5 answers an empty DefragmentResponse (no header)
 
 
 class SnapshotStream:

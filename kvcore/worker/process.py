@@ -18,14 +18,15 @@ from urllib.parse import urlparse
 
 from kvcore.api.methods import METHOD_ID, STREAMING
 from kvcore.engine.base import MethodTable
+from kvcore.gateway import Gateway
 from kvcore.engine.native import create_engine
+from kvcore.gateway.v2 import V2Handler
 from kvcore.ipc import framing as fr
 from kvcore.ipc.client import CoreClient
-from kvcore.ipc.framing import HEALTH_METHOD, METRICS_METHOD
+from kvcore.ipc.framing import HEALTH_METHOD, METRICS_METHOD, V2_METHOD
 from kvcore.ipc.readstate import ReadState
 from kvcore.tls import TLSConfigError, TLSInfo
 from kvcore.worker.edge import Edge
-from kvcore.worker.gateway import Gateway
 from kvcore.worker.reads import LocalReads
 
 log = logging.getLogger("kvcore.worker")
@@ -87,10 +88,14 @@ async def run(args: dict) -> None:
     async def metrics():
         return await client.call(METRICS_METHOD, b"")
 
-    gateway = Gateway(edge.call, health, metrics, call_token=edge.call_token)
     # etcd's gRPC server accepts max-request-bytes plus 512 KiB of overhead; larger
     # requests fail in the transport, smaller ones too big for the log fail later.
     max_recv = args["max_request_bytes"] + 512 * 1024
+    v2 = None
+    if args.get("enable_v2"):
+        v2 = V2Handler(lambda payload: client.call(V2_METHOD, payload))
+    gateway = Gateway(methods, health, metrics, cors=args.get("cors"), max_recv=max_recv,
+                      parent_pid=args.get("parent"), v2=v2)
     engines = []
     tls = TLSInfo.from_dict(args.get("tls"))
     for (host, port), (plain, secure) in listeners(args["listen"]).items():

@@ -1,0 +1,164 @@
+"""The HTTP handler of the client port: /version, /health, /metrics, /debug/vars
+and etcd's JSON gateway under /v3/ (and /v3beta/).
+
+It serves the engine's ``HttpHandler`` contract (kvcore/engine/base.py): a body
+is bytes, or an async iterator of chunks for a streaming route. Calls go through
+the same MethodTable as gRPC, so the gateway and gRPC clients share one path.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+from typing import Awaitable, Callable, Optional
+
+from kvcore import ETCD_VERSION
+from kvcore.engine.base import CallContext, GrpcError, MethodTable, StatusCode
+from kvcore.gateway import codec, streams
+from kvcore.gateway.errors import error_body, http_status
+from kvcore.gateway.routes import TABLE
+
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+_NOT_FOUND = (404, [("Content-Type", _TEXT), ("X-Content-Type-Options", "nosniff")],
+              b"Not Found\n")                      # grpc-gateway's, under /v3/
+_NO_PAGE = (404, [("Content-Type", _TEXT), ("X-Content-Type-Options", "nosniff")],
+            b"404 page not found\n")              # Go's http.ServeMux, elsewhere
+_NOT_ALLOWED = (405, [("Content-Type", _TEXT), ("X-Content-Type-Options", "nosniff")],
+                b"Method Not Allowed\n")
+# What a successful gRPC call adds: its header metadata, as grpc-gateway forwards it.
+_OK_HEADERS = [("Content-Type", _JSON), ("Grpc-Metadata-Content-Type", "application/grpc")]
+
+
+class Gateway:
+    """``Gateway(methods, health, metrics, cors=..., max_recv=..., v2=...)``: ``methods`` is the
+    worker's MethodTable, ``health()`` raises GrpcError when unhealthy, ``metrics()``
+    returns the exposition text, ``cors`` is etcd's --cors origins ("*": any),
+    ``max_recv`` the gRPC receive limit the gateway's requests obey too."""
+
+    def __init__(self, methods: MethodTable, health: Callable[[], Awaitable],
+                 metrics: Callable[[], Awaitable[bytes]], cors: Optional[list] = None,
+                 max_recv: int = 0, parent_pid: Optional[int] = None, v2=None):
+        self._methods = methods
+        self._health = health
+        self._metrics = metrics
+        self._max_recv = max_recv
+        self._parent_pid = parent_pid
+        self._v2 = v2            # kvcore.gateway.v2.V2Handler with --enable-v2
+        origins = set(cors if cors is not None else ["*"])
+        self._cors_any = "*" in origins
+        self._cors = origins
+
+    async def __call__(self, method: str, target: str, headers, body: bytes):
+        path = target.split("?", 1)[0]
+        if self._v2 is not None and self._v2.serves(path):
+            status, hdrs, out = await self._v2(method, target, headers, body)
+        else:
+            status, hdrs, out = await self._serve(method, path, headers, body)
+        cors = self._cors_headers(headers)
+        return status, (cors + hdrs) if cors else hdrs, out
+
+    def _cors_headers(self, headers) -> list:
+        # etcd's corsHandler: "*" answers any origin, else the request's if allowed.
+        if self._cors_any:
+            origin = "*"
+        else:
+            origin = headers.get("origin")
+            if origin is None or origin not in self._cors:
+                return []
+        return [("Access-Control-Allow-Headers", "accept, content-type, authorization"),
+                ("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE"),
+                ("Access-Control-Allow-Origin", origin)]
+
+    async def _serve(self, method: str, path: str, headers, body: bytes):
+        if method == "OPTIONS":
+            return 200, [], b""
+        if path == "/version":
+            return 200, [("Content-Type", _JSON)], codec.dumps(
+                {"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_VERSION[:-1] + "0"})
+        if path in ("/health", "/livez", "/readyz"):
+            try:
+                await self._health()
+                return 200, [("Content-Type", _JSON)], b'{"health":"true","reason":""}'
+            except GrpcError as e:
+                return 503, [("Content-Type", _JSON)], json.dumps(
+                    {"health": "false", "reason": e.message}).encode()
+        if path == "/metrics":
+            return 200, [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], \
+                await self._metrics()
+        if path == "/debug/vars":
+            return 200, [("Content-Type", "application/json; charset=utf-8")], self._vars()
+        route = TABLE.get(path)
+        if route is None:
+            if path.startswith(("/v3/", "/v3beta/")):
+                return _NOT_FOUND
+            if path in ("/v3", "/v3beta"):
+                return 301, [("Location", path + "/")], b""
+            return _NO_PAGE
+        if method != "POST":
+            return _NOT_ALLOWED
+        # etcd's gateway passes the Authorization header on as the call's token.
+        token = headers.get("authorization")
+        if route.streaming:
+            return await self._stream(route, body, token)
+        try:
+            req = codec.decode(body, route.request)
+        except codec.DecodeError as e:
+            return _error(GrpcError(StatusCode.INVALID_ARGUMENT, str(e)))
+        raw = req.SerializeToString()
+        if self._max_recv and len(raw) > self._max_recv:
+            return _error(GrpcError(StatusCode.RESOURCE_EXHAUSTED,
+                                    "grpc: received message larger than max (%d vs. %d)"
+                                    % (len(raw), self._max_recv)))
+        handler = self._methods.unary.get(route.method)
+        if handler is None:
+            return _error(GrpcError(StatusCode.UNIMPLEMENTED, f"unknown method {route.method}"))
+        ctx = CallContext(route.method, metadata={"token": token} if token else {})
+        try:
+            resp = await handler(raw, ctx)
+        except GrpcError as e:
+            return _error(e)
+        return 200, _OK_HEADERS, codec.encode(route.response.FromString(resp))
+
+    async def _stream(self, route, body: bytes, token):
+        # grpc-gateway decodes the first message before calling: a bad one is an
+        # Unknown error (500); later bad ones end the request stream there.
+        try:
+            msgs = []
+            for obj in codec.loads_stream(body):
+                m = route.request()
+                codec.fill(m, obj)
+                msgs.append(m)
+        except codec.DecodeError as e:
+            if not msgs:
+                return _error(GrpcError(StatusCode.UNKNOWN, str(e)))
+        handler = self._methods.stream.get(route.method)
+        if handler is None:
+            return _error(GrpcError(StatusCode.UNIMPLEMENTED, f"unknown method {route.method}"))
+        if not route.client_streaming and not msgs:
+            msgs = [route.request()]   # a server-streaming call with an empty body
+        status, chunks = await streams.open_stream(
+            handler, route.method, [m.SerializeToString() for m in msgs], route.response, token)
+        return status, _OK_HEADERS if status == 200 else [("Content-Type", _JSON)], chunks
+
+    def _vars(self) -> bytes:
+        """expvar's page: cmdline, file_descriptor_limit and (Go's) memstats, here
+        the member process's figures that map onto them."""
+        pid = self._parent_pid or os.getpid()
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            cmdline = list(sys.argv)
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        memstats = {"Sys": ru.ru_maxrss * 1024}
+        parts = [f'"cmdline": {codec.dumps(cmdline).decode()}',
+                 f'"file_descriptor_limit": {fds}',
+                 f'"memstats": {codec.dumps(memstats).decode()}']
+        return ("{\n" + ",\n".join(parts) + "\n}\n").encode()
+
+
+def _error(e: GrpcError):
+    return http_status(e.code), [("Content-Type", _JSON)], error_body(e)

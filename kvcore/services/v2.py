@@ -1,0 +1,234 @@
+"""The v2 keys service (--enable-v2): etcd 3.4's v2 store, replicated through
+Raft (OP_V2: a JSON request carrying its absolute expiry time) and kept in the
+backend (meta "v2store", written in the apply transaction, so it is in
+snapshots and survives restarts; a whole-store write per change, which suits
+the small trees v2 clients keep).
+
+A worker sends one V2 pseudo-call per HTTP request (JSON: the parsed request)
+and gets back {"s": status, "h": headers, "b": body}. Reads are served from the
+local copy (quorum=true goes through the log, as etcd's QGET); wait=true
+parks a watcher until its event; the leader proposes the expiry of due keys.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+from kvcore.server.entry import OP_V2
+from kvcore.v2store import Store, V2Error
+from kvcore.v2store import http as v2http
+from kvcore.v2store.store import _rfc3339
+
+log = logging.getLogger("kvcore.v2")
+
+META_KEY = b"v2store"
+
+
+def register(ctx, reg) -> "V2Service":
+    svc = V2Service(ctx)
+    reg.applier(OP_V2, svc.apply)
+    reg.state_opened(svc.load)
+    reg.leader_changed(svc.on_leader)
+    reg.timer(svc.expiry_loop)
+    return svc
+
+
+def _strip_header(resp: bytes) -> bytes:
+    """The applier's body from a proposal's answer (the core puts a ResponseHeader,
+    field 1, in front of every applier's body)."""
+    if not resp or resp[0] != 0x0A:
+        return resp
+    n, shift, i = 0, 0, 1
+    while True:
+        b = resp[i]
+        n |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            break
+        shift += 7
+    return resp[i + n:]
+
+
+class V2Service:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.store = Store()
+        self.started = self.leader_since = time.time()
+
+    def on_leader(self, old: int, new: int) -> None:
+        self.leader_since = time.time()
+
+    def load(self) -> None:
+        backend = self.ctx.backend
+        with backend.begin_read() as txn:
+            raw = txn.get(META_KEY, db=backend.meta)
+        self.store = Store.from_json(json.loads(raw)) if raw else Store()
+
+    # ---- the worker's calls ----
+
+    def handle(self, payload: bytes):
+        req = json.loads(payload)
+        kind = req.pop("kind", "keys")
+        if kind == "members":
+            return self._members()
+        if kind == "stats":
+            return self._stats(req["which"])
+        try:
+            req = v2http.parse(req["method"], req["target"], req["body"].encode("latin-1"),
+                               req["ct"])
+        except V2Error as err:
+            return self._error(err)
+        if req["method"] == "GET" and req["wait"]:
+            return self._wait(req)
+        if req["method"] == "GET":
+            return self._answer(self._apply_local(req))
+        proposal = json.dumps(v2http.with_expiry(req, time.time())).encode()
+        out = asyncio.get_running_loop().create_future()
+
+        def done(f):
+            if out.done():
+                return
+            if f.exception() is not None:
+                out.set_exception(f.exception())
+            else:
+                out.set_result(_strip_header(f.result()))
+        self.ctx.propose(OP_V2, proposal).add_done_callback(done)
+        return out
+
+    def _apply_local(self, req: dict):
+        try:
+            return v2http.apply(self.store, v2http.with_expiry(req, time.time())), req
+        except V2Error as err:
+            return err, req
+
+    def _wait(self, req: dict):
+        out = asyncio.get_running_loop().create_future()
+        start = self.store.index
+
+        def deliver(ev):
+            if not out.done():
+                out.set_result(self._envelope(200, start, v2http.event_body(ev, False)))
+        try:
+            w = self.store.watch(req["path"], req["recursive"], req["waitIndex"], deliver)
+        except V2Error as err:
+            return self._error(err)
+        if w is not None:
+            out.add_done_callback(lambda f: self.store.cancel(w))
+        return out
+
+    def _members(self) -> bytes:
+        ms = []
+        for m in self.ctx.membership.sorted():
+            ms.append({"id": f"{m.id:x}", "name": m.name, "peerURLs": list(m.peer_urls),
+                       "clientURLs": list(m.client_urls)})
+        return json.dumps({"s": 200, "h": [["Content-Type", "application/json"],
+                                           ["X-Etcd-Cluster-Id", f"{self.ctx.cluster_id:x}"]],
+                           "b": json.dumps({"members": ms}, separators=(",", ":")) + "\n"}
+                          ).encode()
+
+    def _stats(self, which: str) -> bytes:
+        """/v2/stats/{self,leader,store} (etcd's v2stats; the raft traffic counters
+        are not kept)."""
+        ctx = self.ctx
+        me = f"{ctx.member_id:x}"
+        status = 200
+        if which == "store":
+            doc = self.store.stats_json()
+        elif which == "self":
+            doc = {"name": ctx.cfg.name, "id": me,
+                   "state": "StateLeader" if ctx.raft.is_leader else "StateFollower",
+                   "startTime": _rfc3339(self.started),
+                   "leaderInfo": {"leader": f"{ctx.raft.lead:x}",
+                                  "uptime": _go_duration(time.time() - self.leader_since),
+                                  "startTime": _rfc3339(self.leader_since)},
+                   "recvAppendRequestCnt": 0, "sendAppendRequestCnt": 0}
+        elif ctx.raft.is_leader:
+            zero = {"current": 0, "average": 0, "standardDeviation": 0,
+                    "minimum": 0, "maximum": 0}
+            doc = {"leader": me, "followers": {
+                f"{m.id:x}": {"latency": dict(zero), "counts": {"fail": 0, "success": 0}}
+                for m in ctx.membership.sorted() if m.id != ctx.member_id}}
+        else:
+            status, doc = 403, {"message": "not current leader"}
+        return json.dumps({"s": status, "h": [["Content-Type", "application/json"]],
+                           "b": json.dumps(doc, separators=(",", ":")) + "\n"}).encode()
+
+    # ---- apply (every member, in log order) ----
+
+    def apply(self, txn, w, req_bytes: bytes) -> tuple:
+        req = json.loads(req_bytes)
+        if req["method"] == "SYNC":
+            self.store.expire(req["now"])
+            result = None
+        else:
+            try:
+                result = v2http.apply(self.store, req)
+            except V2Error as err:
+                result = err
+        txn.put(META_KEY, json.dumps(self.store.to_json(), separators=(",", ":")).encode(),
+                db=self.ctx.backend.meta)
+        rev = self.ctx.store.current_rev
+        if result is None:
+            return rev, b""
+        return rev, self._answer((result, req))
+
+    # ---- answers ----
+
+    def _answer(self, got) -> bytes:
+        result, req = got
+        if isinstance(result, V2Error):
+            return self._error(result)
+        status = 201 if result.is_created else 200
+        return self._envelope(status, self.store.index,
+                              v2http.event_body(result, req.get("noValueOnSuccess")))
+
+    def _headers(self, etcd_index: int, raft: bool = True) -> list:
+        h = [["Content-Type", "application/json"],
+             ["X-Etcd-Cluster-Id", f"{self.ctx.cluster_id:x}"],
+             ["X-Etcd-Index", str(etcd_index)]]
+        if raft:
+            h += [["X-Raft-Index", str(self.ctx.raft.committed)],
+                  ["X-Raft-Term", str(self.ctx.raft.term)]]
+        return h
+
+    def _envelope(self, status: int, etcd_index: int, body: bytes) -> bytes:
+        return json.dumps({"s": status, "h": self._headers(etcd_index),
+                           "b": body.decode()}).encode()
+
+    def _error(self, err: V2Error) -> bytes:
+        return json.dumps({"s": err.status, "h": self._headers(err.index, raft=False),
+                           "b": err.body().decode()}).encode()
+
+    # ---- expiry: the leader proposes it, every member applies it ----
+
+    async def expiry_loop(self) -> None:
+        if not self.ctx.cfg.enable_v2:
+            return
+        while True:
+            await asyncio.sleep(0.5)
+            due = self.store.next_expiry()
+            if due is None or not self.ctx.raft.is_leader or due > time.time():
+                continue
+            req = json.dumps({"method": "SYNC", "now": time.time()}).encode()
+            try:
+                await self.ctx.propose_internal(OP_V2, req)
+            except Exception as e:   # retried on the next tick
+                log.debug("v2 expiry proposal failed: %s", e)
+
+
+def _go_duration(sec: float) -> str:
+    """Go's time.Duration String for a positive duration (e.g. 11m20.1765367s)."""
+    if sec < 1e-3:
+        return f"{sec * 1e6:.3f}".rstrip("0").rstrip(".") + "µs"
+    if sec < 1:
+        return f"{sec * 1e3:.6f}".rstrip("0").rstrip(".") + "ms"
+    h, rem = divmod(sec, 3600)
+    m, s = divmod(rem, 60)
+    out = f"{s:.9f}".rstrip("0").rstrip(".") + "s"
+    if m or h:
+        out = f"{int(m)}m" + out
+    if h:
+        out = f"{int(h)}h" + out
+    return out

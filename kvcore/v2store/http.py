@@ -1,0 +1,135 @@
+"""/v2/keys requests as etcd 3.4's v2http parses them (parseKeyRequest), the
+store call each one becomes (applyV2Request), and the answer it writes
+(writeKeyEvent / writeKeyError). The worker parses; the core applies."""
+from __future__ import annotations
+
+from typing import Optional
+from urllib.parse import parse_qs, unquote
+
+from kvcore.gateway.codec import dumps
+from kvcore.v2store import errors as e
+from kvcore.v2store.errors import V2Error
+from kvcore.v2store.store import Store
+
+KEYS_PREFIX = "/v2/keys"
+_TRUE = {"1", "t", "T", "TRUE", "true", "True"}
+_FALSE = {"0", "f", "F", "FALSE", "false", "False"}
+
+
+def _bool(form: dict, name: str, message: Optional[str] = None) -> bool:
+    vals = form.get(name)
+    if not vals:
+        return False
+    v = vals[0]
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise V2Error(e.INVALID_FIELD, message or f'invalid value for "{name}"')
+
+
+def _uint(form: dict, name: str, code: int) -> int:
+    vals = form.get(name)
+    if not vals:
+        return 0
+    try:
+        v = int(vals[0], 10)
+        if v < 0 or v >= 1 << 64 or not vals[0].isdigit():
+            raise ValueError
+        return v
+    except ValueError:
+        raise V2Error(code, f'invalid value for "{name}"') from None
+
+
+def parse(method: str, target: str, body: bytes, content_type: str) -> dict:
+    """A /v2/keys request as a dict the core can apply (or V2Error, index 0)."""
+    raw_path, _, query = target.partition("?")
+    form: dict = {}
+    if method in ("POST", "PUT", "PATCH") and "application/x-www-form-urlencoded" in \
+            (content_type or "application/x-www-form-urlencoded"):
+        try:
+            form = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+        except ValueError:
+            raise V2Error(e.INVALID_FORM, "") from None
+    for k, v in parse_qs(query, keep_blank_values=True).items():
+        form.setdefault(k, []).extend(v)
+    path = unquote(raw_path[len(KEYS_PREFIX):]) or "/"
+    req = {"method": method, "path": path}
+    req["prevIndex"] = _uint(form, "prevIndex", e.INDEX_NAN)
+    req["waitIndex"] = _uint(form, "waitIndex", e.INDEX_NAN)
+    for name in ("recursive", "sorted", "wait", "dir", "quorum", "stream"):
+        req[name] = _bool(form, name)
+    if req["wait"] and method != "GET":
+        raise V2Error(e.INVALID_FIELD, '"wait" can only be used with GET requests')
+    pv = form.get("prevValue", [""])[0]
+    if "prevValue" in form and pv == "":
+        raise V2Error(e.PREV_VALUE_REQUIRED, '"prevValue" cannot be empty')
+    req["prevValue"] = pv
+    req["noValueOnSuccess"] = _bool(form, "noValueOnSuccess")
+    ttl = None
+    if form.get("ttl", [""])[0]:
+        ttl = _uint(form, "ttl", e.TTL_NAN)
+    req["ttl"] = ttl
+    req["prevExist"] = None
+    if "prevExist" in form:
+        req["prevExist"] = _bool(form, "prevExist", "invalid value for prevExist")
+    req["refresh"] = False
+    if "refresh" in form:
+        req["refresh"] = _bool(form, "refresh", "invalid value for refresh")
+        if req["refresh"]:
+            if form.get("value", [""])[0] != "":
+                raise V2Error(e.REFRESH_VALUE, "A value was provided on a refresh")
+            if ttl is None:
+                raise V2Error(e.REFRESH_TTL_REQUIRED, "No TTL value set")
+    req["value"] = form.get("value", [""])[0]
+    if method == "GET" and req["quorum"]:
+        req["method"] = "QGET"
+    return req
+
+
+def with_expiry(req: dict, now: float) -> dict:
+    """etcd turns ttl into an absolute expiry where the request arrives."""
+    req = dict(req)
+    req["now"] = now
+    req["expire"] = None if req.get("ttl") is None else now + req["ttl"]
+    return req
+
+
+def apply(store: Store, req: dict):
+    """One request against the store (etcd's applyV2Request) -> Event."""
+    m, path, now, exp = req["method"], req["path"], req["now"], req.get("expire")
+    if m == "POST":
+        return store.create(path, req["dir"], req["value"], True, exp, now)
+    if m == "PUT":
+        pe = req["prevExist"]
+        if pe is not None:
+            if pe:
+                if req["prevIndex"] == 0 and req["prevValue"] == "":
+                    return store.update(path, req["value"], exp, req["refresh"], now)
+                return store.compare_and_swap(path, req["prevValue"], req["prevIndex"],
+                                              req["value"], exp, req["refresh"], now)
+            return store.create(path, req["dir"], req["value"], False, exp, now)
+        if req["prevIndex"] > 0 or req["prevValue"] != "":
+            return store.compare_and_swap(path, req["prevValue"], req["prevIndex"],
+                                          req["value"], exp, req["refresh"], now)
+        value = req["value"]
+        if req["refresh"]:   # Set keeps the value it refreshes (or: Key not found)
+            value = store.get(path, False, False, now)["node"].get("value", "")
+        return store.set(path, req["dir"], value, exp, now)
+    if m == "DELETE":
+        if req["prevIndex"] > 0 or req["prevValue"] != "":
+            return store.compare_and_delete(path, req["prevValue"], req["prevIndex"], now)
+        return store.delete(path, req["dir"], req["recursive"], now)
+    if m in ("GET", "QGET"):
+        return store.get(path, req["recursive"], req["sorted"], now)
+    raise V2Error(e.INVALID_FORM, f"method {m}")
+
+
+def event_body(ev: dict, no_value: bool) -> bytes:
+    if no_value and ev["action"] in ("set", "compareAndSwap", "create", "update"):
+        ev = {"action": ev["action"]}
+    return dumps(ev) + b"\n"
+
+
+def is_write(req: dict) -> bool:
+    return req["method"] in ("POST", "PUT", "DELETE", "QGET")

@@ -1,0 +1,101 @@
+"""The v2 store's rules (etcd 3.4's v2store): indexes, errors, TTLs, CAS,
+in-order keys, history and watchers."""
+from __future__ import annotations
+
+import pytest
+
+from kvcore.v2store import Store, V2Error
+from kvcore.v2store.store import HISTORY, _rfc3339
+
+
+def test_set_get_update_and_created_index():
+    s = Store()
+    ev = s.set("/message", False, "Hello etcd", None, 0)
+    assert ev == {"action": "set", "node": {"key": "/message", "value": "Hello etcd",
+                                            "modifiedIndex": 1, "createdIndex": 1}}
+    assert ev.is_created
+    ev = s.set("/message", False, "Hello world", None, 0)
+    assert ev["node"]["createdIndex"] == 2 and ev["prevNode"]["value"] == "Hello etcd"
+    assert not ev.is_created
+    ev = s.compare_and_swap("/message", "Hello world", 0, "y", None, False, 0)
+    assert (ev["action"], ev["node"]["createdIndex"], ev["node"]["modifiedIndex"]) == \
+        ("compareAndSwap", 2, 3)
+    with pytest.raises(V2Error) as err:
+        s.compare_and_swap("/message", "nope", 0, "x", None, False, 0)
+    assert (err.value.code, err.value.cause, err.value.index) == (101, "[nope != y]", 3)
+    with pytest.raises(V2Error) as err:
+        s.compare_and_swap("/message", "nope", 7, "x", None, False, 0)
+    assert err.value.cause == "[nope != y] [7 != 3]"
+    with pytest.raises(V2Error) as err:
+        s.get("/nothere", False, False, 0)
+    assert (err.value.code, err.value.status, err.value.cause) == (100, 404, "/nothere")
+    assert s.get("/message", False, False, 0)["node"]["value"] == "y"
+
+
+def test_dirs_in_order_keys_and_deletes():
+    s = Store()
+    s.set("/dir", True, "", None, 0)
+    ev = s.create("/dir", False, "one", True, None, 0)
+    assert ev["node"]["key"] == "/dir/00000000000000000002"
+    s.set("/dir/b", False, "2", None, 0)
+    listing = s.get("/dir", True, True, 0)["node"]
+    assert [n["key"] for n in listing["nodes"]] == ["/dir/00000000000000000002", "/dir/b"]
+    with pytest.raises(V2Error) as err:
+        s.delete("/dir", False, False, 0)
+    assert (err.value.code, err.value.status) == (102, 403)
+    with pytest.raises(V2Error) as err:
+        s.delete("/dir", True, False, 0)
+    assert err.value.code == 108
+    ev = s.delete("/dir", False, True, 0)
+    assert ev == {"action": "delete",
+                  "node": {"key": "/dir", "dir": True, "modifiedIndex": 4, "createdIndex": 1},
+                  "prevNode": {"key": "/dir", "dir": True, "modifiedIndex": 1, "createdIndex": 1}}
+    with pytest.raises(V2Error) as err:
+        s.set("/f", False, "x", None, 0) and s.set("/f/g", False, "y", None, 0)
+    assert (err.value.code, err.value.cause) == (104, "/f")
+    with pytest.raises(V2Error) as err:
+        s.create("/f", False, "z", False, None, 0)
+    assert (err.value.code, err.value.status) == (105, 412)
+    with pytest.raises(V2Error) as err:
+        s.delete("/", True, True, 0)
+    assert err.value.code == 107
+
+
+def test_ttl_expiry_and_refresh():
+    s = Store()
+    ev = s.set("/t", False, "v", 105.5, 100.0)
+    assert ev["node"]["ttl"] == 6 and ev["node"]["expiration"] == _rfc3339(105.5)
+    assert s.expire(105.0) == []
+    s.update("/t", "", 120.0, True, 105.0)          # refresh: value kept
+    assert s.get("/t", False, False, 106.0)["node"]["value"] == "v"
+    seen = []
+    s.watch("/t", False, 0, seen.append)
+    evs = s.expire(121.0)
+    assert [e["action"] for e in evs] == ["expire"] and seen == evs
+    assert s.next_expiry() is None and s.expiring == 0
+
+
+def test_watch_history_and_cleared_index():
+    s = Store()
+    for i in range(HISTORY + 5):
+        s.set("/k", False, str(i), None, 0)
+    got = []
+    s.watch("/k", False, 10, got.append)
+    assert got[0]["node"]["value"] == "9"
+    with pytest.raises(V2Error) as err:
+        s.watch("/k", False, 2, got.append)
+    assert (err.value.code, err.value.cause) == (
+        401, f"the requested history has been cleared [6/2]")
+    rec = []
+    s.watch("/d", True, 0, rec.append)
+    s.set("/d/x/y", False, "1", None, 0)
+    assert rec[0]["node"]["key"] == "/d/x/y"
+
+
+def test_snapshot_round_trip():
+    s = Store()
+    s.set("/a/b", False, "1", 50.0, 0)
+    s.create("/q", False, "x", True, None, 0)
+    t = Store.from_json(s.to_json())
+    assert t.index == s.index and t.expiring == 1
+    assert t.get("/", True, True, 0) == s.get("/", True, True, 0)
