@@ -14,6 +14,7 @@ import sys
 from typing import Awaitable, Callable, Optional
 
 from kvcore import ETCD_VERSION
+from kvcore.api import rpc_pb2
 from kvcore.engine.base import CallContext, GrpcError, MethodTable, StatusCode
 from kvcore.gateway import codec, streams
 from kvcore.gateway.errors import error_body, http_status
@@ -88,7 +89,8 @@ class Gateway:
             return 200, [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], \
                 await self._metrics()
         if path == "/debug/vars":
-            return 200, [("Content-Type", "application/json; charset=utf-8")], self._vars()
+            return 200, [("Content-Type", "application/json; charset=utf-8")], \
+                await self._vars()
         route = TABLE.get(path)
         if route is None:
             if path.startswith(("/v3/", "/v3beta/")):
@@ -142,9 +144,10 @@ class Gateway:
             handler, route.method, [m.SerializeToString() for m in msgs], route.response, token)
         return status, _OK_HEADERS if status == 200 else [("Content-Type", _JSON)], chunks
 
-    def _vars(self) -> bytes:
-        """expvar's page: cmdline, file_descriptor_limit and (Go's) memstats, here
-        the member process's figures that map onto them."""
+    async def _vars(self) -> bytes:
+        """expvar's page: cmdline, file_descriptor_limit, (Go's) memstats as the
+        member's figures that map onto them, and raft.status from Maintenance.Status
+        (vote and per-follower progress are not known there: lead, and {})."""
         pid = self._parent_pid or os.getpid()
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -153,10 +156,23 @@ class Gateway:
             cmdline = list(sys.argv)
         ru = resource.getrusage(resource.RUSAGE_SELF)
         fds = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        memstats = {"Sys": ru.ru_maxrss * 1024}
         parts = [f'"cmdline": {codec.dumps(cmdline).decode()}',
                  f'"file_descriptor_limit": {fds}',
-                 f'"memstats": {codec.dumps(memstats).decode()}']
+                 f'"memstats": {codec.dumps({"Sys": ru.ru_maxrss * 1024}).decode()}']
+        status = self._methods.unary.get("/etcdserverpb.Maintenance/Status")
+        if status is not None:
+            try:
+                st = rpc_pb2.StatusResponse.FromString(
+                    await status(b"", CallContext("/etcdserverpb.Maintenance/Status")))
+                me, lead = f"{st.header.member_id:x}", f"{st.leader:x}"
+                raft = {"id": me, "term": st.raftTerm, "vote": lead, "commit": st.raftIndex,
+                        "lead": lead,
+                        "raftState": "StateLeader" if st.leader == st.header.member_id
+                        else "StateFollower",
+                        "applied": st.raftAppliedIndex, "progress": {}, "leadtransferee": "0"}
+                parts.append(f'"raft.status": {codec.dumps(raft).decode()}')
+            except GrpcError:
+                pass
         return ("{\n" + ",\n".join(parts) + "\n}\n").encode()
 
 

@@ -163,6 +163,11 @@ def test_maintenance_and_cluster_shapes(pair):
                  "/foo", "/v3alpha/kv/range",
                  "/v3/cluster/member/list"):
         _both(pair, path, {})
+    varz = []
+    for srv in pair:   # expvar's page: the same variables (Go's memstats are Go's)
+        st, hdrs, body = call(srv.port, "/debug/vars", method="GET")
+        varz.append((st, hdrs.get("content-type"), sorted(json.loads(body))))
+    assert varz[0] == varz[1]
     out = []
     for srv in pair:   # etcd lists a lease's keys in map order, and TTL ticks
         st, _, body = call(srv.port, "/v3/lease/timetolive", {"ID": "1234", "keys": True})
