@@ -11,6 +11,9 @@ from tests.integration.engine.support import (ACK, END_HEADERS, GOAWAY, HEADERS,
                                               SETTINGS, frame, grpc_request_block,
                                               h2_connect, read_frames, server_alive)
 
+# libnghttp2's SETTINGS and GOAWAY are the native engine's (grpcio answers otherwise)
+pytestmark = pytest.mark.native_engine
+
 MAX_CONCURRENT_STREAMS = 0x3
 
 
