@@ -46,17 +46,28 @@ class SimpleTokens:
 
     kind = "simple"
 
+    SWEEP_EVERY = 1.0   # etcd's simple-token keeper runs every second
+
     def __init__(self, ttl: float = 300.0):
         self.ttl = ttl
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._swept = time.monotonic()
 
     def prefix(self) -> str:
         return "".join(secrets.choice(string.ascii_letters) for _ in range(16))
 
     def assign(self, user: str, revision: int, prefix: str, index: int) -> str:
         tok = f"{prefix}.{index}"
-        self._tokens[tok] = (user, time.monotonic() + self.ttl)
+        now = time.monotonic()
+        if now - self._swept >= self.SWEEP_EVERY:   # forget tokens nobody used in time
+            self._swept = now
+            for t in [t for t, (_, dl) in self._tokens.items() if dl < now]:
+                del self._tokens[t]
+        self._tokens[tok] = (user, now + self.ttl)
         return tok
+
+    def __len__(self) -> int:
+        return len(self._tokens)
 
     def info(self, token: str, revision: int) -> Optional[tuple[str, int]]:
         ent = self._tokens.get(token)

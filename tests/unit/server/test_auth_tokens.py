@@ -110,6 +110,16 @@ def test_simple_tokens_name_their_index_and_expire():
     assert p.info(tok, 9) is None
 
 
+def test_unused_simple_tokens_are_forgotten():
+    p = tokens.SimpleTokens(ttl=0.05)
+    p.SWEEP_EVERY = 0.0
+    for i in range(100):
+        p.assign("u", 1, p.prefix(), i)
+    time.sleep(0.1)
+    p.assign("u", 1, p.prefix(), 100)   # the sweep runs with the next assignment
+    assert len(p) == 1
+
+
 def test_stamp_roundtrip_and_old_revision_refused_at_check():
     c = Caller("ünïcode-user", 17)
     back, op, payload = unstamp(stamp(c, 3, b"\x0a\x01k"))
