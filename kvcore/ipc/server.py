@@ -52,6 +52,20 @@ class CoreStream:
             self.conn.send(self.sid, self.method, fr.S_END, fr.pack_error(code, message))
 
 
+class _Held:
+    """The handler of a stream whose token is not known here yet: keeps what the
+    client sends until the token's entry is applied."""
+
+    keep_after_half_close = True   # a half-close is replayed too
+
+    def __init__(self):
+        self.messages: list = []
+        self.half_closed = False
+
+    def on_message(self, payload: bytes) -> None:
+        self.messages.append(payload)
+
+
 class CoreConnection(fr.FrameProtocol):
     def __init__(self, core, on_hello):
         super().__init__()
@@ -125,8 +139,15 @@ class CoreConnection(fr.FrameProtocol):
                     StatusCode.UNIMPLEMENTED, f"unknown method {PATHS[method]}"))
                 return
             if self.auth.enabled:
-                handler = self.core.auth_api.wrap_stream(
-                    PATHS[method], factory, st, payload.decode(errors="replace") or None)
+                token = payload.decode(errors="replace") or None
+                try:
+                    handler = self.core.auth_api.wrap_stream(PATHS[method], factory, st, token)
+                except TokenPending as p:   # messages wait with the stream (_Held)
+                    st.handler = _Held()
+                    self.streams[call_id] = st
+                    p.future.add_done_callback(
+                        lambda f: self._stream_token_ready(f, st, factory, token))
+                    return
                 if handler is None:
                     return   # refused: the stream has ended with the error
                 self.streams[call_id] = st
@@ -139,6 +160,8 @@ class CoreConnection(fr.FrameProtocol):
             if st is None:
                 return
             if payload != b"c" and getattr(st.handler, "keep_after_half_close", False):
+                if isinstance(st.handler, _Held):
+                    st.handler.half_closed = True
                 return  # a server-streaming call: the request is in, the answer goes on
             del self.streams[call_id]
             self._close_stream(st)
@@ -207,6 +230,30 @@ class CoreConnection(fr.FrameProtocol):
         else:
             self.calls[call_id] = res
             res.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
+
+    def _stream_token_ready(self, fut, st, factory, token) -> None:
+        """A stream held for its token: open it for real (or refuse it) and replay
+        what the client sent meanwhile."""
+        held = st.handler
+        if self.streams.get(st.sid) is not st:
+            return   # cancelled while held
+        if not fut.result():
+            del self.streams[st.sid]
+            st.end(*EtcdError.INVALID_AUTH_TOKEN)
+            return
+        try:
+            handler = self.core.auth_api.wrap_stream(PATHS[st.method], factory, st, token)
+        except TokenPending:
+            handler = None
+            st.end(*EtcdError.INVALID_AUTH_TOKEN)
+        if handler is None:
+            self.streams.pop(st.sid, None)
+            return
+        st.handler = handler
+        for m in held.messages:
+            self.frame_received(st.sid, st.method, fr.S_MSG, m)
+        if held.half_closed:
+            self.frame_received(st.sid, st.method, fr.S_CLOSE, b"")
 
     def _token_ready(self, fut, call_id, method, kind, framed) -> None:
         if fut.result():

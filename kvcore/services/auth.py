@@ -40,6 +40,7 @@ AUTH_OPS = ("AuthEnable", "AuthDisable", "UserAdd", "UserDelete", "UserChangePas
             "RoleGrantPermission", "RoleRevokePermission", "Authenticate")
 _OP_INDEX = {n: i for i, n in enumerate(AUTH_OPS)}
 _REQUEST = {n: ("" if n.startswith("Auth") else "Auth") + n + "Request" for n in AUTH_OPS}
+TOKEN_WAIT_LIMIT = 60.0   # seconds a call may wait for its token's entry to apply
 # Proposals checked again at apply -> the method whose check runs (OP_AUTH's method
 # is named by its first byte).
 STAMPED_OPS = {OP_PUT: "/etcdserverpb.KV/Put", OP_DELETE: "/etcdserverpb.KV/DeleteRange",
@@ -196,7 +197,9 @@ class AuthService:
         def expire():
             if not fut.done():
                 fut.set_result(False)
-        self.ctx.loop.call_later(self.ctx.request_timeout, expire)
+        # etcd waits as long as the client does; the client's deadline answers it
+        # (DEADLINE_EXCEEDED), this bound only frees what nobody waits for any more.
+        self.ctx.loop.call_later(TOKEN_WAIT_LIMIT, expire)
         return fut
 
     def applied(self, index: int) -> None:
@@ -255,10 +258,7 @@ class AuthService:
         return None
 
     def stream_user(self, token: Optional[str]) -> Optional[str]:
-        try:
-            return self.caller(token)
-        except TokenPending:
-            raise etcd_error(EtcdError.INVALID_AUTH_TOKEN) from None
+        return self.caller(token)   # TokenPending goes up: the IPC server waits
 
     def _register_checks(self) -> None:
         c = {}
@@ -414,9 +414,15 @@ class AuthService:
             self.checks[METHOD_ID[p]] = fn
 
     def wrap_stream(self, path: str, factory, st, token: Optional[str]):
-        """A stream's handler when auth is enabled (None: refused, already ended)."""
+        """A stream's handler when auth is enabled (None: refused, already ended);
+        TokenPending if the token's Authenticate entry is not applied here yet."""
         try:
-            user = self.stream_user(token)
+            try:
+                user = self.stream_user(token)
+            except GrpcError:
+                if path != "/etcdserverpb.Watch/Watch":
+                    raise
+                user = None   # etcd: the stream opens, each create is refused
             if path == "/etcdserverpb.Maintenance/Snapshot":
                 self.checks[METHOD_ID[path]](user, b"")
             elif path.startswith("/v3electionpb."):

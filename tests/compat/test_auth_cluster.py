@@ -58,6 +58,21 @@ def outcome(fn, *args, **kw):
         return (e.code().name, e.details())
 
 
+def watch_outcome(c, i, token):
+    """A Watch on /a/ opened with ``token`` on member i: its first answer or error."""
+    stub = rpc_pb2_grpc.WatchStub(c.channels[i])
+    req = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
+        key=b"/a/", range_end=b"/a0"))
+    call = stub.Watch(iter([req]), metadata=_md(token), timeout=15)
+    try:
+        first = next(call)
+        return ("created", first.created, first.canceled)
+    except grpc.RpcError as e:
+        return (e.code().name, e.details())
+    finally:
+        call.cancel()
+
+
 def _md(token):
     return (("token", token),)
 
@@ -93,6 +108,7 @@ def _scenario(c: Cluster) -> dict:
     out = {}
     tok = c.auth(0).Authenticate(rpc_pb2.AuthenticateRequest(name="alice", password="apw"),
                                  timeout=15).token
+    out["watch on m1 at once"] = watch_outcome(c, 1, tok)
     # Used at once on the other members (they may have to wait for the entry).
     for i in (1, 2, 0):
         out[f"put on m{i}"] = outcome(c.kv(i).Put, rpc_pb2.PutRequest(key=b"/a/x", value=b"1"),
@@ -117,6 +133,20 @@ def _scenario(c: Cluster) -> dict:
             {"username": "root", "revision": 100, "exp": now + 600}, "a-secret-of-at-least-32-bytes-long!", algorithm="HS256")
         bad["jwt unsigned"] = jwt.encode(
             {"username": "root", "revision": 100, "exp": now + 600}, None, algorithm="none")
+    out["watch with a forged token"] = watch_outcome(c, 2, "AbCdEfGhIjKlMnOp.2")
+    # A token naming an entry not applied yet: the member holds the call until it
+    # is, then finds no such token.
+    applied = rpc_pb2_grpc.MaintenanceStub(c.channels[2]).Status(
+        rpc_pb2.StatusRequest(), timeout=15).raftAppliedIndex
+    later = f"AbCdEfGhIjKlMnOp.{applied + 3}"
+    held: list = []
+    t = threading.Thread(target=lambda: held.append(watch_outcome(c, 2, later)))
+    t.start()
+    for n in range(5):
+        c.kv(0).Put(rpc_pb2.PutRequest(key=b"/a/later", value=b"%d" % n),
+                    metadata=_md(tok), timeout=15)
+    t.join(30)
+    out["watch with a token of a later entry"] = held
     for name, t in bad.items():
         for i in (1, 2):
             out[f"{name} on m{i}"] = outcome(
