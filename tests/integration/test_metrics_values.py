@@ -1,6 +1,7 @@
 """Metric values provoked on real members: a leader change, a failed proposal,
 the peer round-trip time and bytes, fdatasyncs and backend commits, gRPC codes
-summed over all workers, process_* over all processes of a member."""
+summed over all workers, process_* over all processes of a member. Scraped on
+--listen-metrics-urls (served by the core, so with either gRPC engine)."""
 from __future__ import annotations
 
 import json
@@ -8,11 +9,24 @@ import os
 import subprocess
 import time
 
+from bench.servers import free_port
 from tests import promscrape, servers
+
+_METRICS_PORT: dict = {}   # client port -> its member's metrics port
+
+
+def _metrics_flags(n: int) -> dict:
+    ports = [free_port() for _ in range(n)]
+    return {i: ("--listen-metrics-urls", f"http://127.0.0.1:{p}") for i, p in enumerate(ports)}
+
+
+def _remember(srv, flags: tuple):
+    _METRICS_PORT[srv.port] = int(flags[1].rsplit(":", 1)[1])
+    return srv
 
 
 def _metrics(srv) -> str:
-    return promscrape.scrape(f"http://{srv.endpoint}")
+    return promscrape.scrape(f"http://127.0.0.1:{_METRICS_PORT[srv.port]}")
 
 
 def _until(fn, timeout: float = 30.0):
@@ -33,7 +47,10 @@ def _ids(srv) -> dict:
 
 
 def test_leader_change_failed_proposal_and_peer_metrics(tmp_path):
-    members = servers.start_cluster(os.path.join(str(tmp_path), "c"), n=3)
+    flags = _metrics_flags(3)
+    members = servers.start_cluster(os.path.join(str(tmp_path), "c"), n=3, member_extra=flags)
+    for i, m in enumerate(members):
+        _remember(m, flags[i])
     try:
         leader = servers.leader_of(members)
         f1, f2 = [m for m in members if m is not leader]
@@ -76,7 +93,9 @@ def _rss_and_fds(pid: int) -> tuple[int, int]:
 
 
 def test_fsync_commit_grpc_codes_and_process_metrics(tmp_path):
-    srv = servers.start_kvcore(os.path.join(str(tmp_path), "m.etcd"), workers=2)
+    flags = _metrics_flags(1)[0]
+    srv = _remember(servers.start_kvcore(os.path.join(str(tmp_path), "m.etcd"), workers=2,
+                                         extra=flags), flags)
     try:
         before = _metrics(srv)
         for i in range(5):
