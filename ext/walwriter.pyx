@@ -22,6 +22,15 @@ cdef extern from "<unistd.h>" nogil:
     ssize_t pwrite(int fd, const void* buf, size_t n, off_t offset)
     int fdatasync(int fd)
 
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk, timespec* ts)
+    int CLOCK_MONOTONIC
+
+
 cdef extern from "<sys/eventfd.h>" nogil:
     int eventfd(unsigned int initval, int flags)
     int EFD_NONBLOCK
@@ -56,6 +65,7 @@ cdef struct Job:
     int stop
     int error        # errno of the last job, 0 if it succeeded
     int efd
+    double sync_seconds  # how long the last job's fdatasync took (0 without one)
     pthread_mutex_t mu
     pthread_cond_t cv
 
@@ -66,6 +76,8 @@ cdef void* _run(void* arg) noexcept nogil:
     cdef size_t done
     cdef int err
     cdef uint64_t one = 1
+    cdef timespec t0, t1
+    cdef double took
     while True:
         pthread_mutex_lock(&j.mu)
         while not j.pending and not j.stop:
@@ -84,13 +96,18 @@ cdef void* _run(void* arg) noexcept nogil:
                 err = errno
                 break
             done += <size_t>n
+        took = 0
         if err == 0 and j.sync:
+            clock_gettime(CLOCK_MONOTONIC, &t0)
             while fdatasync(j.fd) != 0:
                 if errno != EINTR:
                     err = errno
                     break
+            clock_gettime(CLOCK_MONOTONIC, &t1)
+            took = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9
         pthread_mutex_lock(&j.mu)
         j.error = err
+        j.sync_seconds = took
         j.pending = 0
         pthread_mutex_unlock(&j.mu)
         write(j.efd, &one, 8)
@@ -110,6 +127,7 @@ cdef class WalWriter:
         self.job.pending = 0
         self.job.stop = 0
         self.job.error = 0
+        self.job.sync_seconds = 0
         self.job.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         if self.job.efd < 0:
             raise OSError(errno, "eventfd failed")
@@ -153,6 +171,10 @@ cdef class WalWriter:
         pthread_mutex_unlock(&self.job.mu)
         self.blob = None
         return err
+
+    def sync_seconds(self) -> float:
+        """Duration of the finished job's fdatasync (etcd_disk_wal_fsync_duration_seconds)."""
+        return self.job.sync_seconds
 
     def close(self):
         if not self.started:

@@ -306,3 +306,41 @@ def start_joining_member(base: str, name: str, initial_cluster: str, token: str,
             "--initial-cluster-token", token, "--workers", str(workers), *extra]
     return _launch("kvcore", argv, port, peer, data_dir, os.path.join(base, f"{name}.log"),
                    dict(os.environ), scheme, ctl_args)
+
+
+ETCD351 = "/opt/etcd351/bin/etcd"
+
+
+def start_etcd_cluster(base: str, n: int = 3, binary: str = ETCD351, extra: tuple = (),
+                       member_extra: Optional[dict] = None) -> list[Server]:
+    """n real etcd members on free loopback ports (the differential oracle of
+    cluster scenarios); ``member_extra[i]`` goes to member i only."""
+    os.makedirs(base, exist_ok=True)
+    ports = [(free_port(), free_port()) for _ in range(n)]
+    cluster = ",".join(f"e{i}=http://127.0.0.1:{p[1]}" for i, p in enumerate(ports))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+    members = []
+    for i, (cp, pp) in enumerate(ports):
+        data_dir = os.path.join(base, f"e{i}.etcd")
+        argv = [binary, *_member_argv(f"e{i}", data_dir, cp, pp, "http", "http", cluster),
+                "--initial-cluster-token", "etcd-oracle", *extra,
+                *(member_extra or {}).get(i, ())]
+        log_path = os.path.join(base, f"e{i}.log")
+        logf = open(log_path, "a")
+        proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        logf.close()
+        members.append(Server("etcd", proc, cp, pp, data_dir, argv, log_path, env))
+    try:
+        for srv in members:
+            wait_port(srv.port, srv.proc)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if etcdctl(endpoints(members), "endpoint", "health", timeout=15)[0] == 0:
+                break
+            time.sleep(0.2)
+    except Exception:
+        for s in members:
+            s.stop()
+        raise
+    return members

@@ -1,5 +1,6 @@
-"""The HTTP handler of the client port: /version, /health, /metrics, /debug/vars
-and etcd's JSON gateway under /v3/ (and /v3beta/).
+"""The HTTP handler of the client port: /version, /debug/vars, etcd's JSON gateway
+under /v3/ (and /v3beta/), and /metrics, /health, /livez, /readyz (answered by the
+core: kvcore/metrics/listener.py).
 
 It serves the engine's ``HttpHandler`` contract (kvcore/engine/base.py): a body
 is bytes, or an async iterator of chunks for a streaming route. Calls go through
@@ -7,7 +8,6 @@ the same MethodTable as gRPC, so the gateway and gRPC clients share one path.
 """
 from __future__ import annotations
 
-import json
 import os
 import resource
 import sys
@@ -19,6 +19,7 @@ from kvcore.engine.base import CallContext, GrpcError, MethodTable, StatusCode
 from kvcore.gateway import codec, streams
 from kvcore.gateway.errors import error_body, http_status
 from kvcore.gateway.routes import TABLE
+from kvcore.metrics import listener as probes
 
 _JSON = "application/json"
 _TEXT = "text/plain; charset=utf-8"
@@ -33,17 +34,16 @@ _OK_HEADERS = [("Content-Type", _JSON), ("Grpc-Metadata-Content-Type", "applicat
 
 
 class Gateway:
-    """``Gateway(methods, health, metrics, cors=..., max_recv=..., v2=...)``: ``methods`` is the
-    worker's MethodTable, ``health()`` raises GrpcError when unhealthy, ``metrics()``
-    returns the exposition text, ``cors`` is etcd's --cors origins ("*": any),
+    """``Gateway(methods, probe, cors=..., max_recv=..., v2=...)``: ``methods`` is the
+    worker's MethodTable, ``probe(method, target)`` answers /metrics and the health
+    endpoints as (status, headers, body), ``cors`` is etcd's --cors origins ("*": any),
     ``max_recv`` the gRPC receive limit the gateway's requests obey too."""
 
-    def __init__(self, methods: MethodTable, health: Callable[[], Awaitable],
-                 metrics: Callable[[], Awaitable[bytes]], cors: Optional[list] = None,
-                 max_recv: int = 0, parent_pid: Optional[int] = None, v2=None):
+    def __init__(self, methods: MethodTable, probe: Callable[[str, str], Awaitable[tuple]],
+                 cors: Optional[list] = None, max_recv: int = 0,
+                 parent_pid: Optional[int] = None, v2=None):
         self._methods = methods
-        self._health = health
-        self._metrics = metrics
+        self._probe = probe
         self._max_recv = max_recv
         self._parent_pid = parent_pid
         self._v2 = v2            # kvcore.gateway.v2.V2Handler with --enable-v2
@@ -53,7 +53,12 @@ class Gateway:
 
     async def __call__(self, method: str, target: str, headers, body: bytes):
         path = target.split("?", 1)[0]
-        if self._v2 is not None and self._v2.serves(path):
+        if probes.handles(path):
+            try:
+                status, hdrs, out = await self._probe(method, target)
+            except GrpcError as e:   # the core is gone (stopping)
+                status, hdrs, out = 503, [("Content-Type", _TEXT)], e.message.encode() + b"\n"
+        elif self._v2 is not None and self._v2.serves(path):
             status, hdrs, out = await self._v2(method, target, headers, body)
         else:
             status, hdrs, out = await self._serve(method, path, headers, body)
@@ -78,16 +83,6 @@ class Gateway:
         if path == "/version":
             return 200, [("Content-Type", _JSON)], codec.dumps(
                 {"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_VERSION[:-1] + "0"})
-        if path in ("/health", "/livez", "/readyz"):
-            try:
-                await self._health()
-                return 200, [("Content-Type", _JSON)], b'{"health":"true","reason":""}'
-            except GrpcError as e:
-                return 503, [("Content-Type", _JSON)], json.dumps(
-                    {"health": "false", "reason": e.message}).encode()
-        if path == "/metrics":
-            return 200, [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")], \
-                await self._metrics()
         if path == "/debug/vars":
             return 200, [("Content-Type", "application/json; charset=utf-8")], \
                 await self._vars()

@@ -19,8 +19,9 @@ class _Stream:
 
 
 class CoreClient(fr.FrameProtocol):
-    def __init__(self, on_lost, on_reload=None):
+    def __init__(self, on_lost, on_reload=None, stats=None):
         super().__init__()
+        self._stats = stats          # -> bytes: this worker's metrics counters
         self._on_reload = on_reload
         self._pending: dict[int, asyncio.Future] = {}
         self._streams: dict[int, _Stream] = {}
@@ -61,6 +62,9 @@ class CoreClient(fr.FrameProtocol):
         if kind == fr.RELOAD:
             if self._on_reload is not None:
                 self._on_reload()
+            return
+        if kind == fr.STATS:
+            self.send(call_id, 0, fr.STATS, self._stats() if self._stats else b"")
             return
         if kind in (fr.S_MSG, fr.S_END):
             st = self._streams.get(call_id)

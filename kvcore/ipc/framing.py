@@ -27,6 +27,8 @@ Kinds:
              token stay REQ). S_OPEN's payload is the stream's token, if any.
              A token starting with CN_MARK is no client's token: it carries the
              common name of the client's verified TLS certificate (see caller_token).
+  STATS      core -> worker: send your metrics counters (call id names the ask);
+             worker -> core: the answer, same call id (kvcore/metrics/grpc_stats.py)
 """
 from __future__ import annotations
 
@@ -36,11 +38,10 @@ import struct
 HEADER = struct.Struct("<IIHB")
 HSIZE = HEADER.size
 
-REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD, CANCEL, TREQ = range(12)
+REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD, CANCEL, TREQ, STATS = range(13)
 
 # Pseudo-method ids of REQ frames (above every gRPC method id of kvcore/api/methods.py):
-HEALTH_METHOD = 0xFFFF      # the worker's /health asks the core
-METRICS_METHOD = 0xFFFE     # the worker's /metrics asks the core
+HTTP_METHOD = 0xFFFF        # a worker's /metrics, /health, /livez, /readyz (the core answers)
 READ_INDEX_METHOD = 0xFFFD  # a worker's linearizable read: -> u64 applied index to read at
 V2_METHOD = 0xFFFC          # a /v2/ HTTP request (JSON) -> the v2 answer (services/v2.py)
 STREAM_WINDOW = 64

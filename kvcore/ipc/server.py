@@ -3,6 +3,7 @@ handler table (the services' registrations) and sends the answer back in the nex
 batched write."""
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from google.protobuf.message import DecodeError
@@ -13,7 +14,7 @@ from kvcore.auth.caller import CALLER, TokenPending
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.ipc import framing as fr
 from kvcore.server import learner
-from kvcore.ipc.framing import HEALTH_METHOD, METRICS_METHOD, READ_INDEX_METHOD, V2_METHOD
+from kvcore.ipc.framing import HTTP_METHOD, READ_INDEX_METHOD, V2_METHOD
 
 log = logging.getLogger("kvcore.ipc")
 
@@ -77,6 +78,16 @@ class CoreConnection(fr.FrameProtocol):
         self.calls: dict = {}   # call id -> future of a unary call still being answered
         self.worker_pid = None
         self.auth = core.auth   # one AuthStore for the core's life (reloaded in place)
+        self._stats: dict = {}  # ask id -> future of the worker's metrics counters
+        self._next_ask = 0
+
+    def request_stats(self) -> asyncio.Future:
+        """The worker's metrics counters (bytes, kvcore/metrics/grpc_stats.py)."""
+        self._next_ask = (self._next_ask + 1) & 0xFFFFFFFF
+        fut = self._loop.create_future()
+        self._stats[self._next_ask] = fut
+        self.send(self._next_ask, 0, fr.STATS, b"")
+        return fut
 
     def frame_received(self, call_id, method, kind, payload):
         if kind == fr.REQ or kind == fr.TREQ:
@@ -172,20 +183,19 @@ class CoreConnection(fr.FrameProtocol):
             fut = self.calls.get(call_id)
             if fut is not None:
                 fut.cancel()
+        elif kind == fr.STATS:
+            fut = self._stats.pop(call_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(payload)
         elif kind == fr.HELLO:
             self.worker_pid = int(payload.decode() or 0)
             self._on_hello(self)
 
     def _unary(self, call_id, method, payload):
-        if method == HEALTH_METHOD:
-            reason = self.core.health()
-            if reason is None:
-                self.send(call_id, method, fr.RESP, b"")
-            else:
-                self.send(call_id, method, fr.ERR, fr.pack_error(StatusCode.UNAVAILABLE, reason))
-            return
-        if method == METRICS_METHOD:
-            self.send(call_id, method, fr.RESP, self.core.metrics.render())
+        if method == HTTP_METHOD:
+            fut = asyncio.ensure_future(self.core.http_probe(payload))
+            self.calls[call_id] = fut
+            fut.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
             return
         if method == V2_METHOD:
             try:
@@ -277,6 +287,9 @@ class CoreConnection(fr.FrameProtocol):
         for st in streams.values():
             st.closed = True
             self._close_stream(st)
+        for fut in self._stats.values():
+            fut.cancel()
+        self._stats = {}
         calls, self.calls = self.calls, {}
         for fut in calls.values():
             fut.cancel()   # nobody is left to answer

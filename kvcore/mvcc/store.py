@@ -177,18 +177,19 @@ class KVStore:
         txn.put(be.META_TERM, be.u64(term), db=self.b.meta)
         self.consistent_index = index
 
-    def compact(self, txn, rev: int) -> None:
+    def compact(self, txn, rev: int) -> int:
         """Compact history below ``rev`` (etcd's Compact). Physical: the removed
-        revisions are gone from LMDB when this returns."""
+        revisions are gone from LMDB when this returns. -> how many were removed."""
         if rev <= self.compact_main_rev:
             raise CompactedError()
         if rev > self.current_rev:
             raise FutureRevError()
         txn.put(be.META_SCHEDULED_COMPACT, be.u64(rev), db=self.b.meta)
-        self._compact_physical(txn, rev)
+        removed = self._compact_physical(txn, rev)
         self.compact_main_rev = rev
+        return removed
 
-    def _compact_physical(self, txn, rev: int) -> None:
+    def _compact_physical(self, txn, rev: int) -> int:
         keep = self.index.compact(rev)
         cur = txn.cursor(db=self.b.key)
         end = be.rev_key(rev + 1, 0)
@@ -203,6 +204,7 @@ class KVStore:
         for k in doomed:
             txn.delete(k, db=self.b.key)
         txn.put(be.META_FINISHED_COMPACT, be.u64(rev), db=self.b.meta)
+        return len(doomed)
 
     def hash_kv(self, txn, rev: int) -> tuple[int, int, int]:
         """etcd's HashKV (kvstore.go hashByRev): CRC-32C of "key", then of each

@@ -81,6 +81,8 @@ class WatchHub:
         self.by_key: dict[bytes, set] = {}
         self.ranges: set = set()
         self.unsynced: set = set()
+        self.streams = 0        # open Watch streams (etcd_debugging_mvcc_watch_stream_total)
+        self.events_sent = 0    # events sent to watchers (etcd_debugging_mvcc_events_total)
 
     # ---- membership ----
 
@@ -158,6 +160,7 @@ class WatchHub:
     def _send_events(self, w: Watcher, hdr_rev: int, evs: list) -> None:
         hdr = self.header(hdr_rev)
         w.sent_since_progress = True
+        self.events_sent += len(evs)
         if w.fragment:
             chunk, size = [], 0
             for ev in evs:
@@ -227,6 +230,8 @@ class WatchStream:
         self.out = out          # IPC stream: send(), can_send()
         self.watchers: dict[int, Watcher] = {}
         self._next_id = 0
+        self._open = True
+        hub.streams += 1
 
     def can_send(self) -> bool:
         return self.out.can_send()
@@ -274,6 +279,9 @@ class WatchStream:
         self.hub.add(w)
 
     def on_close(self) -> None:
+        if self._open:
+            self._open = False
+            self.hub.streams -= 1
         for w in self.watchers.values():
             self.hub.remove(w)
         self.watchers.clear()

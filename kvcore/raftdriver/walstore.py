@@ -32,6 +32,7 @@ class WalStore:
         self._writer = walwriter.WalWriter()
         loop.add_reader(self._writer.fileno(), self._writer_done)
         self._done: Optional[Callable] = None
+        self.on_snap_saved: Optional[Callable] = None   # (marshal, fsync, total s) of a .snap
 
     def load(self):
         c, self._contents = self._contents, None
@@ -70,6 +71,8 @@ class WalStore:
         if err == -1 or self._done is None:
             return
         done, self._done = self._done, None
+        if not err and self.wal.on_fsync is not None and not self.wal.unsafe_no_fsync:
+            self.wal.on_fsync(self._writer.sync_seconds())   # etcd's WAL fsync histogram
         done(OSError(err, f"WAL write failed: {os.strerror(err)}") if err else None)
 
     def _persist(self, rd, sync: bool) -> None:
@@ -88,7 +91,7 @@ class WalStore:
         def work() -> int:
             if before is not None:
                 before()
-            snapfiles.save(self.snap_dir, snap)
+            snapfiles.save(self.snap_dir, snap, self.on_snap_saved)
             self.wal.save_snapshot(index, snap.metadata.term)
             removed = self.wal.release_before(index, keep=self.max_wals)
             snapfiles.release_older(self.snap_dir, index, keep=self.max_snapshots)

@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import time
-from typing import Optional
 
 from google.protobuf.message import DecodeError
 
@@ -38,11 +37,12 @@ from kvcore.server.config import Config
 from kvcore.server.deadlines import Deadlines
 from kvcore.server.membership import (Member, Membership, cluster_id, initial_members,
                                       member_id)
-from kvcore.server.metrics import CoreMetrics
 from kvcore.server.peer import PeerTransport
 from kvcore.raftdriver import RaftDriver, bootstrap_entries
 from kvcore.raftdriver.walstore import WalStore
 from kvcore.ipc import framing as fr
+from kvcore.metrics import listener as probes
+from kvcore.metrics.member import MemberMetrics
 from kvcore.ipc.readstate import ReadState
 from kvcore.services import register_all
 from kvcore.services.quota import Quota
@@ -91,7 +91,8 @@ class Core:
         self.transport = None
         self.connections: set = set()   # IPC connections of the workers
         self._headers = wire.Headers()
-        self.deadlines = Deadlines(self.loop, self.request_timeout, _expire)
+        self.deadlines = Deadlines(self.loop, self.request_timeout, self._proposal_expired)
+        self.read_deadlines = Deadlines(self.loop, self.request_timeout, self._read_expired)
         self.read_state = ReadState()   # shared with the workers (kvcore/ipc/readstate.py)
         self.auth = AuthStore(tokens.provider(cfg.auth_token, float(cfg.auth_token_ttl)))
         self.auth.on_change = self._auth_changed
@@ -149,7 +150,8 @@ class Core:
         self.backend = Backend(self.paths.db_path, map_size=map_size)
         self._open_state()
         self._store_identity()
-        self.metrics = CoreMetrics(self)
+        self.metrics = MemberMetrics(self)
+        self.wal.on_fsync = self.metrics.wal_fsync.observe
         applied = self.store.consistent_index
         self._last_snapshot = contents.snapshot_index
         fresh = not contents.entries and not contents.snapshot_index and not applied
@@ -169,9 +171,12 @@ class Core:
             members_info=self._members_info, is_removed=lambda i: i in self.membership.removed,
             on_removed=self._removed, tls=cfg.peer_tls)
         self.transport.set_members(self.membership.sorted() or self.initial)
+        self.transport.metrics = self.metrics
+        walstore = WalStore(self.wal, self.paths.snap_dir, contents, self.loop,
+                            max_snapshots=cfg.max_snapshots, max_wals=cfg.max_wals)
+        walstore.on_snap_saved = self.metrics.snap_saved
         self.raft = RaftDriver(
-            self.member_id, WalStore(self.wal, self.paths.snap_dir, contents, self.loop,
-                                     max_snapshots=cfg.max_snapshots, max_wals=cfg.max_wals),
+            self.member_id, walstore,
             election_tick=max(2, cfg.election_timeout // cfg.heartbeat_interval),
             heartbeat_ms=cfg.heartbeat_interval, apply=self._apply_ready,
             on_leader_change=self._leader_changed, send=self.transport.send, loop=self.loop,
@@ -183,6 +188,7 @@ class Core:
         self.raft.read_state = self.read_state
         self.raft.start()
         self._timers = [self.loop.create_task(t()) for t in self.registry.timers]
+        self._timers.append(self.loop.create_task(self.metrics.probe_peers()))
         log.info("member %x of cluster %x: revision %d, applied index %d, term %d",
                  self.member_id, self.cluster_id, self.store.current_rev, applied,
                  self.raft.term)
@@ -251,7 +257,9 @@ class Core:
             return (from_u64(ci) if ci else 0, from_u64(term) if term else 0,
                     rcodec.decode_conf_state(cs)[0] if cs else None)
 
+        t0 = time.perf_counter()
         index, term, cs = await self.loop.run_in_executor(None, copy)
+        self.metrics.backend_snapshot.observe(time.perf_counter() - t0)
         # The caller sends and deletes the file; the empty directory goes with it.
         path = d + ".mdb"
         os.replace(os.path.join(d, "data.mdb"), path)
@@ -275,6 +283,8 @@ class Core:
     # ---- applying what Raft committed ----
 
     def _leader_changed(self, old: int, new: int) -> None:
+        if new:
+            self.metrics.leader_changes += 1   # etcd counts each change to a known leader
         for fn in self.registry.on_leader_changed:
             fn(old, new)
 
@@ -321,6 +331,8 @@ class Core:
         consistent = self.store.consistent_index
         conf_changed = False
         decode = entry.decode
+        clock = time.perf_counter
+        observe = self.metrics.observe_apply
         with self.backend.begin_write() as txn:
             for e in entries:
                 if e.type == EntryConfChange:
@@ -331,17 +343,21 @@ class Core:
                     continue  # already in the backend (replay), or a leader's empty entry
                 rid, op, req = decode(e.data)
                 self.auth.apply_index = e.index   # simple tokens name their entry
+                t0 = clock()
                 try:
                     res = self._apply_op(txn, op, req)
                 except GrpcError as err:
                     res = err
                 except DecodeError:   # never validated: every member refuses it alike
                     res = GrpcError(StatusCode.INTERNAL, UNPARSABLE)
+                observe(op, req, not isinstance(res, GrpcError), clock() - t0)
                 results.append((rid, res))
             last = entries[-1]
             if last.index > consistent:
                 self.store.set_consistent_index(txn, last.index, last.term)
             self.quota.used = used_bytes(self.backend, txn)
+            commit_start = clock()
+        self.metrics.observe_commit(clock() - commit_start)
         self.auth_api.applied(entries[-1].index)
         changes, self._changes = self._changes, []
         if changes:
@@ -350,7 +366,6 @@ class Core:
                     self.watch_hub.notify(rtxn, rev, cs)
         if self.watch_hub.unsynced:
             self.schedule_catch_up()
-        self.metrics.proposals_committed.inc(len(entries))
         waiter = self.proposer.waiter
         for rid, res in results:
             fut = waiter(rid)
@@ -423,6 +438,15 @@ class Core:
     def header(self, rev: int) -> bytes:
         return self._headers.get(self.cluster_id, self.member_id, rev, self.raft.term)
 
+    def _proposal_expired(self, fut) -> None:
+        self.metrics.proposals_failed += 1
+        _expire(fut)
+
+    def _read_expired(self, fut) -> None:
+        self.metrics.slow_read_indexes += 1
+        self.metrics.read_indexes_failed += 1
+        _expire(fut)
+
     @property
     def request_timeout(self) -> float:
         """etcd's: 5 s plus two election timeouts."""
@@ -432,6 +456,7 @@ class Core:
         if len(req) > self.cfg.max_request_bytes:
             raise etcd_error(EtcdError.REQUEST_TOO_LARGE)
         if not self.raft.lead:
+            self.metrics.proposals_failed += 1
             raise etcd_error(EtcdError.NO_LEADER)
         if self.auth.enabled:   # a checked request carries its caller to apply
             op, req = self.auth_api.stamp(op, req)
@@ -462,6 +487,7 @@ class Core:
                 return
             exc = f.exception()
             if exc is not None:
+                self.metrics.read_indexes_failed += 1
                 out.set_exception(exc)
                 return
             try:
@@ -470,7 +496,7 @@ class Core:
                 out.set_exception(e)
 
         self.raft.read_index().add_done_callback(ready)
-        self.deadlines.add(out)
+        self.read_deadlines.add(out)
         return out
 
     def read(self, fn):
@@ -511,9 +537,11 @@ class Core:
         """Workers serve Range locally only while auth is off (reads.py)."""
         self.read_state.set_auth(self.auth.enabled)
 
-    def health(self) -> Optional[str]:
-        """None when healthy, else the reason (etcd's /health)."""
-        return None
+    async def http_probe(self, payload: bytes) -> bytes:
+        """A worker's /metrics, /health, /livez or /readyz (kvcore/metrics/listener.py)."""
+        method, target = probes.unpack_request(payload)
+        return probes.pack_response(*await probes.route(
+            self, method, target, self.cfg.metrics == "extensive"))
 
 
 def _expire(fut) -> None:

@@ -16,6 +16,7 @@ import time
 from urllib.parse import urlparse
 
 from kvcore import logs, tls
+from kvcore.metrics.listener import start_listener as start_metrics_listener
 from kvcore.server import config
 from kvcore.ipc.server import CoreConnection
 from kvcore.loop import run_loop
@@ -76,7 +77,8 @@ class WorkerSupervisor:
             "db_path": self.core.paths.db_path, "read_state_fd": self.core.read_state.fd,
             "db_map_size": self.core.backend.map_size,
             "tls": self.cfg.client_tls and self.cfg.client_tls.to_dict(),
-            "cors": _cors(getattr(self.cfg, "cors", None)), "enable_v2": self.cfg.enable_v2})
+            "cors": _cors(getattr(self.cfg, "cors", None)), "enable_v2": self.cfg.enable_v2,
+            "metrics": self.cfg.metrics})
 
     def on_hello(self, conn: CoreConnection) -> None:
         fut = self._hello.pop(conn.worker_pid, None)
@@ -181,10 +183,13 @@ async def serve(cfg: config.Config) -> None:
     compactor = checker = None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
+    metrics_listener = start_metrics_listener(core, cfg)
     try:
         await sup.start()
         compactor = _start_compactor(cfg, core)
         checker = _start_corruption_check(cfg, core)
+        if metrics_listener is not None:
+            await metrics_listener.start()
         # Like etcd's ReadyNotify: serve once a leader is known (bounded, so a member
         # of a cluster that has not formed yet still comes up and says so).
         deadline = loop.time() + 3 * cfg.election_timeout / 1000.0 + 2
@@ -204,6 +209,8 @@ async def serve(cfg: config.Config) -> None:
             compactor.stop()
         if checker is not None:
             checker.cancel()
+        if metrics_listener is not None:
+            await metrics_listener.close()
         await sup.stop()
         await core.close()
 

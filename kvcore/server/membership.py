@@ -60,6 +60,10 @@ class Membership:
         self.b = backend
         self.members: dict[int, Member] = {}
         self.removed: set[int] = set()
+        # Reads and writes by etcd's v2-store action names (where etcd 3.5 keeps its
+        # membership): etcd_debugging_store_reads_total / _writes_total.
+        self.reads: dict[str, int] = {}
+        self.writes: dict[str, int] = {}
         with backend.begin_read() as txn:
             for k, v in txn.cursor(db=backend.members):
                 if k.startswith(REMOVED_PREFIX):
@@ -68,17 +72,23 @@ class Membership:
                     m = Member.from_json(v)
                     self.members[m.id] = m
 
+    def _count(self, d: dict, action: str) -> None:
+        d[action] = d.get(action, 0) + 1
+
     def save(self, txn, m: Member) -> None:
+        self._count(self.writes, "set" if m.id in self.members else "create")
         self.members[m.id] = m
         txn.put(_ID.pack(m.id), m.to_json(), db=self.b.members)
 
     def remove(self, txn, mid: int) -> None:
+        self._count(self.writes, "delete")
         self.members.pop(mid, None)
         self.removed.add(mid)
         txn.delete(_ID.pack(mid), db=self.b.members)
         txn.put(REMOVED_PREFIX + _ID.pack(mid), b"", db=self.b.members)
 
     def sorted(self) -> list[Member]:
+        self._count(self.reads, "getRecursive")
         return [self.members[i] for i in sorted(self.members)]
 
     def by_peer_urls(self, urls: list[str]) -> Optional[Member]:

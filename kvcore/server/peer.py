@@ -29,11 +29,12 @@ import logging
 import os
 import ssl
 import struct
+import time
 from typing import Callable, Optional
 from urllib.parse import urlparse
 
 from kvcore.raft.codec import decode_message, encode_message
-from kvcore.raft.types import MsgApp, MsgSnap, Snapshot, SnapshotMetadata
+from kvcore.raft.types import MsgApp, MsgHeartbeat, MsgSnap, Snapshot, SnapshotMetadata
 from kvcore.tls import TLSInfo, TLSListener, check_cert_san, listen_socket
 from kvcore.tls import reason as tls_reason
 
@@ -149,6 +150,8 @@ class _Lane:
                     frames = list(self.queue)
                     self.queue.clear()
                     writer.writelines(frames)
+                    if self.t.metrics is not None:
+                        self.t.metrics.peer_sent_bytes(self.peer_id, sum(map(len, frames)))
                     await writer.drain()
                 raise ConnectionError("closed by peer")
             except asyncio.CancelledError:
@@ -196,6 +199,31 @@ class PeerTransport:
         # (revision) -> dict: this member's HashKV for a peer's corruption check
         # (kvcore/server/corruption.py, etcd's /members/hashkv); None answers an error.
         self.hash_kv: Optional[Callable[[int], dict]] = None
+        self.metrics = None   # kvcore/metrics/member.MemberMetrics: peer bytes, heartbeats
+
+    def active_peers(self) -> set:
+        """Peers this member has a live connection to (etcd_network_active_peers)."""
+        return {pid for (pid, _lane), lane in self.lanes.items() if lane.writer is not None}
+
+    async def round_trip(self, pid: int, timeout: float = 5.0) -> Optional[float]:
+        """Seconds from a request to its answer on a fresh connection to the peer
+        (the members look-up lane), or None if it cannot be reached."""
+        url = self.peer_url(pid)
+        if url is None:
+            return None
+        writer = None
+        try:
+            reader, writer = await self.dialer.open(url, timeout)
+            loop = asyncio.get_event_loop()
+            t0 = loop.time()
+            writer.write(MAGIC + _HELLO.pack(0, 0, 0, LANE_MEMBERS))
+            await asyncio.wait_for(reader.readexactly(1), timeout)
+            return loop.time() - t0
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            return None
+        finally:
+            if writer is not None:
+                writer.close()
 
     # ---- membership ----
 
@@ -235,6 +263,8 @@ class PeerTransport:
             body = encode_message(m)
             if not lane.push(_LEN.pack(len(body)) + body):
                 self._unreachable(m.to)
+                if m.type == MsgHeartbeat and self.metrics is not None:
+                    self.metrics.heartbeat_send_failures += 1
 
     async def _send_snapshot(self, m) -> None:
         ok = False
@@ -349,9 +379,12 @@ class PeerTransport:
                 await self._receive_snapshot(reader, writer)
                 return
             step = self._step
+            metrics = self.metrics
             while True:
                 n = _LEN.unpack(await reader.readexactly(4))[0]
                 step(decode_message(await reader.readexactly(n)))
+                if metrics is not None:
+                    metrics.peer_received_bytes(frm, n + 4)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, OSError):
             pass
         except asyncio.CancelledError:
@@ -366,6 +399,7 @@ class PeerTransport:
         index = msg.snapshot.metadata.index
         path = os.path.join(self.snapshot_dir, f"{index:016x}.snap.db")
         tmp = path + ".tmp"
+        t0 = time.perf_counter()
         with open(tmp, "wb") as f:
             left = size
             while left:
@@ -375,8 +409,14 @@ class PeerTransport:
                 f.write(chunk)
                 left -= len(chunk)
             f.flush()
+            t1 = time.perf_counter()
             os.fsync(f.fileno())
         os.rename(tmp, path)
+        if self.metrics is not None:
+            done = time.perf_counter()
+            self.metrics.snap_db_fsync.observe(done - t1)
+            self.metrics.snap_db_save.observe(done - t0)
+            self.metrics.peer_received_bytes(msg.frm, n + 12 + size)
         self.received_snapshots[index] = path
         log.info("received snapshot at index %d (%d bytes) from %x", index, size, msg.frm)
         self._step(msg)

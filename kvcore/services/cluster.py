@@ -191,8 +191,13 @@ class ClusterService:
                 raise etcd_error(EtcdError.LEARNER_NOT_READY)
         promoted = Member(m.id, m.name, m.peer_urls, m.client_urls, False)
         cc = ConfChange.single(ConfChangeType.AddNode, r.ID, promoted.context())
-        return self._propose(cc, lambda: self._respond(
+        return self._propose(cc, lambda: self._promoted(
             rpc_pb2.MemberPromoteResponse(members=self._members_pb())))
+
+    def _promoted(self, resp):
+        if self.ctx.raft.is_leader:
+            self.ctx.metrics.learner_promote_successes += 1
+        return self._respond(resp)
 
     def member_list(self, req: bytes):
         return self._respond(rpc_pb2.MemberListResponse(members=self._members_pb()))

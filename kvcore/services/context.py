@@ -27,7 +27,7 @@ State (read only outside appliers; appliers change it in their ``txn``)
   store (mvcc.KVStore), lessor (lease.Lessor), membership, alarms, auth (AuthStore),
   watch_hub (mvcc.WatchHub), backend (size figures, and the snapshot export's and
   Hash's read of it: kvcore/snapshot/export.py), quota (services/quota.py),
-  metrics (server/metrics.py)
+  metrics (kvcore/metrics/member.py: plain counters and histograms)
 
 Raft status and control
   raft: lead, term, committed, is_leader, id, progress(), transfer_leader(id)

@@ -7,6 +7,8 @@ a Put or DeleteRange is proposed as it came, undecoded: the apply decodes it onc
 """
 from __future__ import annotations
 
+import time
+
 from kvcore.api import rpc_pb2, wire
 from kvcore.api.rules import is_txn_readonly, is_txn_serializable, txn_puts
 from kvcore.mvcc import kvops
@@ -45,6 +47,7 @@ class KVService:
     def range_request(self, r: rpc_pb2.RangeRequest):
         """Range of a decoded (and checked) request."""
         ctx = self.ctx
+        ctx.metrics.ranges += 1
 
         def serve():
             rev, body = ctx.read(lambda view: self.applier.range(view, r))
@@ -74,21 +77,29 @@ class KVService:
     # ---- appliers ----
 
     def apply_put(self, txn, w, req: bytes):
-        return self.applier.put(w, rpc_pb2.PutRequest.FromString(req))
+        r = rpc_pb2.PutRequest.FromString(req)
+        m = self.ctx.metrics
+        m.puts += 1
+        m.put_size += len(r.key) + len(r.value)
+        return self.applier.put(w, r)
 
     def apply_delete(self, txn, w, req: bytes):
+        self.ctx.metrics.deletes += 1
         return self.applier.delete_range(w, rpc_pb2.DeleteRangeRequest.FromString(req))
 
     def apply_txn(self, txn, w, req: bytes):
+        self.ctx.metrics.txns += 1
         return self.applier.txn(w, rpc_pb2.TxnRequest.FromString(req))
 
     def apply_compact(self, txn, w, req: bytes):
         ctx = self.ctx
         r = rpc_pb2.CompactionRequest.FromString(req)
+        t0 = time.perf_counter()
         try:
-            ctx.store.compact(txn, r.revision)
+            removed = ctx.store.compact(txn, r.revision)
         except (CompactedError, FutureRevError) as e:
             raise kvops.mvcc_error(e)
+        ctx.metrics.compacted(time.perf_counter() - t0, removed)
         if ctx.watch_hub.unsynced:
             ctx.schedule_catch_up()
         return ctx.store.current_rev, b""

@@ -85,6 +85,8 @@ class LeaseService:
     def renew(self, lease_id: int) -> int:
         lessor = self.ctx.lessor
         ttl = lessor.renew(lease_id)
+        if ttl > 0:
+            self.ctx.metrics.leases_renewed += 1
         lease = lessor.lookup(lease_id)
         if ttl and lease is not None and lease.remaining:
             # A checkpointed remaining TTL no longer holds after a renewal.
@@ -100,6 +102,8 @@ class LeaseService:
         if lessor.exists(r.ID):
             raise etcd_error(EtcdError.LEASE_EXIST)
         lease = lessor.grant(txn, r.ID, lessor.effective_ttl(r.TTL))
+        self.ctx.metrics.leases_granted += 1
+        self.ctx.metrics.lease_ttl.observe(lease.ttl)
         return (self.ctx.store.current_rev,
                 rpc_pb2.LeaseGrantResponse(ID=lease.id, TTL=lease.ttl).SerializeToString())
 
@@ -108,6 +112,7 @@ class LeaseService:
         r = rpc_pb2.LeaseRevokeRequest.FromString(req)
         if not lessor.exists(r.ID):
             raise etcd_error(EtcdError.LEASE_NOT_FOUND)
+        self.ctx.metrics.leases_revoked += 1
         for key in lessor.revoke(txn, r.ID):
             w.delete_range(key, None)
         return w.rev, b""
@@ -132,7 +137,7 @@ class LeaseService:
         while True:
             await asyncio.sleep(EXPIRY_CHECK_S)
             for lid in ctx.lessor.expired():
-                ctx.metrics.lease_expired.inc()
+                ctx.metrics.lease_expired += 1
                 lease = ctx.lessor.lookup(lid)
                 lease.revoking = True
                 fut = ctx.propose_internal(

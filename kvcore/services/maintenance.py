@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
 
 from kvcore import ETCD_VERSION
 from kvcore.api import rpc_pb2, wire
@@ -117,22 +118,28 @@ class MaintenanceService:
         """etcd hashes its whole backend (store.Hash): the same over the exported schema."""
         ctx = self.ctx
         rev = ctx.store.current_rev
+        t0 = time.perf_counter()
         h = ctx.read(lambda view: export.backend_hash(ctx.backend, view.txn))
+        ctx.metrics.hash.observe(time.perf_counter() - t0)
         return wire.with_header(ctx.header(rev), without_header(rpc_pb2.HashResponse(hash=h)))
 
     def hash_kv(self, req: bytes):
         ctx = self.ctx
         r = rpc_pb2.HashKVRequest.FromString(req)
+        t0 = time.perf_counter()
         try:
             h, compact_rev, hash_rev = ctx.read(
                 lambda view: ctx.store.hash_kv(view.txn, r.revision))
         except (CompactedError, FutureRevError) as e:
             raise mvcc_error(e)
+        ctx.metrics.hash_rev.observe(time.perf_counter() - t0)
         return self._respond(rpc_pb2.HashKVResponse(
             hash=h, compact_revision=compact_rev, hash_revision=hash_rev))
 
     def defragment(self, req: bytes):
+        t0 = time.perf_counter()
         before, after = self.ctx.defragment_backend()
+        self.ctx.metrics.defrag.observe(time.perf_counter() - t0)
         log.info("defragmented the backend: %d -> %d bytes", before, after)
         return b""   # etcd 3.5 answers an empty DefragmentResponse (no header)
 

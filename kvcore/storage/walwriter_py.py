@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 
 
 class WalWriter:
@@ -13,6 +14,7 @@ class WalWriter:
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._pending = False
         self._error = 0
+        self._sync_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
         self._thread.start()
 
@@ -32,16 +34,20 @@ class WalWriter:
                 return
             fd, blob, offset, sync = job
             err = 0
+            took = 0.0
             try:
                 view = memoryview(blob)
                 while view:
                     n = os.pwrite(fd, view, offset)
                     view, offset = view[n:], offset + n
                 if sync:
+                    t0 = time.perf_counter()
                     os.fdatasync(fd)
+                    took = time.perf_counter() - t0
             except OSError as e:
                 err = e.errno or -2
             self._error = err
+            self._sync_seconds = took
             self._pending = False
             os.eventfd_write(self._efd, 1)
 
@@ -53,6 +59,10 @@ class WalWriter:
         if self._pending:
             return -1
         return self._error
+
+    def sync_seconds(self) -> float:
+        """Duration of the finished job's fdatasync (etcd_disk_wal_fsync_duration_seconds)."""
+        return self._sync_seconds
 
     def close(self) -> None:
         if self._thread.is_alive():

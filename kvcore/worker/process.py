@@ -23,8 +23,10 @@ from kvcore.engine.native import create_engine
 from kvcore.gateway.v2 import V2Handler
 from kvcore.ipc import framing as fr
 from kvcore.ipc.client import CoreClient
-from kvcore.ipc.framing import HEALTH_METHOD, METRICS_METHOD, V2_METHOD
+from kvcore.ipc.framing import HTTP_METHOD, V2_METHOD
 from kvcore.ipc.readstate import ReadState
+from kvcore.metrics import listener as probes
+from kvcore.metrics.grpc_stats import GrpcStats
 from kvcore.tls import TLSConfigError, TLSInfo
 from kvcore.worker.edge import Edge
 from kvcore.worker.reads import LocalReads
@@ -56,9 +58,10 @@ async def run(args: dict) -> None:
     loop = asyncio.get_running_loop()
     lost = loop.create_future()
     reads = None
+    stats = GrpcStats(extensive=args.get("metrics") == "extensive")
     _, client = await loop.create_unix_connection(
         lambda: CoreClient(lambda: lost.done() or lost.set_result(None),
-                           lambda: reads and reads.reopen()),
+                           lambda: reads and reads.reopen(), stats.snapshot),
         sock=socket.socket(fileno=args["core_fd"]))
 
     edge = Edge(client, args["max_txn_ops"])
@@ -80,13 +83,14 @@ async def run(args: dict) -> None:
     if args.get("db_path"):
         reads = LocalReads(client, args["db_path"], args["db_map_size"],
                            ReadState.attach(args["read_state_fd"]))
+        reads.stats = stats
         methods.unary["/etcdserverpb.KV/Range"] = reads.range
+    methods = stats.instrument(methods, METHOD_ID)
 
-    async def health():
-        await client.call(HEALTH_METHOD, b"")
-
-    async def metrics():
-        return await client.call(METRICS_METHOD, b"")
+    async def probe(method: str, target: str):
+        """/metrics and the health endpoints: the core answers."""
+        raw = await client.call(HTTP_METHOD, probes.pack_request(method, target))
+        return probes.unpack_response(raw)
 
     # etcd's gRPC server accepts max-request-bytes plus 512 KiB of overhead; larger
     # requests fail in the transport, smaller ones too big for the log fail later.
@@ -94,7 +98,7 @@ async def run(args: dict) -> None:
     v2 = None
     if args.get("enable_v2"):
         v2 = V2Handler(lambda payload: client.call(V2_METHOD, payload))
-    gateway = Gateway(methods, health, metrics, cors=args.get("cors"), max_recv=max_recv,
+    gateway = Gateway(methods, probe, cors=args.get("cors"), max_recv=max_recv,
                       parent_pid=args.get("parent"), v2=v2)
     engines = []
     tls = TLSInfo.from_dict(args.get("tls"))

@@ -87,6 +87,7 @@ class LocalReads:
         self.backend = None
         self._ids = None           # (cluster ID, member ID) of the open file
         self._headers = wire.Headers()
+        self.stats = None          # kvcore/metrics/grpc_stats.GrpcStats: counts local ranges
         self.read_index = ReadIndexBatcher(lambda: client.call(READ_INDEX_METHOD, b""))
         self.reopen()
 
@@ -129,6 +130,8 @@ class LocalReads:
             if view.consistent_index >= need:
                 try:
                     rev, body = do_range(view, r)
+                    if self.stats is not None:
+                        self.stats.local_ranges += 1
                     return wire.with_header(self._header(txn, rev), body)
                 except NeedsCore:
                     pass

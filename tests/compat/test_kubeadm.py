@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests import servers, tlscerts
+from tests import promscrape, servers, tlscerts
 
 ETCD351 = os.environ.get("KVCORE_TEST_ETCD35", "/opt/etcd351/bin/etcd")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -75,6 +75,11 @@ def test_kubeadm_command_line_serves_etcdctl_over_tls(tmp_path, kind):
         rc, _, _ = servers.etcdctl(ep, "--cacert", pki.ca, "get", "/registry/k",
                                    timeout=60)
         assert rc != 0
+        # The plain metrics URL kubeadm's probes use: /health and /metrics.
+        status, _, body = promscrape.get(f"http://127.0.0.1:{metrics}/health")
+        assert (status, body) == (200, b'{"health":"true","reason":""}')
+        text = promscrape.scrape(f"http://127.0.0.1:{metrics}")
+        assert promscrape.value(text, "etcd_server_has_leader") == 1
     finally:
         proc.terminate()
         proc.wait(30)

@@ -87,3 +87,21 @@ def test_reserved_batches_replay(tmp_path):
     assert got.entries == expect
     assert (got.state.term, got.state.vote, got.state.commit) == (1, 1, 59)
     assert (got.member_id, got.cluster_id) == (1, 2)
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_sync_seconds_is_the_last_jobs_fdatasync(impl, tmp_path):
+    """What etcd_disk_wal_fsync_duration_seconds observes: > 0 after a synced job,
+    0 after one without a sync."""
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    w = impl.WalWriter()
+    try:
+        w.submit(fd, b"x" * 4096, 0, True)
+        assert wait_done(w) == 0
+        assert w.sync_seconds() > 0
+        w.submit(fd, b"y", 4096, False)
+        assert wait_done(w) == 0
+        assert w.sync_seconds() == 0
+    finally:
+        w.close()
+        os.close(fd)
