@@ -113,6 +113,12 @@ class CoreConnection(fr.FrameProtocol):
                     p.future.add_done_callback(
                         lambda f: self._token_ready(f, call_id, method, kind, framed))
                     return
+            elif token is not None and method < len(PATHS):
+                try:
+                    self.core.auth_api.refuse_token_while_off(method, payload, token)
+                except GrpcError as e:
+                    self.send(call_id, method, fr.ERR, fr.pack_error(e.code, e.message))
+                    return
             try:
                 self._unary(call_id, method, payload)
             finally:
@@ -161,6 +167,14 @@ class CoreConnection(fr.FrameProtocol):
                     return
                 if handler is None:
                     return   # refused: the stream has ended with the error
+                self.streams[call_id] = st
+                st.handler = handler
+                return
+            if payload:   # a token sent while auth is disabled
+                handler = self.core.auth_api.wrap_stream_while_off(
+                    PATHS[method], factory, st, payload.decode(errors="replace"))
+                if handler is None:
+                    return
                 self.streams[call_id] = st
                 st.handler = handler
                 return

@@ -260,6 +260,38 @@ class AuthService:
     def stream_user(self, token: Optional[str]) -> Optional[str]:
         return self.caller(token)   # TokenPending goes up: the IPC server waits
 
+    # ---- a token sent while auth is disabled ----
+
+    def refuse_token_while_off(self, method: int, payload: bytes,
+                               token: Optional[str]) -> None:
+        """etcd reads a sent token even with auth disabled (AuthInfoFromCtx): a
+        token it does not know fails the methods that ask for the caller, each with
+        the error its server gives it. Raises that error; returns if none applies."""
+        if not token or token[0] == CN_MARK:
+            return
+        err = _OFF_TOKEN_ERRORS.get(method)
+        if err is None:
+            return
+        if method in _NEEDS_LEADER and not _has_leader(method, payload):
+            return   # etcd checks the request's leader field first
+        if method == _DOWNGRADE and rpc_pb2.DowngradeRequest.FromString(payload).action == 0:
+            return   # VALIDATE is a read that asks no caller
+        if self.store.tokens.info(token, self.store.revision) is None:
+            raise GrpcError(*err)
+
+    def wrap_stream_while_off(self, path: str, factory, st, token: Optional[str]):
+        """A stream's handler when auth is disabled and the client sent a token
+        (None: refused, already ended): an unknown token refuses a snapshot and
+        every watch create, as etcd's authMaintenanceServer and isWatchPermitted do."""
+        if token[0] == CN_MARK or self.store.tokens.info(token, self.store.revision):
+            return factory(st)
+        if path == "/etcdserverpb.Maintenance/Snapshot":
+            st.end(*_AUTH_PKG_INVALID)
+            return None
+        if path == "/etcdserverpb.Watch/Watch":
+            return _AuthWatch(self.ctx, factory(st), st, _NOBODY)
+        return factory(st)
+
     def _register_checks(self) -> None:
         c = {}
 
@@ -455,6 +487,8 @@ class _AuthWatch:
         if r.HasField("create_request"):
             c = r.create_request
             try:
+                if self._user is _NOBODY:
+                    raise GrpcError(StatusCode.PERMISSION_DENIED, "")
                 self._ctx.auth.check_range(self._user, c.key, c.range_end, READ)
             except GrpcError:
                 ctx = self._ctx
@@ -475,3 +509,32 @@ def register(ctx, reg) -> AuthService:
     s = AuthService(ctx)
     s.register(reg)
     return s
+
+
+# What a method answers to an unknown token while auth is disabled (etcd 3.5.1):
+# the raft-request and member paths give rpctypes' error; Hash/HashKV/Defragment
+# (authMaintenanceServer) give the auth package's own error, code Unknown; Lock
+# and Election go through an embedded client, which turns the error into Unknown.
+_INVALID = (StatusCode.UNAUTHENTICATED, "etcdserver: invalid auth token")
+_AUTH_PKG_INVALID = (StatusCode.UNKNOWN, "auth: invalid auth token")
+_EMBEDDED_INVALID = (StatusCode.UNKNOWN, "etcdserver: invalid auth token")
+_OFF_TOKEN_ERRORS = {METHOD_ID[p]: e for e, paths in (
+    (_INVALID, ["/etcdserverpb.KV/" + n for n in ("Range", "Put", "DeleteRange", "Txn",
+                                                 "Compact")]
+     + ["/etcdserverpb.Lease/LeaseGrant", "/etcdserverpb.Lease/LeaseRevoke",
+        "/etcdserverpb.Maintenance/Alarm", "/etcdserverpb.Maintenance/Downgrade"]
+     + ["/etcdserverpb.Cluster/Member" + n for n in ("Add", "Remove", "Update", "Promote")]
+     + [p for p in PATHS if p.startswith(AUTH) and p != AUTH + "Authenticate"]),
+    (_AUTH_PKG_INVALID, ["/etcdserverpb.Maintenance/" + n
+                         for n in ("Hash", "HashKV", "Defragment")]),
+    (_EMBEDDED_INVALID, ["/v3lockpb.Lock/Lock", "/v3lockpb.Lock/Unlock"]
+     + ["/v3electionpb.Election/" + n for n in ("Campaign", "Leader", "Proclaim", "Resign")]),
+) for p in paths}
+_NEEDS_LEADER = {METHOD_ID["/v3electionpb.Election/Proclaim"]: epb.ProclaimRequest,
+                 METHOD_ID["/v3electionpb.Election/Resign"]: epb.ResignRequest}
+_DOWNGRADE = METHOD_ID["/etcdserverpb.Maintenance/Downgrade"]
+_NOBODY = object()   # a watch whose token is unknown: every create is refused
+
+
+def _has_leader(method: int, payload: bytes) -> bool:
+    return _NEEDS_LEADER[method].FromString(payload).HasField("leader")

@@ -378,3 +378,73 @@ def test_auth_through_the_gateway_as_etcd(tmp_path):
             et.stop()
     finally:
         kv.stop()
+
+
+# Methods that read the caller and so refuse an unknown token even with auth
+# disabled, and methods that never look at it (etcd 3.5.1's answers to both).
+_BOGUS = {"Authorization": "bogus.1"}
+TOKEN_WHILE_AUTH_OFF = [
+    ("/v3/kv/range", {"key": _b64("a")}),
+    ("/v3/kv/range", {"key": _b64("a"), "serializable": True}),
+    ("/v3/kv/put", {"key": _b64("tok"), "value": _b64("x")}),
+    ("/v3/kv/txn", {}),
+    ("/v3/kv/deleterange", {"key": _b64("a")}),
+    ("/v3/kv/compaction", {"revision": "1"}),
+    ("/v3/lease/grant", {"TTL": "10"}),
+    ("/v3/lease/revoke", {"ID": "1"}),
+    ("/v3/lease/timetolive", {"ID": "1"}),
+    ("/v3/maintenance/alarm", {}),
+    ("/v3/maintenance/hash", {}),
+    ("/v3/maintenance/defragment", {}),
+    ("/v3/maintenance/downgrade", {"action": "ENABLE", "version": "3.4"}),
+    ("/v3/cluster/member/add", {"peerURLs": ["http://127.0.0.1:1"]}),
+    ("/v3/cluster/member/promote", {"ID": "1"}),
+    ("/v3/auth/status", {}),
+    ("/v3/auth/user/list", {}),
+    ("/v3/auth/enable", {}),
+    ("/v3/auth/authenticate", {"name": "x", "password": "y"}),
+    ("/v3/lock/lock", {"name": _b64("tl")}),
+    ("/v3/lock/unlock", {"key": _b64("tl")}),
+    ("/v3/election/leader", {"name": _b64("el")}),
+    ("/v3/election/proclaim", {}),
+]
+
+
+def test_an_unknown_token_while_auth_is_off_is_refused_as_etcd(pair):
+    for path, obj in TOKEN_WHILE_AUTH_OFF:
+        _both(pair, path, obj, headers=_BOGUS)
+    st, _, body = _both(pair, "/v3/kv/range", {"key": _b64("tok")})
+    assert st == 200 and "kvs" not in body   # the refused put wrote nothing
+    out = []
+    for srv in pair:
+        raw = json.dumps({"create_request": {"key": _b64("w1")}}).encode()
+        r = request(srv.port, "POST", "/v3/watch", raw, _BOGUS)
+        try:
+            out.append((r.status, _norm(json.loads(r.chunk()))))
+        finally:
+            r.close()
+        r = request(srv.port, "POST", "/v3/maintenance/snapshot", b"{}", _BOGUS)
+        try:
+            out.append((r.status, r.body()))
+        finally:
+            r.close()
+    assert out[:2] == out[2:], out
+    assert out[0][1]["result"]["canceled"] is True and out[1][0] == 500
+    # The same over gRPC, where the token is the "token" metadata key.
+    import grpc
+    from kvcore.api import rpc_pb2, rpc_pb2_grpc
+    got = []
+    for srv in pair:
+        with grpc.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            for call_ in (lambda: kv.Range(rpc_pb2.RangeRequest(key=b"a"), timeout=10,
+                                           metadata=[("token", "bogus.1")]),
+                          lambda: kv.Put(rpc_pb2.PutRequest(key=b"tok", value=b"x"),
+                                         timeout=10, metadata=[("token", "bogus.1")])):
+                try:
+                    call_()
+                    got.append(None)
+                except grpc.RpcError as e:
+                    got.append((e.code(), e.details()))
+    assert got[:2] == got[2:] == [(grpc.StatusCode.UNAUTHENTICATED,
+                                   "etcdserver: invalid auth token")] * 2
