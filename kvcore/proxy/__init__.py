@@ -3,6 +3,7 @@
 * flags.py    -- etcd's ``grpc-proxy start`` flags (cobra/pflag style) -> ProxyConfig
 * upstream.py -- one gRPC channel to the cluster (failover between endpoints) and
                  forwarders of raw request bytes for unary and streaming methods
+* watch.py    -- identical watches from many clients on one upstream watch
 * cluster.py  -- Cluster.MemberList answered with the proxy itself (grpcproxy/cluster.go)
 * server.py   -- the MethodTable served by the same engine as a member, /health, /metrics
 """

@@ -19,7 +19,7 @@ from kvcore.engine.base import GrpcError, MethodTable, StatusCode
 from kvcore.engine.native import create_engine
 from kvcore.loop import run_loop
 
-from . import cluster
+from . import cluster, watch
 from .flags import ProxyConfig, ProxyFlagError, host_port, parse
 from .upstream import Upstream
 
@@ -42,6 +42,13 @@ class Metrics:
                                 ["grpc_method"], registry=self.registry)
         self.streams = Gauge("etcd_grpc_proxy_streams", "Open streams through the proxy.",
                              ["grpc_method"], registry=self.registry)
+        # etcd's proxy/grpcproxy/metrics.go names.
+        self.watchers_coalescing = Gauge(
+            "etcd_grpc_proxy_watchers_coalescing_total",
+            "Total number of current watchers coalescing", registry=self.registry)
+        self.events_coalescing = Counter(
+            "etcd_grpc_proxy_events_coalescing",
+            "Total number of events coalescing", registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -71,6 +78,7 @@ def method_table(cfg: ProxyConfig, up: Upstream, metrics: Metrics) -> MethodTabl
                     g.dec()
             return h
         table.stream[path] = stream()
+    table.stream[watch.WATCH] = watch.Coalescer(up, metrics).serve
     table.unary[cluster.MEMBER_LIST] = cluster.member_list_handler(
         cfg.advertise_client_url, table.unary[cluster.MEMBER_LIST])
 

@@ -159,6 +159,57 @@ def test_health_and_metrics(stacks):
         assert b'etcd_grpc_proxy_requests_total{grpc_method="Range"}' in r.read()
 
 
+def server_watchers(members) -> int:
+    """etcd_debugging_mvcc_watcher_total summed over the members."""
+    import urllib.request
+    total = 0
+    for m in members:
+        with urllib.request.urlopen(f"http://127.0.0.1:{m.port}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("etcd_debugging_mvcc_watcher_total "):
+                    total += int(float(line.split()[1]))
+    return total
+
+
+def test_thousand_watchers_one_upstream_watch(stacks):
+    """1,000 watchers of one key (10 client streams of 100) cost one watch on the
+    cluster, and every one of them gets the event."""
+    import asyncio
+    import grpc
+    from kvcore.api import rpc_pb2
+    members, _, proxy = stacks["kvcore"]
+    before = server_watchers(members)
+    streams, per = 10, 100
+
+    async def run():
+        async with grpc.aio.insecure_channel(proxy) as ch:
+            watch = ch.stream_stream("/etcdserverpb.Watch/Watch",
+                                     request_serializer=rpc_pb2.WatchRequest.SerializeToString,
+                                     response_deserializer=rpc_pb2.WatchResponse.FromString)
+            req = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"coal"))
+            calls = [watch(iter([req] * per)) for _ in range(streams)]
+            created = [0] * streams
+            for i, c in enumerate(calls):
+                while created[i] < per:
+                    r = await asyncio.wait_for(c.read(), WAIT)
+                    created[i] += r.created
+            during = server_watchers(members)
+            assert ctl(proxy, "put", "coal", "x")[0] == 0
+            got = 0
+            for c in calls:
+                ids = set()
+                while len(ids) < per:
+                    r = await asyncio.wait_for(c.read(), WAIT)
+                    if r.events and r.events[0].kv.value == b"x":
+                        ids.add(r.watch_id)
+                got += len(ids)
+                c.cancel()
+            return during, got
+    during, got = asyncio.run(run())
+    assert during - before == 1
+    assert got == streams * per
+
+
 @pytest.mark.parametrize("kind", ["kvcore", "etcd"])
 def test_endpoint_in_use_dies(stacks, kind):
     """The proxy uses the first endpoint; killing it breaks neither new requests nor a
