@@ -4,6 +4,7 @@
 * upstream.py -- one gRPC channel to the cluster (failover between endpoints) and
                  forwarders of raw request bytes for unary and streaming methods
 * watch.py    -- identical watches from many clients on one upstream watch
+* kv.py, cache.py -- serializable ranges cached and invalidated as etcd's proxy does
 * cluster.py  -- Cluster.MemberList answered with the proxy itself (grpcproxy/cluster.go)
 * server.py   -- the MethodTable served by the same engine as a member, /health, /metrics
 """

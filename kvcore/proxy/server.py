@@ -19,7 +19,7 @@ from kvcore.engine.base import GrpcError, MethodTable, StatusCode
 from kvcore.engine.native import create_engine
 from kvcore.loop import run_loop
 
-from . import cluster, watch
+from . import cluster, kv, watch
 from .flags import ProxyConfig, ProxyFlagError, host_port, parse
 from .upstream import Upstream
 
@@ -50,6 +50,13 @@ class Metrics:
             "etcd_grpc_proxy_events_coalescing",
             "Total number of events coalescing", registry=self.registry)
 
+        self.cache_hits = Counter("etcd_grpc_proxy_cache_hits",
+                                  "Total number of cache hits", registry=self.registry)
+        self.cache_misses = Counter("etcd_grpc_proxy_cache_misses",
+                                    "Total number of cache misses", registry=self.registry)
+        self.cache_keys = Gauge("etcd_grpc_proxy_cache_keys_total",
+                                "Total number of keys/ranges cached", registry=self.registry)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -59,9 +66,8 @@ def method_table(cfg: ProxyConfig, up: Upstream, metrics: Metrics) -> MethodTabl
     for path, cstream, sstream in _methods():
         name = path.rsplit("/", 1)[1]
         if not (cstream or sstream):
-            def unary(p=path, n=name):
+            def unary(p=path):
                 async def h(request, ctx):
-                    metrics.requests.labels(n).inc()
                     return await up.unary(p, request, ctx)
                 return h
             table.unary[path] = unary()
@@ -85,6 +91,14 @@ def method_table(cfg: ProxyConfig, up: Upstream, metrics: Metrics) -> MethodTabl
     async def not_implemented(request, ctx):     # as etcd's proxy
         raise GrpcError(StatusCode.UNKNOWN, "not implemented")
     table.unary[cluster.MEMBER_PROMOTE] = not_implemented
+    kv.install(table, up, metrics)
+    for path, h in list(table.unary.items()):
+        def counted(h=h, n=path.rsplit("/", 1)[1]):
+            async def c(request, ctx):
+                metrics.requests.labels(n).inc()
+                return await h(request, ctx)
+            return c
+        table.unary[path] = counted()
     return table
 
 
