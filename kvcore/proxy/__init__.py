@@ -1,0 +1,10 @@
+"""``kvcore grpc-proxy start``: a stateless L7 proxy in front of a cluster, as etcd's.
+
+* flags.py    -- etcd's ``grpc-proxy start`` flags (cobra/pflag style) -> ProxyConfig
+* upstream.py -- one gRPC channel to the cluster (failover between endpoints) and
+                 forwarders of raw request bytes for unary and streaming methods
+* watch.py    -- identical watches from many clients on one upstream watch
+* kv.py, cache.py -- serializable ranges cached and invalidated as etcd's proxy does
+* cluster.py  -- Cluster.MemberList answered with the proxy itself (grpcproxy/cluster.go)
+* server.py   -- the MethodTable served by the same engine as a member, /health, /metrics
+"""

@@ -1,0 +1,139 @@
+"""The proxy's side towards the cluster: one grpc.aio channel over every endpoint.
+
+Requests and responses cross the proxy as raw bytes (no serializer on either side):
+the proxy decodes only what it answers itself. The channel's target lists every
+endpoint's address with gRPC's pick_first policy, so when the endpoint in use dies
+the channel moves to the next one that answers, and calls made with wait_for_ready
+wait for that instead of failing (etcd's proxy gets the same from clientv3's
+balancer).
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from typing import Optional
+
+import grpc
+
+from kvcore.engine.base import CallContext, GrpcError, RequestStream, SendFn, StatusCode
+
+from .flags import ProxyConfig, host_port
+
+# Request headers that belong to the hop, not to the call.
+_HOP_HEADERS = {"content-type", "te", "user-agent", "grpc-timeout", "grpc-encoding",
+                "grpc-accept-encoding", "authority", "host", "accept-encoding"}
+
+
+def target(endpoints: list) -> tuple:
+    """gRPC target naming every endpoint (ipv4:/ipv6: lists need addresses) and the
+    authority TLS checks the server name against."""
+    addrs, authority = [], None
+    for ep in endpoints:
+        host, port = host_port(ep)
+        authority = authority or f"{host}:{port}"
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            ip = ipaddress.ip_address(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                                      [0][4][0])
+        addrs.append((ip.version, f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"))
+    v4 = [a for v, a in addrs if v == 4]
+    v6 = [a for v, a in addrs if v == 6]
+    return ("ipv4:" + ",".join(v4)) if v4 else ("ipv6:" + ",".join(v6)), authority
+
+
+def _credentials(cfg: ProxyConfig) -> Optional[grpc.ChannelCredentials]:
+    if not (cfg.cacert or cfg.cert or any(e.startswith("https://") for e in cfg.endpoints)):
+        return None
+
+    def read(p):
+        if not p:
+            return None
+        with open(p, "rb") as f:
+            return f.read()
+    return grpc.ssl_channel_credentials(read(cfg.cacert), read(cfg.key), read(cfg.cert))
+
+
+def metadata(ctx: CallContext) -> tuple:
+    return tuple((k, v) for k, v in ctx.metadata.items()
+                 if not k.startswith(":") and not k.startswith("grpc-")
+                 and k not in _HOP_HEADERS)
+
+
+def _timeout(ctx: CallContext) -> Optional[float]:
+    if ctx.deadline is None:
+        return None
+    return max(0.0, ctx.deadline - asyncio.get_running_loop().time())
+
+
+def _error(e: grpc.aio.AioRpcError) -> GrpcError:
+    return GrpcError(StatusCode(e.code().value[0]), e.details() or "")
+
+
+class Upstream:
+    """Forwarders to the cluster, one gRPC multicallable per method path."""
+
+    def __init__(self, cfg: ProxyConfig):
+        tgt, authority = target(cfg.endpoints)
+        opts = [("grpc.max_send_message_length", cfg.max_send_bytes),
+                ("grpc.max_receive_message_length", cfg.max_recv_bytes),
+                ("grpc.keepalive_time_ms", 5000), ("grpc.keepalive_timeout_ms", 3000),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+                ("grpc.default_authority", authority)]
+        creds = _credentials(cfg)
+        if creds is None:
+            self.channel = grpc.aio.insecure_channel(tgt, options=opts)
+        else:
+            if cfg.insecure_skip_tls_verify:
+                raise ValueError("--insecure-skip-tls-verify is not supported by kvcore "
+                                 "grpc-proxy (give --cacert)")
+            self.channel = grpc.aio.secure_channel(tgt, creds, options=opts)
+        self._calls: dict = {}
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    def _mc(self, kind: str, path: str):
+        key = (kind, path)
+        mc = self._calls.get(key)
+        if mc is None:
+            mc = self._calls[key] = getattr(self.channel, kind)(path)
+        return mc
+
+    async def unary(self, path: str, request: bytes, ctx: CallContext) -> bytes:
+        try:
+            return await self._mc("unary_unary", path)(
+                request, metadata=metadata(ctx), timeout=_timeout(ctx), wait_for_ready=True)
+        except grpc.aio.AioRpcError as e:
+            raise _error(e) from None
+
+    async def server_stream(self, path: str, requests: RequestStream, send: SendFn,
+                            ctx: CallContext) -> None:
+        request = b""
+        async for request in requests:
+            break
+        call = self._mc("unary_stream", path)(request, metadata=metadata(ctx),
+                                              timeout=_timeout(ctx), wait_for_ready=True)
+        await self._pump(call, send)
+
+    async def bidi(self, path: str, requests: RequestStream, send: SendFn,
+                   ctx: CallContext) -> None:
+        async def forward():
+            async for r in requests:
+                yield r
+        call = self._mc("stream_stream", path)(forward(), metadata=metadata(ctx),
+                                               timeout=_timeout(ctx), wait_for_ready=True)
+        await self._pump(call, send)
+
+    @staticmethod
+    async def _pump(call, send: SendFn) -> None:
+        try:
+            async for resp in call:
+                await send(resp)
+        except grpc.aio.AioRpcError as e:
+            raise _error(e) from None
+        finally:
+            call.cancel()

@@ -1,0 +1,305 @@
+"""`kvcore grpc-proxy start` in front of a 3-member kvcore cluster, compared with etcd
+3.5.1's own `etcd grpc-proxy start` in front of a 3-member etcd 3.5.1 cluster.
+
+Each scenario runs etcd 3.5.1's etcdctl through a proxy and directly against its
+cluster; the transcripts must be equal, and the kvcore-proxy transcript must equal the
+etcd-proxy one. Transcripts are normalised only for what is random (lease IDs) and the
+proxy's own address. Every wait is bounded.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests import etcd351, servers
+
+WAIT = 30.0
+
+
+def start_proxy(kind: str, base: str, members) -> tuple:
+    port = servers.free_port()
+    eps = ",".join(f"127.0.0.1:{m.port}" for m in members)
+    flags = ["start", f"--endpoints={eps}", f"--listen-addr=127.0.0.1:{port}",
+             f"--advertise-client-url=127.0.0.1:{port}"]
+    argv = ([sys.executable, "-m", "kvcore", "grpc-proxy", *flags] if kind == "kvcore"
+            else [etcd351.ETCD, "grpc-proxy", *flags])
+    log = open(os.path.join(base, f"{kind}-proxy.log"), "w")
+    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                         start_new_session=True)
+    log.close()
+    servers.wait_port(port, p)
+    return p, f"127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def stack(kind: str, base: str):
+    members = servers.start_cluster(os.path.join(base, kind), 3,
+                                     etcd_binary=None if kind == "kvcore" else etcd351.ETCD)
+    proxy = None
+    try:
+        proxy, addr = start_proxy(kind, base, members)
+        yield members, proxy, addr
+    finally:
+        if proxy is not None:
+            proxy.terminate()
+            proxy.wait(10)
+        for m in members:
+            m.stop()
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("grpc-proxy"))
+    with stack("kvcore", base) as kv, stack("etcd", base) as et:
+        yield {"kvcore": kv, "etcd": et}
+
+
+def ctl(endpoint: str, *args, input=None) -> tuple:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL_")}
+    p = subprocess.run([etcd351.ETCDCTL, f"--endpoints={endpoint}", "--command-timeout=10s",
+                        *args], input=input, capture_output=True, text=True, timeout=WAIT,
+                       env=env)
+    err = "\n".join(l for l in p.stderr.splitlines() if not l.startswith('{"level"'))
+    return p.returncode, p.stdout, err
+
+
+def lines_of(endpoint: str, n: int, *args, then=None) -> list:
+    """The first n lines etcdctl prints for a long-running command (watch, elect);
+    ``then()`` runs once the command is started."""
+    p = subprocess.Popen([etcd351.ETCDCTL, f"--endpoints={endpoint}", *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                         start_new_session=True)
+    q: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [q.put(l) for l in p.stdout], daemon=True).start()
+    out = []
+    try:
+        time.sleep(0.5) if then is None else None
+        if then is not None:
+            then()
+        deadline = time.monotonic() + WAIT
+        while len(out) < n and time.monotonic() < deadline:
+            try:
+                out.append(q.get(timeout=0.2).rstrip("\n"))
+            except queue.Empty:
+                pass
+    finally:
+        p.kill()
+        p.wait(10)
+    return out
+
+
+def transcript(endpoint: str, direct: str, tag: str) -> list:
+    """One scenario through ``endpoint``; ``direct`` is a member (for puts a watcher
+    must see). Keys are prefixed by ``tag`` so runs on one cluster do not meet."""
+    t = []
+    k = f"{tag}/k"
+    t.append(ctl(endpoint, "put", k, "v"))
+    t.append(ctl(endpoint, "get", k))
+    t.append(ctl(endpoint, "txn", input=f'value("{k}") = "v"\n\nput {k}2 yes\n\nput {k}3 no\n'))
+    t.append(ctl(endpoint, "get", "--prefix", f"{tag}/"))
+    t.append(ctl(endpoint, "get", k, "--consistency=s", "--print-value-only"))
+    rc, out, err = ctl(endpoint, "lease", "grant", "60")
+    t.append((rc, re.sub(r"lease [0-9a-f]+", "lease ID", out), err))
+    lease = out.split()[1]
+    t.append(ctl(endpoint, "put", f"{tag}/leased", "x", f"--lease={lease}"))
+    rc, out, err = ctl(endpoint, "lease", "keep-alive", "--once", lease)
+    t.append((rc, out.replace(lease, "ID"), err))
+    t.append(ctl(endpoint, "lock", f"{tag}/lock", "echo", "locked"))
+    t.append(lines_of(endpoint, 3, "watch", f"{tag}/w",
+                      then=lambda: (time.sleep(0.5), ctl(direct, "put", f"{tag}/w", "seen"))))
+    elect = lines_of(endpoint, 2, "elect", f"{tag}/e", "leader1")
+    t.append([re.sub(r"/[0-9a-f]+$", "/ID", l) for l in elect])
+    t.append(ctl(endpoint, "del", "--prefix", f"{tag}/"))
+    return [re.sub(re.escape(tag), "TAG", str(x)) for x in t]
+
+
+@pytest.mark.parametrize("kind", ["kvcore", "etcd"])
+def test_etcdctl_through_proxy_equals_direct(stacks, kind):
+    members, _, proxy = stacks[kind]
+    direct = f"127.0.0.1:{members[1].port}"
+    via_proxy = transcript(proxy, direct, "tagviaproxy")
+    assert via_proxy == transcript(direct, direct, "tagdirect")
+    assert "locked" in via_proxy[8] and "seen" in via_proxy[9]
+
+
+def test_kvcore_proxy_equals_etcd_proxy(stacks):
+    kv = stacks["kvcore"]
+    et = stacks["etcd"]
+    a = transcript(kv[2], f"127.0.0.1:{kv[0][1].port}", "tagcompare")
+    b = transcript(et[2], f"127.0.0.1:{et[0][1].port}", "tagcompare")
+    assert a == b
+
+
+def test_member_list_is_the_proxy(stacks):
+    """grpcproxy/cluster.go: with an advertised URL, the proxy lists only itself."""
+    outs = []
+    for kind in ("kvcore", "etcd"):
+        proxy = stacks[kind][2]
+        rc, out, err = ctl(proxy, "member", "list")
+        assert rc == 0, err
+        outs.append(out.replace(proxy, "PROXY"))
+    assert outs[0] == outs[1] == f"0, started, {socket.gethostname()}, , PROXY, false\n"
+
+
+def test_health_and_metrics(stacks):
+    import urllib.request
+    proxy = stacks["kvcore"][2]
+    with urllib.request.urlopen(f"http://{proxy}/health", timeout=10) as r:
+        assert r.read() == b'{"health":"true","reason":""}'
+    with urllib.request.urlopen(f"http://{proxy}/metrics", timeout=10) as r:
+        assert b'etcd_grpc_proxy_requests_total{grpc_method="Range"}' in r.read()
+
+
+def test_serializable_cache_as_etcd_proxy(stacks):
+    """A write that bypasses the proxy is not seen by serializable reads through it
+    (cached) but is by linearizable ones; a write through the proxy invalidates what
+    it overlaps (put, delete of a range, txn). Same outputs through both proxies."""
+    outs = {}
+    for kind in ("kvcore", "etcd"):
+        members, _, proxy = stacks[kind]
+        direct = f"127.0.0.1:{members[1].port}"
+        t = []
+
+        def sget(key, *more):
+            t.append(ctl(proxy, "get", key, "--consistency=s", "--print-value-only", *more))
+        ctl(proxy, "put", "cache/a", "1")
+        sget("cache/a")
+        sget("cache/", "--prefix")
+        ctl(direct, "put", "cache/a", "2")
+        sget("cache/a")                                   # stale: cached
+        sget("cache/", "--prefix")
+        t.append(ctl(proxy, "get", "cache/a", "--print-value-only"))   # linearizable
+        ctl(proxy, "put", "cache/a", "3")
+        sget("cache/a")
+        sget("cache/", "--prefix")
+        ctl(direct, "put", "cache/b", "4")
+        ctl(proxy, "txn", input='\n\nput cache/b 5\n\n')   # the put is the failure op
+        sget("cache/", "--prefix")
+        ctl(proxy, "txn", input='\nput cache/b 5\n\n\n')
+        sget("cache/", "--prefix")
+        ctl(proxy, "del", "cache/", "--prefix")
+        sget("cache/", "--prefix")
+        outs[kind] = t
+    assert outs["kvcore"] == outs["etcd"]
+    assert outs["kvcore"][2][1] == "1\n" and outs["kvcore"][4][1] == "2\n"
+    import urllib.request
+    with urllib.request.urlopen(f"http://{stacks['kvcore'][2]}/metrics", timeout=10) as r:
+        hits = [l for l in r.read().decode().splitlines()
+                if l.startswith("etcd_grpc_proxy_cache_hits_total ")]
+    assert hits and float(hits[0].split()[1]) >= 2
+
+
+def server_watchers(members) -> int:
+    """etcd_debugging_mvcc_watcher_total summed over the members."""
+    import urllib.request
+    total = 0
+    for m in members:
+        with urllib.request.urlopen(f"http://127.0.0.1:{m.port}/metrics", timeout=10) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("etcd_debugging_mvcc_watcher_total "):
+                    total += int(float(line.split()[1]))
+    return total
+
+
+def test_thousand_watchers_one_upstream_watch(stacks):
+    """1,000 watchers of one key (10 client streams of 100) cost one watch on the
+    cluster, and every one of them gets the event."""
+    import asyncio
+    import grpc
+    from kvcore.api import rpc_pb2
+    members, _, proxy = stacks["kvcore"]
+    before = server_watchers(members)
+    streams, per = 10, 100
+
+    async def run():
+        async with grpc.aio.insecure_channel(proxy) as ch:
+            watch = ch.stream_stream("/etcdserverpb.Watch/Watch",
+                                     request_serializer=rpc_pb2.WatchRequest.SerializeToString,
+                                     response_deserializer=rpc_pb2.WatchResponse.FromString)
+            req = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"coal"))
+            calls = [watch(iter([req] * per)) for _ in range(streams)]
+            created = [0] * streams
+            for i, c in enumerate(calls):
+                while created[i] < per:
+                    r = await asyncio.wait_for(c.read(), WAIT)
+                    created[i] += r.created
+            during = server_watchers(members)
+            assert ctl(proxy, "put", "coal", "x")[0] == 0
+            got = 0
+            for c in calls:
+                ids = set()
+                while len(ids) < per:
+                    r = await asyncio.wait_for(c.read(), WAIT)
+                    if r.events and r.events[0].kv.value == b"x":
+                        ids.add(r.watch_id)
+                got += len(ids)
+                c.cancel()
+            return during, got
+    during, got = asyncio.run(run())
+    assert during - before == 1
+    assert got == streams * per
+
+
+@pytest.mark.parametrize("kind", ["kvcore", "etcd"])
+def test_endpoint_in_use_dies(stacks, kind):
+    """The proxy uses the first endpoint; killing it breaks neither new requests nor a
+    watch opened before (last: it leaves the cluster with two members)."""
+    members, _, proxy = stacks[kind]
+    direct = f"127.0.0.1:{members[2].port}"
+    assert ctl(proxy, "put", "fo/a", "1")[0] == 0
+    watcher = subprocess.Popen([etcd351.ETCDCTL, f"--endpoints={proxy}", "watch", "fo/w"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               start_new_session=True)
+    try:
+        time.sleep(1.0)
+        members[0].kill9()
+        servers.wait_port_free(members[0].port)
+        put_after_election(proxy, "fo/b", "2")
+        assert ctl(proxy, "get", "fo/b", "--print-value-only") == (0, "2\n", "")
+        deadline = time.monotonic() + WAIT
+        seen = ""
+        while "after-kill" not in seen and time.monotonic() < deadline:
+            ctl(direct, "put", "fo/w", "after-kill")
+            try:
+                seen = watcher_output(watcher, 3.0)
+            except TimeoutError:
+                pass
+        assert "after-kill" in seen
+    finally:
+        watcher.kill()
+        watcher.wait(10)
+
+
+# What the cluster itself answers while it elects a new leader (the killed member may
+# have led): a client retries these whether or not a proxy is in between.
+ELECTION_ERRORS = ("request timed out", "leader changed", "no leader")
+
+
+def put_after_election(proxy: str, key: str, value: str) -> None:
+    """The put succeeds through the proxy; until it does, only the cluster's election
+    errors are acceptable, never the proxy's (unavailable, connection refused)."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        rc, out, err = ctl(proxy, "put", key, value)
+        if rc == 0:
+            assert out == "OK\n"
+            return
+        assert any(e in err for e in ELECTION_ERRORS), err
+        assert time.monotonic() < deadline, err
+
+
+def watcher_output(p, timeout: float) -> str:
+    import select
+    r, _, _ = select.select([p.stdout], [], [], timeout)
+    if not r:
+        raise TimeoutError
+    return os.read(p.stdout.fileno(), 65536).decode()
