@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from kvcore import failpoints
 from kvcore.api import kv_pb2
 from kvcore.mvcc.index import TreeIndex
 from kvcore.storage import backend as be
@@ -184,6 +185,8 @@ class KVStore:
             raise CompactedError()
         if rev > self.current_rev:
             raise FutureRevError()
+        if failpoints.ACTIVE is not None:
+            failpoints.hit("compact-before")
         txn.put(be.META_SCHEDULED_COMPACT, be.u64(rev), db=self.b.meta)
         removed = self._compact_physical(txn, rev)
         self.compact_main_rev = rev

@@ -13,6 +13,7 @@ import concurrent.futures
 import os
 from typing import Callable, Optional
 
+from kvcore import failpoints
 from kvcore.raft.types import Entry, HardState
 from kvcore.storage import snap as snapfiles
 from kvcore.storage.codec import walwriter
@@ -56,6 +57,8 @@ class WalStore:
             job = self.wal.reserve(whs, ents, allow_cut=False)
             if job is not None:
                 fd, blob, offset = job
+                if failpoints.ACTIVE is not None:
+                    failpoints.hit("wal-before-write")
                 if not sync:
                     os.pwrite(fd, blob, offset)
                     return True
@@ -73,17 +76,25 @@ class WalStore:
         done, self._done = self._done, None
         if not err and self.wal.on_fsync is not None and not self.wal.unsafe_no_fsync:
             self.wal.on_fsync(self._writer.sync_seconds())   # etcd's WAL fsync histogram
+        if failpoints.ACTIVE is not None and not err:
+            failpoints.hit("wal-fsync")
+            failpoints.hit("wal-after-fsync")
         done(OSError(err, f"WAL write failed: {os.strerror(err)}") if err else None)
 
     def _persist(self, rd, sync: bool) -> None:
         """On the I/O thread: snapshot file, entries and hard state, one fdatasync
         (none if ``sync`` is false: a commit-index-only change)."""
+        if failpoints.ACTIVE is not None:
+            failpoints.hit("wal-before-write")
         if rd.snapshot is not None:
             snapfiles.save(self.snap_dir, rd.snapshot)
             self.wal.save_snapshot(rd.snapshot.metadata.index, rd.snapshot.metadata.term)
         hs = rd.hard_state
         self.wal.save(WalHardState(hs.term, hs.vote, hs.commit) if hs is not None else None,
                       [(e.index, e.term, e.type, e.data) for e in rd.entries], sync=sync)
+        if failpoints.ACTIVE is not None:
+            failpoints.hit("wal-fsync")
+            failpoints.hit("wal-after-fsync")
 
     def save_snapshot(self, snap, before: Optional[Callable], done: Callable) -> None:
         index = snap.metadata.index

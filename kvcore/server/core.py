@@ -20,7 +20,7 @@ import time
 
 from google.protobuf.message import DecodeError
 
-from kvcore import logs
+from kvcore import failpoints, logs
 from kvcore.api import wire
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.engine.base import GrpcError, StatusCode
@@ -312,6 +312,8 @@ class Core:
         if path is None:
             raise RuntimeError(f"the data of snapshot {index} was not received")
         map_size = self.backend.map_size
+        if failpoints.ACTIVE is not None:
+            failpoints.hit("snapshot-install")
         self.backend.close()
         backend_install(self.paths.db_path, path)
         self.backend = Backend(self.paths.db_path, map_size=map_size)
@@ -333,6 +335,8 @@ class Core:
         decode = entry.decode
         clock = time.perf_counter
         observe = self.metrics.observe_apply
+        if failpoints.ACTIVE is not None:
+            failpoints.hit("apply-before")
         with self.backend.begin_write() as txn:
             for e in entries:
                 if e.type == EntryConfChange:
@@ -358,6 +362,8 @@ class Core:
             self.quota.used = used_bytes(self.backend, txn)
             commit_start = clock()
         self.metrics.observe_commit(clock() - commit_start)
+        if failpoints.ACTIVE is not None:
+            failpoints.hit("apply-after")
         self.auth_api.applied(entries[-1].index)
         changes, self._changes = self._changes, []
         if changes:
@@ -507,6 +513,8 @@ class Core:
         """etcd's Defragment: the backend's compacting copy swapped in on this (the
         writer's) thread, so writes wait for it as in etcd; then the workers reopen
         the new file. -> (size before, size after)."""
+        if failpoints.ACTIVE is not None:
+            failpoints.hit("defrag-before")
         before, after = self.backend.defrag()
         for conn in list(self.connections):
             conn.send(0, 0, fr.RELOAD, b"")
