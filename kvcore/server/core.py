@@ -49,6 +49,8 @@ from kvcore.services.quota import Quota
 from kvcore.services.registry import Registry
 from kvcore.storage.backend import (META_CLUSTER_ID, META_CONF_STATE, META_CONSISTENT_INDEX,
                                     META_MEMBER_ID, META_TERM, Backend, from_u64, u64)
+from kvcore.storage import verify
+from kvcore.storage.backend import DATA_FILE
 from kvcore.storage.backend import install as backend_install
 from kvcore.storage.wal import WAL, WalContents
 
@@ -153,6 +155,9 @@ class Core:
         self.metrics = MemberMetrics(self)
         self.wal.on_fsync = self.metrics.wal_fsync.observe
         applied = self.store.consistent_index
+        verify.check_wal_covers(
+            applied, contents.entries[-1][0] if contents.entries else contents.snapshot_index,
+            self.paths.wal_dir, os.path.join(self.paths.db_path, DATA_FILE))
         self._last_snapshot = contents.snapshot_index
         fresh = not contents.entries and not contents.snapshot_index and not applied
         if cfg.force_new_cluster and not fresh:

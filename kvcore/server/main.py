@@ -15,6 +15,8 @@ import sys
 import time
 from urllib.parse import urlparse
 
+import lmdb
+
 from kvcore import logs, tls
 from kvcore.metrics.listener import start_listener as start_metrics_listener
 from kvcore.server import config
@@ -22,6 +24,7 @@ from kvcore.ipc.server import CoreConnection
 from kvcore.loop import run_loop
 from kvcore.server.core import Core
 from kvcore.server import corruption, sdnotify
+from kvcore.storage import verify
 from kvcore.storage.wal import WalCorruptError
 
 log = logging.getLogger("kvcore")
@@ -168,6 +171,12 @@ async def serve(cfg: config.Config) -> None:
         core.open()
     except WalCorruptError as e:
         raise SystemExit(f"kvcore: the write-ahead log is corrupt: {e}")
+    except verify.DataFileError as e:
+        raise SystemExit(f"kvcore: damaged data, refusing to start: {e}")
+    except lmdb.Error as e:   # damage the checks before opening could not see
+        raise SystemExit(f"kvcore: damaged data, refusing to start: "
+                         f"{os.path.join(core.paths.db_path, 'data.mdb')}: {e}; "
+                         f"{verify.RESTORE_HINT}")
     corruption.serve_peers(core)
     await core.start_peer()
     if cfg.experimental_initial_corrupt_check:

@@ -41,6 +41,8 @@ import tempfile
 
 import lmdb
 
+from kvcore.storage import verify
+
 ReadTx = lmdb.Transaction    # see "Transactions" above
 BatchTx = lmdb.Transaction
 
@@ -119,6 +121,7 @@ class Backend:
         if not readonly:
             recover(path)
             os.makedirs(path, exist_ok=True)
+            verify.check_lmdb(os.path.join(path, DATA_FILE))
         self.path = path
         self.readonly = readonly
         self._open(map_size)

@@ -9,9 +9,11 @@ Contract:
   returns only once they would survive a crash. Entries may rewrite a suffix of the
   log (raft conflict resolution): on replay a later entry at index i drops every
   earlier-written entry >= i.
-* ``open`` repairs a torn tail: a record cut short or failing its CRC at the end of
-  the LAST segment, followed only by zeros, is truncated away (the write never
-  completed, so it was never acknowledged). A bad record with data after it, or
+* ``open`` repairs a torn tail: a record cut short, or failing its CRC with a
+  sector of it never written (still zeros), at the end of the LAST segment and
+  followed only by zeros, is truncated away (the write never completed, so it was
+  never acknowledged). A last record written in full that fails its CRC is damage.
+  A bad record with data after it, or
   anywhere in an earlier segment, is corruption: WalCorruptError, never skipped.
 * ``release_before(index)`` deletes whole segments whose entries all precede
   ``index`` (after a snapshot made them unnecessary).
@@ -33,6 +35,7 @@ REC_META = 4      # member id, cluster id (written once, first segment)
 REC_SNAPSHOT = 5  # a snapshot was taken at (index, term)
 
 SEGMENT_BYTES = 64 * 1024 * 1024
+SECTOR = 512       # the unit a disk writes whole (torn-write detection)
 _STATE = struct.Struct("<QQQ")
 _META = struct.Struct("<QQ")
 _SNAP = struct.Struct("<QQ")
@@ -133,7 +136,15 @@ class WAL:
                         f"{path}: corrupt record at offset {end} "
                         f"({'bad checksum' if stop == 'crc' else 'truncated record'}) "
                         "followed by more data; refusing to start")
-                out.repaired_bytes += len(buf) - tail_start
+                if stop == "crc" and not self._torn(buf, end):
+                    raise WalCorruptError(
+                        f"{path}: the last record (offset {end}) fails its checksum but was "
+                        "written in full (no unwritten sector): the disk changed it after "
+                        "it was acknowledged; refusing to start (restore the member from a "
+                        "snapshot with 'kvcoreutl snapshot restore', or remove it and add "
+                        "it back)")
+                nonzero = len(buf.rstrip(b"\0"))
+                out.repaired_bytes += max(0, nonzero - tail_start)
                 with open(path, "r+b") as f:  # zero the torn tail so the next append is clean
                     f.seek(tail_start)
                     f.write(bytes(len(buf) - tail_start))
@@ -163,6 +174,26 @@ class WAL:
             if end + 9 + n <= len(buf):
                 return end + 9 + n
         return len(buf)
+
+    @staticmethod
+    def _torn(buf: bytes, end: int) -> bool:
+        """A record failing its CRC is a torn write (never completed, so never
+        acknowledged) when part of it never reached the disk: its extent runs past
+        the file, or one of its sector-aligned pieces is still all zeros (segments
+        are preallocated with zeros). A complete record with wrong bytes is damage
+        done after the write (etcd's isTornEntry makes the same distinction)."""
+        if end + 9 > len(buf):
+            return True
+        stop = end + 9 + int.from_bytes(buf[end:end + 4], "little")
+        if stop > len(buf):
+            return True
+        at = end
+        while at < stop:
+            nxt = min(stop, (at // SECTOR + 1) * SECTOR)
+            if not any(buf[at:nxt]):
+                return True
+            at = nxt
+        return False
 
     @staticmethod
     def _apply_record(out: WalContents, rtype: int, payload: bytes) -> None:
