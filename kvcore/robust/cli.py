@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import asdict
 
 from kvcore.robust.cluster import Cluster
-from kvcore.robust.faults import KINDS
+from kvcore.robust.faults import KINDS, KVCORE_ONLY
 from kvcore.robust.rounds import RoundPlan, run_round
 from kvcore.robust.selftest import BUGS
 
@@ -52,6 +52,12 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     kinds = list(KINDS) if a.faults == "all" else [k.strip() for k in a.faults.split(",")]
     unknown = [k for k in kinds if k not in KINDS]
+    if a.binary != "kvcore":       # failpoints are kvcore's; etcd's release has none
+        if a.faults != "all" and set(kinds) & set(KVCORE_ONLY):
+            print(f"kvcore-robust: {', '.join(KVCORE_ONLY)} need --binary kvcore",
+                  file=sys.stderr)
+            return 2
+        kinds = [k for k in kinds if k not in KVCORE_ONLY]
     bugs = [b for b in a.inject_bug.split(",") if b]
     unknown += [b for b in bugs if b not in BUGS]
     if unknown:

@@ -64,7 +64,11 @@ class Member:
                 pass
 
     def kill9(self) -> None:
-        self._signal(signal.SIGKILL)
+        if self.proc is not None:
+            try:   # the whole group, even when its leader is gone (a crash point fired)
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.proc is not None:
             self.proc.wait(10)
         self.paused = False

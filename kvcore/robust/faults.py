@@ -6,16 +6,25 @@
   stale timers, as a long GC pause or a stalled VM would.
 - partition-*, leader-cannot-send/-hear: the proxy drops peer traffic in one or both
   directions; delay-leader delays what the leader sends.
+- crash-point (kvcore only): a member restarted with a failpoint of its write path
+  armed (kvcore/failpoints.py: before or after the WAL write, before or after the
+  apply) to crash on the N-th pass; once it has crashed it is restarted clean.
+- slow-disk (kvcore only): a member restarted with every WAL write and fsync
+  delayed (the wal-fsync failpoint), then restarted without.
 """
 from __future__ import annotations
 
 import random
+import time
 
+from kvcore import failpoints
 from kvcore.robust.cluster import Cluster, Member
 
 KINDS = ("kill-leader", "kill-follower", "kill-all", "pause-leader", "pause-follower",
          "partition-leader", "partition-follower", "leader-cannot-send",
-         "leader-cannot-hear", "delay-leader", "none")
+         "leader-cannot-hear", "delay-leader", "crash-point", "slow-disk", "none")
+KVCORE_ONLY = ("crash-point", "slow-disk")   # they need kvcore's failpoints
+CRASH_POINTS = ("wal-before-write", "wal-after-fsync", "apply-before", "apply-after")
 
 
 def _leader_and_follower(cluster: Cluster, rng: random.Random) -> tuple[Member, Member]:
@@ -59,6 +68,31 @@ def inject(kind: str, cluster: Cluster, rng: random.Random):
             if o is not leader:
                 cluster.proxy.delay(leader.member_id, o.member_id, rng.uniform(0.05, 0.3))
         return cluster.proxy.heal
+    if kind in KVCORE_ONLY:
+        return _restart_armed(kind, rng.choice((leader, follower)), rng)
     if kind == "none":
         return lambda: None
     raise ValueError(f"unknown fault {kind!r}; known: {', '.join(KINDS)}")
+
+
+def _restart_armed(kind: str, victim: Member, rng: random.Random):
+    """Restart ``victim`` with a failpoint armed; the returned undo waits (bounded)
+    for a crash point to fire, then restarts it clean."""
+    if kind == "crash-point":
+        spec = f"{rng.choice(CRASH_POINTS)}=crash@{rng.randint(3, 40)}"
+    else:
+        spec = f"wal-fsync=sleep({rng.randint(50, 250)})"
+    clean = victim.env
+    victim.kill9()
+    victim.env = dict(clean, **{failpoints.ENV: spec})
+    victim.start()
+
+    def undo():
+        if kind == "crash-point":
+            deadline = time.monotonic() + 10
+            while victim.running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        victim.kill9()         # it crashed (or the point was not reached in time)
+        victim.env = clean
+        victim.start()
+    return undo

@@ -31,6 +31,11 @@ def test_kvcore_passes_a_mix_of_fault_rounds(tmp_path):
     assert (s["rounds"], s["ok"], s["violation"], s["unknown"]) == (20, 20, 0, 0)
     assert s["acknowledged_writes"] > 500, "too little traffic to mean anything"
     assert len(s["faults"]) >= 5, s["faults"]
+    assert s["faults"].get("crash-point", 0) + s["faults"].get("slow-disk", 0) > 0, s["faults"]
+    if s["faults"].get("crash-point"):    # the armed points did fire (and were survived)
+        logs = "".join(open(tmp_path / "report" / "data" / n).read()
+                       for n in os.listdir(tmp_path / "report" / "data") if n.endswith(".log"))
+        assert "kvcore: failpoint " in logs
 
 
 def test_planted_bugs_are_caught(tmp_path):
