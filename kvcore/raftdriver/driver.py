@@ -82,7 +82,11 @@ def bootstrap_entries(members: list) -> list:
 
 
 def _exit_process(exc: BaseException) -> None:
-    log.error("fatal error in the raft loop; stopping the member", exc_info=exc)
+    if isinstance(exc, OSError):    # a failed disk write (a full disk): say which, plainly
+        log.error("stopping the member: %s (acknowledged writes are in the WAL; free space "
+                  "and restart to replay it)", exc)
+    else:
+        log.error("fatal error in the raft loop; stopping the member", exc_info=exc)
     os._exit(1)  # fail-stop: a restart replays the WAL
 
 

@@ -79,7 +79,8 @@ class WalStore:
         if failpoints.ACTIVE is not None and not err:
             failpoints.hit("wal-fsync")
             failpoints.hit("wal-after-fsync")
-        done(OSError(err, f"WAL write failed: {os.strerror(err)}") if err else None)
+        done(OSError(err, f"WAL write to {self.wal.current_path()} failed: "
+                          f"{os.strerror(err)}") if err else None)
 
     def _persist(self, rd, sync: bool) -> None:
         """On the I/O thread: snapshot file, entries and hard state, one fdatasync

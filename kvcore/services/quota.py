@@ -1,8 +1,16 @@
 """The space quota checked before a write is proposed (etcd's quota; the alarm
-store and why the size is the pages' high-water mark: kvcore/server/alarms.py)."""
+store and why the size is the pages' high-water mark: kvcore/server/alarms.py).
+
+Beyond etcd: the same refusal (NOSPACE alarm, "database space exceeded") when the
+disk holding the data or the WAL runs out of room, so a full disk refuses writes
+before one is proposed instead of failing a WAL or backend write after it was
+(which can only stop the member). Free space is read at most every 0.1 s.
+"""
 from __future__ import annotations
 
 import logging
+import os
+import time
 
 from kvcore.api import rpc_pb2
 from kvcore.api.errors import EtcdError, etcd_error
@@ -10,11 +18,37 @@ from kvcore.server.entry import OP_ALARM
 
 log = logging.getLogger("kvcore.core")
 
+DISK_RESERVE = 8 << 20    # bytes kept free: WAL records, LMDB's copied pages, a snapshot
+
+
+def free_bytes(path: str) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
 
 class Quota:
     def __init__(self, ctx):
         self.ctx = ctx
         self.used = 0   # etcd's backend Size; the core updates it after each apply
+        self._free, self._free_at, self._low = 0, -1.0, False
+        cfg = ctx.cfg
+        self._dirs = [cfg.data_dir] + ([cfg.wal_dir] if cfg.wal_dir else [])
+
+    def disk_has_room(self, cost: int) -> bool:
+        now = time.monotonic()
+        if now - self._free_at > 0.1:
+            self._free_at = now
+            try:
+                free = min((free_bytes(d), d) for d in self._dirs)
+            except OSError:
+                return True   # not measurable here: the write itself will tell
+            low = free[0] < DISK_RESERVE
+            if low and not self._low:     # once per episode, not per write
+                log.warning("disk nearly full: %d bytes free under %s; refusing writes "
+                            "(NOSPACE) until space is freed and the alarm disarmed", *free)
+            self._low = low
+            self._free = free[0]
+        return self._free >= DISK_RESERVE + 2 * cost
 
     def check(self, cost: int):
         """None when a write of ``cost`` bytes fits; over the quota, the refusal: at
@@ -22,7 +56,7 @@ class Quota:
         fails once the alarm it proposes is applied (etcd waits for it too, so
         'alarm list' right after shows it)."""
         ctx = self.ctx
-        if self.used + cost <= ctx.cfg.quota_backend_bytes:
+        if self.used + cost <= ctx.cfg.quota_backend_bytes and self.disk_has_room(cost):
             return None
         if (ctx.member_id, rpc_pb2.NOSPACE) in ctx.alarms.active or not ctx.raft.lead:
             raise etcd_error(EtcdError.NO_SPACE)

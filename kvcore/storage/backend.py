@@ -33,6 +33,7 @@ transaction as the changes it covers.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -79,6 +80,10 @@ def from_u64(b) -> int:
 
 
 DATA_FILE = "data.mdb"
+
+
+class BackendWriteError(OSError):
+    """A backend commit failed (ENOSPC, EIO): the member must stop (fail-stop)."""
 
 
 def install(path: str, data_file: str) -> None:
@@ -165,8 +170,21 @@ class Backend:
         return (self.key, self.latest, self.meta, self.lease, self.members, self.alarm,
                 self.auth)
 
-    def begin_write(self) -> BatchTx:
-        return self.env.begin(write=True)
+    @contextlib.contextmanager
+    def begin_write(self):
+        """-> BatchTx in a ``with``: committed at its end, aborted on an exception.
+        A failed commit (a full disk) raises BackendWriteError naming the file."""
+        txn = self.env.begin(write=True)
+        try:
+            yield txn
+        except BaseException:
+            txn.abort()
+            raise
+        try:
+            txn.commit()
+        except lmdb.Error as e:
+            raise BackendWriteError(
+                f"backend write to {os.path.join(self.path, DATA_FILE)} failed: {e}") from None
 
     def begin_read(self) -> ReadTx:
         return self.env.begin(buffers=False)

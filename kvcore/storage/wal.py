@@ -226,9 +226,13 @@ class WAL:
         if job is None:
             return
         fd, blob, offset = job
-        os.pwrite(fd, blob, offset)
-        if sync:
-            self._sync()
+        try:
+            os.pwrite(fd, blob, offset)
+            if sync:
+                self._sync()
+        except OSError as e:
+            raise OSError(e.errno, f"WAL write to {self.current_path()} failed: "
+                                   f"{e.strerror}") from None
 
     def reserve(self, state: Optional[HardState], entries: list,
                 allow_cut: bool = True) -> Optional[tuple]:
@@ -258,6 +262,10 @@ class WAL:
         if state is not None:
             self._state = state
         return self._fd, blob, offset
+
+    def current_path(self) -> str:
+        """The segment being appended to (for error messages)."""
+        return self._segments[-1][2] if self._segments else self.dir
 
     def save_snapshot(self, index: int, term: int) -> None:
         self._snap = (index, term)
