@@ -151,6 +151,8 @@ class Core:
         map_size = max(cfg.quota_backend_bytes * 2, 1 << 30)
         self.backend = Backend(self.paths.db_path, map_size=map_size)
         self._open_state()
+        if contents.snapshot_index > self.store.consistent_index:
+            self._finish_snapshot_install(contents.snapshot_index, map_size)
         self._store_identity()
         self.metrics = MemberMetrics(self)
         self.wal.on_fsync = self.metrics.wal_fsync.observe
@@ -197,6 +199,26 @@ class Core:
         log.info("member %x of cluster %x: revision %d, applied index %d, term %d",
                  self.member_id, self.cluster_id, self.store.current_rev, applied,
                  self.raft.term)
+
+    def _finish_snapshot_install(self, index: int, map_size: int) -> None:
+        """The WAL records a received snapshot at ``index`` that the backend does not
+        hold yet (a crash between persisting it and installing its data): install
+        the data received with it, kept in the snap dir until installed (etcd's
+        recoverSnapshotBackend). Without it the member could never catch up."""
+        path = os.path.join(self.paths.snap_dir, f"{index:016x}.snap.db")
+        if not os.path.exists(path):
+            raise verify.DataFileError(
+                f"{self.paths.wal_dir}: the WAL holds a snapshot at index {index} but "
+                f"{os.path.join(self.paths.db_path, DATA_FILE)} is at applied index "
+                f"{self.store.consistent_index} and the snapshot's data {path} is "
+                f"missing; {verify.RESTORE_HINT}")
+        verify.check_lmdb(path)
+        self.backend.close()
+        backend_install(self.paths.db_path, path)
+        self.backend = Backend(self.paths.db_path, map_size=map_size)
+        self._open_state()
+        log.info("finished installing snapshot at index %d after a restart: revision %d",
+                 index, self.store.current_rev)
 
     def _store_identity(self) -> None:
         """Member and cluster IDs where workers' own read transactions find them."""

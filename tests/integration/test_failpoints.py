@@ -1,6 +1,6 @@
 """Crash points in the write path (kvcore/failpoints.py): each fires where it says,
 and the member restarted without it has every acknowledged write."""
-import os
+import json
 import time
 
 import grpc
@@ -90,3 +90,50 @@ def test_crash_during_compaction_and_defrag_loses_nothing(tmp_path, point, comma
         assert after in out + err
     finally:
         srv.stop()
+
+
+def test_crash_during_snapshot_install_then_catch_up(tmp_path):
+    """A follower that was down catches up by snapshot; it crashes about to install
+    it, and restarted clean it still ends with the leader's data."""
+    members = servers.start_cluster(
+        str(tmp_path), 3, extra=("--snapshot-count", "100",
+                                 "--experimental-snapshot-catchup-entries", "20"))
+    try:
+        leader = servers.leader_of(members)
+        lagging = next(m for m in members if m is not leader)
+        i = members.index(lagging)
+        lagging.stop()
+        with grpc.insecure_channel(leader.endpoint) as ch:
+            kv = rpc_pb2_grpc.KVStub(ch)
+            for n in range(400):
+                kv.Put(rpc_pb2.PutRequest(key=f"fp/{n % 50:02d}".encode(),
+                                          value=f"v{n}".encode()), timeout=10)
+        lagging.env = dict(lagging.env, **{failpoints.ENV: "snapshot-install=crash"})
+        try:    # it may die before it reports ready
+            members[i] = lagging = lagging.restart()
+            lagging.proc.wait(60)
+        except RuntimeError:
+            pass
+        assert "failpoint snapshot-install fired" in lagging.log()
+        lagging.env = {k: v for k, v in lagging.env.items() if k != failpoints.ENV}
+        servers.wait_port_free(lagging.port)
+        members[i] = lagging = servers._launch(
+            lagging.kind, lagging.argv, lagging.port, lagging.peer_port, lagging.data_dir,
+            lagging.log_path, lagging.env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            rc, out, _ = lagging.etcdctl("get", "fp/49", "--print-value-only",
+                                         "--consistency", "s")
+            if rc == 0 and out.strip() == "v399":
+                break
+            time.sleep(0.3)
+        assert out.strip() == "v399"
+        assert leader.etcdctl("put", "after", "1")[0] == 0
+        assert "finished installing snapshot at index" in lagging.log()
+        rc, out, err = servers.etcdctl(servers.endpoints(members), "endpoint", "hashkv",
+                                       "-w", "json")
+        assert rc == 0, err
+        assert len({h["HashKV"]["hash"] for h in json.loads(out)}) == 1, out
+    finally:
+        for m in members:
+            m.stop()
