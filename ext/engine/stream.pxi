@@ -79,6 +79,7 @@ cdef class _Stream:
     cdef bint headers_sent
     cdef bint finished             # no more DATA will be queued
     cdef bint send_trailers
+    cdef bint raw_out              # DATA is an HTTP body (no gRPC message prefix)
     cdef bint rst_after            # RST_STREAM(NO_ERROR) once our END_STREAM is out
     cdef int status
     cdef str status_msg
@@ -405,12 +406,12 @@ cdef class _Stream:
     cdef void _queue(self, bytes payload):
         cdef Py_ssize_t n = PyBytes_GET_SIZE(payload)
         if self.cur is None and self.hdr_off == self.hdr_len:
-            _load(self, payload, True)
+            _load(self, payload, not self.raw_out)
         else:
             if self.pending is None:
                 self.pending = collections.deque()
             self.pending.append(payload)
-        self.out_bytes += 5 + n
+        self.out_bytes += n if self.raw_out else 5 + n
         if not self.headers_sent:
             self._submit_headers()
         else:
@@ -526,13 +527,9 @@ cdef class _Stream:
         except Exception as exc:
             log.exception("http handler failed")
             status, rheaders, rbody = 500, [("content-type", "text/plain")], str(exc).encode()
-        if not isinstance(rbody, (bytes, bytearray)):
-            # A streaming gateway route is served over HTTP/1.1 only (as curl and
-            # the gateway clients speak it).
-            await rbody.aclose()
-            status, rheaders = 505, [("content-type", "text/plain")]
-            rbody = b"streaming routes are served over HTTP/1.1\n"
         if self.closed:
+            if not isinstance(rbody, (bytes, bytearray)):
+                await rbody.aclose()
             return
         hs = [(b":status", str(status).encode())]
         for n, v in rheaders:
@@ -540,11 +537,40 @@ cdef class _Stream:
             if ln in ("connection", "transfer-encoding", "keep-alive", "content-length"):
                 continue
             hs.append((ln.encode("latin-1"), str(v).encode("latin-1")))
+        if not isinstance(rbody, (bytes, bytearray)):
+            await self._http_stream(hs, rbody)
+            return
         hs.append((b"content-length", str(len(rbody)).encode()))
         self._submit_raw(hs, bytes(rbody))
         self.conn.schedule_flush()
 
+    async def _http_stream(self, list hs, chunks):
+        """A streaming gateway route over HTTP/2 (as etcd's gateway serves it over
+        h2): one DATA run of the chunks, waiting while the peer does not read."""
+        self.raw_out = True
+        self._submit_raw(hs, None)
+        self.conn.schedule_flush()
+        try:
+            async for chunk in chunks:
+                if self.closed:
+                    break
+                if not chunk:
+                    continue
+                self._queue(bytes(chunk))
+                self.conn.schedule_flush()
+                while self.out_bytes > self.conn.core.stream_high and not self.closed:
+                    self.drain_waiter = self.conn.core.loop.create_future()
+                    await self.drain_waiter
+        finally:
+            await chunks.aclose()
+        if not self.closed:
+            self.finished = True
+            nghttp2_session_resume_data(self.conn.session, self.sid)
+            self.conn.schedule_flush()
+
     cdef void _submit_raw(self, list hs, bytes body):
+        """An HTTP response: headers, then ``body`` whole, or (None) the DATA that
+        ``_queue`` adds until ``finished``."""
         cdef nghttp2_nv nva[64]
         cdef nghttp2_data_provider prd
         cdef int i = 0
@@ -552,8 +578,13 @@ cdef class _Stream:
             _nv(&nva[i], <char*>(<bytes>n), len(n), <char*>(<bytes>v), len(v), 0)
             i += 1
         self.headers_sent = True
-        self.finished = True
         self.send_trailers = False
+        if body is None:
+            prd.source.ptr = <void*>self
+            prd.read_callback = _data_read
+            nghttp2_submit_response(self.conn.session, self.sid, nva, i, &prd)
+            return
+        self.finished = True
         if body:
             _load(self, body, False)
             self.out_bytes = len(body)

@@ -80,9 +80,9 @@ class _Generic(grpc.GenericRpcHandler):
 
 class GrpcioEngine:
     """Serves a MethodTable with grpc.aio. grpcio cannot share its port with
-    HTTP/1.1, so with an ``http`` handler (and no TLS) grpcio listens on a Unix
-    socket and the native engine's sniffer serves the port: HTTP/1.x itself,
-    HTTP/2 connections spliced to grpcio (kvcore/engine/splice.py)."""
+    HTTP/1.1, so with an ``http`` handler grpcio listens on a Unix socket and the
+    native engine's sniffer serves the port (ending TLS first for https): HTTP/1.x
+    itself, HTTP/2 connections spliced to grpcio (kvcore/engine/splice.py)."""
 
     name = "grpcio"
 
@@ -114,21 +114,26 @@ class GrpcioEngine:
         self._server: Optional[grpc.aio.Server] = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = True,
-                    ssl_context=None, credentials: Optional[grpc.ServerCredentials] = None
-                    ) -> int:
-        """TLS takes grpc ``credentials`` (grpc.ssl_server_credentials), not an
-        ssl.SSLContext."""
+                    ssl_context=None, credentials: Optional[grpc.ServerCredentials] = None,
+                    allow_plaintext: bool = False) -> int:
+        """TLS: grpc ``credentials`` (grpc.ssl_server_credentials) make grpcio serve
+        the port itself (gRPC only); an ``ssl_context`` (with an ``http`` handler)
+        makes the native front end TLS and splice the decrypted h2 connections."""
         opts = list(self._options)
         if not reuse_port:
             opts = [o for o in opts if o[0] != "grpc.so_reuseport"] + [("grpc.so_reuseport", 0)]
         self._server = grpc.aio.server(options=opts)
         self._server.add_generic_rpc_handlers((_Generic(self._methods),))
-        if ssl_context is not None:
+        if ssl_context is not None and self._http is None:
             raise NotImplementedError("TLS with the grpcio engine takes grpc credentials")
         if credentials is None and self._http is not None:
-            front = await self._start_front(host, port, reuse_port)
+            front = await self._start_front(host, port, reuse_port, ssl_context,
+                                            allow_plaintext)
             if front is not None:
                 return front
+            if ssl_context is not None:
+                raise RuntimeError("TLS with HTTP on the grpcio engine needs the native "
+                                   "engine's front")
         if credentials is not None:
             bound = self._server.add_secure_port(f"{host}:{port}", credentials)
         else:
@@ -136,7 +141,8 @@ class GrpcioEngine:
         await self._server.start()
         return bound
 
-    async def _start_front(self, host: str, port: int, reuse_port: bool):
+    async def _start_front(self, host: str, port: int, reuse_port: bool,
+                           ssl_context=None, allow_plaintext: bool = False):
         from . import native
         from .base import MethodTable
         from .splice import unix_passthrough
@@ -151,7 +157,12 @@ class GrpcioEngine:
         await self._server.start()
         self._front = native.NativeEngine(MethodTable(), http=self._http)
         self._front._core.h2_passthrough = unix_passthrough(self._sock_path)
-        return await self._front.start(host, port, reuse_port=reuse_port)
+        # Over TLS, http/1.1 is preferred: a client offering both (curl) reaches the
+        # gateway, a gRPC client offers h2 only and is spliced to grpcio.
+        return await self._front.start(host, port, reuse_port=reuse_port,
+                                       ssl_context=ssl_context,
+                                       allow_plaintext=allow_plaintext,
+                                       alpn=("http/1.1", "h2"))
 
     async def stop(self, grace: float = 1.0) -> None:
         if self._front is not None:

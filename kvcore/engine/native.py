@@ -86,16 +86,18 @@ class NativeEngine:
 
     async def start(self, host: str, port: int, *, reuse_port: bool = True,
                     ssl_context=None, sock: Optional[socket.socket] = None,
-                    allow_plaintext: bool = False) -> int:
-        """With ``ssl_context``, every connection is TLS (ALPN h2, http/1.1) and a
-        failed handshake is logged; ``allow_plaintext`` also serves clients whose
-        first byte is not a TLS record without TLS (http and https on one port)."""
+                    allow_plaintext: bool = False,
+                    alpn: tuple = ("h2", "http/1.1")) -> int:
+        """With ``ssl_context``, every connection is TLS (ALPN ``alpn``, the server's
+        preference first) and a failed handshake is logged; ``allow_plaintext`` also
+        serves clients whose first byte is not a TLS record without TLS (http and
+        https on one port)."""
         loop = asyncio.get_running_loop()
         self._core.loop = loop
         self._core.shutting_down = False
         if ssl_context is not None:
             try:
-                ssl_context.set_alpn_protocols(["h2", "http/1.1"])
+                ssl_context.set_alpn_protocols(list(alpn))
             except (AttributeError, NotImplementedError):
                 pass
             from kvcore.tls import TLSListener, listen_socket

@@ -110,7 +110,14 @@ async def run(args: dict) -> None:
                             keepalive=args.get("keepalive"), **limits)
         if not secure:
             await eng.start(host, port, reuse_port=True)
+        elif eng.name == "grpcio" and not tls.client_cert_auth:
+            # The native front ends TLS (HTTP/1.x: the gateway, /health, /metrics)
+            # and splices h2 to grpcio.
+            await eng.start(host, port, reuse_port=True, ssl_context=tls.server_context(),
+                            allow_plaintext=plain)
         elif eng.name == "grpcio":
+            # A client certificate's CN names the gRPC caller: grpcio ends TLS itself
+            # (a splice would hide the certificate), and serves gRPC only.
             if plain:
                 raise RuntimeError(f"the grpcio engine cannot serve http and https on one "
                                    f"address ({host}:{port}); use the native engine")

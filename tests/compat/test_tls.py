@@ -309,8 +309,7 @@ def test_grpcio_client_refused(mtls_pair, pki, case):
     assert codes[0] in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
-# ---- curl: the JSON gateway and /health over TLS (native engine only: grpcio
-# serves no HTTP) ----
+# ---- curl: the JSON gateway, /health and /metrics over TLS ----
 
 def _curl(*args):
     p = subprocess.run(["curl", "-sS", "--max-time", "10", *args], capture_output=True,
@@ -337,3 +336,27 @@ def test_curl_health_and_range_over_tls(mtls_pair, pki, engine):
         assert _curl("--cacert", pki.ca, f"https://127.0.0.1:{srv.port}/health")[0] != 0
         assert _curl("--cacert", pki.other_ca, "--cert", pki.client_cert, "--key",
                      pki.client_key, f"https://127.0.0.1:{srv.port}/health")[0] != 0
+
+
+def test_curl_gateway_health_and_metrics_over_tls_on_either_engine(tls_pair, pki, engine):
+    """Server TLS without client certificates: either engine serves HTTP as etcd (on
+    grpcio the native front ends TLS; a gRPC client on the same port still works)."""
+    kv, et = tls_pair
+    got = []
+    for srv in (kv, et):
+        assert servers.etcdctl(srv.endpoint, *_ca(pki), "put", "tls-http", "v")[0] == 0
+        base = f"https://127.0.0.1:{srv.port}"
+        rc, health, err = _curl("--cacert", pki.ca, base + "/health")
+        assert rc == 0, (srv.kind, err)
+        rc, rng, err = _curl("--cacert", pki.ca, base + "/v3/kv/range",
+                             "-d", json.dumps({"key": "dGxzLWh0dHA="}))
+        assert rc == 0, (srv.kind, err)
+        rc, metrics, err = _curl("--cacert", pki.ca, base + "/metrics")
+        assert rc == 0, (srv.kind, err)
+        got.append((json.loads(health)["health"],
+                    [(x["key"], x["value"]) for x in json.loads(rng)["kvs"]],
+                    "etcd_server_has_leader 1" in metrics))
+    assert got[0] == got[1] == ("true",
+                                [("dGxzLWh0dHA=", "dg==")], True)
+    assert servers.etcdctl(kv.endpoint, *_ca(pki), "get", "tls-http",
+                           "--print-value-only")[1].strip() == "v"
