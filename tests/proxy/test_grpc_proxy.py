@@ -213,6 +213,14 @@ def server_watchers(members) -> int:
     return total
 
 
+async def held_open(requests):
+    """The requests, then no half-close (etcd's proxy ends a half-closed Watch)."""
+    import asyncio
+    for r in requests:
+        yield r
+    await asyncio.Event().wait()
+
+
 def test_thousand_watchers_one_upstream_watch(stacks):
     """1,000 watchers of one key (10 client streams of 100) cost one watch on the
     cluster, and every one of them gets the event."""
@@ -229,7 +237,7 @@ def test_thousand_watchers_one_upstream_watch(stacks):
                                      request_serializer=rpc_pb2.WatchRequest.SerializeToString,
                                      response_deserializer=rpc_pb2.WatchResponse.FromString)
             req = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"coal"))
-            calls = [watch(iter([req] * per)) for _ in range(streams)]
+            calls = [watch(held_open([req] * per)) for _ in range(streams)]
             created = [0] * streams
             for i, c in enumerate(calls):
                 while created[i] < per:
@@ -333,3 +341,26 @@ def test_no_reachable_endpoint(tmp_path):
     assert outs[0] == outs[1] == (503, b'{"health":"false","reason":"GET ERROR:context '
                                        b'deadline exceeded"}\n', 1,
                                        True)
+
+
+def test_watch_half_close_ends_the_call(stacks):
+    """etcd's proxy, unlike its server, ends a Watch call the client half-closes."""
+    import asyncio
+    import grpc
+    from kvcore.api import rpc_pb2
+
+    async def status(addr):
+        async with grpc.aio.insecure_channel(addr) as ch:
+            watch = ch.stream_stream("/etcdserverpb.Watch/Watch",
+                                     request_serializer=rpc_pb2.WatchRequest.SerializeToString,
+                                     response_deserializer=rpc_pb2.WatchResponse.FromString)
+            req = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"hc"))
+            call = watch(iter([req]))
+            try:
+                async for _ in call:
+                    pass
+            except grpc.aio.AioRpcError:
+                pass
+            return await asyncio.wait_for(call.code(), WAIT), await call.details()
+    got = [asyncio.run(status(stacks[k][2])) for k in ("kvcore", "etcd")]
+    assert got[0] == got[1] == (grpc.StatusCode.UNKNOWN, "context canceled")
