@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, ProcessCollector
 
 from kvcore import logs
 from kvcore.api import rpc_pb2, v3election_pb2, v3lock_pb2
-from kvcore.engine.base import GrpcError, MethodTable, StatusCode
+from kvcore.engine.base import CallContext, GrpcError, MethodTable, StatusCode
 from kvcore.engine.native import create_engine
 from kvcore.loop import run_loop
 
@@ -111,16 +111,19 @@ def http_handler(up: Upstream, metrics: Metrics):
         if path == "/metrics":
             return 200, [("content-type", CONTENT_TYPE_LATEST)], metrics.render()
         if path == "/health":
-            from kvcore.engine.base import CallContext
             ctx = CallContext("/etcdserverpb.KV/Range",
-                              deadline=asyncio.get_running_loop().time() + 5.0)
+                              deadline=asyncio.get_running_loop().time() + 1.0)
             try:
                 await up.unary("/etcdserverpb.KV/Range", health_req, ctx)
                 doc, status = {"health": "true", "reason": ""}, 200
             except GrpcError as e:
-                doc = {"health": "false", "reason": f"GET_ERROR:{e.message}"}
-                status = 503
-            return status, [("content-type", "application/json")], json.dumps(doc, separators=(",", ":")).encode()
+                doc = {"health": "false", "reason": f"GET ERROR:{e.message}"}
+                # http.Error: text/plain and a newline
+                return 503, [("content-type", "text/plain; charset=utf-8"),
+                             ("x-content-type-options", "nosniff")], json.dumps(
+                    doc, separators=(",", ":")).encode() + b"\n"
+            return status, [("content-type", "application/json")], json.dumps(
+                doc, separators=(",", ":")).encode()
         return 404, [("content-type", "text/plain; charset=utf-8")], b"404 page not found\n"
     return handle
 

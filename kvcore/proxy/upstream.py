@@ -64,10 +64,16 @@ def metadata(ctx: CallContext) -> tuple:
 def _timeout(ctx: CallContext) -> Optional[float]:
     if ctx.deadline is None:
         return None
-    return max(0.0, ctx.deadline - asyncio.get_running_loop().time())
+    # A little before the engine's own deadline, so the call ends with the proxy's
+    # answer (as a Go proxy's handler does) rather than the engine's.
+    return max(0.0, ctx.deadline - asyncio.get_running_loop().time() - 0.05)
 
 
 def _error(e: grpc.aio.AioRpcError) -> GrpcError:
+    if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and e.details() == "Deadline Exceeded":
+        # The call's own deadline passed here: Go's proxy returns ctx.Err(), which
+        # gRPC sends as Unknown.
+        return GrpcError(StatusCode.UNKNOWN, "context deadline exceeded")
     return GrpcError(StatusCode(e.code().value[0]), e.details() or "")
 
 

@@ -20,6 +20,7 @@ import logging
 import grpc
 
 from kvcore.api import rpc_pb2
+from kvcore.engine.base import GrpcError, StatusCode
 
 WATCH = "/etcdserverpb.Watch/Watch"
 log = logging.getLogger("kvcore.proxy.watch")
@@ -100,9 +101,9 @@ class Coalescer:
                 elif kind == "progress_request":
                     hdr = next(iter(mine.values())).header if mine else rpc_pb2.ResponseHeader()
                     client.put(rpc_pb2.WatchResponse(header=hdr, watch_id=-1))
-            # As etcd's server: a half-close ends nothing; events flow until the
-            # client cancels the call.
-            await asyncio.Future()
+            # etcd's proxy (unlike its server) ends the call when the client
+            # half-closes: its recvLoop cancels the stream's context.
+            raise GrpcError(StatusCode.UNKNOWN, "context canceled")
         finally:
             for wid, g in mine.items():
                 self._leave(g, client, wid)

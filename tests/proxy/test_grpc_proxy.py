@@ -46,6 +46,7 @@ def stack(kind: str, base: str):
                                      etcd_binary=None if kind == "kvcore" else etcd351.ETCD)
     proxy = None
     try:
+        servers.leader_of(members, timeout=90.0)   # a loaded machine elects slowly
         proxy, addr = start_proxy(kind, base, members)
         yield members, proxy, addr
     finally:
@@ -153,8 +154,10 @@ def test_member_list_is_the_proxy(stacks):
 def test_health_and_metrics(stacks):
     import urllib.request
     proxy = stacks["kvcore"][2]
-    with urllib.request.urlopen(f"http://{proxy}/health", timeout=10) as r:
-        assert r.read() == b'{"health":"true","reason":""}'
+    assert ctl(proxy, "get", "a")[0] == 0
+    for kind in ("kvcore", "etcd"):
+        with urllib.request.urlopen(f"http://{stacks[kind][2]}/health", timeout=10) as r:
+            assert r.read() == b'{"health":"true","reason":""}'
     with urllib.request.urlopen(f"http://{proxy}/metrics", timeout=10) as r:
         assert b'etcd_grpc_proxy_requests_total{grpc_method="Range"}' in r.read()
 
@@ -210,6 +213,14 @@ def server_watchers(members) -> int:
     return total
 
 
+async def held_open(requests):
+    """The requests, then no half-close (etcd's proxy ends a half-closed Watch)."""
+    import asyncio
+    for r in requests:
+        yield r
+    await asyncio.Event().wait()
+
+
 def test_thousand_watchers_one_upstream_watch(stacks):
     """1,000 watchers of one key (10 client streams of 100) cost one watch on the
     cluster, and every one of them gets the event."""
@@ -226,7 +237,7 @@ def test_thousand_watchers_one_upstream_watch(stacks):
                                      request_serializer=rpc_pb2.WatchRequest.SerializeToString,
                                      response_deserializer=rpc_pb2.WatchResponse.FromString)
             req = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"coal"))
-            calls = [watch(iter([req] * per)) for _ in range(streams)]
+            calls = [watch(held_open([req] * per)) for _ in range(streams)]
             created = [0] * streams
             for i, c in enumerate(calls):
                 while created[i] < per:
@@ -303,3 +314,53 @@ def watcher_output(p, timeout: float) -> str:
     if not r:
         raise TimeoutError
     return os.read(p.stdout.fileno(), 65536).decode()
+
+
+def test_no_reachable_endpoint(tmp_path):
+    """Both proxies start without a reachable endpoint, report unhealthy with etcd's
+    body and status, and fail a client's request on its deadline."""
+    import urllib.error
+    import urllib.request
+    dead = servers.free_port()           # handed out, nothing listens there
+    outs = []
+    for kind in ("kvcore", "etcd"):
+        proxy, addr = start_proxy(kind, str(tmp_path), [type("M", (), {"port": dead})])
+        try:
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(f"http://{addr}/health", timeout=10)
+            get = subprocess.run([etcd351.ETCDCTL, f"--endpoints={addr}",
+                                  "--command-timeout=2s", "get", "a"],
+                                 capture_output=True, text=True, timeout=WAIT)
+            # Whether the client's or the proxy's deadline fires first varies (through
+            # etcd's proxy too): only the error's text is compared.
+            outs.append((e.value.code, e.value.read(), get.returncode,
+                         get.stderr.splitlines()[-1].endswith("context deadline exceeded")))
+        finally:
+            proxy.terminate()
+            proxy.wait(10)
+    assert outs[0] == outs[1] == (503, b'{"health":"false","reason":"GET ERROR:context '
+                                       b'deadline exceeded"}\n', 1,
+                                       True)
+
+
+def test_watch_half_close_ends_the_call(stacks):
+    """etcd's proxy, unlike its server, ends a Watch call the client half-closes."""
+    import asyncio
+    import grpc
+    from kvcore.api import rpc_pb2
+
+    async def status(addr):
+        async with grpc.aio.insecure_channel(addr) as ch:
+            watch = ch.stream_stream("/etcdserverpb.Watch/Watch",
+                                     request_serializer=rpc_pb2.WatchRequest.SerializeToString,
+                                     response_deserializer=rpc_pb2.WatchResponse.FromString)
+            req = rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"hc"))
+            call = watch(iter([req]))
+            try:
+                async for _ in call:
+                    pass
+            except grpc.aio.AioRpcError:
+                pass
+            return await asyncio.wait_for(call.code(), WAIT), await call.details()
+    got = [asyncio.run(status(stacks[k][2])) for k in ("kvcore", "etcd")]
+    assert got[0] == got[1] == (grpc.StatusCode.UNKNOWN, "context canceled")
