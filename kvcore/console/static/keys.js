@@ -27,14 +27,28 @@ const sepBytes = () => api.bytes($("sep").value || "/");
 const end = (p) => (p.length ? api.prefixEnd(p) : ALL);
 const start = (p) => (p.length ? p : ALL);
 
-// One page of a folder's children: keys directly in it and sub-folders (each folder
-// costs one range: after its first key we jump to the end of its prefix).
-async function folderPage(prefix, cursor) {
-  const sep = sepBytes(); const out = []; let cur = cursor || start(prefix); let count = null;
-  for (let calls = 0; calls < 20 && out.length < PAGE; calls++) {
-    const r = await api.range(cur, end(prefix), { limit: String(BATCH), keys_only: true });
-    if (count === null && !cursor) count = r.count;
-    let lastDir = null;
+// One page of a folder's children: keys directly in it and sub-folders. A folder costs
+// one read: after its first key we jump to the end of its prefix. Every range also
+// counts the keys up to its range_end, so the next keys are looked for in a narrow
+// window first ([cursor, end of a shorter prefix of the cursor)), widened until it
+// holds a key or spans the folder: a page costs about the keys it shows, not the folder.
+async function folderPage(prefix, cursor, progress) {
+  const sep = sepBytes(); const out = []; const full = end(prefix); let painted = Date.now();
+  let cur = cursor || start(prefix); let count = null; let limit = 16; let cut = null;
+  for (let calls = 0; calls < 1000 && out.length < PAGE;) {
+    let r, whole;
+    if (!cursor && count === null) {   // the first read: the folder's size, once
+      r = await api.range(cur, full, { limit: String(limit), keys_only: true }); calls++;
+      count = r.count; whole = true;
+    } else {
+      for (cut = Math.min(cut ?? cur.length - 1, cur.length - 1); ; cut--) {
+        whole = cut <= prefix.length;
+        r = await api.range(cur, whole ? full : api.prefixEnd(cur.subarray(0, cut)), { limit: String(limit), keys_only: true });
+        calls++;
+        if (r.kvs.length || whole) break;
+      }
+    }
+    let lastDir = null; const before = out.length;
     for (const { key } of r.kvs) {
       if (lastDir && startsWith(key, lastDir)) continue;
       if (out.length >= PAGE) return { out, next: cur, count };
@@ -46,7 +60,9 @@ async function folderPage(prefix, cursor) {
         cur = api.prefixEnd(lastDir);
       }
     }
-    if (!r.more) return { out, next: null, count };
+    if (whole && !r.more) return { out, next: null, count };
+    limit = out.length - before >= limit / 2 ? BATCH : 16;
+    if (progress && Date.now() - painted > 150) { progress(out, count); painted = Date.now(); }
   }
   return { out, next: cur, count };
 }
@@ -61,7 +77,10 @@ async function listPage(prefix, cursor) {
 export async function refresh(more = false) {
   const prefix = st.mode === "tree" ? st.dir : st.prefix;
   let page;
-  try { page = await (st.mode === "tree" ? folderPage : listPage)(prefix, more ? st.cursor : null); }
+  // A fresh folder paints as its children arrive; a live refresh only when done.
+  const fresh = !more && st.signature === "";
+  const progress = fresh ? (part, count) => render(part, count, true) : null;
+  try { page = await (st.mode === "tree" ? folderPage : listPage)(prefix, more ? st.cursor : null, progress); }
   catch (e) {
     if (/permission denied/i.test(e.message)) { render([], 0, false, "You cannot read keys here."); st.signature = ""; }
     return fail(e, "Listing keys");
