@@ -86,7 +86,7 @@ def test_tree_of_10000_keys_open_and_edit(target, page):
     click_entry(d, "/")
     click_entry(d, "tree/")
     wait(d, lambda d: len(entries(d)) == 100 and "10000 keys" in by(d, "count").text,
-         what="100 folders of the 10,000 keys")
+         60, "100 folders of the 10,000 keys")
     click_entry(d, "d042/")
     wait(d, lambda d: len(entries(d)) == 100 and entries(d)[0] == "k000")
     click_entry(d, "k007")

@@ -33,7 +33,7 @@ const start = (p) => (p.length ? p : ALL);
 // window first ([cursor, end of a shorter prefix of the cursor)), widened until it
 // holds a key or spans the folder: a page costs about the keys it shows, not the folder.
 async function folderPage(prefix, cursor, progress) {
-  const sep = sepBytes(); const out = []; const full = end(prefix); let painted = Date.now();
+  const sep = sepBytes(); const out = []; const full = end(prefix); let painted = 0;
   let cur = cursor || start(prefix); let count = null; let limit = 16; let cut = null;
   for (let calls = 0; calls < 1000 && out.length < PAGE;) {
     let r, whole;
