@@ -108,5 +108,5 @@ setup(
                                                                exclude=["bench.probes*"])],
     ext_modules=extensions(),
     cmdclass={"build_py": build_py, "build_ext": build_ext, "build_protos": build_protos},
-    package_data={"kvcore.api": ["*.proto"]},
+    package_data={"kvcore.api": ["*.proto"], "kvcore.console": ["static/*"]},
 )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs to build, run and test kvcore:
-# system packages (real etcd/etcdctl as test oracles, h2load, libnghttp2), then the
+# system packages (real etcd/etcdctl as test oracles, h2load, libnghttp2, Chromium and
+# its driver for the console's browser tests), then the
 # package itself in editable mode (compiles the Cython extensions in ext/ and the
 # protobuf/gRPC stubs from kvcore/api/*.proto).
 set -euo pipefail
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev"
+PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -264,6 +264,8 @@ _TABLE = [
 
     ("enable-grpc-gateway", "true", B, "Enable GRPC gateway (the JSON API under /v3/; "
      "cannot be turned off yet).", "kvcore", "absent"),
+    ("enable-ui", "true", B, "Serve the web console at /ui/ on the client URLs (same TLS "
+     "and auth as the JSON gateway).", "kvcore"),
     ("workers", "0", U, "Worker processes terminating client connections (0 = one per CPU).",
      "kvcore"),
     ("grpc-engine", "native", g.selective("native", "grpcio"), "gRPC server engine (native: "

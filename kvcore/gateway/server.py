@@ -1,6 +1,6 @@
-"""The HTTP handler of the client port: /version, /debug/vars, etcd's JSON gateway
-under /v3/ (and /v3beta/), and /metrics, /health, /livez, /readyz (answered by the
-core: kvcore/metrics/listener.py).
+"""The HTTP handler of the client port: /version, /debug/vars, the web console under
+/ui/, etcd's JSON gateway under /v3/ (and /v3beta/), and /metrics, /health, /livez,
+/readyz (answered by the core: kvcore/metrics/listener.py).
 
 It serves the engine's ``HttpHandler`` contract (kvcore/engine/base.py): a body
 is bytes, or an async iterator of chunks for a streaming route. Calls go through
@@ -15,6 +15,7 @@ from typing import Awaitable, Callable, Optional
 
 from kvcore import ETCD_VERSION
 from kvcore.api import rpc_pb2
+from kvcore.console import assets as console_assets
 from kvcore.engine.base import CallContext, GrpcError, MethodTable, StatusCode
 from kvcore.gateway import codec, streams
 from kvcore.gateway.errors import error_body, http_status
@@ -37,16 +38,18 @@ class Gateway:
     """``Gateway(methods, probe, cors=..., max_recv=..., v2=...)``: ``methods`` is the
     worker's MethodTable, ``probe(method, target)`` answers /metrics and the health
     endpoints as (status, headers, body), ``cors`` is etcd's --cors origins ("*": any),
-    ``max_recv`` the gRPC receive limit the gateway's requests obey too."""
+    ``max_recv`` the gRPC receive limit the gateway's requests obey too, ``ui`` whether
+    the web console's files are served under /ui/ (--enable-ui)."""
 
     def __init__(self, methods: MethodTable, probe: Callable[[str, str], Awaitable[tuple]],
                  cors: Optional[list] = None, max_recv: int = 0,
-                 parent_pid: Optional[int] = None, v2=None):
+                 parent_pid: Optional[int] = None, v2=None, ui: bool = True):
         self._methods = methods
         self._probe = probe
         self._max_recv = max_recv
         self._parent_pid = parent_pid
         self._v2 = v2            # kvcore.gateway.v2.V2Handler with --enable-v2
+        self._ui = ui
         origins = set(cors if cors is not None else ["*"])
         self._cors_any = "*" in origins
         self._cors = origins
@@ -86,6 +89,8 @@ class Gateway:
         if path == "/debug/vars":
             return 200, [("Content-Type", "application/json; charset=utf-8")], \
                 await self._vars()
+        if self._ui and (path == "/ui" or path.startswith("/ui/")) and method == "GET":
+            return console_assets.serve(path)
         route = TABLE.get(path)
         if route is None:
             if path.startswith(("/v3/", "/v3beta/")):

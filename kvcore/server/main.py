@@ -70,7 +70,7 @@ class WorkerSupervisor:
         return json.dumps({
             "core_fd": fd, "listen": self.cfg.listen_client_urls,
             "engine": self.cfg.grpc_engine, "max_request_bytes": self.cfg.max_request_bytes,
-            "max_txn_ops": self.cfg.max_txn_ops,
+            "max_txn_ops": self.cfg.max_txn_ops, "enable_ui": self.cfg.enable_ui,
             "max_concurrent_streams": self.cfg.max_concurrent_streams,
             "log_level": self.cfg.log_level, "log": logs.options(self.cfg),
             "keepalive": {"min_time": self.cfg.grpc_keepalive_min_time,

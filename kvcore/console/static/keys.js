@@ -1,0 +1,347 @@
+// The keys view: a tree (by a separator) or a flat list with prefix search, paged with
+// range limit + keys_only (never the whole keyspace), and the open key's editor.
+import * as api from "./api.js";
+import { $, el, showError, clearError, notice, clearNotice, fail, fmtHex, fromHex, bytesHuman } from "./ui.js";
+import { lineDiff } from "./diff.js";
+
+const PAGE = 100;          // entries shown per page
+const BATCH = 500;         // keys read per range call while grouping a folder
+const ALL = new Uint8Array([0]);
+
+const st = {
+  mode: "tree", dir: new Uint8Array(0), prefix: new Uint8Array(0), cursor: null, shown: [], signature: "",
+  open: null,      // { key, kv (null: not found / new), isNew, dirty, format }
+  leaseTimer: null,
+  format: "text",  // the view the user chose; a value that does not fit falls back for itself only
+};
+
+const startsWith = (a, p) => a.length >= p.length && p.every((b, i) => a[i] === b);
+function indexOf(a, needle) {
+  outer: for (let i = 0; i + needle.length <= a.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (a[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+const sepBytes = () => api.bytes($("sep").value || "/");
+const end = (p) => (p.length ? api.prefixEnd(p) : ALL);
+const start = (p) => (p.length ? p : ALL);
+
+// One page of a folder's children: keys directly in it and sub-folders. A folder costs
+// one read: after its first key we jump to the end of its prefix. Every range also
+// counts the keys up to its range_end, so the next keys are looked for in a narrow
+// window first ([cursor, end of a shorter prefix of the cursor)), widened until it
+// holds a key or spans the folder: a page costs about the keys it shows, not the folder.
+async function folderPage(prefix, cursor, progress) {
+  const sep = sepBytes(); const out = []; const full = end(prefix); let painted = 0;
+  let cur = cursor || start(prefix); let count = null; let limit = 16; let cut = null;
+  for (let calls = 0; calls < 1000 && out.length < PAGE;) {
+    let r, whole;
+    if (!cursor && count === null) {   // the first read: the folder's size, once
+      r = await api.range(cur, full, { limit: String(limit), keys_only: true }); calls++;
+      count = r.count; whole = true;
+    } else {
+      for (cut = Math.min(cut ?? cur.length - 1, cur.length - 1); ; cut--) {
+        whole = cut <= prefix.length;
+        r = await api.range(cur, whole ? full : api.prefixEnd(cur.subarray(0, cut)), { limit: String(limit), keys_only: true });
+        calls++;
+        if (r.kvs.length || whole) break;
+      }
+    }
+    let lastDir = null; const before = out.length;
+    for (const { key } of r.kvs) {
+      if (lastDir && startsWith(key, lastDir)) continue;
+      if (out.length >= PAGE) return { out, next: cur, count };
+      const rest = key.subarray(prefix.length); const i = indexOf(rest, sep);
+      if (i < 0) { out.push({ dir: false, key, label: api.showKey(rest) }); cur = api.after(key); lastDir = null; }
+      else {
+        lastDir = api.concat(prefix, rest.subarray(0, i + sep.length));
+        out.push({ dir: true, key: lastDir, label: api.showKey(rest.subarray(0, i + sep.length)) });
+        cur = api.prefixEnd(lastDir);
+      }
+    }
+    if (whole && !r.more) return { out, next: null, count };
+    limit = out.length - before >= limit / 2 ? BATCH : 16;
+    if (progress && Date.now() - painted > 150) { progress(out, count); painted = Date.now(); }
+  }
+  return { out, next: cur, count };
+}
+
+async function listPage(prefix, cursor) {
+  const r = await api.range(cursor || start(prefix), end(prefix), { limit: String(PAGE), keys_only: true });
+  const out = r.kvs.map(({ key }) => ({ dir: false, key, label: api.showKey(key) }));
+  return { out, next: r.more && out.length ? api.after(out[out.length - 1].key) : null, count: cursor ? null : r.count };
+}
+
+// Reads the first page (or the next one with more=true); quiet: no re-render if unchanged.
+export async function refresh(more = false) {
+  const prefix = st.mode === "tree" ? st.dir : st.prefix;
+  let page;
+  // A fresh folder paints as its children arrive; a live refresh only when done.
+  const fresh = !more && st.signature === "";
+  const progress = fresh ? (part, count) => render(part, count, true) : null;
+  try { page = await (st.mode === "tree" ? folderPage : listPage)(prefix, more ? st.cursor : null, progress); }
+  catch (e) {
+    if (/permission denied/i.test(e.message)) { render([], 0, false, "You cannot read keys here."); st.signature = ""; }
+    return fail(e, "Listing keys");
+  }
+  st.cursor = page.next;
+  const shown = more ? st.shown.concat(page.out) : page.out;
+  const sig = shown.map((c) => (c.dir ? "d" : "k") + api.b64(c.key)).join(",") + "|" + page.count + "|" + !!page.next;
+  if (!more && sig === st.signature) return;
+  st.signature = sig; st.shown = shown;
+  render(shown, page.count, !!page.next);
+}
+
+function render(items, count, hasMore, empty) {
+  const ul = $("entries"); ul.replaceChildren();
+  for (const c of items) {
+    const b = el("button", { class: c.dir ? "dir" : "key", text: c.label, title: api.showKey(c.key),
+      onclick: () => (c.dir ? enter(c.key) : openKey(c.key)) });
+    b.dataset.key = api.showKey(c.key);
+    ul.append(el("li", {}, b));
+  }
+  if (!items.length) ul.append(el("li", { class: "muted", text: empty || "No keys here." }));
+  if (count !== null && count !== undefined) {
+    const where = st.mode === "tree" ? "in this folder (all depths)" : "with this prefix";
+    $("count").textContent = `${count} key${count === 1 ? "" : "s"} ${where}`;
+  }
+  $("more").hidden = !hasMore;
+  crumbs();
+}
+
+function crumbs() {
+  const nav = $("crumbs"); nav.replaceChildren();
+  if (st.mode !== "tree") return;
+  const sep = sepBytes(); let at = 0; const d = st.dir;
+  nav.append(el("button", { text: "(root)", onclick: () => enter(new Uint8Array(0)) }));
+  while (at < d.length) {
+    let i = indexOf(d.subarray(at), sep); i = i < 0 ? d.length : at + i + sep.length;
+    const p = d.subarray(0, i);
+    nav.append(el("button", { text: api.showKey(d.subarray(at, i)), onclick: () => enter(p) }));
+    at = i;
+  }
+}
+
+function enter(prefix) { st.dir = Uint8Array.from(prefix); st.cursor = null; st.signature = ""; clearError(); refresh(); }
+
+// ---- the open key ----
+
+function showValue(bytes) {
+  const fmt = $("format").value; let text;
+  if (fmt === "hex") text = api.hex(bytes);
+  else {
+    text = api.utf8(bytes);
+    if (text === null) { $("format").value = "hex"; $("key-state").textContent = "The value is not UTF-8 text; shown as hex."; return showValue(bytes); }
+    if (fmt === "json" && text.trim()) {
+      try { text = JSON.stringify(JSON.parse(text), null, 2); }
+      catch { $("format").value = "text"; $("key-state").textContent = "The value is not valid JSON; shown as text."; }
+    }
+  }
+  $("value").value = text;
+}
+
+// The editor's bytes in the chosen format; throws a message when they do not parse.
+function editedBytes() {
+  const fmt = $("format").value; const text = $("value").value;
+  if (fmt === "hex") return api.unhex(text);
+  if (fmt === "json") {
+    try { JSON.parse(text); } catch (e) { throw new Error(`Invalid JSON: ${e.message}`); }
+  }
+  return api.bytes(text);
+}
+
+function metaRow(dl, k, v, id) { dl.append(el("dt", { text: k }), el("dd", id ? { id, text: v } : { text: v })); }
+
+async function showMeta(kv) {
+  const dl = $("meta"); dl.replaceChildren(); clearInterval(st.leaseTimer);
+  if (!kv) return;
+  metaRow(dl, "create revision", String(kv.create)); metaRow(dl, "mod revision", String(kv.mod));
+  metaRow(dl, "version", String(kv.version)); metaRow(dl, "size", bytesHuman(kv.value.length));
+  if (kv.lease === "0") { metaRow(dl, "lease", "none"); return; }
+  metaRow(dl, "lease", fmtHex(kv.lease)); metaRow(dl, "lease TTL", "…", "lease-ttl");
+  let ttl;
+  try { ttl = Number((await api.call("/v3/lease/timetolive", { ID: kv.lease })).TTL); } catch (e) { return fail(e, "Reading the lease"); }
+  const key = st.open && st.open.key; let left = ttl;
+  const tick = () => {
+    const d = $("lease-ttl"); if (d) d.textContent = left > 0 ? `${left} s` : "expired";
+    if (left <= 0) { clearInterval(st.leaseTimer); setTimeout(() => st.open && st.open.key === key && !st.open.dirty && openKey(key, true), 600); }
+    left--;
+  };
+  tick(); st.leaseTimer = setInterval(tick, 1000);
+}
+
+export async function openKey(key, quiet = false, tries = 0) {
+  if (!quiet) { clearError(); clearNotice(); }
+  let r;
+  try { r = await api.range(key); } catch (e) { return fail(e, "Reading the key"); }
+  const kv = r.kvs[0] || null;
+  // A key whose lease ran out lingers until the leader revokes it: look again shortly.
+  if (quiet && kv && kv.lease !== "0" && st.open && st.open.kv && kv.mod === st.open.kv.mod && tries < 10) {
+    try {
+      const t = await api.call("/v3/lease/timetolive", { ID: kv.lease });
+      if (Number(t.TTL) <= 0) return setTimeout(() => openKey(key, true, tries + 1), 700);
+    } catch { /* gone already */ }
+  }
+  st.open = { key, kv, isNew: false, dirty: false };
+  $("detail").hidden = false; $("new-name-row").hidden = true;
+  $("key-name").textContent = api.showKey(key);
+  $("key-state").textContent = kv ? (api.utf8(key) === null ? "The key is not UTF-8; shown with \\xNN escapes." : "") :
+    "This key does not exist (deleted, or its lease expired).";
+  $("lease").value = kv ? fmtHex(kv.lease) : "";
+  $("history").hidden = true;
+  $("format").value = st.format;
+  if (kv) showValue(kv.value); else $("value").value = "";
+  $("save").disabled = !kv; $("delete-key").disabled = !kv; $("show-history").disabled = !kv;
+  showMeta(kv);
+}
+
+function newKey() {
+  clearError(); clearNotice(); clearInterval(st.leaseTimer);
+  st.open = { key: null, kv: null, isNew: true, dirty: false };
+  $("detail").hidden = false; $("new-name-row").hidden = false; $("key-name").textContent = "New key";
+  $("key-state").textContent = "Type a key (\\xNN for other bytes) and a value, then Save.";
+  $("new-name").value = st.mode === "tree" ? api.showKey(st.dir) : api.showKey(st.prefix);
+  $("value").value = ""; $("lease").value = ""; $("meta").replaceChildren(); $("history").hidden = true;
+  $("save").disabled = false; $("delete-key").disabled = true; $("show-history").disabled = true;
+  $("new-name").focus();
+}
+
+async function save() {
+  clearError(); clearNotice();
+  const o = st.open; if (!o) return;
+  let value, lease, key;
+  try {
+    value = editedBytes(); lease = fromHex($("lease").value);
+    key = o.isNew ? api.parseKey($("new-name").value) : o.key;
+    if (!key.length) throw new Error("The key is empty");
+  } catch (e) { return showError(`${e.message}. Nothing was saved.`); }
+  const cmp = o.isNew ? { key: api.b64(key), target: "CREATE", result: "EQUAL", create_revision: "0" }
+    : { key: api.b64(key), target: "MOD", result: "EQUAL", mod_revision: String(o.kv.mod) };
+  const put = { key: api.b64(key), value: api.b64(value) };
+  if (lease !== "0") put.lease = lease;
+  let r;
+  try {
+    r = await api.call("/v3/kv/txn", { compare: [cmp], success: [{ request_put: put }], failure: [{ request_range: { key: api.b64(key) } }] });
+  } catch (e) { return fail(e, `Saving (${bytesHuman(value.length)}; nothing was written)`); }
+  if (r.succeeded) {
+    await openKey(key, true);
+    notice(`Saved at revision ${r.header.revision}.`);
+    refresh();
+    return;
+  }
+  const newer = r.responses?.[0]?.response_range?.kvs?.[0];
+  await openKey(key, true);
+  showError(o.isNew ? "Refused: the key was created by someone else meanwhile. Their value is shown; yours was not saved." :
+    `Refused: the key changed since you opened it (mod revision ${o.kv.mod} → ${newer ? newer.mod_revision : "deleted"}). The newer value is shown; your edit was not saved.`);
+}
+
+async function deleteKey() {
+  const o = st.open; if (!o || !o.kv) return;
+  if (!confirm(`Delete the key "${api.showKey(o.key)}"?`)) return;
+  try { await api.call("/v3/kv/deleterange", { key: api.b64(o.key) }); } catch (e) { return fail(e, "Deleting"); }
+  notice(`Deleted "${api.showKey(o.key)}".`); await openKey(o.key, true); refresh();
+}
+
+async function deletePrefix() {
+  clearError();
+  const p = api.parseKey($("prefix").value || (st.mode === "tree" ? api.showKey(st.dir) : ""));
+  if (!p.length) return showError("Type a prefix first: the console does not delete the whole keyspace.");
+  let n;
+  try { n = (await api.range(p, api.prefixEnd(p), { count_only: true })).count; } catch (e) { return fail(e, "Counting"); }
+  if (!n) return notice(`No keys with the prefix "${api.showKey(p)}".`);
+  if (!confirm(`Delete all ${n} keys with the prefix "${api.showKey(p)}"?`)) return;
+  let r;
+  try { r = await api.call("/v3/kv/deleterange", { key: api.b64(p), range_end: api.b64(api.prefixEnd(p)) }); } catch (e) { return fail(e, "Deleting the prefix"); }
+  notice(`Deleted ${Number(r.deleted || 0)} keys with the prefix "${api.showKey(p)}".`);
+  st.signature = ""; refresh();
+}
+
+// Every retained revision of the open key, newest first (older generations too, while
+// the revision just before a creation still holds the key).
+async function history() {
+  const o = st.open; if (!o || !o.kv) return;
+  const rows = [o.kv]; let note = "";
+  try {
+    for (let cur = o.kv; rows.length < 100;) {
+      const at = (cur.version === 1 ? cur.create : cur.mod) - 1;
+      if (at < 1) break;
+      const r = await api.range(o.key, null, { revision: String(at) });
+      if (!r.kvs.length) break;
+      cur = r.kvs[0]; rows.push(cur);
+    }
+  } catch (e) { if (/compacted/i.test(e.message)) note = "Older revisions were compacted."; else return fail(e, "Reading history"); }
+  const tb = $("history-rows"); tb.replaceChildren();
+  rows.forEach((kv, i) => {
+    const prev = (api.utf8(kv.value) ?? api.hex(kv.value)).slice(0, 60);
+    tb.append(el("tr", {},
+      el("td", {}, el("input", { type: "radio", name: "hist-a", value: String(i), "aria-label": `A: revision ${kv.mod}`, ...(i === Math.min(1, rows.length - 1) ? { checked: "" } : {}) })),
+      el("td", {}, el("input", { type: "radio", name: "hist-b", value: String(i), "aria-label": `B: revision ${kv.mod}`, ...(i === 0 ? { checked: "" } : {}) })),
+      el("td", { text: String(kv.mod) }), el("td", { text: String(kv.version) }), el("td", { text: prev })));
+  });
+  st.historyRows = rows;
+  $("diff-out").textContent = note; $("history").hidden = false;
+}
+
+function diff() {
+  const rows = st.historyRows || [];
+  const a = rows[Number(document.querySelector("input[name=hist-a]:checked")?.value)];
+  const b = rows[Number(document.querySelector("input[name=hist-b]:checked")?.value)];
+  if (!a || !b) return;
+  const text = (kv) => api.utf8(kv.value) ?? api.hex(kv.value);
+  const out = $("diff-out"); out.replaceChildren();
+  for (const [op, line] of lineDiff(text(a), text(b))) {
+    out.append(el("span", { class: op === "+" ? "add" : op === "-" ? "del" : "", text: `${op} ${line}\n` }));
+  }
+}
+
+// A change seen by the watch (or the poller): refresh the listing and the open key.
+export function changed(events) {
+  const o = st.open;
+  if (o && o.key && events.some((e) => e.kv.key.length === o.key.length && startsWith(e.kv.key, o.key))) {
+    if (o.dirty) $("key-state").textContent = "Someone else changed this key; saving will be refused. Reload to see it.";
+    else openKey(o.key, true);
+  }
+  clearTimeout(st.debounce); st.debounce = setTimeout(() => refresh(), 250);
+}
+export async function poll() {
+  refresh();
+  const o = st.open;
+  if (o && o.key && !o.dirty) {
+    try { const r = await api.range(o.key, null, { keys_only: true }); const m = r.kvs[0]?.mod || 0;
+      if (m !== (o.kv?.mod || 0)) openKey(o.key, true); } catch { /* shown by refresh */ }
+  }
+}
+
+export function init() {
+  $("mode").addEventListener("change", () => { st.mode = $("mode").value; st.signature = ""; st.cursor = null; refresh(); });
+  $("sep").addEventListener("change", () => { st.signature = ""; refresh(); });
+  $("search-form").addEventListener("submit", (ev) => {
+    ev.preventDefault(); clearError();
+    const p = api.parseKey($("prefix").value);
+    if (st.mode === "tree") {   // a folder in tree mode, else the flat list
+      const s = sepBytes();
+      if (p.length >= s.length && startsWith(p.subarray(p.length - s.length), s)) return enter(p);
+      st.mode = "list"; $("mode").value = "list";
+    }
+    st.prefix = p; st.cursor = null; st.signature = ""; refresh();
+  });
+  $("more").addEventListener("click", () => refresh(true));
+  $("new-key").addEventListener("click", newKey);
+  $("save").addEventListener("click", save);
+  $("reload").addEventListener("click", () => st.open && (st.open.isNew ? newKey() : openKey(st.open.key)));
+  $("delete-key").addEventListener("click", deleteKey);
+  $("delete-prefix").addEventListener("click", deletePrefix);
+  $("show-history").addEventListener("click", history);
+  $("diff").addEventListener("click", diff);
+  $("value").addEventListener("input", () => { if (st.open) st.open.dirty = true; });
+  let fmtWas = $("format").value;
+  $("format").addEventListener("change", () => {
+    const to = $("format").value; $("format").value = fmtWas;
+    let b; try { b = editedBytes(); } catch (e) { showError(`${e.message}; fix it before switching views.`); return; }
+    $("format").value = to; st.format = to; clearError(); showValue(b); fmtWas = $("format").value;
+  });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "/" && !/INPUT|TEXTAREA|SELECT/.test(document.activeElement.tagName)) { ev.preventDefault(); $("prefix").focus(); }
+  });
+}
