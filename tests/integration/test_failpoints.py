@@ -129,6 +129,10 @@ def test_crash_during_snapshot_install_then_catch_up(tmp_path):
             time.sleep(0.3)
         assert out.strip() == "v399"
         assert leader.etcdctl("put", "after", "1")[0] == 0
+        deadline = time.monotonic() + 30      # it keeps following
+        while time.monotonic() < deadline and lagging.etcdctl(
+                "get", "after", "--print-value-only", "--consistency", "s")[1].strip() != "1":
+            time.sleep(0.2)
         assert "finished installing snapshot at index" in lagging.log()
         rc, out, err = servers.etcdctl(servers.endpoints(members), "endpoint", "hashkv",
                                        "-w", "json")
