@@ -119,6 +119,31 @@ def _watch_sees_next_set(port) -> str:
             p.wait()
 
 
+def _exec_watch_runs(port, tmp_path) -> str:
+    """etcdctl exec-watch runs its command with the change in ETCD_WATCH_* (etcdctl
+    3.4 takes the key last when no flag precedes it)."""
+    import time
+    hook = tmp_path / "hook.sh"
+    hook.write_text('#!/bin/sh\necho "$ETCD_WATCH_ACTION $ETCD_WATCH_KEY $ETCD_WATCH_VALUE"\n')
+    hook.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ETCDCTL")}
+    env["ETCDCTL_API"] = "2"
+    p = subprocess.Popen([ETCDCTL34, "--endpoints", f"http://127.0.0.1:{port}", "exec-watch",
+                          str(hook), "/ew"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 15
+        line = ""
+        os.set_blocking(p.stdout.fileno(), False)
+        while not line and time.monotonic() < deadline:
+            _ctl(port, "set", "/ew", "changed")    # until the hook has run once
+            time.sleep(0.3)
+            line = p.stdout.readline() or ""
+        return line
+    finally:
+        p.kill()
+        p.wait()
+
+
 V2CTL = [
     ("set", "/a", "1"), ("get", "/a"), ("mk", "/a", "2"), ("mk", "/b", "2"),
     ("update", "/a", "3"), ("update", "/zz", "3"), ("set", "--swap-with-value", "3", "/a", "4"),
@@ -142,6 +167,8 @@ def test_etcdctl_v2_mode_matches_etcd_34(tmp_path):
                 assert (g[0], g[1], strip(g[2])) == (w[0], w[1], strip(w[2])), args
             for port in (et.port, kv.port):
                 assert _watch_sees_next_set(port) == "changed\n"
+            hooks = [_exec_watch_runs(port, tmp_path) for port in (et.port, kv.port)]
+            assert hooks[0] == hooks[1] == "set /ew changed\n"
         finally:
             et.stop()
     finally:
