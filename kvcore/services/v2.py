@@ -19,11 +19,18 @@ import time
 from kvcore.server.entry import OP_V2
 from kvcore.v2store import Store, V2Error
 from kvcore.v2store import http as v2http
-from kvcore.v2store.store import _rfc3339
+from kvcore.v2store.store import HISTORY, _rfc3339
 
 log = logging.getLogger("kvcore.v2")
 
 META_KEY = b"v2store"
+# The event history, one meta key per event in a ring of HISTORY slots (etcd 3.4
+# rebuilds it by replaying its WAL, so a waitIndex before a restart still answers).
+HIST_PREFIX = b"v2hist/"
+
+
+def _hist_key(index: int) -> bytes:
+    return HIST_PREFIX + (index % HISTORY).to_bytes(2, "big")
 
 
 def register(ctx, reg) -> "V2Service":
@@ -64,7 +71,11 @@ class V2Service:
         backend = self.ctx.backend
         with backend.begin_read() as txn:
             raw = txn.get(META_KEY, db=backend.meta)
-        self.store = Store.from_json(json.loads(raw)) if raw else Store()
+            self.store = Store.from_json(json.loads(raw)) if raw else Store()
+            if raw:
+                self.store.restore_history(
+                    json.loads(v) for v in (txn.get(_hist_key(i), db=backend.meta)
+                                            for i in range(HISTORY)) if v)
 
     # ---- the worker's calls ----
 
@@ -159,6 +170,7 @@ class V2Service:
 
     def apply(self, txn, w, req_bytes: bytes) -> tuple:
         req = json.loads(req_bytes)
+        before = self.store.index
         if req["method"] == "SYNC":
             self.store.expire(req["now"])
             result = None
@@ -167,8 +179,14 @@ class V2Service:
                 result = v2http.apply(self.store, req)
             except V2Error as err:
                 result = err
+        meta = self.ctx.backend.meta
         txn.put(META_KEY, json.dumps(self.store.to_json(), separators=(",", ":")).encode(),
-                db=self.ctx.backend.meta)
+                db=meta)
+        for ev in reversed(self.store.history):
+            if ev.index <= before:
+                break
+            txn.put(_hist_key(ev.index), json.dumps(Store.event_json(ev),
+                                                    separators=(",", ":")).encode(), db=meta)
         rev = self.ctx.store.current_rev
         if result is None:
             return rev, b""

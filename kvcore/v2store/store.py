@@ -404,6 +404,21 @@ class Store:
             return d
         return {"index": self.index, "root": node(self.root)}
 
+    @staticmethod
+    def event_json(ev: Event) -> dict:
+        return {"i": ev.index, "d": ev.prev_dir, "e": dict(ev)}
+
+    def restore_history(self, docs) -> None:
+        """Refill the history from ``event_json`` documents (any order, stale ones
+        from an older lap of the ring skipped)."""
+        keep = sorted((d for d in docs if self.index - HISTORY < d["i"] <= self.index),
+                      key=lambda d: d["i"])
+        self.history.clear()
+        for d in keep:
+            e = d["e"]
+            self.history.append(Event(e["action"], e["node"], e.get("prevNode"), d["i"],
+                                      prev_dir=d["d"]))
+
     @classmethod
     def from_json(cls, d: dict) -> "Store":
         s = cls()
