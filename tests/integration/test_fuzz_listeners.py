@@ -37,6 +37,7 @@ GATEWAY = ["/v3/kv/range", "/v3/kv/put", "/v3/kv/deleterange", "/v3/kv/txn",
            "/v3/lease/timetolive", "/v3/auth/authenticate", "/v3/auth/user/add",
            "/v3/maintenance/status", "/v3/cluster/member/list", "/v3/watch",
            "/v3/nope", "/health", "/metrics", "/version"]
+GATEWAY_STREAMS = {"/v3/watch"}
 
 
 def rss_kib(pids) -> int:
@@ -135,12 +136,20 @@ json_st = st.recursive(
 def gateway_case(m, path, body):
     req = (f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    streaming = path in GATEWAY_STREAMS
     with socket.create_connection(("127.0.0.1", m.srv.port), 5) as s:
         s.sendall(req)
-        s.settimeout(10)
+        s.settimeout(1 if streaming else 10)
         resp = b""
         while True:
-            chunk = s.recv(65536)
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                # A watch stream whose request body parses (or is empty) stays open,
+                # as etcd 3.5.1's gateway keeps it (it answers nothing to an empty one).
+                if streaming:
+                    return
+                raise
             if not chunk:
                 break
             resp += chunk
