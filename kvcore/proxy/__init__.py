@@ -5,6 +5,7 @@
                  forwarders of raw request bytes for unary and streaming methods
 * watch.py    -- identical watches from many clients on one upstream watch
 * kv.py, cache.py -- serializable ranges cached and invalidated as etcd's proxy does
+* lease.py    -- keep-alives of one lease from many clients sent up once
 * cluster.py  -- Cluster.MemberList answered with the proxy itself (grpcproxy/cluster.go)
 * server.py   -- the MethodTable served by the same engine as a member, /health, /metrics
 """

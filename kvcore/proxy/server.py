@@ -19,7 +19,7 @@ from kvcore.engine.base import CallContext, GrpcError, MethodTable, StatusCode
 from kvcore.engine.native import create_engine
 from kvcore.loop import run_loop
 
-from . import cluster, kv, watch
+from . import cluster, kv, lease, watch
 from .flags import ProxyConfig, ProxyFlagError, host_port, parse
 from .upstream import Upstream
 
@@ -85,6 +85,7 @@ def method_table(cfg: ProxyConfig, up: Upstream, metrics: Metrics) -> MethodTabl
             return h
         table.stream[path] = stream()
     table.stream[watch.WATCH] = watch.Coalescer(up, metrics).serve
+    table.stream[lease.KEEPALIVE] = lease.KeepAlives(up).serve
     table.unary[cluster.MEMBER_LIST] = cluster.member_list_handler(
         cfg.advertise_client_url, table.unary[cluster.MEMBER_LIST])
 

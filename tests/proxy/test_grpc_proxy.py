@@ -364,3 +364,44 @@ def test_watch_half_close_ends_the_call(stacks):
             return await asyncio.wait_for(call.code(), WAIT), await call.details()
     got = [asyncio.run(status(stacks[k][2])) for k in ("kvcore", "etcd")]
     assert got[0] == got[1] == (grpc.StatusCode.UNKNOWN, "context canceled")
+
+
+def test_keepalives_of_one_lease_from_many_streams(stacks):
+    """20 streams keep one lease alive at once through the proxy: each gets its answer
+    (kvcore's proxy sends them up as one); a half-closed stream ends as through etcd's
+    proxy."""
+    import asyncio
+    import grpc
+    from kvcore.api import rpc_pb2
+
+    async def run(addr):
+        async with grpc.aio.insecure_channel(addr) as ch:
+            grant = ch.unary_unary("/etcdserverpb.Lease/LeaseGrant",
+                                   request_serializer=rpc_pb2.LeaseGrantRequest.SerializeToString,
+                                   response_deserializer=rpc_pb2.LeaseGrantResponse.FromString)
+            ka = ch.stream_stream("/etcdserverpb.Lease/LeaseKeepAlive",
+                                  request_serializer=rpc_pb2.LeaseKeepAliveRequest.SerializeToString,
+                                  response_deserializer=rpc_pb2.LeaseKeepAliveResponse.FromString)
+            lid = (await grant(rpc_pb2.LeaseGrantRequest(TTL=60), timeout=WAIT)).ID
+            req = rpc_pb2.LeaseKeepAliveRequest(ID=lid)
+            calls = [ka(held_open([req])) for _ in range(20)]
+            answers = [await asyncio.wait_for(c.read(), WAIT) for c in calls]
+            for c in calls:
+                c.cancel()
+            closed = ka(iter([req]))
+            # Whether its answer comes before the end varies, through etcd's proxy too.
+            [r async for r in _until_end(closed)]
+            return ([(a.ID == lid, a.TTL) for a in answers], closed.code_, closed.details_)
+    outs = [asyncio.run(run(stacks[k][2])) for k in ("kvcore", "etcd")]
+    assert outs[0] == outs[1]
+    assert outs[0][0] == [(True, 60)] * 20
+
+
+async def _until_end(call):
+    import grpc
+    try:
+        async for r in call:
+            yield r
+    except grpc.aio.AioRpcError:
+        pass
+    call.code_, call.details_ = await call.code(), await call.details()
