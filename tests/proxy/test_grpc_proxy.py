@@ -25,11 +25,11 @@ from tests import etcd351, servers
 WAIT = 30.0
 
 
-def start_proxy(kind: str, base: str, members) -> tuple:
+def start_proxy(kind: str, base: str, members, extra: tuple = ()) -> tuple:
     port = servers.free_port()
     eps = ",".join(f"127.0.0.1:{m.port}" for m in members)
     flags = ["start", f"--endpoints={eps}", f"--listen-addr=127.0.0.1:{port}",
-             f"--advertise-client-url=127.0.0.1:{port}"]
+             f"--advertise-client-url=127.0.0.1:{port}", *extra]
     argv = ([sys.executable, "-m", "kvcore", "grpc-proxy", *flags] if kind == "kvcore"
             else [etcd351.ETCD, "grpc-proxy", *flags])
     log = open(os.path.join(base, f"{kind}-proxy.log"), "w")
@@ -405,3 +405,27 @@ async def _until_end(call):
     except grpc.aio.AioRpcError:
         pass
     call.code_, call.details_ = await call.code(), await call.details()
+
+
+def test_metrics_addr(stacks, tmp_path):
+    """--metrics-addr serves /metrics on an interface of its own, as etcd's proxy."""
+    import urllib.request
+    for kind in ("kvcore", "etcd"):
+        mport = servers.free_port()
+        proxy, _ = start_proxy(kind, str(tmp_path), stacks[kind][0][1:],
+                               (f"--metrics-addr=http://127.0.0.1:{mport}",))
+        try:
+            deadline = time.monotonic() + WAIT
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics",
+                                                timeout=5) as r:
+                        body = r.read().decode()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+            assert "etcd_grpc_proxy_watchers_coalescing_total" in body, kind
+        finally:
+            proxy.terminate()
+            proxy.wait(10)
