@@ -429,3 +429,28 @@ def test_metrics_addr(stacks, tmp_path):
         finally:
             proxy.terminate()
             proxy.wait(10)
+
+
+def test_tls_on_both_sides(tmp_path):
+    """Clients reach the proxy over TLS (--cert-file/--key-file) and the proxy reaches
+    a TLS member (--cacert), as etcd's proxy flags say."""
+    from tests import tlscerts
+    pki = tlscerts.make_pki(str(tmp_path / "pki"))
+    m = servers.start_kvcore(str(tmp_path / "m.etcd"), scheme="https",
+                             extra=("--cert-file", pki.server_cert, "--key-file",
+                                    pki.server_key),
+                             ctl_args=("--cacert", pki.ca))
+    proxy = None
+    try:
+        proxy, addr = start_proxy("kvcore", str(tmp_path), [m], (
+            f"--cacert={pki.ca}", f"--cert-file={pki.server_cert}",
+            f"--key-file={pki.server_key}"))
+        tls = (f"--cacert={pki.ca}",)
+        assert ctl(addr, *tls, "put", "t", "1") == (0, "OK\n", "")
+        assert ctl(addr, *tls, "get", "t", "--print-value-only") == (0, "1\n", "")
+        assert ctl(addr, "get", "t")[0] != 0          # plain text is refused
+    finally:
+        if proxy is not None:
+            proxy.terminate()
+            proxy.wait(10)
+        m.stop()
