@@ -3,8 +3,10 @@ and a real etcd 3.5.1 behind ``kvcore-console`` (the same tests, the same page).
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -150,7 +152,11 @@ def test_etcdctl_write_appears_live(target, page):
     click_entry(d, "/live/a")
     target.ctl("put", "/live/b", "2")
     target.ctl("put", "/live/a", "changed")
-    wait(d, lambda d: "/live/b" in entries(d), what="new key listed live")
+    try:
+        wait(d, lambda d: "/live/b" in entries(d), what="new key listed live")
+    except TimeoutException:
+        raise AssertionError(f"not listed live: {by(d, 'live').text!r}, {entries(d)}, "
+                             f"{error_text(d)!r}") from None
     wait(d, lambda d: by(d, "value").get_attribute("value") == "changed", what="open key live")
 
 
@@ -189,6 +195,22 @@ def test_bad_input_non_utf8_key_and_too_large_value(target, page):
     wait(d, lambda d: "request is too large" in error_text(d), what="too-large refusal")
     assert "nothing was written" in error_text(d)
     assert target.ctl("get", "/bad/big", "--print-value-only").strip() == "small"
+
+
+def test_metrics_charts_the_members_db_size(target, page):
+    d = page
+    d.get(target.ui + "#/metrics")
+    # Two scrapes of /metrics (one at load, then every 5 s) make the first points.
+    label = wait(d, lambda d: re.match(r"now ([0-9.]+) MiB", by(d, "v-db").text), 30, "db chart")
+    assert float(label.group(1)) > 0
+    wait(d, lambda d: int(by(d, "chart-db").get_attribute("data-points") or 0) >= 2, 30,
+         "two points on the db chart")
+    drawn = d.execute_script(
+        "const c = document.getElementById('chart-db');"
+        "const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "let n = 0; for (let i = 2; i < px.length; i += 4) if (px[i] > 150 && px[i - 2] < 60) n++;"
+        "return n;")                                    # blue line pixels
+    assert drawn > 20
 
 
 def test_login_with_auth_and_expired_session(target, driver):

@@ -20,9 +20,9 @@ export async function leases() {
 function drawLeases() {
   const tb = $("lease-rows"); tb.replaceChildren();
   for (const r of leaseRows) {
-    tb.append(el("tr", {}, el("td", { text: fmtHex(r.ID) }), el("td", { class: "ttl", text: `${Math.max(r.ttl, 0)} s` }),
+    tb.append(el("tr", {}, el("td", { text: fmtHex(r.ID, 16) }), el("td", { class: "ttl", text: `${Math.max(r.ttl, 0)} s` }),
       el("td", { text: `${r.granted} s` }), el("td", { text: r.keys.join(", ") || "—" }),
-      el("td", {}, el("button", { text: "Revoke…", "aria-label": `Revoke lease ${fmtHex(r.ID)}`, onclick: () => revoke(r.ID) }))));
+      el("td", {}, el("button", { text: "Revoke…", "aria-label": `Revoke lease ${fmtHex(r.ID, 16)}`, onclick: () => revoke(r.ID) }))));
   }
   if (!leaseRows.length) tb.append(el("tr", {}, el("td", { colspan: "5", class: "muted", text: "No leases." })));
 }
@@ -31,15 +31,15 @@ export function tickLeases() {
   if (leaseRows.some((r) => r.ttl < 0)) leases(); else drawLeases();
 }
 async function revoke(ID) {
-  if (!confirm(`Revoke lease ${fmtHex(ID)} and delete its keys?`)) return;
+  if (!confirm(`Revoke lease ${fmtHex(ID, 16)} and delete its keys?`)) return;
   try { await api.call("/v3/lease/revoke", { ID }); } catch (e) { return fail(e, "Revoking"); }
-  notice(`Revoked lease ${fmtHex(ID)}.`); leases();
+  notice(`Revoked lease ${fmtHex(ID, 16)}.`); leases();
 }
 async function grant(ev) {
   ev.preventDefault(); clearError();
   try {
     const r = await api.call("/v3/lease/grant", { TTL: String(Number($("grant-ttl").value) || 60) });
-    notice(`Granted lease ${fmtHex(r.ID)} (TTL ${r.TTL} s). Type this ID in a key's Lease box to attach it.`);
+    notice(`Granted lease ${fmtHex(r.ID, 16)} (TTL ${r.TTL} s). Type this ID in a key's Lease box to attach it.`);
   } catch (e) { return fail(e, "Granting"); }
   leases();
 }
@@ -102,6 +102,7 @@ function series(f) {
 }
 function chart(id, pts, label, unit) {
   const c = $(id); const g = c.getContext("2d"); const W = c.width, H = c.height;
+  c.dataset.points = String(pts.length);
   g.clearRect(0, 0, W, H); g.strokeStyle = "#d6dae0"; g.strokeRect(0.5, 0.5, W - 1, H - 1);
   $(label).textContent = pts.length ? `now ${pts[pts.length - 1][1].toFixed(2)}${unit}` : "(collecting…)";
   if (pts.length < 2) return;
@@ -114,7 +115,7 @@ function chart(id, pts, label, unit) {
 export function drawCharts() {
   chart("chart-rps", series((a, b) => Math.max(b.handled - a.handled, 0) / Math.max(b.t - a.t, 1e-3)), "v-rps", "");
   chart("chart-fsync", series((a, b) => (b.fsyncCount > a.fsyncCount ? ((b.fsyncSum - a.fsyncSum) / (b.fsyncCount - a.fsyncCount)) * 1000 : 0)), "v-fsync", " ms");
-  chart("chart-db", series((a, b) => b.db / 1048576), "v-db", " MiB");
+  chart("chart-db", samples.map((x) => [x.t, x.db / 1048576]), "v-db", " MiB");   // a level, not a rate
 }
 
 export function init() { $("grant-form").addEventListener("submit", grant); }

@@ -12,6 +12,7 @@ const st = {
   mode: "tree", dir: new Uint8Array(0), prefix: new Uint8Array(0), cursor: null, shown: [], signature: "",
   open: null,      // { key, kv (null: not found / new), isNew, dirty, format }
   leaseTimer: null,
+  seq: 0,         // the latest listing request
   format: "text",  // the view the user chose; a value that does not fit falls back for itself only
 };
 
@@ -79,12 +80,15 @@ export async function refresh(more = false) {
   let page;
   // A fresh folder paints as its children arrive; a live refresh only when done.
   const fresh = !more && st.signature === "";
-  const progress = fresh ? (part, count) => render(part, count, true) : null;
+  const seq = ++st.seq;   // a later listing wins: an older answer arriving late is dropped
+  const progress = fresh ? (part, count) => seq === st.seq && render(part, count, true) : null;
   try { page = await (st.mode === "tree" ? folderPage : listPage)(prefix, more ? st.cursor : null, progress); }
   catch (e) {
+    if (seq !== st.seq) return;
     if (/permission denied/i.test(e.message)) { render([], 0, false, "You cannot read keys here."); st.signature = ""; }
     return fail(e, "Listing keys");
   }
+  if (seq !== st.seq) return;
   st.cursor = page.next;
   const shown = more ? st.shown.concat(page.out) : page.out;
   const sig = shown.map((c) => (c.dir ? "d" : "k") + api.b64(c.key)).join(",") + "|" + page.count + "|" + !!page.next;
@@ -159,7 +163,7 @@ async function showMeta(kv) {
   metaRow(dl, "create revision", String(kv.create)); metaRow(dl, "mod revision", String(kv.mod));
   metaRow(dl, "version", String(kv.version)); metaRow(dl, "size", bytesHuman(kv.value.length));
   if (kv.lease === "0") { metaRow(dl, "lease", "none"); return; }
-  metaRow(dl, "lease", fmtHex(kv.lease)); metaRow(dl, "lease TTL", "…", "lease-ttl");
+  metaRow(dl, "lease", fmtHex(kv.lease, 16)); metaRow(dl, "lease TTL", "…", "lease-ttl");
   let ttl;
   try { ttl = Number((await api.call("/v3/lease/timetolive", { ID: kv.lease })).TTL); } catch (e) { return fail(e, "Reading the lease"); }
   const key = st.open && st.open.key; let left = ttl;
@@ -188,7 +192,7 @@ export async function openKey(key, quiet = false, tries = 0) {
   $("key-name").textContent = api.showKey(key);
   $("key-state").textContent = kv ? (api.utf8(key) === null ? "The key is not UTF-8; shown with \\xNN escapes." : "") :
     "This key does not exist (deleted, or its lease expired).";
-  $("lease").value = kv ? fmtHex(kv.lease) : "";
+  $("lease").value = kv ? fmtHex(kv.lease, 16) : "";
   $("history").hidden = true;
   $("format").value = st.format;
   if (kv) showValue(kv.value); else $("value").value = "";

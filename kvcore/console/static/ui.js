@@ -30,7 +30,8 @@ export function fail(e, doing) {
   showError(`${doing ? doing + " failed: " : ""}${e && e.message ? e.message : e}`);
 }
 
-export const fmtHex = (dec) => (dec && dec !== "0" ? BigInt(dec).toString(16) : "");
+// IDs in hex as etcdctl prints them (leases %016x, members %x).
+export const fmtHex = (dec, width = 0) => (dec && dec !== "0" ? BigInt(dec).toString(16).padStart(width, "0") : "");
 export function fromHex(h) {
   h = (h || "").trim().toLowerCase().replace(/^0x/, "");
   if (!h || h === "0" || h === "none") return "0";
