@@ -13,6 +13,7 @@ const st = {
   open: null,      // { key, kv (null: not found / new), isNew, dirty, format }
   leaseTimer: null,
   seq: 0,         // the latest listing request
+  openSeq: 0, opening: null,
   format: "text",  // the view the user chose; a value that does not fit falls back for itself only
 };
 
@@ -177,8 +178,10 @@ async function showMeta(kv) {
 
 export async function openKey(key, quiet = false, tries = 0) {
   if (!quiet) { clearError(); clearNotice(); }
+  const seq = ++st.openSeq; st.opening = key;   // the latest open wins over a late answer
   let r;
-  try { r = await api.range(key); } catch (e) { return fail(e, "Reading the key"); }
+  try { r = await api.range(key); } catch (e) { return seq === st.openSeq && fail(e, "Reading the key"); }
+  if (seq !== st.openSeq) return;
   const kv = r.kvs[0] || null;
   // A key whose lease ran out lingers until the leader revokes it: look again shortly.
   if (quiet && kv && kv.lease !== "0" && st.open && st.open.kv && kv.mod === st.open.kv.mod && tries < 10) {
@@ -202,6 +205,7 @@ export async function openKey(key, quiet = false, tries = 0) {
 
 function newKey() {
   clearError(); clearNotice(); clearInterval(st.leaseTimer);
+  st.openSeq++; st.opening = null;
   st.open = { key: null, kv: null, isNew: true, dirty: false };
   $("detail").hidden = false; $("new-name-row").hidden = false; $("key-name").textContent = "New key";
   $("key-state").textContent = "Type a key (\\xNN for other bytes) and a value, then Save.";
@@ -301,10 +305,10 @@ function diff() {
 
 // A change seen by the watch (or the poller): refresh the listing and the open key.
 export function changed(events) {
-  const o = st.open;
-  if (o && o.key && events.some((e) => e.kv.key.length === o.key.length && startsWith(e.kv.key, o.key))) {
-    if (o.dirty) $("key-state").textContent = "Someone else changed this key; saving will be refused. Reload to see it.";
-    else openKey(o.key, true);
+  const o = st.open; const k = st.opening;   // the key shown, or being read right now
+  if (k && events.some((e) => e.kv.key.length === k.length && startsWith(e.kv.key, k))) {
+    if (o && o.dirty && o.key === k) $("key-state").textContent = "Someone else changed this key; saving will be refused. Reload to see it.";
+    else openKey(k, true);
   }
   clearTimeout(st.debounce); st.debounce = setTimeout(() => refresh(), 250);
 }
