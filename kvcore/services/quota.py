@@ -48,7 +48,17 @@ class Quota:
                             "(NOSPACE) until space is freed and the alarm disarmed", *free)
             self._low = low
             self._free = free[0]
-        return self._free >= DISK_RESERVE + 2 * cost
+        if self._free < DISK_RESERVE + 2 * cost:
+            if not self._low:             # once per episode, not per write
+                self._low = True
+                log.warning("disk nearly full: about %d bytes free under %s; refusing "
+                            "writes (NOSPACE) until space is freed and the alarm disarmed",
+                            self._free, self._dirs[0])
+            return False
+        # Until the next reading, count what this write will take (WAL + backend), so a
+        # burst inside one 0.1 s window cannot run past the reserve unseen.
+        self._free -= 2 * cost
+        return True
 
     def check(self, cost: int):
         """None when a write of ``cost`` bytes fits; over the quota, the refusal: at
