@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from bench.servers import free_port  # one per process: ports never handed out twice
+from kvcore.robust.cluster import wait_port_free  # noqa: F401 (tests use servers.wait_port_free)
 
 ETCDCTL = os.environ.get("KVCORE_TEST_ETCDCTL", shutil.which("etcdctl") or "/usr/bin/etcdctl")
 ETCD = os.environ.get("KVCORE_TEST_ETCD", shutil.which("etcd") or "/usr/bin/etcd")
@@ -33,19 +34,6 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
-def wait_port_free(port: int, timeout: float = 15.0) -> None:
-    """Until nothing accepts on the port (a killed member's workers are gone)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                pass
-        except OSError:
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"127.0.0.1:{port} still in use after {timeout}s")
 
 
 @dataclass

@@ -72,7 +72,7 @@ class Member:
         if self.proc is not None:
             self.proc.wait(10)
         self.paused = False
-        _wait_port_free(self.client_port)
+        wait_port_free(self.client_port)
 
     def pause(self) -> None:
         self._signal(signal.SIGSTOP)
@@ -99,7 +99,8 @@ class Member:
                                                           timeout=timeout)
 
 
-def _wait_port_free(port: int, timeout: float = 15.0) -> None:
+def wait_port_free(port: int, timeout: float = 15.0) -> None:
+    """Until nothing accepts on the port (a killed member's workers are gone)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -108,6 +109,7 @@ def _wait_port_free(port: int, timeout: float = 15.0) -> None:
         except OSError:
             return
         time.sleep(0.05)
+    raise TimeoutError(f"127.0.0.1:{port} still in use after {timeout}s")
 
 
 class Cluster:

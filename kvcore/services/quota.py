@@ -46,7 +46,9 @@ class Quota:
             if low and not self._low:     # once per episode, not per write
                 log.warning("disk nearly full: %d bytes free under %s; refusing writes "
                             "(NOSPACE) until space is freed and the alarm disarmed", *free)
-            self._low = low
+            # The episode lasts while the disk stays under the reserve plus a margin, so
+            # a write refused on the running estimate does not log again each reading.
+            self._low = low or (self._low and free[0] < DISK_RESERVE + (4 << 20))
             self._free = free[0]
         if self._free < DISK_RESERVE + 2 * cost:
             if not self._low:             # once per episode, not per write
