@@ -100,16 +100,15 @@ _TABLE = [
      "during bootstrap.", "Clustering"),
     ("advertise-client-urls", "http://localhost:2379", URLS, "List of this member's client "
      "URLs to advertise to the public.", "Clustering"),
-    ("discovery", "", S, "Discovery URL used to bootstrap the cluster (not supported yet).",
-     "Clustering", "refuse"),
+    ("discovery", "", S, "Discovery URL used to bootstrap the cluster.", "Clustering"),
     ("discovery-fallback", "proxy", g.selective("proxy", "exit"), "Expected behavior ('exit' "
-     "or 'proxy') when discovery services fails.", "Clustering"),
+     "or 'proxy') when discovery services fails (kvcore has no v2 proxy: 'proxy' exits "
+     "too).", "Clustering"),
     ("discovery-proxy", "", S, "HTTP proxy to use for traffic to discovery service.",
-     "Clustering", "refuse"),
-    ("discovery-srv", "", S, "DNS srv domain used to bootstrap the cluster (not supported "
-     "yet).", "Clustering", "refuse"),
+     "Clustering"),
+    ("discovery-srv", "", S, "DNS srv domain used to bootstrap the cluster.", "Clustering"),
     ("discovery-srv-name", "", S, "Suffix to the dns srv name queried when bootstrapping.",
-     "Clustering", "refuse"),
+     "Clustering"),
     ("strict-reconfig-check", "true", B, "Reject reconfiguration requests that would cause "
      "quorum loss.", "Clustering"),
     ("pre-vote", "true", B, "Enable to run an additional Raft election phase.", "Clustering"),

@@ -84,7 +84,11 @@ class Core:
         self.loop = asyncio.get_event_loop()
         self.paths = MemberData(cfg.data_dir, cfg.wal_dir)
         self.initial = initial_members(cfg.initial_cluster_map(), cfg.initial_cluster_token)
-        self.member_id = member_id(cfg.initial_advertise_peer_urls, cfg.initial_cluster_token)
+        # By name in the initial cluster: with --discovery-srv its URLs are the records'
+        # host names, from which every member derives this member's ID (as etcd).
+        mine = next((m for m in self.initial if m.name == cfg.name), None)
+        self.member_id = mine.id if mine else member_id(cfg.initial_advertise_peer_urls,
+                                                         cfg.initial_cluster_token)
         self.cluster_id = cluster_id([m.id for m in self.initial])
         self._changes: list = []   # (revision, changes) applied in the current batch
         self._catchup_scheduled = False

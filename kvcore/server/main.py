@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import lmdb
 
-from kvcore import logs, tls
+from kvcore import discovery, logs, tls
 from kvcore.metrics.listener import start_listener as start_metrics_listener
 from kvcore.server import config
 from kvcore.ipc.server import CoreConnection
@@ -273,6 +273,7 @@ def main(argv=None) -> None:
             f.name: getattr(cfg, f.attr) for f in config.FLAGS.values()}})
     for level, msg, extra in cfg.notices:
         getattr(log, "warning" if level == "warn" else level)(msg, extra={"fields": extra})
+    discovery.bootstrap(cfg)   # --discovery / --discovery-srv: settles the initial cluster
     run_loop(serve(cfg))
 
 

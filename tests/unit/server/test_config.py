@@ -117,9 +117,18 @@ def test_compaction_retention_follows_etcds_rules(mode, retention, period, revis
 def test_unsupported_flags_are_refused_only_when_used():
     parse(["--auth-token=simple", "--enable-v2=false"], env={})
     assert parse(["--force-new-cluster"], env={}).force_new_cluster is True
-    for argv in (["--discovery=http://d:1"], ["--proxy=on"], ["--host-whitelist=a.example"]):
+    for argv in (["--proxy=on"], ["--host-whitelist=a.example"]):
         with pytest.raises(ConfigError, match="not supported by kvcore yet"):
             parse(argv, env={})
+
+
+def test_discovery_flags_are_accepted():
+    c = parse(["--discovery=http://d:1/t", "--discovery-proxy=p:3128",
+               "--discovery-fallback=exit"], env={})
+    assert (c.discovery, c.discovery_proxy, c.discovery_fallback) == (
+        "http://d:1/t", "p:3128", "exit")
+    c = parse(["--discovery-srv=example.test", "--discovery-srv-name=a"], env={})
+    assert (c.discovery_srv, c.discovery_srv_name) == ("example.test", "a")
 
 
 def test_go_only_flag_is_accepted_with_a_notice():
