@@ -10,8 +10,8 @@ host name (without its trailing dot).
 
 The resolver: the system's (/etc/resolv.conf), or the one named by the environment
 variable ``KVCORE_DNS_RESOLVER`` (``host:port``, e.g. ``127.0.0.1:5353``) for the SRV
-lookups and the A/AAAA lookups of the record targets (targets it does not know fall
-back to the system's lookup, so ``/etc/hosts`` names such as localhost work).
+lookups and the A/AAAA lookups of the record targets. As Go's resolver, /etc/hosts
+is read first (so localhost works without a DNS record).
 """
 from __future__ import annotations
 
@@ -72,13 +72,17 @@ def _resolve_tcp(host: str, port: int) -> str:
         return _join(host, port)
     except OSError:
         pass
+    hosts = _hosts_file(host)
+    if hosts:
+        return _join(hosts, port)
     if os.environ.get(RESOLVER_ENV):
-        r, _ = _resolver()
+        r, where = _resolver()
         for rtype in ("A", "AAAA"):
             try:
                 return _join(r.resolve(host + ".", rtype)[0].to_text(), port)
             except dns.exception.DNSException:
                 continue
+        raise LookupError_(f"lookup {shown} on {where}: no such host")
     try:
         info = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
     except socket.gaierror:
@@ -86,6 +90,21 @@ def _resolve_tcp(host: str, port: int) -> str:
         raise LookupError_(f"lookup {shown} on {where}: no such host")
     info.sort(key=lambda i: i[0] != socket.AF_INET)   # Go prefers IPv4
     return _join(info[0][4][0], port)
+
+
+def _hosts_file(host: str, path: str = "/etc/hosts") -> str:
+    """The first address /etc/hosts gives the name ("" if none), IPv4 first as Go."""
+    found = []
+    try:
+        with open(path) as f:
+            for line in f:
+                fields = line.split("#", 1)[0].split()
+                if len(fields) > 1 and host.lower() in (n.lower() for n in fields[1:]):
+                    found.append(fields[0])
+    except OSError:
+        return ""
+    found.sort(key=lambda a: ":" in a)
+    return found[0] if found else ""
 
 
 def _join(host: str, port) -> str:
