@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import shlex
+import shutil
 import tempfile
 
 from dnslib import QTYPE, RCODE, RR, SRV, A
@@ -77,7 +78,10 @@ class LoopbackDNS:
         return ["unshare", "-m", "--propagation", "private", "sh", "-c", cmd]
 
     def close(self) -> None:
-        self.server.stop()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
         return self

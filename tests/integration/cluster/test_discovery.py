@@ -140,6 +140,15 @@ def _srv_run(kind: str, base: str, dns_for) -> dict:
         found = [e for e in dm.events(members[0])
                  if e["msg"] == "got bootstrap from DNS for etcd-server"]
         outcome["bootstrap_nodes"] = sorted(e["node"].split("=")[0] for e in found)
+        if kind == "kvcore":      # a restart with a data dir does not look at DNS again
+            dns.close()
+            m0 = members[0]
+            m0.stop()
+            servers.wait_port_free(m0.port)
+            members[0] = dm.spawn(kind, base, "m0", flags, client=m0.port, peer=m0.peer_port,
+                                  advertise_host="localhost", env_extra=env)
+            dm.wait_serving(members)
+            assert _members(members[0].endpoint)[0] == _members(members[1].endpoint)[0]
         return outcome
     finally:
         dm.stop_all(members)

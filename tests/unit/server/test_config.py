@@ -131,6 +131,18 @@ def test_discovery_flags_are_accepted():
     assert (c.discovery_srv, c.discovery_srv_name) == ("example.test", "a")
 
 
+def test_discovery_keys_of_a_config_file_are_taken(tmp_path):
+    f = tmp_path / "c.yml"
+    f.write_text("name: n1\ndiscovery: http://d:1/v2/keys/_etcd/registry/t\n"
+                 "discovery-fallback: exit\ndiscovery-proxy: p:3128\n")
+    c = parse(["--config-file", str(f)], env={})
+    assert (c.discovery, c.discovery_fallback, c.discovery_proxy) == (
+        "http://d:1/v2/keys/_etcd/registry/t", "exit", "p:3128")
+    f.write_text("discovery-srv: example.test\ndiscovery-srv-name: a\n")
+    c = parse(["--config-file", str(f)], env={})
+    assert (c.discovery_srv, c.discovery_srv_name, c.warnings) == ("example.test", "a", [])
+
+
 def test_go_only_flag_is_accepted_with_a_notice():
     c = parse(["--enable-pprof"], env={})
     assert any("enable-pprof" in m for _lvl, m, _f in c.notices)
