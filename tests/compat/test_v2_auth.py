@@ -122,3 +122,50 @@ def test_etcdctl_v2_auth_matches_etcd_34(tmp_path):
     _compare(got, want)
     # The session did something: ann was refused outside her role's paths.
     assert any(rc != 0 and cred == "ann:annpw" for _, cred, rc, _, _ in got)
+
+
+CN_SESSION = [
+    ("PUT", "/v2/keys/start", ("form", b"value=s"), None),
+    ("PUT", "/v2/auth/users/root", b'{"user":"root","password":"rootpw"}', None),
+    ("PUT", "/v2/auth/users/client", b'{"user":"client","password":"pw"}', None),
+    ("PUT", "/v2/auth/roles/c", b'{"role":"c","permissions":{"kv":{"read":["/c/*"],'
+                                b'"write":["/c/*"]}}}', None),
+    ("PUT", "/v2/auth/users/client", b'{"user":"client","grant":["c"]}', None),
+    ("PUT", "/v2/auth/enable", None, None),
+    ("PUT", "/v2/auth/roles/guest", b'{"role":"guest","revoke":{"kv":{"read":["/*"],'
+                                    b'"write":["/*"]}}}', v2auth_session.ROOT),
+    ("PUT", "/v2/keys/c/x", ("form", b"value=1"), None),         # the certificate's user
+    ("PUT", "/v2/keys/other", ("form", b"value=1"), None),
+    ("PUT", "/v2/keys/other", ("form", b"value=1"), v2auth_session.ROOT),
+    ("GET", "/v2/auth/users", None, None),                       # client is not root
+    ("GET", "/v2/auth/users/client", None, v2auth_session.ROOT),
+    ("DELETE", "/v2/auth/enable", None, v2auth_session.ROOT),
+]
+
+
+def test_v2_auth_by_client_certificate_on_grpcio_engine(tmp_path):
+    """--client-cert-auth: a request without an Authorization header is the user
+    its certificate's CN names, as in etcd 3.4; on the grpcio engine, whose HTTP
+    over mutual TLS the native front serves."""
+    import ssl
+
+    from tests.compat.test_tls import server_flags
+    from tests.tlscerts import make_pki
+    pki = make_pki(str(tmp_path / "pki"))
+    flags = server_flags(pki, "mtls")
+    kv = servers.start_kvcore(str(tmp_path / "kv.etcd"), workers=1, scheme="https",
+                              extra=("--enable-v2", "--grpc-engine", "grpcio", *flags))
+    try:
+        et = servers.start_etcd(str(tmp_path / "etcd.etcd"), binary=ETCD34, scheme="https",
+                                extra=("--enable-v2", *flags))
+        try:
+            ctx = ssl.create_default_context(cafile=pki.ca)
+            ctx.load_cert_chain(pki.client_cert, pki.client_key)
+            want = v2auth_session.run(et.port, CN_SESSION, "https", ctx)
+            got = v2auth_session.run(kv.port, CN_SESSION, "https", ctx)
+        finally:
+            et.stop()
+    finally:
+        kv.stop()
+    _compare(v2auth_session.normalise(got), v2auth_session.normalise(want))
+    assert [a[3] for a in got[7:11]] == [201, 401, 201, 401]
