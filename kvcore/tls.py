@@ -349,8 +349,13 @@ class TLSListener:
     def __init__(self, sock: socket.socket, ssl_context: ssl.SSLContext,
                  protocol_factory: Callable, *, allow_plaintext: bool = False,
                  handshake_timeout: float = 10.0,
-                 on_reject: Optional[Callable[[tuple, str], None]] = None):
+                 on_reject: Optional[Callable[[tuple, str], None]] = None,
+                 raw_route: Optional[Callable[[list], Optional[Callable]]] = None):
+        """``raw_route(alpn)`` may claim a connection before TLS ends here: given
+        the protocols its ClientHello offers, it returns ``take(sock)`` (a
+        coroutine function that serves the still-encrypted socket) or None."""
         sock.setblocking(False)
+        self._raw_route = raw_route
         self.sockets = [sock]
         self._ctx = ssl_context
         self._factory = protocol_factory
@@ -393,6 +398,12 @@ class TLSListener:
                     return
                 if first[0] != TLS_RECORD_HANDSHAKE:
                     ctx = None
+            if ctx is not None and self._raw_route is not None:
+                hello = await asyncio.wait_for(_peek_record(loop, conn), self._timeout)
+                take = self._raw_route(client_hello_alpn(hello))
+                if take is not None:
+                    await take(conn)
+                    return
             if ctx is None:
                 await loop.connect_accepted_socket(self._factory, sock=conn)
             else:
@@ -454,6 +465,48 @@ async def _peek(loop, conn: socket.socket) -> bytes:
             await fut
         finally:
             loop.remove_reader(conn.fileno())
+
+
+async def _peek_record(loop, conn: socket.socket) -> bytes:
+    """The client's first TLS record (its ClientHello), left in the socket."""
+    if not await _peek(loop, conn):
+        return b""
+    data = b""
+    for _ in range(2000):
+        try:
+            data = conn.recv(16384 + 5, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            pass
+        if len(data) >= 5 and len(data) >= 5 + int.from_bytes(data[3:5], "big"):
+            break
+        await asyncio.sleep(0.005)     # the rest of the record is on its way
+    return data
+
+
+def client_hello_alpn(record: bytes) -> list:
+    """The ALPN protocols a TLS ClientHello record offers ([] if none or unreadable)."""
+    try:
+        if record[0] != TLS_RECORD_HANDSHAKE or record[5] != 1:
+            return []
+        i = 5 + 4 + 2 + 32                       # handshake header, version, random
+        i += 1 + record[i]                       # session id
+        i += 2 + int.from_bytes(record[i:i + 2], "big")    # cipher suites
+        i += 1 + record[i]                       # compression methods
+        end = i + 2 + int.from_bytes(record[i:i + 2], "big")
+        i += 2
+        while i + 4 <= end:
+            kind = int.from_bytes(record[i:i + 2], "big")
+            size = int.from_bytes(record[i + 2:i + 4], "big")
+            if kind == 16:                       # application_layer_protocol_negotiation
+                body, out, j = record[i + 6:i + 4 + size], [], 0
+                while j < len(body):
+                    out.append(body[j + 1:j + 1 + body[j]].decode("latin-1"))
+                    j += 1 + body[j]
+                return out
+            i += 4 + size
+    except IndexError:
+        pass
+    return []
 
 
 def _log_reject(addr, error: str) -> None:

@@ -301,4 +301,9 @@ cdef class _Conn:
     async def call_http(self, method, path, headers, body):
         if self.core.http is None:
             return 404, [("content-type", "text/plain")], b"404 page not found\n"
+        # The verified client certificate's CN goes to the handler as a header
+        # (one a client sent under that name is dropped first).
+        headers.pop(CLIENT_CN_HEADER, None)
+        if self.cn:
+            headers[CLIENT_CN_HEADER] = self.cn
         return await self.core.http(method, path, headers, body)

@@ -105,6 +105,9 @@ class MethodTable:
 
 # An HTTP/1.1 (or h2 non-gRPC) request handler for /health, /version, /metrics and
 # the /v3/ JSON gateway: (method, path, headers, body) -> (status, headers, body).
+# ``headers`` has lower-case names; CLIENT_CN_HEADER is set by the engine alone, to
+# the CN of the client's verified TLS certificate (v2 auth's client-cert users).
+CLIENT_CN_HEADER = "x-kvcore-client-cn"
 HttpHandler = Callable[[str, str, Mapping[str, str], bytes],
                        Awaitable[tuple[int, list[tuple[str, str]], bytes]]]
 

@@ -96,6 +96,7 @@ class GrpcioEngine:
         self._http = http
         self._front = None
         self._sock_path: Optional[str] = None
+        self._tls_sock_path: Optional[str] = None
         self._options = [
             ("grpc.max_receive_message_length", max_receive_message_length),
             ("grpc.max_send_message_length", max_send_message_length),
@@ -116,9 +117,12 @@ class GrpcioEngine:
     async def start(self, host: str, port: int, *, reuse_port: bool = True,
                     ssl_context=None, credentials: Optional[grpc.ServerCredentials] = None,
                     allow_plaintext: bool = False) -> int:
-        """TLS: grpc ``credentials`` (grpc.ssl_server_credentials) make grpcio serve
-        the port itself (gRPC only); an ``ssl_context`` (with an ``http`` handler)
-        makes the native front end TLS and splice the decrypted h2 connections."""
+        """TLS: grpc ``credentials`` (grpc.ssl_server_credentials) alone make grpcio
+        serve the port itself (gRPC only); an ``ssl_context`` (with an ``http``
+        handler) makes the native front end TLS and splice the decrypted h2
+        connections; both (client certificates name gRPC callers): the front ends
+        TLS for HTTP clients and hands gRPC ones (ALPN h2 only) still encrypted to
+        grpcio, which checks their certificate itself."""
         opts = list(self._options)
         if not reuse_port:
             opts = [o for o in opts if o[0] != "grpc.so_reuseport"] + [("grpc.so_reuseport", 0)]
@@ -126,9 +130,9 @@ class GrpcioEngine:
         self._server.add_generic_rpc_handlers((_Generic(self._methods),))
         if ssl_context is not None and self._http is None:
             raise NotImplementedError("TLS with the grpcio engine takes grpc credentials")
-        if credentials is None and self._http is not None:
+        if self._http is not None and (credentials is None or ssl_context is not None):
             front = await self._start_front(host, port, reuse_port, ssl_context,
-                                            allow_plaintext)
+                                            allow_plaintext, credentials)
             if front is not None:
                 return front
             if ssl_context is not None:
@@ -142,10 +146,11 @@ class GrpcioEngine:
         return bound
 
     async def _start_front(self, host: str, port: int, reuse_port: bool,
-                           ssl_context=None, allow_plaintext: bool = False):
+                           ssl_context=None, allow_plaintext: bool = False,
+                           credentials=None):
         from . import native
         from .base import MethodTable
-        from .splice import unix_passthrough
+        from .splice import unix_passthrough, unix_socket_passthrough
         if not native.available():
             log.warning("no HTTP on the grpcio engine: the native engine is unavailable (%s)",
                         native.IMPORT_ERROR)
@@ -154,6 +159,14 @@ class GrpcioEngine:
         os.close(fd)
         os.unlink(self._sock_path)
         self._server.add_insecure_port(f"unix:{self._sock_path}")
+        raw_route = None
+        if credentials is not None:
+            self._tls_sock_path = self._sock_path + ".tls"
+            self._server.add_secure_port(f"unix:{self._tls_sock_path}", credentials)
+            take = unix_socket_passthrough(self._tls_sock_path)
+
+            def raw_route(alpn: list):
+                return take if alpn and "http/1.1" not in alpn else None
         await self._server.start()
         self._front = native.NativeEngine(MethodTable(), http=self._http)
         self._front._core.h2_passthrough = unix_passthrough(self._sock_path)
@@ -162,7 +175,7 @@ class GrpcioEngine:
         return await self._front.start(host, port, reuse_port=reuse_port,
                                        ssl_context=ssl_context,
                                        allow_plaintext=allow_plaintext,
-                                       alpn=("http/1.1", "h2"))
+                                       alpn=("http/1.1", "h2"), raw_route=raw_route)
 
     async def stop(self, grace: float = 1.0) -> None:
         if self._front is not None:
@@ -171,7 +184,8 @@ class GrpcioEngine:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
-        if self._sock_path is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self._sock_path)
-            self._sock_path = None
+        for path in (self._sock_path, self._tls_sock_path):
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        self._sock_path = self._tls_sock_path = None

@@ -87,11 +87,12 @@ class NativeEngine:
     async def start(self, host: str, port: int, *, reuse_port: bool = True,
                     ssl_context=None, sock: Optional[socket.socket] = None,
                     allow_plaintext: bool = False,
-                    alpn: tuple = ("h2", "http/1.1")) -> int:
+                    alpn: tuple = ("h2", "http/1.1"), raw_route=None) -> int:
         """With ``ssl_context``, every connection is TLS (ALPN ``alpn``, the server's
         preference first) and a failed handshake is logged; ``allow_plaintext`` also
         serves clients whose first byte is not a TLS record without TLS (http and
-        https on one port)."""
+        https on one port). ``raw_route``: kvcore.tls.TLSListener's (connections
+        handed on before TLS ends here)."""
         loop = asyncio.get_running_loop()
         self._core.loop = loop
         self._core.shutting_down = False
@@ -104,7 +105,7 @@ class NativeEngine:
             if sock is None:
                 sock = listen_socket(host, port, reuse_port=reuse_port)
             self._server = TLSListener(sock, ssl_context, self._core.protocol,
-                                       allow_plaintext=allow_plaintext)
+                                       allow_plaintext=allow_plaintext, raw_route=raw_route)
             self._server.start()
         elif sock is not None:
             self._server = await loop.create_server(self._core.protocol, sock=sock,

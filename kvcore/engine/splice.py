@@ -90,3 +90,15 @@ async def _connect(sp: Splice, path: str) -> None:
         sp.client.transport.resume_reading()
     else:
         sp.upstream.transport.close()
+
+
+def unix_socket_passthrough(path: str):
+    """A TLSListener ``raw_route`` target: splice an accepted socket (still
+    encrypted) to the server on ``path``."""
+    async def take(conn) -> None:
+        loop = asyncio.get_running_loop()
+        sp = Splice()
+        transport, _ = await loop.connect_accepted_socket(lambda: sp.client, sock=conn)
+        transport.pause_reading()   # until the upstream is there
+        await _connect(sp, path)
+    return take

@@ -1,13 +1,15 @@
 """The v2 HTTP API on the client port (--enable-v2): /v2/keys, /v2/members,
-/v2/machines. The worker hands each request to the core (kvcore/services/v2.py),
-which parses it as etcd 3.4's v2http does, applies it and returns the answer."""
+/v2/machines, /v2/stats, /v2/auth. The worker hands each request, with its
+Basic credentials and client certificate CN, to the core (kvcore/services/v2.py),
+which parses it as etcd 3.4's v2http does, checks v2 auth, applies it and
+returns the answer."""
 from __future__ import annotations
 
 import json
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode
 
-from kvcore.engine.base import GrpcError
+from kvcore.engine.base import CLIENT_CN_HEADER, GrpcError
 from kvcore.v2store import V2Error
 
 _JSON = "application/json"
@@ -20,12 +22,19 @@ class V2Handler:
         self._call = call
 
     def serves(self, path: str) -> bool:
-        return path.startswith("/v2/keys") or path in (
+        return path.startswith(("/v2/keys", "/v2/auth/")) or path in (
+            "/v2/auth", 
             "/v2/members", "/v2/machines", "/v2/stats/self", "/v2/stats/leader",
             "/v2/stats/store")
 
     async def __call__(self, method: str, target: str, headers, body: bytes):
         path = target.split("?", 1)[0]
+        # Who asks: v2 auth's Basic credentials or client certificate.
+        who = {"authz": headers.get("authorization", ""),
+               "cn": headers.get(CLIENT_CN_HEADER, "")}
+        if path == "/v2/auth" or path.startswith("/v2/auth/"):
+            return await self._ask(dict(who, kind="auth", method=method, path=path,
+                                        body=body.decode("latin-1")))
         if path.startswith("/v2/stats/"):
             if method not in ("GET", "HEAD"):
                 return 405, [("Allow", "GET, HEAD"),
@@ -45,9 +54,9 @@ class V2Handler:
             return 405, [("Allow", "GET, HEAD, POST, PUT, DELETE"),
                          ("Content-Type", "text/plain; charset=utf-8")], b"Method Not Allowed\n"
         # The core parses (its answer carries the cluster id even for a bad request).
-        req = {"kind": "keys", "method": "GET" if method == "HEAD" else method,
-               "target": target, "body": body.decode("latin-1"),
-               "ct": headers.get("content-type", "")}
+        req = dict(who, kind="keys", method="GET" if method == "HEAD" else method,
+                   target=target, body=body.decode("latin-1"),
+                   ct=headers.get("content-type", ""))
         ans = await self._ask(req)
         if method == "GET" and ans[0] == 200 and _is_stream_watch(target):
             return ans[0], ans[1], self._stream(req, ans[2])

@@ -15,10 +15,14 @@ import asyncio
 import json
 import logging
 import time
+from urllib.parse import unquote
 
 from kvcore.server.entry import OP_V2
 from kvcore.v2store import Store, V2Error
+from kvcore.v2store import auth_http
+from kvcore.v2store import errors as v2errors
 from kvcore.v2store import http as v2http
+from kvcore.v2store.auth import AuthStore
 from kvcore.v2store.store import HISTORY, _rfc3339
 
 log = logging.getLogger("kvcore.v2")
@@ -63,6 +67,7 @@ class V2Service:
         self.ctx = ctx
         self.store = Store()
         self.started = self.leader_since = time.time()
+        self.auth = AuthStore(self._auth_do, self._auth_read)
 
     def on_leader(self, old: int, new: int) -> None:
         self.leader_since = time.time()
@@ -86,11 +91,30 @@ class V2Service:
             return self._members()
         if kind == "stats":
             return self._stats(req["which"])
+        caller = auth_http.Caller(req.get("authz", ""), req.get("cn", ""),
+                                  bool(getattr(self.ctx.cfg, "client_cert_auth", False)))
+        if kind == "auth":
+            return asyncio.ensure_future(self._auth_answer(req, caller))
+        target = req["target"]
         try:
-            req = v2http.parse(req["method"], req["target"], req["body"].encode("latin-1"),
+            req = v2http.parse(req["method"], target, req["body"].encode("latin-1"),
                                req["ct"])
         except V2Error as err:
             return self._error(err)
+        if self.auth.enabled():
+            key = unquote(target.partition("?")[0][len(v2http.KEYS_PREFIX):])
+            return asyncio.ensure_future(self._keys_checked(req, caller, key))
+        return self._keys(req)
+
+    async def _keys_checked(self, req: dict, caller, key: str) -> bytes:
+        if not await auth_http.key_access(self.auth, caller, key, req["recursive"],
+                                          req["method"] != "GET", known_enabled=True):
+            return self._error(V2Error(v2errors.UNAUTHORIZED, "Insufficient credentials"))
+        out = self._keys(req)
+        return await out if isinstance(out, asyncio.Future) else out
+
+    def _keys(self, req: dict):
+        """A parsed (and permitted) /v2/keys request: bytes, or a future of them."""
         if req["method"] == "GET" and req["wait"]:
             return self._wait(req)
         if req["method"] == "GET":
@@ -107,6 +131,32 @@ class V2Service:
                 out.set_result(_strip_header(f.result()))
         self.ctx.propose(OP_V2, proposal).add_done_callback(done)
         return out
+
+    # ---- v2 auth: its store requests on the auth tree ----
+
+    async def _auth_answer(self, req: dict, caller) -> bytes:
+        status, headers, body = await auth_http.serve(
+            self.auth, caller, req["method"], req["path"], req["body"].encode("latin-1"),
+            f"{self.ctx.cluster_id:x}")
+        return json.dumps({"s": status, "h": headers, "b": body.decode()}).encode()
+
+    def _auth_read(self, path: str):
+        with self.store.space("auth"):
+            try:
+                return self.store.get(path, False, False, time.time())["node"]
+            except V2Error as err:
+                if err.code == v2errors.KEY_NOT_FOUND:
+                    return None
+                raise
+
+    async def _auth_do(self, req: dict) -> dict:
+        proposal = dict(v2http.with_expiry(req, time.time()), space="auth")
+        ans = json.loads(_strip_header(await self.ctx.propose(
+            OP_V2, json.dumps(proposal).encode())))
+        doc = json.loads(ans["b"])
+        if ans["s"] >= 300:
+            raise V2Error(doc["errorCode"], doc.get("cause", ""), doc.get("index", 0))
+        return doc
 
     def _apply_local(self, req: dict):
         try:
@@ -176,7 +226,8 @@ class V2Service:
             result = None
         else:
             try:
-                result = v2http.apply(self.store, req)
+                with self.store.space(req.get("space", "keys")):
+                    result = v2http.apply(self.store, req)
             except V2Error as err:
                 result = err
         meta = self.ctx.backend.meta

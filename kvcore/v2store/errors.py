@@ -3,6 +3,7 @@ from __future__ import annotations
 
 KEY_NOT_FOUND, TEST_FAILED, NOT_FILE, NOT_DIR, NODE_EXIST = 100, 101, 102, 104, 105
 ROOT_RONLY, DIR_NOT_EMPTY = 107, 108
+UNAUTHORIZED = 110
 VALUE_REQUIRED, PREV_VALUE_REQUIRED, TTL_NAN, INDEX_NAN = 200, 201, 202, 203
 INVALID_FIELD, INVALID_FORM, REFRESH_VALUE, REFRESH_TTL_REQUIRED = 209, 210, 211, 212
 EVENT_INDEX_CLEARED = 401
@@ -12,6 +13,7 @@ MESSAGES = {
     KEY_NOT_FOUND: "Key not found", TEST_FAILED: "Compare failed", NOT_FILE: "Not a file",
     NOT_DIR: "Not a directory", NODE_EXIST: "Key already exists",
     ROOT_RONLY: "Root is read only", DIR_NOT_EMPTY: "Directory not empty",
+    UNAUTHORIZED: "The request requires user authentication",
     VALUE_REQUIRED: "Value is Required in POST form",
     PREV_VALUE_REQUIRED: "PrevValue is Required in POST form",
     TTL_NAN: "The given TTL in POST form is not a number",

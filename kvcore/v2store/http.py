@@ -87,6 +87,15 @@ def parse(method: str, target: str, body: bytes, content_type: str) -> dict:
     return req
 
 
+def request(method: str, path: str, value: str = "", is_dir: bool = False,
+            prev_exist: Optional[bool] = None) -> dict:
+    """A request made inside the server (v2 auth's store calls), as ``parse`` makes them."""
+    return {"method": method, "path": path, "prevIndex": 0, "waitIndex": 0,
+            "recursive": False, "sorted": False, "wait": False, "dir": is_dir,
+            "quorum": False, "stream": False, "prevValue": "", "noValueOnSuccess": False,
+            "ttl": None, "prevExist": prev_exist, "refresh": False, "value": value}
+
+
 def with_expiry(req: dict, now: float) -> dict:
     """etcd turns ttl into an absolute expiry where the request arrives."""
     req = dict(req)

@@ -10,6 +10,7 @@ index (an older one is etcd's 401 "event index cleared"). No clock, no I/O:
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import math
 import posixpath
@@ -102,14 +103,17 @@ class Event(dict):
     """{"action", "node", "prevNode"?} plus the store index it happened at."""
 
     def __init__(self, action: str, node: dict, prev: Optional[dict], index: int,
-                 prev_dir: bool = False):
+                 prev_dir: bool = False, space: str = "keys"):
         super().__init__(action=action, node=node)
         if prev is not None:
             self["prevNode"] = prev
         self.index = index
         self.prev_dir = prev_dir
+        self.space = space
 
     def matches(self, key: str, recursive: bool) -> bool:
+        if self.space != "keys":     # watchers see the keys only
+            return False
         k = self["node"].get("key", "/")
         if k == key:
             return True
@@ -130,13 +134,29 @@ class Watcher:
 
 
 class Store:
+    """Two trees share one index and history: "keys" (what /v2/keys sees, etcd's
+    /1) and "auth" (etcd's whole store root, where v2 auth keeps /2/...). The
+    operations act on the tree chosen with ``space``; "keys" unless told."""
+
     def __init__(self):
         self.index = 0
         self.root = Node("/", 0, None, None)
+        self.spaces = {"keys": self.root, "auth": Node("/", 0, None, None)}
+        self._space = "keys"
         self.history: collections.deque = collections.deque(maxlen=HISTORY)
         self.watchers: list[Watcher] = []
         self.expiring = 0          # nodes with an expiry (the leader's timer looks)
         self.stats: collections.Counter = collections.Counter()
+
+    @contextlib.contextmanager
+    def space(self, name: str):
+        """Run the operations inside the ``with`` on tree ``name``."""
+        saved = self.root, self._space
+        self.root, self._space = self.spaces[name], name
+        try:
+            yield self
+        finally:
+            self.root, self._space = saved
 
     def stats_json(self) -> dict:
         d = {k: self.stats[k] for k in STAT_FIELDS}
@@ -149,7 +169,8 @@ class Store:
     def get(self, path: str, recursive: bool, sort: bool, now: float) -> Event:
         path = _clean(path)
         n = self._find(path)
-        ev = Event("get", n.extern(now, recursive, sort), None, self.index)
+        ev = Event("get", n.extern(now, recursive, sort), None, self.index,
+                   space=self._space)
         return ev
 
     def watch(self, path: str, recursive: bool, since: int,
@@ -379,6 +400,7 @@ class Store:
         return self._record(Event(action, node, prev, self.index, prev_dir=n.is_dir))
 
     def _record(self, ev: Event) -> Event:
+        ev.space = self._space
         self.history.append(ev)
         if self.watchers:
             keep = []
@@ -402,11 +424,17 @@ class Store:
             else:
                 d["v"] = n.value
             return d
-        return {"index": self.index, "root": node(self.root)}
+        out = {"index": self.index, "root": node(self.spaces["keys"])}
+        if self.spaces["auth"].children:
+            out["auth"] = node(self.spaces["auth"])
+        return out
 
     @staticmethod
     def event_json(ev: Event) -> dict:
-        return {"i": ev.index, "d": ev.prev_dir, "e": dict(ev)}
+        d = {"i": ev.index, "d": ev.prev_dir, "e": dict(ev)}
+        if ev.space != "keys":
+            d["s"] = ev.space
+        return d
 
     def restore_history(self, docs) -> None:
         """Refill the history from ``event_json`` documents (any order, stale ones
@@ -417,7 +445,7 @@ class Store:
         for d in keep:
             e = d["e"]
             self.history.append(Event(e["action"], e["node"], e.get("prevNode"), d["i"],
-                                      prev_dir=d["d"]))
+                                      prev_dir=d["d"], space=d.get("s", "keys")))
 
     @classmethod
     def from_json(cls, d: dict) -> "Store":
@@ -433,5 +461,7 @@ class Store:
                 child = node(c)
                 n.children[posixpath.basename(child.path)] = child
             return n
-        s.root = node(d["root"])
+        s.root = s.spaces["keys"] = node(d["root"])
+        if "auth" in d:
+            s.spaces["auth"] = node(d["auth"])
         return s

@@ -116,13 +116,11 @@ async def run(args: dict) -> None:
             await eng.start(host, port, reuse_port=True, ssl_context=tls.server_context(),
                             allow_plaintext=plain)
         elif eng.name == "grpcio":
-            # A client certificate's CN names the gRPC caller: grpcio ends TLS itself
-            # (a splice would hide the certificate), and serves gRPC only.
-            if plain:
-                raise RuntimeError(f"the grpcio engine cannot serve http and https on one "
-                                   f"address ({host}:{port}); use the native engine")
-            await eng.start(host, port, reuse_port=True,
-                            credentials=tls.grpc_server_credentials())
+            # A client certificate's CN names the gRPC caller: grpcio ends TLS of
+            # gRPC connections itself (a splice of decrypted bytes would hide the
+            # certificate); the native front ends it for HTTP clients.
+            await eng.start(host, port, reuse_port=True, ssl_context=tls.server_context(),
+                            credentials=tls.grpc_server_credentials(), allow_plaintext=plain)
         else:
             await eng.start(host, port, reuse_port=True, ssl_context=tls.server_context(),
                             allow_plaintext=plain)

@@ -99,3 +99,24 @@ def test_snapshot_round_trip():
     t = Store.from_json(s.to_json())
     assert t.index == s.index and t.expiring == 1
     assert t.get("/", True, True, 0) == s.get("/", True, True, 0)
+
+
+def test_auth_tree_shares_the_index_but_not_the_keys_or_watchers():
+    s = Store()
+    seen = []
+    s.watch("/2", True, 0, seen.append)
+    with s.space("auth"):
+        ev = s.set("/2/enabled", False, "false", None, 0)
+    assert ev.index == s.index == 1 and seen == []       # no keys watcher fires
+    with pytest.raises(V2Error) as err:
+        s.get("/2/enabled", False, False, 0)              # not a key
+    assert err.value.code == 100
+    s.set("/2/x", False, "k", None, 0)                    # a key of that name
+    assert seen and seen[0]["node"]["key"] == "/2/x" and s.index == 2
+    back = Store.from_json(s.to_json())
+    back.restore_history(Store.event_json(e) for e in s.history)
+    with back.space("auth"):
+        assert back.get("/2/enabled", False, False, 0)["node"]["value"] == "false"
+    assert back.get("/2/x", False, False, 0)["node"]["value"] == "k"
+    late = []
+    assert back.watch("/2/enabled", False, 1, late.append) is not None and late == []
