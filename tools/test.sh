@@ -3,17 +3,31 @@
 #
 # 1. The whole suite but `slow`, on the compiled extensions (a missing native build
 #    fails here: tests/unit/twins/test_selector.py and every server start).
-# 2. The part that runs kvcore's own code on the plain-Python twins
-#    (KVCORE_PURE_PYTHON=1: WAL codec and writer, revision index, proposer; gRPC by
-#    grpcio, as the native engine has no twin): tests/unit (every twin directly) and
-#    tests/integration (real server processes and clusters on the twins: restarts,
-#    torn WALs, snapshots, failover, linearizability). Tests of the native engine
-#    itself (marker native_engine) are deselected there. tests/sim runs Raft and its
-#    driver in memory (its one twin, the proposer, is compared directly), and
-#    tests/compat checks the etcdctl-visible API layer, the same Python in both modes
-#    over the same twins as tests/integration: both pass in pure mode too
-#    (docs/decisions.md has the times) but would add minutes to CI and test little new.
+# 2. Again on the plain-Python twins (KVCORE_PURE_PYTHON=1: WAL codec and writer,
+#    revision index, proposer; gRPC by grpcio, as the native engine has no twin), the
+#    tests whose outcome depends on those modules: tests/unit (every twin directly) and
+#    the integration tests of what they carry — the WAL, the index and the proposer
+#    under restarts, torn WALs, crash points, damaged files, a full disk, snapshots,
+#    failover, membership and linearizability. The rest of the suite runs the same
+#    Python over the same twins and passes in pure mode too (docs/decisions.md has the
+#    runs and times), but would add minutes to CI and test nothing new there. Tests of
+#    the native engine itself (marker native_engine) are deselected in that mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pytest tests -m "not slow" "$@"
-KVCORE_PURE_PYTHON=1 python3 -m pytest tests/unit tests/integration -m "not slow" "$@"
+KVCORE_PURE_PYTHON=1 python3 -m pytest -m "not slow" "$@" \
+    tests/unit \
+    tests/integration/test_durability.py \
+    tests/integration/test_failpoints.py \
+    tests/integration/test_storage_faults.py \
+    tests/integration/test_disk_full.py \
+    tests/integration/test_lease_restart.py \
+    tests/integration/test_processes.py \
+    tests/integration/cluster/test_cluster_basic.py \
+    tests/integration/cluster/test_failover.py \
+    tests/integration/cluster/test_snapshot_catchup.py \
+    tests/integration/cluster/test_add_member_after_compaction.py \
+    tests/integration/cluster/test_membership.py \
+    tests/integration/cluster/test_restore_cluster.py \
+    tests/integration/cluster/test_local_linearizable_reads.py \
+    tests/integration/robust
