@@ -125,3 +125,54 @@ def new_token(service: Server, token: str, size: int) -> str:
 def stop_all(members) -> None:
     for m in members:
         m.stop()
+
+
+class ForwardProxy:
+    """A plain HTTP forward proxy on loopback (absolute-URI requests, one thread per
+    connection, long polls included) that counts what it forwarded: the
+    --discovery-proxy of the tests."""
+
+    def __init__(self):
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlsplit
+        outer = self
+        self.forwarded: list = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self):
+                u = urlsplit(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("proxy-connection", "connection", "host")}
+                conn.request(self.command, u.path + (f"?{u.query}" if u.query else ""),
+                             body=body or None, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                outer.forwarded.append((self.command, u.path))
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = _forward
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

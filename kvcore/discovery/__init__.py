@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import sys
 
 from kvcore import logs
@@ -36,6 +37,8 @@ def bootstrap(cfg) -> None:
     """Settle cfg.initial_cluster from discovery, or exit(1) with etcd's messages."""
     if not cfg.discovery and not cfg.discovery_srv:
         return
+    # Until the member runs, Ctrl-C ends the wait the way a Go program ends (no traceback).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     initialized = os.path.exists(_wal_dir(cfg))
     if cfg.discovery:
         cfg.initial_cluster_token = cfg.discovery

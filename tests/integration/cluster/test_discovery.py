@@ -73,10 +73,15 @@ def _refusal(m) -> dict:
     return {"rc": rc, "warnings": warns[-2:]}
 
 
-def _discovery_run(kind: str, base: str, service, token: str) -> dict:
+def _discovery_run(kind: str, base: str, service, token: str, proxy=None) -> dict:
+    """Two members register and wait, the third joins them; a fourth is turned away."""
     url = dm.new_token(service, token, 3)
-    members = [dm.spawn(kind, base, f"m{i}", ("--discovery", url)) for i in range(3)]
+    flags = ("--discovery", url) + (("--discovery-proxy", proxy.address) if proxy else ())
+    members = [dm.spawn(kind, base, f"m{i}", flags) for i in range(2)]
     try:
+        for m in members:   # both registered, watching the token for the third
+            dm.wait_event(m, "found peers from discovery server; waiting for more")
+        members.append(dm.spawn(kind, base, "m2", flags))
         dm.wait_serving(members)
         outcome = _cluster_outcome(members)
         ids = sorted(i for i, _, _ in _members(members[0].endpoint)[0])
@@ -111,8 +116,21 @@ def _discovery_run(kind: str, base: str, service, token: str) -> dict:
 
 
 def test_discovery_url_forms_one_cluster_like_etcd(service, tmp_path):
-    kv = _discovery_run("kvcore", str(tmp_path / "kv"), service, "kv")
-    et = _discovery_run("etcd", str(tmp_path / "etcd"), service, "etcd")
+    # with etcd as the service, every member talks to it through --discovery-proxy
+    proxy = dm.ForwardProxy() if service.kind == "etcd" else None
+    try:
+        kv = _discovery_run("kvcore", str(tmp_path / "kv"), service, "kv", proxy)
+        et = _discovery_run("etcd", str(tmp_path / "etcd"), service, "etcd", proxy)
+    finally:
+        if proxy:
+            proxy.close()
+    if proxy:
+        for token in ("kv", "etcd"):     # the size, the registration, the watch
+            seen = {(m, p) for m, p in proxy.forwarded}
+            assert {("GET", f"/v2/keys/_etcd/registry/{token}/_config/size"),
+                    ("GET", f"/v2/keys/_etcd/registry/{token}")} <= seen, seen
+            assert any(m == "PUT" and p.startswith(f"/v2/keys/_etcd/registry/{token}/")
+                       for m, p in seen), seen
     assert kv["names"] == ["m0", "m1", "m2"] and kv["got"] == "v"
     assert kv["ids_are_registry_keys"] and kv["registered"] == ["m0", "m1", "m2"]
     assert kv["fourth"] == {"rc": 1, "warnings": [
