@@ -188,3 +188,36 @@ def test_discovery_srv_forms_one_cluster_like_etcd(tmp_path):
         "discovery failed",
         'error setting up initial cluster: cannot find local etcd member "m3" in SRV records')
     assert kv == et
+
+
+def _outage_run(kind: str, base: str, svc: dict, token: str) -> dict:
+    """Two members wait on the token, the discovery service goes down and comes back,
+    the third registers: the waiting members retry and the cluster forms."""
+    url = dm.new_token(svc["srv"], token, 3)
+    members = [dm.spawn(kind, base, f"m{i}", ("--discovery", url)) for i in range(2)]
+    try:
+        for m in members:
+            dm.wait_event(m, "found peers from discovery server; waiting for more")
+        svc["srv"].stop()
+        for m in members:
+            dm.wait_event(m, "error while waiting for peers")
+            dm.wait_event(m, "retry connecting to discovery service")
+        svc["srv"] = svc["srv"].restart()
+        members.append(dm.spawn(kind, base, "m2", ("--discovery", url)))
+        dm.wait_serving(members, timeout=120)
+        return _cluster_outcome(members)
+    finally:
+        dm.stop_all(members)
+
+
+@pytest.mark.slow
+def test_discovery_service_outage_while_waiting_like_etcd(tmp_path):
+    svc = {"srv": servers.start_etcd(str(tmp_path / "service.etcd"), binary=dm.ETCD34,
+                                     extra=("--enable-v2",))}
+    try:
+        kv = _outage_run("kvcore", str(tmp_path / "kv"), svc, "kv")
+        et = _outage_run("etcd", str(tmp_path / "etcd"), svc, "etcd")
+    finally:
+        svc["srv"].stop()
+    assert kv["names"] == ["m0", "m1", "m2"]
+    assert kv == et
