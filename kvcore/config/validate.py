@@ -48,6 +48,8 @@ def check(cfg) -> None:
     # etcd finds these while starting ("failed to start etcd")
     _compaction_retention(cfg)
     members = cfg.initial_cluster_map()
+    if cfg.proxy != "off":   # a v2 proxy only needs the peers' URLs (kvcore/v2proxy)
+        return
     if cfg.name not in members:
         raise Invalid(f'couldn\'t find local name "{cfg.name}" in the initial cluster '
                       "configuration", "start")

@@ -9,9 +9,10 @@ the rest of the start uses as if they had been given. A member that already has 
 write-ahead log ignores discovery, as etcd does (its token still names its ID). A
 failure logs etcd's lines and exits with etcd's code (1).
 
---discovery-fallback proxy (etcd's default) starts etcd's v2 proxy on a full
-cluster; kvcore has no v2 proxy, so such a member says so and exits as with
---discovery-fallback exit.
+It also decides, as etcd's etcdmain does, when this process is not a member but etcd's
+v2 proxy (kvcore/v2proxy): --proxy on|readonly with an empty data dir, a data dir
+holding proxy/, or --discovery-fallback proxy (etcd's default) when discovery finds
+the cluster full.
 """
 from __future__ import annotations
 
@@ -33,8 +34,29 @@ def _wal_dir(cfg) -> str:
     return cfg.wal_dir or os.path.join(cfg.data_dir, "member", "wal")
 
 
+def _data_dir_type(cfg) -> str:
+    """etcd's identifyDataDirOrDie: "member", "proxy" or "empty"."""
+    try:
+        names = os.listdir(cfg.data_dir)
+    except FileNotFoundError:
+        return "empty"
+    m, p = "member" in names, "proxy" in names
+    if m and p:
+        log.critical("invalid datadir; both member and proxy directories exist")
+        sys.exit(1)
+    return "member" if m else "proxy" if p else "empty"
+
+
 def bootstrap(cfg) -> None:
-    """Settle cfg.initial_cluster from discovery, or exit(1) with etcd's messages."""
+    """Settle cfg.initial_cluster from discovery, or exit(1) with etcd's messages; or
+    become etcd's v2 proxy (--proxy, a full discovery cluster, a proxy data dir) and
+    never return."""
+    which = _data_dir_type(cfg)
+    if which == "proxy" or (which == "empty" and cfg.proxy != "off"):
+        if which != "empty":
+            log.info("server has been already initialized", extra=logs.fields(
+                data_dir=cfg.data_dir, dir_type=which))
+        _run_proxy(cfg)
     if not cfg.discovery and not cfg.discovery_srv:
         return
     # Until the member runs, Ctrl-C ends the wait the way a Go program ends (no traceback).
@@ -94,6 +116,28 @@ def _from_srv(cfg) -> None:
     cfg.initial_cluster = _urls_map_str(urls)
 
 
+def _run_proxy(cfg) -> None:
+    """Become etcd's v2 proxy (kvcore/v2proxy); never returns."""
+    from kvcore import v2proxy
+
+    def discovered() -> str:
+        try:
+            if cfg.discovery:
+                return v2.get_cluster(cfg.discovery, cfg.discovery_proxy)
+            if cfg.discovery_srv:
+                from kvcore.discovery import srv
+                entries, errors = srv.cluster_names(cfg)
+                if not entries:
+                    raise v2.Failed("; ".join(errors))
+                return ",".join(entries)
+        except v2.Failed as e:
+            log.critical("discovery failed", extra=logs.fields(
+                error=f"error setting up initial cluster: {e}"))
+            sys.exit(1)
+        return cfg.initial_cluster
+    v2proxy.run(cfg, discovered)
+
+
 def _urls_map_str(urls: dict) -> str:
     """etcd's URLsMap.String(): name=url pairs sorted."""
     return ",".join(sorted(f"{n}={u}" for n, us in urls.items() for u in us))
@@ -112,9 +156,9 @@ def _exit_v2(cfg, cause: str) -> None:
     err = f"failed to join discovery cluster ({cause})"
     if cause == v2.ERR_FULL_CLUSTER:
         if cfg.discovery_fallback == "proxy":
-            log.warning("discovery cluster is full, cannot fall back to proxy: kvcore has no "
-                        "v2 proxy (use --discovery-fallback exit)",
+            log.warning("discovery cluster is full, falling back to proxy",
                         extra=logs.fields(fallback_proxy="proxy", error=err))
+            _run_proxy(cfg)
     else:
         log.warning("failed to start kvcore", extra=logs.fields(error=err))
     if cause == v2.ERR_DUPLICATE_ID:

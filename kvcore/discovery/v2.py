@@ -336,6 +336,19 @@ class Discovery:
         return found
 
 
+def get_cluster(durl: str, proxy: str) -> str:
+    """etcd's GetCluster (a v2 proxy's start): the cluster of a token, full or not,
+    without registering."""
+    d = Discovery(durl, proxy, 0)
+    try:
+        nodes, size, index = d.check_cluster()
+    except Failed as e:
+        if str(e) == ERR_FULL_CLUSTER:
+            return nodes_to_cluster(*d.full)
+        raise
+    return nodes_to_cluster(d.wait_nodes(nodes, size, index), size)
+
+
 def nodes_to_cluster(nodes: list, size: int) -> str:
     s = ",".join(n.value for n in nodes)
     try:

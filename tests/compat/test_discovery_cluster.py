@@ -10,7 +10,10 @@ namespace whose /etc/resolv.conf names it."""
 from __future__ import annotations
 
 import json
+import base64
 import re
+import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -73,10 +76,49 @@ def _refusal(m) -> dict:
     return {"rc": rc, "warnings": warns[-2:]}
 
 
+def _http(method: str, url: str, body: bytes = None, ctype: str = None):
+    req = urllib.request.Request(url, data=body, method=method)
+    if ctype:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def _proxy_up(p, timeout: float = 60.0) -> bool:
+    """The v2 proxy answers /version from a member (it has found the endpoints)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and p.proc.poll() is None:
+        try:
+            if _http("GET", f"http://127.0.0.1:{p.port}/version")[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _through_proxy(p) -> dict:
+    """v2 keys and the JSON gateway through a v2 proxy."""
+    base = f"http://127.0.0.1:{p.port}"
+    form = "application/x-www-form-urlencoded"
+    put = _http("PUT", f"{base}/v2/keys/viaproxy", b"value=1", form)[0]
+    got = _http("GET", f"{base}/v2/keys/viaproxy")
+    rng = _http("POST", f"{base}/v3/kv/range",
+                json.dumps({"key": base64.b64encode(b"k").decode()}).encode(),
+                "application/json")
+    value = json.loads(rng[1])["kvs"][0]["value"] if rng[0] == 200 else rng[0]
+    return {"v2_put": put, "v2_get": (got[0], json.loads(got[1]).get("node", {}).get("value")),
+            "v3_range": base64.b64decode(value).decode() if isinstance(value, str) else value}
+
+
 def _discovery_run(kind: str, base: str, service, token: str, proxy=None) -> dict:
     """Two members register and wait, the third joins them; a fourth is turned away."""
     url = dm.new_token(service, token, 3)
-    flags = ("--discovery", url) + (("--discovery-proxy", proxy.address) if proxy else ())
+    flags = ("--discovery", url, "--enable-v2") + (
+        ("--discovery-proxy", proxy.address) if proxy else ())
     members = [dm.spawn(kind, base, f"m{i}", flags) for i in range(2)]
     try:
         for m in members:   # both registered, watching the token for the third
@@ -92,24 +134,36 @@ def _discovery_run(kind: str, base: str, service, token: str, proxy=None) -> dic
                                              "--discovery-fallback", "exit"))
         outcome["fourth"] = _refusal(fourth)
         outcome["registry_after_fourth"] = len(_registry(service, token))
+        # etcd's default --discovery-fallback is proxy: a v2 proxy to the cluster
+        fifth = dm.spawn(kind, base, "m4", ("--discovery", url))
+        members.append(fifth)
+        outcome["fifth"] = [(e["msg"], e.get("error")) for e in dm.events(fifth)
+                            if e["level"] == "warn"] if _proxy_up(fifth) else "down"
+        outcome["through_proxy"] = _through_proxy(fifth)
+        # --proxy readonly, from --initial-cluster
+        ro = dm.spawn(kind, base, "ro", ("--proxy", "readonly", "--initial-cluster",
+                                         f"m1=http://127.0.0.1:{members[1].peer_port}"))
+        members.append(ro)
+        outcome["readonly_proxy"] = _through_proxy(ro) if _proxy_up(ro) else "down"
         if kind == "kvcore":
             # restart with a data dir: discovery (now full) is not consulted again
             m0 = members[0]
             m0.stop()
             servers.wait_port_free(m0.port)
-            members[0] = m0 = dm.spawn(kind, base, "m0", ("--discovery", url),
+            members[0] = m0 = dm.spawn(kind, base, "m0", flags,
                                        client=m0.port, peer=m0.peer_port)
-            dm.wait_serving(members)
+            dm.wait_serving(members[:3])
             dm.wait_event(m0, "discovery token is ignored since cluster already "
                               "initialized; valid logs are found")
             assert _members(m0.endpoint)[0] == _members(members[1].endpoint)[0]
-            # etcd's default --discovery-fallback is proxy; kvcore has no v2 proxy
-            fifth = dm.spawn(kind, base, "m4", ("--discovery", url))
-            assert dm.wait_exit(fifth) == 1
-            ev = [e for e in dm.events(fifth) if e["level"] == "warn"]
-            assert ev[0]["msg"].startswith("discovery cluster is full, cannot fall back "
-                                           "to proxy"), ev
-            assert ev[0]["error"] == FULL
+            # a proxy's restart uses its cluster file
+            fifth.stop()
+            servers.wait_port_free(fifth.port)
+            members[3] = fifth = dm.spawn(kind, base, "m4", ("--discovery", url),
+                                          client=fifth.port, peer=fifth.peer_port)
+            assert _proxy_up(fifth)
+            dm.wait_event(fifth, "discovery token ignored since the proxy has already been "
+                                 "initialized; valid cluster file found")
         return outcome
     finally:
         dm.stop_all(members)
@@ -137,6 +191,9 @@ def test_discovery_url_forms_one_cluster_like_etcd(service, tmp_path):
         ("failed to bootstrap; discovery token was already used", FULL),
         ("do not reuse discovery token; generate a new one to bootstrap a cluster", None)]}
     assert kv["registry_after_fourth"] == 3
+    assert kv["fifth"] == [("discovery cluster is full, falling back to proxy", FULL)]
+    assert kv["through_proxy"] == {"v2_put": 201, "v2_get": (200, "1"), "v3_range": "v"}
+    assert kv["readonly_proxy"]["v2_put"] == 501
     assert kv == et
 
 

@@ -117,7 +117,7 @@ def test_compaction_retention_follows_etcds_rules(mode, retention, period, revis
 def test_unsupported_flags_are_refused_only_when_used():
     parse(["--auth-token=simple", "--enable-v2=false"], env={})
     assert parse(["--force-new-cluster"], env={}).force_new_cluster is True
-    for argv in (["--proxy=on"], ["--host-whitelist=a.example"]):
+    for argv in (["--host-whitelist=a.example"],):
         with pytest.raises(ConfigError, match="not supported by kvcore yet"):
             parse(argv, env={})
 
@@ -129,6 +129,12 @@ def test_discovery_flags_are_accepted():
         "http://d:1/t", "p:3128", "exit")
     c = parse(["--discovery-srv=example.test", "--discovery-srv-name=a"], env={})
     assert (c.discovery_srv, c.discovery_srv_name) == ("example.test", "a")
+
+
+def test_a_v2_proxy_needs_no_own_name_in_the_initial_cluster():
+    c = parse(["--proxy=readonly", "--name=p", "--initial-cluster=m1=http://127.0.0.1:2380"],
+              env={})
+    assert c.proxy == "readonly"
 
 
 def test_discovery_keys_of_a_config_file_are_taken(tmp_path):
