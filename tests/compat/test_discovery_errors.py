@@ -41,12 +41,17 @@ def _both(tmp_path, flags, **kw) -> tuple[dict, dict]:
     return kv, et
 
 
+SLOW = pytest.mark.slow    # CI runs one case of each kind
+
+
 @pytest.mark.parametrize("path, cause", [
     ("", "discovery: bad discovery endpoint"),                    # no token in the URL
-    ("/v2/keys/_etcd/registry/badsize", "discovery: size key is bad"),
-    ("/v2/keys/_etcd/registry/nosize", "100: Key not found"),     # no _config/size
+    pytest.param("/v2/keys/_etcd/registry/badsize", "discovery: size key is bad", marks=SLOW),
+    pytest.param("/v2/keys/_etcd/registry/nosize", "100: Key not found",   # no _config/size
+                 marks=SLOW),
     ("/v2/keys/_etcd/registry/nosuch", "100: Key not found"),     # no such token
-    ("/v2/keys/_etcd/registry/%zz", 'invalid URL escape "%zz"'),  # malformed token
+    pytest.param("/v2/keys/_etcd/registry/%zz", 'invalid URL escape "%zz"',  # malformed
+                 marks=SLOW),
 ])
 def test_malformed_token_fails_like_etcd(service, tmp_path, path, cause):
     kv, et = _both(tmp_path, ("--discovery", f"http://127.0.0.1:{service.port}{path}",
@@ -59,6 +64,7 @@ def test_malformed_token_fails_like_etcd(service, tmp_path, path, cause):
     assert kv == et
 
 
+@SLOW
 def test_member_already_registered_fails_like_etcd(service, tmp_path):
     """Its ID is registered under the token already: etcd's ErrDuplicateID lines."""
     url = dm.new_token(service, "dup", 3)
@@ -81,7 +87,7 @@ def test_member_already_registered_fails_like_etcd(service, tmp_path):
     assert kv == et
 
 
-@pytest.mark.parametrize("proxy", [False, True])
+@pytest.mark.parametrize("proxy", [False, pytest.param(True, marks=SLOW)])
 def test_unreachable_discovery_service_is_retried_like_etcd(tmp_path, proxy):
     dead = free_port()
     url = f"http://127.0.0.1:{dead}/v2/keys/_etcd/registry/gone"
@@ -114,7 +120,7 @@ def dns():
     d.close()
 
 
-@pytest.mark.parametrize("domain", ["nowhere.test", "norecords.test"])
+@pytest.mark.parametrize("domain", ["nowhere.test", pytest.param("norecords.test", marks=SLOW)])
 def test_srv_records_pointing_nowhere_fail_like_etcd(dns, tmp_path, domain):
     flags = ("--discovery-srv", domain)
     kv, et = _both(tmp_path, flags,
