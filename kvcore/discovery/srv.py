@@ -30,7 +30,7 @@ log = logging.getLogger("kvcore.discovery")
 RESOLVER_ENV = "KVCORE_DNS_RESOLVER"
 
 
-class LookupError_(Exception):
+class SrvError(Exception):
     pass
 
 
@@ -56,11 +56,11 @@ def _lookup_srv(service: str, domain: str) -> list:
     try:
         ans = r.resolve(name, "SRV")
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        raise LookupError_(f"lookup {name} on {where}: no such host")
+        raise SrvError(f"lookup {name} on {where}: no such host")
     except dns.resolver.NoNameservers:
-        raise LookupError_(f"lookup {name} on {where}: server misbehaving")
+        raise SrvError(f"lookup {name} on {where}: server misbehaving")
     except dns.exception.Timeout:
-        raise LookupError_(f"lookup {name} on {where}: i/o timeout")
+        raise SrvError(f"lookup {name} on {where}: i/o timeout")
     return sorted(ans, key=lambda rr: (rr.priority, -rr.weight))
 
 
@@ -82,12 +82,12 @@ def _resolve_tcp(host: str, port: int) -> str:
                 return _join(r.resolve(host + ".", rtype)[0].to_text(), port)
             except dns.exception.DNSException:
                 continue
-        raise LookupError_(f"lookup {shown} on {where}: no such host")
+        raise SrvError(f"lookup {shown} on {where}: no such host")
     try:
         info = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
     except socket.gaierror:
         _, where = _resolver()
-        raise LookupError_(f"lookup {shown} on {where}: no such host")
+        raise SrvError(f"lookup {shown} on {where}: no such host")
     info.sort(key=lambda i: i[0] != socket.AF_INET)   # Go prefers IPv4
     return _join(info[0][4][0], port)
 
@@ -112,7 +112,7 @@ def _join(host: str, port) -> str:
 
 
 def get_cluster(scheme: str, service: str, name: str, domain: str, apurls: list) -> list:
-    """etcd's srv.GetCluster -> ["name=scheme://host:port", ...]; raises LookupError_."""
+    """etcd's srv.GetCluster -> ["name=scheme://host:port", ...]; raises SrvError."""
     tcp2ap = {}
     for u in apurls:
         p = urlsplit(u)
@@ -122,13 +122,13 @@ def get_cluster(scheme: str, service: str, name: str, domain: str, apurls: list)
     err = None
     try:
         records = _lookup_srv(service, domain)
-    except LookupError_ as e:
-        raise LookupError_(f"error querying DNS SRV records for _{service} {e}")
+    except SrvError as e:
+        raise SrvError(f"error querying DNS SRV records for _{service} {e}")
     for rr in records:
         target = rr.target.to_text()
         try:
             addr = _resolve_tcp(target, rr.port)
-        except LookupError_ as e:
+        except SrvError as e:
             err = e
             continue
         url = tcp2ap.get(addr)
@@ -138,12 +138,12 @@ def get_cluster(scheme: str, service: str, name: str, domain: str, apurls: list)
             temp_name += 1
         url_host = _join(target.rstrip("."), rr.port)
         if url and urlsplit(url).scheme != scheme:
-            err = LookupError_(f"bootstrap at {scheme}://{url_host} from DNS for {service} has "
+            err = SrvError(f"bootstrap at {scheme}://{url_host} from DNS for {service} has "
                                f"scheme mismatch with expected peer {url}")
         else:
             parts.append(f"{n}={scheme}://{url_host}")
     if not parts and err is not None:
-        raise LookupError_(f"error querying DNS SRV records for _{service} {err}")
+        raise SrvError(f"error querying DNS SRV records for _{service} {err}")
     return parts
 
 
@@ -158,7 +158,7 @@ def cluster_names(cfg) -> tuple[list, str]:
         try:
             found = found + get_cluster(scheme, service, cfg.name, cfg.discovery_srv,
                                         cfg.initial_advertise_peer_urls)
-        except LookupError_ as e:
+        except SrvError as e:
             err = str(e)
             errors.append(err)
         base = "etcd-server-ssl" if scheme == "https" else "etcd-server"
