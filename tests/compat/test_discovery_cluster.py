@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import base64
+import os
 import re
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +23,7 @@ import pytest
 from tests import discovery_members as dm
 from tests import servers
 from tests.dnsserver import LoopbackDNS
+from tests.etcd351 import ETCDCTL as ETCDCTL351
 from tests.servers import free_port
 
 FULL = "failed to join discovery cluster (discovery: cluster is full)"
@@ -203,15 +206,23 @@ def test_discovery_url_forms_one_cluster_like_etcd(service, tmp_path):
 def _srv_run(kind: str, base: str, dns_for, restart: bool = False) -> dict:
     """Three members in SRV records (targets "localhost."), a fourth that is not."""
     peers = [free_port() for _ in range(3)]
-    dns = dns_for(peers)
+    clients = [free_port() for _ in range(3)]
+    dns = dns_for(peers, clients)
     env = {"KVCORE_DNS_RESOLVER": dns.address} if kind == "kvcore" else None
     wrap = None if kind == "kvcore" else dns.in_private_resolv
     flags = ("--discovery-srv", "kv.test")
-    members = [dm.spawn(kind, base, f"m{i}", flags, peer=p, advertise_host="localhost",
-                        wrap=wrap, env_extra=env) for i, p in enumerate(peers)]
+    members = [dm.spawn(kind, base, f"m{i}", flags, peer=p, client=c,
+                        advertise_host="localhost", wrap=wrap, env_extra=env)
+               for i, (p, c) in enumerate(zip(peers, clients))]
     try:
         dm.wait_serving(members)
         outcome = _cluster_outcome(members)
+        # clients find the cluster by SRV too (_etcd-client._tcp): etcd 3.5.1's etcdctl
+        ctl = subprocess.run(dns.in_private_resolv(
+            [ETCDCTL351, "--discovery-srv", "kv.test", "--command-timeout=10s", "get", "k",
+             "--print-value-only"]), capture_output=True, text=True, timeout=30,
+            env={**os.environ, "ETCDCTL_API": "3"})
+        outcome["etcdctl_discovery_srv"] = (ctl.returncode, ctl.stdout.strip())
         fourth = dm.spawn(kind, base, "m3", flags, advertise_host="localhost", wrap=wrap,
                           env_extra=env)
         outcome["fourth"] = _refusal(fourth)
@@ -233,9 +244,11 @@ def _srv_run(kind: str, base: str, dns_for, restart: bool = False) -> dict:
         dns.close()
 
 
-def _dns_for(peers):
-    return LoopbackDNS({"_etcd-server._tcp.kv.test": [(0, 0, p, "localhost.") for p in peers]},
-                   {"localhost": "127.0.0.1"})
+def _dns_for(peers, clients):
+    return LoopbackDNS({"_etcd-server._tcp.kv.test": [(0, 0, p, "localhost.") for p in peers],
+                        "_etcd-client._tcp.kv.test": [(0, 0, c, "localhost.")
+                                                      for c in clients]},
+                       {"localhost": "127.0.0.1"})
 
 
 @pytest.mark.parametrize("restart", [False, pytest.param(True, marks=pytest.mark.slow)])
@@ -244,6 +257,7 @@ def test_discovery_srv_forms_one_cluster_like_etcd(tmp_path, restart):
     et = _srv_run("etcd", str(tmp_path / "etcd"), _dns_for)
     assert kv["names"] == ["m0", "m1", "m2"] and kv["got"] == "v"
     assert kv["bootstrap_nodes"] == ["0", "1", "m0"]
+    assert kv["etcdctl_discovery_srv"] == (0, "v")
     assert kv["fourth"]["rc"] == 1
     assert kv["fourth"]["warnings"][-1] == (
         "discovery failed",
