@@ -168,7 +168,7 @@ _TABLE = [
     ("cors", "*", g.parse_cors, "Comma-separated whitelist of origins for CORS, or "
      "cross-origin resource sharing, (empty or * means allow all).", "Security"),
     ("host-whitelist", "*", STRS, "Acceptable hostnames from HTTP client requests, if server "
-     "is not secure (empty or * means allow all).", "Security", "refuse"),
+     "is not secure (empty or * means allow all).", "Security"),
     ("experimental-peer-skip-client-san-verification", "false", B, "Skip verification of SAN "
      "field in client certificate for peer connections.", "Security"),
 
@@ -261,8 +261,8 @@ _TABLE = [
     ("unsafe-no-fsync", "false", B, "Disables fsync, unsafe, will cause data loss.",
      "Unsafe feature"),
 
-    ("enable-grpc-gateway", "true", B, "Enable GRPC gateway (the JSON API under /v3/; "
-     "cannot be turned off yet).", "kvcore", "absent"),
+    ("enable-grpc-gateway", "true", B, "Enable GRPC gateway.", "Experimental feature", "",
+     True),
     ("enable-ui", "true", B, "Serve the web console at /ui/ on the client URLs (same TLS "
      "and auth as the JSON gateway).", "kvcore"),
     ("workers", "0", U, "Worker processes terminating client connections (0 = one per CPU).",

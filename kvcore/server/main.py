@@ -81,6 +81,8 @@ class WorkerSupervisor:
             "db_map_size": self.core.backend.map_size,
             "tls": self.cfg.client_tls and self.cfg.client_tls.to_dict(),
             "cors": _cors(getattr(self.cfg, "cors", None)), "enable_v2": self.cfg.enable_v2,
+            "enable_grpc_gateway": self.cfg.enable_grpc_gateway,
+            "host_whitelist": list(self.cfg.host_whitelist or ()),
             "metrics": self.cfg.metrics})
 
     def on_hello(self, conn: CoreConnection) -> None:
