@@ -120,7 +120,7 @@ _TABLE = [
      "Clustering"),
     ("enable-v2", "false", B, "Accept etcd V2 client requests.", "Clustering"),
     ("experimental-enable-v2v3", "", S, "Serve v2 requests through the v3 backend under a "
-     "given prefix (not supported yet).", "Clustering", "refuse"),
+     "given prefix. Deprecated and to be decommissioned in v3.6.", "Clustering"),
     ("v2-deprecation", "not-yet", g.selective("not-yet", "write-only", "write-only-drop-data",
                                               "gone", quote=True),
      "Phase of v2store deprecation (kvcore keeps no v2 store).", "Clustering"),
@@ -128,9 +128,9 @@ _TABLE = [
     ("cert-file", "", S, "Path to the client server TLS cert file.", "Security"),
     ("key-file", "", S, "Path to the client server TLS key file.", "Security"),
     ("client-cert-file", "", S, "Path to an explicit peer client TLS cert file otherwise cert "
-     "file will be used when client auth is required.", "Security", "refuse", True),
+     "file will be used when client auth is required.", "Security", "", True),
     ("client-key-file", "", S, "Path to an explicit peer client TLS key file otherwise key "
-     "file will be used when client auth is required.", "Security", "refuse", True),
+     "file will be used when client auth is required.", "Security", "", True),
     ("client-cert-auth", "false", B, "Enable client cert authentication.", "Security"),
     ("client-crl-file", "", S, "Path to the client certificate revocation list file.",
      "Security"),
@@ -142,9 +142,9 @@ _TABLE = [
     ("peer-cert-file", "", S, "Path to the peer server TLS cert file.", "Security"),
     ("peer-key-file", "", S, "Path to the peer server TLS key file.", "Security"),
     ("peer-client-cert-file", "", S, "Path to an explicit peer client TLS cert file.",
-     "Security", "refuse", True),
+     "Security", "", True),
     ("peer-client-key-file", "", S, "Path to an explicit peer client TLS key file.",
-     "Security", "refuse", True),
+     "Security", "", True),
     ("peer-client-cert-auth", "false", B, "Enable peer client cert authentication.",
      "Security"),
     ("peer-trusted-ca-file", "", S, "Path to the peer server TLS trusted CA file.",

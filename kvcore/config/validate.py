@@ -173,6 +173,20 @@ def _unsupported(cfg) -> None:
                             {"min-cost": 4, "max-cost": 31, "default-cost": 10,
                              "given-cost": cfg.bcrypt_cost}))
         cfg.bcrypt_cost = 10
+    if cfg.enable_v2:   # etcd's embed warnings, at the same step
+        cfg.notices.append(("warn", "Flag `enable-v2` is deprecated and will get removed in "
+                                    "etcd 3.6.", {}))
+        if cfg.experimental_enable_v2v3:
+            cfg.notices.append(("warn", "Flag `experimental-enable-v2v3` is deprecated and "
+                                        "will get removed in etcd 3.6.", {}))
+            cfg.notices.append(("error", "--experimental-enable-v2v3 is accepted, but kvcore "
+                                         "serves the v2 API from its replicated v2 store, not "
+                                         "under the given prefix of the v3 keyspace",
+                                {"prefix": cfg.experimental_enable_v2v3}))
+    if cfg.client_cert_file:
+        cfg.notices.append(("info", "--client-cert-file is checked, but kvcore's gateway "
+                                    "calls the server in-process and never presents it",
+                            {"client-cert-file": cfg.client_cert_file}))
     if cfg.unsafe_no_fsync:
         cfg.notices.append(("warn", "--unsafe-no-fsync is set: writes are not fsynced, a "
                                     "crash may lose acknowledged data", {}))
