@@ -211,17 +211,17 @@ _TABLE = [
      "must be unique per each etcd instance.", "Experimental distributed tracing", "noop"),
 
     ("proxy", "off", g.selective("off", "readonly", "on"), "Proxy mode setting ('off', "
-     "'readonly' or 'on'); the v2 proxy is not supported.", "v2 Proxy", "refuse"),
+     "'readonly' or 'on').", "v2 Proxy"),
     ("proxy-failure-wait", "5000", U, "Time (in milliseconds) an endpoint will be held in a "
-     "failed state.", "v2 Proxy", "noop"),
+     "failed state.", "v2 Proxy"),
     ("proxy-refresh-interval", "30000", U, "Time (in milliseconds) of the endpoints refresh "
-     "interval.", "v2 Proxy", "noop"),
+     "interval.", "v2 Proxy"),
     ("proxy-dial-timeout", "1000", U, "Time (in milliseconds) for a dial to timeout.",
-     "v2 Proxy", "noop"),
+     "v2 Proxy"),
     ("proxy-write-timeout", "5000", U, "Time (in milliseconds) for a write to timeout.",
      "v2 Proxy", "noop"),
     ("proxy-read-timeout", "0", U, "Time (in milliseconds) for a read to timeout.",
-     "v2 Proxy", "noop"),
+     "v2 Proxy"),
 
     ("experimental-initial-corrupt-check", "false", B, "Enable to check data corruption "
      "before serving any client/peer traffic.", "Experimental feature"),

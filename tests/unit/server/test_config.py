@@ -118,9 +118,7 @@ def test_unsupported_flags_are_refused_only_when_used():
     parse(["--auth-token=simple", "--enable-v2=false"], env={})
     assert parse(["--force-new-cluster"], env={}).force_new_cluster is True
     assert parse(["--host-whitelist=a.example,b"], env={}).host_whitelist == ["a.example", "b"]
-    for argv in (["--proxy=on"],):
-        with pytest.raises(ConfigError, match="not supported by kvcore yet"):
-            parse(argv, env={})
+    assert parse(["--proxy=readonly"], env={}).proxy == "readonly"
 
 
 def test_discovery_flags_are_accepted():
