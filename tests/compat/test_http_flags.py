@@ -75,3 +75,23 @@ def test_grpc_gateway_off_matches_etcd(tmp_path):
         assert g == w, f"\nkvcore {g}\netcd   {w}"
     assert [g[3] for g in got] == [404, 404, 404, 404, 200, 200]
     assert ctl == [0, 0]
+
+
+def test_v2v3_flag_is_accepted_with_etcds_deprecation_warnings(tmp_path):
+    """--experimental-enable-v2v3 starts both; v2 is served (kvcore from its v2
+    store, which an error line says) and both log etcd's deprecation warnings."""
+    kv, et = _both(tmp_path, "--enable-v2", "--experimental-enable-v2v3=/v2v3")
+    try:
+        puts = [call(srv.port, "/v2/keys/foo", raw=b"value=bar", method="PUT",
+                     headers={"Content-Type": "application/x-www-form-urlencoded"})[0]
+                for srv in (kv, et)]
+        logs = [srv.log() for srv in (kv, et)]
+    finally:
+        kv.stop()
+        et.stop()
+    assert puts == [201, 201]
+    for msg in ("Flag `enable-v2` is deprecated and will get removed in etcd 3.6.",
+                "Flag `experimental-enable-v2v3` is deprecated and will get removed in "
+                "etcd 3.6."):
+        assert msg in logs[0] and msg in logs[1]
+    assert "not under the given prefix" in logs[0]
