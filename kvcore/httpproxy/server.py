@@ -159,6 +159,9 @@ async def serve(cfg) -> None:
     from kvcore.tls import client_info, peer_info
 
     log.info("v2 API proxy starting")
+    if not native.available():
+        raise RuntimeError(f"the v2 proxy serves HTTP with the native engine, which is "
+                           f"unavailable ({native.IMPORT_ERROR})")
     peer_tls = peer_info(cfg)
     client_tls = client_info(cfg)
     # etcd's proxy dials the cluster's client URLs with the client TLS files, else
