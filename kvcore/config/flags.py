@@ -102,8 +102,7 @@ _TABLE = [
      "URLs to advertise to the public.", "Clustering"),
     ("discovery", "", S, "Discovery URL used to bootstrap the cluster.", "Clustering"),
     ("discovery-fallback", "proxy", g.selective("proxy", "exit"), "Expected behavior ('exit' "
-     "or 'proxy') when discovery services fails (kvcore has no v2 proxy: 'proxy' exits "
-     "too).", "Clustering"),
+     "or 'proxy') when discovery services fails.", "Clustering"),
     ("discovery-proxy", "", S, "HTTP proxy to use for traffic to discovery service.",
      "Clustering"),
     ("discovery-srv", "", S, "DNS srv domain used to bootstrap the cluster.", "Clustering"),
@@ -219,7 +218,7 @@ _TABLE = [
     ("proxy-dial-timeout", "1000", U, "Time (in milliseconds) for a dial to timeout.",
      "v2 Proxy"),
     ("proxy-write-timeout", "5000", U, "Time (in milliseconds) for a write to timeout.",
-     "v2 Proxy", "noop"),
+     "v2 Proxy"),
     ("proxy-read-timeout", "0", U, "Time (in milliseconds) for a read to timeout.",
      "v2 Proxy"),
 

@@ -9,9 +9,9 @@ the rest of the start uses as if they had been given. A member that already has 
 write-ahead log ignores discovery, as etcd does (its token still names its ID). A
 failure logs etcd's lines and exits with etcd's code (1).
 
---discovery-fallback proxy (etcd's default) starts etcd's v2 proxy on a full
-cluster; kvcore has no v2 proxy, so such a member says so and exits as with
---discovery-fallback exit.
+--discovery-fallback proxy (etcd's default) turns a start that finds the cluster
+full into etcd's v2 proxy (kvcore/httpproxy/) in front of the registered members:
+``bootstrap`` sets ``cfg.proxy = "on"`` and the cluster for the caller to run it.
 """
 from __future__ import annotations
 
@@ -60,6 +60,9 @@ def _join_v2(cfg) -> None:
         found = d.join_cluster(own)
         urls = v2.parse_urls_map(found)
     except v2.Failed as e:
+        if str(e) == v2.ERR_FULL_CLUSTER and cfg.discovery_fallback == "proxy":
+            _fall_back_to_proxy(cfg, d)
+            return
         _exit_v2(cfg, str(e))
     all_urls = [u for us in urls.values() for u in us]
     if len(set(all_urls)) != len(all_urls):
@@ -104,15 +107,23 @@ def _fail(cfg, err: str) -> None:
     sys.exit(1)
 
 
+def _fall_back_to_proxy(cfg, d) -> None:
+    """etcd's fallback on a full cluster: a v2 proxy to the registered members
+    (their peer URLs as v2discovery.GetCluster gives them)."""
+    err = f"failed to join discovery cluster ({v2.ERR_FULL_CLUSTER})"
+    log.warning("discovery cluster is full, falling back to proxy",
+                extra=logs.fields(fallback_proxy="proxy", error=err))
+    try:
+        cfg.initial_cluster = v2.nodes_to_cluster(*d.full)
+    except v2.Failed as e:
+        _exit_v2(cfg, str(e))
+    cfg.proxy = "on"
+
+
 def _exit_v2(cfg, cause: str) -> None:
     """etcd's etcdmain handling of a DiscoveryError (always exit code 1)."""
     err = f"failed to join discovery cluster ({cause})"
-    if cause == v2.ERR_FULL_CLUSTER:
-        if cfg.discovery_fallback == "proxy":
-            log.warning("discovery cluster is full, cannot fall back to proxy: kvcore has no "
-                        "v2 proxy (use --discovery-fallback exit)",
-                        extra=logs.fields(fallback_proxy="proxy", error=err))
-    else:
+    if cause != v2.ERR_FULL_CLUSTER:
         log.warning("failed to start kvcore", extra=logs.fields(error=err))
     if cause == v2.ERR_DUPLICATE_ID:
         log.warning("member has been registered with discovery service", extra=logs.fields(

@@ -39,9 +39,11 @@ class Upstream:
     """One request to one endpoint over HTTP/1.1 (a fresh connection each time)."""
 
     def __init__(self, dial_timeout: float, read_timeout: float,
-                 tls: Optional[ssl.SSLContext]):
+                 tls: Optional[ssl.SSLContext], write_timeout: float = 0.0):
+        """Timeouts in seconds; a read or write timeout of 0 waits as long as it takes."""
         self.dial_timeout = dial_timeout
         self.read_timeout = read_timeout or None
+        self.write_timeout = write_timeout or None
         self.tls = tls
 
     async def round_trip(self, url: str, method: str, target: str, headers: dict,
@@ -59,7 +61,7 @@ class Upstream:
                       if k not in _HOP and k != "host"]
             lines += [f"Content-Length: {len(body)}", "Connection: close", "", ""]
             writer.write("\r\n".join(lines).encode("latin-1") + body)
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), self.write_timeout)
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), self.read_timeout)
         except BaseException:
             writer.close()
@@ -173,7 +175,8 @@ async def serve(cfg) -> None:
     director = Director(cluster.client_urls, cfg.proxy_failure_wait / 1000.0,
                         cfg.proxy_refresh_interval / 1000.0)
     upstream = Upstream(cfg.proxy_dial_timeout / 1000.0, cfg.proxy_read_timeout / 1000.0,
-                        dial_tls.client_context() if dial_tls is not None else None)
+                        dial_tls.client_context() if dial_tls is not None else None,
+                        cfg.proxy_write_timeout / 1000.0)
     handler = ProxyHandler(director, upstream, cfg.proxy == "readonly")
     await director.start()
     engines = []

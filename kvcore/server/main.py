@@ -275,11 +275,16 @@ def main(argv=None) -> None:
             f.name: getattr(cfg, f.attr) for f in config.FLAGS.values()}})
     for level, msg, extra in cfg.notices:
         getattr(log, "warning" if level == "warn" else level)(msg, extra={"fields": extra})
-    if cfg.proxy != "off" and not os.path.isdir(os.path.join(cfg.data_dir, "member")):
+    # A data dir that holds a member starts that member, whatever --proxy says (etcd).
+    is_member = os.path.isdir(os.path.join(cfg.data_dir, "member"))
+    if cfg.proxy == "off" or is_member:
+        # --discovery / --discovery-srv settle the initial cluster (or, on a full
+        # cluster with --discovery-fallback proxy, turn this start into a proxy)
+        discovery.bootstrap(cfg)
+    if cfg.proxy != "off" and not is_member:
         from kvcore.httpproxy.server import serve as serve_proxy
         run_loop(serve_proxy(cfg))     # etcd's v2 proxy instead of a member
         return
-    discovery.bootstrap(cfg)   # --discovery / --discovery-srv: settles the initial cluster
     run_loop(serve(cfg))
 
 

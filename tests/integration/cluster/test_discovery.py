@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 
 import pytest
@@ -98,16 +99,35 @@ def _discovery_run(kind: str, base: str, service, token: str) -> dict:
             dm.wait_event(m0, "discovery token is ignored since cluster already "
                               "initialized; valid logs are found")
             assert _members(m0.endpoint)[0] == _members(members[1].endpoint)[0]
-            # etcd's default --discovery-fallback is proxy; kvcore has no v2 proxy
-            fifth = dm.spawn(kind, base, "m4", ("--discovery", url))
-            assert dm.wait_exit(fifth) == 1
-            ev = [e for e in dm.events(fifth) if e["level"] == "warn"]
-            assert ev[0]["msg"].startswith("discovery cluster is full, cannot fall back "
-                                           "to proxy"), ev
-            assert ev[0]["error"] == FULL
+        # etcd's default --discovery-fallback is proxy: a v2 proxy to the members
+        fifth = dm.spawn(kind, base, "m4", ("--discovery", url))
+        try:
+            outcome["fifth"] = _fallback_proxy(fifth, members)
+        finally:
+            fifth.stop()
         return outcome
     finally:
         dm.stop_all(members)
+
+
+def _fallback_proxy(m, members) -> dict:
+    """A start that found the cluster full and fell back to etcd's v2 proxy: its
+    warning, the endpoints it proxies to, and a request through it."""
+    ev = dm.wait_event(m, "discovery cluster is full, falling back to proxy")[0]
+    want = sorted(f"http://127.0.0.1:{x.port}" for x in members)
+    eps = []
+    deadline = time.monotonic() + 30
+    while sorted(eps) != want and time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{m.port}/v2/config/local/proxy",
+                                        timeout=5) as r:
+                eps = json.load(r)["endpoints"]
+        except OSError:
+            time.sleep(0.2)
+    with urllib.request.urlopen(f"http://127.0.0.1:{m.port}/version", timeout=10) as r:
+        version = sorted(json.load(r))
+    return {"warning": (ev["msg"], ev.get("error")), "endpoints": sorted(eps) == want,
+            "version": version}
 
 
 def test_discovery_url_forms_one_cluster_like_etcd(service, tmp_path):
@@ -119,6 +139,9 @@ def test_discovery_url_forms_one_cluster_like_etcd(service, tmp_path):
         ("failed to bootstrap; discovery token was already used", FULL),
         ("do not reuse discovery token; generate a new one to bootstrap a cluster", None)]}
     assert kv["registry_after_fourth"] == 3
+    assert kv["fifth"] == {"warning": ("discovery cluster is full, falling back to proxy",
+                                       FULL), "endpoints": True,
+                           "version": ["etcdcluster", "etcdserver"]}
     assert kv == et
 
 
