@@ -51,8 +51,8 @@ import base64
 import collections
 import logging
 
-from kvcore.engine.base import (CLIENT_CN_HEADER, CallContext, GrpcError, StatusCode,
-                                certificate_cn)
+from kvcore.engine.base import (CLIENT_CN_HEADER, CLIENT_TLS_HEADER, CallContext,
+                                GrpcError, StatusCode, certificate_cn)
 
 log = logging.getLogger("kvcore.engine.native")
 _new_context = object.__new__

@@ -58,6 +58,10 @@ class TLSInfo:
     max_version: str = ""
     allowed_cn: str = ""
     allowed_hostname: str = ""
+    # The certificate this member shows when it dials as a client (etcd's hidden
+    # --client-cert-file / --peer-client-cert-file); cert_file when not given.
+    client_cert_file: str = ""
+    client_key_file: str = ""
 
     def empty(self) -> bool:
         return not self.cert_file and not self.key_file
@@ -69,8 +73,9 @@ class TLSInfo:
     def from_dict(cls, d: Optional[dict]) -> Optional["TLSInfo"]:
         return None if d is None else cls(**d)
 
-    def __str__(self) -> str:   # etcd's TLSInfo.String()
-        return (f"cert = {self.cert_file}, key = {self.key_file}, trusted-ca = "
+    def __str__(self) -> str:   # etcd 3.5's TLSInfo.String()
+        return (f"cert = {self.cert_file}, key = {self.key_file}, client-cert="
+                f"{self.client_cert_file}, client-key={self.client_key_file}, trusted-ca = "
                 f"{self.trusted_ca_file}, client-cert-auth = {str(self.client_cert_auth).lower()}"
                 f", crl-file = {self.crl_file}")
 
@@ -84,6 +89,7 @@ class TLSInfo:
             raise TLSConfigError("KeyFile and CertFile are not presented")
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._load_pair(ctx)
+        self._check_client_pair()
         tls_policy.apply(ctx, self, server=True)
         if self.requires_client_cert():
             ctx.verify_mode = ssl.CERT_REQUIRED
@@ -98,7 +104,10 @@ class TLSInfo:
     def client_context(self) -> ssl.SSLContext:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         tls_policy.apply(ctx, self, server=False)
-        if not self.empty():
+        if self.client_cert_file:
+            self._check_client_pair()
+            ctx.load_cert_chain(self.client_cert_file, self.client_key_file)
+        elif not self.empty():
             self._load_pair(ctx)
         if self.self_cert:
             ctx.check_hostname = False
@@ -140,6 +149,21 @@ class TLSInfo:
         except (ssl.SSLError, OSError) as e:
             raise TLSConfigError(f"cannot load key pair {self.cert_file}, {self.key_file}: "
                                  f"{reason(e)}")
+
+    def _check_client_pair(self) -> None:
+        """etcd's baseConfig: the client pair is given whole and loads."""
+        if bool(self.client_key_file) != bool(self.client_cert_file):
+            raise TLSConfigError(f"ClientKeyFile and ClientCertFile must both be present or "
+                                 f"both absent: key: {self.client_key_file}, cert: "
+                                 f"{self.client_cert_file}]")
+        if self.client_cert_file:
+            _must_exist(self.client_cert_file, self.client_key_file)
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+                    self.client_cert_file, self.client_key_file)
+            except (ssl.SSLError, OSError) as e:
+                raise TLSConfigError(f"cannot load key pair {self.client_cert_file}, "
+                                     f"{self.client_key_file}: {reason(e)}")
 
     def _load_ca(self, ctx: ssl.SSLContext) -> None:
         _must_exist(self.trusted_ca_file)
@@ -267,6 +291,7 @@ def client_info(cfg) -> Optional[TLSInfo]:
     etcd's checks and warnings (embed.configureClientListeners)."""
     info = TLSInfo(cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth,
                    cfg.client_crl_file, allowed_hostname=cfg.client_cert_allowed_hostname,
+                   client_cert_file=cfg.client_cert_file, client_key_file=cfg.client_key_file,
                    **_policy(cfg))
     if cfg.auto_tls and info.empty():
         info = self_cert(os.path.join(cfg.data_dir, "fixtures", "client"),
@@ -312,7 +337,9 @@ def peer_info(cfg) -> TLSInfo:
                    cfg.peer_client_cert_auth, cfg.peer_crl_file,
                    skip_client_san_verify=cfg.experimental_peer_skip_client_san_verification,
                    allowed_cn=cfg.peer_cert_allowed_cn,
-                   allowed_hostname=cfg.peer_cert_allowed_hostname, **_policy(cfg))
+                   allowed_hostname=cfg.peer_cert_allowed_hostname,
+                   client_cert_file=cfg.peer_client_cert_file,
+                   client_key_file=cfg.peer_client_key_file, **_policy(cfg))
     if cfg.peer_auto_tls and info.empty():
         auto = self_cert(os.path.join(cfg.data_dir, "fixtures", "peer"),
                          _hosts(cfg.listen_peer_urls), cfg.self_signed_cert_validity,

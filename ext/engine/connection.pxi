@@ -15,6 +15,7 @@ cdef class _Conn:
     cdef object transport
     cdef public str peer
     cdef public str cn
+    cdef public bint tls
     cdef int mode
     cdef bytes sniff
     cdef dict streams
@@ -67,6 +68,7 @@ cdef class _Conn:
         pn = transport.get_extra_info("peername")
         if pn:
             self.peer = ("ipv6:[%s]:%d" % pn[:2]) if ":" in pn[0] else "ipv4:%s:%d" % pn[:2]
+        self.tls = transport.get_extra_info("ssl_object") is not None
         cert = transport.get_extra_info("peercert")   # only a verified client certificate
         if cert:
             self.cn = certificate_cn(cert)
@@ -301,9 +303,13 @@ cdef class _Conn:
     async def call_http(self, method, path, headers, body):
         if self.core.http is None:
             return 404, [("content-type", "text/plain")], b"404 page not found\n"
-        # The verified client certificate's CN goes to the handler as a header
-        # (one a client sent under that name is dropped first).
+        # The verified client certificate's CN, and whether TLS carries the
+        # request, go to the handler as headers (ones a client sent under those
+        # names are dropped first).
         headers.pop(CLIENT_CN_HEADER, None)
+        headers.pop(CLIENT_TLS_HEADER, None)
         if self.cn:
             headers[CLIENT_CN_HEADER] = self.cn
+        if self.tls:
+            headers[CLIENT_TLS_HEADER] = "1"
         return await self.core.http(method, path, headers, body)

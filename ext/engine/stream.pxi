@@ -64,6 +64,7 @@ cdef class _Stream:
     cdef object route
     cdef dict metadata
     cdef bytes content_type
+    cdef bytes authority           # :authority (an HTTP request's Host)
     cdef bint grpc_ct
     cdef double timeout            # seconds; < 0: none
     cdef Py_ssize_t header_bytes
@@ -123,6 +124,8 @@ cdef class _Stream:
                     self.h2method = _POST
                 else:
                     self.h2method = value[:vl]
+            elif nl == 10 and memcmp(name, b":authority", 10) == 0:
+                self.authority = value[:vl]
             return 0
         if nl == 12 and memcmp(name, b"content-type", 12) == 0:
             self.grpc_ct = vl >= 16 and memcmp(value, b"application/grpc", 16) == 0
@@ -518,6 +521,8 @@ cdef class _Stream:
                    for k, v in (self.metadata or {}).items()}
         if self.content_type is not None:
             headers["content-type"] = self.content_type.decode("latin-1")
+        if self.authority is not None and "host" not in headers:
+            headers["host"] = self.authority.decode("latin-1")
         try:
             status, rheaders, rbody = await self.conn.call_http(
                 (self.h2method or b"GET").decode("latin-1"),

@@ -119,7 +119,7 @@ _TABLE = [
      "Clustering"),
     ("enable-v2", "false", B, "Accept etcd V2 client requests.", "Clustering"),
     ("experimental-enable-v2v3", "", S, "Serve v2 requests through the v3 backend under a "
-     "given prefix (not supported yet).", "Clustering", "refuse"),
+     "given prefix. Deprecated and to be decommissioned in v3.6.", "Clustering"),
     ("v2-deprecation", "not-yet", g.selective("not-yet", "write-only", "write-only-drop-data",
                                               "gone", quote=True),
      "Phase of v2store deprecation (kvcore keeps no v2 store).", "Clustering"),
@@ -127,9 +127,9 @@ _TABLE = [
     ("cert-file", "", S, "Path to the client server TLS cert file.", "Security"),
     ("key-file", "", S, "Path to the client server TLS key file.", "Security"),
     ("client-cert-file", "", S, "Path to an explicit peer client TLS cert file otherwise cert "
-     "file will be used when client auth is required.", "Security", "refuse", True),
+     "file will be used when client auth is required.", "Security", "", True),
     ("client-key-file", "", S, "Path to an explicit peer client TLS key file otherwise key "
-     "file will be used when client auth is required.", "Security", "refuse", True),
+     "file will be used when client auth is required.", "Security", "", True),
     ("client-cert-auth", "false", B, "Enable client cert authentication.", "Security"),
     ("client-crl-file", "", S, "Path to the client certificate revocation list file.",
      "Security"),
@@ -141,9 +141,9 @@ _TABLE = [
     ("peer-cert-file", "", S, "Path to the peer server TLS cert file.", "Security"),
     ("peer-key-file", "", S, "Path to the peer server TLS key file.", "Security"),
     ("peer-client-cert-file", "", S, "Path to an explicit peer client TLS cert file.",
-     "Security", "refuse", True),
+     "Security", "", True),
     ("peer-client-key-file", "", S, "Path to an explicit peer client TLS key file.",
-     "Security", "refuse", True),
+     "Security", "", True),
     ("peer-client-cert-auth", "false", B, "Enable peer client cert authentication.",
      "Security"),
     ("peer-trusted-ca-file", "", S, "Path to the peer server TLS trusted CA file.",
@@ -167,7 +167,7 @@ _TABLE = [
     ("cors", "*", g.parse_cors, "Comma-separated whitelist of origins for CORS, or "
      "cross-origin resource sharing, (empty or * means allow all).", "Security"),
     ("host-whitelist", "*", STRS, "Acceptable hostnames from HTTP client requests, if server "
-     "is not secure (empty or * means allow all).", "Security", "refuse"),
+     "is not secure (empty or * means allow all).", "Security"),
     ("experimental-peer-skip-client-san-verification", "false", B, "Skip verification of SAN "
      "field in client certificate for peer connections.", "Security"),
 
@@ -260,8 +260,8 @@ _TABLE = [
     ("unsafe-no-fsync", "false", B, "Disables fsync, unsafe, will cause data loss.",
      "Unsafe feature"),
 
-    ("enable-grpc-gateway", "true", B, "Enable GRPC gateway (the JSON API under /v3/; "
-     "cannot be turned off yet).", "kvcore", "absent"),
+    ("enable-grpc-gateway", "true", B, "Enable GRPC gateway.", "Experimental feature", "",
+     True),
     ("enable-ui", "true", B, "Serve the web console at /ui/ on the client URLs (same TLS "
      "and auth as the JSON gateway).", "kvcore"),
     ("workers", "0", U, "Worker processes terminating client connections (0 = one per CPU).",

@@ -47,8 +47,10 @@ def check(cfg) -> None:
     _security(cfg)
     # etcd finds these while starting ("failed to start etcd")
     _compaction_retention(cfg)
+    if cfg.proxy != "off":     # a v2 proxy is no member: etcd checks no more
+        return
     members = cfg.initial_cluster_map()
-    if cfg.proxy != "off":   # a v2 proxy only needs the peers' URLs (kvcore/v2proxy)
+    if cfg.proxy != "off":   # a v2 proxy only needs the peers' URLs (kvcore/httpproxy/)
         return
     if cfg.name not in members:
         raise Invalid(f'couldn\'t find local name "{cfg.name}" in the initial cluster '
@@ -175,6 +177,20 @@ def _unsupported(cfg) -> None:
                             {"min-cost": 4, "max-cost": 31, "default-cost": 10,
                              "given-cost": cfg.bcrypt_cost}))
         cfg.bcrypt_cost = 10
+    if cfg.enable_v2:   # etcd's embed warnings, at the same step
+        cfg.notices.append(("warn", "Flag `enable-v2` is deprecated and will get removed in "
+                                    "etcd 3.6.", {}))
+        if cfg.experimental_enable_v2v3:
+            cfg.notices.append(("warn", "Flag `experimental-enable-v2v3` is deprecated and "
+                                        "will get removed in etcd 3.6.", {}))
+            cfg.notices.append(("error", "--experimental-enable-v2v3 is accepted, but kvcore "
+                                         "serves the v2 API from its replicated v2 store, not "
+                                         "under the given prefix of the v3 keyspace",
+                                {"prefix": cfg.experimental_enable_v2v3}))
+    if cfg.client_cert_file:
+        cfg.notices.append(("info", "--client-cert-file is checked, but kvcore's gateway "
+                                    "calls the server in-process and never presents it",
+                            {"client-cert-file": cfg.client_cert_file}))
     if cfg.unsafe_no_fsync:
         cfg.notices.append(("warn", "--unsafe-no-fsync is set: writes are not fsynced, a "
                                     "crash may lose acknowledged data", {}))

@@ -10,7 +10,7 @@ write-ahead log ignores discovery, as etcd does (its token still names its ID). 
 failure logs etcd's lines and exits with etcd's code (1).
 
 It also decides, as etcd's etcdmain does, when this process is not a member but etcd's
-v2 proxy (kvcore/v2proxy): --proxy on|readonly with an empty data dir, a data dir
+v2 proxy (kvcore/httpproxy/): --proxy on|readonly with an empty data dir, a data dir
 holding proxy/, or --discovery-fallback proxy (etcd's default) when discovery finds
 the cluster full.
 """
@@ -117,25 +117,38 @@ def _from_srv(cfg) -> None:
 
 
 def _run_proxy(cfg) -> None:
-    """Become etcd's v2 proxy (kvcore/v2proxy); never returns."""
-    from kvcore import v2proxy
+    """Become etcd's v2 proxy (kvcore/httpproxy/) until SIGTERM/SIGINT; never returns.
+    Without a cluster file yet, the cluster comes from the discovery service (or SRV
+    records) if one is given, else from --initial-cluster."""
+    from kvcore.httpproxy.server import serve
+    from kvcore.loop import run_loop
 
-    def discovered() -> str:
+    cluster_file = os.path.join(cfg.data_dir, "proxy", "cluster")
+    if os.path.exists(cluster_file):
+        if cfg.discovery:
+            log.warning("discovery token ignored since the proxy has already been "
+                        "initialized; valid cluster file found",
+                        extra=logs.fields(cluster_file=cluster_file))
+        if cfg.discovery_srv:
+            log.warning("DNS SRV discovery ignored since the proxy has already been "
+                        "initialized; valid cluster file found",
+                        extra=logs.fields(cluster_file=cluster_file))
+    else:
         try:
             if cfg.discovery:
-                return v2.get_cluster(cfg.discovery, cfg.discovery_proxy)
-            if cfg.discovery_srv:
+                cfg.initial_cluster = v2.get_cluster(cfg.discovery, cfg.discovery_proxy)
+            elif cfg.discovery_srv:
                 from kvcore.discovery import srv
                 entries, errors = srv.cluster_names(cfg)
                 if not entries:
                     raise v2.Failed("; ".join(errors))
-                return ",".join(entries)
+                cfg.initial_cluster = ",".join(entries)
         except v2.Failed as e:
             log.critical("discovery failed", extra=logs.fields(
                 error=f"error setting up initial cluster: {e}"))
             sys.exit(1)
-        return cfg.initial_cluster
-    v2proxy.run(cfg, discovered)
+    run_loop(serve(cfg))
+    sys.exit(0)
 
 
 def _urls_map_str(urls: dict) -> str:

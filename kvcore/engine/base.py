@@ -105,9 +105,12 @@ class MethodTable:
 
 # An HTTP/1.1 (or h2 non-gRPC) request handler for /health, /version, /metrics and
 # the /v3/ JSON gateway: (method, path, headers, body) -> (status, headers, body).
-# ``headers`` has lower-case names; CLIENT_CN_HEADER is set by the engine alone, to
-# the CN of the client's verified TLS certificate (v2 auth's client-cert users).
+# ``headers`` has lower-case names ("host" is HTTP/2's :authority too); the engine
+# alone sets CLIENT_CN_HEADER, to the CN of the client's verified TLS certificate
+# (v2 auth's client-cert users), and CLIENT_TLS_HEADER ("1") when TLS carries the
+# request (--host-whitelist applies to plain HTTP only).
 CLIENT_CN_HEADER = "x-kvcore-client-cn"
+CLIENT_TLS_HEADER = "x-kvcore-tls"
 HttpHandler = Callable[[str, str, Mapping[str, str], bytes],
                        Awaitable[tuple[int, list[tuple[str, str]], bytes]]]
 

@@ -16,7 +16,8 @@ from typing import Awaitable, Callable, Optional
 from kvcore import ETCD_VERSION
 from kvcore.api import rpc_pb2
 from kvcore.console import assets as console_assets
-from kvcore.engine.base import CallContext, GrpcError, MethodTable, StatusCode
+from kvcore.engine.base import (CLIENT_TLS_HEADER, CallContext, GrpcError, MethodTable,
+                                StatusCode)
 from kvcore.gateway import codec, streams
 from kvcore.gateway.errors import error_body, http_status
 from kvcore.gateway.routes import TABLE
@@ -39,11 +40,14 @@ class Gateway:
     worker's MethodTable, ``probe(method, target)`` answers /metrics and the health
     endpoints as (status, headers, body), ``cors`` is etcd's --cors origins ("*": any),
     ``max_recv`` the gRPC receive limit the gateway's requests obey too, ``ui`` whether
-    the web console's files are served under /ui/ (--enable-ui)."""
+    the web console's files are served under /ui/ (--enable-ui), ``grpc_gateway``
+    whether /v3/ is (--enable-grpc-gateway), ``host_whitelist`` etcd's
+    --host-whitelist (None, empty or "*": any Host)."""
 
     def __init__(self, methods: MethodTable, probe: Callable[[str, str], Awaitable[tuple]],
                  cors: Optional[list] = None, max_recv: int = 0,
-                 parent_pid: Optional[int] = None, v2=None, ui: bool = True):
+                 parent_pid: Optional[int] = None, v2=None, ui: bool = True,
+                 grpc_gateway: bool = True, host_whitelist: Optional[list] = None):
         self._methods = methods
         self._probe = probe
         self._max_recv = max_recv
@@ -53,9 +57,17 @@ class Gateway:
         origins = set(cors if cors is not None else ["*"])
         self._cors_any = "*" in origins
         self._cors = origins
+        self._grpc_gateway = grpc_gateway
+        hosts = set(host_whitelist or ())
+        self._hosts = None if not hosts or "*" in hosts else hosts
 
     async def __call__(self, method: str, target: str, headers, body: bytes):
         path = target.split("?", 1)[0]
+        if self._hosts is not None and not headers.get(CLIENT_TLS_HEADER):
+            host = _hostname(headers.get("host", ""))
+            if host not in self._hosts:    # etcd's accessController, plain HTTP only
+                return 421, [("Content-Type", _TEXT), ("X-Content-Type-Options", "nosniff")], \
+                    _rebinding_error(host)
         if probes.handles(path):
             try:
                 status, hdrs, out = await self._probe(method, target)
@@ -91,7 +103,9 @@ class Gateway:
                 await self._vars()
         if self._ui and (path == "/ui" or path.startswith("/ui/")) and method == "GET":
             return console_assets.serve(path)
-        route = TABLE.get(path)
+        route = TABLE.get(path) if self._grpc_gateway else None
+        if route is None and not self._grpc_gateway:
+            return _NO_PAGE     # no /v3/ handler: etcd's "/" mux answers
         if route is None:
             if path.startswith(("/v3/", "/v3beta/")):
                 return _NOT_FOUND
@@ -174,6 +188,30 @@ class Gateway:
             except GrpcError:
                 pass
         return ("{\n" + ",\n".join(parts) + "\n}\n").encode()
+
+
+def _hostname(host: str) -> str:
+    """Go's httputil.GetHostname: the Host without its port (as is if unsplittable)."""
+    if host.startswith("["):
+        end = host.find("]")
+        if end > 0 and (host[end + 1:] == "" or host[end + 1] == ":"):
+            return host[1:end] if host[end + 1:].startswith(":") else host
+        return host
+    if host.count(":") == 1:
+        return host.split(":", 1)[0]
+    return host
+
+
+def _rebinding_error(host: str) -> bytes:
+    """etcd's errCVE20185702 text, as http.Error writes it."""
+    quoted = codec.dumps(host).decode()     # Go's %q, for the hostnames that arrive here
+    return ("\netcd received your request, but the Host header was unrecognized.\n\n"
+            "To fix this, choose one of the following options:\n"
+            "- Enable TLS, then any HTTPS request will be allowed.\n"
+            "- Add the hostname you want to use to the whitelist in settings.\n"
+            f"  - e.g. etcd --host-whitelist {quoted}\n\n"
+            "This requirement has been added to help prevent \"DNS Rebinding\" attacks "
+            "(CVE-2018-5702).\n\n").encode()
 
 
 def _error(e: GrpcError):

@@ -81,6 +81,8 @@ class WorkerSupervisor:
             "db_map_size": self.core.backend.map_size,
             "tls": self.cfg.client_tls and self.cfg.client_tls.to_dict(),
             "cors": _cors(getattr(self.cfg, "cors", None)), "enable_v2": self.cfg.enable_v2,
+            "enable_grpc_gateway": self.cfg.enable_grpc_gateway,
+            "host_whitelist": list(self.cfg.host_whitelist or ()),
             "metrics": self.cfg.metrics})
 
     def on_hello(self, conn: CoreConnection) -> None:
@@ -273,7 +275,10 @@ def main(argv=None) -> None:
             f.name: getattr(cfg, f.attr) for f in config.FLAGS.values()}})
     for level, msg, extra in cfg.notices:
         getattr(log, "warning" if level == "warn" else level)(msg, extra={"fields": extra})
-    discovery.bootstrap(cfg)   # --discovery / --discovery-srv: settles the initial cluster
+    # --discovery / --discovery-srv settle the initial cluster; --proxy on|readonly,
+    # a data dir holding proxy/ or --discovery-fallback proxy on a full discovery
+    # cluster make this process etcd's v2 proxy instead (it never returns then).
+    discovery.bootstrap(cfg)
     run_loop(serve(cfg))
 
 

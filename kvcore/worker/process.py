@@ -99,7 +99,9 @@ async def run(args: dict) -> None:
     if args.get("enable_v2"):
         v2 = V2Handler(lambda payload: client.call(V2_METHOD, payload))
     gateway = Gateway(methods, probe, cors=args.get("cors"), max_recv=max_recv,
-                      parent_pid=args.get("parent"), v2=v2, ui=args.get("enable_ui", True))
+                      parent_pid=args.get("parent"), v2=v2, ui=args.get("enable_ui", True),
+                      grpc_gateway=args.get("enable_grpc_gateway", True),
+                      host_whitelist=args.get("host_whitelist"))
     engines = []
     tls = TLSInfo.from_dict(args.get("tls"))
     for (host, port), (plain, secure) in listeners(args["listen"]).items():

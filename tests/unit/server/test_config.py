@@ -117,9 +117,8 @@ def test_compaction_retention_follows_etcds_rules(mode, retention, period, revis
 def test_unsupported_flags_are_refused_only_when_used():
     parse(["--auth-token=simple", "--enable-v2=false"], env={})
     assert parse(["--force-new-cluster"], env={}).force_new_cluster is True
-    for argv in (["--host-whitelist=a.example"],):
-        with pytest.raises(ConfigError, match="not supported by kvcore yet"):
-            parse(argv, env={})
+    assert parse(["--host-whitelist=a.example,b"], env={}).host_whitelist == ["a.example", "b"]
+    assert parse(["--proxy=readonly"], env={}).proxy == "readonly"
 
 
 def test_discovery_flags_are_accepted():
