@@ -436,7 +436,7 @@ class Core:
     def _apply_conf_change(self, txn, e, replayed: bool) -> None:
         cc = rcodec.decode_conf_change(e.data)
         self.raft.stop_local_reads()   # re-decided once this apply is done
-        self.raft.conf_state = self.raft.node.apply_conf_change(cc)
+        self.raft.apply_conf_change(e.index, cc)
         if replayed:
             return
         # A copy of the backend sent as a snapshot carries the membership with it.
