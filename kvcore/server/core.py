@@ -347,7 +347,8 @@ class Core:
             failpoints.hit("snapshot-install")
         self.backend.close()
         backend_install(self.paths.db_path, path)
-        self.backend = Backend(self.paths.db_path, map_size=map_size)
+        # Its meta pages are checked; a page walk would stall the loop on a large file.
+        self.backend = Backend(self.paths.db_path, map_size=map_size, check_pages=False)
         self._open_state()
         self._store_identity()
         for conn in list(self.connections):
