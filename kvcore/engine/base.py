@@ -119,6 +119,8 @@ class Engine(Protocol):
     """A gRPC server engine serving one MethodTable on one listening address."""
 
     async def start(self, host: str, port: int, *, reuse_port: bool = True,
-                    ssl_context=None) -> None: ...
+                    ssl_context=None, sock=None) -> None: ...
+    # ``sock``: an already listening socket to accept on (the core's, inherited)
+    # instead of binding host:port.
 
     async def stop(self, grace: float = 1.0) -> None: ...

@@ -116,7 +116,7 @@ class GrpcioEngine:
 
     async def start(self, host: str, port: int, *, reuse_port: bool = True,
                     ssl_context=None, credentials: Optional[grpc.ServerCredentials] = None,
-                    allow_plaintext: bool = False) -> int:
+                    allow_plaintext: bool = False, sock=None) -> int:
         """TLS: grpc ``credentials`` (grpc.ssl_server_credentials) alone make grpcio
         serve the port itself (gRPC only); an ``ssl_context`` (with an ``http``
         handler) makes the native front end TLS and splice the decrypted h2
@@ -132,7 +132,7 @@ class GrpcioEngine:
             raise NotImplementedError("TLS with the grpcio engine takes grpc credentials")
         if self._http is not None and (credentials is None or ssl_context is not None):
             front = await self._start_front(host, port, reuse_port, ssl_context,
-                                            allow_plaintext, credentials)
+                                            allow_plaintext, credentials, sock)
             if front is not None:
                 return front
             if ssl_context is not None:
@@ -147,7 +147,7 @@ class GrpcioEngine:
 
     async def _start_front(self, host: str, port: int, reuse_port: bool,
                            ssl_context=None, allow_plaintext: bool = False,
-                           credentials=None):
+                           credentials=None, sock=None):
         from . import native
         from .base import MethodTable
         from .splice import unix_passthrough, unix_socket_passthrough
@@ -172,7 +172,7 @@ class GrpcioEngine:
         self._front._core.h2_passthrough = unix_passthrough(self._sock_path)
         # Over TLS, http/1.1 is preferred: a client offering both (curl) reaches the
         # gateway, a gRPC client offers h2 only and is spliced to grpcio.
-        return await self._front.start(host, port, reuse_port=reuse_port,
+        return await self._front.start(host, port, reuse_port=reuse_port, sock=sock,
                                        ssl_context=ssl_context,
                                        allow_plaintext=allow_plaintext,
                                        alpn=("http/1.1", "h2"), raw_route=raw_route)

@@ -116,6 +116,12 @@ class RawNode:
         """Apply a committed conf change entry; call in apply order."""
         return self.raft.apply_conf_change(cc)
 
+    def pending_snapshot(self):
+        """The snapshot Raft restored from the leader and that is not yet persisted
+        (handed out in a Ready and advanced past), or None. Its configuration is
+        already Raft's."""
+        return self.raft.raft_log.unstable.snapshot
+
     def step(self, m: Message) -> None:
         """Feed a message received from a peer."""
         if is_local_msg(m.type):

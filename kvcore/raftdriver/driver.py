@@ -19,8 +19,8 @@ Injected (the server's wiring in brackets, see kvcore/server/core.py):
 * ``send(messages)``  [PeerTransport.send] hands messages to the network (may drop).
 * ``apply(snapshot, entries)``  [Core._apply_ready] the state machine: install the
   snapshot (if not None), then apply the committed entries in index order. A conf
-  change entry is applied by calling ``node.apply_conf_change`` (and setting
-  ``conf_state``) from inside ``apply``.
+  change entry is applied by calling the driver's ``apply_conf_change(index, cc)``
+  (which sets ``conf_state``) from inside ``apply``.
 * ``on_leader_change(old, new)``.
 * ``loop``  [the asyncio loop] a scheduler: ``time()``, ``call_soon(fn)``,
   ``call_later(delay, fn) -> handle with cancel()``, ``create_future()``.
@@ -216,6 +216,23 @@ class RaftDriver:
         self._reads_waiting.append(fut)
         self.wake()
         return fut
+
+    def apply_conf_change(self, index: int, cc: ConfChange) -> ConfState:
+        """Apply the committed conf change entry at ``index`` to Raft's configuration.
+
+        Entries of a Ready are applied after its write completes, and a snapshot from
+        the leader can be stepped in the meantime: Raft then already holds the
+        snapshot's configuration, which includes every change at or below its index.
+        Applying such an entry again would change the restored configuration twice
+        (e.g. leave a joint state it is no longer in), so it is skipped."""
+        snap = self.node.pending_snapshot()
+        if snap is not None and index <= snap.metadata.index:
+            log.info("raft: conf change at %d already in the restored snapshot at %d",
+                     index, snap.metadata.index)
+            self.conf_state = snap.metadata.conf_state
+        else:
+            self.conf_state = self.node.apply_conf_change(cc)
+        return self.conf_state
 
     def propose_conf_change(self, cc: ConfChange) -> None:
         try:

@@ -347,7 +347,8 @@ class Core:
             failpoints.hit("snapshot-install")
         self.backend.close()
         backend_install(self.paths.db_path, path)
-        self.backend = Backend(self.paths.db_path, map_size=map_size)
+        # Its meta pages are checked; a page walk would stall the loop on a large file.
+        self.backend = Backend(self.paths.db_path, map_size=map_size, check_pages=False)
         self._open_state()
         self._store_identity()
         for conn in list(self.connections):
@@ -436,7 +437,7 @@ class Core:
     def _apply_conf_change(self, txn, e, replayed: bool) -> None:
         cc = rcodec.decode_conf_change(e.data)
         self.raft.stop_local_reads()   # re-decided once this apply is done
-        self.raft.conf_state = self.raft.node.apply_conf_change(cc)
+        self.raft.apply_conf_change(e.index, cc)
         if replayed:
             return
         # A copy of the backend sent as a snapshot carries the membership with it.

@@ -13,7 +13,6 @@ import signal
 import socket
 import sys
 import time
-from urllib.parse import urlparse
 
 import lmdb
 
@@ -23,28 +22,11 @@ from kvcore.server import config
 from kvcore.ipc.server import CoreConnection
 from kvcore.loop import run_loop
 from kvcore.server.core import Core
-from kvcore.server import corruption, sdnotify
+from kvcore.server import client_listeners, corruption, sdnotify
 from kvcore.storage import verify
 from kvcore.storage.wal import WalCorruptError
 
 log = logging.getLogger("kvcore")
-
-
-def _check_port_free(url: str) -> None:
-    """Fail fast if something already listens there (workers bind with SO_REUSEPORT,
-    which would otherwise share the port with another kvcore)."""
-    u = urlparse(url)
-    fam = socket.AF_INET6 if u.hostname and ":" in u.hostname else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM)
-    # Like Go's listeners: connections of a previous run still in TIME_WAIT must not
-    # block a restart; a socket listening there still does.
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        s.bind((u.hostname, u.port))
-    except OSError as e:
-        raise SystemExit(f"kvcore: listen tcp {u.hostname}:{u.port}: bind: {e.strerror}")
-    finally:
-        s.close()
 
 
 def _cors(value) -> list:
@@ -57,10 +39,11 @@ def _cors(value) -> list:
 
 
 class WorkerSupervisor:
-    def __init__(self, cfg: config.Config, core, count: int):
+    def __init__(self, cfg: config.Config, core, count: int, client_socks: dict):
         self.cfg = cfg
         self.core = core
         self.count = count
+        self.client_socks = client_socks   # inherited by every worker
         self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.stopping = False
         self._hello: dict[int, asyncio.Future] = {}
@@ -69,6 +52,7 @@ class WorkerSupervisor:
     def _args(self, fd: int) -> str:
         return json.dumps({
             "core_fd": fd, "listen": self.cfg.listen_client_urls,
+            "listen_fds": client_listeners.to_args(self.client_socks),
             "engine": self.cfg.grpc_engine, "max_request_bytes": self.cfg.max_request_bytes,
             "max_txn_ops": self.cfg.max_txn_ops, "enable_ui": self.cfg.enable_ui,
             "max_concurrent_streams": self.cfg.max_concurrent_streams,
@@ -99,7 +83,8 @@ class WorkerSupervisor:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "kvcore.worker", self._args(theirs.fileno()),
             stdin=asyncio.subprocess.DEVNULL,
-            pass_fds=(theirs.fileno(), self.core.read_state.fd))
+            pass_fds=(theirs.fileno(), self.core.read_state.fd,
+                      *(s.fileno() for s in self.client_socks.values())))
         theirs.close()
         self.procs[slot] = proc
         self._started_at[slot] = time.monotonic()
@@ -148,10 +133,9 @@ async def serve(cfg: config.Config) -> None:
         cfg.peer_tls = tls.peer_info(cfg)
     except tls.TLSConfigError as e:
         raise SystemExit(f"kvcore: {e}")
-    # An http and an https URL on one address share its listener (as etcd's do).
-    if not cfg.socket_reuse_port:   # --socket-reuse-port: sharing the port is wanted
-        for url in {urlparse(u).netloc: u for u in cfg.listen_client_urls}.values():
-            _check_port_free(url)
+    # Bound here, once; the workers accept on them (--socket-reuse-port: sharing the
+    # port with other processes is wanted).
+    client_socks = client_listeners.bind(cfg.listen_client_urls, cfg.socket_reuse_port)
     from kvcore import ETCD_VERSION, __version__
     log.info("starting a kvcore server", extra=logs.fields(
         kvcore_version=__version__, etcd_version=ETCD_VERSION, name=cfg.name,
@@ -189,7 +173,7 @@ async def serve(cfg: config.Config) -> None:
             logs.emit_now("warn", "failed to start kvcore", logger=cfg.logger, error=str(e))
             raise SystemExit(1)
     workers = cfg.workers or max(1, os.cpu_count() or 1)
-    sup = WorkerSupervisor(cfg, core, workers)
+    sup = WorkerSupervisor(cfg, core, workers, client_socks)
     stop = loop.create_future()
     compactor = checker = None
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -223,6 +207,8 @@ async def serve(cfg: config.Config) -> None:
         if metrics_listener is not None:
             await metrics_listener.close()
         await sup.stop()
+        for s in client_socks.values():
+            s.close()
         await core.close()
 
 

@@ -120,13 +120,16 @@ def _fsync_dir(d: str) -> None:
 
 
 class Backend:
-    def __init__(self, path: str, map_size: int = 8 * 1024 ** 3, readonly: bool = False):
+    def __init__(self, path: str, map_size: int = 8 * 1024 ** 3, readonly: bool = False,
+                 check_pages: bool = True):
         """``path`` is a directory (data.mdb + lock.mdb). ``readonly``: a worker's view
-        (it never writes; the core owns the data)."""
+        (it never writes; the core owns the data). ``check_pages``: walk every page in
+        use before opening (kvcore/storage/lmdbwalk.py; off for a file just written
+        here, where the walk would only hold up the loop)."""
         if not readonly:
             recover(path)
             os.makedirs(path, exist_ok=True)
-            verify.check_lmdb(os.path.join(path, DATA_FILE))
+            verify.check_lmdb(os.path.join(path, DATA_FILE), pages=check_pages)
         self.path = path
         self.readonly = readonly
         self._open(map_size)

@@ -1,6 +1,8 @@
 """Checks of the data files before they are used, so damage ends in a message
 naming the file and the fix instead of a signal (SIGBUS from a truncated map) or
-a traceback (LMDB's MDB_CORRUPTED / MDB_INVALID).
+a traceback (LMDB's MDB_CORRUPTED / MDB_INVALID). The pages in use are walked too
+(kvcore/storage/lmdbwalk.py): LMDB reads a damaged data page lazily, so the member
+would start and fail (or worse, read garbage) at the first request touching it.
 
 LMDB's file starts with two meta pages (pages 0 and 1); LMDB uses the one with the
 higher transaction id. Each holds the page size, the last page in use and the
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import os
 import struct
+
+from kvcore.storage import lmdbwalk
 
 MAGIC = 0xBEEFC0DE
 DATA_VERSION = 1
@@ -49,10 +53,11 @@ def _meta_page(buf: bytes, at: int):
     return psize, last_pg, txnid
 
 
-def check_lmdb(path: str) -> None:
+def check_lmdb(path: str, pages: bool = True) -> None:
     """Verify the LMDB file ``path`` (data.mdb) well enough to open it safely:
-    both meta pages valid, and the file as long as the pages they say are in use.
-    A missing file is fine (a new member). Raises DataFileError."""
+    both meta pages valid, the file as long as the pages they say are in use, and
+    (``pages``) every page in use sound. A missing file is fine (a new member).
+    Raises DataFileError."""
     try:
         size = os.path.getsize(path)
     except FileNotFoundError:
@@ -69,11 +74,15 @@ def check_lmdb(path: str) -> None:
     second = _meta_page(head, psize)
     if second is None:
         raise DataFileError(f"{path}: the second LMDB meta page is damaged; {RESTORE_HINT}")
+    newest = 0 if first[2] >= second[2] else psize
     last_pg = max((first, second), key=lambda m: m[2])[1]
     need = (last_pg + 1) * psize
     if size < need:
         raise DataFileError(f"{path}: truncated: {size} bytes, but its pages in use end at "
                             f"byte {need}; {RESTORE_HINT}")
+    problem = pages and lmdbwalk.walk(path, psize, last_pg, head[newest:newest + psize])
+    if problem:
+        raise DataFileError(f"{path}: damaged data page: {problem}; {RESTORE_HINT}")
 
 
 def check_wal_covers(applied: int, wal_last: int, wal_dir: str, db_file: str) -> None:

@@ -1,5 +1,7 @@
-"""A worker process: serves every client URL (SO_REUSEPORT, shared with the other
-workers) with the chosen gRPC engine and forwards each call to the core.
+"""A worker process: serves every client URL (accepting on the listening sockets the
+core bound and passed down, shared with the other workers; see
+kvcore/server/client_listeners.py) with the chosen gRPC engine and forwards each
+call to the core.
 
 It dies with the core: PR_SET_PDEATHSIG, plus exiting when the IPC connection
 closes, so no worker outlives its member.
@@ -14,7 +16,6 @@ import os
 import signal
 import socket
 import sys
-from urllib.parse import urlparse
 
 from kvcore.api.methods import METHOD_ID, STREAMING
 from kvcore.engine.base import MethodTable
@@ -27,6 +28,7 @@ from kvcore.ipc.framing import HTTP_METHOD, V2_METHOD
 from kvcore.ipc.readstate import ReadState
 from kvcore.metrics import listener as probes
 from kvcore.metrics.grpc_stats import GrpcStats
+from kvcore.server import client_listeners
 from kvcore.tls import TLSConfigError, TLSInfo
 from kvcore.worker.edge import Edge
 from kvcore.worker.reads import LocalReads
@@ -42,16 +44,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def listeners(urls: list[str]) -> dict[tuple, tuple[bool, bool]]:
-    """(host, port) -> (serves http, serves https): as etcd, an http and an https URL
-    on the same address share one listener."""
-    out: dict[tuple, tuple[bool, bool]] = {}
-    for url in urls:
-        u = urlparse(url)
-        plain, secure = out.get((u.hostname, u.port), (False, False))
-        https = u.scheme in ("https", "unixs")
-        out[(u.hostname, u.port)] = (plain or not https, secure or https)
-    return out
+listeners = client_listeners.addresses
 
 
 async def run(args: dict) -> None:
@@ -104,28 +97,31 @@ async def run(args: dict) -> None:
                       host_whitelist=args.get("host_whitelist"))
     engines = []
     tls = TLSInfo.from_dict(args.get("tls"))
+    socks = client_listeners.from_args(args.get("listen_fds"))
     for (host, port), (plain, secure) in listeners(args["listen"]).items():
+        sock = socks[(host, port)]
         limits = ({"max_concurrent_streams": min(args["max_concurrent_streams"], 2 ** 31 - 1)}
                   if args.get("max_concurrent_streams") else {})
         eng = create_engine(args["engine"], methods, http=gateway,
                             max_receive_message_length=max_recv,
                             keepalive=args.get("keepalive"), **limits)
         if not secure:
-            await eng.start(host, port, reuse_port=True)
+            await eng.start(host, port, reuse_port=True, sock=sock)
         elif eng.name == "grpcio" and not tls.client_cert_auth:
             # The native front ends TLS (HTTP/1.x: the gateway, /health, /metrics)
             # and splices h2 to grpcio.
             await eng.start(host, port, reuse_port=True, ssl_context=tls.server_context(),
-                            allow_plaintext=plain)
+                            allow_plaintext=plain, sock=sock)
         elif eng.name == "grpcio":
             # A client certificate's CN names the gRPC caller: grpcio ends TLS of
             # gRPC connections itself (a splice of decrypted bytes would hide the
             # certificate); the native front ends it for HTTP clients.
             await eng.start(host, port, reuse_port=True, ssl_context=tls.server_context(),
-                            credentials=tls.grpc_server_credentials(), allow_plaintext=plain)
+                            credentials=tls.grpc_server_credentials(), allow_plaintext=plain,
+                            sock=sock)
         else:
             await eng.start(host, port, reuse_port=True, ssl_context=tls.server_context(),
-                            allow_plaintext=plain)
+                            allow_plaintext=plain, sock=sock)
         engines.append(eng)
     client.send(0, 0, fr.HELLO, str(os.getpid()).encode())  # serving
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -120,6 +120,39 @@ def test_damaged_lmdb_meta_page_is_refused(populated, tmp_path, page):
     assert db in err and "meta page" in err
 
 
+def _root_page(db_file: str, name: bytes) -> int:
+    """The root page of the named DB: its record in LMDB's main DB (an MDB_db, root
+    page number last)."""
+    import lmdb
+    env = lmdb.open(os.path.dirname(db_file), readonly=True, lock=False, max_dbs=16)
+    try:
+        with env.begin() as txn:
+            rec = txn.get(name)
+    finally:
+        env.close()
+    return int.from_bytes(rec[40:48], "little")
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "node-offsets"])
+def test_damaged_lmdb_data_page_is_refused(populated, tmp_path, damage):
+    """A data page (the key DB's root, where every key lives), not a meta page: LMDB
+    reads it only when a request reaches it, so the start-up walk must see it."""
+    d = _copy(populated, tmp_path)
+    db = _db_file(d)
+    page = _root_page(db, b"key")
+    assert page >= 2
+    with open(db, "r+b") as f:
+        f.seek(page * 4096)
+        if damage == "overwritten":
+            f.write(bytes((i * 7 + 3) & 0xFF for i in range(4096)))
+        else:
+            f.seek(page * 4096 + 16)         # the node offsets: into the header
+            f.write(b"\x02\x00" * 4)
+    err = _start_refused(populated, d)
+    assert db in err and "damaged data page" in err and f"page {page}" in err
+    assert "Signals" not in err and "Segmentation" not in err
+
+
 def test_wal_cut_in_the_middle_is_refused(populated, tmp_path):
     """The WAL cut short (a lost end, not a torn write): the backend has applied
     entries the WAL no longer holds. Starting would time out every write forever."""

@@ -331,12 +331,32 @@ def _raise(exc: BaseException) -> None:
     raise exc
 
 
+class DirectWakeProposer:
+    """The server's Proposer, but the first proposal of a batch wakes the driver at
+    once instead of one loop pass later: it moves Ready boundaries, which is how
+    seed 1006 reached a conf change applied after a newer snapshot's restore."""
+
+    def __init__(self, inner, wake) -> None:
+        self._inner, self._wake = inner, wake
+
+    def propose(self, op, request):
+        first = not self._inner.has_pending()
+        fut = self._inner.propose(op, request)
+        if first:
+            self._wake()
+        return fut
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
 class DriverCluster(Cluster):
     node_class = DriverNode
 
     def __init__(self, sc: DriverScenario, *, driver_cls=RaftDriver, trace=None,
-                 contract: bool = True) -> None:
+                 contract: bool = True, direct_wake: bool = False) -> None:
         self.sc = sc
+        self.direct_wake = direct_wake
         self.contract = contract   # False: only end-to-end checks (safety, reads, acks)
         self.rng = random.Random(sc.rng_seed)
         self.check = True
@@ -407,6 +427,8 @@ class DriverCluster(Cluster):
         node.flag = LocalReadFlag()
         drv.read_state = node.flag
         node.proposer = Proposer(loop, node.id, node.incarnation << 24, drv.wake)
+        if self.direct_wake:
+            node.proposer = DirectWakeProposer(node.proposer, drv.wake)
         drv.proposer = node.proposer
         node.last_commit = drv.committed
         if snap.metadata.index > 1:
@@ -478,7 +500,7 @@ class DriverCluster(Cluster):
         drv.stop_local_reads()
         try:
             before = drv.conf_state
-            drv.conf_state = drv.node.apply_conf_change(cc)
+            drv.apply_conf_change(e.index, cc)
         except ConfChangeError as err:
             self.stats["conf_errors"] += 1
             self.log(f"node {node.id} conf change {cc} refused: {err}")
@@ -641,13 +663,15 @@ class DriverCluster(Cluster):
 
 
 def run_seed(seed: int, *, driver_cls=RaftDriver, trace=None, chaos_ticks: int = 150,
-             heal_ticks: int = 400, contract: bool = True) -> dict:
+             heal_ticks: int = 400, contract: bool = True, direct_wake: bool = False) -> dict:
     """Run one seeded scenario over the given driver class; raises SafetyViolation /
-    LivenessFailure (AssertionErrors) naming the seed."""
+    LivenessFailure (AssertionErrors) naming the seed. ``direct_wake``: proposals wake
+    the driver in the same loop turn (another schedule of the same code)."""
     sc = DriverScenario(seed, chaos_ticks, heal_ticks)
     cl = None
     try:
-        cl = DriverCluster(sc, driver_cls=driver_cls, trace=trace, contract=contract)
+        cl = DriverCluster(sc, driver_cls=driver_cls, trace=trace, contract=contract,
+                           direct_wake=direct_wake)
         for _ in range(sc.chaos_ticks):
             cl.chaos_tick()
         cl.heal_all()

@@ -88,6 +88,17 @@ def test_driver_regression_seed(seed):
     run_seed(seed)
 
 
+def test_conf_change_handed_out_before_a_snapshot_restore_is_not_applied_twice():
+    """Seed 1006 with proposals waking the driver in the same turn: member 6 has a
+    leave-joint ConfChangeV2 (entry 16) handed out for apply while a snapshot at 18
+    (no longer joint) is restored; applying 16 to the restored configuration was
+    refused ("can't leave a non-joint config"). The driver skips conf changes the
+    restored snapshot already holds."""
+    out = run_seed(1006, direct_wake=True)
+    assert out["conf_changes"] > 0 and out["snapshots_sent"] > 0
+    assert out["conf_errors"] == 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lo,hi", _chunks(START, SLOW_SEEDS, 1000), ids=lambda v: str(v))
 def test_driver_many_seeds(lo, hi):
