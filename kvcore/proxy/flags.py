@@ -14,6 +14,10 @@ class ProxyFlagError(Exception):
     """A flag error; cobra prints ``Error: <msg>`` and exits 1."""
 
 
+class ProxyArgsError(Exception):
+    """etcd's checkArgs refusal: the message alone on stderr, exit 1."""
+
+
 @dataclass
 class ProxyConfig:
     endpoints: list = field(default_factory=lambda: ["127.0.0.1:2379"])
@@ -103,8 +107,6 @@ def parse(argv: list) -> ProxyConfig:
             setattr(cfg, attr, conv(value))
         except goflags.FlagValueError as e:
             raise ProxyFlagError(f'invalid argument "{value}" for "--{name}" flag: {e}')
-    if cfg.namespace:
-        raise ProxyFlagError("flag --namespace is not supported by kvcore grpc-proxy yet")
     if not cfg.endpoints:
         raise ProxyFlagError("no endpoints")
     return cfg
@@ -117,3 +119,13 @@ def host_port(addr: str) -> tuple:
     addr = addr.rstrip("/")
     host, _, port = addr.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def check_args(cfg: ProxyConfig) -> None:
+    """etcdmain/grpc_proxy.go checkArgs: the resolver flags go together."""
+    if cfg.resolver_prefix and cfg.resolver_ttl < 1:
+        raise ProxyArgsError(f"invalid resolver-ttl {cfg.resolver_ttl}")
+    if not cfg.resolver_prefix and cfg.resolver_ttl > 0:
+        raise ProxyArgsError('invalid resolver-prefix ""')
+    if cfg.resolver_prefix and cfg.resolver_ttl > 0 and not cfg.advertise_client_url:
+        raise ProxyArgsError('invalid advertise-client-url ""')

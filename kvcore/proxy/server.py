@@ -20,7 +20,8 @@ from kvcore.engine.native import create_engine
 from kvcore.loop import run_loop
 
 from . import cluster, kv, lease, watch
-from .flags import ProxyConfig, ProxyFlagError, host_port, parse
+from .flags import ProxyArgsError, ProxyConfig, ProxyFlagError, check_args, host_port, parse
+from .register import Registration
 from .upstream import Upstream
 
 log = logging.getLogger("kvcore.proxy")
@@ -61,7 +62,8 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def method_table(cfg: ProxyConfig, up: Upstream, metrics: Metrics) -> MethodTable:
+def method_table(cfg: ProxyConfig, up: Upstream, metrics: Metrics,
+                 registered=None) -> MethodTable:
     table = MethodTable()
     for path, cstream, sstream in _methods():
         name = path.rsplit("/", 1)[1]
@@ -87,7 +89,7 @@ def method_table(cfg: ProxyConfig, up: Upstream, metrics: Metrics) -> MethodTabl
     table.stream[watch.WATCH] = watch.Coalescer(up, metrics).serve
     table.stream[lease.KEEPALIVE] = lease.KeepAlives(up).serve
     table.unary[cluster.MEMBER_LIST] = cluster.member_list_handler(
-        cfg.advertise_client_url, table.unary[cluster.MEMBER_LIST])
+        cfg.advertise_client_url, registered, table.unary[cluster.MEMBER_LIST])
 
     async def not_implemented(request, ctx):     # as etcd's proxy
         raise GrpcError(StatusCode.UNKNOWN, "not implemented")
@@ -139,7 +141,15 @@ async def serve(cfg: ProxyConfig) -> None:
         ssl_ctx = TLSInfo(cert_file=cfg.cert_file, key_file=cfg.key_file,
                           trusted_ca_file=cfg.trusted_ca_file,
                           crl_file=cfg.client_crl_file).server_context()
-    engine = create_engine(cfg.grpc_engine, method_table(cfg, up, metrics), http=http,
+    background = []
+    registered = None
+    if cfg.resolver_prefix and cfg.advertise_client_url:
+        background.append(Registration(up, cfg.resolver_prefix, cfg.advertise_client_url,
+                                       cfg.resolver_ttl))
+        registered = cluster.Registered(up, cfg.resolver_prefix)
+        background.append(registered)
+    engine = create_engine(cfg.grpc_engine, method_table(cfg, up, metrics, registered),
+                           http=http,
                            max_receive_message_length=4 << 20)
     host, port = host_port(cfg.listen_addr)
     await engine.start(host, port, reuse_port=False, ssl_context=ssl_ctx)
@@ -151,11 +161,15 @@ async def serve(cfg: ProxyConfig) -> None:
         engines.append(m)
         log.info("gRPC proxy listening for metrics", extra=logs.fields(address=cfg.metrics_addr))
     log.info("started gRPC proxy", extra=logs.fields(address=cfg.listen_addr))
+    for b in background:
+        b.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    for b in background:
+        await b.stop()
     for e in engines:
         await e.stop(1.0)
     await up.close()
@@ -169,6 +183,11 @@ def main(argv: list) -> None:
         cfg = parse(argv[1:])
     except ProxyFlagError as e:
         print(f"Error: {e}", file=sys.stderr)
+        sys.exit(1)
+    try:
+        check_args(cfg)
+    except ProxyArgsError as e:
+        print(e, file=sys.stderr)
         sys.exit(1)
     logs.setup(logger=cfg.logger, level="debug" if cfg.debug else cfg.log_level)
     run_loop(serve(cfg))

@@ -19,6 +19,7 @@ import grpc
 from kvcore.engine.base import CallContext, GrpcError, RequestStream, SendFn, StatusCode
 
 from .flags import ProxyConfig, host_port
+from .namespace import Namespace
 
 # Request headers that belong to the hop, not to the call.
 _HOP_HEADERS = {"content-type", "te", "user-agent", "grpc-timeout", "grpc-encoding",
@@ -98,6 +99,8 @@ class Upstream:
                                  "grpc-proxy (give --cacert)")
             self.channel = grpc.aio.secure_channel(tgt, creds, options=opts)
         self._calls: dict = {}
+        # --namespace: requests prefixed on the way up, responses stripped on the way back.
+        self.ns = Namespace(cfg.namespace) if cfg.namespace else None
 
     async def close(self) -> None:
         await self.channel.close()
@@ -110,35 +113,43 @@ class Upstream:
         return mc
 
     async def unary(self, path: str, request: bytes, ctx: CallContext) -> bytes:
+        ns = self.ns
+        if ns is not None and path in ns.paths:
+            request = ns.request(path, request)
         try:
-            return await self._mc("unary_unary", path)(
+            resp = await self._mc("unary_unary", path)(
                 request, metadata=metadata(ctx), timeout=_timeout(ctx), wait_for_ready=True)
         except grpc.aio.AioRpcError as e:
             raise _error(e) from None
+        return resp if ns is None else ns.response(path, resp)
 
     async def server_stream(self, path: str, requests: RequestStream, send: SendFn,
                             ctx: CallContext) -> None:
         request = b""
         async for request in requests:
             break
+        if self.ns is not None:
+            request = self.ns.request(path, request)
         call = self._mc("unary_stream", path)(request, metadata=metadata(ctx),
                                               timeout=_timeout(ctx), wait_for_ready=True)
-        await self._pump(call, send)
+        await self._pump(call, send, path)
 
     async def bidi(self, path: str, requests: RequestStream, send: SendFn,
                    ctx: CallContext) -> None:
+        ns = self.ns
+
         async def forward():
             async for r in requests:
-                yield r
+                yield r if ns is None else ns.request(path, r)
         call = self._mc("stream_stream", path)(forward(), metadata=metadata(ctx),
                                                timeout=_timeout(ctx), wait_for_ready=True)
-        await self._pump(call, send)
+        await self._pump(call, send, path)
 
-    @staticmethod
-    async def _pump(call, send: SendFn) -> None:
+    async def _pump(self, call, send: SendFn, path: str) -> None:
+        ns = self.ns
         try:
             async for resp in call:
-                await send(resp)
+                await send(resp if ns is None else ns.response(path, resp))
         except grpc.aio.AioRpcError as e:
             raise _error(e) from None
         finally:

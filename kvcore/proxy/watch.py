@@ -155,13 +155,17 @@ class Coalescer:
             self.task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
+        ns = self.up.ns                  # --namespace: keys prefixed up, stripped down
         while self.live:
             async def requests(q=self.out):
                 while True:
-                    yield await q.get()
+                    raw = await q.get()
+                    yield raw if ns is None else ns.request(WATCH, raw)
             call = self.up.channel.stream_stream(WATCH)(requests(), wait_for_ready=True)
             try:
                 async for raw in call:
+                    if ns is not None:
+                        raw = ns.response(WATCH, raw)
                     self._dispatch(rpc_pb2.WatchResponse.FromString(raw))
             except grpc.aio.AioRpcError as e:
                 log.warning("upstream watch stream broke; re-creating watches",
