@@ -264,7 +264,8 @@ cdef class _Stream:
         ctx = _new_context(CallContext)
         ctx.__dict__ = {"method": self.route[2],
                         "metadata": {} if self.metadata is None else self.metadata,
-                        "peer": conn.peer, "deadline": deadline, "common_name": conn.cn}
+                        "peer": conn.peer, "deadline": deadline, "common_name": conn.cn,
+                        "framed_send": True}
         return ctx
 
     cdef void dispatch(self):
@@ -493,22 +494,57 @@ cdef class _Stream:
     # -- streaming handlers' send --------------------------------------------
 
     async def send(self, msg):
-        """Queue one response message; waits while this stream's buffer is full."""
+        """Queue one response message, or a Framed batch of them; waits while this
+        stream's buffer is full."""
         if self.closed or self.finished:
             raise asyncio.CancelledError("stream closed")
-        if type(msg) is not bytes:
-            msg = bytes(msg)
-        if len(msg) > self.conn.core.max_send:
-            raise GrpcError(StatusCode.RESOURCE_EXHAUSTED,
-                            "grpc: trying to send message larger than max (%d vs. %d)"
-                            % (len(msg), self.conn.core.max_send))
-        self._queue(msg)
+        if type(msg) is Framed:
+            self._queue_framed(msg)
+        else:
+            if type(msg) is not bytes:
+                msg = bytes(msg)
+            self._queue_checked(msg)
         self.conn.schedule_flush()
         while self.out_bytes > self.conn.core.stream_high and not self.closed:
             self.drain_waiter = self.conn.core.loop.create_future()
             await self.drain_waiter
         if self.closed:
             raise asyncio.CancelledError("stream closed")
+
+    cdef int _queue_checked(self, bytes msg) except -1:
+        if PyBytes_GET_SIZE(msg) > self.conn.core.max_send:
+            raise GrpcError(StatusCode.RESOURCE_EXHAUSTED,
+                            "grpc: trying to send message larger than max (%d vs. %d)"
+                            % (PyBytes_GET_SIZE(msg), self.conn.core.max_send))
+        self._queue(msg)
+        return 0
+
+    cdef int _queue_framed(self, batch) except -1:
+        """Messages already gRPC-prefixed: queued as they are, in one piece unless
+        the whole is over the send limit (then each message is checked alone)."""
+        cdef bytes data = batch.data
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data), pos = 0, length
+        cdef const uint8_t* p
+        if n > self.conn.core.max_send:
+            p = <const uint8_t*>PyBytes_AS_STRING(data)
+            while pos + 5 <= n:
+                length = ((<Py_ssize_t>p[pos + 1] << 24) | (<Py_ssize_t>p[pos + 2] << 16)
+                          | (<Py_ssize_t>p[pos + 3] << 8) | <Py_ssize_t>p[pos + 4])
+                self._queue_checked(data[pos + 5:pos + 5 + length])
+                pos += 5 + length
+            return 0
+        if self.cur is None and self.hdr_off == self.hdr_len:
+            _load(self, data, False)
+        else:
+            if self.pending is None:
+                self.pending = collections.deque()
+            self.pending.append((data,))    # a tuple: already framed
+        self.out_bytes += n
+        if not self.headers_sent:
+            self._submit_headers()
+        else:
+            nghttp2_session_resume_data(self.conn.session, self.sid)
+        return 0
 
     # -- HTTP requests over h2 ------------------------------------------------
 

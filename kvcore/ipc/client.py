@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 
-from kvcore.engine.base import GrpcError, StatusCode
+from kvcore.engine.base import Framed, GrpcError, StatusCode
 from kvcore.ipc import framing as fr
 
 
@@ -66,7 +66,7 @@ class CoreClient(fr.FrameProtocol):
         if kind == fr.STATS:
             self.send(call_id, 0, fr.STATS, self._stats() if self._stats else b"")
             return
-        if kind in (fr.S_MSG, fr.S_END):
+        if kind == fr.S_MSG or kind == fr.S_BATCH or kind == fr.S_END:
             st = self._streams.get(call_id)
             if st is not None:
                 st.queue.put_nowait((kind, payload))
@@ -101,18 +101,34 @@ class CoreClient(fr.FrameProtocol):
                     return
                 self.send(sid, method, fr.S_CLOSE, b"")
 
+            framed = ctx.framed_send
+            queue = st.queue
             pumper = asyncio.ensure_future(pump())
             try:
                 while True:
-                    kind, payload = await st.queue.get()
-                    if kind == fr.S_END:
-                        st.ended = True
-                        code, msg = fr.unpack_error(payload)
-                        if code:
-                            raise GrpcError(StatusCode(code), msg)
-                        return
-                    await send(payload)
-                    self.send(sid, method, fr.S_CREDIT, fr.pack_credit(1))
+                    kind, payload = await queue.get()
+                    credit = 0
+                    while True:   # everything queued now, then one credit frame
+                        if kind == fr.S_END:
+                            st.ended = True
+                            if credit:
+                                self.send(sid, method, fr.S_CREDIT, fr.pack_credit(credit))
+                            code, msg = fr.unpack_error(payload)
+                            if code:
+                                raise GrpcError(StatusCode(code), msg)
+                            return
+                        if kind == fr.S_MSG:
+                            await send(payload)
+                        elif framed:
+                            await send(Framed(*fr.unpack_batch(payload)[::-1]))
+                        else:
+                            for m in fr.split_batch(payload):
+                                await send(m)
+                        credit += 1
+                        if queue.empty():
+                            break
+                        kind, payload = queue.get_nowait()
+                    self.send(sid, method, fr.S_CREDIT, fr.pack_credit(credit))
             finally:
                 pumper.cancel()
                 self._streams.pop(sid, None)

@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from kvcore.api import rpc_pb2, v3election_pb2, v3lock_pb2
 from kvcore.api.methods import PATHS
-from kvcore.engine.base import GrpcError, MethodTable
+from kvcore.engine.base import Framed, GrpcError, MethodTable
 from kvcore.metrics.fast import add_histogram
 
 # grpc_prometheus's DefBuckets for grpc_server_handling_seconds.
@@ -132,7 +132,7 @@ class GrpcStats:
 
             async def counted_send(msg: bytes) -> None:
                 await send(msg)
-                stats.sent[mid] += 1
+                stats.sent[mid] += msg.count if type(msg) is Framed else 1
                 io[1] += len(msg)
             try:
                 await handler(received(), counted_send, ctx)
