@@ -87,6 +87,10 @@ class CallContext:
     # The stream's send() takes Framed batches (the native engine); else one
     # message per send().
     framed_send: bool = False
+    # A streaming call's send that never waits (the native engine): queues the
+    # message (or Framed batch) and returns True, or queues nothing and returns
+    # False when send() would wait or fail; then use send().
+    send_nowait: Optional[Callable[[object], bool]] = None
 
 
 class Framed:
