@@ -11,7 +11,8 @@ Scenarios (each one `kvcore-bench` run per server per round, unless said otherwi
   keepalive    `--conns 10 --clients 100 --total 200000 lease-keepalive`
   range-10k    10,000 keys x 1 KiB preloaded; `range` of all of them, serializable
                and linearizable, 1 connection, 1 in flight, 100 requests each
-  put-1mib     `put --val-size 1048576`, 1 connection, 1 in flight, 100 requests
+  put-1mib     100 puts of a 1 MiB value, one at a time, over grpcio (the bench
+               client sends a request in one DATA frame, so at most 16 KiB)
   txn16        `--conns 10 --clients 100 --total 20000 txn-put --txn-ops 16`
   million      1,000,000 keys (8 B keys, 64 B values) loaded once per server; then the
                summed RSS of every server process, and restart-to-serving time
@@ -37,8 +38,10 @@ import subprocess
 import sys
 import time
 
-from bench import etcdapi
+import grpc
+
 from bench.servers import ETCD351, Server, etcd_server
+from kvcore.api import rpc_pb2, rpc_pb2_grpc
 
 HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,8 +52,6 @@ SCENARIOS = {
                     "--put-total", "100"], "event", "events"),
     "keepalive": (["--conns", "10", "--clients", "100", "--total", "200000",
                    "lease-keepalive"], "keep-alive", "ok"),
-    "put-1mib": (["--conns", "1", "--clients", "1", "--total", "100", "put",
-                  "--val-size", "1048576"], "put", "ok"),
     "txn16": (["--conns", "10", "--clients", "100", "--total", "20000", "txn-put",
                "--txn-ops", "16", "--key-space-size", "100000"], "txn", "ok"),
     "range-10k-s": (["--conns", "1", "--clients", "1", "--total", "100", "range", "r/", "r0",
@@ -106,20 +107,44 @@ def bench_run(server: Server, argv: list, timeout: float = 400) -> dict:
         raise RuntimeError(f"bench failed ({out.returncode}): {out.stderr[-500:]}") from None
 
 
-async def _preload(port: int, keys: list, value: bytes, per_txn: int = 100) -> None:
-    pb = etcdapi.pb()
-    async with etcdapi.Session("127.0.0.1", port, timeout=60) as s:
+def _kv_stub(server: Server):
+    ch = grpc.insecure_channel(f"127.0.0.1:{server.port}", options=[
+        ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
+    return ch, rpc_pb2_grpc.KVStub(ch)
+
+
+def preload(server: Server, keys: list, value: bytes, per_txn: int = 100) -> None:
+    ch, kv = _kv_stub(server)
+    with ch:
         for i in range(0, len(keys), per_txn):
-            req = pb.TxnRequest(success=[pb.RequestOp(request_put=pb.PutRequest(key=k, value=value))
-                                         for k in keys[i:i + per_txn]])
-            await s.call(etcdapi.KV + "Txn", req, pb.TxnResponse)
+            kv.Txn(rpc_pb2.TxnRequest(success=[
+                rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=value))
+                for k in keys[i:i + per_txn]]), timeout=60)
 
 
-def preload(server: Server, keys: list, value: bytes) -> None:
-    etcdapi.run_sync(_preload(server.port, keys, value), timeout=3600)
+def big_puts(server: Server, total: int = 100, size: int = 1 << 20) -> dict:
+    """``total`` puts of a ``size``-byte value, one at a time (grpcio)."""
+    ch, kv = _kv_stub(server)
+    value = os.urandom(size)
+    pids = server.pids()
+    with ch:
+        kv.Put(rpc_pb2.PutRequest(key=b"big/warm", value=value), timeout=60)
+        t0, c0 = time.monotonic(), cpu_ticks(pids)
+        lat = []
+        for i in range(total):
+            s = time.monotonic()
+            kv.Put(rpc_pb2.PutRequest(key=b"big/%d" % (i % 10), value=value), timeout=60)
+            lat.append(time.monotonic() - s)
+        wall = time.monotonic() - t0
+        cpu = (cpu_ticks(pids) - c0) / os.sysconf("SC_CLK_TCK")
+    return {"rate": total / wall, "n": total, "errors": 0, "cpu_s": round(cpu, 2),
+            "cpu_us_per_op": round(1e6 * cpu / total, 2),
+            "p50_ms": round(1e3 * statistics.median(lat), 2)}
 
 
 def measure(server: Server, scenario: str) -> dict:
+    if scenario == "put-1mib":
+        return big_puts(server)
     argv, unit, field = SCENARIOS[scenario]
     pids = server.pids()
     t0 = cpu_ticks(pids)
@@ -182,7 +207,8 @@ def million(servers: list, rounds: int, keys_total: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("scenario", choices=sorted(SCENARIOS) + sorted(GROUPS) + ["million"])
+    ap.add_argument("scenario", choices=sorted(SCENARIOS) + sorted(GROUPS) + ["put-1mib",
+                                                                             "million"])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tree", action="append", default=[], metavar="NAME=DIR")
     ap.add_argument("--no-etcd", action="store_true")
