@@ -51,7 +51,7 @@ import base64
 import collections
 import logging
 
-from kvcore.engine.base import (CLIENT_CN_HEADER, CLIENT_TLS_HEADER, CallContext,
+from kvcore.engine.base import (CLIENT_CN_HEADER, CLIENT_TLS_HEADER, CallContext, Framed,
                                 GrpcError, StatusCode, certificate_cn)
 
 log = logging.getLogger("kvcore.engine.native")

@@ -135,7 +135,11 @@ cdef size_t _frame_out(_Stream s, uint8_t* buf, size_t length):
             if s.cur_off == PyBytes_GET_SIZE(chunk):
                 s.cur = None
         elif s.pending:
-            _load(s, s.pending.popleft(), not s.raw_out)
+            item = s.pending.popleft()
+            if type(item) is tuple:     # a Framed batch (prefixes included)
+                _load(s, <bytes>(<tuple>item)[0], False)
+            else:
+                _load(s, item, not s.raw_out)
         else:
             break
     return done

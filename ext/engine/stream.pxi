@@ -19,20 +19,60 @@ cdef class _Requests:
     cdef object waiter
     cdef bint ended
     cdef _Stream stream
+    cdef object on_message         # listen(): messages by callback, no Task wake-up
+    cdef object on_end
 
     def __cinit__(self, _Stream stream):
         self.items = collections.deque()
         self.waiter = None
         self.ended = False
         self.stream = stream
+        self.on_message = None
+        self.on_end = None
+
+    def listen(self, on_message, on_end):
+        """Take messages by callback from now on, ``on_message(msg)`` in the read
+        callback that completed each (those already here first), and ``on_end()``
+        at the client's half-close; not at a reset or lost connection (the handler
+        is cancelled then). ``listen(None, None)`` stops."""
+        self.on_message = on_message
+        self.on_end = on_end
+        while self.items and self.on_message is not None:
+            msg = self.items.popleft()
+            _fc_released(self.stream, len(msg) + 5)
+            self.on_message(msg)
+        if self.ended and self.on_end is not None:
+            self._ended_listener()
 
     cdef void push(self, bytes msg):
+        if self.on_message is not None and not self.items:
+            _fc_released(self.stream, len(msg) + 5)
+            try:
+                self.on_message(msg)
+            except Exception:
+                log.exception("stream request listener failed")
+            return
         self.items.append(msg)
         self._wake()
 
     cdef void end(self):
         self.ended = True
+        if self.on_end is not None:
+            self._ended_listener()
         self._wake()
+
+    cdef void close(self):
+        """The stream closed (reset, lost connection): no more messages."""
+        self.on_message = self.on_end = None
+        self.end()
+
+    cdef void _ended_listener(self):
+        on_end = self.on_end
+        self.on_message = self.on_end = None
+        try:
+            on_end()
+        except Exception:
+            log.exception("stream request listener failed")
 
     cdef void _wake(self):
         w = self.waiter
@@ -267,7 +307,9 @@ cdef class _Stream:
         ctx = _new_context(CallContext)
         ctx.__dict__ = {"method": self.route[2],
                         "metadata": {} if self.metadata is None else self.metadata,
-                        "peer": conn.peer, "deadline": deadline, "common_name": conn.cn}
+                        "peer": conn.peer, "deadline": deadline, "common_name": conn.cn,
+                        "framed_send": True,
+                        "send_nowait": self.send_nowait if self.kind == K_STREAM else None}
         return ctx
 
     cdef void dispatch(self):
@@ -496,22 +538,75 @@ cdef class _Stream:
     # -- streaming handlers' send --------------------------------------------
 
     async def send(self, msg):
-        """Queue one response message; waits while this stream's buffer is full."""
+        """Queue one response message, or a Framed batch of them; waits while this
+        stream's buffer is full."""
         if self.closed or self.finished:
             raise asyncio.CancelledError("stream closed")
-        if type(msg) is not bytes:
-            msg = bytes(msg)
-        if len(msg) > self.conn.core.max_send:
-            raise GrpcError(StatusCode.RESOURCE_EXHAUSTED,
-                            "grpc: trying to send message larger than max (%d vs. %d)"
-                            % (len(msg), self.conn.core.max_send))
-        self._queue(msg)
+        if type(msg) is Framed:
+            self._queue_framed(msg)
+        else:
+            if type(msg) is not bytes:
+                msg = bytes(msg)
+            self._queue_checked(msg)
         self.conn.schedule_flush()
         while self.out_bytes > self.conn.core.stream_high and not self.closed:
             self.drain_waiter = self.conn.core.loop.create_future()
             await self.drain_waiter
         if self.closed:
             raise asyncio.CancelledError("stream closed")
+
+    def send_nowait(self, msg):
+        """send() without waiting: True if queued; False (nothing queued) when the
+        stream is closed, its buffer is over the high-water mark or the message is
+        refused, so that the caller's send() waits or raises as it would."""
+        if self.closed or self.finished or self.out_bytes > self.conn.core.stream_high:
+            return False
+        try:
+            if type(msg) is Framed:
+                if len(msg.data) > self.conn.core.max_send:
+                    return False    # send() checks its messages one by one
+                self._queue_framed(msg)
+            else:
+                self._queue_checked(msg if type(msg) is bytes else bytes(msg))
+        except GrpcError:
+            return False
+        self.conn.schedule_flush()
+        return True
+
+    cdef int _queue_checked(self, bytes msg) except -1:
+        if PyBytes_GET_SIZE(msg) > self.conn.core.max_send:
+            raise GrpcError(StatusCode.RESOURCE_EXHAUSTED,
+                            "grpc: trying to send message larger than max (%d vs. %d)"
+                            % (PyBytes_GET_SIZE(msg), self.conn.core.max_send))
+        self._queue(msg)
+        return 0
+
+    cdef int _queue_framed(self, batch) except -1:
+        """Messages already gRPC-prefixed: queued as they are, in one piece unless
+        the whole is over the send limit (then each message is checked alone)."""
+        cdef bytes data = batch.data
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data), pos = 0, length
+        cdef const uint8_t* p
+        if n > self.conn.core.max_send:
+            p = <const uint8_t*>PyBytes_AS_STRING(data)
+            while pos + 5 <= n:
+                length = ((<Py_ssize_t>p[pos + 1] << 24) | (<Py_ssize_t>p[pos + 2] << 16)
+                          | (<Py_ssize_t>p[pos + 3] << 8) | <Py_ssize_t>p[pos + 4])
+                self._queue_checked(data[pos + 5:pos + 5 + length])
+                pos += 5 + length
+            return 0
+        if self.cur is None and self.hdr_off == self.hdr_len:
+            _load(self, data, False)
+        else:
+            if self.pending is None:
+                self.pending = collections.deque()
+            self.pending.append((data,))    # a tuple: already framed
+        self.out_bytes += n
+        if not self.headers_sent:
+            self._submit_headers()
+        else:
+            nghttp2_session_resume_data(self.conn.session, self.sid)
+        return 0
 
     # -- HTTP requests over h2 ------------------------------------------------
 
@@ -610,7 +705,7 @@ cdef class _Stream:
         if self.task is not None and not self.task.done():
             self.task.cancel()
         if self.requests is not None:
-            self.requests.end()
+            self.requests.close()
         w = self.drain_waiter
         if w is not None:
             self.drain_waiter = None

@@ -84,6 +84,28 @@ class CallContext:
     deadline: Optional[float] = None
     # The CN of the client's verified TLS certificate ("" without one).
     common_name: str = ""
+    # The stream's send() takes Framed batches (the native engine); else one
+    # message per send().
+    framed_send: bool = False
+    # A streaming call's send that never waits (the native engine): queues the
+    # message (or Framed batch) and returns True, or queues nothing and returns
+    # False when send() would wait or fail; then use send().
+    send_nowait: Optional[Callable[[object], bool]] = None
+
+
+class Framed:
+    """Several response messages of one stream, each already carrying its gRPC
+    prefix (u8 0, u32 big-endian length): an engine whose CallContext says
+    ``framed_send`` queues them with one send(). len() is the messages' bytes."""
+
+    __slots__ = ("data", "count")
+
+    def __init__(self, data: bytes, count: int):
+        self.data = data
+        self.count = count
+
+    def __len__(self) -> int:
+        return len(self.data) - 5 * self.count
 
 
 RequestStream = AsyncIterator[bytes]

@@ -29,6 +29,11 @@ Kinds:
              common name of the client's verified TLS certificate (see caller_token).
   STATS      core -> worker: send your metrics counters (call id names the ask);
              worker -> core: the answer, same call id (kvcore/metrics/grpc_stats.py)
+  S_BATCH    core -> worker: several messages of one stream in one frame (a watch
+             fan-out: one response per watcher of the stream): u32 count, then each
+             message with its gRPC prefix (u8 0, u32 big-endian length), so the
+             worker hands them to the engine as one write. It takes one credit, as
+             one S_MSG does.
 """
 from __future__ import annotations
 
@@ -38,7 +43,8 @@ import struct
 HEADER = struct.Struct("<IIHB")
 HSIZE = HEADER.size
 
-REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD, CANCEL, TREQ, STATS = range(13)
+(REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD, CANCEL, TREQ, STATS,
+ S_BATCH) = range(14)
 
 # Pseudo-method ids of REQ frames (above every gRPC method id of kvcore/api/methods.py):
 HTTP_METHOD = 0xFFFF        # a worker's /metrics, /health, /livez, /readyz (the core answers)
@@ -76,6 +82,34 @@ def pack_credit(n: int) -> bytes:
 
 def unpack_credit(payload: bytes) -> int:
     return _U32.unpack(payload)[0]
+
+
+_GRPC_PREFIX = struct.Struct(">BI")
+
+
+def pack_batch(messages: list) -> bytes:
+    """S_BATCH payload: the count, then each message gRPC-prefixed."""
+    prefix = _GRPC_PREFIX.pack
+    parts = [_U32.pack(len(messages))]
+    for m in messages:
+        parts.append(prefix(0, len(m)))
+        parts.append(m)
+    return b"".join(parts)
+
+
+def unpack_batch(payload: bytes) -> tuple[int, bytes]:
+    """-> (message count, the gRPC-prefixed messages)."""
+    return _U32.unpack_from(payload)[0], payload[4:]
+
+
+def split_batch(payload: bytes) -> list:
+    """The messages of an S_BATCH payload, without their prefixes."""
+    out, pos, end = [], 4, len(payload)
+    while pos < end:
+        n = int.from_bytes(payload[pos + 1:pos + 5], "big")
+        out.append(payload[pos + 5:pos + 5 + n])
+        pos += 5 + n
+    return out
 
 
 def pack_token(token: str, payload: bytes) -> bytes:

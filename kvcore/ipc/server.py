@@ -46,6 +46,16 @@ class CoreStream:
             self.credit -= 1
             self.conn.send(self.sid, self.method, fr.S_MSG, payload)
 
+    def send_batch(self, payloads: list) -> None:
+        """Several messages in one frame; they take one credit (a watch fan-out:
+        the stream's room is checked once for all its watchers)."""
+        if not self.closed:
+            self.credit -= 1
+            if len(payloads) == 1:
+                self.conn.send(self.sid, self.method, fr.S_MSG, payloads[0])
+            else:
+                self.conn.send(self.sid, self.method, fr.S_BATCH, fr.pack_batch(payloads))
+
     def end(self, code: int = 0, message: str = "") -> None:
         if not self.closed:
             self.closed = True

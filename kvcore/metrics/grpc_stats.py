@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from kvcore.api import rpc_pb2, v3election_pb2, v3lock_pb2
 from kvcore.api.methods import PATHS
-from kvcore.engine.base import GrpcError, MethodTable
+from kvcore.engine.base import Framed, GrpcError, MethodTable
 from kvcore.metrics.fast import add_histogram
 
 # grpc_prometheus's DefBuckets for grpc_server_handling_seconds.
@@ -50,6 +50,38 @@ LABELS = [(p.split("/")[1], p.split("/")[2], TYPES[p]) for p in PATHS]
 # etcd registers its six etcdserverpb services before grpc_prometheus.Register; the
 # Lock and Election services come later, so only calls to them make series.
 PRESET = [i for i, p in enumerate(PATHS) if p.startswith("/etcdserverpb.")]
+
+
+class _CountedRequests:
+    """A stream's requests, each counted as the handler takes it; the engine's
+    listen() (messages by callback) is passed through where it has one."""
+
+    __slots__ = ("_inner", "_it", "_took", "listen")
+
+    def __init__(self, inner, took):
+        self._inner = inner
+        self._it = inner.__aiter__()
+        self._took = took
+        self.listen = self._listen if hasattr(inner, "listen") else None
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> bytes:
+        msg = await self._it.__anext__()
+        self._took(msg)
+        return msg
+
+    def _listen(self, on_message, on_end) -> None:
+        if on_message is None:
+            self._inner.listen(None, None)
+            return
+        took = self._took
+
+        def counted(msg: bytes) -> None:
+            took(msg)
+            on_message(msg)
+        self._inner.listen(counted, on_end)
 
 
 class GrpcStats:
@@ -124,18 +156,26 @@ class GrpcStats:
             stats._client("stream", ctx)
             t0 = time.perf_counter() if stats.extensive else 0.0
 
-            async def received():
-                async for msg in requests:
-                    stats.received[mid] += 1
-                    io[0] += len(msg)
-                    yield msg
+            def took(msg: bytes) -> None:
+                stats.received[mid] += 1
+                io[0] += len(msg)
 
             async def counted_send(msg: bytes) -> None:
                 await send(msg)
-                stats.sent[mid] += 1
+                stats.sent[mid] += msg.count if type(msg) is Framed else 1
                 io[1] += len(msg)
+
+            nowait = getattr(ctx, "send_nowait", None)
+            if nowait is not None:
+                def counted_nowait(msg) -> bool:
+                    if not nowait(msg):
+                        return False
+                    stats.sent[mid] += msg.count if type(msg) is Framed else 1
+                    io[1] += len(msg)
+                    return True
+                ctx.send_nowait = counted_nowait
             try:
-                await handler(received(), counted_send, ctx)
+                await handler(_CountedRequests(requests, took), counted_send, ctx)
             except BaseException as e:
                 stats._failed(mid, e)
                 if t0:

@@ -23,6 +23,7 @@ log = logging.getLogger("kvcore.watch")
 
 PUT, DELETE = kv_pb2.Event.PUT, kv_pb2.Event.DELETE
 CATCHUP_EVENTS = 1000       # events per catch-up response (whole revisions)
+CATCHUP_BATCH_BYTES = 1 << 20   # a stream's catch-up responses per batch, at most about
 
 
 class Watcher:
@@ -128,80 +129,120 @@ class WatchHub:
     # ---- new revisions ----
 
     def notify(self, txn, rev: int, changes: list) -> None:
-        """Send one revision's changes to the synced watchers they match."""
-        if not self.by_key and not self.ranges:
+        """Send one revision's changes to the synced watchers they match.
+
+        Batched for fan-out: each stream's room is checked once, a response's events
+        are encoded once for all watchers that see the same ones, and each stream's
+        responses leave in one batch (one IPC frame, one write to its client)."""
+        by_key = self.by_key
+        if not by_key and not self.ranges:
             return
-        hits: dict[Watcher, list] = {}
-        for c in changes:
-            for w in self.by_key.get(c.key, ()):
-                hits.setdefault(w, []).append(c)
-            for w in self.ranges:
-                if w.matches(c.key):
-                    hits.setdefault(w, []).append(c)
-        for w, cs in hits.items():
-            if rev < w.next_rev:
-                continue  # a watcher waiting for a future start revision
-            if not w.stream.can_send():
-                # No room: fall back to catching up from history, from this revision.
-                self._unsync(w)
-                w.next_rev = rev
-                self.unsynced.add(w)
-                continue
-            evs = [event_bytes(c.kind, c.kv, self._prev(txn, w, c.key, rev))
-                   for c in cs if not ((c.kind == PUT and w.no_put) or
-                                       (c.kind == DELETE and w.no_delete))]
-            w.next_rev = rev + 1
-            if evs:
-                self._send_events(w, rev, evs)
+        groups = []     # (watchers, their changes): a key's watchers share one list
+        if by_key:
+            if len(changes) == 1:
+                ws = by_key.get(changes[0].key)
+                if ws:
+                    groups.append((ws, changes))
+            else:
+                per_key: dict = {}
+                for c in changes:
+                    if c.key in by_key:
+                        per_key.setdefault(c.key, []).append(c)
+                groups.extend((by_key[k], cs) for k, cs in per_key.items())
+        for w in self.ranges:
+            cs = [c for c in changes if w.matches(c.key)]
+            if cs:
+                groups.append(((w,), cs))
+        if groups:
+            _FanOut(self, txn, rev).run(groups)
+
+    def _events(self, txn, w: Watcher, changes: list, rev: int) -> list:
+        return [event_bytes(c.kind, c.kv, self._prev(txn, w, c.key, rev))
+                for c in changes if not ((c.kind == PUT and w.no_put) or
+                                         (c.kind == DELETE and w.no_delete))]
 
     def _prev(self, txn, w: Watcher, key: bytes, rev: int) -> Optional[bytes]:
         return self.store.kv_at(txn, key, rev - 1) if w.prev_kv else None
 
     def _send_events(self, w: Watcher, hdr_rev: int, evs: list) -> None:
+        for msg in self._responses(w, hdr_rev, evs):
+            w.stream.send(msg)
+
+    def _responses(self, w: Watcher, hdr_rev: int, evs: list) -> list:
+        """One response of ``evs``, or several fragments for a watcher that asked."""
         hdr = self.header(hdr_rev)
         w.sent_since_progress = True
         self.events_sent += len(evs)
-        if w.fragment:
-            chunk, size = [], 0
-            for ev in evs:
-                if chunk and size + len(ev) > self.max_response_bytes:
-                    w.stream.send(watch_response(hdr, w.id, chunk, fragment=True))
-                    chunk, size = [], 0
-                chunk.append(ev)
-                size += len(ev)
-            w.stream.send(watch_response(hdr, w.id, chunk))
-        else:
-            w.stream.send(watch_response(hdr, w.id, evs))
+        if not w.fragment:
+            return [watch_response(hdr, w.id, evs)]
+        out, chunk, size = [], [], 0
+        for ev in evs:
+            if chunk and size + len(ev) > self.max_response_bytes:
+                out.append(watch_response(hdr, w.id, chunk, fragment=True))
+                chunk, size = [], 0
+            chunk.append(ev)
+            size += len(ev)
+        out.append(watch_response(hdr, w.id, chunk))
+        return out
 
     # ---- catching up ----
 
     def catch_up(self, txn) -> bool:
         """Serve unsynced watchers from history while their streams have room.
-        Returns True if some watcher still has history to read."""
+        Returns True if some watcher still has history to read.
+
+        Batched like the fan-out: a stream's room is asked once per batch, its
+        watchers' responses leave together (up to CATCHUP_BATCH_BYTES a batch), and
+        watchers of one range at one revision read the history once."""
         store = self.store
         pending = False
+        batches: dict = {}      # stream -> [responses, bytes]
+        reads: dict = {}        # (key, end, next_rev) -> history read
+        encoded: dict = {}      # (key, end, next_rev, no_put, no_delete, prev_kv) -> events
         for w in list(self.unsynced):
-            if not w.stream.can_send():
-                pending = True
-                continue
+            st = w.stream
+            batch = batches.get(st)
+            if batch is None:
+                if not st.can_send():
+                    pending = True
+                    continue
+                batch = batches[st] = [[], 0]
             if w.next_rev < store.compact_main_rev:
                 self.unsynced.discard(w)
-                w.stream.send(watch_response(self.header(store.current_rev), w.id, canceled=True,
-                                             compact_revision=store.compact_main_rev))
-                w.stream.watchers.pop(w.id, None)
+                batch[0].append(watch_response(self.header(store.current_rev), w.id,
+                                               canceled=True,
+                                               compact_revision=store.compact_main_rev))
+                st.watchers.pop(w.id, None)
                 continue
-            items, nxt = store.history(txn, w.key, w.end, w.next_rev, CATCHUP_EVENTS)
-            evs = [event_bytes(kind, kv, self._prev(txn, w, _key_of(kv), main))
-                   for main, kind, kv in items
-                   if not ((kind == PUT and w.no_put) or (kind == DELETE and w.no_delete))]
+            where = (w.key, w.end, w.next_rev)
+            read = reads.get(where)
+            if read is None:
+                read = reads[where] = store.history(txn, w.key, w.end, w.next_rev,
+                                                    CATCHUP_EVENTS)
+            items, nxt = read
+            sig = where + (w.no_put, w.no_delete, w.prev_kv)
+            evs = encoded.get(sig)
+            if evs is None:
+                evs = encoded[sig] = [
+                    event_bytes(kind, kv, self._prev(txn, w, _key_of(kv), main))
+                    for main, kind, kv in items
+                    if not ((kind == PUT and w.no_put) or (kind == DELETE and w.no_delete))]
             if evs:
-                self._send_events(w, store.current_rev, evs)
+                msgs = self._responses(w, store.current_rev, evs)
+                batch[0].extend(msgs)
+                batch[1] += sum(len(m) for m in msgs)
+                if batch[1] >= CATCHUP_BATCH_BYTES:
+                    st.send_batch(batch[0])
+                    del batches[st]     # the next watcher of st asks for room again
             w.next_rev = nxt
             if nxt > store.current_rev:
                 self.unsynced.discard(w)
                 self._sync(w)
             else:
                 pending = True
+        for st, (msgs, _) in batches.items():
+            if msgs:
+                st.send_batch(msgs)
         return pending
 
     def progress(self, only_requested: bool = False) -> None:
@@ -212,6 +253,71 @@ class WatchHub:
                 if w.progress_notify and not w.sent_since_progress and w.stream.can_send():
                     w.stream.send(watch_response(hdr, w.id))
                 w.sent_since_progress = False
+
+
+class _FanOut:
+    """One revision's responses to its synced watchers, batched per stream."""
+
+    __slots__ = ("hub", "txn", "rev", "hdr_field", "batches", "room")
+
+    def __init__(self, hub: WatchHub, txn, rev: int):
+        self.hub = hub
+        self.txn = txn
+        self.rev = rev
+        self.hdr_field = None
+        self.batches: dict = {}     # stream -> its responses
+        self.room: dict = {}        # stream -> whether it has room (asked once)
+
+    def run(self, groups: list) -> None:
+        hub, rev, room, batches = self.hub, self.rev, self.room, self.batches
+        unsync, alone = [], []
+        sent = 0
+        for ws, cs in groups:
+            tails: dict = {}    # (no_put, no_delete, prev_kv) -> (events bytes, count)
+            for w in ws:
+                if rev < w.next_rev:
+                    continue    # a watcher waiting for a future start revision
+                st = w.stream
+                ok = room.get(st)
+                if ok is None:
+                    ok = room[st] = st.can_send()
+                if not ok:
+                    unsync.append(w)
+                    continue
+                w.next_rev = rev + 1
+                if w.fragment:
+                    alone.append((w, cs))
+                    continue
+                sig = (w.no_put, w.no_delete, w.prev_kv)
+                tail = tails.get(sig)
+                if tail is None:
+                    evs = hub._events(self.txn, w, cs, rev)
+                    tail = tails[sig] = (b"".join([wire.field_bytes(11, e) for e in evs]),
+                                         len(evs))
+                if not tail[1]:
+                    continue
+                if self.hdr_field is None:
+                    self.hdr_field = wire.field_bytes(1, hub.header(rev))
+                msg = self.hdr_field + wire.field_varint(2, w.id) + tail[0]
+                b = batches.get(st)
+                if b is None:
+                    batches[st] = [msg]
+                else:
+                    b.append(msg)
+                w.sent_since_progress = True
+                sent += tail[1]
+        hub.events_sent += sent
+        for st, msgs in batches.items():
+            st.send_batch(msgs)
+        for w, cs in alone:     # asked for fragments: whole responses, in order
+            evs = hub._events(self.txn, w, cs, rev)
+            if evs:
+                hub._send_events(w, rev, evs)
+        for w in unsync:
+            # No room: fall back to catching up from history, from this revision.
+            hub._unsync(w)
+            w.next_rev = rev
+            hub.unsynced.add(w)
 
 
 def _key_of(kv: bytes) -> bytes:
@@ -238,6 +344,16 @@ class WatchStream:
 
     def send(self, payload: bytes) -> None:
         self.out.send(payload)
+
+    def send_batch(self, payloads: list) -> None:
+        """Several responses at once (one frame and one credit where the IPC
+        stream takes batches)."""
+        batch = getattr(self.out, "send_batch", None)
+        if batch is not None:
+            batch(payloads)
+        else:
+            for p in payloads:
+                self.out.send(p)
 
     def on_message(self, payload: bytes) -> None:
         req = rpc_pb2.WatchRequest.FromString(payload)

@@ -178,9 +178,13 @@ class KeepAliveStream:
         self.out = out
 
     def on_message(self, payload: bytes) -> None:
-        r = rpc_pb2.LeaseKeepAliveRequest.FromString(payload)
-        ttl = self.service.renew(r.ID)
-        self.out.send(self.service._respond(rpc_pb2.LeaseKeepAliveResponse(ID=r.ID, TTL=ttl)))
+        lease_id = rpc_pb2.LeaseKeepAliveRequest.FromString(payload).ID
+        ttl = self.service.renew(lease_id)
+        ctx = self.service.ctx
+        # LeaseKeepAliveResponse by hand (header, ID, TTL): what protobuf would write.
+        self.out.send(wire.with_header(ctx.header(ctx.store.current_rev),
+                                       wire.field_varint(2, lease_id) +
+                                       wire.field_varint(3, ttl)))
 
 
 def register(ctx, reg) -> LeaseService:

@@ -80,3 +80,54 @@ def test_calls_are_counted_by_method_and_code(extensive):
     # Lock and Election are not pre-set (etcd registers them after grpc_prometheus).
     assert "v3lockpb" not in text
     assert ("grpc_server_handling_seconds_count{" + lab + "} 3.0" in text) == extensive
+
+
+def test_stream_messages_taken_by_callback_and_sent_without_waiting_are_counted():
+    """The native engine's fast paths (listen, send_nowait, a Framed batch) count
+    as the awaited ones do: one per message, message bytes without prefixes."""
+    from kvcore.engine.base import Framed
+
+    class Requests:     # an engine's request stream that also offers listen()
+        def __init__(self):
+            self.cb = None
+
+        def __aiter__(self):
+            return self
+
+        async def __anext__(self):
+            raise StopAsyncIteration
+
+        def listen(self, on_message, on_end):
+            self.cb = (on_message, on_end)
+
+    queued = []
+
+    async def handler(requests, send, ctx):
+        got = []
+        requests.listen(got.append, lambda: got.append(None))
+        engine_requests.cb[0](b"ab")
+        engine_requests.cb[0](b"c")
+        engine_requests.cb[1]()
+        assert got == [b"ab", b"c", None]
+        assert ctx.send_nowait(b"xyz")
+        assert ctx.send_nowait(Framed(b"\x00\x00\x00\x00\x01a\x00\x00\x00\x00\x02bc", 2))
+        await send(Framed(b"\x00\x00\x00\x00\x01d", 1))
+
+    async def run():
+        st = grpc_stats.GrpcStats(False)
+        t = st.instrument(MethodTable(stream={WATCH: handler}), METHOD_ID)
+
+        async def send(m):
+            queued.append(m)
+        ctx = CallContext(WATCH, send_nowait=lambda m: queued.append(m) or True)
+        await t.stream[WATCH](engine_requests, send, ctx)
+        return st.snapshot()
+
+    engine_requests = Requests()
+    text = _render([asyncio.run(run())], False)
+    wl = 'grpc_method="Watch",grpc_service="etcdserverpb.Watch",grpc_type="bidi_stream"'
+    assert f'grpc_server_msg_received_total{{{wl}}} 2\n' in text
+    assert f'grpc_server_msg_sent_total{{{wl}}} 4\n' in text
+    assert "etcd_network_client_grpc_received_bytes_total 3.0" in text
+    assert "etcd_network_client_grpc_sent_bytes_total 7.0" in text   # xyz + a + bc + d
+    assert len(queued) == 3

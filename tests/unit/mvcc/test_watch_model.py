@@ -10,6 +10,7 @@ import random
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from kvcore.api import kv_pb2, rpc_pb2
+from kvcore.ipc import framing
 from kvcore.lease.lessor import Lessor
 from kvcore.mvcc.store import KVStore
 from kvcore.mvcc.watch import WatchHub, WatchStream
@@ -32,6 +33,16 @@ class FakeOut:
     def send(self, payload):
         self.credit -= 1
         self.sent.append(rpc_pb2.WatchResponse.FromString(payload))
+
+
+class FakeBatchOut(FakeOut):
+    """The same, taking batches as the core's IPC stream does: one credit per batch,
+    the messages through the S_BATCH encoding."""
+
+    def send_batch(self, payloads):
+        self.credit -= 1
+        for m in framing.split_batch(framing.pack_batch(payloads)):
+            self.sent.append(rpc_pb2.WatchResponse.FromString(m))
 
 
 class Harness:
@@ -113,7 +124,7 @@ def test_watch_streams_match_history(tmp_path_factory, ops, seed):
             elif op[0] == "watch":
                 _, key, prefix, start, window = op
                 end = key + b"\xff" if prefix else b""
-                out = FakeOut(window)
+                out = (FakeBatchOut if seed % 2 else FakeOut)(window)
                 ws = WatchStream(h.hub, out)
                 ws.on_message(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(
                     key=key, range_end=end, start_revision=start)).SerializeToString())
