@@ -104,12 +104,15 @@ def encode(msg) -> bytes:
 # Decoding
 # ---------------------------------------------------------------------------
 
+_DECODER = json.JSONDecoder()
+
+
 def loads_stream(body: bytes) -> list:
     """Every JSON value of a request body (a streaming call's messages, in order).
     A value that does not parse ends the list there, as the gateway stops
     reading; ``DecodeError`` only when the first one is bad."""
     text = body.decode("utf-8", errors="replace")
-    dec = json.JSONDecoder()
+    dec = _DECODER
     out, pos, n = [], 0, len(text)
     while True:
         while pos < n and text[pos] in " \t\r\n":
@@ -131,7 +134,13 @@ def loads_stream(body: bytes) -> list:
 
 def loads(body: bytes):
     """The first JSON value of a body (None when empty), as Go's json.Decoder."""
-    values = loads_stream(body) if body else []
+    if not body:
+        return None
+    try:   # the usual body: one value of valid UTF-8 (the same decoder, in one call)
+        return _DECODER.decode(body.decode("utf-8"))
+    except (ValueError, RecursionError):
+        pass   # several values, invalid UTF-8 or JSON: as the stream reads it
+    values = loads_stream(body)
     return values[0] if values else None
 
 

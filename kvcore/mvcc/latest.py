@@ -9,6 +9,7 @@ index and are left to the core (``NeedsCore``).
 """
 from __future__ import annotations
 
+from itertools import chain, islice, takewhile
 from typing import Optional
 
 from kvcore.mvcc.store import RangeResult
@@ -46,13 +47,62 @@ class LatestView:
         if not cur.set_range(key):
             return RangeResult([], 0, self.rev)
         open_end = end == b"\x00"
-        kvs, total = [], 0
-        get = txn.get
-        kdb = b.key
-        for k, rk in cur:
-            if not open_end and k >= end:
-                break
-            total += 1
-            if not count_only and (limit <= 0 or len(kvs) < limit):
+        kvs = []
+        if not count_only:
+            get, kdb = txn.get, b.key
+            for k, rk in cur:
+                if (not open_end and k >= end) or (limit > 0 and len(kvs) >= limit):
+                    break
                 kvs.append(get(rk, db=kdb))
-        return RangeResult(kvs, total, self.rev)
+            if limit <= 0 or len(kvs) < limit:
+                return RangeResult(kvs, len(kvs), self.rev)   # walked the whole range
+        return RangeResult(kvs, count_keys(txn, b.latest, key, None if open_end else end),
+                           self.rev)
+
+
+_CHUNK = 4096
+_ALONE = 16384
+
+
+def count_keys(txn, db, key: bytes, end: Optional[bytes]) -> int:
+    """The number of keys of ``db`` in [key, end) (end None: to the last key).
+
+    Walks the range and, in step with it, the keys outside it (before ``key``, from
+    ``end`` on), stopping at whichever side ends first: the count then is the range's
+    walk, or the database's entry count (LMDB keeps it) less the outside. The first
+    ``_ALONE`` keys of the range are walked alone. A range
+    holding most of a large keyspace (a console opening the root, `get --prefix
+    --count-only` of the main prefix) costs the few keys around it, not all of it.
+    """
+    entries = txn.stat(db)["entries"]
+    inside_cur = txn.cursor(db=db)
+    if not inside_cur.set_range(key):
+        return 0
+    inside = inside_cur.iternext(keys=True, values=False)
+    if end is not None:
+        inside = takewhile(end.__gt__, inside)
+    before_cur = txn.cursor(db=db)
+    # Positioned on the last key before ``key``, if any (set_range put it on >= key).
+    before = (before_cur.iterprev(keys=True, values=False)
+              if before_cur.set_range(key) and before_cur.prev() else iter(()))
+    after = iter(())
+    if end is not None:
+        after_cur = txn.cursor(db=db)
+        if after_cur.set_range(end):
+            after = after_cur.iternext(keys=True, values=False)
+    outside = chain(before, after)
+    # A small range (a console's narrow window, a folder) is counted alone: the walk
+    # outside starts only once the range has shown itself to be large.
+    n_in = sum(1 for _ in islice(inside, _ALONE))
+    if n_in < _ALONE:
+        return n_in
+    n_out = 0
+    while True:
+        step = sum(1 for _ in islice(inside, _CHUNK))
+        n_in += step
+        if step < _CHUNK:
+            return n_in
+        step = sum(1 for _ in islice(outside, _CHUNK))
+        n_out += step
+        if step < _CHUNK:
+            return entries - n_out

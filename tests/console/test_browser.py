@@ -102,6 +102,29 @@ def test_tree_of_10000_keys_open_and_edit(target, page):
     assert json.loads(target.ctl("get", "/tree/d042/k007", "--print-value-only")) == {"i": "edited"}
 
 
+def test_tree_pages_list_every_child_once_in_key_order(target, page):
+    """A folder walked page by page (More…) lists exactly its children in key order:
+    sub-folders named so that blocks of names are empty, full or cut at a page's end,
+    folders and keys of one name, and keys whose next byte sorts before the separator."""
+    names = ([f"d{i:04d}/x" for i in range(0, 230, 1) if i % 7] + [f"d{i:04d}/y/z" for i in range(230, 260)]
+             + ["a", "a/1", "a-b", "a0/k", "ab", "b.c/k", "k5", "zz/k"] + [f"k{i:03d}" for i in range(40)])
+    target.put_many([(f"/pg/{n}".encode(), b"v") for n in names])
+    want = sorted({n.split("/")[0] + "/" if "/" in n else n for n in names},
+                  key=lambda c: (f"/pg/{c}").encode())
+    d = page
+    search(d, "/pg/", mode="Tree")
+    got = []
+    for _ in range(10):
+        wait(d, lambda d: not by(d, "more").is_displayed() or len(entries(d)) % 100 == 0,
+             60, "a whole page")
+        got = entries(d)
+        if not by(d, "more").is_displayed():
+            break
+        by(d, "more").click()
+        wait(d, lambda d: len(entries(d)) > len(got), 60, "the next page")
+    assert got == want
+
+
 def test_conflicting_edit_is_refused_and_newer_value_shown(target, page):
     target.ctl("put", "/conflict/k", "first")
     d = page
@@ -235,3 +258,4 @@ def test_login_with_auth_and_expired_session(target, driver):
     by(d, "save").click()
     wait(d, lambda d: by(d, "login").is_displayed() and "session expired" in by(d, "login-why").text)
     assert target.ctl("get", "/secure/k", "--print-value-only", user="root:rootpw").strip() == "v0"
+

@@ -66,7 +66,8 @@ function startLive(rev) {
 
 async function start() {
   let rev = 0;
-  try { rev = (await api.range(new Uint8Array([0]), new Uint8Array([0]), { limit: "1", keys_only: true })).rev; }
+  // The revision to watch from: a one-key read (a range over everything would count it all).
+  try { rev = (await api.range(new Uint8Array([0]), null, { keys_only: true })).rev; }
   catch (e) {
     if (e.authNeeded) return showLogin(e.expired ? "Your session expired. Log in again." : "This cluster requires a login.");
     if (!/permission denied/i.test(e.message)) showError(`Cannot read from the cluster: ${e.message}`);
