@@ -14,7 +14,7 @@
 #    the native engine itself (marker native_engine) are deselected in that mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pytest tests -m "not slow" "$@"
+python3 -m pytest tests -m "not slow" --durations=25 "$@"
 KVCORE_PURE_PYTHON=1 python3 -m pytest -m "not slow" "$@" \
     tests/unit \
     tests/integration/test_durability.py \
