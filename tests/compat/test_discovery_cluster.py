@@ -150,6 +150,13 @@ def _discovery_run(kind: str, base: str, service, token: str, proxy=None) -> dic
                                          f"m1=http://127.0.0.1:{members[1].peer_port}"))
         members.append(ro)
         outcome["readonly_proxy"] = _through_proxy(ro) if _proxy_up(ro) else "down"
+        if kind == "etcd":   # kvcore's v2 proxy in front of the etcd members
+            kvp = dm.spawn("kvcore", base, "kvproxy", ("--proxy", "on", "--initial-cluster",
+                           f"m1=http://127.0.0.1:{members[1].peer_port}"))
+            members.append(kvp)
+            assert _proxy_up(kvp), kvp.log()[-2000:]
+            through = _through_proxy(kvp)
+            assert through["v2_get"] == (200, "1") and through["v3_range"] == "v", through
         if kind == "kvcore":
             # restart with a data dir: discovery (now full) is not consulted again
             m0 = members[0]
