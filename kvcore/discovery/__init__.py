@@ -113,6 +113,9 @@ def _from_srv(cfg) -> None:
     if cfg.name not in urls:
         _fail(cfg, f'error setting up initial cluster: cannot find local etcd member '
                    f'"{cfg.name}" in SRV records')
+    bad = srv.advertise_mismatch(cfg.name, cfg.initial_advertise_peer_urls, urls[cfg.name])
+    if bad:
+        _fail(cfg, bad)
     cfg.initial_cluster = _urls_map_str(urls)
 
 

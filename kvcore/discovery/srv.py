@@ -168,3 +168,55 @@ def cluster_names(cfg) -> tuple[list, str]:
                                    advertise_peer_urls=cfg.initial_advertise_peer_urls,
                                    found_cluster=found, **({"error": err} if err else {})))
     return found, errors
+
+
+def _resolve_url(u: str) -> str:
+    """etcd's netutil.resolveURL: a host name (not localhost, not an IP) -> ip:port."""
+    p = urlsplit(u)
+    host = p.hostname or ""
+    if host == "localhost":
+        return u
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return u
+    except OSError:
+        pass
+    try:
+        return p._replace(netloc=_resolve_tcp(host, p.port or 0)).geturl()
+    except SrvError as e:
+        raise SrvError(f'failed to resolve "{u}" ({e.args[0].split(": ", 1)[-1]})')
+
+
+def _go_q(items: list) -> str:
+    return "[" + " ".join(f'"{s}"' for s in items) + "]"
+
+
+def advertise_mismatch(name: str, apurls: list, cluster_urls: list) -> str:
+    """etcd's ServerConfig.advertiseMatchesCluster: "" when this member's URLs in the
+    cluster resolve to its --initial-advertise-peer-urls, else etcd's error."""
+    a, b = sorted(apurls), sorted(cluster_urls)
+    err = ""
+    if len(a) != len(b):
+        err = f"len({_go_q(a)}) != len({_go_q(b)})"
+    else:
+        try:
+            ra, rb = sorted(_resolve_url(u) for u in a), sorted(_resolve_url(u) for u in b)
+            for i in range(len(ra)):
+                if ra[i] != rb[i]:
+                    err = (f'"{ra[i]}"(resolved from "{a[i]}") != '
+                           f'"{rb[i]}"(resolved from "{b[i]}")')
+                    break
+        except SrvError as e:
+            err = str(e)
+    if not err:
+        return ""
+    missing = [f"{name}={u}" for u in cluster_urls if u not in apurls]
+    if missing:
+        return (f"--initial-cluster has {','.join(missing)} but missing from "
+                f"--initial-advertise-peer-urls={','.join(a)} ({err})")
+    own = ",".join(f"{name}={u}" for u in sorted(apurls))
+    extra = [u for u in apurls if u not in cluster_urls]
+    if extra:
+        return (f"--initial-advertise-peer-urls has {','.join(extra)} but missing from "
+                f"--initial-cluster={own}")
+    return f"failed to resolve {','.join(a)} to match --initial-cluster={own} ({err})"

@@ -143,6 +143,10 @@ class Core:
         self.wal = WAL(self.paths.wal_dir)
         self.wal.unsafe_no_fsync = cfg.unsafe_no_fsync
         contents: WalContents = self.wal.open(self.member_id, self.cluster_id)
+        if contents.member_id and contents.member_id != self.member_id and cfg.discovery_srv:
+            # bootstrapped from SRV records whose host names spell this member's URLs
+            # otherwise than --initial-advertise-peer-urls: the WAL has the ID (as etcd)
+            self.member_id = contents.member_id
         if contents.member_id and contents.member_id != self.member_id:
             raise SystemExit(f"data dir {cfg.data_dir} belongs to member "
                              f"{contents.member_id:x}, not {self.member_id:x} (check --name, "

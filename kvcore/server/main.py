@@ -150,7 +150,8 @@ async def serve(cfg: config.Config) -> None:
         initial_advertise_peer_urls=cfg.initial_advertise_peer_urls,
         quota_backend_bytes=cfg.quota_backend_bytes, pre_vote=cfg.pre_vote,
         auto_compaction_mode=cfg.auto_compaction_mode,
-        auto_compaction_retention=cfg.auto_compaction_retention))
+        auto_compaction_retention=cfg.auto_compaction_retention,
+        discovery_url=cfg.discovery, discovery_proxy=cfg.discovery_proxy))
     core = Core(cfg)
     await core.discover()
     try:

@@ -131,3 +131,22 @@ def test_srv_records_pointing_nowhere_fail_like_etcd(dns, tmp_path, domain):
     assert kv["warnings"][-1][2].startswith("error setting up initial cluster: error querying "
                                             "DNS SRV records for _etcd-server-ssl lookup ")
     assert kv == et
+
+
+def test_srv_record_spelling_the_member_otherwise_fails_like_etcd(tmp_path):
+    """The record's target is localhost, the member advertises 127.0.0.1: etcd does not
+    resolve localhost or IPs when it compares, so the two differ."""
+    peer = free_port()
+    with LoopbackDNS({"_etcd-server._tcp.spelt.test": [(0, 0, peer, "localhost.")]},
+                     {"localhost": "127.0.0.1"}) as d:
+        flags = ("--discovery-srv", "spelt.test")
+        kv, et = _both(tmp_path, flags,
+                       kv={"env_extra": {"KVCORE_DNS_RESOLVER": d.address}, "peer": peer},
+                       etcd={"wrap": d.in_private_resolv, "peer": peer})
+    assert kv["rc"] == 1
+    assert kv["warnings"][-1] == ("fatal", "discovery failed", (
+        f"--initial-cluster has x=http://localhost:{peer} but missing from "
+        f"--initial-advertise-peer-urls=http://127.0.0.1:{peer} "
+        f'("http://127.0.0.1:{peer}"(resolved from "http://127.0.0.1:{peer}") != '
+        f'"http://localhost:{peer}"(resolved from "http://localhost:{peer}"))'))
+    assert kv == et
