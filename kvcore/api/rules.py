@@ -149,3 +149,28 @@ def txn_puts(r: rpc_pb2.TxnRequest) -> bool:
         if op.HasField("request_txn") and txn_puts(op.request_txn):
             return True
     return False
+
+
+def txn_shape(r: rpc_pb2.TxnRequest) -> tuple[bool, bool, bool]:
+    """(read-only, serializable, puts) of a Txn in one walk that stops at the first
+    put: what the core needs to route a Txn. ``serializable`` (is_txn_serializable)
+    is only given for a read-only Txn (False otherwise); the others are
+    is_txn_readonly and txn_puts."""
+    readonly = serializable = True
+    for ops in (r.success, r.failure):
+        for op in ops:
+            w = op.WhichOneof("request")
+            if w == "request_put":
+                return False, False, True
+            if w == "request_range":
+                if not op.request_range.serializable:
+                    serializable = False
+            elif w == "request_delete_range":
+                readonly = False
+            elif w == "request_txn":
+                ro, ser, puts = txn_shape(op.request_txn)
+                if puts:
+                    return False, False, True
+                readonly = readonly and ro
+                serializable = serializable and ser
+    return readonly, serializable and readonly, False

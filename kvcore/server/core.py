@@ -94,6 +94,9 @@ class Core:
         self._catchup_scheduled = False
         self._last_snapshot = 0
         self._conf_waiters: dict = {}   # encoded ConfChange -> future of its applied index
+        # future of a proposal -> its request as the service decoded it, for this
+        # member's apply (propose(decoded=)); dropped when the future is done
+        self._decoded: dict = {}
         self.transport = None
         self.connections: set = set()   # IPC connections of the workers
         self._headers = wire.Headers()
@@ -371,6 +374,8 @@ class Core:
         decode = entry.decode
         clock = time.perf_counter
         observe = self.metrics.observe_apply
+        waiter = self.proposer.waiter
+        decoded = self._decoded
         if failpoints.ACTIVE is not None:
             failpoints.hit("apply-before")
         with self.backend.begin_write() as txn:
@@ -382,6 +387,9 @@ class Core:
                 if e.index <= consistent or not e.data:
                     continue  # already in the backend (replay), or a leader's empty entry
                 rid, op, req = decode(e.data)
+                fut = waiter(rid)
+                if fut is not None and decoded:
+                    req = decoded.pop(fut, req)
                 self.auth.apply_index = e.index   # simple tokens name their entry
                 t0 = clock()
                 try:
@@ -391,7 +399,8 @@ class Core:
                 except DecodeError:   # never validated: every member refuses it alike
                     res = GrpcError(StatusCode.INTERNAL, UNPARSABLE)
                 observe(op, req, not isinstance(res, GrpcError), clock() - t0)
-                results.append((rid, res))
+                if fut is not None:
+                    results.append((fut, res))
             last = entries[-1]
             if last.index > consistent:
                 self.store.set_consistent_index(txn, last.index, last.term)
@@ -408,10 +417,8 @@ class Core:
                     self.watch_hub.notify(rtxn, rev, cs)
         if self.watch_hub.unsynced:
             self.schedule_catch_up()
-        waiter = self.proposer.waiter
-        for rid, res in results:
-            fut = waiter(rid)
-            if fut is None or fut.done():
+        for fut, res in results:
+            if fut.done():
                 continue
             if isinstance(res, GrpcError):
                 fut.set_exception(res)
@@ -494,7 +501,10 @@ class Core:
         """etcd's: 5 s plus two election timeouts."""
         return 5.0 + 2 * self.cfg.election_timeout / 1000.0
 
-    def propose(self, op: int, req: bytes):
+    def propose(self, op: int, req: bytes, decoded=None):
+        """``decoded``: the request as the caller already decoded it from ``req``;
+        this member's apply then uses it instead of decoding the entry again (the
+        op's applier takes either)."""
         if len(req) > self.cfg.max_request_bytes:
             raise etcd_error(EtcdError.REQUEST_TOO_LARGE)
         if not self.raft.lead:
@@ -502,9 +512,16 @@ class Core:
             raise etcd_error(EtcdError.NO_LEADER)
         if self.auth.enabled:   # a checked request carries its caller to apply
             op, req = self.auth_api.stamp(op, req)
+            decoded = None      # the entry is the stamped op's, not the request's
         fut = self.proposer.propose(op, req)
         self.deadlines.add(fut)
+        if decoded is not None:
+            self._decoded[fut] = decoded
+            fut.add_done_callback(self._forget_decoded)
         return fut
+
+    def _forget_decoded(self, fut) -> None:
+        self._decoded.pop(fut, None)   # expired or failed before its apply
 
     def propose_internal(self, op: int, req: bytes):
         return self.proposer.propose(op, req)

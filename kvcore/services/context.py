@@ -5,9 +5,13 @@ use only the names below (no private attributes of the core). State objects are
 read through ``ctx`` at call time, never kept: a snapshot install replaces them.
 
 Proposing and reading
-  propose(op, payload) -> future      a client's proposal: checks the size and that
-                                      there is a leader, fails with the request timeout;
-                                      resolves with the applier's response bytes
+  propose(op, payload[, decoded])     a client's proposal: checks the size and that
+  -> future                           there is a leader, fails with the request timeout;
+                                      resolves with the applier's response bytes.
+                                      ``decoded``: the payload as the service already
+                                      decoded it; this member's applier then gets it
+                                      instead of the bytes (appliers of such ops take
+                                      either), so the proposing member decodes once
   propose_internal(op, payload)       the member's own proposal (lease expiry,
   -> future                           checkpoints, publish): no deadline; the caller
                                       handles failure (``log_failure``)
@@ -61,7 +65,7 @@ class ServerContext(Protocol):
     quota: Any
     metrics: Any
 
-    def propose(self, op: int, payload: bytes) -> Awaitable[bytes]: ...
+    def propose(self, op: int, payload: bytes, decoded: Any = None) -> Awaitable[bytes]: ...
     def propose_internal(self, op: int, payload: bytes) -> Awaitable[bytes]: ...
     def propose_conf_change(self, cc) -> Awaitable[int]: ...
     def linearizable(self, fn: Callable[[], Any]) -> Awaitable[Any]: ...

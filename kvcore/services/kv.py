@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from kvcore.api import rpc_pb2, wire
-from kvcore.api.rules import is_txn_readonly, is_txn_serializable, txn_puts
+from kvcore.api.rules import txn_puts, txn_shape
 from kvcore.mvcc import kvops
 from kvcore.mvcc.store import CompactedError, FutureRevError, ReadView
 from kvcore.server.entry import OP_COMPACT, OP_DELETE, OP_PUT, OP_TXN
@@ -63,12 +63,15 @@ class KVService:
     def txn(self, req: bytes):
         r = rpc_pb2.TxnRequest.FromString(req)
         ctx = self.ctx
-        if is_txn_readonly(r):
+        readonly, serializable, puts = txn_shape(r)
+        if readonly:
             def serve():
                 rev, body = ctx.read(lambda view: self.applier.txn(ReadOnlyTxn(view), r))
                 return wire.with_header(ctx.header(rev), body)
-            return serve() if is_txn_serializable(r) else ctx.linearizable(serve)
-        return (txn_puts(r) and ctx.quota.check(len(req))) or ctx.propose(OP_TXN, req)
+            return serve() if serializable else ctx.linearizable(serve)
+        # The decoded request goes with the proposal: this member's apply uses it
+        # instead of decoding the entry again (other members decode it once).
+        return (puts and ctx.quota.check(len(req))) or ctx.propose(OP_TXN, req, r)
 
     def compact(self, req: bytes):
         rpc_pb2.CompactionRequest.FromString(req)   # what cannot parse is not proposed
@@ -87,9 +90,12 @@ class KVService:
         self.ctx.metrics.deletes += 1
         return self.applier.delete_range(w, rpc_pb2.DeleteRangeRequest.FromString(req))
 
-    def apply_txn(self, txn, w, req: bytes):
+    def apply_txn(self, txn, w, req):
+        """``req``: the entry's bytes, or the TxnRequest this member proposed."""
         self.ctx.metrics.txns += 1
-        return self.applier.txn(w, rpc_pb2.TxnRequest.FromString(req))
+        if isinstance(req, bytes):
+            req = rpc_pb2.TxnRequest.FromString(req)
+        return self.applier.txn(w, req)
 
     def apply_compact(self, txn, w, req: bytes):
         ctx = self.ctx
@@ -105,8 +111,8 @@ class KVService:
         return ctx.store.current_rev, b""
 
 
-def _txn_capped(req: bytes) -> bool:
-    return txn_puts(rpc_pb2.TxnRequest.FromString(req))
+def _txn_capped(req) -> bool:
+    return txn_puts(rpc_pb2.TxnRequest.FromString(req) if isinstance(req, bytes) else req)
 
 
 class ReadOnlyTxn:

@@ -6,6 +6,7 @@ and after: CPU per put of the process that limits write throughput, less sensiti
 a busy machine than requests per second.
 
     python -m bench.probes.experiments.core_cpu_per_put --a /work/main --b . [--rounds 5]
+        [--workload txn-put --txn-ops 16] [--total 60000]
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one_run(tree: str, total: int, workers: int) -> tuple[float, float]:
+def one_run(tree: str, total: int, workers: int,
+            workload: tuple = ("put",)) -> tuple[float, float]:
     """-> (core CPU microseconds per put, requests per second)."""
     env = {"PYTHONPATH": os.path.abspath(tree)}
     srv = Server("kvcore", [sys.executable, "-m", "kvcore"], "kvcore",
@@ -35,10 +37,10 @@ def one_run(tree: str, total: int, workers: int) -> tuple[float, float]:
         put = [sys.executable, "-m", "bench", "--endpoints", f"127.0.0.1:{srv.port}",
                "--conns", "10", "--clients", "100", "--no-progress"]
         penv = dict(os.environ, **env)
-        subprocess.run(put + ["--total", "2000", "put"], env=penv, capture_output=True,
+        subprocess.run(put + ["--total", "2000", *workload], env=penv, capture_output=True,
                        timeout=120, check=True)
         c0 = cpu_seconds(srv.proc.pid)
-        r = subprocess.run(put + ["--total", str(total), "--json", "-", "put"], env=penv,
+        r = subprocess.run(put + ["--total", str(total), "--json", "-", *workload], env=penv,
                            capture_output=True, text=True, timeout=600, check=True)
         c1 = cpu_seconds(srv.proc.pid)
         return (c1 - c0) / total * 1e6, json.loads(r.stdout)["rps"]
@@ -53,11 +55,15 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--total", type=int, default=60000)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workload", choices=("put", "txn-put"), default="put")
+    ap.add_argument("--txn-ops", type=int, default=16, help="puts per txn (txn-put)")
     a = ap.parse_args(argv)
+    workload = (a.workload,) + (("--txn-ops", str(a.txn_ops), "--key-space-size",
+                                  "100000") if a.workload == "txn-put" else ())
     runs: dict = {"A": [], "B": []}
     for _ in range(a.rounds):
         for name, tree in (("A", a.a), ("B", a.b)):
-            us, rps = one_run(tree, a.total, a.workers)
+            us, rps = one_run(tree, a.total, a.workers, workload)
             runs[name].append(us)
             print(f"{name} {tree}: {us:.1f} us core CPU/put, {rps:.0f} put/s", flush=True)
     for name, tree in (("A", a.a), ("B", a.b)):
