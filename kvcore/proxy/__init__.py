@@ -6,6 +6,9 @@
 * watch.py    -- identical watches from many clients on one upstream watch
 * kv.py, cache.py -- serializable ranges cached and invalidated as etcd's proxy does
 * lease.py    -- keep-alives of one lease from many clients sent up once
-* cluster.py  -- Cluster.MemberList answered with the proxy itself (grpcproxy/cluster.go)
+* cluster.py  -- Cluster.MemberList answered with the proxy itself or the proxies
+                 registered under --resolver-prefix (grpcproxy/cluster.go)
+* register.py -- --resolver-prefix/--resolver-ttl: the proxy's leased registration
+* namespace.py -- --namespace: KV, Watch and LeaseTimeToLive keys prefixed/stripped
 * server.py   -- the MethodTable served by the same engine as a member, /health, /metrics
 """

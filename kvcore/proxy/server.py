@@ -97,8 +97,13 @@ def method_table(cfg: ProxyConfig, up: Upstream, metrics: Metrics,
     kv.install(table, up, metrics)
     for path, h in list(table.unary.items()):
         def counted(h=h, n=path.rsplit("/", 1)[1]):
+            child = None                  # the label looked up at the first call only
+
             async def c(request, ctx):
-                metrics.requests.labels(n).inc()
+                nonlocal child
+                if child is None:
+                    child = metrics.requests.labels(n)
+                child.inc()
                 return await h(request, ctx)
             return c
         table.unary[path] = counted()

@@ -28,19 +28,27 @@ _HOP_HEADERS = {"content-type", "te", "user-agent", "grpc-timeout", "grpc-encodi
 
 def target(endpoints: list) -> tuple:
     """gRPC target naming every endpoint (ipv4:/ipv6: lists need addresses) and the
-    authority TLS checks the server name against."""
-    addrs, authority = [], None
+    authority TLS checks the server name against. A host name that does not resolve
+    now is left out; when none does, the first is handed to gRPC's DNS resolver,
+    which keeps trying (etcd's proxy, too, starts and waits for its endpoints)."""
+    addrs, unresolved, authority = [], [], None
     for ep in endpoints:
         host, port = host_port(ep)
         authority = authority or f"{host}:{port}"
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            ip = ipaddress.ip_address(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-                                      [0][4][0])
+            try:
+                ip = ipaddress.ip_address(socket.getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM)[0][4][0])
+            except OSError:
+                unresolved.append(f"{host}:{port}")
+                continue
         addrs.append((ip.version, f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"))
     v4 = [a for v, a in addrs if v == 4]
     v6 = [a for v, a in addrs if v == 6]
+    if not addrs:
+        return f"dns:///{unresolved[0]}", authority
     return ("ipv4:" + ",".join(v4)) if v4 else ("ipv6:" + ",".join(v6)), authority
 
 

@@ -15,9 +15,10 @@ from tests import etcd351, servers
 WAIT = 30.0
 
 
-def start_proxy(kind: str, base: str, members, extra: tuple = ()) -> tuple:
+def start_proxy(kind: str, base: str, members, extra: tuple = (),
+                endpoints: str = "") -> tuple:
     port = servers.free_port()
-    eps = ",".join(f"127.0.0.1:{m.port}" for m in members)
+    eps = endpoints or ",".join(f"127.0.0.1:{m.port}" for m in members)
     flags = ["start", f"--endpoints={eps}", f"--listen-addr=127.0.0.1:{port}",
              f"--advertise-client-url=127.0.0.1:{port}", *extra]
     argv = ([sys.executable, "-m", "kvcore", "grpc-proxy", *flags] if kind == "kvcore"

@@ -238,15 +238,18 @@ def watcher_output(p, timeout: float) -> str:
     return os.read(p.stdout.fileno(), 65536).decode()
 
 
-def test_no_reachable_endpoint(tmp_path):
-    """Both proxies start without a reachable endpoint, report unhealthy with etcd's
-    body and status, and fail a client's request on its deadline."""
+@pytest.mark.parametrize("where", ["dead port", "unresolvable host"])
+def test_no_reachable_endpoint(tmp_path, where):
+    """Both proxies start without a reachable endpoint (nothing listening, or a host
+    name that does not resolve), report unhealthy with etcd's body and status, and
+    fail a client's request on its deadline."""
     import urllib.error
     import urllib.request
-    dead = servers.free_port()           # handed out, nothing listens there
+    dead = (f"127.0.0.1:{servers.free_port()}" if where == "dead port"   # nothing there
+            else "no-such-host.invalid:2379")
     outs = []
     for kind in ("kvcore", "etcd"):
-        proxy, addr = start_proxy(kind, str(tmp_path), [type("M", (), {"port": dead})])
+        proxy, addr = start_proxy(kind, str(tmp_path), [], endpoints=dead)
         try:
             with pytest.raises(urllib.error.HTTPError) as e:
                 urllib.request.urlopen(f"http://{addr}/health", timeout=10)
