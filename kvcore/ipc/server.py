@@ -318,5 +318,8 @@ class CoreConnection(fr.FrameProtocol):
             self.send(call_id, method, fr.RESP, fut.result())
         elif isinstance(exc, GrpcError):
             self.send(call_id, method, fr.ERR, fr.pack_error(exc.code, exc.message))
+        elif isinstance(exc, DecodeError):   # decoded inside the handler's coroutine
+            self.send(call_id, method, fr.ERR, fr.pack_error(
+                StatusCode.INTERNAL, f"grpc: error unmarshalling request: {exc}"))
         else:
             self.send(call_id, method, fr.ERR, fr.pack_error(StatusCode.UNKNOWN, str(exc)))
