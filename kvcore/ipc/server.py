@@ -10,7 +10,7 @@ from google.protobuf.message import DecodeError
 
 from kvcore.api.errors import EtcdError
 from kvcore.api.methods import PATHS
-from kvcore.auth.caller import CALLER, TokenPending
+from kvcore.auth.caller import TokenPending
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.ipc import framing as fr
 from kvcore.server import learner
@@ -122,8 +122,9 @@ class CoreConnection(fr.FrameProtocol):
             try:
                 self._unary(call_id, method, payload)
             finally:
-                if caller is not None:
-                    CALLER.reset(caller)
+                if caller is not None:   # the context variables authorize set
+                    for var, tok in reversed(caller):
+                        var.reset(tok)
         elif kind == fr.S_MSG:
             st = self.streams.get(call_id)
             if st is not None:
