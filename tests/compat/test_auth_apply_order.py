@@ -144,15 +144,20 @@ def scenario(c: Cluster) -> dict:
 
 @pytest.mark.parametrize("token_kind", ["simple", "jwt"])
 def test_auth_change_between_arrival_and_apply_matches_etcd(tmp_path, token_kind):
-    got = {}
-    for kind in ("kvcore", "etcd"):
-        c = Cluster(kind, str(tmp_path / kind), token_kind)
+    def run(kind, attempt=""):
+        c = Cluster(kind, str(tmp_path / f"{kind}{attempt}"), token_kind)
         try:
-            got[kind] = scenario(c)
+            return scenario(c)
         finally:
             c.close()
-    assert got["kvcore"] == got["etcd"]
-    want = got["etcd"]   # and the scenario shows what it is meant to
+    got, want = run("kvcore"), run("etcd")
+    if got != want:
+        # etcd 3.5.1 itself answered one step differently in about one run of five
+        # here (an early Put written, a JWT read-only Txn served; not understood):
+        # its run is repeated once, kvcore's never.
+        want = run("etcd", "-again")
+    assert got == want
+    # and the scenario shows what it is meant to
     assert want["put sent before auth enable"] == (
         "INVALID_ARGUMENT", "etcdserver: user name is empty")
     assert want["early put written"] == 0
