@@ -123,11 +123,14 @@ class TLSInfo:
         if self.crl_file:
             raise TLSConfigError("--client-crl-file is not supported by --grpc-engine grpcio "
                                  "(use the native engine)")
-        if self.cipher_suites or self.max_version or self.min_version not in ("", "TLS1.2") \
-                or self.allowed_hostname or self.allowed_cn:
-            raise TLSConfigError("--cipher-suites, --tls-min-version, --tls-max-version and "
-                                 "--client-cert-allowed-hostname are not supported by "
-                                 "--grpc-engine grpcio (use the native engine)")
+        refused = tls_policy.grpcio_refusal(self)
+        if refused:
+            raise TLSConfigError(refused)
+        if self.cipher_suites:
+            # grpc's one knob for them: read by grpc core when it first builds TLS
+            # credentials, and this worker process builds only these.
+            os.environ["GRPC_SSL_CIPHER_SUITES"] = tls_policy.openssl_ciphers(
+                self.cipher_suites)
         with open(self.cert_file, "rb") as f:
             cert = f.read()
         with open(self.key_file, "rb") as f:
@@ -317,7 +320,8 @@ def client_info(cfg) -> Optional[TLSInfo]:
         return None
     info.server_context()        # fail now, not in every worker, on bad files
     if getattr(cfg, "grpc_engine", "") == "grpcio":
-        info.grpc_server_credentials()
+        if info.client_cert_auth:   # else the native front ends TLS, with the policy
+            info.grpc_server_credentials()
         schemes: dict = {}
         for u in cfg.listen_client_urls:
             p = urlparse(u)

@@ -92,6 +92,28 @@ def validate(ciphers: list[str], min_version: str, max_version: str) -> None:
         raise PolicyError("cipher suites cannot be configured when only TLS1.3 is enabled")
 
 
+def grpcio_refusal(info) -> str:
+    """What of the policy grpcio cannot do where it ends TLS itself (the grpcio engine
+    with --client-cert-auth): "" if nothing. grpc's Python credentials take a key
+    pair, roots and whether to require a client certificate; the cipher suites go
+    through the GRPC_SSL_CIPHER_SUITES variable (TLS 1.2 suites), and grpc core
+    always offers TLS 1.2 and 1.3, with no per-handshake hook for a name check."""
+    why = []
+    if info.min_version == "TLS1.3":
+        why.append("--tls-min-version TLS1.3")
+    if info.max_version == "TLS1.2":
+        why.append("--tls-max-version TLS1.2")
+    if info.cipher_suites and not openssl_ciphers(info.cipher_suites):
+        why.append("--cipher-suites with TLS 1.3 suites only")
+    if info.allowed_hostname or info.allowed_cn:
+        why.append("--client-cert-allowed-hostname")
+    if not why:
+        return ""
+    return (f"{', '.join(why)} cannot be enforced by --grpc-engine grpcio with "
+            "--client-cert-auth (grpc's TLS always offers TLS1.2 and TLS1.3 and has no "
+            "certificate name hook); use --grpc-engine native")
+
+
 def apply(ctx: ssl.SSLContext, info, server: bool) -> None:
     """Versions and ciphers on a context; for a server, the certificate reload
     and the allowed CN/host name check."""

@@ -9,7 +9,13 @@ check matters at apply (``STAMPED`` methods): the core's auth check sets
 ``CALLER`` while the handler runs, and ``stamp`` wraps what the handler proposes.
 
 A stamped proposal's payload: u64 auth revision, u16 user length, the user (UTF-8),
-u8 the inner proposal's op, then the inner payload.
+u8 the inner proposal's op, then the inner payload. ``TRUSTED`` stamps what the
+member proposes on its own while auth is on (lease expiry, the Lock and Election
+services' writes after their own check), as etcd proposes those as root.
+
+A linearizable read is checked when it arrives and again once the read index is
+reached (etcd checks only then): ``RECHECK`` holds that second check while the
+handler runs.
 """
 from __future__ import annotations
 
@@ -45,6 +51,15 @@ class TokenPending(Exception):
 # The caller of the request whose handler is running (None: not a stamped method).
 CALLER: contextvars.ContextVar[Optional[Caller]] = contextvars.ContextVar(
     "kvcore_auth_caller", default=None)
+
+
+# A client call with no user (auth on): etcd's empty AuthInfo, refused at apply.
+ANONYMOUS = Caller("", 0)
+TRUSTED_REV = 2 ** 64 - 1
+TRUSTED = Caller("", TRUSTED_REV)
+
+# The permission check a linearizable read repeats after its wait (None: none).
+RECHECK: contextvars.ContextVar = contextvars.ContextVar("kvcore_auth_recheck", default=None)
 
 
 def stamp(caller: Caller, op: int, payload: bytes) -> bytes:

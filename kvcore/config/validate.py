@@ -73,6 +73,15 @@ def _security(cfg) -> None:
         tls_policy.validate(cfg.cipher_suites, cfg.tls_min_version, cfg.tls_max_version)
     except tls_policy.PolicyError as e:
         raise Invalid(str(e))
+    if cfg.grpc_engine == "grpcio" and cfg.client_cert_auth and any(
+            u.startswith("https://") for u in cfg.listen_client_urls):
+        from kvcore.tls import TLSInfo   # grpcio ends TLS itself there (kvcore/tls.py)
+        refused = tls_policy.grpcio_refusal(TLSInfo(
+            cipher_suites=cfg.cipher_suites, min_version=cfg.tls_min_version,
+            max_version=cfg.tls_max_version,
+            allowed_hostname=cfg.client_cert_allowed_hostname))
+        if refused:
+            raise Invalid(refused, "start")
     if cfg.peer_cert_allowed_cn and cfg.peer_cert_allowed_hostname:
         raise Invalid(f'AllowedCN and AllowedHostname are mutually exclusive (cn='
                       f'"{cfg.peer_cert_allowed_cn}", hostname='

@@ -327,6 +327,9 @@ def _scalar(fd, v):
                                   f"{fd.enum_type.full_name}")
             return ev.number
         if isinstance(v, int) and not isinstance(v, bool):
+            if not -2 ** 31 <= v < 2 ** 31:   # an enum is an int32 (etcd 3.5.1's answer)
+                raise DecodeError(f"json: cannot unmarshal number {v} into Go value of "
+                                  "type protoreflect.EnumNumber")
             return v
         raise DecodeError(f"invalid value for enum type: {json.dumps(v)}")
     if t in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):

@@ -10,7 +10,7 @@ from google.protobuf.message import DecodeError
 
 from kvcore.api.errors import EtcdError
 from kvcore.api.methods import PATHS
-from kvcore.auth.caller import CALLER, TokenPending
+from kvcore.auth.caller import TokenPending
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.ipc import framing as fr
 from kvcore.server import learner
@@ -132,8 +132,9 @@ class CoreConnection(fr.FrameProtocol):
             try:
                 self._unary(call_id, method, payload)
             finally:
-                if caller is not None:
-                    CALLER.reset(caller)
+                if caller is not None:   # the context variables authorize set
+                    for var, tok in reversed(caller):
+                        var.reset(tok)
         elif kind == fr.S_MSG:
             st = self.streams.get(call_id)
             if st is not None:
@@ -328,5 +329,8 @@ class CoreConnection(fr.FrameProtocol):
             self.send(call_id, method, fr.RESP, fut.result())
         elif isinstance(exc, GrpcError):
             self.send(call_id, method, fr.ERR, fr.pack_error(exc.code, exc.message))
+        elif isinstance(exc, DecodeError):   # decoded inside the handler's coroutine
+            self.send(call_id, method, fr.ERR, fr.pack_error(
+                StatusCode.INTERNAL, f"grpc: error unmarshalling request: {exc}"))
         else:
             self.send(call_id, method, fr.ERR, fr.pack_error(StatusCode.UNKNOWN, str(exc)))

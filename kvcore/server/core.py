@@ -524,6 +524,8 @@ class Core:
         self._decoded.pop(fut, None)   # expired or failed before its apply
 
     def propose_internal(self, op: int, req: bytes):
+        if self.auth.enabled:   # the member's own (lease expiry): etcd proposes it as root
+            op, req = self.auth_api.stamp_trusted(op, req)
         return self.proposer.propose(op, req)
 
     def propose_conf_change(self, cc):

@@ -26,7 +26,8 @@ import bcrypt
 from kvcore.api import rpc_pb2, v3election_pb2 as epb, v3lock_pb2 as lpb, wire
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.api.methods import METHOD_ID, PATHS
-from kvcore.auth.caller import CALLER, Caller, TokenPending, stamp, unstamp
+from kvcore.auth.caller import (ANONYMOUS, CALLER, RECHECK, TRUSTED, TRUSTED_REV, Caller,
+                                TokenPending, stamp, unstamp)
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.concurrency.client import prefix_end
 from kvcore.server.auth import READ, WRITE
@@ -60,7 +61,10 @@ class AuthService:
         self._stamped_methods = {METHOD_ID[p] for p in STAMPED_OPS.values() if p}
         self._stamped_methods.update(METHOD_ID[AUTH + n] for n in AUTH_OPS
                                      if n != "Authenticate")
+        self._rechecked_reads = {METHOD_ID["/etcdserverpb.KV/Range"],
+                                 METHOD_ID["/etcdserverpb.KV/Txn"]}
         self._appliers: dict = {}
+        self._plain: dict = {}   # op -> its applier without the unstamped-proposal guard
         self._waiters: dict[int, list] = {}   # log index -> futures (TokenPending)
         self._applied = 0
 
@@ -87,6 +91,7 @@ class AuthService:
         reg.applier(OP_AUTH, self.apply)
         reg.applier(OP_STAMPED, self.apply_stamped, capped=self._stamped_capped)
         self._appliers = reg.appliers
+        reg.state_opened(self._guard_unstamped)
 
     def apply(self, txn, w, req: bytes):
         resp = self.store.apply(txn, AUTH_OPS[req[0]], req[1:])
@@ -214,26 +219,49 @@ class AuthService:
     # ---- stamping proposals with their caller ----
 
     def stamp(self, op: int, req: bytes) -> tuple[int, bytes]:
-        """What the core proposes: stamped with the caller if the running handler's
-        method is re-checked at apply."""
-        caller = CALLER.get()
-        if caller is None or op not in STAMPED_OPS:
+        """What the core proposes while auth is on: a checked op stamped with the
+        running handler's caller, or TRUSTED when the member proposes it itself."""
+        if op not in STAMPED_OPS:
             return op, req
-        return OP_STAMPED, stamp(caller, op, req)
+        return OP_STAMPED, stamp(CALLER.get() or TRUSTED, op, req)
+
+    def stamp_trusted(self, op: int, req: bytes) -> tuple[int, bytes]:
+        if op not in STAMPED_OPS:
+            return op, req
+        return OP_STAMPED, stamp(TRUSTED, op, req)
 
     def apply_stamped(self, txn, w, data: bytes):
         """A stamped proposal: its own applier, if its caller is still allowed
         (etcd's authApplierV3), else the etcd error."""
         caller, op, inner = unstamp(data)
-        if self.store.enabled:
-            if op == OP_AUTH:
-                path, payload = AUTH + AUTH_OPS[inner[0]], inner[1:]
-            else:
-                path, payload = STAMPED_OPS[op], inner
-            check = self.checks[METHOD_ID[path]]
-            if check is not None and check is not _NO_CHECK:
-                check(caller, payload)
-        return self._appliers[op].fn(txn, w, inner)
+        if self.store.enabled and caller.rev != TRUSTED_REV:
+            self._check_at_apply(caller, op, inner)
+        return self._plain[op](txn, w, inner)
+
+    def _check_at_apply(self, caller: Optional[Caller], op: int, inner: bytes) -> None:
+        if op == OP_AUTH:
+            path, payload = AUTH + AUTH_OPS[inner[0]], inner[1:]
+        else:
+            path, payload = STAMPED_OPS[op], inner
+        check = self.checks[METHOD_ID[path]]
+        if check is not None and check is not _NO_CHECK:
+            check(caller, payload)
+
+    def _guard_unstamped(self) -> None:
+        """A checked op that arrives unstamped was proposed while auth was off; applied
+        once it is on, it is checked as etcd checks a request whose header has no user
+        (auth revision 0): "etcdserver: user name is empty" for what needs one."""
+        for op in STAMPED_OPS:
+            if op in self._plain:
+                continue
+            a = self._appliers[op]
+            self._plain[op] = fn = a.fn
+
+            def guarded(txn, w, req: bytes, op=op, fn=fn):
+                if self.store.enabled:
+                    self._check_at_apply(None, op, req)
+                return fn(txn, w, req)
+            self._appliers[op] = a._replace(fn=guarded)
 
     def _stamped_capped(self, data: bytes) -> bool:
         _, op, inner = unstamp(data)
@@ -253,9 +281,21 @@ class AuthService:
         user = self.caller(token)
         if check is not None:
             check(user, payload)
-        if user is not None and method in self._stamped_methods:
-            return CALLER.set(user)
-        return None
+        resets = []
+        if method in self._stamped_methods:
+            resets.append((CALLER, CALLER.set(user if user is not None else ANONYMOUS)))
+        if method in self._rechecked_reads:
+            resets.append((RECHECK, RECHECK.set(
+                lambda: self._recheck(method, check, payload, token))))
+        return resets or None
+
+    def _recheck(self, method: int, check, payload: bytes, token: Optional[str]) -> None:
+        """etcd's doSerialize, run once a linearizable read's index is reached: the
+        caller and its permission as they are now (a simple token takes the current
+        auth revision, a JWT keeps its own: a changed store is "revision ... old")."""
+        if not self.store.enabled or check is None:
+            return
+        check(self.caller(token), payload)
 
     def stream_user(self, token: Optional[str]) -> Optional[str]:
         return self.caller(token)   # TokenPending goes up: the IPC server waits

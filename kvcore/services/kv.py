@@ -11,6 +11,7 @@ import time
 
 from kvcore.api import rpc_pb2, wire
 from kvcore.api.rules import txn_puts, txn_shape
+from kvcore.auth.caller import RECHECK
 from kvcore.mvcc import kvops
 from kvcore.mvcc.store import CompactedError, FutureRevError, ReadView
 from kvcore.server.entry import OP_COMPACT, OP_DELETE, OP_PUT, OP_TXN
@@ -52,7 +53,7 @@ class KVService:
         def serve():
             rev, body = ctx.read(lambda view: self.applier.range(view, r))
             return wire.with_header(ctx.header(rev), body)
-        return serve() if r.serializable else ctx.linearizable(serve)
+        return serve() if r.serializable else ctx.linearizable(_rechecked(serve))
 
     def put(self, req: bytes):
         return self.ctx.quota.check(len(req)) or self.ctx.propose(OP_PUT, req)
@@ -68,7 +69,7 @@ class KVService:
             def serve():
                 rev, body = ctx.read(lambda view: self.applier.txn(ReadOnlyTxn(view), r))
                 return wire.with_header(ctx.header(rev), body)
-            return serve() if serializable else ctx.linearizable(serve)
+            return serve() if serializable else ctx.linearizable(_rechecked(serve))
         # The decoded request goes with the proposal: this member's apply uses it
         # instead of decoding the entry again (other members decode it once).
         return (puts and ctx.quota.check(len(req))) or ctx.propose(OP_TXN, req, r)
@@ -109,6 +110,20 @@ class KVService:
         if ctx.watch_hub.unsynced:
             ctx.schedule_catch_up()
         return ctx.store.current_rev, b""
+
+
+def _rechecked(serve):
+    """A linearizable read, served once its index is reached after the caller's
+    permission is checked again (auth on): the auth store may have changed while
+    it waited, and etcd checks only then."""
+    recheck = RECHECK.get()
+    if recheck is None:
+        return serve
+
+    def checked_serve():
+        recheck()
+        return serve()
+    return checked_serve
 
 
 def _txn_capped(req) -> bool:

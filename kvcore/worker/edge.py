@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from google.protobuf.message import DecodeError
+
 from kvcore.api import rpc_pb2, rules
 from kvcore.api.methods import METHOD_ID, PATHS
+from kvcore.engine.base import GrpcError, MethodTable, StatusCode
 
 KV = "/etcdserverpb.KV/"
 
@@ -61,3 +64,19 @@ class Edge:
         if check is not None:
             check(payload)
         return self.client.call_token(method, payload, token)
+
+
+def unmarshal_errors(methods: MethodTable) -> MethodTable:
+    """Bytes that do not parse as the method's request get grpc-go's answer, INTERNAL
+    "grpc: error unmarshalling request: ...", from whichever handler decodes them
+    (the edge checks, the worker's local reads), instead of UNKNOWN."""
+    def wrap(fn):
+        async def handler(request: bytes, ctx) -> bytes:
+            try:
+                return await fn(request, ctx)
+            except DecodeError as e:
+                raise GrpcError(StatusCode.INTERNAL,
+                                f"grpc: error unmarshalling request: {e}") from None
+        return handler
+    return MethodTable(unary={p: wrap(fn) for p, fn in methods.unary.items()},
+                       stream=methods.stream)

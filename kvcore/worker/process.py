@@ -30,7 +30,7 @@ from kvcore.metrics import listener as probes
 from kvcore.metrics.grpc_stats import GrpcStats
 from kvcore.server import client_listeners
 from kvcore.tls import TLSConfigError, TLSInfo
-from kvcore.worker.edge import Edge
+from kvcore.worker.edge import Edge, unmarshal_errors
 from kvcore.worker.reads import LocalReads
 
 log = logging.getLogger("kvcore.worker")
@@ -78,7 +78,7 @@ async def run(args: dict) -> None:
                            ReadState.attach(args["read_state_fd"]))
         reads.stats = stats
         methods.unary["/etcdserverpb.KV/Range"] = reads.range
-    methods = stats.instrument(methods, METHOD_ID)
+    methods = stats.instrument(unmarshal_errors(methods), METHOD_ID)
 
     async def probe(method: str, target: str):
         """/metrics and the health endpoints: the core answers."""

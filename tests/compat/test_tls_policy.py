@@ -26,7 +26,7 @@ def s_client(port, *args) -> tuple[bool, str, str]:
     """(handshake done, negotiated cipher, server certificate subject)."""
     p = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
                         "-noservername", *args], input="", capture_output=True, text=True,
-                       timeout=20)
+                       errors="replace", timeout=20)
     out = p.stdout + p.stderr
     cipher = next((l.split("Cipher is", 1)[1].strip() for l in out.splitlines()
                    if l.startswith("New, ") and "Cipher is" in l), "")
@@ -150,3 +150,43 @@ def test_rotated_certificate_is_served_without_restart(pki, tmp_path):
     assert before == ["O = kvcore tests, CN = server"] * 2
     assert after == ["O = kvcore tests, CN = elsewhere"] * 2
     assert procs_alive == [True, True]
+
+
+def test_cipher_suites_on_grpcio_with_client_cert_auth(pki, tmp_path):
+    """grpcio ends TLS itself with --client-cert-auth: the cipher suites reach grpc
+    core (GRPC_SSL_CIPHER_SUITES) and a TLS 1.2 client is refused as etcd refuses it."""
+    flags = ("--cert-file", pki.server_cert, "--key-file", pki.server_key,
+             "--client-cert-auth", "--trusted-ca-file", pki.ca,
+             "--cipher-suites", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256")
+    kv, et = _pair(tmp_path, flags, kv_extra=("--grpc-engine", "grpcio"))
+    client = ("-cert", pki.client_cert, "-key", pki.client_key, "-alpn", "h2")   # grpc needs h2
+    try:
+        probes = [("-tls1_2", "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384"),   # not listed
+                  ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"),   # listed
+                  ("-tls1_2", "-cipher", "ECDHE-ECDSA-CHACHA20-POLY1305")]   # not listed
+        got = [s_client(kv.port, *p, *client)[:2] for p in probes]
+        want = [s_client(et.port, *p, *client)[:2] for p in probes]
+        rc, _, err = kv.etcdctl("--cacert", pki.ca, "--cert", pki.client_cert,
+                                "--key", pki.client_key, "put", "k", "v")
+        assert rc == 0, err
+    finally:
+        kv.stop()
+        et.stop()
+    assert got == want
+    assert [ok for ok, _ in want] == [False, True, False]
+
+
+@pytest.mark.parametrize("flags", [("--tls-max-version", "TLS1.2"),
+                                   ("--tls-min-version", "TLS1.3")])
+def test_grpcio_with_client_cert_auth_refuses_what_it_cannot_enforce(pki, tmp_path, flags):
+    p = subprocess.run(
+        [sys.executable, "-m", "kvcore", "--data-dir", str(tmp_path / "d"),
+         "--grpc-engine", "grpcio", "--cert-file", pki.server_cert, "--key-file",
+         pki.server_key, "--client-cert-auth", "--trusted-ca-file", pki.ca,
+         "--listen-client-urls", "https://127.0.0.1:0",
+         "--advertise-client-urls", "https://127.0.0.1:2379", *flags],
+        capture_output=True, text=True, timeout=30)
+    out = (p.stdout + p.stderr).replace('\\"', '"')
+    assert p.returncode == 1, out
+    assert f"{' '.join(flags)} cannot be enforced by --grpc-engine grpcio with " \
+           "--client-cert-auth" in out, out
