@@ -122,7 +122,7 @@ CTL_SESSION = [
     (("role", "remove", "app"), "root:rootpw"),
     (("user", "remove", "ann"), "root:rootpw"),
     (("auth", "disable",), "root:rootpw"),
-    (("ls", "/"), None),
+    (("ls", "--sort", "/"), None),      # etcd lists a directory in map order
 ]
 
 
