@@ -93,16 +93,16 @@ def count_keys(txn, db, key: bytes, end: Optional[bytes]) -> int:
     outside = chain(before, after)
     # A small range (a console's narrow window, a folder) is counted alone: the walk
     # outside starts only once the range has shown itself to be large.
-    n_in = sum(1 for _ in islice(inside, _ALONE))
+    n_in = len(list(islice(inside, _ALONE)))
     if n_in < _ALONE:
         return n_in
     n_out = 0
     while True:
-        step = sum(1 for _ in islice(inside, _CHUNK))
+        step = len(list(islice(inside, _CHUNK)))
         n_in += step
         if step < _CHUNK:
             return n_in
-        step = sum(1 for _ in islice(outside, _CHUNK))
+        step = len(list(islice(outside, _CHUNK)))
         n_out += step
         if step < _CHUNK:
             return entries - n_out
