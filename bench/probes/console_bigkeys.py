@@ -15,11 +15,15 @@ page shows it):
 * search: a prefix search in the flat list until its first key is shown, for three
   prefixes (100 keys in the middle, a whole folder at the end, one key).
 
-Prints each round and the median of each figure.
+Prints each round and the median of each figure; for the tree page also the range
+calls the page made and the member's CPU time (core and workers, /proc: a figure the
+host's other load moves less than wall time; with --ui, give the member's --pid).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import statistics
 import tempfile
 import time
@@ -37,6 +41,27 @@ FIRST = ("const b = document.querySelector('#entries button');"
          "return !!b && b.textContent.startsWith(arguments[0]);")
 
 
+# Counts the page's gateway range calls (the tree page's cost in round trips).
+COUNT_CALLS = """window.__ranges = 0; if (!window.__wrapped) { window.__wrapped = true;
+const f = window.fetch; window.fetch = (u, o) => { if (u === '/v3/kv/range') window.__ranges++; return f(u, o); }; }"""
+
+
+def cpu_seconds(root: int | None) -> float:
+    if not root:
+        return 0.0
+    pids = [root] + [int(p) for p in subprocess.run(
+        ["pgrep", "-P", str(root)], capture_output=True, text=True).stdout.split()]
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def load(t, keys: int, max_seconds: float) -> int:
     t0 = time.monotonic()
     loaded = 0
@@ -49,7 +74,7 @@ def load(t, keys: int, max_seconds: float) -> int:
     return loaded
 
 
-def one_round(d, ui: str, folders: int) -> dict:
+def one_round(d, ui: str, folders: int, pid: int | None) -> dict:
     out = {}
     t0 = time.perf_counter()
     d.get(ui)
@@ -57,12 +82,16 @@ def one_round(d, ui: str, folders: int) -> dict:
     out["open"] = time.perf_counter() - t0
     wait(d, lambda d: d.execute_script(CLICK, "/"), 30)
     wait(d, lambda d: d.execute_script(HAS, "big/"), 60, "big/")
+    d.execute_script(COUNT_CALLS)
+    c0 = cpu_seconds(pid)
     t0 = time.perf_counter()
     d.execute_script(CLICK, "big/")
     want = min(100, folders)
     wait(d, lambda d: d.execute_script(COUNT) == want and d.execute_script(HAS, "d0000/"), 60,
          "the first page of /big/")
     out["tree"] = time.perf_counter() - t0
+    out["tree_cpu"] = cpu_seconds(pid) - c0
+    out["tree_calls"] = d.execute_script("return window.__ranges")
     Select(d.find_element("id", "mode")).select_by_visible_text("List")
     last = folders - 1
     for i, p in enumerate((f"/big/d{last // 2:04d}/k07", f"/big/d{last:04d}/", "/big/d0001/k0999")):
@@ -77,6 +106,11 @@ def one_round(d, ui: str, folders: int) -> dict:
     return out
 
 
+def show(got: dict) -> str:
+    return "  ".join(f"{k} {v:.0f}" if k.endswith("calls") else f"{k} {v * 1000:.0f} ms"
+                     for k, v in got.items())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--keys", type=int, default=1_000_000)
@@ -84,24 +118,23 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--server", choices=("kvcore", "etcd"), default="kvcore")
     ap.add_argument("--ui", help="a console already serving --keys keys (no load)")
+    ap.add_argument("--pid", type=int, help="with --ui: the member's process, for its CPU time")
     a = ap.parse_args()
     t = None
     d = None
     try:
         if a.ui:
-            ui, loaded = a.ui, a.keys
+            ui, loaded, pid = a.ui, a.keys, a.pid
         else:
             t = start_target(a.server, tempfile.mkdtemp())
-            ui, loaded = t.ui, load(t, a.keys, a.max_load_seconds)
+            ui, loaded, pid = t.ui, load(t, a.keys, a.max_load_seconds), t.member.proc.pid
         d = browser()
         rounds = []
         for r in range(a.rounds):
-            got = one_round(d, ui, max(1, loaded // 1000))
+            got = one_round(d, ui, max(1, loaded // 1000), pid)
             rounds.append(got)
-            print(f"round {r + 1}: " + "  ".join(f"{k} {v * 1000:.0f} ms" for k, v in got.items()),
-                  flush=True)
-        print("median: " + "  ".join(
-            f"{k} {statistics.median(r[k] for r in rounds) * 1000:.0f} ms" for k in rounds[0]))
+            print(f"round {r + 1}: " + show(got), flush=True)
+        print("median: " + show({k: statistics.median(r[k] for r in rounds) for k in rounds[0]}))
     finally:
         if d is not None:
             d.quit()
