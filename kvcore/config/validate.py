@@ -50,8 +50,6 @@ def check(cfg) -> None:
     if cfg.proxy != "off":     # a v2 proxy is no member: etcd checks no more
         return
     members = cfg.initial_cluster_map()
-    if cfg.proxy != "off":   # a v2 proxy only needs the peers' URLs (kvcore/httpproxy/)
-        return
     if cfg.name not in members:
         raise Invalid(f'couldn\'t find local name "{cfg.name}" in the initial cluster '
                       "configuration", "start")
