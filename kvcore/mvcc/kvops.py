@@ -211,6 +211,9 @@ class KVApplier:
         ok = path[pos]
         pos += 1
         parts = [wire.field_varint(2, 1 if ok else 0)]
+        # The ops of a txn share one revision, and a put without prev_kv answers
+        # only its header: each distinct (kind, revision) is assembled once.
+        bare: dict = {}
         for op in (r.success if ok else r.failure):
             which = op.WhichOneof("request")
             if which == "request_range":
@@ -225,8 +228,18 @@ class KVApplier:
             else:
                 body, pos = self._apply_txn(w, op.request_txn, path, pos)
                 rev, num = None, 4
-            # Nested responses carry only their revision (a nested txn: an empty header).
-            hdr = b"" if rev is None else wire.header(0, 0, rev, 0)
-            resp = wire.with_header(hdr, body)
-            parts.append(wire.field_bytes(3, wire.field_bytes(num, resp)))
+            if not body and rev is not None:
+                part = bare.get((num, rev))
+                if part is None:
+                    part = bare[(num, rev)] = _op_response(num, rev, b"")
+                parts.append(part)
+            else:
+                parts.append(_op_response(num, rev, body))
         return b"".join(parts), pos
+
+
+def _op_response(num: int, rev, body: bytes) -> bytes:
+    """A TxnResponse's ResponseOp (field 3) holding response ``num``. Nested responses
+    carry only their revision (a nested txn: an empty header)."""
+    hdr = b"" if rev is None else wire.header(0, 0, rev, 0)
+    return wire.field_bytes(3, wire.field_bytes(num, wire.with_header(hdr, body)))

@@ -65,10 +65,11 @@ def main(argv=None) -> int:
         for name, tree in (("A", a.a), ("B", a.b)):
             us, rps = one_run(tree, a.total, a.workers, workload)
             runs[name].append(us)
-            print(f"{name} {tree}: {us:.1f} us core CPU/put, {rps:.0f} put/s", flush=True)
+            print(f"{name} {tree}: {us:.1f} us core CPU/{a.workload}, "
+                  f"{rps:.0f} {a.workload}/s", flush=True)
     for name, tree in (("A", a.a), ("B", a.b)):
         xs = sorted(runs[name])
-        print(f"{name} {tree}: median {xs[len(xs) // 2]:.1f} us/put "
+        print(f"{name} {tree}: median {xs[len(xs) // 2]:.1f} us/{a.workload} "
               f"(min {xs[0]:.1f}, max {xs[-1]:.1f})")
     return 0
 
