@@ -133,6 +133,11 @@ class HubWatch:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
+    def send_batch(self, payloads: list) -> None:
+        """The hub's batched fan-out (kvcore/mvcc/watch.py) hands several at once."""
+        for p in payloads:
+            self.send(p)
+
     # ---- the reader's side ----
 
     async def next(self) -> rpc_pb2.WatchResponse:
