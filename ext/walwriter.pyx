@@ -29,6 +29,7 @@ cdef extern from "<time.h>" nogil:
         long tv_nsec
     int clock_gettime(int clk, timespec* ts)
     int CLOCK_MONOTONIC
+    int nanosleep(const timespec* req, timespec* rem)
 
 
 cdef extern from "<sys/eventfd.h>" nogil:
@@ -66,6 +67,7 @@ cdef struct Job:
     int error        # errno of the last job, 0 if it succeeded
     int efd
     double sync_seconds  # how long the last job's fdatasync took (0 without one)
+    double fsync_delay   # the wal-fsync failpoint's sleep: a slow disk (0: off)
     pthread_mutex_t mu
     pthread_cond_t cv
 
@@ -76,7 +78,7 @@ cdef void* _run(void* arg) noexcept nogil:
     cdef size_t done
     cdef int err
     cdef uint64_t one = 1
-    cdef timespec t0, t1
+    cdef timespec t0, t1, pause
     cdef double took
     while True:
         pthread_mutex_lock(&j.mu)
@@ -99,6 +101,10 @@ cdef void* _run(void* arg) noexcept nogil:
         took = 0
         if err == 0 and j.sync:
             clock_gettime(CLOCK_MONOTONIC, &t0)
+            if j.fsync_delay > 0:
+                pause.tv_sec = <time_t>j.fsync_delay
+                pause.tv_nsec = <long>((j.fsync_delay - pause.tv_sec) * 1e9)
+                nanosleep(&pause, NULL)
             while fdatasync(j.fd) != 0:
                 if errno != EINTR:
                     err = errno
@@ -128,6 +134,7 @@ cdef class WalWriter:
         self.job.stop = 0
         self.job.error = 0
         self.job.sync_seconds = 0
+        self.job.fsync_delay = 0
         self.job.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         if self.job.efd < 0:
             raise OSError(errno, "eventfd failed")
@@ -175,6 +182,11 @@ cdef class WalWriter:
     def sync_seconds(self) -> float:
         """Duration of the finished job's fdatasync (etcd_disk_wal_fsync_duration_seconds)."""
         return self.job.sync_seconds
+
+    def set_fsync_delay(self, double seconds):
+        """Sleep this long on the writer thread before each fdatasync, counted in its
+        duration: a slow disk (the wal-fsync failpoint), the loop left running."""
+        self.job.fsync_delay = seconds
 
     def close(self):
         if not self.started:

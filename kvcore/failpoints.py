@@ -9,7 +9,8 @@ there, every time: a slow disk). Points (where a call site names them):
 
   wal-before-write   entries reserved in the WAL, not yet written
   wal-after-fsync    entries written and synced, not yet acknowledged to Raft
-  wal-fsync          around the WAL write and fsync (use with sleep: a slow disk)
+  wal-fsync          the WAL's fdatasync (use with sleep: a slow disk; the delay is
+                     spent on the writer thread and counted as fsync time)
   apply-before       committed entries about to be applied to the backend
   apply-after        applied and committed to the backend, responses not yet sent
   snapshot-install   a received snapshot's data about to replace the backend
@@ -72,6 +73,13 @@ def hit(name: str) -> None:
         # One line for the test harness to see, then die without any cleanup.
         os.write(2, f"kvcore: failpoint {name} fired (crash)\n".encode())
         os._exit(86)
+
+
+def sleep_seconds(name: str) -> float:
+    """The sleep failpoint ``name`` is armed with (0.0: none), for a call site that
+    delays on another thread (the WAL writer's fdatasync) instead of calling hit."""
+    p = ACTIVE.get(name) if ACTIVE else None
+    return p.sleep_s if p is not None else 0.0
 
 
 def _load() -> Optional[dict]:

@@ -133,6 +133,11 @@ class HubWatch:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
+    def send_batch(self, payloads: list) -> None:
+        """The hub's batched fan-out (kvcore/mvcc/watch.py) hands several at once."""
+        for p in payloads:
+            self.send(p)
+
     # ---- the reader's side ----
 
     async def next(self) -> rpc_pb2.WatchResponse:
@@ -245,6 +250,21 @@ class LocalClient:
     def watch(self, key: bytes, end: Optional[bytes], start_rev: int,
               no_put: bool = False) -> HubWatch:
         return HubWatch(self.core, key, end, start_rev, no_put)
+
+    async def to_the_end(self, coro, if_gone):
+        """Await ``coro`` (a write) to its end even if the caller goes away meanwhile:
+        a proposed write cannot be taken back, so ``if_gone(result)`` then runs on
+        its own once it is applied, to undo it (a Lock waiter's key that would
+        otherwise stay queued), and the cancellation goes on."""
+        task = asyncio.ensure_future(coro)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError as e:
+            if caller_gone(e):
+                async def undo():
+                    await if_gone(await task)
+                self.spawn(undo())
+            raise
 
     def spawn(self, coro) -> None:
         """Run a clean-up call on its own (etcd's ``m.Unlock(client.Ctx())`` after the

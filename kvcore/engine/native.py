@@ -108,8 +108,9 @@ class NativeEngine:
                                        allow_plaintext=allow_plaintext, raw_route=raw_route)
             self._server.start()
         elif sock is not None:
-            self._server = await loop.create_server(self._core.protocol, sock=sock,
-                                                    backlog=1024)
+            from kvcore.engine.shared_accept import SharedListener
+            self._server = SharedListener(sock, self._core.protocol)
+            self._server.start()
         else:
             self._server = await loop.create_server(
                 self._core.protocol, host, port, reuse_port=reuse_port or None,

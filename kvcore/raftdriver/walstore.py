@@ -31,6 +31,8 @@ class WalStore:
         self.loop = loop
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="wal")
         self._writer = walwriter.WalWriter()
+        if failpoints.ACTIVE is not None:
+            self._writer.set_fsync_delay(failpoints.sleep_seconds("wal-fsync"))
         loop.add_reader(self._writer.fileno(), self._writer_done)
         self._done: Optional[Callable] = None
         self.on_snap_saved: Optional[Callable] = None   # (marshal, fsync, total s) of a .snap
@@ -74,10 +76,11 @@ class WalStore:
         if err == -1 or self._done is None:
             return
         done, self._done = self._done, None
-        if not err and self.wal.on_fsync is not None and not self.wal.unsafe_no_fsync:
-            self.wal.on_fsync(self._writer.sync_seconds())   # etcd's WAL fsync histogram
+        if not err and not self.wal.unsafe_no_fsync:
+            self.wal.fsync_took(self._writer.sync_seconds())   # etcd's WAL fsync histogram
         if failpoints.ACTIVE is not None and not err:
-            failpoints.hit("wal-fsync")
+            if not failpoints.sleep_seconds("wal-fsync"):   # a sleep is the writer's
+                failpoints.hit("wal-fsync")
             failpoints.hit("wal-after-fsync")
         done(OSError(err, f"WAL write to {self.wal.current_path()} failed: "
                           f"{os.strerror(err)}") if err else None)
@@ -94,7 +97,8 @@ class WalStore:
         self.wal.save(WalHardState(hs.term, hs.vote, hs.commit) if hs is not None else None,
                       [(e.index, e.term, e.type, e.data) for e in rd.entries], sync=sync)
         if failpoints.ACTIVE is not None:
-            failpoints.hit("wal-fsync")
+            if not failpoints.sleep_seconds("wal-fsync"):   # a sleep is in wal's fsync
+                failpoints.hit("wal-fsync")
             failpoints.hit("wal-after-fsync")
 
     def save_snapshot(self, snap, before: Optional[Callable], done: Callable) -> None:

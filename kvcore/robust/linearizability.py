@@ -146,12 +146,16 @@ def _rest(n):
 def prune(ops: list[Op]) -> list[Op]:
     """Drop writes of unknown outcome whose (unique) value nobody observed: such a
     write may be linearized after everything else, which is the same as dropping it,
-    and each one left in multiplies the search."""
+    and each one left in multiplies the search. Unless a compare-and-swap that
+    failed could come after it: a failed CAS observes that the value was *not* the
+    one it expected, which an unobserved write may be the only explanation of."""
     observed = {op.result for op in ops if op.kind == "get"}
     observed |= {op.arg[0] for op in ops if op.kind == "cas" and op.result}
+    last_failed_cas = max((op.ret for op in ops if op.kind == "cas" and op.result is False
+                           and op.ret != math.inf), default=-math.inf)
     out = []
     for op in ops:
-        if op.ret == math.inf and op.kind in ("put", "cas"):
+        if op.ret == math.inf and op.kind in ("put", "cas") and op.call >= last_failed_cas:
             value = op.arg if op.kind == "put" else op.arg[1]
             if value not in observed:
                 continue

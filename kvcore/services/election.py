@@ -78,9 +78,13 @@ class ElectionService:
         lease = await c.session_lease(r.lease)
         pfx = r.name + b"/"
         key = pfx + b"%x" % lease
-        resp = await c.txn(rpc_pb2.TxnRequest(
+        async def withdraw(resp) -> None:
+            if resp.succeeded:   # the key this call put (a caller gone during the Txn)
+                await self._resign_txn(key, resp.header.revision)
+
+        resp = await c.to_the_end(c.txn(rpc_pb2.TxnRequest(
             compare=[create_rev_is(key, 0)], success=[op_put(key, r.value, lease)],
-            failure=[op_get(key)]))
+            failure=[op_get(key)])), withdraw)
         rev = resp.header.revision
         if not resp.succeeded:
             kv = resp.responses[0].response_range.kvs[0]

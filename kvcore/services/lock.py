@@ -11,10 +11,10 @@ Lock(name, lease):
   waiting). Answers {header, key}.
 Unlock(key): Delete(key).
 
-A caller that goes away while waiting: etcd deletes the waiter's key. kvcore does
-the same when the call's future is cancelled, but the worker IPC has no frame that
-passes a unary call's cancellation to the core yet, so today such a waiter's key
-stays (and in its turn holds the lock) until it is deleted or its lease ends.
+A caller that goes away while waiting: etcd deletes the waiter's key; kvcore too (the
+worker passes the call's cancellation to the core), also when the caller goes away
+while the Txn putting the key is still in flight: the key is deleted once it is
+applied (etcd's Mutex returns there and leaves it queued until its lease ends).
 """
 from __future__ import annotations
 
@@ -55,10 +55,16 @@ class LockService:
         key = pfx + b"%x" % lease
         # tryAcquire: put self in the waiters (oldest holds the lock), or reuse the key
         # this lease already has; and fetch the owner in the same round trip.
-        resp = await c.txn(rpc_pb2.TxnRequest(
+        async def leave(resp) -> None:
+            if resp.succeeded:   # the key this call put: out of the queue again
+                await c.delete(key)
+
+        # A caller giving up while this Txn is in flight (a slow disk) must not leave
+        # its key queued: it is deleted once the Txn is applied.
+        resp = await c.to_the_end(c.txn(rpc_pb2.TxnRequest(
             compare=[create_rev_is(key, 0)],
             success=[op_put(key, b"", lease), rpc_pb2.RequestOp(request_range=first_create(pfx))],
-            failure=[op_get(key), rpc_pb2.RequestOp(request_range=first_create(pfx))]))
+            failure=[op_get(key), rpc_pb2.RequestOp(request_range=first_create(pfx))])), leave)
         my_rev = resp.header.revision
         if not resp.succeeded:
             my_rev = resp.responses[0].response_range.kvs[0].create_revision

@@ -20,9 +20,15 @@ Contract:
 """
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import time
+
+from kvcore import failpoints, logs
+
+log = logging.getLogger("kvcore.wal")
+WARN_SYNC_SECONDS = 1.0   # etcd's warnSyncDuration
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -286,9 +292,20 @@ class WAL:
     def _sync(self) -> None:
         if not self.unsafe_no_fsync:
             t0 = time.perf_counter()
+            delay = failpoints.sleep_seconds("wal-fsync") if failpoints.ACTIVE else 0.0
+            if delay:
+                time.sleep(delay)   # a slow disk, on this (I/O) thread
             os.fdatasync(self._fd)
-            if self.on_fsync is not None:
-                self.on_fsync(time.perf_counter() - t0)
+            self.fsync_took(time.perf_counter() - t0)
+
+    def fsync_took(self, seconds: float) -> None:
+        """An fdatasync of the WAL finished: etcd's histogram (on_fsync) and, over a
+        second, etcd's "slow fdatasync" warning."""
+        if seconds > WARN_SYNC_SECONDS:
+            log.warning("slow fdatasync", extra=logs.fields(
+                took=f"{seconds:.9f}".rstrip("0").rstrip(".") + "s", expected_duration="1s"))
+        if self.on_fsync is not None:
+            self.on_fsync(seconds)
 
     def _create_segment(self, seq: int, first_index: int, prev_crc: int) -> None:
         path = os.path.join(self.dir, _segment_name(seq, first_index))

@@ -15,6 +15,7 @@ class WalWriter:
         self._pending = False
         self._error = 0
         self._sync_seconds = 0.0
+        self._fsync_delay = 0.0
         self._thread = threading.Thread(target=self._run, name="wal-writer", daemon=True)
         self._thread.start()
 
@@ -42,6 +43,8 @@ class WalWriter:
                     view, offset = view[n:], offset + n
                 if sync:
                     t0 = time.perf_counter()
+                    if self._fsync_delay:
+                        time.sleep(self._fsync_delay)
                     os.fdatasync(fd)
                     took = time.perf_counter() - t0
             except OSError as e:
@@ -63,6 +66,11 @@ class WalWriter:
     def sync_seconds(self) -> float:
         """Duration of the finished job's fdatasync (etcd_disk_wal_fsync_duration_seconds)."""
         return self._sync_seconds
+
+    def set_fsync_delay(self, seconds: float) -> None:
+        """Sleep this long on the writer thread before each fdatasync, counted in its
+        duration: a slow disk (the wal-fsync failpoint), the loop left running."""
+        self._fsync_delay = seconds
 
     def close(self) -> None:
         if self._thread.is_alive():

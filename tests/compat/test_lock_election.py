@@ -331,6 +331,38 @@ def test_lock_waiter_that_gives_up_leaves_the_queue(pair):
     assert _waiter_deadline(kv) == ("DEADLINE_EXCEEDED", True)
 
 
+def test_lock_waiter_that_gives_up_while_its_key_is_written_leaves_the_queue(tmp_path):
+    """The cause of the flaky test above on a loaded host: the 1 s deadline ran out
+    while the waiter's own Txn (putting its key) was still being written, and the
+    key, applied after the caller left, stayed queued. A slow disk (each WAL fsync
+    1.5 s) makes that the case every time; the key is deleted once applied."""
+    from kvcore import failpoints
+    srv = servers.start_kvcore(str(tmp_path / "kv.etcd"), workers=1,
+                               env_extra={failpoints.ENV: "wal-fsync=sleep(1500)"})
+    try:
+        api = Api(srv)
+        la, lb = api.grant(60), api.grant(60)
+        ra = api.lock.Lock(lpb.LockRequest(name=b"dl", lease=la), timeout=WAIT)
+        code, _ = call(api.lock.Lock, lpb.LockRequest(name=b"dl", lease=lb), timeout=1)
+        assert code == "DEADLINE_EXCEEDED"
+        # A write after it: once it is done, the waiter's Txn is applied too.
+        api.kv.Put(rpc_pb2.PutRequest(key=b"barrier", value=b"1"), timeout=WAIT)
+        assert api.wait_keys("dl/", 1, bound=WAIT) == [ra.key.decode()]
+        api.lock.Unlock(lpb.UnlockRequest(key=ra.key), timeout=WAIT)
+        # Election's Campaign: the same, withdrawn.
+        lc = api.grant(60)
+        c1 = api.election.Campaign(epb.CampaignRequest(name=b"de", lease=la, value=b"a"),
+                                   timeout=WAIT)
+        code, _ = call(api.election.Campaign,
+                       epb.CampaignRequest(name=b"de", lease=lc, value=b"c"), timeout=1)
+        assert code == "DEADLINE_EXCEEDED"
+        api.kv.Put(rpc_pb2.PutRequest(key=b"barrier", value=b"2"), timeout=WAIT)
+        assert api.wait_keys("de/", 1, bound=WAIT) == [c1.leader.key.decode()]
+        api.close()
+    finally:
+        srv.stop()
+
+
 # ---- v3electionpb.Election ----
 
 def _leader_key(n, lk):

@@ -60,3 +60,23 @@ def test_pruning_keeps_verdicts():
     stale = [Op(0, "put", "k", "x", call=0, ret=math.inf), Op(1, "get", "k", result="x", call=1, ret=2),
              Op(1, "put", "k", "1", call=3, ret=4), Op(1, "get", "k", result="x", call=5, ret=6)]
     assert check(stale) == ["k"]
+
+
+def test_pruning_keeps_an_unobserved_write_a_failed_cas_depends_on():
+    """kvcore-robust seed 7, round 428 (key k1): c2's CAS c1-0 -> c2-4 timed out and
+    nobody read c2-4, but c3's CAS expecting c1-0 failed after it (the watch shows
+    c2-4 at the next revision). Dropping the unknown CAS made the failed one
+    inexplicable: a false "not linearizable"."""
+    inf = math.inf
+    ops = [Op(1, "put", "k1", "c1-0", call=0.223, ret=0.234),
+           Op(3, "get", "k1", result="c1-0", call=0.308, ret=0.318),
+           Op(2, "cas", "k1", ("c1-0", "c2-4"), None, call=0.492, ret=inf),
+           Op(3, "cas", "k1", ("c1-0", "c3-5"), False, call=0.595, ret=0.627),
+           Op(3, "put", "k1", "c3-10", call=0.977, ret=1.007),
+           Op(2, "get", "k1", result="c3-10", call=0.977, ret=1.015),
+           Op(1, "put", "k1", "c1-34", call=1.899, ret=inf),
+           Op(3, "put", "k1", "c3-36", call=2.025, ret=2.042),
+           Op(3, "get", "k1", result="c3-36", call=2.05, ret=2.06)]
+    assert check(ops) == []
+    # Still binding: without the unknown CAS the failed one has no explanation.
+    assert check(ops[:2] + ops[3:]) == ["k1"]

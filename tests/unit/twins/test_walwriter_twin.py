@@ -50,3 +50,22 @@ def run(mod, script):
 @given(jobs)
 def test_same_file_and_results(script):
     assert run(C, script) == run(P, script)
+
+
+def test_fsync_delay_is_spent_on_the_thread_and_counted_as_fsync_time():
+    """The wal-fsync failpoint's slow disk: the delay is part of the fsync's measured
+    duration (etcd_disk_wal_fsync_duration_seconds), in both writers; a write
+    without sync is not delayed."""
+    for mod in (C, P):
+        with tempfile.TemporaryDirectory() as d:
+            fd = os.open(os.path.join(d, "seg"), os.O_RDWR | os.O_CREAT)
+            w = mod.WalWriter()
+            try:
+                w.set_fsync_delay(0.05)
+                w.submit(fd, b"x" * 100, 0, True)
+                assert wait_done(w) == 0 and w.sync_seconds() >= 0.05
+                w.submit(fd, b"y" * 100, 100, False)
+                assert wait_done(w) == 0 and w.sync_seconds() == 0
+            finally:
+                w.close()
+                os.close(fd)
