@@ -32,6 +32,7 @@ import collections
 import json
 import os
 import random
+import shutil
 import socket
 import struct
 import subprocess
@@ -593,6 +594,7 @@ def main(argv=None) -> int:
             json.dump(result, f, indent=1, sort_keys=True)
     for m in members:
         m.stop()
+    shutil.rmtree(base, ignore_errors=True)
     ok = not broken and all(intact) and all(serves) and dirty == 0 and \
         result["inputs"] >= args.inputs
     return 0 if ok else 1
