@@ -199,3 +199,36 @@ def test_v2_auth_by_client_certificate_on_grpcio_engine(tmp_path):
         kv.stop()
     _compare(v2auth_session.normalise(got), v2auth_session.normalise(want))
     assert [a[3] for a in got[7:11]] == [201, 401, 201, 401]
+
+
+def test_v2_auth_is_replicated(tmp_path):
+    """Users, roles and the switch live in the replicated v2 store: root made on
+    one member, auth enabled on another, the guest role closed on a third; every
+    member then refuses an unauthenticated read and serves root's."""
+    ms = servers.start_cluster(str(tmp_path / "c"), n=3, extra=("--enable-v2",))
+    try:
+        steps = [(0, "PUT", "/v2/auth/users/root", b'{"user":"root","password":"rootpw"}',
+                  None),
+                 (1, "PUT", "/v2/auth/enable", None, None),
+                 (2, "GET", "/v2/auth/users", None, None),
+                 (2, "PUT", "/v2/auth/roles/guest", b'{"role":"guest","revoke":{"kv":'
+                                                    b'{"read":["/*"],"write":["/*"]}}}',
+                  v2auth_session.ROOT),
+                 (2, "PUT", "/v2/keys/x", ("form", b"value=1"), v2auth_session.ROOT)]
+        got = [v2auth_session.run(ms[i].port, [s])[0][3] for i, *s in steps]
+        reads = []
+        deadline = time.monotonic() + 20
+        for m in ms:
+            while True:
+                r = v2auth_session.run(m.port, [("GET", "/v2/keys/x", None, None),
+                                                ("GET", "/v2/keys/x", None,
+                                                 v2auth_session.ROOT)])
+                if [a[3] for a in r] == [401, 200] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            reads.append([a[3] for a in r])
+    finally:
+        for m in ms:
+            m.stop()
+    assert got == [201, 200, 401, 200, 201]
+    assert reads == [[401, 200]] * 3
