@@ -337,3 +337,8 @@ StateFollower = StateType.Follower
 StateCandidate = StateType.Candidate
 StateLeader = StateType.Leader
 StatePreCandidate = StateType.PreCandidate
+
+# Why a node campaigns (the context of its vote requests).
+CAMPAIGN_PRE_ELECTION = b"CampaignPreElection"
+CAMPAIGN_ELECTION = b"CampaignElection"
+CAMPAIGN_TRANSFER = b"CampaignTransfer"
