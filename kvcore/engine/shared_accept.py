@@ -1,5 +1,5 @@
 """Accepting on a listening socket shared by the worker processes (the core binds
-it once and the workers inherit it, kvcore/server/client_listeners.py).
+it once and the workers inherit it, kvcore/engine/client_listeners.py).
 
 asyncio's own server accepts up to its backlog in one wake-up, so with one socket
 shared by every worker the first worker woken took most of a burst of connections

@@ -22,7 +22,8 @@ from kvcore.server import config
 from kvcore.ipc.server import CoreConnection
 from kvcore.loop import run_loop
 from kvcore.server.core import Core
-from kvcore.server import client_listeners, corruption, sdnotify
+from kvcore.engine import client_listeners
+from kvcore.server import corruption, sdnotify
 from kvcore.storage import verify
 from kvcore.storage.wal import WalCorruptError
 

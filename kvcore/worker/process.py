@@ -1,6 +1,6 @@
 """A worker process: serves every client URL (accepting on the listening sockets the
 core bound and passed down, shared with the other workers; see
-kvcore/server/client_listeners.py) with the chosen gRPC engine and forwards each
+kvcore/engine/client_listeners.py) with the chosen gRPC engine and forwards each
 call to the core.
 
 It dies with the core: PR_SET_PDEATHSIG, plus exiting when the IPC connection
@@ -28,7 +28,7 @@ from kvcore.ipc.framing import HTTP_METHOD, V2_METHOD
 from kvcore.ipc.readstate import ReadState
 from kvcore.metrics import listener as probes
 from kvcore.metrics.grpc_stats import GrpcStats
-from kvcore.server import client_listeners
+from kvcore.engine import client_listeners
 from kvcore.tls import TLSConfigError, TLSInfo
 from kvcore.worker.edge import Edge, unmarshal_errors
 from kvcore.worker.reads import LocalReads

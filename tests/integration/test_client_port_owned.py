@@ -1,5 +1,5 @@
 """The client port belongs to one member: the core binds it once and its workers
-accept on that socket (kvcore/server/client_listeners.py). A second server on the
+accept on that socket (kvcore/engine/client_listeners.py). A second server on the
 same port fails as etcd 3.5.1's does, and no process can share the port with
 SO_REUSEPORT while the member runs (workers binding with SO_REUSEPORT allowed that)."""
 from __future__ import annotations
