@@ -1,8 +1,9 @@
 """``--namespace``: every key the proxy sends up is prefixed and every key it answers
 with is stripped, as etcd's proxy does by wrapping its client's KV, Watcher and Lease
-in clientv3/namespace. Only those three are wrapped there: Lock and Election calls go
-up on the raw connection, so their names are *not* prefixed (nor are Auth,
-Maintenance or Cluster calls), and kvcore's proxy does the same.
+in clientv3/namespace. Only those three are wrapped there: the Lock and Election
+services' calls go up on the raw connection, so the names in those RPCs are *not*
+prefixed (nor are Auth, Maintenance or Cluster calls), and kvcore's proxy does the
+same. (etcdctl's lock and elect are recipes over KV and Watch: namespaced.)
 
 Messages cross as bytes; only the paths below are decoded and re-encoded.
 """

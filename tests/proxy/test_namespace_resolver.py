@@ -19,7 +19,8 @@ def stop(p) -> None:
     p.wait(10)
 
 
-def namespace_transcript(proxy: str, direct: str) -> list:
+def namespace_transcript(proxy: str, direct: str, held: str) -> list:
+    """``held`` is a command listing the cluster's keys under nsp/nsl."""
     t = []
     t.append(ctl(proxy, "put", "a", "1"))
     t.append(ctl(proxy, "put", "b", "2"))
@@ -43,6 +44,11 @@ def namespace_transcript(proxy: str, direct: str) -> list:
     t.append(lines_of(proxy, 3, "watch", "--prefix", "",
                       then=lambda: (time.sleep(0.5), ctl(direct, "put", "nsp/z", "9"))))
     t.append(ctl(direct, "get", "--prefix", "nsp/", "--keys-only"))
+    # etcdctl's lock is a client-side recipe over KV and Watch, so its key lands in the
+    # namespace (read on the cluster by ``held`` while the lock is held).
+    rc, out, err = ctl(proxy, "lock", "nsl", held)
+    t.append((rc, re.sub(r"nsl/[0-9a-f]+", "nsl/LEASE", out), err))
+    t.append(lock_rpc(proxy))            # the Lock service is not namespaced
     t.append(ctl(proxy, "del", "", "--prefix", "--prev-kv"))
     t.append(ctl(direct, "get", "--prefix", "nsp/"))
     ctl(direct, "del", "outside")
@@ -52,13 +58,35 @@ def namespace_transcript(proxy: str, direct: str) -> list:
             .replace(lease, "LEASE") for x in t]
 
 
+def lock_rpc(proxy: str) -> bytes:
+    """The key a v3lock Lock *RPC* through the proxy takes (then unlocked)."""
+    import grpc
+    from kvcore.api import rpc_pb2, v3lock_pb2
+    with grpc.insecure_channel(proxy) as ch:
+        def call(path, req, resp_cls):
+            return ch.unary_unary(path, request_serializer=type(req).SerializeToString,
+                                  response_deserializer=resp_cls.FromString)(req, timeout=WAIT)
+        lid = call("/etcdserverpb.Lease/LeaseGrant", rpc_pb2.LeaseGrantRequest(TTL=30),
+                   rpc_pb2.LeaseGrantResponse).ID
+        key = call("/v3lockpb.Lock/Lock", v3lock_pb2.LockRequest(name=b"rpcl", lease=lid),
+                   v3lock_pb2.LockResponse).key
+        call("/v3lockpb.Lock/Unlock", v3lock_pb2.UnlockRequest(key=key),
+             v3lock_pb2.UnlockResponse)
+    return key.replace(b"%x" % lid, b"LEASE")
+
+
 def test_namespace_as_etcd_proxy(stacks, tmp_path):
     outs = {}
     for kind in ("kvcore", "etcd"):
         members = stacks[kind][0]
         proxy, addr = start_proxy(kind, str(tmp_path), members, ("--namespace=nsp/",))
         try:
-            outs[kind] = namespace_transcript(addr, f"127.0.0.1:{members[1].port}")
+            direct = f"127.0.0.1:{members[1].port}"
+            held = tmp_path / f"held-{kind}.sh"
+            held.write_text(f"#!/bin/sh\nexec {etcd351.ETCDCTL} --endpoints={direct} "
+                            "get --prefix nsp/nsl --keys-only\n")
+            held.chmod(0o755)
+            outs[kind] = namespace_transcript(addr, direct, str(held))
         finally:
             stop(proxy)
     assert outs["kvcore"] == outs["etcd"]
@@ -66,6 +94,7 @@ def test_namespace_as_etcd_proxy(stacks, tmp_path):
     assert t[3] == str((0, "a\n1\n", "")) and t[2] == str((0, "OK\nb\n2\n", ""))
     assert "key is not provided" in t[7]
     assert "nsp/a" in t[16] and "nsp/z" in t[16]              # where the keys landed
+    assert "'nsp/nsl/LEASE" in t[17] and t[18] == str(b"rpcl/LEASE")
     assert "'PUT', 'a', '1', 'a', 'w'" in t[14] and "'PUT', 'z', '9'" in t[15]
 
 
