@@ -213,11 +213,14 @@ cdef class _Conn:
         self.flush()
 
     cdef void flush(self):
-        """Drain what nghttp2 wants to send into one transport.write."""
+        """Drain what nghttp2 wants to send into one transport.write (writelines
+        for a large response: its DATA frames are not copied into one buffer, and
+        a growing buffer would be copied again at every resize)."""
         cdef const uint8_t* p
         cdef ssize_t n
         cdef bytes first = None
         cdef bytearray more = None
+        cdef list chunks = None
         cdef Py_ssize_t total = 0, old
         if self.session == NULL or self.transport is None or self.write_paused \
                 or self.in_recv:
@@ -233,6 +236,17 @@ cdef class _Conn:
             total += n
             if first is None:
                 first = PyBytes_FromStringAndSize(<char*>p, n)
+            elif chunks is not None:
+                chunks.append(PyBytes_FromStringAndSize(<char*>p, n))
+            elif total > (64 << 10):
+                # Large: the frames go out as they are (writev), no joining.
+                chunks = [first] if more is None else [
+                    PyBytes_FromStringAndSize(PyByteArray_AS_STRING(more),
+                                              PyByteArray_GET_SIZE(more))]
+                if more is not None:
+                    PyByteArray_Resize(more, 0)
+                    more = None
+                chunks.append(PyBytes_FromStringAndSize(<char*>p, n))
             else:
                 if more is None:
                     more = self.wbuf
@@ -245,13 +259,12 @@ cdef class _Conn:
             if total > (4 << 20):
                 self.schedule_flush()
                 break
-        if more is not None:
+        if chunks is not None:
+            self.transport.writelines(chunks)
+        elif more is not None:
             self.transport.write(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(more),
                                                            PyByteArray_GET_SIZE(more)))
-            if PyByteArray_GET_SIZE(more) > (256 << 10):
-                self.wbuf = bytearray()
-            else:
-                PyByteArray_Resize(more, 0)
+            PyByteArray_Resize(more, 0)
         elif first is not None:
             self.transport.write(first)
         if self.close_after_flush or (not nghttp2_session_want_read(self.session) and

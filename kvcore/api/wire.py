@@ -61,16 +61,30 @@ class Headers:
 
 
 def range_response(hdr: bytes, kvs: list, more: bool, count: int) -> bytes:
-    parts = [b"\x0a", varint(len(hdr)), hdr]
+    return join_with_header(hdr, range_parts(kvs, more, count))
+
+
+def range_parts(kvs: list, more: bool, count: int) -> list:
+    """A RangeResponse's fields after the header, as pieces to join once (a large
+    range is copied once, not again per concatenation); the first piece is a
+    placeholder for the header (see join_with_header)."""
+    parts = [b""]
+    append = parts.append
     for kv in kvs:
-        parts.append(b"\x12")
-        parts.append(varint(len(kv)))
-        parts.append(kv)
+        n = len(kv)
+        append(b"\x12" + varint(n) if n >= 0x80 else b"\x12" + bytes((n,)))
+        append(kv)
     if more:
-        parts.append(b"\x18\x01")
+        append(b"\x18\x01")
     if count:
-        parts.append(b"\x20")
-        parts.append(varint(count))
+        append(b"\x20")
+        append(varint(count))
+    return parts
+
+
+def join_with_header(hdr: bytes, parts: list) -> bytes:
+    """A response from its header and range_parts-style pieces (parts[0] is free)."""
+    parts[0] = b"\x0a" + varint(len(hdr)) + hdr
     return b"".join(parts)
 
 

@@ -48,6 +48,13 @@ def _decode(b: bytes) -> kv_pb2.KeyValue:
 
 def do_range(reader, r: rpc_pb2.RangeRequest) -> tuple[int, bytes]:
     """-> (header revision, RangeResponse fields after the header)."""
+    rev, parts = range_parts(reader, r)
+    return rev, b"".join(parts)
+
+
+def range_parts(reader, r: rpc_pb2.RangeRequest) -> tuple[int, list]:
+    """do_range's answer as wire.range_parts pieces: the caller joins them once
+    with the header (wire.join_with_header)."""
     filtering = (r.sort_order != RR.NONE or r.min_mod_revision or r.max_mod_revision or
                  r.min_create_revision or r.max_create_revision)
     limit = r.limit
@@ -84,8 +91,7 @@ def do_range(reader, r: rpc_pb2.RangeRequest) -> tuple[int, bytes]:
     elif limit > 0 and len(kvs) > limit:
         kvs = kvs[:limit]
         more = True
-    body = wire.range_response(b"", kvs, more, rr.count)[2:]  # drop the empty header
-    return rr.rev, body
+    return rr.rev, wire.range_parts(kvs, more, rr.count)
 
 
 class KVApplier:

@@ -17,7 +17,7 @@ from kvcore.api import rpc_pb2, rules, wire
 from kvcore.api.methods import METHOD_ID
 from kvcore.ipc import framing as fr
 from kvcore.ipc.framing import READ_INDEX_METHOD
-from kvcore.mvcc.kvops import do_range
+from kvcore.mvcc.kvops import range_parts
 from kvcore.mvcc.latest import LatestView, NeedsCore
 from kvcore.storage import backend as be
 
@@ -132,10 +132,10 @@ class LocalReads:
             view = LatestView(b, txn)
             if view.consistent_index >= need:
                 try:
-                    rev, body = do_range(view, r)
+                    rev, parts = range_parts(view, r)
                     if self.stats is not None:
                         self.stats.local_ranges += 1
-                    return wire.with_header(self._header(txn, rev), body)
+                    return wire.join_with_header(self._header(txn, rev), parts)
                 except NeedsCore:
                     pass
         return await self.client.call(RANGE, request)
