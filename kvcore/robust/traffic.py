@@ -187,5 +187,9 @@ def replay(endpoint: str, prefix: str, start_rev: int, timeout: float = 20.0) ->
             stop.set()
             call.cancel()
         raise TimeoutError(f"replay of {prefix!r} ended before revision {end}")
+    except grpc.RpcError as e:
+        # E.g. NOSPACE on a host whose disk filled: the run stops with its report
+        # written, not with a traceback.
+        raise RuntimeError(f"replay of {prefix!r}: {e.code().name}: {e.details()}") from None
     finally:
         ch.close()
