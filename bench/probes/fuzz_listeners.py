@@ -294,6 +294,10 @@ def classify_http(listener, tally, resp: bytes, what: str, json_5xx=True):
         return
     code = int(status[1])
     dirty = b"Traceback" in resp
+    length = next((int(l.split(b":", 1)[1]) for l in head.split(b"\r\n")[1:]
+                   if l.lower().startswith(b"content-length:")), None)
+    if length is not None:   # a request with an embedded blank line gets two answers
+        payload = payload[:length]
     if code >= 500:
         try:
             body = json.loads(payload)
