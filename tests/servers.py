@@ -89,6 +89,7 @@ class Server:
 def _launch(kind, argv, port, peer_port, data_dir, log_path, env, scheme="http",
             ctl_args=()) -> Server:
     logf = open(log_path, "a")
+    log_start = logf.tell()      # a restart appends: only what this start wrote counts
     proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     logf.close()
@@ -97,17 +98,19 @@ def _launch(kind, argv, port, peer_port, data_dir, log_path, env, scheme="http",
     try:
         wait_port(port, proc)
         if kind == "kvcore":
-            _wait_ready(srv)
+            _wait_ready(srv, log_start)
     except Exception:
         srv.stop()
         raise RuntimeError(f"{kind} did not start:\n{srv.log()[-3000:]}")
     return srv
 
 
-def _wait_ready(srv: Server, timeout: float = 30.0) -> None:
+def _wait_ready(srv: Server, log_start: int = 0, timeout: float = 30.0) -> None:
+    """Until this start logged that it serves (the core binds the client port before
+    it recovers, as etcd does, so an open port is not enough)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if "ready to serve client requests" in srv.log():
+        if "ready to serve client requests" in srv.log()[log_start:]:
             return
         if srv.proc.poll() is not None:
             raise RuntimeError("exited")

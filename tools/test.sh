@@ -12,10 +12,14 @@
 #    Python over the same twins and passes in pure mode too (docs/decisions.md has the
 #    runs and times), but would add minutes to CI and test nothing new there. Tests of
 #    the native engine itself (marker native_engine) are deselected in that mode.
+#
+# Both runs take two test files at a time (pytest-xdist, a file's tests together so
+# its module fixtures start once): most of a test's time is waiting on real server
+# processes, and each process takes free ports of its own residue (bench.servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pytest tests -m "not slow" --durations=25 "$@"
-KVCORE_PURE_PYTHON=1 python3 -m pytest -m "not slow" "$@" \
+python3 -m pytest tests -m "not slow" -n 2 --dist loadfile --durations=25 "$@"
+KVCORE_PURE_PYTHON=1 python3 -m pytest -m "not slow" -n 2 --dist loadfile "$@" \
     tests/unit \
     tests/integration/test_durability.py \
     tests/integration/test_failpoints.py \
