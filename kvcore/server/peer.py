@@ -50,6 +50,7 @@ _REASONS = {ERR_CLUSTER: "cluster ID mismatch", ERR_MEMBER: "member ID mismatch"
             ERR_REMOVED: "the member has been permanently removed from the cluster"}
 QUEUE_LIMIT = {LANE_MSG: 4096, LANE_APP: 4096}
 CHUNK = 1 << 20
+WRITE_TIMEOUT = 5.0   # seconds a lane may wait for the peer to read (etcd: ConnWriteTimeout)
 
 
 def _addr(url: str) -> tuple[str, int]:
@@ -152,7 +153,13 @@ class _Lane:
                     writer.writelines(frames)
                     if self.t.metrics is not None:
                         self.t.metrics.peer_sent_bytes(self.peer_id, sum(map(len, frames)))
-                    await writer.drain()
+                    if writer.transport.get_write_buffer_size():
+                        # etcd's ConnWriteTimeout: a peer (or a path) that stops reading
+                        # is dropped and dialed again, not waited on for ever while the
+                        # heartbeats queue behind it.
+                        await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+                    else:
+                        await writer.drain()
                 raise ConnectionError("closed by peer")
             except asyncio.CancelledError:
                 if self.writer is not None:
