@@ -19,26 +19,14 @@ DEBIAN_ETCD = "/usr/bin/etcd"
 _handed_out: set = set()
 
 
-def _port_share() -> tuple[int, int]:
-    """(this process's share, number of shares): test processes run side by side
-    (pytest-xdist sets PYTEST_XDIST_WORKER=gwN) each take only the ports of their own
-    residue, so two of them never hand out the same just-freed port."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    if worker.startswith("gw") and worker[2:].isdigit() and count > 1:
-        return int(worker[2:]) % count, count
-    return 0, 1
-
-
 def free_port() -> int:
     """A free loopback port, never one this process handed out before (the kernel
     may offer a just-closed port again, and a cluster needs distinct ones)."""
-    share, shares = _port_share()
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port % shares == share and port not in _handed_out:
+        if port not in _handed_out:
             _handed_out.add(port)
             return port
 

@@ -7,31 +7,18 @@
 #    revision index, proposer; gRPC by grpcio, as the native engine has no twin), the
 #    tests whose outcome depends on those modules: tests/unit (every twin directly) and
 #    the integration tests of what they carry — the WAL, the index and the proposer
-#    under restarts, torn WALs, crash points, damaged files, a full disk, snapshots,
-#    failover, membership and linearizability. The rest of the suite runs the same
+#    under restarts, torn WALs, damaged files, snapshots, failover and the robustness
+#    tool's fault rounds (linearizability, lost writes, watch guarantees). The rest of the suite runs the same
 #    Python over the same twins and passes in pure mode too (docs/decisions.md has the
 #    runs and times), but would add minutes to CI and test nothing new there. Tests of
 #    the native engine itself (marker native_engine) are deselected in that mode.
-#
-# Both runs take two test files at a time (pytest-xdist, a file's tests together so
-# its module fixtures start once): most of a test's time is waiting on real server
-# processes, and each process takes free ports of its own residue (bench.servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pytest tests -m "not slow" -n 2 --dist loadfile --durations=25 "$@"
-KVCORE_PURE_PYTHON=1 python3 -m pytest -m "not slow" -n 2 --dist loadfile "$@" \
+python3 -m pytest tests -m "not slow" --durations=25 "$@"
+KVCORE_PURE_PYTHON=1 python3 -m pytest -m "not slow" "$@" \
     tests/unit \
     tests/integration/test_durability.py \
-    tests/integration/test_failpoints.py \
     tests/integration/test_storage_faults.py \
-    tests/integration/test_disk_full.py \
-    tests/integration/test_lease_restart.py \
-    tests/integration/test_processes.py \
-    tests/integration/cluster/test_cluster_basic.py \
     tests/integration/cluster/test_failover.py \
     tests/integration/cluster/test_snapshot_catchup.py \
-    tests/integration/cluster/test_add_member_after_compaction.py \
-    tests/integration/cluster/test_membership.py \
-    tests/integration/cluster/test_restore_cluster.py \
-    tests/integration/cluster/test_local_linearizable_reads.py \
     tests/integration/robust

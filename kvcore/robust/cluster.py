@@ -23,18 +23,9 @@ from kvcore.robust.netproxy import FaultProxy
 
 
 def free_port() -> int:
-    """A free loopback port. Under pytest-xdist (PYTEST_XDIST_WORKER=gwN, inherited by
-    this tool's process) only ports of the worker's residue, as bench.servers does, so
-    tests running side by side never pick the same just-freed port."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    shares = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    share = int(worker[2:]) % shares if worker[2:].isdigit() and shares > 1 else 0
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if shares <= 1 or port % shares == share:
-            return port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @dataclass
