@@ -136,7 +136,11 @@ async def serve(cfg: config.Config) -> None:
         raise SystemExit(f"kvcore: {e}")
     # Bound here, once; the workers accept on them (--socket-reuse-port: sharing the
     # port with other processes is wanted).
-    client_socks = client_listeners.bind(cfg.listen_client_urls, cfg.socket_reuse_port)
+    # Without the native engine (pure-Python mode) grpcio binds the port in each
+    # worker itself (SO_REUSEPORT), as it cannot accept on an inherited socket.
+    from kvcore.engine import native as native_engine
+    client_socks = (client_listeners.bind(cfg.listen_client_urls, cfg.socket_reuse_port)
+                    if native_engine.available() else {})
     from kvcore import ETCD_VERSION, __version__
     log.info("starting a kvcore server", extra=logs.fields(
         kvcore_version=__version__, etcd_version=ETCD_VERSION, name=cfg.name,
