@@ -31,6 +31,18 @@ def free_port() -> int:
             return port
 
 
+def rss_kib(pids) -> int:
+    """Summed resident memory (VmRSS, KiB) of these processes; a gone one counts 0."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
 def default_etcd_bins() -> list[str]:
     bins = []
     if os.access(ETCD351, os.X_OK):

@@ -40,7 +40,7 @@ import time
 
 import grpc
 
-from bench.servers import ETCD351, Server, etcd_server
+from bench.servers import ETCD351, Server, etcd_server, rss_kib
 from kvcore.api import rpc_pb2, rpc_pb2_grpc
 
 HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -74,17 +74,6 @@ def cpu_ticks(pids) -> int:
     return t
 
 
-def rss_kib(pids) -> int:
-    total = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
 
 
 def kvcore(name: str, tree: str) -> Server:

@@ -28,21 +28,12 @@ import time
 import grpc
 
 from bench import h2
-from bench.servers import etcd_server, kvcore_server
+from bench.servers import etcd_server, kvcore_server, rss_kib
 from kvcore.api import rpc_pb2, rpc_pb2_grpc
 
 CANCEL = 0x8
 
 
-def rss_kib(pids) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-        except (OSError, StopIteration):
-            pass
-    return total
 
 
 def latency_ms(stub, n: int) -> dict:

@@ -43,7 +43,7 @@ import time
 
 import grpc
 
-from bench.servers import free_port
+from bench.servers import free_port, rss_kib
 from kvcore.api import rpc_pb2, v3election_pb2, v3lock_pb2
 from kvcore.server.peer import MAGIC, _HELLO
 
@@ -445,15 +445,6 @@ def socket_driver(case, n, seed, tally, stop, threads):
 
 # ---- members -----------------------------------------------------------------
 
-def rss_kib(pids) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-        except (OSError, StopIteration):
-            pass
-    return total
 
 
 def children(pid) -> list[int]:

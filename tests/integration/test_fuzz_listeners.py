@@ -16,6 +16,7 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from bench.servers import rss_kib
 from kvcore.api.methods import PATHS, STREAMING
 from kvcore.server.peer import MAGIC, _HELLO
 from tests import servers
@@ -40,15 +41,6 @@ GATEWAY = ["/v3/kv/range", "/v3/kv/put", "/v3/kv/deleterange", "/v3/kv/txn",
 GATEWAY_STREAMS = {"/v3/watch"}
 
 
-def rss_kib(pids) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-        except (OSError, StopIteration):
-            pass
-    return total
 
 
 class Member:
