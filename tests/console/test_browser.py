@@ -113,16 +113,23 @@ def test_tree_pages_list_every_child_once_in_key_order(target, page):
                   key=lambda c: (f"/pg/{c}").encode())
     d = page
     search(d, "/pg/", mode="Tree")
+    counted = f"{len(names)} keys in this folder"
     got = []
-    for _ in range(10):
-        wait(d, lambda d: not by(d, "more").is_displayed() or len(entries(d)) % 100 == 0,
-             60, "a whole page")
+    for k in range(1, 10):
+        # Page k is in when the folder's count is shown and the list holds k pages
+        # (or all of it, with no More left).
+        n = min(100 * k, len(want))
+        wait(d, lambda d: counted in by(d, "count").text and len(entries(d)) == n
+             and by(d, "more").is_displayed() == (n < len(want)), 60, f"page {k}")
         got = entries(d)
-        if not by(d, "more").is_displayed():
+        if n == len(want):
             break
         by(d, "more").click()
-        wait(d, lambda d: len(entries(d)) > len(got), 60, "the next page")
     assert got == want
+    # A change seen live re-reads every page shown, not just the first.
+    target.ctl("put", "/pg/k0395", "v")
+    want2 = sorted(want + ["k0395"], key=lambda c: (f"/pg/{c}").encode())
+    wait(d, lambda d: entries(d) == want2, 30, f"the live change in all {len(want2)} entries")
 
 
 def test_conflicting_edit_is_refused_and_newer_value_shown(target, page):

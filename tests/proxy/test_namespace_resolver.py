@@ -39,7 +39,7 @@ def namespace_transcript(proxy: str, direct: str, held: str) -> list:
     t.append(ctl(proxy, "put", "l", "x", f"--lease={lease}"))
     t.append(ctl(direct, "put", "outside", "y", f"--lease={lease}"))
     t.append(ctl(proxy, "lease", "timetolive", "--keys", lease))
-    t.append(lines_of(proxy, 6, "watch", "--prev-kv", "a",
+    t.append(lines_of(proxy, 5, "watch", "--prev-kv", "a",
                       then=lambda: (time.sleep(0.5), ctl(proxy, "put", "a", "w"))))
     t.append(lines_of(proxy, 3, "watch", "--prefix", "",
                       then=lambda: (time.sleep(0.5), ctl(direct, "put", "nsp/z", "9"))))
@@ -128,9 +128,9 @@ def test_resolver_prefix_lists_registered_proxies(stacks, tmp_path):
             t.append(ctl(direct, "get", "--prefix", "rns//reg", "--keys-only"))
             rc, out, err = ctl(direct, "get", "/reg/" + a1, "-w", "json")
             lease = re.search(r'"lease":(\d+)', out).group(1)
-            ttl = ctl(direct, "lease", "timetolive", "%x" % int(lease))[1]
+            ttl = ctl(direct, "lease", "timetolive", "%x" % int(lease))[1]   # printed as %016x
             t.append(re.sub(r"remaining\(\d+s\)", "remaining", ttl).replace(
-                "%x" % int(lease), "LEASE"))
+                "%016x" % int(lease), "LEASE"))
         finally:
             for p, _ in procs:
                 stop(p)

@@ -13,6 +13,8 @@ const st = {
   open: null,      // { key, kv (null: not found / new), isNew, dirty, format }
   leaseTimer: null,
   seq: 0,         // the latest listing request
+  moreBusy: false, liveAfter: false,   // a "More" being read; a live refresh waiting for it
+  count: null,    // the folder's (or prefix's) key count, from its first page
   openSeq: 0, opening: null,
   format: "text",  // the view the user chose; a value that does not fit falls back for itself only
 };
@@ -146,26 +148,43 @@ async function listPage(prefix, cursor) {
 }
 
 // Reads the first page (or the next one with more=true); quiet: no re-render if unchanged.
+// A live refresh (a change seen, the poller) re-reads as many pages as are shown, and
+// waits for a "More" being read instead of dropping it.
 export async function refresh(more = false) {
   const prefix = st.mode === "tree" ? st.dir : st.prefix;
+  const fresh = !more && st.signature === "";
+  if (!more && !fresh && st.moreBusy) { st.liveAfter = true; return; }
+  const read = st.mode === "tree" ? folderPage : listPage;
   let page;
   // A fresh folder paints as its children arrive; a live refresh only when done.
-  const fresh = !more && st.signature === "";
   const seq = ++st.seq;   // a later listing wins: an older answer arriving late is dropped
-  const progress = fresh ? (part, count) => seq === st.seq && render(part, count, true) : null;
-  try { page = await (st.mode === "tree" ? folderPage : listPage)(prefix, more ? st.cursor : null, progress); }
-  catch (e) {
+  // (no More while painting: the cursor is the finished page's)
+  const progress = fresh ? (part, count) => seq === st.seq && render(part, count, false) : null;
+  if (more) st.moreBusy = true;
+  try {
+    page = await read(prefix, more ? st.cursor : null, progress);
+    for (let n = page.out.length; !more && !fresh && page.next && n < st.shown.length; n = page.out.length) {
+      const next = await read(prefix, page.next, null);
+      page = { out: page.out.concat(next.out), next: next.next, count: page.count };
+    }
+  } catch (e) {
     if (seq !== st.seq) return;
     if (/permission denied/i.test(e.message)) { render([], 0, false, "You cannot read keys here."); st.signature = ""; }
     return fail(e, "Listing keys");
+  } finally {
+    if (more) {
+      st.moreBusy = false;
+      if (st.liveAfter) { st.liveAfter = false; setTimeout(() => refresh(), 0); }
+    }
   }
   if (seq !== st.seq) return;
   st.cursor = page.next;
   const shown = more ? st.shown.concat(page.out) : page.out;
-  const sig = shown.map((c) => (c.dir ? "d" : "k") + api.b64(c.key)).join(",") + "|" + page.count + "|" + !!page.next;
+  const count = more ? st.count : page.count;
+  const sig = shown.map((c) => (c.dir ? "d" : "k") + api.b64(c.key)).join(",") + "|" + count + "|" + !!page.next;
   if (!more && sig === st.signature) return;
-  st.signature = sig; st.shown = shown;
-  render(shown, page.count, !!page.next);
+  st.signature = sig; st.shown = shown; st.count = count;
+  render(shown, count, !!page.next);
 }
 
 function render(items, count, hasMore, empty) {
