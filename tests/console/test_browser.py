@@ -227,7 +227,7 @@ def test_bad_input_non_utf8_key_and_too_large_value(target, page):
     assert target.ctl("get", "/bad/big", "--print-value-only").strip() == "small"
 
 
-def test_metrics_charts_the_members_db_size(target, page):
+def test_metrics_charts_db_size_requests_and_fsync(target, page):
     d = page
     d.get(target.ui + "#/metrics")
     # Two scrapes of /metrics (one at load, then every 5 s) make the first points.
@@ -241,6 +241,14 @@ def test_metrics_charts_the_members_db_size(target, page):
         "let n = 0; for (let i = 2; i < px.length; i += 4) if (px[i] > 150 && px[i - 2] < 60) n++;"
         "return n;")                                    # blue line pixels
     assert drawn > 20
+    # Writes between two scrapes show as gRPC requests/s and a WAL fsync mean.
+    target.put_many([(f"/charts/{i}".encode(), b"v") for i in range(50)])
+
+    def now(id_):
+        m = re.match(r"now ([0-9.]+)", by(d, id_).text)
+        return float(m.group(1)) if m else 0.0
+    wait(d, lambda d: now("v-rps") > 0 and now("v-fsync") > 0, 30,
+         "requests/s and fsync mean after the writes")
 
 
 def test_login_with_auth_and_expired_session(target, driver):
