@@ -109,6 +109,9 @@ cdef ssize_t _data_read(nghttp2_session* session, int32_t stream_id, uint8_t* bu
                         size_t length, uint32_t* data_flags, nghttp2_data_source* source,
                         void* user_data) noexcept:
     try:
+        # grpc-go forgives ping strikes on every DATA frame it writes (not once per
+        # message): a client's BDP pings while a large answer streams out are no abuse.
+        _ka_forgive((<_Stream>source.ptr).conn)
         return (<_Stream>source.ptr).fill(buf, length, data_flags)
     except BaseException:
         log.exception("data_read")

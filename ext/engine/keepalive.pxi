@@ -3,8 +3,8 @@
 # Contract, grpc-go's server policy with etcd's flags: a client PING sooner than
 # ``ping_min_time`` after the previous one is a strike; more than
 # ``ping_max_strikes`` strikes end the connection with GOAWAY(ENHANCE_YOUR_CALM,
-# "too_many_pings"); sending response headers or data forgives the strikes
-# (``_ka_forgive``). Server keepalive (--grpc-keepalive-interval/-timeout): one sweep
+# "too_many_pings"); sending response headers or any DATA frame forgives the
+# strikes (``_ka_forgive``). Server keepalive (--grpc-keepalive-interval/-timeout): one sweep
 # over all connections every ``_ka_sweep_period`` seconds (EngineCore.start_keepalive);
 # a connection silent for ``keepalive_time`` gets a PING, and is aborted if still
 # silent ``keepalive_timeout`` later. Any bytes received count as an answer.
