@@ -1,4 +1,5 @@
-"""The proxy's side towards the cluster: one grpc.aio channel over every endpoint.
+"""The proxy's side towards the cluster: a lean HTTP/2 client for unary calls
+(kvcore.h2client) and one grpc.aio channel over every endpoint for the rest.
 
 Requests and responses cross the proxy as raw bytes (no serializer on either side):
 the proxy decodes only what it answers itself. The channel's target lists every
@@ -6,6 +7,12 @@ endpoint's address with gRPC's pick_first policy, so when the endpoint in use di
 the channel moves to the next one that answers, and calls made with wait_for_ready
 wait for that instead of failing (etcd's proxy gets the same from clientv3's
 balancer).
+
+Unary calls go through kvcore.h2client when the upstream is cleartext: grpc.aio's
+client call costs the proxy most of a put's CPU (docs/decisions.md). A call it could
+not send (no endpoint reachable, stream refused, GOAWAY) goes through the channel,
+which waits for an endpoint; a call whose connection dropped after it was sent is
+answered Unavailable, as grpc.aio would, and never sent twice.
 """
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from typing import Optional
 import grpc
 
 from kvcore.engine.base import CallContext, GrpcError, RequestStream, SendFn, StatusCode
+from kvcore.h2client import CallError, NotSent, UnaryClient
 
 from .flags import ProxyConfig, host_port
 from .namespace import Namespace
@@ -78,12 +86,27 @@ def _timeout(ctx: CallContext) -> Optional[float]:
     return max(0.0, ctx.deadline - asyncio.get_running_loop().time() - 0.05)
 
 
-def _error(e: grpc.aio.AioRpcError) -> GrpcError:
-    if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and e.details() == "Deadline Exceeded":
+def _status_error(code: int, details: str) -> GrpcError:
+    if code == StatusCode.DEADLINE_EXCEEDED and details == "Deadline Exceeded":
         # The call's own deadline passed here: Go's proxy returns ctx.Err(), which
         # gRPC sends as Unknown.
         return GrpcError(StatusCode.UNKNOWN, "context deadline exceeded")
-    return GrpcError(StatusCode(e.code().value[0]), e.details() or "")
+    try:
+        return GrpcError(StatusCode(code), details)
+    except ValueError:
+        return GrpcError(StatusCode.UNKNOWN, details)
+
+
+def _error(e: grpc.aio.AioRpcError) -> GrpcError:
+    return _status_error(e.code().value[0], e.details() or "")
+
+
+def _lean_client(cfg: ProxyConfig, authority: str) -> Optional[UnaryClient]:
+    """The unary client, for a cleartext upstream only (TLS stays with grpc.aio)."""
+    if _credentials(cfg) is not None:
+        return None
+    return UnaryClient([host_port(ep) for ep in cfg.endpoints], authority,
+                       cfg.max_send_bytes, cfg.max_recv_bytes)
 
 
 class Upstream:
@@ -107,10 +130,13 @@ class Upstream:
                                  "grpc-proxy (give --cacert)")
             self.channel = grpc.aio.secure_channel(tgt, creds, options=opts)
         self._calls: dict = {}
+        self.lean = _lean_client(cfg, authority)
         # --namespace: requests prefixed on the way up, responses stripped on the way back.
         self.ns = Namespace(cfg.namespace) if cfg.namespace else None
 
     async def close(self) -> None:
+        if self.lean is not None:
+            self.lean.close()
         await self.channel.close()
 
     def _mc(self, kind: str, path: str):
@@ -124,6 +150,15 @@ class Upstream:
         ns = self.ns
         if ns is not None and path in ns.paths:
             request = ns.request(path, request)
+        lean = self.lean
+        if lean is not None:
+            try:
+                resp = await lean.call(path, request, metadata(ctx), _timeout(ctx))
+                return resp if ns is None else ns.response(path, resp)
+            except CallError as e:
+                raise _status_error(e.status, e.message) from None
+            except NotSent:
+                pass             # through the channel, which waits for an endpoint
         try:
             resp = await self._mc("unary_unary", path)(
                 request, metadata=metadata(ctx), timeout=_timeout(ctx), wait_for_ready=True)
