@@ -4,7 +4,8 @@ knowledge), as an asyncio Protocol.
 What it honours of the peer: its SETTINGS (acked; MAX_CONCURRENT_STREAMS queues calls
 beyond the limit, MAX_FRAME_SIZE splits DATA and header blocks, INITIAL_WINDOW_SIZE
 sets each stream's send window), send-side flow control (a request larger than a
-window waits for WINDOW_UPDATE), PING (acked), RST_STREAM and GOAWAY. It advertises
+window waits for WINDOW_UPDATE), PING (acked), RST_STREAM and GOAWAY; and it pings a peer silent while calls wait
+(keepalive). It advertises
 the largest receive windows and refills the connection's as responses arrive.
 
 How a call ends: its response message, or `CallError` (a gRPC status: the peer's
@@ -33,6 +34,12 @@ OK, CANCELLED, UNKNOWN, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL, \
 
 REFUSED_STREAM, CANCEL, ENHANCE_YOUR_CALM = 7, 8, 11
 RECV_REFILL = 1 << 24          # connection receive window given back in steps this big
+# While calls wait and the peer has been silent this long, PING it; no answer within
+# KEEPALIVE_TIMEOUT ends the connection (a peer that stopped without closing). Only
+# with calls open and at most one per KEEPALIVE: etcd's policy (5 s minimum, none
+# without streams) answers more with GOAWAY too_many_pings.
+KEEPALIVE = 6.0
+KEEPALIVE_TIMEOUT = 3.0
 DEFAULT_MAX_FRAME = 16384
 
 # HTTP status of a response without grpc-status -> gRPC status (as gRPC's
@@ -106,6 +113,9 @@ class Connection(asyncio.Protocol):
         self.hdec = h2.HeaderDecoder()
         self._rest = b""
         self._cont = None                  # (sid, flags, block) while CONTINUATION follows
+        self.last_recv = loop.time()
+        self._ka = None                    # keepalive timer
+        self._ping_at = 0.0
 
     # --- calls -----------------------------------------------------------------
     def start(self, call: Call) -> None:
@@ -193,6 +203,7 @@ class Connection(asyncio.Protocol):
     # --- protocol --------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self._ka = self.loop.call_later(KEEPALIVE, self._keepalive)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             import socket
@@ -208,6 +219,8 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.lost = True
+        if self._ka is not None:
+            self._ka.cancel()
         if exc is not None:
             self.error = f"connection lost: {exc}"
         self._retire()
@@ -238,6 +251,7 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        self.last_recv = self.loop.time()
         if self._rest:
             data = self._rest + data
         n, pos = len(data), 0
@@ -401,6 +415,24 @@ class Connection(asyncio.Protocol):
             self._refuse_pending()
             if not self.streams and not self.lost:
                 self.transport.close()
+
+    def _keepalive(self) -> None:
+        self._ka = None
+        if self.lost:
+            return
+        now = self.loop.time()
+        if self.streams and now - self.last_recv >= KEEPALIVE:
+            self._ping_at = now
+            self.out.append(h2.frame(h2.PING, 0, 0, b"kvcoreka"))
+            self.flush()
+            self.loop.call_later(KEEPALIVE_TIMEOUT, self._ping_check)
+        self._ka = self.loop.call_later(KEEPALIVE, self._keepalive)
+
+    def _ping_check(self) -> None:
+        if not self.lost and self.last_recv < self._ping_at:
+            self.error = f"keepalive ping to {self._peer()} not answered"
+            self._retire()
+            self.transport.abort()
 
     def _peer(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport else None

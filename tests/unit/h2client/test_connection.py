@@ -328,3 +328,23 @@ def test_client_without_reachable_endpoint_raises_not_sent():
         with pytest.raises(NotSent):                       # without trying again at once
             await c.call("/x.Y/Z", b"abc")
     run(main())
+
+
+def test_silent_peer_with_calls_waiting_is_pinged_then_dropped(monkeypatch):
+    from kvcore.h2client import connection
+    monkeypatch.setattr(connection, "KEEPALIVE", 0.05)
+    monkeypatch.setattr(connection, "KEEPALIVE_TIMEOUT", 0.05)
+
+    async def main():
+        p = Peer()
+        p.t.abort = p.t.close
+        p.take()
+        await asyncio.sleep(0.3)                           # six periods, no call waiting:
+        assert not p.t.closed and not p.t.buf              # no ping
+        deadline = asyncio.get_running_loop().time() + 5
+        p.call()
+        while not p.t.closed:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+        assert any(f[0] == h2.PING for f in frames(p.t.buf)) and p.gone == [p.conn]
+    run(main())
