@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from typing import Optional
 
 from . import framing as h2
@@ -22,9 +23,12 @@ RETRY_AFTER = 1.0         # after every endpoint failed, calls skip connecting t
 
 
 class UnaryClient:
-    def __init__(self, endpoints: list, authority: str, max_send: int, max_recv: int):
-        """endpoints: [(host, port)], tried in order; authority: the :authority sent."""
+    def __init__(self, endpoints: list, authority: str, max_send: int, max_recv: int,
+                 ssl_context: Optional[ssl.SSLContext] = None):
+        """endpoints: [(host, port)], tried in order; authority: the :authority sent;
+        ssl_context: TLS to every endpoint (each checked against its own host)."""
         self.endpoints = endpoints
+        self.ssl = ssl_context
         self.authority = authority
         self.max_send = max_send
         self.max_recv = max_recv
@@ -89,7 +93,7 @@ class UnaryClient:
             host, port = self.endpoints[idx]
             try:
                 conn = await self._dial(loop, host, port)
-            except (OSError, asyncio.TimeoutError, ConnectionError) as e:
+            except (OSError, asyncio.TimeoutError, ConnectionError) as e:   # ssl.SSLError too
                 errors.append(f"{host}:{port}: {e or type(e).__name__}")
                 continue
             self._index = idx
@@ -101,7 +105,8 @@ class UnaryClient:
     async def _dial(self, loop, host: str, port: int) -> Connection:
         _, conn = await asyncio.wait_for(loop.create_connection(
             lambda: Connection(loop, self.max_recv, self._gone), host, port,
-            family=socket.AF_UNSPEC), CONNECT_TIMEOUT)
+            family=socket.AF_UNSPEC, ssl=self.ssl,
+            server_hostname=host if self.ssl is not None else None), CONNECT_TIMEOUT)
         try:
             await asyncio.wait_for(asyncio.shield(conn.ready), CONNECT_TIMEOUT)
         except BaseException:

@@ -1,5 +1,5 @@
-"""One HTTP/2 connection carrying many concurrent unary gRPC calls (cleartext, prior
-knowledge), as an asyncio Protocol.
+"""One HTTP/2 connection carrying many concurrent unary gRPC calls, as an asyncio
+Protocol (over TCP or TLS).
 
 What it honours of the peer: its SETTINGS (acked; MAX_CONCURRENT_STREAMS queues calls
 beyond the limit, MAX_FRAME_SIZE splits DATA and header blocks, INITIAL_WINDOW_SIZE

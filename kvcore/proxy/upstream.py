@@ -8,7 +8,7 @@ the channel moves to the next one that answers, and calls made with wait_for_rea
 wait for that instead of failing (etcd's proxy gets the same from clientv3's
 balancer).
 
-Unary calls go through kvcore.h2client when the upstream is cleartext: grpc.aio's
+Unary calls go through kvcore.h2client (cleartext or TLS alike): grpc.aio's
 client call costs the proxy most of a put's CPU (docs/decisions.md). A call it could
 not send (no endpoint reachable, stream refused, GOAWAY) goes through the channel,
 which waits for an endpoint; a call whose connection dropped after it was sent is
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from typing import Optional
 
 import grpc
@@ -101,12 +102,21 @@ def _error(e: grpc.aio.AioRpcError) -> GrpcError:
     return _status_error(e.code().value[0], e.details() or "")
 
 
-def _lean_client(cfg: ProxyConfig, authority: str) -> Optional[UnaryClient]:
-    """The unary client, for a cleartext upstream only (TLS stays with grpc.aio)."""
-    if _credentials(cfg) is not None:
+def _ssl_context(cfg: ProxyConfig) -> Optional[ssl.SSLContext]:
+    """TLS towards the cluster as grpc's credentials (_credentials) do it: the CA
+    (else the system's), a client certificate if given, HTTP/2 by ALPN."""
+    if _credentials(cfg) is None:
         return None
+    ctx = ssl.create_default_context(cafile=cfg.cacert or None)
+    if cfg.cert:
+        ctx.load_cert_chain(cfg.cert, cfg.key or None)
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def _lean_client(cfg: ProxyConfig, authority: str) -> UnaryClient:
     return UnaryClient([host_port(ep) for ep in cfg.endpoints], authority,
-                       cfg.max_send_bytes, cfg.max_recv_bytes)
+                       cfg.max_send_bytes, cfg.max_recv_bytes, _ssl_context(cfg))
 
 
 class Upstream:
@@ -135,8 +145,7 @@ class Upstream:
         self.ns = Namespace(cfg.namespace) if cfg.namespace else None
 
     async def close(self) -> None:
-        if self.lean is not None:
-            self.lean.close()
+        self.lean.close()
         await self.channel.close()
 
     def _mc(self, kind: str, path: str):
@@ -150,15 +159,13 @@ class Upstream:
         ns = self.ns
         if ns is not None and path in ns.paths:
             request = ns.request(path, request)
-        lean = self.lean
-        if lean is not None:
-            try:
-                resp = await lean.call(path, request, metadata(ctx), _timeout(ctx))
-                return resp if ns is None else ns.response(path, resp)
-            except CallError as e:
-                raise _status_error(e.status, e.message) from None
-            except NotSent:
-                pass             # through the channel, which waits for an endpoint
+        try:
+            resp = await self.lean.call(path, request, metadata(ctx), _timeout(ctx))
+            return resp if ns is None else ns.response(path, resp)
+        except CallError as e:
+            raise _status_error(e.status, e.message) from None
+        except NotSent:
+            pass                 # through the channel, which waits for an endpoint
         try:
             resp = await self._mc("unary_unary", path)(
                 request, metadata=metadata(ctx), timeout=_timeout(ctx), wait_for_ready=True)

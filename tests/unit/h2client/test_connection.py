@@ -348,3 +348,36 @@ def test_silent_peer_with_calls_waiting_is_pinged_then_dropped(monkeypatch):
             await asyncio.sleep(0.02)
         assert any(f[0] == h2.PING for f in frames(p.t.buf)) and p.gone == [p.conn]
     run(main())
+
+
+def test_client_over_tls_checks_the_server_certificate(tmp_path):
+    import ssl
+
+    from tests import tlscerts
+    pki = tlscerts.make_pki(str(tmp_path))
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    server_ctx.set_alpn_protocols(["h2"])
+
+    def client_ctx(ca):
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.set_alpn_protocols(["h2"])
+        return ctx
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        srv = await loop.create_server(Server, "127.0.0.1", 0, ssl=server_ctx)
+        port = srv.sockets[0].getsockname()[1]
+        good = UnaryClient([("127.0.0.1", port)], "a:1", 1 << 20, 1 << 20, client_ctx(pki.ca))
+        bad = UnaryClient([("127.0.0.1", port)], "a:1", 1 << 20, 1 << 20,
+                          client_ctx(pki.other_ca))
+        try:
+            assert await good.call("/x.Y/Z", b"tls") == b"slt"
+            with pytest.raises(NotSent) as e:
+                await bad.call("/x.Y/Z", b"tls")
+            assert "CERTIFICATE_VERIFY_FAILED" in str(e.value)
+        finally:
+            good.close()
+            bad.close()
+            srv.close()
+    run(main())
