@@ -61,8 +61,12 @@ def target(endpoints: list) -> tuple:
     return ("ipv4:" + ",".join(v4)) if v4 else ("ipv6:" + ",".join(v6)), authority
 
 
+def _tls(cfg: ProxyConfig) -> bool:
+    return bool(cfg.cacert or cfg.cert or any(e.startswith("https://") for e in cfg.endpoints))
+
+
 def _credentials(cfg: ProxyConfig) -> Optional[grpc.ChannelCredentials]:
-    if not (cfg.cacert or cfg.cert or any(e.startswith("https://") for e in cfg.endpoints)):
+    if not _tls(cfg):
         return None
 
     def read(p):
@@ -105,7 +109,7 @@ def _error(e: grpc.aio.AioRpcError) -> GrpcError:
 def _ssl_context(cfg: ProxyConfig) -> Optional[ssl.SSLContext]:
     """TLS towards the cluster as grpc's credentials (_credentials) do it: the CA
     (else the system's), a client certificate if given, HTTP/2 by ALPN."""
-    if _credentials(cfg) is None:
+    if not _tls(cfg):
         return None
     ctx = ssl.create_default_context(cafile=cfg.cacert or None)
     if cfg.cert:
