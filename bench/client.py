@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from urllib.parse import urlsplit
 
-from . import h2
+from kvcore.h2client import framing as h2
 
 _FRAME = struct.Struct(">IBI")
 _U32 = struct.Struct(">I")

@@ -5,7 +5,9 @@ import asyncio
 
 import uvloop
 
-from . import client, h2
+from kvcore.h2client import framing as h2
+
+from . import client
 
 KV = "/etcdserverpb.KV/"
 MAINT = "/etcdserverpb.Maintenance/"

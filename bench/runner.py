@@ -21,7 +21,9 @@ from typing import Callable
 
 import uvloop
 
-from . import client, h2, stats
+from kvcore.h2client import framing as h2
+
+from . import client, stats
 
 
 @dataclass

@@ -9,7 +9,9 @@ import asyncio
 import struct
 import time
 
-from . import client, etcdapi, h2, stats
+from kvcore.h2client import framing as h2
+
+from . import client, etcdapi, stats
 from .runner import cpu_seconds_self, proc_cpu_seconds
 
 WATCH = "/etcdserverpb.Watch/Watch"

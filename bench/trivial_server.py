@@ -21,7 +21,7 @@ import sys
 
 import uvloop
 
-from . import h2
+from kvcore.h2client import framing as h2
 
 _FRAME = struct.Struct(">IBI")
 _U32 = struct.Struct(">I")

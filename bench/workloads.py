@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from . import h2
+from kvcore.h2client import framing as h2
 
 POOL_MAX = 1 << 17
 

@@ -27,7 +27,7 @@ import time
 
 import grpc
 
-from bench import h2
+from kvcore.h2client import framing as h2
 from bench.servers import etcd_server, kvcore_server, rss_kib
 from kvcore.api import rpc_pb2, rpc_pb2_grpc
 

@@ -1,4 +1,5 @@
-"""The proxy's side towards the cluster: one grpc.aio channel over every endpoint.
+"""The proxy's side towards the cluster: a lean HTTP/2 client for unary calls
+(kvcore.h2client) and one grpc.aio channel over every endpoint for the rest.
 
 Requests and responses cross the proxy as raw bytes (no serializer on either side):
 the proxy decodes only what it answers itself. The channel's target lists every
@@ -6,17 +7,25 @@ endpoint's address with gRPC's pick_first policy, so when the endpoint in use di
 the channel moves to the next one that answers, and calls made with wait_for_ready
 wait for that instead of failing (etcd's proxy gets the same from clientv3's
 balancer).
+
+Unary calls go through kvcore.h2client (cleartext or TLS alike): grpc.aio's
+client call costs the proxy most of a put's CPU (docs/decisions.md). A call it could
+not send (no endpoint reachable, stream refused, GOAWAY) goes through the channel,
+which waits for an endpoint; a call whose connection dropped after it was sent is
+answered Unavailable, as grpc.aio would, and never sent twice.
 """
 from __future__ import annotations
 
 import asyncio
 import ipaddress
 import socket
+import ssl
 from typing import Optional
 
 import grpc
 
 from kvcore.engine.base import CallContext, GrpcError, RequestStream, SendFn, StatusCode
+from kvcore.h2client import CallError, NotSent, UnaryClient
 
 from .flags import ProxyConfig, host_port
 from .namespace import Namespace
@@ -52,8 +61,12 @@ def target(endpoints: list) -> tuple:
     return ("ipv4:" + ",".join(v4)) if v4 else ("ipv6:" + ",".join(v6)), authority
 
 
+def _tls(cfg: ProxyConfig) -> bool:
+    return bool(cfg.cacert or cfg.cert or any(e.startswith("https://") for e in cfg.endpoints))
+
+
 def _credentials(cfg: ProxyConfig) -> Optional[grpc.ChannelCredentials]:
-    if not (cfg.cacert or cfg.cert or any(e.startswith("https://") for e in cfg.endpoints)):
+    if not _tls(cfg):
         return None
 
     def read(p):
@@ -78,12 +91,36 @@ def _timeout(ctx: CallContext) -> Optional[float]:
     return max(0.0, ctx.deadline - asyncio.get_running_loop().time() - 0.05)
 
 
-def _error(e: grpc.aio.AioRpcError) -> GrpcError:
-    if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED and e.details() == "Deadline Exceeded":
+def _status_error(code: int, details: str) -> GrpcError:
+    if code == StatusCode.DEADLINE_EXCEEDED and details == "Deadline Exceeded":
         # The call's own deadline passed here: Go's proxy returns ctx.Err(), which
         # gRPC sends as Unknown.
         return GrpcError(StatusCode.UNKNOWN, "context deadline exceeded")
-    return GrpcError(StatusCode(e.code().value[0]), e.details() or "")
+    try:
+        return GrpcError(StatusCode(code), details)
+    except ValueError:
+        return GrpcError(StatusCode.UNKNOWN, details)
+
+
+def _error(e: grpc.aio.AioRpcError) -> GrpcError:
+    return _status_error(e.code().value[0], e.details() or "")
+
+
+def _ssl_context(cfg: ProxyConfig) -> Optional[ssl.SSLContext]:
+    """TLS towards the cluster as grpc's credentials (_credentials) do it: the CA
+    (else the system's), a client certificate if given, HTTP/2 by ALPN."""
+    if not _tls(cfg):
+        return None
+    ctx = ssl.create_default_context(cafile=cfg.cacert or None)
+    if cfg.cert:
+        ctx.load_cert_chain(cfg.cert, cfg.key or None)
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def _lean_client(cfg: ProxyConfig, authority: str) -> UnaryClient:
+    return UnaryClient([host_port(ep) for ep in cfg.endpoints], authority,
+                       cfg.max_send_bytes, cfg.max_recv_bytes, _ssl_context(cfg))
 
 
 class Upstream:
@@ -107,10 +144,12 @@ class Upstream:
                                  "grpc-proxy (give --cacert)")
             self.channel = grpc.aio.secure_channel(tgt, creds, options=opts)
         self._calls: dict = {}
+        self.lean = _lean_client(cfg, authority)
         # --namespace: requests prefixed on the way up, responses stripped on the way back.
         self.ns = Namespace(cfg.namespace) if cfg.namespace else None
 
     async def close(self) -> None:
+        self.lean.close()
         await self.channel.close()
 
     def _mc(self, kind: str, path: str):
@@ -124,6 +163,13 @@ class Upstream:
         ns = self.ns
         if ns is not None and path in ns.paths:
             request = ns.request(path, request)
+        try:
+            resp = await self.lean.call(path, request, metadata(ctx), _timeout(ctx))
+            return resp if ns is None else ns.response(path, resp)
+        except CallError as e:
+            raise _status_error(e.status, e.message) from None
+        except NotSent:
+            pass                 # through the channel, which waits for an endpoint
         try:
             resp = await self._mc("unary_unary", path)(
                 request, metadata=metadata(ctx), timeout=_timeout(ctx), wait_for_ready=True)

@@ -11,7 +11,8 @@ import struct
 import sys
 import time
 
-from bench import client, h2, trivial_server
+from bench import client, trivial_server
+from kvcore.h2client import framing as h2
 
 _U32 = struct.Struct(">I")
 

@@ -14,7 +14,7 @@ import time
 import ngh2
 import uvloop
 
-from bench import h2
+from kvcore.h2client import framing as h2
 
 
 class P(asyncio.Protocol):

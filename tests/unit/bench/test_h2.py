@@ -3,7 +3,8 @@ import pytest
 
 import hpack
 
-from bench import h2, workloads
+from bench import workloads
+from kvcore.h2client import framing as h2
 
 
 def test_request_header_block_decodes_with_hpack():

@@ -1,5 +1,5 @@
-"""Minimal HTTP/2 framing for unary and streaming gRPC, shared by the load client
-and the trivial server.
+"""Minimal HTTP/2 framing for unary and streaming gRPC, shared by the proxy's upstream
+client (kvcore.h2client) and the load client and trivial server (bench/).
 
 Only what gRPC over cleartext HTTP/2 (prior knowledge) needs: frame headers, a
 stateless HPACK encoder for request/response header blocks that never change (so
