@@ -80,9 +80,11 @@ class _Generic(grpc.GenericRpcHandler):
 
 class GrpcioEngine:
     """Serves a MethodTable with grpc.aio. grpcio cannot share its port with
-    HTTP/1.1, so with an ``http`` handler grpcio listens on a Unix socket and the
-    native engine's sniffer serves the port (ending TLS first for https): HTTP/1.x
-    itself, HTTP/2 connections spliced to grpcio (kvcore/engine/splice.py)."""
+    HTTP/1.1, so with an ``http`` handler grpcio listens on a Unix socket and a
+    front serves the port (ending TLS first for https): HTTP/1.x itself, HTTP/2
+    connections spliced to grpcio (kvcore/engine/splice.py). The front is the native
+    engine's sniffer, or its pure-Python twin (kvcore/engine/py_front.py) in
+    pure-Python mode."""
 
     name = "grpcio"
 
@@ -119,7 +121,7 @@ class GrpcioEngine:
                     allow_plaintext: bool = False, sock=None) -> int:
         """TLS: grpc ``credentials`` (grpc.ssl_server_credentials) alone make grpcio
         serve the port itself (gRPC only); an ``ssl_context`` (with an ``http``
-        handler) makes the native front end TLS and splice the decrypted h2
+        handler) makes the front end TLS and splice the decrypted h2
         connections; both (client certificates name gRPC callers): the front ends
         TLS for HTTP clients and hands gRPC ones (ALPN h2 only) still encrypted to
         grpcio, which checks their certificate itself."""
@@ -131,13 +133,8 @@ class GrpcioEngine:
         if ssl_context is not None and self._http is None:
             raise NotImplementedError("TLS with the grpcio engine takes grpc credentials")
         if self._http is not None and (credentials is None or ssl_context is not None):
-            front = await self._start_front(host, port, reuse_port, ssl_context,
-                                            allow_plaintext, credentials, sock)
-            if front is not None:
-                return front
-            if ssl_context is not None:
-                raise RuntimeError("TLS with HTTP on the grpcio engine needs the native "
-                                   "engine's front")
+            return await self._start_front(host, port, reuse_port, ssl_context,
+                                           allow_plaintext, credentials, sock)
         if credentials is not None:
             bound = self._server.add_secure_port(f"{host}:{port}", credentials)
         else:
@@ -151,10 +148,6 @@ class GrpcioEngine:
         from . import native
         from .base import MethodTable
         from .splice import unix_passthrough, unix_socket_passthrough
-        if not native.available():
-            log.warning("no HTTP on the grpcio engine: the native engine is unavailable (%s)",
-                        native.IMPORT_ERROR)
-            return None
         fd, self._sock_path = tempfile.mkstemp(prefix="kvcore-grpcio-", suffix=".sock")
         os.close(fd)
         os.unlink(self._sock_path)
@@ -168,8 +161,13 @@ class GrpcioEngine:
             def raw_route(alpn: list):
                 return take if alpn and "http/1.1" not in alpn else None
         await self._server.start()
-        self._front = native.NativeEngine(MethodTable(), http=self._http)
-        self._front._core.h2_passthrough = unix_passthrough(self._sock_path)
+        if native.available():
+            self._front = native.NativeEngine(MethodTable(), http=self._http)
+            self._front._core.h2_passthrough = unix_passthrough(self._sock_path)
+        else:   # pure-Python mode: the front's twin answers HTTP/1.x the same
+            from .py_front import PyFront
+            self._front = PyFront(self._http,
+                                  h2_passthrough=unix_passthrough(self._sock_path))
         # Over TLS, http/1.1 is preferred: a client offering both (curl) reaches the
         # gateway, a gRPC client offers h2 only and is spliced to grpcio.
         return await self._front.start(host, port, reuse_port=reuse_port, sock=sock,

@@ -136,11 +136,9 @@ async def serve(cfg: config.Config) -> None:
         raise SystemExit(f"kvcore: {e}")
     # Bound here, once; the workers accept on them (--socket-reuse-port: sharing the
     # port with other processes is wanted).
-    # Without the native engine (pure-Python mode) grpcio binds the port in each
-    # worker itself (SO_REUSEPORT), as it cannot accept on an inherited socket.
-    from kvcore.engine import native as native_engine
-    client_socks = (client_listeners.bind(cfg.listen_client_urls, cfg.socket_reuse_port)
-                    if native_engine.available() else {})
+    # (grpcio cannot accept on an inherited socket: a front, native or its
+    # pure-Python twin, accepts there and splices HTTP/2 to grpcio.)
+    client_socks = client_listeners.bind(cfg.listen_client_urls, cfg.socket_reuse_port)
     from kvcore import ETCD_VERSION, __version__
     log.info("starting a kvcore server", extra=logs.fields(
         kvcore_version=__version__, etcd_version=ETCD_VERSION, name=cfg.name,

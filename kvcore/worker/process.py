@@ -99,7 +99,7 @@ async def run(args: dict) -> None:
     tls = TLSInfo.from_dict(args.get("tls"))
     socks = client_listeners.from_args(args.get("listen_fds"))
     for (host, port), (plain, secure) in listeners(args["listen"]).items():
-        sock = socks.get((host, port))    # None: the engine binds (pure-Python mode)
+        sock = socks.get((host, port))    # None (no fds given): the engine binds
         limits = ({"max_concurrent_streams": min(args["max_concurrent_streams"], 2 ** 31 - 1)}
                   if args.get("max_concurrent_streams") else {})
         eng = create_engine(args["engine"], methods, http=gateway,
