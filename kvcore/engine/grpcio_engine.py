@@ -12,7 +12,12 @@ import os
 import tempfile
 from typing import Optional
 
-import grpc
+# grpc's C core prints its own plain-text lines on stderr (an "I..." line per failed TLS
+# handshake); kvcore logs JSON as etcd, so only grpc's errors stay (unless the
+# environment asks for more).
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+import grpc  # noqa: E402
 
 from .base import CallContext, GrpcError, MethodTable, StatusCode
 

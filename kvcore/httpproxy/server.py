@@ -158,12 +158,10 @@ class ProxyHandler:
 
 async def serve(cfg) -> None:
     from kvcore.engine import native
+    from kvcore.engine.py_front import PyFront
     from kvcore.tls import client_info, peer_info
 
     log.info("v2 API proxy starting")
-    if not native.available():
-        raise RuntimeError(f"the v2 proxy serves HTTP with the native engine, which is "
-                           f"unavailable ({native.IMPORT_ERROR})")
     peer_tls = peer_info(cfg)
     client_tls = client_info(cfg)
     # etcd's proxy dials the cluster's client URLs with the client TLS files, else
@@ -182,7 +180,10 @@ async def serve(cfg) -> None:
     engines = []
     for url in cfg.listen_client_urls:
         u = urlparse(url)
-        eng = native.NativeEngine(MethodTable(), http=handler)
+        if native.available():
+            eng = native.NativeEngine(MethodTable(), http=handler)
+        else:   # pure-Python mode: the native front's twin serves HTTP/1.x the same
+            eng = PyFront(handler)
         ctx = client_tls.server_context() if u.scheme == "https" and client_tls else None
         await eng.start(u.hostname, u.port, ssl_context=ctx, alpn=("http/1.1",))
         engines.append(eng)

@@ -267,7 +267,6 @@ def test_auth_status_matches_etcd_351(tmp_path):
     assert outs[0] == outs[1]
 
 
-@pytest.mark.native_engine   # the JSON gateway shares the gRPC port: native engine only
 def test_json_gateway_takes_the_token_from_authorization(tmp_path):
     """etcd's gateway: POST /v3/auth/authenticate, then the token in Authorization."""
     import json

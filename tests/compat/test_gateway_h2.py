@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from tests import servers
 from tests.tlscerts import make_pki
 
@@ -34,6 +36,9 @@ def _curl_h2(srv, ca: str, path: str, body: str, max_time: float):
     return status, objs
 
 
+# The gateway over HTTP/2 is the native engine's own HTTP/2 stack; the grpcio
+# engine's front (pure-Python mode) prefers http/1.1 by ALPN and hands h2 to grpcio.
+@pytest.mark.native_engine
 def test_watch_and_keepalive_stream_over_h2_as_etcd(tmp_path):
     pki = make_pki(str(tmp_path / "pki"))
     tls = ("--cert-file", pki.server_cert, "--key-file", pki.server_key)

@@ -15,7 +15,6 @@ import sys
 import time
 import urllib.request
 
-import pytest
 import yaml
 
 from tests import servers
@@ -104,7 +103,6 @@ def _statefulset_container():
     return sts, sts["spec"]["template"]["spec"]["containers"][0]
 
 
-@pytest.mark.native_engine   # the probes are HTTP on the client port: native engine only
 def test_statefulset_command_line_starts_three_members_on_loopback(tmp_path):
     sts, c = _statefulset_container()
     replicas, svc = sts["spec"]["replicas"], sts["spec"]["serviceName"]

@@ -15,9 +15,6 @@ from kvcore.api import rpc_pb2, rpc_pb2_grpc
 from tests import servers
 from tests.httpraw import call, request
 
-# the JSON gateway shares the client port: native engine only
-pytestmark = pytest.mark.native_engine
-
 
 def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode()

@@ -6,7 +6,6 @@ import threading
 import urllib.request
 
 import grpc
-import pytest
 
 from kvcore.api import rpc_pb2, rpc_pb2_grpc
 from tests import servers
@@ -14,7 +13,6 @@ from tests import servers
 N = 10000
 
 
-@pytest.mark.native_engine   # reads /metrics on the client port: native engine only
 def test_ten_thousand_watchers_on_one_stream(tmp_path):
     srv = servers.start_kvcore(str(tmp_path / "kv.etcd"), workers=1)
     hold = threading.Event()
