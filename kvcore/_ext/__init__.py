@@ -11,7 +11,8 @@ compiled module that cannot load is an error (``NativeBuildMissing``), never a s
 fallback: a broken native build must fail loudly, in CI first of all.
 
 A module without a twin (``grpc_engine``) loads as ``None`` in pure mode; its user
-picks the pure-Python alternative itself (the server serves gRPC with grpcio then).
+picks the pure-Python alternative itself (the server serves gRPC with grpcio then,
+behind kvcore/engine/py_front.py, the twin of the native engine's HTTP/1.x front).
 """
 from __future__ import annotations
 
