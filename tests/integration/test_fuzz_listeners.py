@@ -25,9 +25,6 @@ from tests.integration.engine.support import (CONTINUATION, DATA, END_HEADERS, E
                                               grpc_request_block, read_frames,
                                               server_alive)
 
-# the JSON gateway and raw HTTP/2 on the client port are the native engine's listener
-pytestmark = pytest.mark.native_engine
-
 CI_EXAMPLES = 500
 SLOW_EXAMPLES = int(os.environ.get("KVCORE_FUZZ_EXAMPLES", "250000"))
 # Lock and Campaign wait (legitimately) for a holder to leave: not fuzzed here.
