@@ -202,9 +202,14 @@ def _dechunk(buf, Py_ssize_t pos, Py_ssize_t cap):
         pos += size + 2
 
 
-_REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",
-            302: "Found", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
+# Go's http.StatusText, as etcd's answers carry them (v2's 412 among them).
+_REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
+            301: "Moved Permanently", 302: "Found", 304: "Not Modified",
+            307: "Temporary Redirect", 400: "Bad Request", 401: "Unauthorized",
             403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
             408: "Request Timeout", 409: "Conflict", 411: "Length Required",
-            413: "Payload Too Large", 429: "Too Many Requests",
-            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+            412: "Precondition Failed", 413: "Request Entity Too Large",
+            416: "Requested Range Not Satisfiable", 421: "Misdirected Request",
+            429: "Too Many Requests", 431: "Request Header Fields Too Large",
+            500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+            503: "Service Unavailable", 504: "Gateway Timeout"}

@@ -5,7 +5,7 @@ The grpcio engine cannot share its port with HTTP/1.1, so it listens on a Unix s
 and a front serves the public port. With the compiled engine that front is
 NativeEngine (ext/engine/connection.pxi, ext/engine/http1.pxi); in pure-Python mode
 (``KVCORE_PURE_PYTHON=1``) it is this module, which answers byte for byte the same
-(tests/unit/twins/test_front_twin.py compares them):
+(tests/integration/engine/test_py_front_twin.py compares them):
 
 * the first bytes choose: the HTTP/2 preface -> ``h2_passthrough(transport, first)``
   (kvcore/engine/splice.py: to grpcio); an HTTP/1.x request line -> served here by
@@ -39,12 +39,17 @@ HEADER_CAP = 65536
 
 _SNIFF, _H1, _CLOSED = 0, 1, 2
 
-REASONS = {200: "OK", 201: "Created", 204: "No Content", 301: "Moved Permanently",
-           302: "Found", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
+# Go's http.StatusText, as etcd's answers carry them (v2's 412 among them).
+REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
+           301: "Moved Permanently", 302: "Found", 304: "Not Modified",
+           307: "Temporary Redirect", 400: "Bad Request", 401: "Unauthorized",
            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            408: "Request Timeout", 409: "Conflict", 411: "Length Required",
-           413: "Payload Too Large", 429: "Too Many Requests",
-           500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable"}
+           412: "Precondition Failed", 413: "Request Entity Too Large",
+           416: "Requested Range Not Satisfiable", 421: "Misdirected Request",
+           429: "Too Many Requests", 431: "Request Header Fields Too Large",
+           500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
+           503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
 class _Front:

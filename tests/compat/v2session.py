@@ -77,10 +77,11 @@ def run(port: int, steps=SESSION) -> list:
         if data is not None:
             req.add_header("Content-Type", "application/x-www-form-urlencoded")
         try:
+            # The reason phrase too (clients show it): etcd's are Go's StatusText.
             with urllib.request.urlopen(req, timeout=15) as r:
-                status, headers, body = r.status, r.headers, r.read()
+                status, headers, body = f"{r.status} {r.reason}", r.headers, r.read()
         except urllib.error.HTTPError as e:
-            status, headers, body = e.code, e.headers, e.read()
+            status, headers, body = f"{e.code} {e.reason}", e.headers, e.read()
         hs = {k: headers.get(k) for k in _CLIENT_HEADERS if headers.get(k) is not None}
         if base is None and "x-etcd-index" in hs:
             base = int(hs["x-etcd-index"]) - 1
