@@ -6,7 +6,8 @@
 # 2. Again on the plain-Python twins (KVCORE_PURE_PYTHON=1: WAL codec and writer,
 #    revision index, proposer; gRPC by grpcio behind the native front's Python twin,
 #    as the native engine has no twin; tests/compat/test_health.py: that front serves
-#    HTTP/1.x on the client port), the
+#    HTTP/1.x on the client port; test_grpc_keepalive.py: its splice closes a client
+#    that does not answer grpcio's keepalive ping), the
 #    tests whose outcome depends on those modules: tests/unit (every twin directly) and
 #    the integration tests of what they carry — the WAL, the index and the proposer
 #    under restarts, torn WALs, damaged files, snapshots, failover and the robustness
@@ -20,6 +21,7 @@ python3 -m pytest tests -m "not slow" --durations=25 "$@"
 KVCORE_PURE_PYTHON=1 python3 -m pytest -m "not slow" "$@" \
     tests/unit \
     tests/compat/test_health.py \
+    tests/compat/test_grpc_keepalive.py \
     tests/integration/test_durability.py \
     tests/integration/test_storage_faults.py \
     tests/integration/cluster/test_failover.py \

@@ -119,6 +119,9 @@ class GrpcioEngine:
             self._options.append(("grpc.keepalive_time_ms", int(ka["interval"] * 1000)))
         if ka.get("timeout", 0) > 0:
             self._options.append(("grpc.keepalive_timeout_ms", int(ka["timeout"] * 1000)))
+        # grpcio pings a silent client but does not close it; the splice in front does.
+        self._silence = (ka["interval"] + ka["timeout"]
+                         if ka.get("interval", 0) > 0 and ka.get("timeout", 0) > 0 else None)
         self._server: Optional[grpc.aio.Server] = None
 
     async def start(self, host: str, port: int, *, reuse_port: bool = True,
@@ -161,18 +164,18 @@ class GrpcioEngine:
         if credentials is not None:
             self._tls_sock_path = self._sock_path + ".tls"
             self._server.add_secure_port(f"unix:{self._tls_sock_path}", credentials)
-            take = unix_socket_passthrough(self._tls_sock_path)
+            take = unix_socket_passthrough(self._tls_sock_path, self._silence)
 
             def raw_route(alpn: list):
                 return take if alpn and "http/1.1" not in alpn else None
         await self._server.start()
         if native.available():
             self._front = native.NativeEngine(MethodTable(), http=self._http)
-            self._front._core.h2_passthrough = unix_passthrough(self._sock_path)
+            self._front._core.h2_passthrough = unix_passthrough(self._sock_path, self._silence)
         else:   # pure-Python mode: the front's twin answers HTTP/1.x the same
             from .py_front import PyFront
             self._front = PyFront(self._http,
-                                  h2_passthrough=unix_passthrough(self._sock_path))
+                                  h2_passthrough=unix_passthrough(self._sock_path, self._silence))
         # Over TLS, http/1.1 is preferred: a client offering both (curl) reaches the
         # gateway, a gRPC client offers h2 only and is spliced to grpcio.
         return await self._front.start(host, port, reuse_port=reuse_port, sock=sock,

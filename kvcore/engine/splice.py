@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Optional
 
 log = logging.getLogger("kvcore.engine.splice")
 
@@ -26,6 +27,8 @@ class _Half(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data):
+        if self is self.splice.client:
+            self.splice.heard = True
         self.other.write(data)
 
     def write(self, data):
@@ -55,17 +58,37 @@ class _Half(asyncio.Protocol):
 
 
 class Splice:
-    def __init__(self):
+    def __init__(self, silence: Optional[float] = None):
         self.pending: list[bytes] = []
         self.client = _Half(self)
         self.upstream = _Half(self)
         self.client.other, self.upstream.other = self.upstream, self.client
+        self.heard = False
+        if silence:
+            asyncio.get_running_loop().call_later(silence, self._check_silence, silence)
+
+    def _check_silence(self, silence: float) -> None:
+        """Server keepalive for the spliced server: grpcio pings a silent client after
+        --grpc-keepalive-interval but never closes when no answer comes, where etcd
+        closes --grpc-keepalive-timeout later. A client that sent nothing for
+        interval + timeout did not answer that ping: the connection ends here."""
+        c = self.client.transport
+        if c is None or c.is_closing():
+            return
+        if not self.heard:
+            log.info("closing %s: no keepalive answer", c.get_extra_info("peername"))
+            c.close()
+            return
+        self.heard = False
+        asyncio.get_running_loop().call_later(silence, self._check_silence, silence)
 
 
-def unix_passthrough(path: str):
-    """An ``h2_passthrough`` for the native engine core: splice to ``path``."""
+def unix_passthrough(path: str, silence: Optional[float] = None):
+    """An ``h2_passthrough`` for the native engine core: splice to ``path``.
+    ``silence``: close a client that sends nothing for that long (server keepalive's
+    interval + timeout; None: never)."""
     def take(transport, first: bytes) -> None:
-        sp = Splice()
+        sp = Splice(silence)
         transport.set_protocol(sp.client)
         sp.client.connection_made(transport)
         sp.pending.append(first)
@@ -92,12 +115,12 @@ async def _connect(sp: Splice, path: str) -> None:
         sp.upstream.transport.close()
 
 
-def unix_socket_passthrough(path: str):
+def unix_socket_passthrough(path: str, silence: Optional[float] = None):
     """A TLSListener ``raw_route`` target: splice an accepted socket (still
     encrypted) to the server on ``path``."""
     async def take(conn) -> None:
         loop = asyncio.get_running_loop()
-        sp = Splice()
+        sp = Splice(silence)
         transport, _ = await loop.connect_accepted_socket(lambda: sp.client, sock=conn)
         transport.pause_reading()   # until the upstream is there
         await _connect(sp, path)
