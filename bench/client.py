@@ -163,18 +163,7 @@ class Conn(asyncio.Protocol):
         self.transport = transport
         if self.load is not None:
             self.load.open_conns += 1
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            import socket
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        transport.write(h2.PREFACE + h2.settings_frame({
-            h2.SETTINGS_ENABLE_PUSH: 0,
-            h2.SETTINGS_INITIAL_WINDOW_SIZE: h2.MAX_WINDOW,
-            h2.SETTINGS_MAX_HEADER_LIST_SIZE: 1 << 20,
-        }) + h2.window_update(0, h2.MAX_WINDOW - h2.DEFAULT_WINDOW))
+        h2.open_client(transport)
 
     def connection_lost(self, exc):
         if self.error is None:

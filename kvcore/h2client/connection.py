@@ -204,18 +204,7 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         self._ka = self.loop.call_later(KEEPALIVE, self._keepalive)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            import socket
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        transport.write(h2.PREFACE + h2.settings_frame({
-            h2.SETTINGS_ENABLE_PUSH: 0,
-            h2.SETTINGS_INITIAL_WINDOW_SIZE: h2.MAX_WINDOW,
-            h2.SETTINGS_MAX_HEADER_LIST_SIZE: 1 << 20,
-        }) + h2.window_update(0, h2.MAX_WINDOW - h2.DEFAULT_WINDOW))
+        h2.open_client(transport)
 
     def connection_lost(self, exc) -> None:
         self.lost = True

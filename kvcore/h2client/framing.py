@@ -69,6 +69,24 @@ def grpc_message(payload: bytes) -> bytes:
     return b"\x00" + _U32.pack(len(payload)) + payload
 
 
+def open_client(transport) -> None:
+    """A gRPC client's first bytes on a new connection (TCP_NODELAY on): the preface,
+    its settings (no push, the largest stream window, 1 MiB header lists) and the
+    connection window opened as far."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        import socket
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+    transport.write(PREFACE + settings_frame({
+        SETTINGS_ENABLE_PUSH: 0,
+        SETTINGS_INITIAL_WINDOW_SIZE: MAX_WINDOW,
+        SETTINGS_MAX_HEADER_LIST_SIZE: 1 << 20,
+    }) + window_update(0, MAX_WINDOW - DEFAULT_WINDOW))
+
+
 # --- HPACK, stateless encoding ------------------------------------------------------
 
 # Static table entries (RFC 7541 appendix A) used below.
@@ -76,7 +94,7 @@ _STATIC_FULL = {(":method", "POST"): 3, (":scheme", "http"): 6, (":status", "200
 _STATIC_NAME = {":authority": 1, ":path": 4, "content-type": 31, "user-agent": 58}
 
 
-def _hpack_int(value: int, prefix_bits: int, first: int) -> bytes:
+def hpack_int(value: int, prefix_bits: int, first: int) -> bytes:
     limit = (1 << prefix_bits) - 1
     if value < limit:
         return bytes([first | value])
@@ -90,7 +108,7 @@ def _hpack_int(value: int, prefix_bits: int, first: int) -> bytes:
 
 
 def _hpack_str(s: bytes) -> bytes:
-    return _hpack_int(len(s), 7, 0) + s
+    return hpack_int(len(s), 7, 0) + s
 
 
 def encode_headers(headers: list[tuple[str, str]]) -> bytes:
@@ -100,11 +118,11 @@ def encode_headers(headers: list[tuple[str, str]]) -> bytes:
     for name, value in headers:
         idx = _STATIC_FULL.get((name, value))
         if idx:
-            out.append(_hpack_int(idx, 7, 0x80))
+            out.append(hpack_int(idx, 7, 0x80))
             continue
         nidx = _STATIC_NAME.get(name)
         if nidx:
-            out.append(_hpack_int(nidx, 4, 0x00))
+            out.append(hpack_int(nidx, 4, 0x00))
         else:
             out.append(b"\x00" + _hpack_str(name.encode()))
         out.append(_hpack_str(value.encode()))

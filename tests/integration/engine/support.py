@@ -12,6 +12,7 @@ import time
 import uvloop
 
 from kvcore.engine.base import GrpcError, MethodTable, StatusCode
+from kvcore.h2client.framing import hpack_int
 
 HOST = "127.0.0.1"
 
@@ -184,27 +185,14 @@ def frame(ftype: int, flags: int, sid: int, payload: bytes = b"") -> bytes:
         struct.pack(">I", sid & 0x7FFFFFFF) + payload
 
 
-def _hpack_int(value: int, prefix_bits: int, first: int) -> bytes:
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out = bytearray([first | limit])
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def hpack_literal(name: bytes, value: bytes, index: bool = False) -> bytes:
     """A literal header field with a literal name, no Huffman coding."""
     head = b"\x40" if index else b"\x00"
-    return head + _hpack_int(len(name), 7, 0) + name + _hpack_int(len(value), 7, 0) + value
+    return head + hpack_int(len(name), 7, 0) + name + hpack_int(len(value), 7, 0) + value
 
 
 def hpack_indexed(index: int) -> bytes:
-    return _hpack_int(index, 7, 0x80)
+    return hpack_int(index, 7, 0x80)
 
 
 def grpc_request_block(path: bytes, extra=()) -> bytes:
