@@ -386,15 +386,22 @@ class Conn(asyncio.Protocol):
         if flags & h2.FLAG_PADDED:
             e -= data[p]
             p += 1
-        buf = getattr(st, "_h2buf", b"") + data[p:e]
-        while len(buf) >= 5:
-            mlen = _U32.unpack_from(buf, 1)[0]
-            if len(buf) < 5 + mlen:
+        # Several messages may share one DATA frame (a batch): walk them by offset
+        # (slicing the rest off after each message copied the frame once per message).
+        rest = getattr(st, "_h2buf", b"")
+        if rest:
+            buf, q, end = rest + data[p:e], 0, len(rest) + e - p
+        else:
+            buf, q, end = data, p, e
+        on_message = st.on_message
+        unpack = _U32.unpack_from
+        while end - q >= 5:
+            mend = q + 5 + unpack(buf, q + 1)[0]
+            if mend > end:
                 break
-            msg = buf[5:5 + mlen]
-            buf = buf[5 + mlen:]
-            st.on_message(msg)
-        st._h2buf = buf
+            on_message(buf[q + 5:mend])
+            q = mend
+        st._h2buf = buf[q:end] if q < end else b""
         u = self.stream_recv_unacked.get(sid, 0) + (e - p)
         if u >= RECV_REFILL:
             self.out.append(h2.window_update(sid, u))

@@ -70,3 +70,38 @@ def test_range_and_txn_workloads():
     assert len(keys) == 3 == len(set(keys))
     with pytest.raises(ValueError):
         workloads.txn_put_workload(8, 8, 2, 3, 5)
+
+
+def test_stream_messages_split_from_shared_and_straddling_data_frames():
+    """A server may put many gRPC messages in one DATA frame and split one across
+    frames: the load client's stream reader hands each message over once, whole."""
+    import asyncio
+    from bench.client import Conn, Stream
+
+    class Got(Stream):
+        def __init__(self):
+            self.msgs = []
+
+        def on_message(self, msg):
+            self.msgs.append(bytes(msg))
+
+    msgs = [bytes([i]) * (i * 7 % 40) for i in range(200)]
+    wire = b"".join(h2.grpc_message(m) for m in msgs)
+    loop = asyncio.new_event_loop()
+    try:
+        conn = Conn("x", loop=loop)
+        got = Got()
+        conn.streams[1] = got
+        # DATA frames of uneven sizes, several arriving in one read, one read cut mid-frame
+        frames, pos = [], 0
+        for size in (1, 4, 5, 6, 300, 2, 1000, 3, 5000):
+            frames.append(h2.frame(h2.DATA, 0, 1, wire[pos:pos + size]))
+            pos += size
+        frames.append(h2.frame(h2.DATA, 0, 1, wire[pos:]))
+        stream = b"".join(frames)
+        conn.got_bytes = True
+        for cut in range(0, len(stream), 777):
+            conn.data_received(stream[cut:cut + 777])
+    finally:
+        loop.close()
+    assert got.msgs == msgs
