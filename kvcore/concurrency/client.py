@@ -22,6 +22,7 @@ from typing import Optional
 from kvcore.api import rpc_pb2, rules
 from kvcore.api.errors import EtcdError
 from kvcore.engine.base import GrpcError, StatusCode
+from kvcore.ipc import framing
 from kvcore.mvcc.watch import DELETE, Watcher
 
 log = logging.getLogger("kvcore.concurrency")
@@ -134,9 +135,13 @@ class HubWatch:
             self._wake.set_result(None)
 
     def send_batch(self, payloads: list) -> None:
-        """The hub's batched fan-out (kvcore/mvcc/watch.py) hands several at once."""
+        """The hub's batched catch-up (kvcore/mvcc/watch.py) hands several at once."""
         for p in payloads:
             self.send(p)
+
+    def send_packed(self, payload: bytes) -> None:
+        """The hub's fan-out: responses in an S_BATCH payload."""
+        self.send_batch(framing.split_batch(payload))
 
     # ---- the reader's side ----
 

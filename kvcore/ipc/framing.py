@@ -84,17 +84,22 @@ def unpack_credit(payload: bytes) -> int:
     return _U32.unpack(payload)[0]
 
 
-_GRPC_PREFIX = struct.Struct(">BI")
+GRPC_PREFIX = struct.Struct(">BI")    # u8 compressed flag, u32 big-endian length
 
 
 def pack_batch(messages: list) -> bytes:
     """S_BATCH payload: the count, then each message gRPC-prefixed."""
-    prefix = _GRPC_PREFIX.pack
+    prefix = GRPC_PREFIX.pack
     parts = [_U32.pack(len(messages))]
     for m in messages:
         parts.append(prefix(0, len(m)))
         parts.append(m)
     return b"".join(parts)
+
+
+def pack_batch_count(count: int) -> bytes:
+    """The start of an S_BATCH payload whose ``count`` prefixed messages follow."""
+    return _U32.pack(count)
 
 
 def unpack_batch(payload: bytes) -> tuple[int, bytes]:

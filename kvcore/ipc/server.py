@@ -56,6 +56,12 @@ class CoreStream:
             else:
                 self.conn.send(self.sid, self.method, fr.S_BATCH, fr.pack_batch(payloads))
 
+    def send_packed(self, payload: bytes) -> None:
+        """An S_BATCH payload built by the caller (framing.pack_batch's format)."""
+        if not self.closed:
+            self.credit -= 1
+            self.conn.send(self.sid, self.method, fr.S_BATCH, payload)
+
     def end(self, code: int = 0, message: str = "") -> None:
         if not self.closed:
             self.closed = True

@@ -18,6 +18,7 @@ import logging
 from typing import Optional
 
 from kvcore.api import kv_pb2, rpc_pb2, wire
+from kvcore.ipc import framing
 
 log = logging.getLogger("kvcore.watch")
 
@@ -27,13 +28,14 @@ CATCHUP_BATCH_BYTES = 1 << 20   # a stream's catch-up responses per batch, at mo
 
 
 class Watcher:
-    __slots__ = ("stream", "id", "key", "end", "next_rev", "prev_kv", "no_put", "no_delete",
-                 "progress_notify", "fragment", "synced", "sent_since_progress")
+    __slots__ = ("stream", "id", "idf", "key", "end", "next_rev", "prev_kv", "no_put",
+                 "no_delete", "progress_notify", "fragment", "synced", "sent_since_progress")
 
     def __init__(self, stream, wid, key, end, next_rev, prev_kv, filters, progress_notify,
                  fragment):
         self.stream = stream
         self.id = wid
+        self.idf = wire.field_varint(2, wid)    # WatchResponse.watch_id, encoded once
         self.key = key
         self.end = end or None
         self.next_rev = next_rev
@@ -258,14 +260,13 @@ class WatchHub:
 class _FanOut:
     """One revision's responses to its synced watchers, batched per stream."""
 
-    __slots__ = ("hub", "txn", "rev", "hdr_field", "batches", "room")
+    __slots__ = ("hub", "txn", "rev", "batches", "room")
 
     def __init__(self, hub: WatchHub, txn, rev: int):
         self.hub = hub
         self.txn = txn
         self.rev = rev
-        self.hdr_field = None
-        self.batches: dict = {}     # stream -> its responses
+        self.batches: dict = {}     # stream -> {(events bytes, id width): [id fields]}
         self.room: dict = {}        # stream -> whether it has room (asked once)
 
     def run(self, groups: list) -> None:
@@ -296,19 +297,25 @@ class _FanOut:
                                          len(evs))
                 if not tail[1]:
                     continue
-                if self.hdr_field is None:
-                    self.hdr_field = wire.field_bytes(1, hub.header(rev))
-                msg = self.hdr_field + wire.field_varint(2, w.id) + tail[0]
-                b = batches.get(st)
-                if b is None:
-                    batches[st] = [msg]
+                # A response is header + watch_id + events: watchers of one stream that
+                # share the events and the id's width differ only in the id bytes.
+                runs = batches.get(st)
+                if runs is None:
+                    runs = batches[st] = {}
+                idf = w.idf
+                key = (tail[0], len(idf))
+                ids = runs.get(key)
+                if ids is None:
+                    runs[key] = [idf]
                 else:
-                    b.append(msg)
+                    ids.append(idf)
                 w.sent_since_progress = True
                 sent += tail[1]
         hub.events_sent += sent
-        for st, msgs in batches.items():
-            st.send_batch(msgs)
+        if batches:
+            hdr_field = wire.field_bytes(1, hub.header(rev))
+            for st, runs in batches.items():
+                st.send_packed(_pack_runs(hdr_field, runs))
         for w, cs in alone:     # asked for fragments: whole responses, in order
             evs = hub._events(self.txn, w, cs, rev)
             if evs:
@@ -318,6 +325,26 @@ class _FanOut:
             hub._unsync(w)
             w.next_rev = rev
             hub.unsynced.add(w)
+
+
+_PREFIX = framing.GRPC_PREFIX
+
+
+def _pack_runs(hdr_field: bytes, runs: dict) -> bytes:
+    """An S_BATCH payload (kvcore/ipc/framing.py) of one response per watch id:
+    runs maps (events bytes, id width) -> the ids' encoded fields. Each run is
+    joined in one call: head + id1 + tail + head + id2 + ... + tail."""
+    count = 0
+    parts = [b""]
+    append = parts.append
+    for (tail, width), ids in runs.items():
+        head = _PREFIX.pack(0, len(hdr_field) + width + len(tail)) + hdr_field
+        append(head)
+        append((tail + head).join(ids))
+        append(tail)
+        count += len(ids)
+    parts[0] = framing.pack_batch_count(count)
+    return b"".join(parts)
 
 
 def _key_of(kv: bytes) -> bytes:
@@ -344,6 +371,14 @@ class WatchStream:
 
     def send(self, payload: bytes) -> None:
         self.out.send(payload)
+
+    def send_packed(self, payload: bytes) -> None:
+        """Responses already in an S_BATCH payload (one frame, one credit)."""
+        packed = getattr(self.out, "send_packed", None)
+        if packed is not None:
+            packed(payload)
+        else:
+            self.send_batch(framing.split_batch(payload))
 
     def send_batch(self, payloads: list) -> None:
         """Several responses at once (one frame and one credit where the IPC
