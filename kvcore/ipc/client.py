@@ -69,6 +69,13 @@ class CoreClient(fr.FrameProtocol):
         if kind == fr.STATS:
             self.send(call_id, 0, fr.STATS, self._stats() if self._stats else b"")
             return
+        if kind == fr.S_REPLY:
+            st = self._streams.get(call_id)
+            if st is not None:
+                direct = st.direct
+                if direct is None or not st.queue.empty() or not direct(payload):
+                    st.queue.put_nowait((kind, payload))
+            return
         if kind == fr.S_MSG or kind == fr.S_BATCH or kind == fr.S_END:
             st = self._streams.get(call_id)
             if st is not None:
@@ -136,7 +143,10 @@ class CoreClient(fr.FrameProtocol):
                             if code:
                                 raise GrpcError(StatusCode(code), msg)
                             return
-                        if kind == fr.S_MSG:
+                        if kind == fr.S_REPLY:
+                            await send(payload)
+                            credit -= 1     # replies take no credit
+                        elif kind == fr.S_MSG:
                             await send(payload)
                         elif framed:
                             await send(Framed(*fr.unpack_batch(payload)[::-1]))
@@ -147,7 +157,8 @@ class CoreClient(fr.FrameProtocol):
                         if queue.empty():
                             break
                         kind, payload = queue.get_nowait()
-                    self.send(sid, method, fr.S_CREDIT, fr.pack_credit(credit))
+                    if credit:
+                        self.send(sid, method, fr.S_CREDIT, fr.pack_credit(credit))
             finally:
                 if pumper is not None:
                     pumper.cancel()

@@ -34,6 +34,9 @@ Kinds:
              message with its gRPC prefix (u8 0, u32 big-endian length), so the
              worker hands them to the engine as one write. It takes one credit, as
              one S_MSG does.
+  S_REPLY    core -> worker: one stream message that answers one request of the
+             client's (a LeaseKeepAliveResponse): it takes no credit and returns
+             none, as a unary answer does; what bounds it is what the client sends.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ HEADER = struct.Struct("<IIHB")
 HSIZE = HEADER.size
 
 (REQ, RESP, ERR, HELLO, S_OPEN, S_MSG, S_CLOSE, S_END, S_CREDIT, RELOAD, CANCEL, TREQ, STATS,
- S_BATCH) = range(14)
+ S_BATCH, S_REPLY) = range(15)
 
 # Pseudo-method ids of REQ frames (above every gRPC method id of kvcore/api/methods.py):
 HTTP_METHOD = 0xFFFF        # a worker's /metrics, /health, /livez, /readyz (the core answers)

@@ -46,6 +46,11 @@ class CoreStream:
             self.credit -= 1
             self.conn.send(self.sid, self.method, fr.S_MSG, payload)
 
+    def reply(self, payload: bytes) -> None:
+        """The answer to one message of the client's (framing.S_REPLY): no credit."""
+        if not self.closed:
+            self.conn.send(self.sid, self.method, fr.S_REPLY, payload)
+
     def send_batch(self, payloads: list) -> None:
         """Several messages in one frame; they take one credit (a watch fan-out:
         the stream's room is checked once for all its watchers)."""

@@ -95,9 +95,12 @@ class Lessor:
     def renew(self, lease_id: int) -> int:
         """Keep-alive: -> the TTL, or 0 when the lease is unknown or already expired."""
         lease = self.leases.get(lease_id)
-        if lease is None or lease.revoking or lease.expiry <= self.clock():
+        if lease is None or lease.revoking:
             return 0
-        lease.expiry = self.clock() + lease.ttl
+        now = self.clock()
+        if lease.expiry <= now:
+            return 0
+        lease.expiry = now + lease.ttl
         return lease.ttl
 
     def checkpoints(self) -> list[tuple[int, int]]:

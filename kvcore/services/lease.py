@@ -171,20 +171,38 @@ def _revoke_done(fut, lease) -> None:
 
 
 class KeepAliveStream:
-    """LeaseKeepAlive stream: each request renews a lease (leader-local)."""
+    """LeaseKeepAlive stream: each request renews a lease (leader-local).
+
+    A client renews one lease on its stream again and again, so the last request's
+    bytes and the last answer are kept: a repeated request is not decoded again,
+    and the answer is reused while the header (revision, term) and the TTL hold."""
+
+    __slots__ = ("service", "reply", "_req", "_id", "_key", "_resp")
 
     def __init__(self, service: LeaseService, out):
         self.service = service
-        self.out = out
+        # An answer per request takes no stream credit (framing.S_REPLY).
+        self.reply = getattr(out, "reply", None) or out.send
+        self._req = self._key = None
+        self._id = 0
+        self._resp = b""
 
     def on_message(self, payload: bytes) -> None:
-        lease_id = rpc_pb2.LeaseKeepAliveRequest.FromString(payload).ID
+        if payload == self._req:
+            lease_id = self._id
+        else:
+            lease_id = rpc_pb2.LeaseKeepAliveRequest.FromString(payload).ID
+            self._req, self._id = payload, lease_id
         ttl = self.service.renew(lease_id)
         ctx = self.service.ctx
-        # LeaseKeepAliveResponse by hand (header, ID, TTL): what protobuf would write.
-        self.out.send(wire.with_header(ctx.header(ctx.store.current_rev),
-                                       wire.field_varint(2, lease_id) +
-                                       wire.field_varint(3, ttl)))
+        hdr = ctx.header(ctx.store.current_rev)
+        key = (hdr, lease_id, ttl)
+        if key != self._key:
+            # LeaseKeepAliveResponse by hand (header, ID, TTL): what protobuf writes.
+            self._key = key
+            self._resp = wire.with_header(hdr, wire.field_varint(2, lease_id) +
+                                          wire.field_varint(3, ttl))
+        self.reply(self._resp)
 
 
 def register(ctx, reg) -> LeaseService:
