@@ -198,9 +198,11 @@ class WatchHub:
         watchers of one range at one revision read the history once."""
         store = self.store
         pending = False
-        batches: dict = {}      # stream -> [responses, bytes]
+        hdr_field = wire.field_bytes(1, self.header(store.current_rev))
+        batches: dict = {}      # stream -> [runs as in _FanOut, whole responses, bytes]
         reads: dict = {}        # (key, end, next_rev) -> history read
         encoded: dict = {}      # (key, end, next_rev, no_put, no_delete, prev_kv) -> events
+        tails: dict = {}        # the same key -> the events as WatchResponse fields
         for w in list(self.unsynced):
             st = w.stream
             batch = batches.get(st)
@@ -208,10 +210,10 @@ class WatchHub:
                 if not st.can_send():
                     pending = True
                     continue
-                batch = batches[st] = [[], 0]
+                batch = batches[st] = [{}, [], 0]
             if w.next_rev < store.compact_main_rev:
                 self.unsynced.discard(w)
-                batch[0].append(watch_response(self.header(store.current_rev), w.id,
+                batch[1].append(watch_response(self.header(store.current_rev), w.id,
                                                canceled=True,
                                                compact_revision=store.compact_main_rev))
                 st.watchers.pop(w.id, None)
@@ -230,11 +232,21 @@ class WatchHub:
                     for main, kind, kv in items
                     if not ((kind == PUT and w.no_put) or (kind == DELETE and w.no_delete))]
             if evs:
-                msgs = self._responses(w, store.current_rev, evs)
-                batch[0].extend(msgs)
-                batch[1] += sum(len(m) for m in msgs)
-                if batch[1] >= CATCHUP_BATCH_BYTES:
-                    st.send_batch(batch[0])
+                if w.fragment:
+                    msgs = self._responses(w, store.current_rev, evs)
+                    batch[1].extend(msgs)
+                    batch[2] += sum(len(m) for m in msgs)
+                else:
+                    tail = tails.get(sig)
+                    if tail is None:
+                        tail = tails[sig] = b"".join([wire.field_bytes(11, e) for e in evs])
+                    ids = batch[0].setdefault((tail, len(w.idf)), [])
+                    ids.append(w.idf)
+                    self.events_sent += len(evs)
+                    w.sent_since_progress = True
+                    batch[2] += len(tail) + len(hdr_field) + 8
+                if batch[2] >= CATCHUP_BATCH_BYTES:
+                    st.send_packed(_pack_runs(hdr_field, batch[0], batch[1]))
                     del batches[st]     # the next watcher of st asks for room again
             w.next_rev = nxt
             if nxt > store.current_rev:
@@ -242,9 +254,9 @@ class WatchHub:
                 self._sync(w)
             else:
                 pending = True
-        for st, (msgs, _) in batches.items():
-            if msgs:
-                st.send_batch(msgs)
+        for st, (runs, msgs, _) in batches.items():
+            if runs or msgs:
+                st.send_packed(_pack_runs(hdr_field, runs, msgs))
         return pending
 
     def progress(self, only_requested: bool = False) -> None:
@@ -330,13 +342,17 @@ class _FanOut:
 _PREFIX = framing.GRPC_PREFIX
 
 
-def _pack_runs(hdr_field: bytes, runs: dict) -> bytes:
+def _pack_runs(hdr_field: bytes, runs: dict, whole: list = ()) -> bytes:
     """An S_BATCH payload (kvcore/ipc/framing.py) of one response per watch id:
     runs maps (events bytes, id width) -> the ids' encoded fields. Each run is
-    joined in one call: head + id1 + tail + head + id2 + ... + tail."""
-    count = 0
+    joined in one call: head + id1 + tail + head + id2 + ... + tail. ``whole``:
+    responses built apart (fragments, cancellations), in their order."""
+    count = len(whole)
     parts = [b""]
     append = parts.append
+    for m in whole:
+        append(_PREFIX.pack(0, len(m)))
+        append(m)
     for (tail, width), ids in runs.items():
         head = _PREFIX.pack(0, len(hdr_field) + width + len(tail)) + hdr_field
         append(head)
