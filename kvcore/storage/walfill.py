@@ -9,6 +9,8 @@ own thread and fd write zeros in pieces, one fdatasync per chunk, until a waterm
 ``ahead`` bytes past the write offset (never past the segment end); the WAL pokes it
 when the write offset nears the watermark, and points it at each new segment.
 A zero tail is what a preallocated segment holds anyway, so the format is unchanged.
+The zeros go with O_DIRECT where the filesystem allows it (whole 4 KiB blocks): no
+dirty pages of the filler's for the writer's fdatasync to flush or wait on.
 
 Safety: zeros never land at or behind bytes the WAL has handed out. Before each
 piece the filler publishes its start (``claim``) and then re-reads the WAL's offset;
@@ -18,6 +20,8 @@ both under the GIL); the filler then skips ahead of the writer instead of writin
 """
 from __future__ import annotations
 
+import errno
+import mmap
 import os
 import threading
 
@@ -25,18 +29,22 @@ CHUNK = 1 << 20       # bytes between the filler's fdatasyncs
 PIECE = 128 << 10     # one pwrite, the longest the writer may wait when it catches up
 AHEAD = 8 << 20       # the watermark's lead over the write offset
 NEVER = 1 << 62
+BLOCK = 4096          # O_DIRECT's unit: pieces start and end on it
+DIRECT = True         # O_DIRECT zeros (the probe bench/probes/experiments/wal_fill compares)
 
 
 class ZeroFiller:
     """``offset()`` -> (segment seq, write offset) of the WAL being filled."""
 
     def __init__(self, offset, ahead: int = AHEAD, chunk: int = CHUNK,
-                 piece: int = PIECE) -> None:
+                 piece: int = PIECE, direct: bool | None = None) -> None:
         self._offset = offset
         self.ahead = ahead
-        self.chunk = min(chunk, max(ahead // 4, 4096))
-        self.piece = min(piece, self.chunk)
-        self._zeros = bytes(self.piece)
+        self.chunk = max(BLOCK, min(chunk, ahead // 4) // BLOCK * BLOCK)
+        self.piece = max(BLOCK, min(piece, self.chunk) // BLOCK * BLOCK)
+        self.direct = (DIRECT if direct is None else direct) and hasattr(os, "O_DIRECT")
+        self._zeros = memoryview(mmap.mmap(-1, self.piece))   # page-aligned zeros
+        self._path = ""
         self._lock = threading.Lock()     # held while a piece is written, and to switch
         self._wake = threading.Event()
         self.claim = NEVER        # start of the piece being written (NEVER: none)
@@ -55,16 +63,29 @@ class ZeroFiller:
         """Fill segment ``seq`` at ``path`` from ``start`` (its write offset, or where
         zeros already reach) up to ``limit`` (the segment size). Call it BEFORE the WAL
         publishes the new segment's offset and seq, and ``poke`` after."""
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError as e:      # no filling for this segment; the WAL goes on
-            self.error, fd = e, -1
+        fd = self._open(path)
         with self._lock:          # waits for a piece in the old segment
-            old, self._fd = self._fd, fd
+            old, self._fd, self._path = self._fd, fd, path
             self._seq, self._limit, self.mark = seq, limit, start
             self.trigger = -1 if fd >= 0 else NEVER   # the WAL's next offset pokes
         if old >= 0:
             os.close(old)
+
+    def _open(self, path: str) -> int:
+        """-> an fd for the filler's writes (O_DIRECT when allowed), -1 if none."""
+        flags = os.O_WRONLY | os.O_CLOEXEC
+        try:
+            if self.direct:
+                try:
+                    return os.open(path, flags | os.O_DIRECT)
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise
+                    self.direct = False   # e.g. tmpfs: buffered zeros, synced as well
+            return os.open(path, flags)
+        except OSError as e:      # no filling for this segment; the WAL goes on
+            self.error = e
+            return -1
 
     def poke(self, end: int) -> None:
         """The WAL's offset is now ``end`` (already published): wait out a piece being
@@ -92,9 +113,13 @@ class ZeroFiller:
             at = self._where(seq)
             if at is None:
                 return            # the WAL is not on this segment (yet): a poke follows
-            mark = max(mark, at)  # never behind the writer
+            mark = -(-max(mark, at) // BLOCK) * BLOCK   # never behind the writer
+            limit = limit // BLOCK * BLOCK
             if mark >= min(limit, at + self.ahead):
-                self.trigger = NEVER if mark >= limit else mark - self.ahead // 2
+                with self._lock:
+                    if self._seq == seq:
+                        self.mark = max(self.mark, mark)
+                        self.trigger = NEVER if mark >= limit else mark - self.ahead // 2
                 return            # far enough ahead (or at the end): sleep until poked
             try:
                 reached = self._write(fd, seq, mark, min(limit, mark + self.chunk))
@@ -109,6 +134,11 @@ class ZeroFiller:
                     self.mark = max(self.mark, reached)
             except OSError as e:  # e.g. a full disk: the writer's own writes will say so
                 with self._lock:
+                    if e.errno == errno.EINVAL and self.direct and self._seq == seq:
+                        self.direct = False   # O_DIRECT refused after all: buffered
+                        fd, self._fd = self._fd, self._open(self._path)
+                        os.close(fd)
+                        continue
                     if self._seq == seq:
                         self.error = e
                         self.trigger = NEVER   # idle until the next segment
@@ -129,7 +159,7 @@ class ZeroFiller:
                     pos = self._where(seq)
                     if pos is None or pos > at:
                         return at        # overtaken: the next round starts past it
-                    os.pwrite(fd, self._zeros if n == self.piece else self._zeros[:n], at)
+                    os.pwrite(fd, self._zeros[:n], at)
                 finally:
                     self.claim = NEVER
             at += n

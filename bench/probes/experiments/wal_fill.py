@@ -1,6 +1,7 @@
-"""The WAL's own append + fdatasync, with and without the zero-filler
-(kvcore/storage/walfill.py), alternating: the fdatasync p50/p90 of ``--n`` single-entry
-saves per run, in one process, with no server around it.
+"""The WAL's own append + fdatasync, without the zero-filler (kvcore/storage/walfill.py),
+with it (O_DIRECT zeros) and with it writing through the page cache, in rotating order:
+the fdatasync p50/p90/p99 of ``--n`` single-entry saves per run, in one process, with
+no server around it.
 
     python -m bench.probes.experiments.wal_fill [--rounds 5] [--n 2000]
         [--val-size 8] [--dir DIR (on the filesystem to measure; default a temp dir)]
@@ -17,10 +18,14 @@ from kvcore.storage import walfill
 from kvcore.storage.wal import WAL, HardState
 
 
-def one_run(fill: bool, n: int, val_size: int, parent: str | None) -> dict:
+VARIANTS = ("fallocated", "filled", "buffered")   # no filler; O_DIRECT zeros; page cache
+
+
+def one_run(variant: str, n: int, val_size: int, parent: str | None) -> dict:
     d = tempfile.mkdtemp(prefix="walfill-", dir=parent)
+    walfill.DIRECT = variant != "buffered"
     try:
-        w = WAL(d, fill_ahead=walfill.AHEAD if fill else 0)
+        w = WAL(d, fill_ahead=walfill.AHEAD if variant != "fallocated" else 0)
         w.open(1, 2)
         took: list = []
         w.on_fsync = took.append
@@ -34,6 +39,7 @@ def one_run(fill: bool, n: int, val_size: int, parent: str | None) -> dict:
         shutil.rmtree(d, ignore_errors=True)
     took.sort()
     return {"p50": took[len(took) // 2] * 1e6, "p90": took[int(len(took) * 0.9)] * 1e6,
+            "p99": took[int(len(took) * 0.99)] * 1e6,
             "save": per * 1e6}
 
 
@@ -44,17 +50,17 @@ def main(argv=None) -> int:
     ap.add_argument("--val-size", type=int, default=8)
     ap.add_argument("--dir", default=None)
     a = ap.parse_args(argv)
-    runs: dict = {False: [], True: []}
+    runs: dict = {v: [] for v in VARIANTS}
     for i in range(a.rounds):
-        for fill in ((False, True) if i % 2 == 0 else (True, False)):
-            r = one_run(fill, a.n, a.val_size, a.dir)
-            runs[fill].append(r)
-            print(f"round {i + 1} {'filled' if fill else 'fallocated':10}: fdatasync p50 "
-                  f"{r['p50']:.1f} us  p90 {r['p90']:.1f} us  save {r['save']:.1f} us", flush=True)
-    for fill, rs in runs.items():
-        med = {k: sorted(r[k] for r in rs)[len(rs) // 2] for k in ("p50", "p90", "save")}
-        print(f"median {'filled' if fill else 'fallocated':10}: fdatasync p50 {med['p50']:.1f} us"
-              f"  p90 {med['p90']:.1f} us  save {med['save']:.1f} us")
+        for v in VARIANTS[i % 3:] + VARIANTS[:i % 3]:
+            r = one_run(v, a.n, a.val_size, a.dir)
+            runs[v].append(r)
+            print(f"round {i + 1} {v:10}: fdatasync p50 {r['p50']:.1f} us  p90 "
+                  f"{r['p90']:.1f} us  p99 {r['p99']:.1f} us  save {r['save']:.1f} us", flush=True)
+    for v, rs in runs.items():
+        med = {k: sorted(r[k] for r in rs)[len(rs) // 2] for k in ("p50", "p90", "p99", "save")}
+        print(f"median {v:10}: fdatasync p50 {med['p50']:.1f} us  p90 {med['p90']:.1f} us  "
+              f"p99 {med['p99']:.1f} us  save {med['save']:.1f} us")
     return 0
 
 

@@ -6,12 +6,19 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from kvcore import _ext
 from kvcore.storage import walwriter_py
-from kvcore.storage.walfill import NEVER, ZeroFiller
+from kvcore.storage.walfill import BLOCK, NEVER, ZeroFiller
 from kvcore.storage.wal import WAL, HardState
 
 DATA = 0xAB
+
+
+def block_up(n: int) -> int:
+    """Zeros start at the next whole block (O_DIRECT's unit) past the writer."""
+    return -(-n // BLOCK) * BLOCK
 
 
 def wait_for(cond, timeout=20.0, what="condition"):
@@ -28,21 +35,25 @@ def data_file(path, size: int) -> int:
     return os.open(path, os.O_RDWR)
 
 
-def test_watermark_runs_ahead_and_stops_at_the_end(tmp_path):
+DIRECT = pytest.mark.parametrize("direct", [True, False], ids=["o_direct", "page_cache"])
+
+
+@DIRECT
+def test_watermark_runs_ahead_and_stops_at_the_end(tmp_path, direct):
     path = tmp_path / "seg"
     size = 1 << 20
     data_file(path, size)
     pos = {"seq": 7, "off": 1000}
     f = ZeroFiller(lambda: (pos["seq"], pos["off"]), ahead=256 << 10, chunk=64 << 10,
-                   piece=16 << 10)
+                   piece=16 << 10, direct=direct)
     try:
         f.switch(str(path), 7, 1000, size)
         f.poke(1000)
         wait_for(lambda: f.mark >= 1000 + (256 << 10), what="the watermark")
         assert f.trigger > pos["off"]        # idle: the writer's next bytes do not poke
         buf = path.read_bytes()
-        assert buf[:1000] == bytes([DATA]) * 1000   # nothing at or behind the offset
-        assert not any(buf[1000:f.mark])
+        assert buf[:BLOCK] == bytes([DATA]) * BLOCK   # the writer's block is left alone
+        assert not any(buf[BLOCK:f.mark])
         mark1 = f.mark
         assert buf[mark1:] == bytes([DATA]) * (size - mark1)   # whole chunks, then stop
         # the writer moves on: the filler follows, up to the segment end and no further
@@ -52,15 +63,18 @@ def test_watermark_runs_ahead_and_stops_at_the_end(tmp_path):
         assert f.trigger > size
         buf = path.read_bytes()
         assert len(buf) == size
-        assert not any(buf[size - 5000:])
+        assert buf[size - 5000:block_up(size - 5000)] == bytes([DATA]) * (
+            block_up(size - 5000) - (size - 5000))
+        assert not any(buf[block_up(size - 5000):])
         assert buf[mark1:size - 5000] == bytes([DATA]) * (size - 5000 - mark1), \
             "zeros behind the write offset"
-        assert f.error is None
+        assert f.error is None and f.direct == direct
     finally:
         f.close()
 
 
-def test_a_writer_racing_the_filler_keeps_every_byte(tmp_path):
+@DIRECT
+def test_a_writer_racing_the_filler_keeps_every_byte(tmp_path, direct):
     """The writer appends non-zero bytes as fast as it can with a filler of tiny
     pieces just ahead of it: no written byte may turn to zero."""
     path = tmp_path / "seg"
@@ -69,7 +83,7 @@ def test_a_writer_racing_the_filler_keeps_every_byte(tmp_path):
     os.posix_fallocate(fd, 0, size)
     pos = {"seq": 1, "off": 0}
     f = ZeroFiller(lambda: (pos["seq"], pos["off"]), ahead=64 << 10, chunk=16 << 10,
-                   piece=4 << 10)
+                   piece=4 << 10, direct=direct)
     try:
         f.switch(str(path), 1, 0, size)
         rec = bytes([DATA]) * 777
@@ -81,8 +95,7 @@ def test_a_writer_racing_the_filler_keeps_every_byte(tmp_path):
                 f.poke(end)
             os.pwrite(fd, rec, off)
             off = end
-        wait_for(lambda: f.mark >= min(size, off + (64 << 10)) or off == size,
-                 what="the filler to settle")
+        wait_for(lambda: f.mark >= min(size, off + (64 << 10)), what="the filler to settle")
         buf = path.read_bytes()
         assert buf[:off] == bytes([DATA]) * off
         assert f.synced_bytes > 0
@@ -91,7 +104,8 @@ def test_a_writer_racing_the_filler_keeps_every_byte(tmp_path):
         os.close(fd)
 
 
-def test_a_writer_passing_a_claim_it_did_not_see_is_not_zeroed(tmp_path):
+@DIRECT
+def test_a_writer_passing_a_claim_it_did_not_see_is_not_zeroed(tmp_path, direct):
     """The other order of the race, made to happen: the writer publishes and writes
     past a piece just after the filler claimed it (so it did not wait): the filler's
     look at the offset must see it and skip ahead rather than zero those bytes."""
@@ -109,7 +123,7 @@ def test_a_writer_passing_a_claim_it_did_not_see_is_not_zeroed(tmp_path):
             pos["raced"] += 1
         return 1, pos["off"]
 
-    f = ZeroFiller(where, ahead=64 << 10, chunk=16 << 10, piece=4 << 10)
+    f = ZeroFiller(where, ahead=64 << 10, chunk=16 << 10, piece=4 << 10, direct=direct)
     try:
         f.switch(str(path), 1, 0, size)
         f.poke(0)
@@ -117,7 +131,7 @@ def test_a_writer_passing_a_claim_it_did_not_see_is_not_zeroed(tmp_path):
                  what="the filler")
         buf = path.read_bytes()
         assert buf[:pos["off"]] == bytes([DATA]) * pos["off"]
-        assert not any(buf[pos["off"]:f.mark])
+        assert not any(buf[block_up(pos["off"]):f.mark])
     finally:
         f.close()
         os.close(fd)
