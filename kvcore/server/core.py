@@ -52,6 +52,7 @@ from kvcore.storage.backend import (META_CLUSTER_ID, META_CONF_STATE, META_CONSI
 from kvcore.storage import verify
 from kvcore.storage.backend import DATA_FILE
 from kvcore.storage.backend import install as backend_install
+from kvcore.storage import walfill
 from kvcore.storage.wal import WAL, WalContents
 
 log = logging.getLogger("kvcore.core")
@@ -143,7 +144,8 @@ class Core:
         cfg = self.cfg
         os.makedirs(self.paths.snap_dir, exist_ok=True)
         os.chmod(cfg.data_dir, 0o700)
-        self.wal = WAL(self.paths.wal_dir)
+        # zeros written and synced ahead of the log (none when nothing is synced)
+        self.wal = WAL(self.paths.wal_dir, fill_ahead=0 if cfg.unsafe_no_fsync else walfill.AHEAD)
         self.wal.unsafe_no_fsync = cfg.unsafe_no_fsync
         contents: WalContents = self.wal.open(self.member_id, self.cluster_id)
         if contents.member_id and contents.member_id != self.member_id and cfg.discovery_srv:

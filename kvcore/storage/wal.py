@@ -17,6 +17,10 @@ Contract:
   anywhere in an earlier segment, is corruption: WalCorruptError, never skipped.
 * ``release_before(index)`` deletes whole segments whose entries all precede
   ``index`` (after a snapshot made them unnecessary).
+* With ``fill_ahead`` (bytes) a background ZeroFiller (walfill.py) writes and syncs
+  zeros ahead of the write offset, so an append's fdatasync need not also commit the
+  conversion of preallocated extents; a new segment gets its first ``FIRST_FILL``
+  bytes of zeros with its header (the same fsync).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from kvcore.storage.codec import walcodec
+from kvcore.storage.walfill import ZeroFiller
 
 REC_ENTRY = 1
 REC_STATE = 2     # raft hard state: term, vote, commit
@@ -42,6 +47,7 @@ REC_SNAPSHOT = 5  # a snapshot was taken at (index, term)
 
 SEGMENT_BYTES = 64 * 1024 * 1024
 SECTOR = 512       # the unit a disk writes whole (torn-write detection)
+FIRST_FILL = 64 * 1024   # zeros written with a new segment's header when filling ahead
 _STATE = struct.Struct("<QQQ")
 _META = struct.Struct("<QQ")
 _SNAP = struct.Struct("<QQ")
@@ -85,8 +91,11 @@ def _parse_name(name: str) -> Optional[tuple[int, int]]:
 
 
 class WAL:
-    def __init__(self, dirpath: str, segment_bytes: int = SEGMENT_BYTES):
+    def __init__(self, dirpath: str, segment_bytes: int = SEGMENT_BYTES,
+                 fill_ahead: int = 0):
         self.dir = dirpath
+        self.fill_ahead = fill_ahead  # 0: no zero-filler (tools, tests, --unsafe-no-fsync)
+        self.filler: Optional[ZeroFiller] = None
         self.segment_bytes = segment_bytes
         self.unsafe_no_fsync = False   # --unsafe-no-fsync: never fdatasync (data loss on crash)
         self._fd = -1
@@ -111,6 +120,8 @@ class WAL:
         os.makedirs(self.dir, exist_ok=True)
         names = sorted((p, n) for n in os.listdir(self.dir) if (p := _parse_name(n)))
         out = WalContents()
+        if self.fill_ahead:
+            self.filler = ZeroFiller(lambda: (self._seq, self._offset), self.fill_ahead)
         if not names:
             self._meta = (member_id, cluster_id)
             self._create_segment(0, 0, prev_crc=0)
@@ -165,6 +176,9 @@ class WAL:
             if last:
                 self._seq, self._offset, self._crc = seq, end, crc
                 self._fd = os.open(path, os.O_RDWR)
+                if self.filler is not None:
+                    self.filler.switch(path, seq, end, max(len(buf), self.segment_bytes))
+                    self.filler.poke(end)
         self._last_index = out.entries[-1][0] if out.entries else out.snapshot_index
         self._meta = (out.member_id, out.cluster_id)
         self._state = out.state
@@ -260,7 +274,10 @@ class WAL:
             self._cut(entries[0][0] if entries else self._last_index + 1)
             return self.reserve(state, entries)
         offset = self._offset
-        self._offset += len(blob)
+        self._offset = end = offset + len(blob)   # published before the filler is asked
+        f = self.filler
+        if f is not None and end > f.trigger:
+            f.poke(end)
         self.written_bytes += len(blob)
         self._crc = crc
         if entries:
@@ -285,8 +302,12 @@ class WAL:
             rec, crc = walcodec.encode_record(rtype, payload, crc)
             parts.append(rec)
         blob = b"".join(parts)
-        os.pwrite(self._fd, blob, self._offset)
-        self._offset += len(blob)
+        offset = self._offset
+        self._offset = end = offset + len(blob)   # published before the filler is asked
+        f = self.filler
+        if f is not None and end > f.trigger:
+            f.poke(end)
+        os.pwrite(self._fd, blob, offset)
         self._crc = crc
 
     def _sync(self) -> None:
@@ -325,7 +346,10 @@ class WAL:
             r, crc = walcodec.encode_record(rtype, payload, crc)
             head.append(r)
         rec = b"".join(head)
-        os.pwrite(fd, rec, 0)
+        filled = len(rec)
+        if self.filler is not None:   # the first zeros ride on the header's fsync
+            filled = max(filled, min(FIRST_FILL, self.segment_bytes))
+        os.pwrite(fd, rec + bytes(filled - len(rec)), 0)
         os.fsync(fd)
         os.rename(tmp, path)
         dfd = os.open(self.dir, os.O_RDONLY)
@@ -335,9 +359,14 @@ class WAL:
             os.close(dfd)
         if self._fd >= 0:
             os.close(self._fd)
+        if self.filler is not None:   # before the new offset and seq are published
+            self.filler.switch(path, seq, filled, self.segment_bytes)
         self._fd = fd
-        self._seq, self._offset, self._crc = seq, len(rec), crc
+        self._offset, self._crc = len(rec), crc
+        self._seq = seq               # after the offset: the filler reads seq, offset
         self._segments.append((seq, first_index, path))
+        if self.filler is not None:
+            self.filler.poke(self._offset)
 
     def _cut(self, next_index: int) -> None:
         self._sync()
@@ -355,6 +384,9 @@ class WAL:
         return removed
 
     def close(self) -> None:
+        if self.filler is not None:
+            self.filler.close()
+            self.filler = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -1,6 +1,7 @@
 """Crash points in the write path (kvcore/failpoints.py): each fires where it says,
 and the member restarted without it has every acknowledged write."""
 import json
+import subprocess
 import time
 
 import grpc
@@ -60,6 +61,10 @@ def test_crash_point_in_the_write_path_loses_nothing_acknowledged(tmp_path, poin
                                env_extra={failpoints.ENV: f"{point}=crash@25"})
     try:
         acked = _put_until_dead(srv)
+        try:   # the puts after the crash can all fail before the process is gone
+            srv.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
         assert srv.proc.poll() is not None, f"{point} never fired"
         assert f"failpoint {point} fired" in srv.log()
         assert acked, "no write acknowledged before the crash"

@@ -6,7 +6,7 @@ lone put and the CPU per put (utime+stime from /proc, core and workers apart) ar
 steadier. Every server runs once per round, in rotating order; medians over rounds.
 
     python -m bench.probes.experiments.lone_put --a /work/main --b . [--rounds 5]
-        [--total 3000] [--conns 1 --clients 1] [--no-etcd]
+        [--total 3000] [--conns 1 --clients 1] [--no-etcd] [--val-size 8]
 """
 from __future__ import annotations
 
@@ -67,15 +67,16 @@ def one_run(srv: Server, a) -> dict:
     put = [sys.executable, "-m", "bench", "--endpoints", f"127.0.0.1:{srv.port}",
            "--conns", str(a.conns), "--clients", str(a.clients), "--no-progress",
            "--max-seconds", "60"]
+    put_args = ["put", "--val-size", str(a.val_size)]
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.dirname(os.path.abspath(__file__))))))
-    subprocess.run(put + ["--total", "300", "put"], env=env, capture_output=True,
+    subprocess.run(put + ["--total", "300"] + put_args, env=env, capture_output=True,
                    timeout=120, check=True)
     core = srv.proc.pid
     kids = children(core)
     c0, w0 = cpu_seconds(core), sum(cpu_seconds(p) for p in kids)
     s0 = wakeups(core) + sum(wakeups(p) for p in kids)
-    r = subprocess.run(put + ["--total", str(a.total), "--json", "-", "put"], env=env,
+    r = subprocess.run(put + ["--total", str(a.total), "--json", "-"] + put_args, env=env,
                        capture_output=True, text=True, timeout=180, check=True)
     c1, w1 = cpu_seconds(core), sum(cpu_seconds(p) for p in kids)
     s1 = wakeups(core) + sum(wakeups(p) for p in kids)
@@ -100,6 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-etcd", action="store_true")
+    ap.add_argument("--val-size", type=int, default=8, help="value bytes (bench's default 8)")
     a = ap.parse_args(argv)
     sides = [("A", a.a), ("B", a.b)] + ([] if a.no_etcd else [("etcd", None)])
     servers = {}
