@@ -131,13 +131,21 @@ def encode_record(int rtype, bytes payload, uint32_t prev_crc):
     return out, crc
 
 
-def encode_entries(list entries, uint32_t prev_crc):
+def encode_entries(list entries, uint32_t prev_crc, tail=None):
     """Frame raft entries [(index, term, etype, data), ...] as REC_ENTRY records in
-    one buffer (one write, one fdatasync for the whole batch) -> (bytes, crc)."""
+    one buffer (one write, one fdatasync for the whole batch) -> (bytes, crc).
+    ``tail``: (rtype, payload bytes) of one more record framed after them (the hard
+    state), so a large batch is not copied again to append it."""
     cdef Py_ssize_t total = 0, n
     cdef object e
+    cdef bytes tail_payload = None
+    cdef unsigned char tail_type = 0
     for e in entries:
         total += HEADER + ENTRY_HEADER + PyBytes_GET_SIZE(<bytes>e[3])
+    if tail is not None:
+        tail_type = <unsigned char>(<int>tail[0])
+        tail_payload = <bytes>tail[1]
+        total += HEADER + PyBytes_GET_SIZE(tail_payload)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
     cdef unsigned char* body
@@ -158,6 +166,14 @@ def encode_entries(list entries, uint32_t prev_crc):
         p[4] = t
         _put_u32(p + 5, crc)
         p += HEADER + n
+    if tail_payload is not None:
+        n = PyBytes_GET_SIZE(tail_payload)
+        memcpy(p + HEADER, PyBytes_AS_STRING(tail_payload), n)
+        crc = crc32c_update(crc, &tail_type, 1)
+        crc = crc32c_update(crc, p + HEADER, n)
+        _put_u32(p, <uint32_t>n)
+        p[4] = tail_type
+        _put_u32(p + 5, crc)
     return out, crc
 
 

@@ -43,6 +43,19 @@ def test_encode_record(rtype, payload, prev):
     assert C.encode_record(rtype, payload, prev) == P.encode_record(rtype, payload, prev)
 
 
+@given(entries, u32, st.none() | st.tuples(st.integers(0, 255), st.binary(max_size=40)))
+def test_encode_entries_with_a_tail_record(ents, prev, tail):
+    # The tail is framed as encode_record would, chained after the entries.
+    blob, crc = C.encode_entries(ents, prev, tail)
+    assert (blob, crc) == P.encode_entries(ents, prev, tail)
+    head, crc_head = C.encode_entries(ents, prev)
+    if tail is None:
+        assert (blob, crc) == (head, crc_head)
+    else:
+        rec, crc_tail = C.encode_record(tail[0], tail[1], crc_head)
+        assert (blob, crc) == (head + rec, crc_tail)
+
+
 @given(entries, u32)
 def test_encode_entries_and_decode_entry(ents, prev):
     blob, crc = C.encode_entries(ents, prev)
