@@ -66,6 +66,8 @@ EXTENSION_SETTINGS: dict = {
     # then refuses to start (kvcore._ext.NativeBuildMissing) unless run with
     # KVCORE_PURE_PYTHON=1 (twins + grpcio); CI fails on it
     "grpc_engine": {"libraries": ["nghttp2"], "optional": True},
+    # the CRC-32C instruction (x86-64 SSE4.2), chosen at run time
+    "walcodec": {"depends": ["ext/crc32c_hw.h"]},
 }
 
 

@@ -21,6 +21,14 @@ REC_ENTRY = 1
 
 cdef uint32_t CRC_TABLE[8][256]
 
+cdef extern from "crc32c_hw.h":
+    uint32_t kv_crc32c_hw(uint32_t crc, const unsigned char* p, size_t n) nogil
+    int kv_crc32c_hw_available()
+
+# The CPU's crc32 instruction when it has one (x86-64 with SSE4.2), else the table.
+cdef bint HW_CRC = kv_crc32c_hw_available()
+HARDWARE_CRC = bool(HW_CRC)
+
 
 cdef void _init_table():
     cdef uint32_t crc, i, j, k
@@ -43,7 +51,14 @@ _init_table()
 
 
 cdef uint32_t crc32c_update(uint32_t crc, const unsigned char* buf, size_t n) noexcept nogil:
-    """Slice-by-8 CRC-32C. ``crc`` is the running value (0 to start)."""
+    """CRC-32C. ``crc`` is the running value (0 to start)."""
+    if HW_CRC:
+        return ~kv_crc32c_hw(~crc, buf, n)
+    return crc32c_table(crc, buf, n)
+
+
+cdef uint32_t crc32c_table(uint32_t crc, const unsigned char* buf, size_t n) noexcept nogil:
+    """Slice-by-8 CRC-32C, for CPUs without the instruction (and to check it)."""
     cdef uint64_t word
     crc = ~crc
     while n >= 8:
@@ -69,6 +84,14 @@ def crc32c(data, uint32_t crc=0):
     if view.shape[0] == 0:
         return crc
     return crc32c_update(crc, &view[0], view.shape[0])
+
+
+def crc32c_by_table(data, uint32_t crc=0):
+    """crc32c without the CPU instruction (tests compare the two)."""
+    cdef const unsigned char[:] view = data
+    if view.shape[0] == 0:
+        return crc
+    return crc32c_table(crc, &view[0], view.shape[0])
 
 
 cdef inline void _put_u32(unsigned char* p, uint32_t v) noexcept nogil:
@@ -108,13 +131,21 @@ def encode_record(int rtype, bytes payload, uint32_t prev_crc):
     return out, crc
 
 
-def encode_entries(list entries, uint32_t prev_crc):
+def encode_entries(list entries, uint32_t prev_crc, tail=None):
     """Frame raft entries [(index, term, etype, data), ...] as REC_ENTRY records in
-    one buffer (one write, one fdatasync for the whole batch) -> (bytes, crc)."""
+    one buffer (one write, one fdatasync for the whole batch) -> (bytes, crc).
+    ``tail``: (rtype, payload bytes) of one more record framed after them (the hard
+    state), so a large batch is not copied again to append it."""
     cdef Py_ssize_t total = 0, n
     cdef object e
+    cdef bytes tail_payload = None
+    cdef unsigned char tail_type = 0
     for e in entries:
         total += HEADER + ENTRY_HEADER + PyBytes_GET_SIZE(<bytes>e[3])
+    if tail is not None:
+        tail_type = <unsigned char>(<int>tail[0])
+        tail_payload = <bytes>tail[1]
+        total += HEADER + PyBytes_GET_SIZE(tail_payload)
     cdef bytes out = PyBytes_FromStringAndSize(NULL, total)
     cdef unsigned char* p = <unsigned char*>PyBytes_AS_STRING(out)
     cdef unsigned char* body
@@ -135,6 +166,14 @@ def encode_entries(list entries, uint32_t prev_crc):
         p[4] = t
         _put_u32(p + 5, crc)
         p += HEADER + n
+    if tail_payload is not None:
+        n = PyBytes_GET_SIZE(tail_payload)
+        memcpy(p + HEADER, PyBytes_AS_STRING(tail_payload), n)
+        crc = crc32c_update(crc, &tail_type, 1)
+        crc = crc32c_update(crc, p + HEADER, n)
+        _put_u32(p, <uint32_t>n)
+        p[4] = tail_type
+        _put_u32(p + 5, crc)
     return out, crc
 
 

@@ -109,6 +109,8 @@ cdef class _Stream:
     cdef double timeout            # seconds; < 0: none
     cdef Py_ssize_t header_bytes
     cdef bytearray rbuf            # bytes of an incomplete message (None: none)
+    cdef bytes big                 # a large incomplete message, filled in place (framing.pxi)
+    cdef Py_ssize_t big_off        # bytes of ``big`` filled so far
     cdef object msg                # the unary request message
     cdef int nmsgs
     cdef int err_code              # set when the request is refused while reading
@@ -272,6 +274,7 @@ cdef class _Stream:
         """Stop reading this request and answer it with an error status."""
         self.discard = True
         self.rbuf = None
+        self.big = None
         _fc_release_all(self)
         if self.kind == K_STREAM and self.task is not None:
             self.task.cancel()

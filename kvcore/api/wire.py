@@ -91,3 +91,15 @@ def join_with_header(hdr: bytes, parts: list) -> bytes:
 def with_header(hdr: bytes, body: bytes) -> bytes:
     """Prefix a response body (fields 2+) with its header (field 1)."""
     return b"\x0a" + varint(len(hdr)) + hdr + body
+
+
+def key_value(key: bytes, create_revision: int, mod_revision: int, version: int,
+              value: bytes, lease: int) -> bytes:
+    """mvccpb.KeyValue bytes, as protobuf serialises them (fields in number order,
+    zeros and empty bytes left out), with the value copied once: building the
+    message and serialising it copied a large value three times."""
+    head = (field_bytes(1, key) if key else b"") + field_varint(2, create_revision) + \
+        field_varint(3, mod_revision) + field_varint(4, version)
+    if not value:
+        return head + field_varint(6, lease)
+    return b"".join((head, b"\x2a", varint(len(value)), value, field_varint(6, lease)))

@@ -50,6 +50,16 @@ def available() -> bool:
     return _core is not None
 
 
+def request_window(max_receive_message_length: int) -> int:
+    """The default initial stream window: room for the largest request message the
+    engine accepts, with its 5-byte gRPC prefix (at least 1 MiB, at most the 16 MiB
+    connection window). A client then sends any acceptable request without waiting
+    for a WINDOW_UPDATE round trip mid-message; with a 1 MiB window a 1 MiB put
+    (1 MiB + 17 bytes on the wire) waited for one every time. grpc-go (etcd) gets
+    there by growing its windows from the pending message size and BDP pings."""
+    return max(1 << 20, min(max_receive_message_length + 5, 16 << 20))
+
+
 class NativeEngine:
     """Serves a MethodTable (and an optional HTTP handler) on one port."""
 
@@ -59,7 +69,7 @@ class NativeEngine:
                  max_receive_message_length: int = 2 * 1024 * 1024 + 512 * 1024,
                  max_send_message_length: int = 2 ** 31 - 1,
                  max_concurrent_streams: int = 1000,
-                 initial_window_size: int = 1 << 20,
+                 initial_window_size: Optional[int] = None,
                  connection_window_size: int = 16 << 20,
                  max_header_list_size: int = 16 << 10,
                  connection_buffer_budget: int = 16 << 20,
@@ -70,6 +80,8 @@ class NativeEngine:
                  eager: bool = True):
         if _core is None:
             raise NativeEngineUnavailable(f"native gRPC engine unavailable: {IMPORT_ERROR}")
+        if initial_window_size is None:
+            initial_window_size = request_window(max_receive_message_length)
         self._core = _core.EngineCore(
             methods, http,
             max_receive_message_length=max_receive_message_length,

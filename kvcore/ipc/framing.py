@@ -138,6 +138,22 @@ def unpack_error(payload: bytes) -> tuple[int, str]:
     return payload[0], payload[1:].decode(errors="replace")
 
 
+# A frame at least this large is not copied through the parse buffer: its payload is
+# collected as the chunks the transport hands over and joined once (receive), or
+# given to the transport as it is (send). A 1 MiB put was copied four times on the
+# way in (into the buffer, growing it, the slice, bytes()); now once, by the join.
+LARGE = 1 << 16
+
+
+def _copy_out(buf: bytearray, start: int, end: int) -> bytes:
+    """bytes of buf[start:end], copied once (a bytearray slice copies twice)."""
+    view = memoryview(buf)
+    try:
+        return bytes(view[start:end])
+    finally:
+        view.release()
+
+
 class FrameProtocol(asyncio.Protocol):
     """Parses frames from the stream and batches outgoing ones per loop turn.
 
@@ -150,11 +166,19 @@ class FrameProtocol(asyncio.Protocol):
         self._out = bytearray()
         self._flush_scheduled = False
         self._loop = asyncio.get_event_loop()
+        # A LARGE frame being received: its header fields, payload chunks, bytes missing.
+        self._large = None
+        self._parts: list = []
+        self._missing = 0
 
     def connection_made(self, transport):
         self.transport = transport
 
     def data_received(self, data: bytes):
+        if self._large is not None:
+            data = self._collect(data)
+            if not data:
+                return
         buf = self._buf
         buf += data
         pos = 0
@@ -165,11 +189,35 @@ class FrameProtocol(asyncio.Protocol):
                 length, call_id, method, kind = unpack(buf, pos)
                 end = pos + HSIZE + length
                 if end > n:
+                    if length >= LARGE:
+                        self._large = (call_id, method, kind)
+                        self._parts = [_copy_out(buf, pos + HSIZE, n)]
+                        self._missing = end - n
+                        pos = n
                     break
-                self.frame_received(call_id, method, kind, bytes(buf[pos + HSIZE:end]))
+                if length >= LARGE:
+                    payload = _copy_out(buf, pos + HSIZE, end)
+                else:
+                    payload = bytes(buf[pos + HSIZE:end])
+                self.frame_received(call_id, method, kind, payload)
                 pos = end
         finally:
             del buf[:pos]
+
+    def _collect(self, data: bytes) -> bytes:
+        """Add a chunk to the LARGE frame being received; once it is whole, hand it
+        on. Returns what of ``data`` follows the frame."""
+        missing = self._missing
+        if len(data) < missing:
+            self._parts.append(data)
+            self._missing = missing - len(data)
+            return b""
+        self._parts.append(data[:missing] if len(data) > missing else data)
+        payload = b"".join(self._parts)
+        call_id, method, kind = self._large
+        self._large, self._parts, self._missing = None, [], 0
+        self.frame_received(call_id, method, kind, payload)
+        return data[missing:]
 
     def frame_received(self, call_id: int, method: int, kind: int, payload: bytes):
         raise NotImplementedError
@@ -177,6 +225,12 @@ class FrameProtocol(asyncio.Protocol):
     def send(self, call_id: int, method: int, kind: int, payload: bytes) -> None:
         out = self._out
         out += HEADER.pack(len(payload), call_id, method, kind)
+        if len(payload) >= LARGE:
+            # Everything batched so far, then the payload itself (no copy into out).
+            self._flush()
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(payload)
+            return
         out += payload
         if not self._flush_scheduled:
             self._flush_scheduled = True

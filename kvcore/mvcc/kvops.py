@@ -108,14 +108,17 @@ class KVApplier:
         if lease and not self.lessor.exists(lease):
             raise etcd_error(EtcdError.LEASE_NOT_FOUND)
 
-    def put(self, w: WriteTxn, p: rpc_pb2.PutRequest) -> tuple[int, bytes]:
+    def put(self, w: WriteTxn, p: rpc_pb2.PutRequest,
+            value: Optional[bytes] = None) -> tuple[int, bytes]:
+        """``value``: p.value if the caller already read it (each read of a protobuf
+        bytes field is a new copy, 1 MiB for a large put)."""
         prev = None
         if p.ignore_value or p.ignore_lease or p.prev_kv:
             found = w.range(p.key, None).kvs
             prev = found[0] if found else None
             if (p.ignore_value or p.ignore_lease) and prev is None:
                 raise etcd_error(EtcdError.KEY_NOT_FOUND)
-        value, lease = p.value, p.lease
+        value, lease = (p.value if value is None else value), p.lease
         if p.ignore_value or p.ignore_lease:
             old = _decode(prev)
             if p.ignore_value:

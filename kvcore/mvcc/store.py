@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from kvcore import failpoints
-from kvcore.api import kv_pb2
+from kvcore.api import kv_pb2, wire
 from kvcore.mvcc.index import TreeIndex
 from kvcore.storage import backend as be
 
@@ -272,14 +272,10 @@ class WriteTxn:
         s = self.s
         rev = self.begin_rev + 1
         found = s.index.get(key, rev)
-        kv = kv_pb2.KeyValue(key=key, value=value, mod_revision=rev, lease=lease)
         if found is not None:
-            kv.create_revision = found[2]
-            kv.version = found[4] + 1
+            data = wire.key_value(key, found[2], rev, found[4] + 1, value, lease)
         else:
-            kv.create_revision = rev
-            kv.version = 1
-        data = kv.SerializeToString()
+            data = wire.key_value(key, rev, rev, 1, value, lease)
         sub = len(self.changes)
         rk = be.rev_key(rev, sub)
         self.txn.put(rk, data, db=s.b.key)

@@ -82,10 +82,11 @@ class KVService:
 
     def apply_put(self, txn, w, req: bytes):
         r = rpc_pb2.PutRequest.FromString(req)
+        value = r.value   # read once: every read of the field copies it
         m = self.ctx.metrics
         m.puts += 1
-        m.put_size += len(r.key) + len(r.value)
-        return self.applier.put(w, r)
+        m.put_size += len(r.key) + len(value)
+        return self.applier.put(w, r, value)
 
     def apply_delete(self, txn, w, req: bytes):
         self.ctx.metrics.deletes += 1

@@ -263,11 +263,11 @@ class WAL:
         a segment creates and syncs files)."""
         if not entries and state is None:
             return None
-        blob, crc = walcodec.encode_entries(entries, self._crc) if entries else (b"", self._crc)
-        if state is not None:
-            rec, crc = walcodec.encode_record(
-                REC_STATE, _STATE.pack(state.term, state.vote, state.commit), crc)
-            blob += rec
+        tail = None if state is None else (
+            REC_STATE, _STATE.pack(state.term, state.vote, state.commit))
+        # The hard state is framed in the same buffer: appending it to the entries'
+        # bytes would copy a large batch once more.
+        blob, crc = walcodec.encode_entries(entries, self._crc, tail)
         if self._offset + len(blob) > self.segment_bytes and self._offset > 64:
             if not allow_cut:
                 return None

@@ -35,11 +35,14 @@ def encode_record(rtype, payload, prev_crc):
     return _HDR.pack(len(payload), rtype, crc) + payload, crc
 
 
-def encode_entries(entries, prev_crc):
+def encode_entries(entries, prev_crc, tail=None):
     out = []
     crc = prev_crc
     for index, term, etype, data in entries:
         rec, crc = encode_record(REC_ENTRY, _ENTRY.pack(index, term, etype) + data, crc)
+        out.append(rec)
+    if tail is not None:
+        rec, crc = encode_record(tail[0], tail[1], crc)
         out.append(rec)
     return b"".join(out), crc
 
