@@ -25,6 +25,9 @@ class Transport:
     def write(self, data):
         self.writes.append(data)
 
+    def writelines(self, parts):
+        self.writes.extend(parts)
+
     def is_closing(self):
         return False
 
