@@ -19,6 +19,7 @@ import lmdb
 from kvcore import discovery, logs, tls
 from kvcore.metrics.listener import start_listener as start_metrics_listener
 from kvcore.server import config
+from kvcore.ipc import framing
 from kvcore.ipc.server import CoreConnection
 from kvcore.loop import run_loop
 from kvcore.server.core import Core
@@ -79,6 +80,8 @@ class WorkerSupervisor:
         # Each worker gets one end of a fresh socketpair: no socket file, and the
         # connection dies with either process.
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for end in (ours, theirs):
+            framing.size_buffers(end)
         loop = asyncio.get_running_loop()
         await loop.create_unix_connection(lambda: CoreConnection(self.core, self.on_hello), sock=ours)
         proc = await asyncio.create_subprocess_exec(

@@ -25,6 +25,9 @@ class Transport:
     def write(self, data):
         self.writes.append(data)
 
+    def writelines(self, parts):
+        self.writes.extend(parts)
+
     def is_closing(self):
         return False
 
@@ -98,3 +101,21 @@ def test_send_writes_frames_in_order_with_large_payloads_uncopied():
         assert len(t.writes) == 3  # "a" + big's header, big itself, then "b"
         assert t.writes[1] is big
     asyncio.run(run())
+
+
+def test_socketpair_buffers_take_a_large_frame_in_one_write():
+    import socket
+    with open("/proc/sys/net/core/wmem_max") as f:
+        wmem_max = int(f.read())
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with a, b:
+        for end in (a, b):
+            fr.size_buffers(end)
+        # Linux doubles the asked size (bookkeeping) after capping it at wmem_max.
+        want = 2 * min(fr.SOCKET_BUFFER, wmem_max)
+        assert a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == want
+        a.setblocking(False)
+        frame = fr.HEADER.pack(1 << 20, 1, 2, fr.REQ) + bytes(1 << 20)
+        sent = a.send(frame)
+        if wmem_max >= fr.SOCKET_BUFFER:
+            assert sent == len(frame)
