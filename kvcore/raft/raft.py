@@ -50,7 +50,7 @@ class Config:
                  max_uncommitted_entries_size: int = NO_LIMIT,
                  max_inflight_msgs: int = 256, check_quorum: bool = False,
                  pre_vote: bool = False, disable_proposal_forwarding: bool = False,
-                 step_down_on_removal: bool = True,
+                 step_down_on_removal: bool = True, ack_own_after_persist: bool = False,
                  rng: random.Random | None = None) -> None:
         self.id = id
         self.storage = storage
@@ -65,6 +65,10 @@ class Config:
         self.pre_vote = pre_vote
         self.disable_proposal_forwarding = disable_proposal_forwarding
         self.step_down_on_removal = step_down_on_removal
+        # A leader with other voters counts its own entries only once the driver
+        # reports them persisted (own_persisted), so it may send them before its own
+        # fsync (Raft thesis 10.2.1; etcd's raft 3.6 self-acknowledgement).
+        self.ack_own_after_persist = ack_own_after_persist
         self.rng = rng
 
     def validate(self) -> None:
@@ -100,6 +104,8 @@ class Raft:
         self.pre_vote = c.pre_vote
         self.disable_proposal_forwarding = c.disable_proposal_forwarding
         self.step_down_on_removal = c.step_down_on_removal
+        self.ack_own_after_persist = c.ack_own_after_persist
+        self.own_unwritten = 0   # last entry counted at append and not yet written
 
         self.term = 0
         self.vote = NONE
@@ -293,11 +299,40 @@ class Raft:
         if not self.increase_uncommitted_size(es):
             return False
         li = self.raft_log.append(es)
-        # The leader's own entries count toward the quorum right away; the driver
-        # persists them before sending anything (so before any commit is visible).
+        if self.ack_own_after_persist and not self.sole_voter():
+            return True   # counted by own_persisted, after the driver's fsync
+        # Otherwise the leader's own entries count toward the quorum right away; the
+        # driver then persists them before sending anything (so before any commit is
+        # visible).
+        if self.ack_own_after_persist:
+            self.own_unwritten = max(self.own_unwritten, li)
         self.trk.progress[self.id].maybe_update(li)
         self.maybe_commit()
         return True
+
+    def sole_voter(self) -> bool:
+        trk = self.trk
+        return trk.is_singleton() and self.id in trk.config.voters.incoming
+
+    def sends_before_persist(self) -> bool:
+        """A leader whose appends wait for own_persisted: its messages may leave before
+        its own write (nothing it sends counts an unwritten entry of its own)."""
+        return (self.ack_own_after_persist and self.state == StateLeader
+                and not self.own_unwritten and not self.sole_voter())
+
+    def own_persisted(self, index: int, term: int) -> None:
+        """The driver wrote this node's log up to ``index`` (of ``term``): a leader
+        counts it toward the quorum now, and tells followers of a new commit."""
+        if index >= self.own_unwritten:
+            # Entries counted when appended (as a sole voter) are written now: the
+            # commit index they made may be sent before a write again.
+            self.own_unwritten = 0
+        if self.state != StateLeader or not self.raft_log.match_term(index, term):
+            return
+        pr = self.trk.progress.get(self.id)
+        if pr is not None and pr.maybe_update(index) and self.maybe_commit():
+            self.release_pending_read_index_messages()
+            self.bcast_append()
 
     def tick_election(self) -> None:
         """Followers and candidates: start an election when the timeout elapses."""

@@ -31,7 +31,10 @@ mutant in tests/sim/mutants.py that the simulator must catch):
 
 1. Persist before send: a Ready's messages leave only once its entries and hard
    state are written -- and fsynced when etcd's MustSync says so (entries, a
-   snapshot, a new term or vote; a commit-only change needs no fsync).
+   snapshot, a new term or vote; a commit-only change needs no fsync). One
+   exception, Raft thesis 10.2.1: a leader with other voters sends its appends while
+   it writes its own copy, and Raft counts that copy toward the quorum only once
+   written (``own_persisted``), so nothing it sends depends on its unwritten log.
 2. Persist before apply: committed entries are applied only once this member has
    persisted them; entries of one Ready are applied while the next Ready is being
    written (the disk and the apply overlap, as in etcd). Snapshots and conf changes
@@ -61,7 +64,7 @@ from kvcore.raft.raft import Config as RaftConfig
 from kvcore.raft.rawnode import RawNode
 from kvcore.raft.storage import MemoryStorage
 from kvcore.raft.types import (ConfChange, ConfChangeType, ConfState, Entry, EntryConfChange,
-                               EntryNormal, HardState, StateLeader)
+                               EntryNormal, HardState, MsgApp, StateLeader)
 
 log = logging.getLogger("kvcore.raft")
 
@@ -173,7 +176,8 @@ class RaftDriver:
         cfg = RaftConfig(self.id, st, election_tick=self.election_tick, heartbeat_tick=1,
                          applied=snap_index, max_size_per_msg=max_size,
                          max_inflight_msgs=max_inflight, check_quorum=self.check_quorum,
-                         pre_vote=self.pre_vote, rng=rng or random.Random())
+                         pre_vote=self.pre_vote, ack_own_after_persist=True,
+                         rng=rng or random.Random())
         self.node = RawNode(cfg)
 
     def start(self) -> None:
@@ -300,6 +304,12 @@ class RaftDriver:
                     self.committed = rd.hard_state.commit
                 if rd.snapshot is not None or rd.entries or rd.hard_state is not None:
                     sync = self._must_sync(rd)
+                    if rd.messages and self._send is not None and \
+                            node.raft.sends_before_persist():
+                        # A leader's appends go out while it writes its own copy; it
+                        # counts that copy once written (own_persisted in _stored).
+                        msgs, rd.messages = rd.messages, []
+                        self._send(msgs)
                     self._writing = rd
                     self._writing_sync = sync
                     done = self.store.save(rd, sync, self._persisted)
@@ -345,12 +355,23 @@ class RaftDriver:
         self.storage.append(rd.entries)
         if hs is not None:
             self.storage.set_hard_state(hs)
+        if rd.entries and sync:
+            last = rd.entries[-1]
+            self.node.raft.own_persisted(last.index, last.term)
 
     def _finish(self, rd) -> None:
         """Send, hand read answers on, apply (or defer), advance."""
         node = self.node
         if rd.messages and self._send is not None:
-            self._send(rd.messages)
+            msgs = rd.messages
+            raft = node.raft
+            if raft.state != StateLeader or raft.term != self.term:
+                # Appends queued while this node led and sent after it stepped down
+                # may carry entries its new log no longer has, never written: drop
+                # them (a dropped message is always safe; the new leader resends).
+                term = raft.term if raft.state == StateLeader else -1
+                msgs = [m for m in msgs if m.type != MsgApp or m.term == term]
+            self._send(msgs)
         for rs in rd.read_states:
             self._read_sent.pop(rs.request_ctx, None)
             futs = self._reads_inflight.pop(rs.request_ctx, None)

@@ -86,6 +86,14 @@ DRIVER_MUTANTS = {
         "                        self._send(rd.messages)\n"
         "                        rd.messages = []\n",
         "a Ready's messages leave before the Ready is written"),
+    "own-count-before-write": (
+        DRIVER,
+        "                    sync = self._must_sync(rd)\n",
+        "                    sync = self._must_sync(rd)\n"
+        "                    if rd.entries:\n"
+        "                        node.raft.own_persisted(rd.entries[-1].index, "
+        "rd.entries[-1].term)\n",
+        "a leader counts its own entries toward the quorum before writing them"),
 }
 
 
