@@ -64,7 +64,8 @@ from kvcore.raft.raft import Config as RaftConfig
 from kvcore.raft.rawnode import RawNode
 from kvcore.raft.storage import MemoryStorage
 from kvcore.raft.types import (ConfChange, ConfChangeType, ConfState, Entry, EntryConfChange,
-                               EntryNormal, HardState, MsgApp, StateLeader)
+                               EntryNormal, HardState, MsgApp, StateFollower,
+                               StateLeader)
 
 log = logging.getLogger("kvcore.raft")
 
@@ -204,6 +205,19 @@ class RaftDriver:
             log.debug("dropped message from %x: %r", msg.frm, e)
             return
         self.wake()
+
+    def leader_connection_closed(self, pid: int) -> None:
+        """A connection from ``pid`` ended from its side. If ``pid`` is this follower's
+        leader, its process is most likely gone (a killed process's sockets close at
+        once): the leader's lease ends now, so the election timer's randomized part
+        runs from here instead of after a whole silent election timeout. Only the
+        timing changes: a live leader's next heartbeat resets it, and with pre-vote and
+        check-quorum a member still hearing the leader refuses the pre-vote, so a
+        connection that merely dropped never costs a term."""
+        r = self.node.raft
+        if (r.check_quorum and r.pre_vote and r.lead == pid and r.state == StateFollower
+                and r.election_elapsed < r.election_timeout):
+            r.election_elapsed = r.election_timeout
 
     def report_unreachable(self, pid: int) -> None:
         self.node.report_unreachable(pid)

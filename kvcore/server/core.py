@@ -202,6 +202,7 @@ class Core:
             on_leader_change=self._leader_changed, send=self.transport.send, loop=self.loop,
             pre_vote=cfg.pre_vote)
         self.raft.restore(applied, bootstrap)
+        self.transport.on_peer_closed = self.raft.leader_connection_closed
         self.proposer = entry.Proposer(self.loop, self.member_id, int(time.time() * 1000),
                                        self.raft.wake)
         self.raft.proposer = self.proposer

@@ -207,6 +207,7 @@ class PeerTransport:
         # (kvcore/server/corruption.py, etcd's /members/hashkv); None answers an error.
         self.hash_kv: Optional[Callable[[int], dict]] = None
         self.metrics = None   # kvcore/metrics/member.MemberMetrics: peer bytes, heartbeats
+        self.on_peer_closed: Optional[Callable[[int], None]] = None   # (peer id)
 
     def active_peers(self) -> set:
         """Peers this member has a live connection to (etcd_network_active_peers)."""
@@ -387,11 +388,16 @@ class PeerTransport:
                 return
             step = self._step
             metrics = self.metrics
-            while True:
-                n = _LEN.unpack(await reader.readexactly(4))[0]
-                step(decode_message(await reader.readexactly(n)))
-                if metrics is not None:
-                    metrics.peer_received_bytes(frm, n + 4)
+            try:
+                while True:
+                    n = _LEN.unpack(await reader.readexactly(4))[0]
+                    step(decode_message(await reader.readexactly(n)))
+                    if metrics is not None:
+                        metrics.peer_received_bytes(frm, n + 4)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                if self.on_peer_closed is not None:
+                    self.on_peer_closed(frm)   # the peer closed it (or its process died)
+                raise
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, OSError):
             pass
         except asyncio.CancelledError:
