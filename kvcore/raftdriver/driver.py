@@ -419,12 +419,17 @@ class RaftDriver:
 
     def _update_local_reads(self) -> None:
         """Publish whether workers may serve linearizable reads without a ReadIndex
-        (see kvcore/ipc/readstate.py): leader of a one-voter configuration, with an
-        entry of its term committed and everything committed applied."""
+        (see kvcore/ipc/readstate.py): leader of a one-voter configuration with no
+        learner, with an entry of its term committed and everything committed applied.
+        A learner applies what the leader commits on its own schedule and answers the
+        proposals it forwarded, possibly before the leader (which applies a Ready's
+        entries while writing the next) has: a local read on the leader could then miss
+        a write already acknowledged, so with a learner reads take the ReadIndex path
+        (which waits for the commit index to be applied)."""
         if self.read_state is None:
             return
         node = self.node
-        ok = (self.is_leader and node.is_sole_voter()
+        ok = (self.is_leader and node.is_sole_voter() and len(node.raft.trk.progress) == 1
               and (self._local_reads or (self.applied >= node.committed
                                          and node.committed_entry_in_current_term())))
         if ok != self._local_reads:

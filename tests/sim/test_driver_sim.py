@@ -80,6 +80,10 @@ REGRESSION_SEEDS = {
     # to the previous incarnation's request released a new read at an older index
     # (stale read). Contexts now start from the time (read_ctx_base in the sim).
     154: "ReadIndex context reused across a restart",
+    # A sole voter with learners served local reads while a learner had already
+    # applied, and answered, a write the leader had committed but not yet applied
+    # (stale read). Local reads now need a configuration of the leader alone.
+    14822: "local read on a sole voter with learners",
 }
 
 
