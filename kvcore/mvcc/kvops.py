@@ -112,24 +112,28 @@ class KVApplier:
             value: Optional[bytes] = None) -> tuple[int, bytes]:
         """``value``: p.value if the caller already read it (each read of a protobuf
         bytes field is a new copy, 1 MiB for a large put)."""
+        key, lease = p.key, p.lease
+        if value is None:
+            value = p.value
+        ignore_value, ignore_lease, want_prev = p.ignore_value, p.ignore_lease, p.prev_kv
         prev = None
-        if p.ignore_value or p.ignore_lease or p.prev_kv:
-            found = w.range(p.key, None).kvs
+        if ignore_value or ignore_lease or want_prev:
+            found = w.range(key, None).kvs
             prev = found[0] if found else None
-            if (p.ignore_value or p.ignore_lease) and prev is None:
+            if (ignore_value or ignore_lease) and prev is None:
                 raise etcd_error(EtcdError.KEY_NOT_FOUND)
-        value, lease = (p.value if value is None else value), p.lease
-        if p.ignore_value or p.ignore_lease:
-            old = _decode(prev)
-            if p.ignore_value:
-                value = old.value
-            if p.ignore_lease:
-                lease = old.lease
-        if not p.ignore_lease:
-            self._lease_ok(lease)
-        rev = w.put(p.key, value, lease, prev)
-        body = wire.field_bytes(2, prev) if (p.prev_kv and prev is not None) else b""
-        return rev, body
+            if ignore_value or ignore_lease:
+                old = _decode(prev)
+                if ignore_value:
+                    value = old.value
+                if ignore_lease:
+                    lease = old.lease
+        if lease and not ignore_lease and not self.lessor.exists(lease):
+            raise etcd_error(EtcdError.LEASE_NOT_FOUND)
+        rev = w.put(key, value, lease, prev)
+        if want_prev and prev is not None:
+            return rev, wire.field_bytes(2, prev)
+        return rev, b""
 
     def delete_range(self, w: WriteTxn, d: rpc_pb2.DeleteRangeRequest) -> tuple[int, bytes]:
         prevs = w.delete_range(d.key, _end(d.range_end))
@@ -194,10 +198,11 @@ class KVApplier:
             w = op.WhichOneof("request")
             if w == "request_put":
                 p = op.request_put
-                if p.ignore_value or p.ignore_lease:
+                ignore_lease = p.ignore_lease
+                if ignore_lease or p.ignore_value:
                     if not reader.range(p.key, None).kvs:
                         raise etcd_error(EtcdError.KEY_NOT_FOUND)
-                if not p.ignore_lease:
+                if not ignore_lease:
                     self._lease_ok(p.lease)
             elif w == "request_range":
                 rev = op.request_range.revision
@@ -223,14 +228,15 @@ class KVApplier:
         # The ops of a txn share one revision, and a put without prev_kv answers
         # only its header: each distinct (kind, revision) is assembled once.
         bare: dict = {}
+        put = self.put
         for op in (r.success if ok else r.failure):
             which = op.WhichOneof("request")
-            if which == "request_range":
+            if which == "request_put":
+                rev, body = put(w, op.request_put)
+                num = 2
+            elif which == "request_range":
                 rev, body = self.range(w, op.request_range)
                 num = 1
-            elif which == "request_put":
-                rev, body = self.put(w, op.request_put)
-                num = 2
             elif which == "request_delete_range":
                 rev, body = self.delete_range(w, op.request_delete_range)
                 num = 3
