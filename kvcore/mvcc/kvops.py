@@ -181,20 +181,14 @@ class KVApplier:
             return a < b
         return False
 
-    def _path(self, reader, r: rpc_pb2.TxnRequest) -> list[bool]:
-        """Evaluate every compare on the chosen path before any write (etcd's
-        compareToPath): nested compares see the state before the txn."""
+    def _check_path(self, reader, r, path: list, cur_rev: int, compact_rev: int) -> None:
+        """Evaluate the compares of ``r`` and of every txn nested on its chosen path
+        (etcd's compareToPath), appending each outcome to ``path`` in walk order, and
+        check the requests on that path (etcd's checkRequests) in the same walk. All
+        of it runs before any write: nested compares see the state before the txn."""
         ok = all(self._compare(reader, c) for c in r.compare)
-        path = [ok]
+        path.append(ok)
         for op in (r.success if ok else r.failure):
-            if op.WhichOneof("request") == "request_txn":
-                path += self._path(reader, op.request_txn)
-        return path
-
-    def _check_path(self, reader, r, path, pos, cur_rev, compact_rev) -> int:
-        ops = r.success if path[pos] else r.failure
-        pos += 1
-        for op in ops:
             w = op.WhichOneof("request")
             if w == "request_put":
                 p = op.request_put
@@ -211,12 +205,11 @@ class KVApplier:
                 if 0 < rev < compact_rev:
                     raise etcd_error(EtcdError.COMPACTED)
             elif w == "request_txn":
-                pos = self._check_path(reader, op.request_txn, path, pos, cur_rev, compact_rev)
-        return pos
+                self._check_path(reader, op.request_txn, path, cur_rev, compact_rev)
 
     def txn(self, w: WriteTxn, r: rpc_pb2.TxnRequest) -> tuple[int, bytes]:
-        path = self._path(w, r)
-        self._check_path(w, r, path, 0, w.rev, self.store.compact_main_rev)
+        path: list = []
+        self._check_path(w, r, path, w.rev, self.store.compact_main_rev)
         body, _ = self._apply_txn(w, r, path, 0)
         rev = w.begin_rev + 1 if w.changes else w.begin_rev
         return rev, body

@@ -296,19 +296,19 @@ class WriteTxn:
         """Write key=value; ``prev`` is the key's current KeyValue bytes if the
         caller already has them. Returns the revision of the change."""
         rev = self.begin_rev + 1
-        index = self.s.index
-        found = index.get(key, rev)
-        if found is not None:
-            data = key_value(key, found[2], rev, found[4] + 1, value, lease)
-        else:
-            data = key_value(key, rev, rev, 1, value, lease)
         changes = self.changes
         sub = len(changes)
+        # The index first: it answers the KeyValue's create revision and version.
+        # (A failed LMDB write below is fatal to the member: the batch is aborted.)
+        create, version = self.s.index.put_version(key, rev, sub)
+        data = key_value(key, create, rev, version, value, lease)
         rk = rev_key(rev, sub)
         put = self._put_kv
-        put(rk, data, db=self._key_db)
+        # Revision keys only grow: appended at the end of the key database without a
+        # search (LMDB's MDB_APPEND); a key not above the last one is put as before.
+        if not put(rk, data, append=True, db=self._key_db):
+            put(rk, data, db=self._key_db)
         put(key, rk, db=self._latest_db)
-        index.put(key, rev, sub)
         changes.append(Change(PUT, key, data, prev, lease))
         return rev
 
