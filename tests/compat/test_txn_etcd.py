@@ -18,9 +18,9 @@ KEYS = [b"a", b"b", b"c", b"d"]
 def _op(rnd, depth):
     kind = rnd.choice(["put", "put", "put", "del", "range", "txn"] if depth < 2 else
                       ["put", "put", "del", "range"])
-    if kind == "put":
+    if kind == "put":   # now and then an empty key: which check refuses first
         return rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(
-            key=rnd.choice(KEYS), value=b"v%d" % rnd.randrange(100), prev_kv=rnd.random() < 0.3))
+            key=b"" if rnd.random() < 0.02 else rnd.choice(KEYS), value=b"v%d" % rnd.randrange(100), prev_kv=rnd.random() < 0.3))
     if kind == "del":
         key = rnd.choice(KEYS)
         end = rnd.choice([b"", b"", b"c", b"\x00"])
@@ -88,9 +88,19 @@ def test_random_txns_match_etcd(tmp_path):
                     grpc.insecure_channel(et.endpoint) as ec:
                 ks, es = rpc_pb2_grpc.KVStub(kc), rpc_pb2_grpc.KVStub(ec)
                 kw, ew = _watch(kc), _watch(ec)
+                put = lambda k: rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k))
+                # a duplicate key ahead of an empty one (also inside a nested txn): the
+                # request checks come first, the duplicate check after
+                for req in (rpc_pb2.TxnRequest(success=[put(b"a"), put(b"a"), put(b"")]),
+                            rpc_pb2.TxnRequest(success=[put(b"a"), put(b"a")], failure=[
+                                rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(
+                                    success=[put(b"")]))])):
+                    assert _answer(ks, req) == _answer(es, req) == (
+                        "error", grpc.StatusCode.INVALID_ARGUMENT,
+                        "etcdserver: key is not provided")
                 rnd = random.Random(23)
                 outcomes = set()
-                for i in range(150):
+                for i in range(200):
                     req = _txn(rnd)
                     a, b = _answer(ks, req), _answer(es, req)
                     assert a == b, (i, req)
@@ -100,6 +110,7 @@ def test_random_txns_match_etcd(tmp_path):
                 # the sequence exercised both paths: applied txns and refused duplicates
                 assert "ok" in outcomes
                 assert "etcdserver: duplicate key given in txn request" in outcomes
+                assert "etcdserver: key is not provided" in outcomes
                 rev, state = _state(es)
                 assert _state(ks) == (rev, state)
                 assert rev > 1
