@@ -553,6 +553,21 @@ cdef class TreeIndex:
         ki.put(main, sub)                  # validates before the key enters the tree
         self.insert(<bytes>key, ki)
 
+    def put_version(self, key, int64_t main, int64_t sub):
+        """put, -> (create_main, version) of the key after it: the two fields a put's
+        KeyValue takes from the index (one lookup where get + put took two)."""
+        check_key(key)
+        cdef KeyIndex ki = self.lookup(<bytes>key)
+        cdef gen_t* g
+        if ki is not None:
+            ki.put(main, sub)
+        else:
+            ki = KeyIndex.new(<bytes>key)
+            ki.put(main, sub)
+            self.insert(<bytes>key, ki)
+        g = &ki.gens[ki.ngens - 1]
+        return g.cmain, g.ver
+
     def tombstone(self, key, int64_t main, int64_t sub):
         check_key(key)
         cdef KeyIndex ki = self.lookup(<bytes>key)

@@ -29,6 +29,7 @@ TWINS: dict[str, Optional[str]] = {
     "walwriter": "kvcore.storage.walwriter_py",
     "revindex": "kvcore.mvcc.index_py",
     "proposer": "kvcore.server.proposer_py",
+    "kvcodec": "kvcore.api.kvcodec_py",
     "grpc_engine": None,
 }
 

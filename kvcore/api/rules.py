@@ -7,13 +7,10 @@ Each ``check_*`` raises the etcd error the client must see (kvcore/api/errors.py
 """
 from __future__ import annotations
 
-from typing import Optional
-
 from kvcore.api import rpc_pb2
 from kvcore.api.errors import EtcdError, etcd_error
 
 RR = rpc_pb2.RangeRequest
-_ALL = b"\x00"
 _SORT_ORDERS = frozenset(RR.SortOrder.values())
 _SORT_TARGETS = frozenset(RR.SortTarget.values())
 
@@ -39,65 +36,87 @@ def check_delete(r: rpc_pb2.DeleteRangeRequest) -> None:
         raise etcd_error(EtcdError.EMPTY_KEY)
 
 
-def _check_op(op: rpc_pb2.RequestOp, max_ops: int) -> None:
-    which = op.WhichOneof("request")
-    if which == "request_range":
-        check_range(op.request_range)
-    elif which == "request_put":
-        check_put(op.request_put)
-    elif which == "request_delete_range":
-        check_delete(op.request_delete_range)
-    elif which == "request_txn":
-        check_txn(op.request_txn, max_ops)
-    else:
-        raise etcd_error(EtcdError.KEY_NOT_FOUND)
-
-
 def check_txn(r: rpc_pb2.TxnRequest, max_ops: int) -> None:
-    opc = max(len(r.compare), len(r.success), len(r.failure))
-    if opc > max_ops:
-        raise etcd_error(EtcdError.TOO_MANY_OPS)
-    for c in r.compare:
-        if not c.key:
-            raise etcd_error(EtcdError.EMPTY_KEY)
-    for op in r.success:
-        _check_op(op, max_ops - opc)
-    for op in r.failure:
-        _check_op(op, max_ops - opc)
+    """etcd's checkTxnRequest, then checkIntervals of each branch (v3rpc key.go's
+    order: a request with a bad op and a duplicate key is refused for the bad op).
+    Each level's ops are walked once for both: the workers check every Txn."""
+    then, other = _walk_txn(r, max_ops, True)
+    _intervals(then)
+    _intervals(other)
+
+
+def _walk_txn(r: rpc_pb2.TxnRequest, max_ops: int, check: bool) -> tuple:
+    if check:
+        opc = max(len(r.compare), len(r.success), len(r.failure))
+        if opc > max_ops:
+            raise etcd_error(EtcdError.TOO_MANY_OPS)
+        for c in r.compare:
+            if not c.key:
+                raise etcd_error(EtcdError.EMPTY_KEY)
+        max_ops -= opc
+    return _walk_ops(r.success, max_ops, check), _walk_ops(r.failure, max_ops, check)
+
+
+def _walk_ops(ops, max_ops: int, check: bool) -> tuple:
+    """One level of a txn's ops, checked in order (etcd's checkRequestOp) when
+    ``check``, and collected for checkIntervals -> (put keys, _Dels, nested txns'
+    (success, failure) levels)."""
+    keys: list = []
+    dels = _Dels()
+    nested: list = []
+    for op in ops:
+        which = op.WhichOneof("request")
+        if which == "request_put":
+            p = op.request_put
+            if check:
+                check_put(p)
+            keys.append(p.key)
+        elif which == "request_range":
+            if check:
+                check_range(op.request_range)
+        elif which == "request_delete_range":
+            d = op.request_delete_range
+            if check:
+                check_delete(d)
+            dels.add(d.key, d.range_end)
+        elif which == "request_txn":
+            nested.append(_walk_txn(op.request_txn, max_ops, check))
+        elif check:
+            raise etcd_error(EtcdError.KEY_NOT_FOUND)
+    return keys, dels, nested
 
 
 class _Dels:
-    """Delete intervals of one txn level ([key, end) or a point)."""
+    """Delete intervals of one txn level: [key, end), or a point.
+
+    As in etcd 3.5's checkIntervals, ``range_end`` is taken literally: "\\0" (every
+    key >= key, for the delete itself) makes the interval [key, "\\0"), which holds
+    no key, so a put of a key that such a delete removes is not a duplicate (etcd
+    3.5.1 applies that txn; tests/compat/test_txn_etcd.py)."""
 
     def __init__(self):
-        self.ivs: list[tuple[bytes, Optional[bytes]]] = []
+        self.ivs: list[tuple[bytes, bytes]] = []
 
     def add(self, key: bytes, end: bytes) -> None:
-        if not end:
-            self.ivs.append((key, key + b"\x00"))
-        elif end == _ALL:
-            self.ivs.append((key, None))
-        else:
-            self.ivs.append((key, end))
+        self.ivs.append((key, end or key + b"\x00"))
 
     def hits(self, k: bytes) -> bool:
-        return any(lo <= k and (hi is None or k < hi) for lo, hi in self.ivs)
+        for lo, hi in self.ivs:
+            if lo <= k < hi:
+                return True
+        return False
 
 
-def check_intervals(ops) -> tuple[set, _Dels]:
-    """No key may be put twice, or put and deleted, in one txn path (etcd's
-    checkIntervals). Success and failure branches of a nested txn may overlap."""
-    dels = _Dels()
-    for op in ops:
-        if op.WhichOneof("request") == "request_delete_range":
-            d = op.request_delete_range
-            dels.add(d.key, d.range_end)
+def _intervals(level: tuple) -> tuple[set, _Dels]:
+    """etcd's checkIntervals over one walked level (_walk_ops): no key may be put
+    twice, or put and deleted, in one txn path; success and failure branches of a
+    nested txn may overlap. -> (keys put, delete intervals) of the level. Every
+    violation is the same error, so the order of the checks does not show."""
+    keys, dels, nested = level
     puts: set = set()
-    for op in ops:
-        if op.WhichOneof("request") != "request_txn":
-            continue
-        puts_then, dels_then = check_intervals(op.request_txn.success)
-        puts_else, dels_else = check_intervals(op.request_txn.failure)
+    for then, other in nested:
+        puts_then, dels_then = _intervals(then)
+        puts_else, dels_else = _intervals(other)
         for k in puts_then:
             if k in puts or dels.hits(k):
                 raise etcd_error(EtcdError.DUPLICATE_KEY)
@@ -108,10 +127,13 @@ def check_intervals(ops) -> tuple[set, _Dels]:
             puts.add(k)
         dels.ivs.extend(dels_then.ivs)
         dels.ivs.extend(dels_else.ivs)
-    for op in ops:
-        if op.WhichOneof("request") != "request_put":
-            continue
-        k = op.request_put.key
+    if not dels.ivs:   # puts only: a duplicate shows as a smaller set
+        n = len(puts)
+        puts.update(keys)
+        if len(puts) != n + len(keys):
+            raise etcd_error(EtcdError.DUPLICATE_KEY)
+        return puts, dels
+    for k in keys:
         if k in puts or dels.hits(k):
             raise etcd_error(EtcdError.DUPLICATE_KEY)
         puts.add(k)

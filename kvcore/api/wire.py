@@ -6,6 +6,8 @@ byte-for-byte what protobuf would produce for the same message.
 """
 from __future__ import annotations
 
+from kvcore import _ext
+
 
 def varint(v: int) -> bytes:
     if v < 0:
@@ -93,13 +95,9 @@ def with_header(hdr: bytes, body: bytes) -> bytes:
     return b"\x0a" + varint(len(hdr)) + hdr + body
 
 
-def key_value(key: bytes, create_revision: int, mod_revision: int, version: int,
-              value: bytes, lease: int) -> bytes:
-    """mvccpb.KeyValue bytes, as protobuf serialises them (fields in number order,
-    zeros and empty bytes left out), with the value copied once: building the
-    message and serialising it copied a large value three times."""
-    head = (field_bytes(1, key) if key else b"") + field_varint(2, create_revision) + \
-        field_varint(3, mod_revision) + field_varint(4, version)
-    if not value:
-        return head + field_varint(6, lease)
-    return b"".join((head, b"\x2a", varint(len(value)), value, field_varint(6, lease)))
+# mvccpb.KeyValue bytes, as protobuf serialises them, with the value copied once
+# (building the message and serialising it copied a large value three times):
+# key_value(key, create_revision, mod_revision, version, value, lease) -> bytes.
+# Compiled in ext/kvcodec.pyx (one buffer, no varint calls: it is written once per
+# change), twin kvcore/api/kvcodec_py.py.
+key_value = _ext.load("kvcodec").key_value

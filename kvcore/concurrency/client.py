@@ -219,8 +219,6 @@ class LocalClient:
 
     async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         rules.check_txn(req, self.core.cfg.max_txn_ops)
-        rules.check_intervals(req.success)
-        rules.check_intervals(req.failure)
         return await self._call(self._kv.txn, req, rpc_pb2.TxnResponse)
 
     async def get(self, req: RR) -> rpc_pb2.RangeResponse:

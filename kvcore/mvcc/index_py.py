@@ -25,6 +25,8 @@ Contract (shared with ``ext/revindex.pyx``):
 * ``get(key, at_rev)`` -> ``(mod_main, mod_sub, create_main, create_sub, version)``
   of the newest revision with ``main <= at_rev``, or None when the key did not exist
   at ``at_rev`` (never created, deleted, or compacted away).
+* ``put_version(key, main, sub)`` is ``put`` returning ``(create_main, version)`` of
+  the key's generation after it (what ``get(key, main)`` then answers in fields 2, 4).
 * ``revisions`` returns keys alive at ``at_rev`` in key order, at most ``limit`` of
   them when ``limit > 0``, together with the count of all alive keys in the range.
   With a single-key ``end`` the limit is ignored (as in etcd).
@@ -236,6 +238,11 @@ class TreeIndex:
             insort(self._keys, key)
             return
         ki.put(main, sub)
+
+    def put_version(self, key: bytes, main: int, sub: int) -> Tuple[int, int]:
+        self.put(key, main, sub)
+        g = self._index[key].generations[-1]
+        return g.created[0], g.ver
 
     def tombstone(self, key: bytes, main: int, sub: int) -> None:
         _check_key(key)

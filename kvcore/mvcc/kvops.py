@@ -112,24 +112,28 @@ class KVApplier:
             value: Optional[bytes] = None) -> tuple[int, bytes]:
         """``value``: p.value if the caller already read it (each read of a protobuf
         bytes field is a new copy, 1 MiB for a large put)."""
+        key, lease = p.key, p.lease
+        if value is None:
+            value = p.value
+        ignore_value, ignore_lease, want_prev = p.ignore_value, p.ignore_lease, p.prev_kv
         prev = None
-        if p.ignore_value or p.ignore_lease or p.prev_kv:
-            found = w.range(p.key, None).kvs
+        if ignore_value or ignore_lease or want_prev:
+            found = w.range(key, None).kvs
             prev = found[0] if found else None
-            if (p.ignore_value or p.ignore_lease) and prev is None:
+            if (ignore_value or ignore_lease) and prev is None:
                 raise etcd_error(EtcdError.KEY_NOT_FOUND)
-        value, lease = (p.value if value is None else value), p.lease
-        if p.ignore_value or p.ignore_lease:
-            old = _decode(prev)
-            if p.ignore_value:
-                value = old.value
-            if p.ignore_lease:
-                lease = old.lease
-        if not p.ignore_lease:
-            self._lease_ok(lease)
-        rev = w.put(p.key, value, lease, prev)
-        body = wire.field_bytes(2, prev) if (p.prev_kv and prev is not None) else b""
-        return rev, body
+            if ignore_value or ignore_lease:
+                old = _decode(prev)
+                if ignore_value:
+                    value = old.value
+                if ignore_lease:
+                    lease = old.lease
+        if lease and not ignore_lease and not self.lessor.exists(lease):
+            raise etcd_error(EtcdError.LEASE_NOT_FOUND)
+        rev = w.put(key, value, lease, prev)
+        if want_prev and prev is not None:
+            return rev, wire.field_bytes(2, prev)
+        return rev, b""
 
     def delete_range(self, w: WriteTxn, d: rpc_pb2.DeleteRangeRequest) -> tuple[int, bytes]:
         prevs = w.delete_range(d.key, _end(d.range_end))
@@ -177,27 +181,22 @@ class KVApplier:
             return a < b
         return False
 
-    def _path(self, reader, r: rpc_pb2.TxnRequest) -> list[bool]:
-        """Evaluate every compare on the chosen path before any write (etcd's
-        compareToPath): nested compares see the state before the txn."""
+    def _check_path(self, reader, r, path: list, cur_rev: int, compact_rev: int) -> None:
+        """Evaluate the compares of ``r`` and of every txn nested on its chosen path
+        (etcd's compareToPath), appending each outcome to ``path`` in walk order, and
+        check the requests on that path (etcd's checkRequests) in the same walk. All
+        of it runs before any write: nested compares see the state before the txn."""
         ok = all(self._compare(reader, c) for c in r.compare)
-        path = [ok]
+        path.append(ok)
         for op in (r.success if ok else r.failure):
-            if op.WhichOneof("request") == "request_txn":
-                path += self._path(reader, op.request_txn)
-        return path
-
-    def _check_path(self, reader, r, path, pos, cur_rev, compact_rev) -> int:
-        ops = r.success if path[pos] else r.failure
-        pos += 1
-        for op in ops:
             w = op.WhichOneof("request")
             if w == "request_put":
                 p = op.request_put
-                if p.ignore_value or p.ignore_lease:
+                ignore_lease = p.ignore_lease
+                if ignore_lease or p.ignore_value:
                     if not reader.range(p.key, None).kvs:
                         raise etcd_error(EtcdError.KEY_NOT_FOUND)
-                if not p.ignore_lease:
+                if not ignore_lease:
                     self._lease_ok(p.lease)
             elif w == "request_range":
                 rev = op.request_range.revision
@@ -206,12 +205,11 @@ class KVApplier:
                 if 0 < rev < compact_rev:
                     raise etcd_error(EtcdError.COMPACTED)
             elif w == "request_txn":
-                pos = self._check_path(reader, op.request_txn, path, pos, cur_rev, compact_rev)
-        return pos
+                self._check_path(reader, op.request_txn, path, cur_rev, compact_rev)
 
     def txn(self, w: WriteTxn, r: rpc_pb2.TxnRequest) -> tuple[int, bytes]:
-        path = self._path(w, r)
-        self._check_path(w, r, path, 0, w.rev, self.store.compact_main_rev)
+        path: list = []
+        self._check_path(w, r, path, w.rev, self.store.compact_main_rev)
         body, _ = self._apply_txn(w, r, path, 0)
         rev = w.begin_rev + 1 if w.changes else w.begin_rev
         return rev, body
@@ -223,14 +221,15 @@ class KVApplier:
         # The ops of a txn share one revision, and a put without prev_kv answers
         # only its header: each distinct (kind, revision) is assembled once.
         bare: dict = {}
+        put = self.put
         for op in (r.success if ok else r.failure):
             which = op.WhichOneof("request")
-            if which == "request_range":
+            if which == "request_put":
+                rev, body = put(w, op.request_put)
+                num = 2
+            elif which == "request_range":
                 rev, body = self.range(w, op.request_range)
                 num = 1
-            elif which == "request_put":
-                rev, body = self.put(w, op.request_put)
-                num = 2
             elif which == "request_delete_range":
                 rev, body = self.delete_range(w, op.request_delete_range)
                 num = 3

@@ -37,7 +37,7 @@ class RangeResult:
     rev: int             # the store revision the read was served at (header revision)
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     """One event of a committed revision, for watchers and lease bookkeeping."""
     kind: int            # kv_pb2.Event.PUT or DELETE
@@ -67,6 +67,11 @@ def _stored_key(v: bytes) -> bytes:
             if 3 + n <= len(v):
                 return v[3:3 + n]
     return _decode(v).key
+
+
+PUT = kv_pb2.Event.PUT
+key_value = wire.key_value
+rev_key = be.rev_key
 
 
 class KVStore:
@@ -274,6 +279,10 @@ class WriteTxn:
         self.txn = txn
         self.begin_rev = store.current_rev
         self.changes: list[Change] = []
+        # What every put of this txn uses, looked up once (a 16-put txn puts 16 times).
+        self._put_kv = txn.put
+        self._key_db = store.b.key
+        self._latest_db = store.b.latest
 
     @property
     def rev(self) -> int:
@@ -286,19 +295,21 @@ class WriteTxn:
     def put(self, key: bytes, value: bytes, lease: int, prev: Optional[bytes] = None) -> int:
         """Write key=value; ``prev`` is the key's current KeyValue bytes if the
         caller already has them. Returns the revision of the change."""
-        s = self.s
         rev = self.begin_rev + 1
-        found = s.index.get(key, rev)
-        if found is not None:
-            data = wire.key_value(key, found[2], rev, found[4] + 1, value, lease)
-        else:
-            data = wire.key_value(key, rev, rev, 1, value, lease)
-        sub = len(self.changes)
-        rk = be.rev_key(rev, sub)
-        self.txn.put(rk, data, db=s.b.key)
-        self.txn.put(key, rk, db=s.b.latest)
-        s.index.put(key, rev, sub)
-        self.changes.append(Change(kv_pb2.Event.PUT, key, data, prev, lease))
+        changes = self.changes
+        sub = len(changes)
+        # The index first: it answers the KeyValue's create revision and version.
+        # (A failed LMDB write below is fatal to the member: the batch is aborted.)
+        create, version = self.s.index.put_version(key, rev, sub)
+        data = key_value(key, create, rev, version, value, lease)
+        rk = rev_key(rev, sub)
+        put = self._put_kv
+        # Revision keys only grow: appended at the end of the key database without a
+        # search (LMDB's MDB_APPEND); a key not above the last one is put as before.
+        if not put(rk, data, append=True, db=self._key_db):
+            put(rk, data, db=self._key_db)
+        put(key, rk, db=self._latest_db)
+        changes.append(Change(PUT, key, data, prev, lease))
         return rev
 
     def delete_range(self, key: bytes, end: Optional[bytes]) -> list[bytes]:

@@ -159,12 +159,21 @@ class WatchHub:
             _FanOut(self, txn, rev).run(groups)
 
     def _events(self, txn, w: Watcher, changes: list, rev: int) -> list:
-        return [event_bytes(c.kind, c.kv, self._prev(txn, w, c.key, rev))
+        return [event_bytes(c.kind, c.kv, self._prev(txn, w, c.kind, c.kv, c.key, rev))
                 for c in changes if not ((c.kind == PUT and w.no_put) or
                                          (c.kind == DELETE and w.no_delete))]
 
-    def _prev(self, txn, w: Watcher, key: bytes, rev: int) -> Optional[bytes]:
-        return self.store.kv_at(txn, key, rev - 1) if w.prev_kv else None
+    def _prev(self, txn, w: Watcher, kind: int, kv: bytes, key: bytes,
+              rev: int) -> Optional[bytes]:
+        """The key before revision ``rev``, for a watcher that asked for prev_kv. As
+        etcd's watch server: none for a create event (a put of version 1), though
+        the key did exist before ``rev`` when one txn deleted and put it again."""
+        if not w.prev_kv:
+            return None
+        prev = self.store.kv_at(txn, key, rev - 1)
+        if prev is not None and kind == PUT and kv_pb2.KeyValue.FromString(kv).version == 1:
+            return None
+        return prev
 
     def _send_events(self, w: Watcher, hdr_rev: int, evs: list) -> None:
         for msg in self._responses(w, hdr_rev, evs):
@@ -228,7 +237,7 @@ class WatchHub:
             evs = encoded.get(sig)
             if evs is None:
                 evs = encoded[sig] = [
-                    event_bytes(kind, kv, self._prev(txn, w, _key_of(kv), main))
+                    event_bytes(kind, kv, self._prev(txn, w, kind, kv, _key_of(kv), main))
                     for main, kind, kv in items
                     if not ((kind == PUT and w.no_put) or (kind == DELETE and w.no_delete))]
             if evs:

@@ -16,7 +16,7 @@ import time
 
 import lmdb
 
-from kvcore import discovery, logs, tls
+from kvcore import discovery, heap, logs, tls
 from kvcore.metrics.listener import start_listener as start_metrics_listener
 from kvcore.server import config
 from kvcore.ipc import framing
@@ -204,6 +204,7 @@ async def serve(cfg: config.Config) -> None:
                  extra=logs.fields(local_member_id=f"{core.member_id:x}",
                                    cluster_id=f"{core.cluster_id:x}"))
         sdnotify.notify("READY=1")
+        heap.freeze_startup_objects()
         done, _ = await asyncio.wait({stop, core.stopped}, return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down (%s)", "stop signal" if stop in done else core.stopped.result())
     finally:

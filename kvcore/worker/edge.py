@@ -36,8 +36,6 @@ def checks(max_txn_ops: int) -> list[Optional[Callable[[bytes], None]]]:
     def txn(req: bytes) -> None:
         r = rpc_pb2.TxnRequest.FromString(req)
         rules.check_txn(r, max_txn_ops)
-        rules.check_intervals(r.success)
-        rules.check_intervals(r.failure)
 
     table: list = [None] * len(PATHS)
     for name, fn in (("Range", _range), ("Put", _put), ("DeleteRange", _delete),

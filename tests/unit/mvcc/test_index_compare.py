@@ -32,6 +32,7 @@ ops = st.one_of(
     st.tuples(st.just("put"), keys, st.booleans()),
     st.tuples(st.just("put"), keys, st.booleans()),
     st.tuples(st.just("tombstone"), keys, st.booleans()),
+    st.tuples(st.just("put_version"), keys, st.booleans()),
     st.tuples(st.just("get"), keys, revs),
     st.tuples(st.just("revisions"), keys, ends, revs, st.integers(-1, 5)),
     st.tuples(st.just("count"), keys, ends, revs),
@@ -55,7 +56,7 @@ def run_both(seq, degree):
     main, sub = 0, 0
     for op in seq:
         kind = op[0]
-        if kind in ("put", "tombstone"):
+        if kind in ("put", "tombstone", "put_version"):
             _, key, new_txn = op
             if new_txn or main == 0:
                 main, sub = main + 1, 0
@@ -63,6 +64,10 @@ def run_both(seq, degree):
                 sub += 1
             ra = _call(getattr(a, kind), key, main, sub)
             rb = _call(getattr(b, kind), key, main, sub)
+            if kind == "put_version" and ra[0] == "ok":
+                # the answer is what a read at the put's revision then sees
+                got = a.get(key, main)
+                assert ra[1] == (got[2], got[4]), (op, main, sub)
         elif kind == "get":
             ra, rb = _call(a.get, op[1], op[2]), _call(b.get, op[1], op[2])
         elif kind == "revisions":
@@ -105,8 +110,10 @@ def test_compiled_matches_twin_large(degree):
     for _ in range(12000):
         r = rnd.random()
         key = rnd.choice(pool)
-        if r < 0.55:
+        if r < 0.45:
             seq.append(("put", key, rnd.random() < 0.7))
+        elif r < 0.55:
+            seq.append(("put_version", key, rnd.random() < 0.7))
         elif r < 0.7:
             seq.append(("tombstone", key, rnd.random() < 0.7))
         elif r < 0.8:

@@ -33,7 +33,7 @@ def test_twins_export_what_the_compiled_modules_export():
         public = {n for n in dir(_ext.compiled(name)) if not n.startswith("_")}
         used = public & {"crc32c", "encode_record", "encode_entries", "decode_entry",
                          "decode_records", "REC_ENTRY", "WalWriter", "TreeIndex",
-                         "Proposer", "decode_entry_data"}
+                         "Proposer", "decode_entry_data", "key_value"}
         assert used, name
         missing = {n for n in used if not hasattr(_ext.twin(name), n)}
         assert not missing, (name, missing)
