@@ -110,11 +110,28 @@ class _Lane:
         self.logged_error = None
 
     def push(self, frame: bytes) -> bool:
+        """Queue a frame; ``flush`` (or the lane's task) writes it."""
         if len(self.queue) >= QUEUE_LIMIT[self.lane]:
             return False
         self.queue.append(frame)
-        self.wake.set()
         return True
+
+    def flush(self) -> None:
+        """Write what is queued now if the connection is up and keeping up (no bytes
+        waiting in the transport): one write per lane per Raft Ready, without a wake-up
+        of the lane's task. Otherwise (connecting, or a peer slow to read) the task
+        writes it, draining with the write timeout."""
+        w = self.writer
+        if (w is not None and self.queue and not w.transport.is_closing()
+                and not w.transport.get_write_buffer_size()):
+            frames = list(self.queue)
+            self.queue.clear()
+            w.writelines(frames)
+            if self.t.metrics is not None:
+                self.t.metrics.peer_sent_bytes(self.peer_id, sum(map(len, frames)))
+            if not w.transport.get_write_buffer_size():
+                return
+        self.wake.set()
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -143,6 +160,10 @@ class _Lane:
                 closed = asyncio.get_event_loop().create_task(reader.read(1))
                 while not closed.done():
                     if not self.queue:
+                        if writer.transport.get_write_buffer_size():
+                            # flush() wrote and the peer is not keeping up
+                            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
+                            continue
                         self.wake.clear()
                         waiter = asyncio.ensure_future(self.wake.wait())
                         await asyncio.wait({waiter, closed}, return_when=asyncio.FIRST_COMPLETED)
@@ -258,6 +279,7 @@ class PeerTransport:
     # ---- sending ----
 
     def send(self, messages) -> None:
+        touched = set()
         for m in messages:
             if m.to not in self.urls:
                 continue
@@ -269,10 +291,14 @@ class PeerTransport:
             if lane is None:
                 lane = self.lanes[(m.to, lane_id)] = _Lane(self, m.to, lane_id)
             body = encode_message(m)
-            if not lane.push(_LEN.pack(len(body)) + body):
+            if lane.push(_LEN.pack(len(body)) + body):
+                touched.add(lane)
+            else:
                 self._unreachable(m.to)
                 if m.type == MsgHeartbeat and self.metrics is not None:
                     self.metrics.heartbeat_send_failures += 1
+        for lane in touched:
+            lane.flush()
 
     async def _send_snapshot(self, m) -> None:
         ok = False
