@@ -22,10 +22,19 @@ from kvcore.api import rpc_pb2, rpc_pb2_grpc
 from kvcore.robust.netproxy import FaultProxy
 
 
+_handed_out: set = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port never handed out before by this process: the kernel may
+    offer a just-closed port again, and one cluster's members need distinct ports."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 @dataclass
