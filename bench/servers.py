@@ -5,30 +5,16 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
+
+from kvcore.robust.cluster import free_port  # noqa: F401 (one picker for both tools)
 
 from . import client, etcdapi
 
 ETCD351 = "/opt/etcd351/bin/etcd"
 DEBIAN_ETCD = "/usr/bin/etcd"
-
-
-_handed_out: set = set()
-
-
-def free_port() -> int:
-    """A free loopback port, never one this process handed out before (the kernel
-    may offer a just-closed port again, and a cluster needs distinct ones)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
 
 
 def rss_kib(pids) -> int:
