@@ -197,7 +197,9 @@ class KVApplier:
                     if not reader.range(p.key, None).kvs:
                         raise etcd_error(EtcdError.KEY_NOT_FOUND)
                 if not ignore_lease:
-                    self._lease_ok(p.lease)
+                    lease = p.lease
+                    if lease and not self.lessor.exists(lease):
+                        raise etcd_error(EtcdError.LEASE_NOT_FOUND)
             elif w == "request_range":
                 rev = op.request_range.revision
                 if rev > cur_rev:
@@ -221,21 +223,36 @@ class KVApplier:
         # The ops of a txn share one revision, and a put without prev_kv answers
         # only its header: each distinct (kind, revision) is assembled once.
         bare: dict = {}
-        put = self.put
+        # A run of plain puts (no prev_kv, no ignore_*: the common txn) is written
+        # in one WriteTxn.put_plain when the run ends, before the next other op, so
+        # every op still sees the ones before it. Their leases were checked by
+        # _check_path before any write.
+        plain: list = []
         for op in (r.success if ok else r.failure):
             which = op.WhichOneof("request")
             if which == "request_put":
-                rev, body = put(w, op.request_put)
+                p = op.request_put
+                if not (p.prev_kv or p.ignore_value or p.ignore_lease):
+                    plain.append((p.key, p.value, p.lease))
+                    continue
+                if plain:
+                    self._put_run(w, plain, parts, bare)
+                    plain = []
+                rev, body = self.put(w, p)
                 num = 2
-            elif which == "request_range":
-                rev, body = self.range(w, op.request_range)
-                num = 1
-            elif which == "request_delete_range":
-                rev, body = self.delete_range(w, op.request_delete_range)
-                num = 3
             else:
-                body, pos = self._apply_txn(w, op.request_txn, path, pos)
-                rev, num = None, 4
+                if plain:
+                    self._put_run(w, plain, parts, bare)
+                    plain = []
+                if which == "request_range":
+                    rev, body = self.range(w, op.request_range)
+                    num = 1
+                elif which == "request_delete_range":
+                    rev, body = self.delete_range(w, op.request_delete_range)
+                    num = 3
+                else:
+                    body, pos = self._apply_txn(w, op.request_txn, path, pos)
+                    rev, num = None, 4
             if not body and rev is not None:
                 part = bare.get((num, rev))
                 if part is None:
@@ -243,7 +260,17 @@ class KVApplier:
                 parts.append(part)
             else:
                 parts.append(_op_response(num, rev, body))
+        if plain:
+            self._put_run(w, plain, parts, bare)
         return b"".join(parts), pos
+
+    @staticmethod
+    def _put_run(w: WriteTxn, plain: list, parts: list, bare: dict) -> None:
+        rev = w.put_plain(plain)
+        part = bare.get((2, rev))
+        if part is None:
+            part = bare[(2, rev)] = _op_response(2, rev, b"")
+        parts.extend([part] * len(plain))
 
 
 def _op_response(num: int, rev, body: bytes) -> bytes:

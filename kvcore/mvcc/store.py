@@ -312,6 +312,31 @@ class WriteTxn:
         changes.append(Change(PUT, key, data, prev, lease))
         return rev
 
+    def put_plain(self, puts: list) -> int:
+        """``put`` of each (key, value, lease) in order, none wanting its previous
+        value: one pass and one LMDB cursor call per database for a txn's puts
+        instead of two Python-level LMDB calls per put. Returns the revision."""
+        rev = self.begin_rev + 1
+        changes = self.changes
+        sub = len(changes)
+        put_version = self.s.index.put_version
+        rows, latest = [], []
+        for key, value, lease in puts:
+            create, version = put_version(key, rev, sub)
+            data = key_value(key, create, rev, version, value, lease)
+            rk = rev_key(rev, sub)
+            rows.append((rk, data))
+            latest.append((key, rk))
+            changes.append(Change(PUT, key, data, None, lease))
+            sub += 1
+        txn = self.txn
+        # Revision keys only grow (MDB_APPEND, see put); if LMDB refuses one, all of
+        # them are put again normally (a put of the same pair is idempotent).
+        if txn.cursor(db=self._key_db).putmulti(rows, append=True)[1] != len(rows):
+            txn.cursor(db=self._key_db).putmulti(rows)
+        txn.cursor(db=self._latest_db).putmulti(latest)
+        return rev
+
     def delete_range(self, key: bytes, end: Optional[bytes]) -> list[bytes]:
         """Delete every live key in range; returns their KeyValue bytes (prev_kv)."""
         s = self.s
