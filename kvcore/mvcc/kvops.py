@@ -185,22 +185,34 @@ class KVApplier:
         """Evaluate the compares of ``r`` and of every txn nested on its chosen path
         (etcd's compareToPath), appending each outcome to ``path`` in walk order, and
         check the requests on that path (etcd's checkRequests) in the same walk. All
-        of it runs before any write: nested compares see the state before the txn."""
+        of it runs before any write: nested compares see the state before the txn.
+
+        Each ``path`` entry is (outcome, ops of the chosen branch), where a plain put
+        (no prev_kv, no ignore_*) is already read out as (key, value, lease) and any
+        other op is its RequestOp: the apply walks that list, not the request again."""
         ok = all(self._compare(reader, c) for c in r.compare)
-        path.append(ok)
+        items: list = []
+        path.append((ok, items))
+        add = items.append
+        exists = self.lessor.exists
         for op in (r.success if ok else r.failure):
             w = op.WhichOneof("request")
             if w == "request_put":
                 p = op.request_put
-                ignore_lease = p.ignore_lease
-                if ignore_lease or p.ignore_value:
+                ignore_lease, ignore_value = p.ignore_lease, p.ignore_value
+                if ignore_lease or ignore_value:
                     if not reader.range(p.key, None).kvs:
                         raise etcd_error(EtcdError.KEY_NOT_FOUND)
-                if not ignore_lease:
-                    lease = p.lease
-                    if lease and not self.lessor.exists(lease):
-                        raise etcd_error(EtcdError.LEASE_NOT_FOUND)
-            elif w == "request_range":
+                lease = 0 if ignore_lease else p.lease
+                if lease and not exists(lease):
+                    raise etcd_error(EtcdError.LEASE_NOT_FOUND)
+                if ignore_lease or ignore_value or p.prev_kv:
+                    add(op)
+                else:
+                    add((p.key, p.value, lease))
+                continue
+            add(op)
+            if w == "request_range":
                 rev = op.request_range.revision
                 if rev > cur_rev:
                     raise etcd_error(EtcdError.FUTURE_REV)
@@ -212,47 +224,41 @@ class KVApplier:
     def txn(self, w: WriteTxn, r: rpc_pb2.TxnRequest) -> tuple[int, bytes]:
         path: list = []
         self._check_path(w, r, path, w.rev, self.store.compact_main_rev)
-        body, _ = self._apply_txn(w, r, path, 0)
+        body, _ = self._apply_txn(w, path, 0)
         rev = w.begin_rev + 1 if w.changes else w.begin_rev
         return rev, body
 
-    def _apply_txn(self, w: WriteTxn, r, path, pos) -> tuple[bytes, int]:
-        ok = path[pos]
+    def _apply_txn(self, w: WriteTxn, path, pos) -> tuple[bytes, int]:
+        ok, items = path[pos]
         pos += 1
         parts = [wire.field_varint(2, 1 if ok else 0)]
         # The ops of a txn share one revision, and a put without prev_kv answers
         # only its header: each distinct (kind, revision) is assembled once.
         bare: dict = {}
-        # A run of plain puts (no prev_kv, no ignore_*: the common txn) is written
-        # in one WriteTxn.put_plain when the run ends, before the next other op, so
-        # every op still sees the ones before it. Their leases were checked by
-        # _check_path before any write.
+        # A run of plain puts (the common txn) is written in one WriteTxn.put_plain
+        # when the run ends, before the next other op, so every op still sees the
+        # ones before it. Their leases were checked by _check_path before any write.
         plain: list = []
-        for op in (r.success if ok else r.failure):
+        for op in items:
+            if type(op) is tuple:
+                plain.append(op)
+                continue
+            if plain:
+                self._put_run(w, plain, parts, bare)
+                plain = []
             which = op.WhichOneof("request")
             if which == "request_put":
-                p = op.request_put
-                if not (p.prev_kv or p.ignore_value or p.ignore_lease):
-                    plain.append((p.key, p.value, p.lease))
-                    continue
-                if plain:
-                    self._put_run(w, plain, parts, bare)
-                    plain = []
-                rev, body = self.put(w, p)
+                rev, body = self.put(w, op.request_put)
                 num = 2
+            elif which == "request_range":
+                rev, body = self.range(w, op.request_range)
+                num = 1
+            elif which == "request_delete_range":
+                rev, body = self.delete_range(w, op.request_delete_range)
+                num = 3
             else:
-                if plain:
-                    self._put_run(w, plain, parts, bare)
-                    plain = []
-                if which == "request_range":
-                    rev, body = self.range(w, op.request_range)
-                    num = 1
-                elif which == "request_delete_range":
-                    rev, body = self.delete_range(w, op.request_delete_range)
-                    num = 3
-                else:
-                    body, pos = self._apply_txn(w, op.request_txn, path, pos)
-                    rev, num = None, 4
+                body, pos = self._apply_txn(w, path, pos)
+                rev, num = None, 4
             if not body and rev is not None:
                 part = bare.get((num, rev))
                 if part is None:

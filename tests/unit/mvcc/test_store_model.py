@@ -13,6 +13,7 @@ from kvcore.engine.base import GrpcError
 from kvcore.lease.lessor import Lessor
 from kvcore.mvcc.store import KVStore, ReadView
 from kvcore.mvcc.kvops import KVApplier
+from kvcore.mvcc.latest import LatestView
 from kvcore.storage.backend import Backend
 
 KEYS = [b"a", b"ab", b"b", b"ba", b"c", b"d\x00", b"d\xff"]
@@ -105,6 +106,13 @@ def test_store_agrees_with_model(tmp_path_factory, ops):
                     got = {EtcdError.COMPACTED[1]: "compacted",
                            EtcdError.FUTURE_REV[1]: "future"}[e.message]
             assert got == want, f"revision {rev}"
+        # The workers' view (the ``latest`` database) agrees at the current revision.
+        with backend.begin_read() as txn:
+            r = rpc_pb2.RangeRequest(key=b"\x00", range_end=b"\x00")
+            _, body = kv.range(LatestView(backend, txn), r)
+        got = [(x.key, (x.value, x.create_revision, x.mod_revision, x.version))
+               for x in rpc_pb2.RangeResponse.FromString(body).kvs]
+        assert got == model.read(0, b"\x00", b"\xff\xff"), "latest"
 
     try:
         for op in ops:
