@@ -101,3 +101,7 @@ def with_header(hdr: bytes, body: bytes) -> bytes:
 # Compiled in ext/kvcodec.pyx (one buffer, no varint calls: it is written once per
 # change), twin kvcore/api/kvcodec_py.py.
 key_value = _ext.load("kvcodec").key_value
+# put_rows(put_version, [(key, value, lease)], rev, sub, change, kind): a run of plain
+# puts' index updates, KeyValues, revision keys, LMDB rows and change records in one
+# call (WriteTxn.put_plain; same module and twin).
+put_rows = _ext.load("kvcodec").put_rows

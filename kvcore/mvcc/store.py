@@ -71,6 +71,7 @@ def _stored_key(v: bytes) -> bytes:
 
 PUT = kv_pb2.Event.PUT
 key_value = wire.key_value
+put_rows = wire.put_rows
 rev_key = be.rev_key
 
 
@@ -318,17 +319,9 @@ class WriteTxn:
         instead of two Python-level LMDB calls per put. Returns the revision."""
         rev = self.begin_rev + 1
         changes = self.changes
-        sub = len(changes)
-        put_version = self.s.index.put_version
-        rows, latest = [], []
-        for key, value, lease in puts:
-            create, version = put_version(key, rev, sub)
-            data = key_value(key, create, rev, version, value, lease)
-            rk = rev_key(rev, sub)
-            rows.append((rk, data))
-            latest.append((key, rk))
-            changes.append(Change(PUT, key, data, None, lease))
-            sub += 1
+        rows, latest, made = put_rows(self.s.index.put_version, puts, rev, len(changes),
+                                      Change, PUT)
+        changes += made
         txn = self.txn
         # Revision keys only grow (MDB_APPEND, see put); if LMDB refuses one, all of
         # them are put again normally (a put of the same pair is idempotent).

@@ -35,3 +35,42 @@ def test_key_value_refuses_what_is_not_bytes():
     for mod in (C, P):
         with pytest.raises(TypeError):
             mod.key_value("k", 1, 1, 1, b"v", 0)
+
+
+class _Index:
+    """Records the put_version calls; answers a made-up (create, version) per key."""
+    def __init__(self):
+        self.calls = []
+
+    def put_version(self, key, main, sub):
+        self.calls.append((key, main, sub))
+        return (len(key) + 1, main - sub)
+
+
+def _change(*fields):
+    return fields
+
+
+@given(st.lists(st.tuples(st.binary(max_size=40), st.binary(max_size=60), i64), max_size=20),
+       st.integers(1, 2**63 - 1), st.integers(0, 2**20))
+def test_put_rows_twins_agree(puts, rev, sub):
+    got = []
+    for mod in (C, P):
+        idx = _Index()
+        got.append((mod.put_rows(idx.put_version, puts, rev, sub, _change, 7), idx.calls))
+    (rows, latest, changes), calls = got[0]
+    assert got[0] == got[1]
+    assert calls == [(k, rev, sub + i) for i, (k, _, _) in enumerate(puts)]
+    for i, (k, v, lease) in enumerate(puts):
+        rk = rev.to_bytes(8, "big") + (sub + i).to_bytes(8, "big")
+        kv = P.key_value(k, len(k) + 1, rev, rev - sub - i, v, lease)
+        assert rows[i] == (rk, kv) and latest[i] == (k, rk)
+        assert changes[i] == (7, k, kv, None, lease)
+
+
+def test_put_rows_refuses_what_is_not_bytes():
+    for mod in (C, P):
+        with pytest.raises(TypeError):
+            mod.put_rows(_Index().put_version, [(None, b"v", 0)], 2, 0, _change, 0)
+        with pytest.raises(TypeError):
+            mod.put_rows(_Index().put_version, [(b"k", "v", 0)], 2, 0, _change, 0)
