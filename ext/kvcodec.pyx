@@ -118,3 +118,81 @@ def put_rows(put_version, list puts, int64_t rev, int64_t sub, change, put_kind)
         changes.append(change(put_kind, key, data, None, lease))
         sub += 1
     return rows, latest, changes
+
+
+cdef inline Py_ssize_t _varint_at(const unsigned char* p, Py_ssize_t i, Py_ssize_t end,
+                                  uint64_t* out) noexcept:
+    """Reads a varint at p[i]; -> the index after it, or -1 (truncated, > 10 bytes)."""
+    cdef uint64_t v = 0
+    cdef int shift = 0
+    cdef unsigned char b
+    while i < end and shift < 70:
+        b = p[i]
+        i += 1
+        v |= (<uint64_t>(b & 0x7F)) << shift
+        if b < 0x80:
+            out[0] = v
+            return i
+        shift += 7
+    return -1
+
+
+def txn_plain_puts(bytes data not None):
+    """The puts of a TxnRequest that is nothing but plain puts: no compare, no
+    failure branch, every success op a PutRequest of key, value and lease only (no
+    prev_kv, ignore_value, ignore_lease, nor a field twice). -> [(key, value, lease)]
+    in order, or None for any other TxnRequest (or bytes protobuf would not take
+    the same way): the caller then decodes it with protobuf."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), i = 0, op_end, put_end, j
+    cdef uint64_t tag, ln, lease
+    cdef list out = []
+    cdef bytes key, value
+    cdef int seen
+    while i < n:
+        i = _varint_at(p, i, n, &tag)
+        if i < 0 or tag != 0x12:                  # success (2), length-delimited
+            return None
+        i = _varint_at(p, i, n, &ln)
+        if i < 0 or ln > <uint64_t>(n - i):
+            return None
+        op_end = i + <Py_ssize_t>ln
+        # RequestOp: exactly one field, request_put (2)
+        i = _varint_at(p, i, op_end, &tag)
+        if i < 0 or tag != 0x12:
+            return None
+        i = _varint_at(p, i, op_end, &ln)
+        if i < 0 or ln != <uint64_t>(op_end - i):
+            return None
+        put_end = op_end
+        key = value = b""
+        lease = 0
+        seen = 0
+        while i < put_end:
+            i = _varint_at(p, i, put_end, &tag)
+            if i < 0:
+                return None
+            if tag == 0x0a or tag == 0x12:        # key (1), value (2)
+                if seen & (1 if tag == 0x0a else 2):
+                    return None
+                seen |= 1 if tag == 0x0a else 2
+                i = _varint_at(p, i, put_end, &ln)
+                if i < 0 or ln > <uint64_t>(put_end - i):
+                    return None
+                j = i + <Py_ssize_t>ln
+                if tag == 0x0a:
+                    key = PyBytes_FromStringAndSize(<const char*>p + i, j - i)
+                else:
+                    value = PyBytes_FromStringAndSize(<const char*>p + i, j - i)
+                i = j
+            elif tag == 0x18:                     # lease (3), int64
+                if seen & 4:
+                    return None
+                seen |= 4
+                i = _varint_at(p, i, put_end, &lease)
+                if i < 0:
+                    return None
+            else:
+                return None
+        out.append((key, value, <int64_t>lease))
+    return out if out else None

@@ -47,3 +47,67 @@ def put_rows(put_version, puts: list, rev: int, sub: int, change, put_kind):
         changes.append(change(put_kind, key, data, None, lease))
         sub += 1
     return rows, latest, changes
+
+
+def _varint_at(data: bytes, i: int, end: int):
+    """-> (value, index after it), or None (truncated, more than 10 bytes)."""
+    v = shift = 0
+    while i < end and shift < 70:
+        b = data[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        if b < 0x80:
+            return v & 0xFFFFFFFFFFFFFFFF, i
+        shift += 7
+    return None
+
+
+def txn_plain_puts(data: bytes):
+    """The puts of a TxnRequest that is nothing but plain puts: no compare, no
+    failure branch, every success op a PutRequest of key, value and lease only (no
+    prev_kv, ignore_value, ignore_lease, nor a field twice). -> [(key, value, lease)]
+    in order, or None for any other TxnRequest (or bytes protobuf would not take
+    the same way): the caller then decodes it with protobuf."""
+    if not isinstance(data, bytes):
+        raise TypeError("data must be bytes")
+    out = []
+    i, n = 0, len(data)
+    while i < n:
+        r = _varint_at(data, i, n)
+        if r is None or r[0] != 0x12:
+            return None
+        r = _varint_at(data, r[1], n)
+        if r is None or r[0] > n - r[1]:
+            return None
+        op_end = r[1] + r[0]
+        r = _varint_at(data, r[1], op_end)
+        if r is None or r[0] != 0x12:
+            return None
+        r = _varint_at(data, r[1], op_end)
+        if r is None or r[0] != op_end - r[1]:
+            return None
+        i = r[1]
+        fields = {}
+        while i < op_end:
+            r = _varint_at(data, i, op_end)
+            if r is None:
+                return None
+            tag, i = r
+            if tag in fields:
+                return None
+            if tag in (0x0A, 0x12):
+                r = _varint_at(data, i, op_end)
+                if r is None or r[0] > op_end - r[1]:
+                    return None
+                fields[tag] = data[r[1]:r[1] + r[0]]
+                i = r[1] + r[0]
+            elif tag == 0x18:
+                r = _varint_at(data, i, op_end)
+                if r is None:
+                    return None
+                v, i = r
+                fields[tag] = v - (1 << 64) if v >= 1 << 63 else v
+            else:
+                return None
+        out.append((fields.get(0x0A, b""), fields.get(0x12, b""), fields.get(0x18, 0)))
+    return out or None

@@ -105,3 +105,7 @@ key_value = _ext.load("kvcodec").key_value
 # puts' index updates, KeyValues, revision keys, LMDB rows and change records in one
 # call (WriteTxn.put_plain; same module and twin).
 put_rows = _ext.load("kvcodec").put_rows
+# txn_plain_puts(TxnRequest bytes) -> [(key, value, lease)] when the Txn is nothing but
+# plain puts (no compare, no failure ops, no prev_kv / ignore_*), else None: the
+# common write Txn read without protobuf (KVService; same module and twin).
+txn_plain_puts = _ext.load("kvcodec").txn_plain_puts

@@ -228,6 +228,17 @@ class KVApplier:
         rev = w.begin_rev + 1 if w.changes else w.begin_rev
         return rev, body
 
+    def txn_puts(self, w: WriteTxn, puts: list) -> tuple[int, bytes]:
+        """``txn`` of a Txn that is nothing but plain puts, given as [(key, value,
+        lease)] (wire.txn_plain_puts): the same checks (every lease exists, before
+        any write), writes and response bytes, without walking protobuf messages."""
+        exists = self.lessor.exists
+        for _, _, lease in puts:
+            if lease and not exists(lease):
+                raise etcd_error(EtcdError.LEASE_NOT_FOUND)
+        rev = w.put_plain(puts)
+        return rev, _SUCCEEDED + _op_response(2, rev, b"") * len(puts)
+
     def _apply_txn(self, w: WriteTxn, path, pos) -> tuple[bytes, int]:
         ok, items = path[pos]
         pos += 1
@@ -277,6 +288,9 @@ class KVApplier:
         if part is None:
             part = bare[(2, rev)] = _op_response(2, rev, b"")
         parts.extend([part] * len(plain))
+
+
+_SUCCEEDED = wire.field_varint(2, 1)   # TxnResponse.succeeded = true
 
 
 def _op_response(num: int, rev, body: bytes) -> bytes:

@@ -62,8 +62,12 @@ class KVService:
         return self.ctx.propose(OP_DELETE, req)
 
     def txn(self, req: bytes):
-        r = rpc_pb2.TxnRequest.FromString(req)
         ctx = self.ctx
+        if wire.txn_plain_puts(req) is not None:
+            # Nothing but plain puts (the common write Txn): proposed as it is, and
+            # the apply reads it the same way, without protobuf.
+            return ctx.quota.check(len(req)) or ctx.propose(OP_TXN, req)
+        r = rpc_pb2.TxnRequest.FromString(req)
         readonly, serializable, puts = txn_shape(r)
         if readonly:
             def serve():
@@ -96,6 +100,9 @@ class KVService:
         """``req``: the entry's bytes, or the TxnRequest this member proposed."""
         self.ctx.metrics.txns += 1
         if isinstance(req, bytes):
+            puts = wire.txn_plain_puts(req)
+            if puts is not None:
+                return self.applier.txn_puts(w, puts)
             req = rpc_pb2.TxnRequest.FromString(req)
         return self.applier.txn(w, req)
 

@@ -74,3 +74,48 @@ def test_put_rows_refuses_what_is_not_bytes():
             mod.put_rows(_Index().put_version, [(None, b"v", 0)], 2, 0, _change, 0)
         with pytest.raises(TypeError):
             mod.put_rows(_Index().put_version, [(b"k", "v", 0)], 2, 0, _change, 0)
+
+
+from kvcore.api import rpc_pb2  # noqa: E402
+
+_put = st.builds(lambda k, v, l, flags: rpc_pb2.PutRequest(
+    key=k, value=v, lease=l, prev_kv=flags == 1, ignore_value=flags == 2, ignore_lease=flags == 3),
+    st.binary(max_size=30), st.binary(max_size=40), i64, st.sampled_from([0, 0, 0, 1, 2, 3]))
+_op = st.one_of(_put.map(lambda p: rpc_pb2.RequestOp(request_put=p)),
+                st.binary(max_size=10).map(lambda k: rpc_pb2.RequestOp(
+                    request_range=rpc_pb2.RangeRequest(key=k))))
+
+
+@given(st.lists(_op, max_size=8), st.lists(_op, max_size=2), st.booleans())
+def test_txn_plain_puts_is_protobufs_reading(success, failure, compare):
+    r = rpc_pb2.TxnRequest(success=success, failure=failure, compare=[
+        rpc_pb2.Compare(key=b"c")] if compare else [])
+    data = r.SerializeToString()
+    plain = (not compare and not failure and success and all(
+        op.WhichOneof("request") == "request_put" and not (
+            op.request_put.prev_kv or op.request_put.ignore_value or
+            op.request_put.ignore_lease) for op in success))
+    want = [(op.request_put.key, op.request_put.value, op.request_put.lease)
+            for op in success] if plain else None
+    assert C.txn_plain_puts(data) == P.txn_plain_puts(data) == want
+
+
+@given(st.binary(max_size=60))
+def test_txn_plain_puts_of_any_bytes(data):
+    # Whatever it accepts, protobuf reads the same way; the twins agree.
+    got = C.txn_plain_puts(data)
+    assert got == P.txn_plain_puts(data)
+    if got is not None:
+        r = rpc_pb2.TxnRequest.FromString(data)
+        assert not r.compare and not r.failure
+        assert [(op.request_put.key, op.request_put.value, op.request_put.lease)
+                for op in r.success] == got
+
+
+def test_txn_plain_puts_refuses_a_field_twice():
+    one = rpc_pb2.PutRequest(key=b"k", value=b"v", lease=5).SerializeToString()
+    for dup in (one + b"\x0a\x01x", one + b"\x12\x01y", one + b"\x18\x07"):
+        op = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest.FromString(dup))
+        data = b"\x12" + bytes([len(dup) + 2]) + b"\x12" + bytes([len(dup)]) + dup
+        assert C.txn_plain_puts(data) is None and P.txn_plain_puts(data) is None
+        assert op.request_put.key in (b"k", b"x")   # protobuf: the last one wins
