@@ -40,24 +40,26 @@ def header(cluster_id: int, member_id: int, revision: int, raft_term: int) -> by
 
 class Headers:
     """ResponseHeader bytes of one member: its two IDs (ten-byte varints) encoded
-    once, and the last header reused while revision and term stay the same."""
+    once, and the last header reused while revision and term stay the same (checked
+    field by field: every response of the core asks)."""
 
-    __slots__ = ("ids", "_ids", "_key", "_last")
+    __slots__ = ("ids", "_ids", "_cid", "_mid", "_rev", "_term", "_last")
 
     def __init__(self):
         self.ids = None        # (cluster ID, member ID) the encoded fields are for
         self._ids = b""
-        self._key = None
+        self._cid = self._mid = self._rev = self._term = None
         self._last = b""
 
     def get(self, cluster_id: int, member_id: int, revision: int, raft_term: int) -> bytes:
-        key = (revision, raft_term)
-        if key == self._key and self.ids == (cluster_id, member_id):
+        if (revision == self._rev and raft_term == self._term and
+                cluster_id == self._cid and member_id == self._mid):
             return self._last
-        if self.ids != (cluster_id, member_id):
+        if cluster_id != self._cid or member_id != self._mid:
             self.ids = (cluster_id, member_id)
             self._ids = header(cluster_id, member_id, 0, 0)
-        self._key = key
+            self._cid, self._mid = cluster_id, member_id
+        self._rev, self._term = revision, raft_term
         self._last = self._ids + field_varint(3, revision) + field_varint(4, raft_term)
         return self._last
 

@@ -87,11 +87,11 @@ class LeaseService:
         ttl = lessor.renew(lease_id)
         if ttl > 0:
             self.ctx.metrics.leases_renewed += 1
-        lease = lessor.lookup(lease_id)
-        if ttl and lease is not None and lease.remaining:
-            # A checkpointed remaining TTL no longer holds after a renewal.
-            lease.remaining = 0
-            self._checkpoint([(lease_id, 0)])
+            lease = lessor.lookup(lease_id)
+            if lease is not None and lease.remaining:
+                # A checkpointed remaining TTL no longer holds after a renewal.
+                lease.remaining = 0
+                self._checkpoint([(lease_id, 0)])
         return ttl
 
     # ---- appliers ----
@@ -196,10 +196,11 @@ class KeepAliveStream:
         ttl = self.service.renew(lease_id)
         ctx = self.service.ctx
         hdr = ctx.header(ctx.store.current_rev)
-        key = (hdr, lease_id, ttl)
-        if key != self._key:
+        key = self._key
+        # (The header bytes object stays the same one while revision and term do.)
+        if key is None or hdr is not key[0] or lease_id != key[1] or ttl != key[2]:
             # LeaseKeepAliveResponse by hand (header, ID, TTL): what protobuf writes.
-            self._key = key
+            self._key = (hdr, lease_id, ttl)
             self._resp = wire.with_header(hdr, wire.field_varint(2, lease_id) +
                                           wire.field_varint(3, ttl))
         self.reply(self._resp)
