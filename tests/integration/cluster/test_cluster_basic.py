@@ -44,6 +44,15 @@ def test_writes_on_any_member_read_back_linearizably_everywhere(cluster):
     assert rc == 0 and out.split()[0] == "SUCCESS"
     for m in cluster:
         assert m.etcdctl("get", "t", "--print-value-only")[1].strip() == "yes"
+    # A Txn of plain puts only (read from its bytes at apply, on every member), one
+    # put with a lease: every member has both keys and the lease its key.
+    lid = cluster[0].etcdctl("lease", "grant", "300")[1].split()[1]
+    rc, out, _ = cluster[1].etcdctl("txn", input=f"\nput p1 one\nput p2 two --lease={lid}\n\n\n")
+    assert rc == 0 and out.split()[0] == "SUCCESS", out
+    for m in cluster:
+        rc, out, _ = m.etcdctl("get", "p", "--prefix")
+        assert out.split() == ["p1", "one", "p2", "two"]
+        assert "attached keys([p2])" in m.etcdctl("lease", "timetolive", lid, "--keys")[1]
 
 
 def test_watch_and_lease_across_members(cluster):
