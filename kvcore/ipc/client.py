@@ -80,10 +80,16 @@ class CoreClient(fr.FrameProtocol):
             st = self._streams.get(call_id)
             if st is not None:
                 direct = st.direct
-                if direct is not None and kind != fr.S_END and st.queue.empty() and direct(
-                        payload if kind == fr.S_MSG else Framed(*fr.unpack_batch(payload)[::-1])):
-                    self.send(call_id, method, fr.S_CREDIT, fr.pack_credit(1))
-                    return
+                if direct is not None and kind != fr.S_END and st.queue.empty():
+                    if kind == fr.S_MSG:
+                        n = 1
+                        sent = direct(payload)
+                    else:
+                        n, data = fr.unpack_batch(payload)
+                        sent = direct(Framed(data, n))
+                    if sent:
+                        self.send(call_id, method, fr.S_CREDIT, fr.pack_credit(n))
+                        return
                 st.queue.put_nowait((kind, payload))
             return
         fut = self._pending.pop(call_id, None)
@@ -144,16 +150,19 @@ class CoreClient(fr.FrameProtocol):
                                 raise GrpcError(StatusCode(code), msg)
                             return
                         if kind == fr.S_REPLY:
-                            await send(payload)
-                            credit -= 1     # replies take no credit
+                            await send(payload)     # replies take no credit
                         elif kind == fr.S_MSG:
                             await send(payload)
+                            credit += 1
                         elif framed:
-                            await send(Framed(*fr.unpack_batch(payload)[::-1]))
+                            n, data = fr.unpack_batch(payload)
+                            await send(Framed(data, n))
+                            credit += n     # a credit per message of the batch
                         else:
-                            for m in fr.split_batch(payload):
+                            msgs = fr.split_batch(payload)
+                            for m in msgs:
                                 await send(m)
-                        credit += 1
+                            credit += len(msgs)
                         if queue.empty():
                             break
                         kind, payload = queue.get_nowait()

@@ -32,8 +32,8 @@ Kinds:
   S_BATCH    core -> worker: several messages of one stream in one frame (a watch
              fan-out: one response per watcher of the stream): u32 count, then each
              message with its gRPC prefix (u8 0, u32 big-endian length), so the
-             worker hands them to the engine as one write. It takes one credit, as
-             one S_MSG does.
+             worker hands them to the engine as one write. It takes one credit per
+             message (the worker returns as many once it has handed them on).
   S_REPLY    core -> worker: one stream message that answers one request of the
              client's (a LeaseKeepAliveResponse): it takes no credit and returns
              none, as a unary answer does; what bounds it is what the client sends.
@@ -109,6 +109,11 @@ def pack_batch_count(count: int) -> bytes:
 def unpack_batch(payload: bytes) -> tuple[int, bytes]:
     """-> (message count, the gRPC-prefixed messages)."""
     return _U32.unpack_from(payload)[0], payload[4:]
+
+
+def batch_count(payload: bytes) -> int:
+    """How many messages an S_BATCH payload holds."""
+    return _U32.unpack_from(payload)[0]
 
 
 def split_batch(payload: bytes) -> list:

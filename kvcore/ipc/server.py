@@ -23,7 +23,10 @@ class CoreStream:
     """The core's end of one streaming call relayed by a worker.
 
     At most STREAM_WINDOW messages are in flight to the worker (it returns credit
-    as the client takes them); ``can_send()`` says whether there is room. Control
+    as the client takes them); ``can_send()`` says whether there is room. A batch
+    takes one credit per message in it, so a stream of many watchers is "full" after
+    one fan-out until the worker has handed it on: the hub then merges the revisions
+    that arrive meanwhile into one response per watcher (kvcore/mvcc/watch.py). Control
     replies may still be sent without room: they are bounded by what the client asks.
     """
 
@@ -52,10 +55,10 @@ class CoreStream:
             self.conn.send(self.sid, self.method, fr.S_REPLY, payload)
 
     def send_batch(self, payloads: list) -> None:
-        """Several messages in one frame; they take one credit (a watch fan-out:
-        the stream's room is checked once for all its watchers)."""
+        """Several messages in one frame, a credit each (a watch fan-out: the
+        stream's room is checked once for all its watchers)."""
         if not self.closed:
-            self.credit -= 1
+            self.credit -= len(payloads)
             if len(payloads) == 1:
                 self.conn.send(self.sid, self.method, fr.S_MSG, payloads[0])
             else:
@@ -64,7 +67,7 @@ class CoreStream:
     def send_packed(self, payload: bytes) -> None:
         """An S_BATCH payload built by the caller (framing.pack_batch's format)."""
         if not self.closed:
-            self.credit -= 1
+            self.credit -= fr.batch_count(payload)
             self.conn.send(self.sid, self.method, fr.S_BATCH, payload)
 
     def end(self, code: int = 0, message: str = "") -> None:

@@ -9,12 +9,21 @@ again. So a slow watcher costs no buffered events and never delays writes or oth
 watchers. If compaction overtakes an unsynced watcher, it is cancelled with
 ``compact_revision`` as etcd does.
 
+A stream whose live fan-out leaves it over its window (more undelivered responses
+than the worker's credit allows: a stream of many watchers on a hot key) *falls
+behind* for LAG_RESYNC, as etcd's watchers that overflow their stream's channel
+become victims and are resynced on a timer: the revisions of that time are not sent
+one by one but caught up afterwards, each watcher's events of all of them in one
+response (header revision the newest). A stream that keeps within its window gets
+one response per revision, at once.
+
 Guarantees kept: per watcher, events in revision order, no gaps, no duplicates, all
 events of one revision in one response (unless the client asked for fragments).
 """
 from __future__ import annotations
 
 import logging
+import time
 from typing import Optional
 
 from kvcore.api import kv_pb2, rpc_pb2, wire
@@ -25,6 +34,10 @@ log = logging.getLogger("kvcore.watch")
 PUT, DELETE = kv_pb2.Event.PUT, kv_pb2.Event.DELETE
 CATCHUP_EVENTS = 1000       # events per catch-up response (whole revisions)
 CATCHUP_BATCH_BYTES = 1 << 20   # a stream's catch-up responses per batch, at most about
+# How long a stream that overflowed its window in a fan-out waits before its watchers
+# catch up (etcd: watchResyncPeriod, 100 ms). The revisions meanwhile merge.
+LAG_RESYNC = 0.1
+_now = time.monotonic   # the clock of LAG_RESYNC (a test may replace it)
 
 
 class Watcher:
@@ -86,6 +99,16 @@ class WatchHub:
         self.unsynced: set = set()
         self.streams = 0        # open Watch streams (etcd_debugging_mvcc_watch_stream_total)
         self.events_sent = 0    # events sent to watchers (etcd_debugging_mvcc_events_total)
+        # call_later(delay): catch up again after ``delay`` seconds (set by the service)
+        self.wake_later = None
+
+    def _fell_behind(self, st) -> None:
+        """``st`` is over its window after a fan-out: its watchers' next revisions
+        wait LAG_RESYNC and then leave merged (see the module's docstring)."""
+        if isinstance(st, WatchStream) and not st.lag_until:
+            st.lag_until = _now() + LAG_RESYNC
+            if self.wake_later is not None:
+                self.wake_later(LAG_RESYNC)
 
     # ---- membership ----
 
@@ -337,6 +360,8 @@ class _FanOut:
             hdr_field = wire.field_bytes(1, hub.header(rev))
             for st, runs in batches.items():
                 st.send_packed(_pack_runs(hdr_field, runs))
+                if not st.can_send():
+                    hub._fell_behind(st)
         for w, cs in alone:     # asked for fragments: whole responses, in order
             evs = hub._events(self.txn, w, cs, rev)
             if evs:
@@ -389,9 +414,14 @@ class WatchStream:
         self.watchers: dict[int, Watcher] = {}
         self._next_id = 0
         self._open = True
+        self.lag_until = 0.0    # fell behind in a fan-out: no room before this time
         hub.streams += 1
 
     def can_send(self) -> bool:
+        if self.lag_until:
+            if _now() < self.lag_until:
+                return False
+            self.lag_until = 0.0
         return self.out.can_send()
 
     def send(self, payload: bytes) -> None:

@@ -20,8 +20,12 @@ class WatchService:
         reg.timer(self._progress_loop)
 
     def open(self, out) -> WatchStream:
-        ws = WatchStream(self.ctx.watch_hub, out)
-        out.on_credit = self.ctx.schedule_catch_up
+        ctx = self.ctx
+        hub = ctx.watch_hub
+        if hub.wake_later is None:     # a stream that fell behind resumes on a timer
+            hub.wake_later = lambda delay: ctx.loop.call_later(delay, ctx.schedule_catch_up)
+        ws = WatchStream(hub, out)
+        out.on_credit = ctx.schedule_catch_up
         return ws
 
     async def _progress_loop(self) -> None:

@@ -1,6 +1,7 @@
 """Stream credit between the core and a worker: messages the core pushes (a watch
 fan-out) take credit and the worker returns it; a reply to a client's request
-(S_REPLY, a keep-alive's answer) takes none and returns none."""
+(S_REPLY, a keep-alive's answer) takes none and returns none. A batch takes, and
+gets back, one credit per message in it."""
 import asyncio
 
 from kvcore.ipc import framing as fr
@@ -24,7 +25,7 @@ def test_core_side_reply_takes_no_credit():
     assert st.credit == fr.STREAM_WINDOW and st.can_send()
     st.send(b"m")
     st.send_packed(fr.pack_batch([b"a", b"b"]))
-    assert st.credit == fr.STREAM_WINDOW - 2
+    assert st.credit == fr.STREAM_WINDOW - 3     # the batch: a credit per message
     assert [k for k, _ in conn.frames] == [fr.S_REPLY] * (fr.STREAM_WINDOW + 5) + [
         fr.S_MSG, fr.S_BATCH]
 
@@ -51,6 +52,10 @@ def test_worker_side_returns_credit_for_pushed_messages_only():
         client.frame_received(5, 2, fr.S_MSG, b"event")
         assert _sent_frames(client) == [(5, fr.S_CREDIT, fr.pack_credit(1))]
         assert handed == [b"reply", b"event"]
+        client._out.clear()
+        client.frame_received(5, 2, fr.S_BATCH, fr.pack_batch([b"a", b"b", b"c"]))
+        assert _sent_frames(client) == [(5, fr.S_CREDIT, fr.pack_credit(3))]
+        assert handed[-1].count == 3
         # the engine's buffer is full: the reply waits in the stream's queue, in order
         st.direct = lambda m: False
         client.frame_received(5, 2, fr.S_REPLY, b"later")

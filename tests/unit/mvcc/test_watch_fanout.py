@@ -1,5 +1,5 @@
 """The batched watch fan-out: one revision's responses to many watchers of a stream
-leave as one batch taking one credit, each response byte-for-byte what the
+leave as one batch (one frame), each response byte-for-byte what the
 one-by-one path sends, filters and prev_kv honoured per watcher."""
 from kvcore.api import kv_pb2, rpc_pb2
 from kvcore.ipc import framing

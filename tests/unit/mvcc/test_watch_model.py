@@ -1,11 +1,14 @@
 """Property test of the watch hub: random writes, deletes, txns and compactions while
-watchers start at random revisions, read slowly (random credit), cancel and resume.
+watchers start at random revisions, read slowly (random credit), cancel and resume;
+a stream that overflows its window in a fan-out falls behind (merged catch-up after
+LAG_RESYNC, on a clock the test moves).
 
 Each watcher's stream must equal the model history for its range: ordered, no gaps,
 no duplicates, every revision whole in one response, and a compacted start or an
 overtaken slow watcher cancelled with the compaction revision.
 """
 import random
+from unittest import mock
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -13,6 +16,7 @@ from kvcore.api import kv_pb2, rpc_pb2
 from kvcore.ipc import framing
 from kvcore.lease.lessor import Lessor
 from kvcore.mvcc.store import KVStore
+from kvcore.mvcc import watch as watch_mod
 from kvcore.mvcc.watch import WatchHub, WatchStream
 from kvcore.mvcc.kvops import KVApplier
 from kvcore.storage.backend import Backend
@@ -36,11 +40,11 @@ class FakeOut:
 
 
 class FakeBatchOut(FakeOut):
-    """The same, taking batches as the core's IPC stream does: one credit per batch,
+    """The same, taking batches as the core's IPC stream does: a credit per message,
     the messages through the S_BATCH encoding."""
 
     def send_batch(self, payloads):
-        self.credit -= 1
+        self.credit -= len(payloads)
         for m in framing.split_batch(framing.pack_batch(payloads)):
             self.sent.append(rpc_pb2.WatchResponse.FromString(m))
 
@@ -103,6 +107,12 @@ ops = st.lists(st.one_of(
           deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=ops, seed=st.integers(0, 1000))
 def test_watch_streams_match_history(tmp_path_factory, ops, seed):
+    clock = [0.0]
+    with mock.patch.object(watch_mod, "_now", lambda: clock[0]):
+        _run(tmp_path_factory, ops, seed, clock)
+
+
+def _run(tmp_path_factory, ops, seed, clock):
     h = Harness(str(tmp_path_factory.mktemp("watch") / "db"))
     rng = random.Random(seed)
     watchers = []   # (out, ws, wid, key, end, start, window)
@@ -135,6 +145,8 @@ def test_watch_streams_match_history(tmp_path_factory, ops, seed):
             elif op[0] == "read" and watchers:
                 out = watchers[op[1] % len(watchers)][0]
                 out.credit += op[2]
+                if rng.random() < 0.5:
+                    clock[0] += watch_mod.LAG_RESYNC     # a stream behind resumes
                 h.catch_up()
             elif op[0] == "cancel" and watchers:
                 _, ws, wid, *_ = watchers[op[1] % len(watchers)]
@@ -143,6 +155,7 @@ def test_watch_streams_match_history(tmp_path_factory, ops, seed):
         # The clients read everything that is left.
         for out, *_ in watchers:
             out.credit += 10 ** 6
+        clock[0] += watch_mod.LAG_RESYNC
         h.catch_up()
 
         for out, ws, wid, key, end, start, _ in watchers:
