@@ -105,8 +105,9 @@ class WatchHub:
     def _fell_behind(self, st) -> None:
         """``st`` is over its window after a fan-out: its watchers' next revisions
         wait LAG_RESYNC and then leave merged (see the module's docstring)."""
-        if isinstance(st, WatchStream) and not st.lag_until:
-            st.lag_until = _now() + LAG_RESYNC
+        now = _now()
+        if isinstance(st, WatchStream) and st.lag_until <= now:
+            st.lag_until = now + LAG_RESYNC
             if self.wake_later is not None:
                 self.wake_later(LAG_RESYNC)
 
