@@ -8,6 +8,8 @@ Scenarios (each one `kvcore-bench` run per server per round, unless said otherwi
   watch        `watch --streams 10 --put-total 2000`: 1,000 watchers, 2M events
   watch-1key   `watch --streams 10 --watch-per-stream 1000 --put-total 100`: 10,000
                watchers on one key, 1M events
+  watch-latency-100  `watch-latency --put-total 300 --watchers-per-stream 100`: the
+               p50 latency from a put to each of 1,000 watchers (10 streams)
   keepalive    `--conns 10 --clients 100 --total 200000 lease-keepalive`
   range-10k    10,000 keys x 1 KiB preloaded; `range` of all of them, serializable
                and linearizable, 1 connection, 1 in flight, 100 requests each
@@ -50,6 +52,9 @@ SCENARIOS = {
     "watch": (["watch", "--streams", "10", "--put-total", "2000"], "event", "events"),
     "watch-1key": (["watch", "--streams", "10", "--watch-per-stream", "1000",
                     "--put-total", "100"], "event", "events"),
+    # 100 puts/s to 10 streams x 100 watchers: event latency (p50) of streams that keep up
+    "watch-latency-100": (["watch-latency", "--put-total", "300", "--watchers-per-stream",
+                           "100"], "event", "ok"),
     "keepalive": (["--conns", "10", "--clients", "100", "--total", "200000",
                    "lease-keepalive"], "keep-alive", "ok"),
     "txn16": (["--conns", "10", "--clients", "100", "--total", "20000", "txn-put",

@@ -44,6 +44,11 @@ class CoreStream:
     def can_send(self) -> bool:
         return not self.closed and self.credit > 0
 
+    def widen(self, window: int) -> None:
+        """Allow ``window`` messages in flight instead of STREAM_WINDOW (called when
+        the stream opens, before it sends)."""
+        self.credit += window - fr.STREAM_WINDOW
+
     def send(self, payload: bytes) -> None:
         if not self.closed:
             self.credit -= 1

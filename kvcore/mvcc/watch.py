@@ -37,6 +37,9 @@ CATCHUP_BATCH_BYTES = 1 << 20   # a stream's catch-up responses per batch, at mo
 # How long a stream that overflowed its window in a fan-out waits before its watchers
 # catch up (etcd: watchResyncPeriod, 100 ms). The revisions meanwhile merge.
 LAG_RESYNC = 0.1
+# Undelivered responses a Watch stream may have before it is behind (etcd's
+# chanBufLen): a put seen by more watchers of one stream than this overflows it.
+WATCH_WINDOW = 128
 _now = time.monotonic   # the clock of LAG_RESYNC (a test may replace it)
 
 

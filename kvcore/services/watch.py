@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from kvcore.mvcc.watch import WatchStream
+from kvcore.mvcc.watch import WATCH_WINDOW, WatchStream
 
 WATCH = "/etcdserverpb.Watch/Watch"
 
@@ -24,6 +24,9 @@ class WatchService:
         hub = ctx.watch_hub
         if hub.wake_later is None:     # a stream that fell behind resumes on a timer
             hub.wake_later = lambda delay: ctx.loop.call_later(delay, ctx.schedule_catch_up)
+        widen = getattr(out, "widen", None)
+        if widen is not None:
+            widen(WATCH_WINDOW)
         ws = WatchStream(hub, out)
         out.on_credit = ctx.schedule_catch_up
         return ws
