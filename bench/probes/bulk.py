@@ -22,8 +22,10 @@ Scenarios (each one `kvcore-bench` run per server per round, unless said otherwi
 
 Besides the rate, each run reports the CPU seconds (user+sys from /proc/PID/stat) the
 server's processes spent per operation, since on a shared host wall-clock rates move
-with the neighbours' load while CPU per operation does not. Inside a round every server
-runs once; the order rotates from round to round; medians over the rounds.
+with the neighbours' load while CPU per operation does not; and the load client's CPU
+per operation (it shares the cores, so on 2 cores the rate follows client + server CPU).
+Inside a round every server runs once; the order rotates from round to round; medians
+over the rounds.
 
 ``--tree NAME=DIR`` runs kvcore from a checkout (PYTHONPATH=DIR), several for an A/B;
 the default is this checkout, named kvcore.
@@ -151,8 +153,12 @@ def measure(server: Server, scenario: str) -> dict:
     else:
         n = res.get("ok", 0)
         rate = res.get("rps", 0.0)
+    # The load client shares the host: its CPU per operation (user+sys of the bench
+    # process over the measured phase) is part of what the rate pays for.
+    gen = (res.get("generator") or {}).get("cpu_s")
     return {"rate": rate, "n": n, "errors": res.get("error_count", 0),
             "cpu_s": round(cpu, 2), "cpu_us_per_op": round(1e6 * cpu / n, 2) if n else None,
+            "client_cpu_us_per_op": round(1e6 * gen / n, 2) if n and gen is not None else None,
             "p50_ms": (res.get("latency") or {}).get("p50_ms")}
 
 
@@ -271,6 +277,7 @@ def main() -> None:
                 "rates": [round(m["rate"]) for m in ms],
                 "cpu_us_per_op_median": statistics.median(m["cpu_us_per_op"] or 0 for m in ms),
                 "cpu_us_per_op": [m["cpu_us_per_op"] for m in ms],
+                "client_cpu_us_per_op": [m.get("client_cpu_us_per_op") for m in ms],
                 "errors": sum(m["errors"] for m in ms)}
     for sc, by_name in summary.items():
         print(f"\n{sc} (rounds: {a.rounds})")
@@ -278,6 +285,10 @@ def main() -> None:
             print(f"  {name:>12}: rate median {v['rate_median']:>10,.1f}/s {v['rates']}  "
                   f"server CPU/op median {v['cpu_us_per_op_median']} us {v['cpu_us_per_op']}"
                   f"  errors {v['errors']}")
+            client = [c for c in v["client_cpu_us_per_op"] if c is not None]
+            if client:
+                print(f"  {'':>12}  client CPU/op median {statistics.median(client)} us "
+                      f"{v['client_cpu_us_per_op']}")
     _dump(a, {"runs": runs, "summary": summary})
 
 
