@@ -81,6 +81,17 @@ def cpu_ticks(pids) -> int:
     return t
 
 
+def write_bytes(pids) -> int:
+    """Bytes the processes caused to be written to storage (/proc/PID/io write_bytes)."""
+    t = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/io") as f:
+                t += int(next(ln for ln in f if ln.startswith("write_bytes:")).split()[1])
+        except (OSError, StopIteration, ValueError):
+            pass
+    return t
+
 
 
 def kvcore(name: str, tree: str) -> Server:
@@ -125,7 +136,7 @@ def big_puts(server: Server, total: int = 100, size: int = 1 << 20) -> dict:
     pids = server.pids()
     with ch:
         kv.Put(rpc_pb2.PutRequest(key=b"big/warm", value=value), timeout=60)
-        t0, c0 = time.monotonic(), cpu_ticks(pids)
+        t0, c0, w0 = time.monotonic(), cpu_ticks(pids), write_bytes(pids)
         lat = []
         for i in range(total):
             s = time.monotonic()
@@ -133,8 +144,10 @@ def big_puts(server: Server, total: int = 100, size: int = 1 << 20) -> dict:
             lat.append(time.monotonic() - s)
         wall = time.monotonic() - t0
         cpu = (cpu_ticks(pids) - c0) / os.sysconf("SC_CLK_TCK")
+        wrote = write_bytes(pids) - w0
     return {"rate": total / wall, "n": total, "errors": 0, "cpu_s": round(cpu, 2),
             "cpu_us_per_op": round(1e6 * cpu / total, 2),
+            "disk_kib_per_op": round(wrote / total / 1024, 1),
             "p50_ms": round(1e3 * statistics.median(lat), 2)}
 
 
@@ -279,12 +292,17 @@ def main() -> None:
                 "cpu_us_per_op": [m["cpu_us_per_op"] for m in ms],
                 "client_cpu_us_per_op": [m.get("client_cpu_us_per_op") for m in ms],
                 "errors": sum(m["errors"] for m in ms)}
+            if all("disk_kib_per_op" in m for m in ms):
+                summary[sc][name]["disk_kib_per_op_median"] = statistics.median(
+                    m["disk_kib_per_op"] for m in ms)
     for sc, by_name in summary.items():
         print(f"\n{sc} (rounds: {a.rounds})")
         for name, v in by_name.items():
             print(f"  {name:>12}: rate median {v['rate_median']:>10,.1f}/s {v['rates']}  "
                   f"server CPU/op median {v['cpu_us_per_op_median']} us {v['cpu_us_per_op']}"
-                  f"  errors {v['errors']}")
+                  f"  errors {v['errors']}"
+                  + (f"  disk KiB/op median {v['disk_kib_per_op_median']}"
+                     if "disk_kib_per_op_median" in v else ""))
             client = [c for c in v["client_cpu_us_per_op"] if c is not None]
             if client:
                 print(f"  {'':>12}  client CPU/op median {statistics.median(client)} us "
