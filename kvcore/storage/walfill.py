@@ -12,6 +12,16 @@ A zero tail is what a preallocated segment holds anyway, so the format is unchan
 The zeros go with O_DIRECT where the filesystem allows it (whole 4 KiB blocks): no
 dirty pages of the filler's for the writer's fdatasync to flush or wait on.
 
+Large appends gain nothing from it: a 1 MiB append converts its extents in one
+journal update (~50 us against milliseconds of data), while the zeros under it double
+the bytes that go to disk, plus the filler's syncs. So the filler stands down while
+the writer's byte rate is high (``high_rate``, e.g. a stream of 1 MiB puts; small puts
+append ~100 bytes each and stay far below it): it writes nothing, the WAL stops poking
+(``trigger`` is NEVER), and the filler's thread looks at the rate every ``recheck``
+seconds, resuming once it falls below ``low_rate`` (hysteresis).
+The rate is measured off the hot path: the write offset's advance between the
+filler's own wake-ups (pokes, or the timer while it stands down).
+
 Safety: zeros never land at or behind bytes the WAL has handed out. Before each
 piece the filler publishes its start (``claim``) and then re-reads the WAL's offset;
 the WAL publishes its new offset and then, if it passed ``claim``, waits for the
@@ -24,6 +34,7 @@ import errno
 import mmap
 import os
 import threading
+import time
 
 CHUNK = 1 << 20       # bytes between the filler's fdatasyncs
 PIECE = 128 << 10     # one pwrite, the longest the writer may wait when it catches up
@@ -31,14 +42,24 @@ AHEAD = 8 << 20       # the watermark's lead over the write offset
 NEVER = 1 << 62
 BLOCK = 4096          # O_DIRECT's unit: pieces start and end on it
 DIRECT = True         # O_DIRECT zeros (the probe bench/probes/experiments/wal_fill compares)
+HIGH_RATE = 16 << 20  # bytes/s of appends above which the filler stands down
+LOW_RATE = 4 << 20    # ... and below which it resumes
+RECHECK = 0.25        # seconds between looks at the rate while standing down
+SAMPLE = 1 << 20      # a rate needs this many bytes of advance, or recheck/2 seconds
 
 
 class ZeroFiller:
     """``offset()`` -> (segment seq, write offset) of the WAL being filled."""
 
     def __init__(self, offset, ahead: int = AHEAD, chunk: int = CHUNK,
-                 piece: int = PIECE, direct: bool | None = None) -> None:
+                 piece: int = PIECE, direct: bool | None = None,
+                 high_rate: float = HIGH_RATE, low_rate: float = LOW_RATE,
+                 recheck: float = RECHECK) -> None:
         self._offset = offset
+        self.high_rate, self.low_rate, self.recheck = high_rate, low_rate, recheck
+        self.standing_down = False   # the writer's byte rate is high: no zeros
+        self.stood_down = 0          # times it stood down (tests, metrics)
+        self._base = (-1, 0, 0.0)    # (seq, offset, monotonic time) the rate starts from
         self.ahead = ahead
         self.chunk = max(BLOCK, min(chunk, ahead // 4) // BLOCK * BLOCK)
         self.piece = max(BLOCK, min(piece, self.chunk) // BLOCK * BLOCK)
@@ -97,7 +118,7 @@ class ZeroFiller:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            self._wake.wait(self.recheck if self.standing_down else None)
             self._wake.clear()
             if self._stop:
                 return
@@ -113,6 +134,11 @@ class ZeroFiller:
             at = self._where(seq)
             if at is None:
                 return            # the WAL is not on this segment (yet): a poke follows
+            if self._rate_says_stand_down(seq, at):
+                with self._lock:
+                    if self._seq == seq:
+                        self.trigger = NEVER   # no pokes; the timer looks again
+                return
             mark = -(-max(mark, at) // BLOCK) * BLOCK   # never behind the writer
             limit = limit // BLOCK * BLOCK
             if mark >= min(limit, at + self.ahead):
@@ -164,6 +190,26 @@ class ZeroFiller:
                     self.claim = NEVER
             at += n
         return at
+
+    def _rate_says_stand_down(self, seq: int, at: int) -> bool:
+        """Update ``standing_down`` from the writer's byte rate since the last sample
+        (only the filler's thread calls this)."""
+        now = time.monotonic()
+        bseq, boff, bt = self._base
+        if bseq != seq:           # a new segment: its rate starts here
+            self._base = (seq, at, now)
+            return self.standing_down
+        moved, dt = at - boff, now - bt
+        if moved < SAMPLE and dt < self.recheck / 2:
+            return self.standing_down   # too little to judge: keep the current state
+        rate = moved / dt if dt > 0 else float("inf")
+        if rate >= self.high_rate and not self.standing_down:
+            self.standing_down = True
+            self.stood_down += 1
+        elif rate <= self.low_rate:
+            self.standing_down = False
+        self._base = (seq, at, now)
+        return self.standing_down
 
     def _where(self, seq: int):
         """The WAL's write offset in segment ``seq``, or None if it is elsewhere."""

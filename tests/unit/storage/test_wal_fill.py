@@ -83,7 +83,7 @@ def test_a_writer_racing_the_filler_keeps_every_byte(tmp_path, direct):
     os.posix_fallocate(fd, 0, size)
     pos = {"seq": 1, "off": 0}
     f = ZeroFiller(lambda: (pos["seq"], pos["off"]), ahead=64 << 10, chunk=16 << 10,
-                   piece=4 << 10, direct=direct)
+                   piece=4 << 10, direct=direct, high_rate=float("inf"))   # always racing
     try:
         f.switch(str(path), 1, 0, size)
         rec = bytes([DATA]) * 777
@@ -132,6 +132,52 @@ def test_a_writer_passing_a_claim_it_did_not_see_is_not_zeroed(tmp_path, direct)
         buf = path.read_bytes()
         assert buf[:pos["off"]] == bytes([DATA]) * pos["off"]
         assert not any(buf[block_up(pos["off"]):f.mark])
+    finally:
+        f.close()
+        os.close(fd)
+
+
+def test_the_filler_stands_down_while_appends_stream_and_resumes_after(tmp_path):
+    """1 MiB appends far above ``high_rate``: the filler stops writing zeros under
+    them (instead of zeroing every byte the writer is about to write) and the WAL
+    stops poking; once the writer idles, the filler fills ahead again."""
+    path = tmp_path / "seg"
+    size, ahead, big = 40 << 20, 1 << 20, 1 << 20
+    fd = data_file(path, 0)
+    os.posix_fallocate(fd, 0, size)
+    pos = {"seq": 1, "off": 0}
+    f = ZeroFiller(lambda: (pos["seq"], pos["off"]), ahead=ahead, chunk=256 << 10,
+                   piece=64 << 10, high_rate=1 << 20, low_rate=64 << 10, recheck=0.2)
+    try:
+        f.switch(str(path), 1, 0, size)
+        f.poke(0)
+        wait_for(lambda: f.mark >= ahead, what="the first watermark")
+        before = f.synced_bytes
+        rec, off = bytes([DATA]) * big, 0
+        for _ in range(32):                     # 32 MiB, as fast as pwrite goes
+            pos["off"] = end = off + big        # publish, then poke, then write
+            if end > f.trigger:
+                f.poke(end)
+            os.pwrite(fd, rec, off)
+            off = end
+        wait_for(lambda: f.stood_down >= 1, what="the filler to stand down")
+        streamed_zeros = f.synced_bytes - before
+        assert streamed_zeros < off // 4, "zeros written under the stream"
+        wait_for(lambda: not f.standing_down and f.mark >= off + ahead,
+                 what="filling to resume once the writer idles")
+        buf = path.read_bytes()
+        assert buf[:off] == rec * (off // big)
+        assert not any(buf[off:f.mark])
+        # and with small appends well under the rate it never stands down
+        n = f.stood_down
+        for _ in range(200):
+            pos["off"] = end = off + 100
+            if end > f.trigger:
+                f.poke(end)
+            os.pwrite(fd, bytes([DATA]) * 100, off)
+            off = end
+            time.sleep(0.001)
+        assert f.stood_down == n and not f.standing_down
     finally:
         f.close()
         os.close(fd)
