@@ -3,6 +3,9 @@
 change (16 per 16-put txn), and the Python encoder's varint calls were ~40% of a
 txn's apply.
 
+``range_response`` frames a Range's stored KeyValues after the header in one
+allocation (a 10,000-key range: one copy of each value, no 20,000 pieces to join).
+
 ``put_rows`` does the rest of a run of plain puts' per-put work in one call (index,
 KeyValue, revision key, the LMDB rows and the change records).
 
@@ -41,6 +44,37 @@ cdef inline char* int_field(char* p, unsigned char tag, uint64_t v) noexcept:
         return p
     p[0] = <char>tag
     return vput(p + 1, v)
+
+
+def range_response(bytes hdr not None, list kvs not None, bint more, int64_t count):
+    """RangeResponse bytes: ``hdr`` (ResponseHeader bytes) as field 1, each stored
+    KeyValue of ``kvs`` as field 2, ``more`` (3) and ``count`` (4) when set."""
+    cdef Py_ssize_t hl = PyBytes_GET_SIZE(hdr), n, kl
+    cdef bytes kv
+    n = 1 + vlen(hl) + hl + (2 if more else 0) + int_field_len(<uint64_t>count)
+    for kv in kvs:
+        if kv is None:
+            raise TypeError("a stored KeyValue must be bytes")
+        kl = PyBytes_GET_SIZE(kv)
+        n += 1 + vlen(kl) + kl
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n)
+    cdef char* p = PyBytes_AS_STRING(out)
+    p[0] = 0x0a
+    p = vput(p + 1, hl)
+    memcpy(p, PyBytes_AS_STRING(hdr), hl)
+    p += hl
+    for kv in kvs:
+        kl = PyBytes_GET_SIZE(kv)
+        p[0] = 0x12
+        p = vput(p + 1, kl)
+        memcpy(p, PyBytes_AS_STRING(kv), kl)
+        p += kl
+    if more:
+        p[0] = 0x18
+        p[1] = 0x01
+        p += 2
+    int_field(p, 0x20, <uint64_t>count)
+    return out
 
 
 def key_value(bytes key not None, int64_t create_revision, int64_t mod_revision, int64_t version,

@@ -1,6 +1,6 @@
 """Plain-Python twin of ext/kvcodec.pyx: mvccpb.KeyValue bytes as protobuf
 serialises them (fields in number order, zeros and empty bytes left out), with the
-value copied once."""
+value copied once; a RangeResponse framed around stored KeyValues."""
 from __future__ import annotations
 
 
@@ -17,6 +17,20 @@ def _varint(v: int) -> bytes:
 
 def _int_field(tag: bytes, v: int) -> bytes:
     return tag + _varint(v) if v else b""
+
+
+def range_response(hdr: bytes, kvs: list, more: bool, count: int) -> bytes:
+    if not isinstance(hdr, bytes) or not isinstance(kvs, list):
+        raise TypeError("range_response takes bytes and a list of bytes")
+    parts = [b"\x0a", _varint(len(hdr)), hdr]
+    for kv in kvs:
+        if not isinstance(kv, bytes):
+            raise TypeError("a stored KeyValue must be bytes")
+        parts += (b"\x12", _varint(len(kv)), kv)
+    if more:
+        parts.append(b"\x18\x01")
+    parts.append(_int_field(b"\x20", count))
+    return b"".join(parts)
 
 
 def key_value(key: bytes, create_revision: int, mod_revision: int, version: int,

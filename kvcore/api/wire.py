@@ -65,14 +65,19 @@ class Headers:
 
 
 def range_response(hdr: bytes, kvs: list, more: bool, count: int) -> bytes:
-    return join_with_header(hdr, range_parts(kvs, more, count))
+    return _range_response(hdr, kvs, more, count)
 
 
-def range_parts(kvs: list, more: bool, count: int) -> list:
-    """A RangeResponse's fields after the header, as pieces to join once (a large
-    range is copied once, not again per concatenation); the first piece is a
-    placeholder for the header (see join_with_header)."""
-    parts = [b""]
+def range_parts(kvs: list, more: bool, count: int) -> tuple:
+    """A RangeResponse's fields after the header, kept apart until the header is
+    known (the caller's read transaction gives the revision): join_with_header
+    frames them in one allocation, each value copied once."""
+    return kvs, more, count
+
+
+def range_body(kvs: list, more: bool, count: int) -> bytes:
+    """The fields after the header alone (a response the core heads later)."""
+    parts = []
     append = parts.append
     for kv in kvs:
         n = len(kv)
@@ -83,13 +88,12 @@ def range_parts(kvs: list, more: bool, count: int) -> list:
     if count:
         append(b"\x20")
         append(varint(count))
-    return parts
-
-
-def join_with_header(hdr: bytes, parts: list) -> bytes:
-    """A response from its header and range_parts-style pieces (parts[0] is free)."""
-    parts[0] = b"\x0a" + varint(len(hdr)) + hdr
     return b"".join(parts)
+
+
+def join_with_header(hdr: bytes, parts: tuple) -> bytes:
+    """A response from its header and range_parts' fields."""
+    return _range_response(hdr, *parts)
 
 
 def with_header(hdr: bytes, body: bytes) -> bytes:
@@ -107,6 +111,9 @@ key_value = _ext.load("kvcodec").key_value
 # puts' index updates, KeyValues, revision keys, LMDB rows and change records in one
 # call (WriteTxn.put_plain; same module and twin).
 put_rows = _ext.load("kvcodec").put_rows
+# range_response(hdr, [stored KeyValue bytes], more, count) -> RangeResponse bytes in
+# one allocation (same module and twin).
+_range_response = _ext.load("kvcodec").range_response
 # txn_plain_puts(TxnRequest bytes) -> [(key, value, lease)] when the Txn is nothing but
 # plain puts (no compare, no failure ops, no prev_kv / ignore_*), else None: the
 # common write Txn read without protobuf (KVService; same module and twin).

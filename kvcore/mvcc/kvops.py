@@ -49,11 +49,11 @@ def _decode(b: bytes) -> kv_pb2.KeyValue:
 def do_range(reader, r: rpc_pb2.RangeRequest) -> tuple[int, bytes]:
     """-> (header revision, RangeResponse fields after the header)."""
     rev, parts = range_parts(reader, r)
-    return rev, b"".join(parts)
+    return rev, wire.range_body(*parts)
 
 
-def range_parts(reader, r: rpc_pb2.RangeRequest) -> tuple[int, list]:
-    """do_range's answer as wire.range_parts pieces: the caller joins them once
+def range_parts(reader, r: rpc_pb2.RangeRequest) -> tuple[int, tuple]:
+    """do_range's answer as wire.range_parts fields: the caller frames them once
     with the header (wire.join_with_header)."""
     filtering = (r.sort_order != RR.NONE or r.min_mod_revision or r.max_mod_revision or
                  r.min_create_revision or r.max_create_revision)

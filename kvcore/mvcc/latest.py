@@ -49,11 +49,11 @@ class LatestView:
         open_end = end == b"\x00"
         kvs = []
         if not count_only:
-            get, kdb = txn.get, b.key
+            get = txn.cursor(db=b.key).get   # a cursor's get: no db= keyword per key
             for k, rk in cur:
                 if (not open_end and k >= end) or (limit > 0 and len(kvs) >= limit):
                     break
-                kvs.append(get(rk, db=kdb))
+                kvs.append(get(rk))
             if limit <= 0 or len(kvs) < limit:
                 return RangeResult(kvs, len(kvs), self.rev)   # walked the whole range
         return RangeResult(kvs, count_keys(txn, b.latest, key, None if open_end else end),

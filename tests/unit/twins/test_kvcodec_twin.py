@@ -37,6 +37,31 @@ def test_key_value_refuses_what_is_not_bytes():
             mod.key_value("k", 1, 1, 1, b"v", 0)
 
 
+kv_msgs = st.builds(kv_pb2.KeyValue, key=st.binary(max_size=40), mod_revision=i64,
+                    value=st.binary(max_size=400), lease=i64)
+
+
+@given(st.lists(kv_msgs, max_size=12), st.booleans(), st.integers(0, 2**63 - 1),
+       st.integers(0, 2**64 - 1), i64)
+def test_range_response_is_protobufs_bytes(kvs, more, count, member, rev):
+    from kvcore.api import rpc_pb2
+    hdr = rpc_pb2.ResponseHeader(member_id=member, revision=rev)
+    want = rpc_pb2.RangeResponse(header=hdr, kvs=kvs, more=more, count=count)
+    stored = [kv.SerializeToString() for kv in kvs]
+    for mod in (C, P):
+        assert mod.range_response(hdr.SerializeToString(), stored, more, count) == \
+            want.SerializeToString()
+
+
+def test_range_response_large_values_and_refusals():
+    big = [b"k" * n for n in (127, 128, 16383, 16384, 1 << 20)]
+    assert C.range_response(b"h", big, True, 5) == P.range_response(b"h", big, True, 5)
+    for mod in (C, P):
+        for bad in ([None], ["s"], [bytearray(b"x")]):
+            with pytest.raises(TypeError):
+                mod.range_response(b"", bad, False, 0)
+
+
 class _Index:
     """Records the put_version calls; answers a made-up (create, version) per key."""
     def __init__(self):
