@@ -26,14 +26,20 @@ MMAP_THRESHOLD = 32 << 20
 # for the dozen 1.5 MiB buffers of the largest default request, and at most 16 MiB
 # more resident per process than glibc's default (4 MiB did as well for 1 MiB puts).
 TRIM_THRESHOLD = 16 << 20
+# Worker processes frame whole Range responses: a range of 10,000 x 1 KiB frees ~21 MiB
+# at once (the values read and the response), which 16 MiB gave back to the system
+# and the next range faulted in again, 4,680 faults per range (docs/decisions.md, "The
+# 10,000-key range").
+WORKER_TRIM_THRESHOLD = 64 << 20
 
-_done = False
+_done = 0     # the trim threshold applied, 0: none yet
 
 
-def keep_freed_buffers() -> bool:
-    """Apply the settings to this process (once); True if glibc took them."""
+def keep_freed_buffers(trim: int = TRIM_THRESHOLD) -> bool:
+    """Apply the settings to this process (again only for another ``trim``); True if
+    glibc took them."""
     global _done
-    if _done:
+    if _done == trim:
         return True
     try:
         # The process's own symbols (the C library is loaded already); find_library
@@ -43,9 +49,10 @@ def keep_freed_buffers() -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
-        bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-    return _done
+    ok = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
+        bool(mallopt(M_TRIM_THRESHOLD, trim))
+    _done = trim if ok else 0
+    return ok
 
 
 def freeze_startup_objects() -> None:

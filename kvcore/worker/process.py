@@ -138,9 +138,10 @@ def main() -> None:
     logs.setup(**args.get("log", {"level": args.get("log_level", "info")}))
     if os.getppid() != args["parent"]:
         sys.exit(0)  # the core died before we could arm PDEATHSIG
+    from kvcore.heap import WORKER_TRIM_THRESHOLD
     from kvcore.loop import run_loop
     try:
-        run_loop(run(args))
+        run_loop(run(args), WORKER_TRIM_THRESHOLD)
     except (OSError, RuntimeError, TLSConfigError) as e:
         print(f"kvcore worker: {e}", file=sys.stderr)
         sys.exit(3)
