@@ -163,6 +163,39 @@ cdef class WalWriter:
         pthread_cond_signal(&self.job.cv)
         pthread_mutex_unlock(&self.job.mu)
 
+    def write_now(self, int fd, bytes blob, off_t offset, bint sync) -> int:
+        """Write (and fdatasync) on the calling thread, the GIL released; -> errno
+        (0: written and synced). For an idle pipeline: no hand-off to the thread and
+        back, two cross-CPU wake-ups fewer per write. Not while a job is pending."""
+        cdef const char* data = PyBytes_AS_STRING(blob)
+        cdef size_t size = <size_t>PyBytes_GET_SIZE(blob)
+        cdef size_t done = 0
+        cdef ssize_t n
+        cdef int err = 0
+        cdef timespec t0, t1
+        if self.job.pending:
+            raise RuntimeError("a WAL write is already in progress")
+        with nogil:
+            while done < size:
+                n = pwrite(fd, data + done, size - done, offset + <off_t>done)
+                if n < 0:
+                    if errno == EINTR:
+                        continue
+                    err = errno
+                    break
+                done += <size_t>n
+            self.job.sync_seconds = 0
+            if err == 0 and sync:
+                clock_gettime(CLOCK_MONOTONIC, &t0)
+                while fdatasync(fd) != 0:
+                    if errno != EINTR:
+                        err = errno
+                        break
+                clock_gettime(CLOCK_MONOTONIC, &t1)
+                self.job.sync_seconds = ((t1.tv_sec - t0.tv_sec)
+                                         + (t1.tv_nsec - t0.tv_nsec) * 1e-9)
+        return err
+
     def finish(self) -> int:
         """Consume the completion signal; -> errno of the job (0: written and synced).
         Returns -1 if the job is still running (a spurious wake-up)."""

@@ -8,9 +8,11 @@ Injected (the server's wiring in brackets, see kvcore/server/core.py):
 * ``store``  durable log [kvcore.raftdriver.walstore.WalStore: WAL + snapshot files]
     - ``load() -> (Snapshot | None, [Entry], HardState)``: what survived.
     - ``bootstrap(hard_state, entries)``: write and sync, before anything else.
-    - ``save(rd, sync, done) -> bool``: write a Ready's snapshot, entries and hard
-      state; fsync iff ``sync``. True: already complete (``done`` is not called).
+    - ``save(rd, sync, done, inline) -> bool``: write a Ready's snapshot, entries and
+      hard state; fsync iff ``sync``. True: already complete (``done`` is not called).
       False: ``done(err)`` is called later from the loop (err None on success).
+      ``inline``: the loop has nothing to overlap with the write, so the store may
+      write and sync on the calling thread (a hint; either answer is correct).
       At most one save or snapshot job is in flight; a crash before completion may
       lose it, and loses every write not covered by a completed sync.
     - ``save_snapshot(snap, before, done)``: run ``before()`` (the state machine made
@@ -124,7 +126,9 @@ class RaftDriver:
         self._ticker = None
         self._stopped = False
         self._pump_scheduled = False
-        self.proposer = None          # set by the core: gathers proposals per loop turn
+        # Set by the core: gathers proposals per loop turn (has_pending, take,
+        # waiter(rid), len() = proposals still waiting for their apply).
+        self.proposer = None
         # ReadIndex contexts must not repeat across restarts: a late answer to the
         # previous incarnation's request would release a new read at an older index
         # (etcd seeds its request ids with the time for the same reason).
@@ -326,7 +330,7 @@ class RaftDriver:
                         self._send(msgs)
                     self._writing = rd
                     self._writing_sync = sync
-                    done = self.store.save(rd, sync, self._persisted)
+                    done = self.store.save(rd, sync, self._persisted, self._lone(rd))
                     if self._deferred is not None:
                         self._apply_deferred()
                     if not done:
@@ -340,6 +344,16 @@ class RaftDriver:
                     self._start_snapshot()
         except BaseException as e:
             self._on_fatal(e)
+
+    def _lone(self, rd) -> bool:
+        """A sole voter writing one entry, with nothing to apply meanwhile and no
+        other proposal in flight, only waits for the write: done inline it saves the
+        hand-off to the writer thread and back. Under load the thread lets the loop
+        apply and take in the next batch while the fsync runs (docs/decisions.md,
+        "A lone put: the WAL written on the loop's thread")."""
+        return (self._deferred is None and len(rd.entries) <= 1
+                and (self.proposer is None or len(self.proposer) <= 1)
+                and self.node.is_sole_voter())
 
     def _persisted(self, err) -> None:
         """The store finished writing ``self._writing``."""

@@ -3,7 +3,8 @@
 
 A Ready's entries and hard state become one WAL append written by the native writer
 thread (ext/walwriter.pyx: pwrite + fdatasync without the GIL), its completion seen
-through an fd the event loop watches. A hard state whose only change is the commit
+through an fd the event loop watches; or, when the driver says the loop has nothing
+to overlap with it (``inline``), on the loop's own thread with the GIL released. A hard state whose only change is the commit
 index is written right here without a sync. Snapshots and segment cuts, both rare and
 file-creating, run on a one-thread executor.
 """
@@ -51,7 +52,7 @@ class WalStore:
         self.wal.save(WalHardState(hs.term, hs.vote, hs.commit),
                       [(e.index, e.term, e.type, e.data) for e in entries])
 
-    def save(self, rd, sync: bool, done: Callable) -> bool:
+    def save(self, rd, sync: bool, done: Callable, inline: bool = False) -> bool:
         hs = rd.hard_state
         whs = WalHardState(hs.term, hs.vote, hs.commit) if hs is not None else None
         if rd.snapshot is None:
@@ -64,12 +65,24 @@ class WalStore:
                 if not sync:
                     os.pwrite(fd, blob, offset)
                     return True
+                if inline and failpoints.ACTIVE is None:
+                    return self._write_now(fd, blob, offset)
                 self._done = done
                 self._writer.submit(fd, blob, offset, not self.wal.unsafe_no_fsync)
                 return False
         fut = self.loop.run_in_executor(self._io, self._persist, rd, sync)
         fut.add_done_callback(lambda f: done(f.exception()))
         return False
+
+    def _write_now(self, fd: int, blob: bytes, offset: int) -> bool:
+        fsync = not self.wal.unsafe_no_fsync
+        err = self._writer.write_now(fd, blob, offset, fsync)
+        if err:
+            raise OSError(err, f"WAL write to {self.wal.current_path()} failed: "
+                               f"{os.strerror(err)}")
+        if fsync:
+            self.wal.fsync_took(self._writer.sync_seconds())
+        return True
 
     def _writer_done(self) -> None:
         err = self._writer.finish()

@@ -54,6 +54,24 @@ class WalWriter:
             self._pending = False
             os.eventfd_write(self._efd, 1)
 
+    def write_now(self, fd: int, blob: bytes, offset: int, sync: bool) -> int:
+        """Write (and fdatasync) on the calling thread; -> errno (0: done)."""
+        if self._pending:
+            raise RuntimeError("a WAL write is already in progress")
+        self._sync_seconds = 0.0
+        try:
+            view = memoryview(blob)
+            while view:
+                n = os.pwrite(fd, view, offset)
+                view, offset = view[n:], offset + n
+            if sync:
+                t0 = time.perf_counter()
+                os.fdatasync(fd)
+                self._sync_seconds = time.perf_counter() - t0
+        except OSError as e:
+            return e.errno or -2
+        return 0
+
     def finish(self) -> int:
         try:
             os.eventfd_read(self._efd)

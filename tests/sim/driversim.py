@@ -198,13 +198,17 @@ class SimDisk:
         self.records.append((None, list(entries), hs))
         self._sync_to(len(self.records))
 
-    def save(self, rd, sync: bool, done) -> bool:
+    def save(self, rd, sync: bool, done, inline: bool = False) -> bool:
         if self.busy:
             self.cl.checker.fail(f"driver contract: node {self.node.id} started a write "
                                  "before the last one completed")
         rec = (rd.snapshot, rd.entries, rd.hard_state)
         self.records.append(rec)
         if not sync:
+            self._completed(rec)
+            return True
+        if inline and self.cl.sc.inline_writes and rd.snapshot is None:
+            self._sync_to(len(self.records))   # written and synced on the caller's turn
             self._completed(rec)
             return True
         self.busy = True
@@ -321,10 +325,13 @@ class DriverScenario(Scenario):
             self.n = 1   # a single voter: commit without peers, local reads
         self.disk_delay = rng.choice((0.0, 0.3, 1.0, 2.5))
         self.lose_all_unsynced = rng.choice((0.5, 0.9))
+        # Whether the disk takes the driver's inline hint (a write completed on the
+        # caller's turn); its own stream, so the schedules above stay as they were.
+        self.inline_writes = random.Random(seed * 7919 + 3).random() < 0.5
 
     def describe(self) -> str:
         return (super().describe() + f" disk<={self.disk_delay} "
-                f"lose_unsynced={self.lose_all_unsynced}")
+                f"lose_unsynced={self.lose_all_unsynced} inline={self.inline_writes}")
 
 
 def _raise(exc: BaseException) -> None:
@@ -345,6 +352,9 @@ class DirectWakeProposer:
         if first:
             self._wake()
         return fut
+
+    def __len__(self) -> int:
+        return len(self._inner)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)

@@ -44,6 +44,30 @@ def test_writes_at_offset_and_signals(impl, tmp_path):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+def test_write_now_writes_on_the_callers_thread(impl, tmp_path):
+    """An inline write: done when the call returns, no completion signal, its fsync
+    timed like the thread's; an error comes back as errno."""
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    ro = os.open(path, os.O_RDONLY)
+    w = impl.WalWriter()
+    try:
+        assert w.write_now(fd, b"hello", 0, True) == 0
+        assert w.sync_seconds() > 0
+        assert w.write_now(fd, b"world" * 100_000, 5, False) == 0
+        assert w.sync_seconds() == 0
+        assert not select.select([w.fileno()], [], [], 0)[0]
+        assert w.write_now(ro, b"x", 0, True) == errno.EBADF
+        w.submit(fd, b"!", 0, True)              # the thread goes on as before
+        assert wait_done(w) == 0
+    finally:
+        w.close()
+        os.close(fd)
+        os.close(ro)
+    assert path.read_bytes() == b"!ello" + b"world" * 100_000
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_error_is_reported_not_raised(impl, tmp_path):
     fd = os.open(tmp_path / "f", os.O_RDONLY | os.O_CREAT)
     w = impl.WalWriter()

@@ -14,7 +14,8 @@ C = _ext.compiled("walwriter")
 P = _ext.twin("walwriter")
 
 jobs = st.lists(st.tuples(st.binary(max_size=3000), st.integers(0, 8000), st.booleans(),
-                          st.sampled_from(["rw", "rw", "rw", "ro"])),
+                          st.sampled_from(["rw", "rw", "rw", "ro"]),
+                          st.booleans()),   # on the caller's thread (write_now)
                 min_size=1, max_size=12)
 
 
@@ -35,9 +36,13 @@ def run(mod, script):
         w = mod.WalWriter()
         results = []
         try:
-            for blob, offset, sync, kind in script:
-                w.submit(ro if kind == "ro" else rw, blob, offset, sync)
-                results.append(wait_done(w))
+            for blob, offset, sync, kind, inline in script:
+                fd = ro if kind == "ro" else rw
+                if inline:
+                    results.append(w.write_now(fd, blob, offset, sync))
+                else:
+                    w.submit(fd, blob, offset, sync)
+                    results.append(wait_done(w))
         finally:
             w.close()
             os.close(rw)
