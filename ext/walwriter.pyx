@@ -72,13 +72,41 @@ cdef struct Job:
     pthread_cond_t cv
 
 
+cdef int _write(int fd, const char* data, size_t size, off_t offset, bint sync,
+                double delay, double* took) noexcept nogil:
+    """pwrite all of data at offset, then (if sync) sleep ``delay`` and fdatasync;
+    -> errno (0: done). ``took``: the sync's duration, delay included (0 without)."""
+    cdef ssize_t n
+    cdef size_t done = 0
+    cdef int err = 0
+    cdef timespec t0, t1, pause
+    took[0] = 0
+    while done < size:
+        n = pwrite(fd, data + done, size - done, offset + <off_t>done)
+        if n < 0:
+            if errno == EINTR:
+                continue
+            return errno
+        done += <size_t>n
+    if sync:
+        clock_gettime(CLOCK_MONOTONIC, &t0)
+        if delay > 0:
+            pause.tv_sec = <time_t>delay
+            pause.tv_nsec = <long>((delay - pause.tv_sec) * 1e9)
+            nanosleep(&pause, NULL)
+        while fdatasync(fd) != 0:
+            if errno != EINTR:
+                err = errno
+                break
+        clock_gettime(CLOCK_MONOTONIC, &t1)
+        took[0] = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9
+    return err
+
+
 cdef void* _run(void* arg) noexcept nogil:
     cdef Job* j = <Job*>arg
-    cdef ssize_t n
-    cdef size_t done
     cdef int err
     cdef uint64_t one = 1
-    cdef timespec t0, t1, pause
     cdef double took
     while True:
         pthread_mutex_lock(&j.mu)
@@ -88,29 +116,7 @@ cdef void* _run(void* arg) noexcept nogil:
             pthread_mutex_unlock(&j.mu)
             return NULL
         pthread_mutex_unlock(&j.mu)
-        err = 0
-        done = 0
-        while done < j.size:
-            n = pwrite(j.fd, j.data + done, j.size - done, j.offset + <off_t>done)
-            if n < 0:
-                if errno == EINTR:
-                    continue
-                err = errno
-                break
-            done += <size_t>n
-        took = 0
-        if err == 0 and j.sync:
-            clock_gettime(CLOCK_MONOTONIC, &t0)
-            if j.fsync_delay > 0:
-                pause.tv_sec = <time_t>j.fsync_delay
-                pause.tv_nsec = <long>((j.fsync_delay - pause.tv_sec) * 1e9)
-                nanosleep(&pause, NULL)
-            while fdatasync(j.fd) != 0:
-                if errno != EINTR:
-                    err = errno
-                    break
-            clock_gettime(CLOCK_MONOTONIC, &t1)
-            took = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9
+        err = _write(j.fd, j.data, j.size, j.offset, j.sync, j.fsync_delay, &took)
         pthread_mutex_lock(&j.mu)
         j.error = err
         j.sync_seconds = took
@@ -169,31 +175,12 @@ cdef class WalWriter:
         back, two cross-CPU wake-ups fewer per write. Not while a job is pending."""
         cdef const char* data = PyBytes_AS_STRING(blob)
         cdef size_t size = <size_t>PyBytes_GET_SIZE(blob)
-        cdef size_t done = 0
-        cdef ssize_t n
-        cdef int err = 0
-        cdef timespec t0, t1
+        cdef int err
         if self.job.pending:
             raise RuntimeError("a WAL write is already in progress")
         with nogil:
-            while done < size:
-                n = pwrite(fd, data + done, size - done, offset + <off_t>done)
-                if n < 0:
-                    if errno == EINTR:
-                        continue
-                    err = errno
-                    break
-                done += <size_t>n
-            self.job.sync_seconds = 0
-            if err == 0 and sync:
-                clock_gettime(CLOCK_MONOTONIC, &t0)
-                while fdatasync(fd) != 0:
-                    if errno != EINTR:
-                        err = errno
-                        break
-                clock_gettime(CLOCK_MONOTONIC, &t1)
-                self.job.sync_seconds = ((t1.tv_sec - t0.tv_sec)
-                                         + (t1.tv_nsec - t0.tv_nsec) * 1e-9)
+            err = _write(fd, data, size, offset, sync, self.job.fsync_delay,
+                         &self.job.sync_seconds)
         return err
 
     def finish(self) -> int:
@@ -217,8 +204,9 @@ cdef class WalWriter:
         return self.job.sync_seconds
 
     def set_fsync_delay(self, double seconds):
-        """Sleep this long on the writer thread before each fdatasync, counted in its
-        duration: a slow disk (the wal-fsync failpoint), the loop left running."""
+        """Sleep this long before each fdatasync, counted in its duration: a slow disk
+        (the wal-fsync failpoint). On the writer thread the loop runs meanwhile;
+        write_now sleeps on the caller's thread."""
         self.job.fsync_delay = seconds
 
     def close(self):

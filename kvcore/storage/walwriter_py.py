@@ -33,22 +33,7 @@ class WalWriter:
             job = self._jobs.get()
             if job is None:
                 return
-            fd, blob, offset, sync = job
-            err = 0
-            took = 0.0
-            try:
-                view = memoryview(blob)
-                while view:
-                    n = os.pwrite(fd, view, offset)
-                    view, offset = view[n:], offset + n
-                if sync:
-                    t0 = time.perf_counter()
-                    if self._fsync_delay:
-                        time.sleep(self._fsync_delay)
-                    os.fdatasync(fd)
-                    took = time.perf_counter() - t0
-            except OSError as e:
-                err = e.errno or -2
+            err, took = _write(*job, self._fsync_delay)
             self._error = err
             self._sync_seconds = took
             self._pending = False
@@ -58,19 +43,8 @@ class WalWriter:
         """Write (and fdatasync) on the calling thread; -> errno (0: done)."""
         if self._pending:
             raise RuntimeError("a WAL write is already in progress")
-        self._sync_seconds = 0.0
-        try:
-            view = memoryview(blob)
-            while view:
-                n = os.pwrite(fd, view, offset)
-                view, offset = view[n:], offset + n
-            if sync:
-                t0 = time.perf_counter()
-                os.fdatasync(fd)
-                self._sync_seconds = time.perf_counter() - t0
-        except OSError as e:
-            return e.errno or -2
-        return 0
+        err, self._sync_seconds = _write(fd, blob, offset, sync, self._fsync_delay)
+        return err
 
     def finish(self) -> int:
         try:
@@ -86,8 +60,9 @@ class WalWriter:
         return self._sync_seconds
 
     def set_fsync_delay(self, seconds: float) -> None:
-        """Sleep this long on the writer thread before each fdatasync, counted in its
-        duration: a slow disk (the wal-fsync failpoint), the loop left running."""
+        """Sleep this long before each fdatasync, counted in its duration: a slow disk
+        (the wal-fsync failpoint). On the writer thread the loop runs meanwhile;
+        write_now sleeps on the caller's thread."""
         self._fsync_delay = seconds
 
     def close(self) -> None:
@@ -95,3 +70,22 @@ class WalWriter:
             self._jobs.put(None)
             self._thread.join()
             os.close(self._efd)
+
+
+def _write(fd: int, blob: bytes, offset: int, sync: bool, delay: float):
+    """pwrite all of blob at offset, then (if sync) sleep ``delay`` and fdatasync;
+    -> (errno or 0, the sync's duration with the delay, 0 without one)."""
+    try:
+        view = memoryview(blob)
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+        if not sync:
+            return 0, 0.0
+        t0 = time.perf_counter()
+        if delay:
+            time.sleep(delay)
+        os.fdatasync(fd)
+        return 0, time.perf_counter() - t0
+    except OSError as e:
+        return e.errno or -2, 0.0
