@@ -104,6 +104,7 @@ class WatchHub:
         self.events_sent = 0    # events sent to watchers (etcd_debugging_mvcc_events_total)
         # call_later(delay): catch up again after ``delay`` seconds (set by the service)
         self.wake_later = None
+        self.lagging: set = set()   # streams that fell behind, until lag_left() drops them
 
     def _fell_behind(self, st) -> None:
         """``st`` is over its window after a fan-out: its watchers' next revisions
@@ -111,8 +112,24 @@ class WatchHub:
         now = _now()
         if isinstance(st, WatchStream) and st.lag_until <= now:
             st.lag_until = now + LAG_RESYNC
+            self.lagging.add(st)
             if self.wake_later is not None:
                 self.wake_later(LAG_RESYNC)
+
+    def lag_left(self) -> float:
+        """Seconds until the last lagging stream's lag is over (0: none is left). The
+        wake-up after LAG_RESYNC comes from the loop's timer, whose clock is cached per
+        loop pass: it can fire before ``_now()`` reaches a stream's ``lag_until``, and
+        the catch-up it starts then sends nothing to that stream. The timer asks this
+        and waits again for what is left, so a stream never stays behind for good."""
+        now = _now()
+        left = 0.0
+        for st in list(self.lagging):
+            if st.lag_until > now:
+                left = max(left, st.lag_until - now)
+            else:
+                self.lagging.discard(st)
+        return left
 
     # ---- membership ----
 

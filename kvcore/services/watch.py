@@ -23,7 +23,12 @@ class WatchService:
         ctx = self.ctx
         hub = ctx.watch_hub
         if hub.wake_later is None:     # a stream that fell behind resumes on a timer
-            hub.wake_later = lambda delay: ctx.loop.call_later(delay, ctx.schedule_catch_up)
+            def lag_timer() -> None:
+                left = hub.lag_left()
+                if left > 0:    # fired early by the loop's clock (see lag_left)
+                    ctx.loop.call_later(left + 0.001, lag_timer)
+                ctx.schedule_catch_up()
+            hub.wake_later = lambda delay: ctx.loop.call_later(delay, lag_timer)
         widen = getattr(out, "widen", None)
         if widen is not None:
             widen(WATCH_WINDOW)

@@ -100,3 +100,25 @@ def test_stream_within_its_window_gets_one_response_per_revision(tmp_path):
     assert [[e.kv.mod_revision for e in r.events] for r in got] == [
         [rev] for rev in range(2, 7) for _ in range(3)]
     assert all(r.header.revision == r.events[0].kv.mod_revision for r in got)
+
+
+def test_lag_left_tells_an_early_timer_how_long_to_wait_again(tmp_path):
+    """The loop's timer may fire before the monotonic clock reaches a stream's
+    lag_until (its clock is cached per loop pass): lag_left says how much is left, so
+    the timer waits again instead of leaving the stream behind for good."""
+    b = Backend(str(tmp_path / "db"), map_size=64 << 20)
+    hub = WatchHub(KVStore(b), _header, 1 << 20)
+    clock = [100.0]
+    wakes = []
+    hub.wake_later = wakes.append
+    ws = WatchStream(hub, Out(1))
+    with mock.patch.object(watch_mod, "_now", lambda: clock[0]):
+        hub._fell_behind(ws)
+        assert wakes == [watch_mod.LAG_RESYNC]
+        clock[0] += watch_mod.LAG_RESYNC - 0.004      # the timer fired 4 ms early
+        assert not ws.can_send()
+        assert abs(hub.lag_left() - 0.004) < 1e-9
+        clock[0] += 0.004
+        assert hub.lag_left() == 0 and not hub.lagging
+        assert ws.can_send()
+    b.close()
