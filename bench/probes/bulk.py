@@ -240,6 +240,17 @@ def million(servers: list, rounds: int, keys_total: int) -> dict:
     return out
 
 
+def start_ready(servers) -> None:
+    """Start every server, then wait for each to serve (RuntimeError naming the one
+    that cannot)."""
+    for s in servers:
+        s.start()
+    for s in servers:
+        why = s.wait_ready(60)
+        if why:
+            raise RuntimeError(f"{s.name}: {why}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("scenario", choices=sorted(SCENARIOS) + sorted(GROUPS) + ["put-1mib",
@@ -262,12 +273,7 @@ def main() -> None:
     scenarios = GROUPS.get(a.scenario, [a.scenario])
     runs: dict = {s.name: {sc: [] for sc in scenarios} for s in servers}
     try:
-        for s in servers:
-            s.start()
-        for s in servers:
-            why = s.wait_ready(60)
-            if why:
-                raise RuntimeError(f"{s.name}: {why}")
+        start_ready(servers)
         if a.scenario == "range-10k":
             keys = [b"r/%05d" % i for i in range(10_000)]
             for s in servers:

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench.probes.bulk import ETCD351, HERE, cpu_ticks, etcd_server, kvcore
+from bench.probes.bulk import ETCD351, HERE, cpu_ticks, etcd_server, kvcore, start_ready
 
 # Runs in the bench child: count reads, bytes and frame types, then run `python -m bench`.
 _CHILD = r"""
@@ -86,12 +86,7 @@ def main(argv=None) -> int:
     trees = [t.split("=", 1) for t in a.tree] or [["kvcore", HERE]]
     servers = [kvcore(n, os.path.abspath(d)) for n, d in trees] + [etcd_server(a.etcd_bin)]
     try:
-        for s in servers:
-            s.start()
-        for s in servers:
-            why = s.wait_ready(60)
-            if why:
-                raise RuntimeError(f"{s.name}: {why}")
+        start_ready(servers)
         for r in range(a.rounds):
             for s in servers[r % len(servers):] + servers[:r % len(servers)]:
                 print(f"round {r + 1} {s.name:>12}: {run(s, a.total)}", flush=True)
