@@ -9,9 +9,11 @@ index and are left to the core (``NeedsCore``).
 """
 from __future__ import annotations
 
+from heapq import merge
 from itertools import chain, islice, takewhile
 from typing import Optional
 
+from kvcore.mvcc import longkeys
 from kvcore.mvcc.store import RangeResult
 from kvcore.storage import backend as be
 
@@ -38,6 +40,8 @@ class LatestView:
         if rev > 0 and rev != self.rev:
             raise NeedsCore()
         txn, b = self.txn, self.b
+        if longkeys.any_in(txn, b.latest_long):
+            return self._range_with_long(key, end, limit, count_only)
         if not end:
             rk = txn.get(key, db=b.latest)
             if rk is None:
@@ -58,6 +62,37 @@ class LatestView:
                 return RangeResult(kvs, len(kvs), self.rev)   # walked the whole range
         return RangeResult(kvs, count_keys(txn, b.latest, key, None if open_end else end),
                            self.rev)
+
+    def _range_with_long(self, key: bytes, end: Optional[bytes], limit: int,
+                         count_only: bool) -> RangeResult:
+        """``range`` when some keys are longer than an LMDB key: the short keys'
+        walk merged with the long keys' buckets (kvcore/mvcc/longkeys.py)."""
+        txn, b = self.txn, self.b
+        if not end:
+            rk = (longkeys.get(txn, b.latest_long, key) if longkeys.is_long(key)
+                  else txn.get(key, db=b.latest))
+            if rk is None:
+                return RangeResult([], 0, self.rev)
+            return RangeResult([] if count_only else [txn.get(rk, db=b.key)], 1, self.rev)
+        open_end = end == b"\x00"
+
+        def in_range(items):
+            return items if open_end else takewhile(lambda kr: kr[0] < end, items)
+
+        kvs = []
+        if not count_only:
+            cur = txn.cursor(db=b.latest)
+            short = iter(cur) if cur.set_range(key) else iter(())
+            get = txn.cursor(db=b.key).get
+            for _, rk in in_range(merge(short, longkeys.items_from(txn, b.latest_long, key))):
+                if limit > 0 and len(kvs) >= limit:
+                    break
+                kvs.append(get(rk))
+            if limit <= 0 or len(kvs) < limit:
+                return RangeResult(kvs, len(kvs), self.rev)   # walked the whole range
+        n_long = sum(1 for _ in in_range(longkeys.items_from(txn, b.latest_long, key)))
+        return RangeResult(kvs, n_long + count_keys(txn, b.latest, key,
+                                                    None if open_end else end), self.rev)
 
 
 _CHUNK = 4096

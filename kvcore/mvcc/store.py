@@ -16,8 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+import lmdb
+
 from kvcore import failpoints
 from kvcore.api import kv_pb2, wire
+from kvcore.mvcc import longkeys
 from kvcore.mvcc.index import TreeIndex
 from kvcore.storage import backend as be
 
@@ -116,14 +119,15 @@ class KVStore:
 
     def _latest_count(self) -> int:
         with self.b.begin_read() as txn:
-            return txn.stat(self.b.latest)["entries"]
+            return (txn.stat(self.b.latest)["entries"]
+                    + txn.stat(self.b.latest_long)["entries"])
 
     def _rebuild_latest(self) -> None:
         """Data written before the ``latest`` database existed: derive it."""
         revs, _ = self.index.revisions(b"\x00", b"\x00", self.current_rev, 0)
         with self.b.begin_write() as txn:
             for key, main, sub in revs:
-                txn.put(key, be.rev_key(main, sub), db=self.b.latest)
+                _put_latest(txn, self.b, key, be.rev_key(main, sub))
             txn.put(be.META_CURRENT_REV, be.u64(self.current_rev), db=self.b.meta)
 
     # ---- reads ----
@@ -284,6 +288,7 @@ class WriteTxn:
         self._put_kv = txn.put
         self._key_db = store.b.key
         self._latest_db = store.b.latest
+        self._long_db = store.b.latest_long
 
     @property
     def rev(self) -> int:
@@ -309,7 +314,10 @@ class WriteTxn:
         # search (LMDB's MDB_APPEND); a key not above the last one is put as before.
         if not put(rk, data, append=True, db=self._key_db):
             put(rk, data, db=self._key_db)
-        put(key, rk, db=self._latest_db)
+        if len(key) <= longkeys.LIMIT:
+            put(key, rk, db=self._latest_db)
+        else:
+            longkeys.put(self.txn, self._long_db, key, rk)
         changes.append(Change(PUT, key, data, prev, lease))
         return rev
 
@@ -327,7 +335,13 @@ class WriteTxn:
         # them are put again normally (a put of the same pair is idempotent).
         if txn.cursor(db=self._key_db).putmulti(rows, append=True)[1] != len(rows):
             txn.cursor(db=self._key_db).putmulti(rows)
-        txn.cursor(db=self._latest_db).putmulti(latest)
+        try:
+            txn.cursor(db=self._latest_db).putmulti(latest)
+        except lmdb.BadValsizeError:
+            # A key longer than LMDB takes (putmulti stops there): all one by one,
+            # which puts the ones before it again, the same.
+            for key, rk in latest:
+                _put_latest(txn, self.s.b, key, rk)
         return rev
 
     def delete_range(self, key: bytes, end: Optional[bytes]) -> list[bytes]:
@@ -349,7 +363,10 @@ class WriteTxn:
             self.txn.put(be.rev_key(rev, sub) + be.TOMBSTONE,
                          kv_pb2.KeyValue(key=k).SerializeToString(), db=s.b.key)
             s.index.tombstone(k, rev, sub)
-            self.txn.delete(k, db=s.b.latest)
+            if len(k) <= longkeys.LIMIT:
+                self.txn.delete(k, db=s.b.latest)
+            else:
+                longkeys.delete(self.txn, s.b.latest_long, k)
             self.changes.append(Change(kv_pb2.Event.DELETE, k, tomb, prev))
         return found
 
@@ -359,3 +376,10 @@ class WriteTxn:
             self.s.current_rev = self.begin_rev + 1
             self.txn.put(be.META_CURRENT_REV, be.u64(self.s.current_rev), db=self.s.b.meta)
         return self.s.current_rev
+
+
+def _put_latest(txn, b: be.Backend, key: bytes, rk: bytes) -> None:
+    if len(key) <= longkeys.LIMIT:
+        txn.put(key, rk, db=b.latest)
+    else:
+        longkeys.put(txn, b.latest_long, key, rk)

@@ -26,7 +26,7 @@ from kvcore.api import auth_pb2, rpc_pb2
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.auth.tokens import SimpleTokens, TokenConfigError
 from kvcore.engine.base import GrpcError, StatusCode
-from kvcore.storage.backend import from_u64, u64
+from kvcore.storage.backend import from_u64, named_key, u64
 
 ROOT = "root"
 _ENABLED = b"enabled"
@@ -59,10 +59,13 @@ class AuthStore:
             rev = txn.get(_REVISION, db=backend.auth)
             self.revision = from_u64(rev) if rev else 1   # etcd starts its store at 1
             for k, v in txn.cursor(db=backend.auth):
+                # The name from the record: a long one's key is its hash (named_key).
                 if k.startswith(_USER):
-                    self.users[k[len(_USER):].decode()] = auth_pb2.User.FromString(v)
+                    u = auth_pb2.User.FromString(v)
+                    self.users[u.name.decode()] = u
                 elif k.startswith(_ROLE):
-                    self.roles[k[len(_ROLE):].decode()] = auth_pb2.Role.FromString(v)
+                    r = auth_pb2.Role.FromString(v)
+                    self.roles[r.name.decode()] = r
         self._perm_cache = {}
 
     def _bump(self, txn) -> None:
@@ -73,11 +76,11 @@ class AuthStore:
     def _put_user(self, txn, u: auth_pb2.User) -> None:
         name = u.name.decode()
         self.users[name] = u
-        txn.put(_USER + u.name, u.SerializeToString(), db=self.backend.auth)
+        txn.put(named_key(_USER, u.name), u.SerializeToString(), db=self.backend.auth)
 
     def _put_role(self, txn, r: auth_pb2.Role) -> None:
         self.roles[r.name.decode()] = r
-        txn.put(_ROLE + r.name, r.SerializeToString(), db=self.backend.auth)
+        txn.put(named_key(_ROLE, r.name), r.SerializeToString(), db=self.backend.auth)
 
     def _user(self, name: str) -> auth_pb2.User:
         u = self.users.get(name)
@@ -158,7 +161,7 @@ class AuthStore:
         self._user(r.name)
         del self.users[r.name]
         self.tokens.invalidate_user(r.name)
-        txn.delete(_USER + r.name.encode(), db=self.backend.auth)
+        txn.delete(named_key(_USER, r.name.encode()), db=self.backend.auth)
         self._bump(txn)
         return rpc_pb2.AuthUserDeleteResponse()
 
@@ -216,7 +219,7 @@ class AuthStore:
             raise etcd_error(EtcdError.INVALID_AUTH_MGMT)
         self._role(r.role)
         del self.roles[r.role]
-        txn.delete(_ROLE + r.role.encode(), db=self.backend.auth)
+        txn.delete(named_key(_ROLE, r.role.encode()), db=self.backend.auth)
         for u in list(self.users.values()):   # etcd revokes it from every user
             if r.role in u.roles:
                 nu = auth_pb2.User()

@@ -12,6 +12,7 @@ import tempfile
 import time
 from typing import Iterator
 
+from kvcore.api import auth_pb2
 from kvcore.bbolt import Writer
 from kvcore.raft import codec as rcodec
 from kvcore.snapshot import schema as sc
@@ -59,12 +60,20 @@ def _alarm(b, txn) -> Iterator[tuple]:
 
 
 def _auth_records(b, txn, prefix: bytes) -> Iterator[tuple]:
+    """(name, record) in name order. Names too long for an LMDB key are stored under
+    their hash (backend.named_key): their name comes from the record."""
     cur = txn.cursor(db=b.auth)
+    out = []
     if cur.set_range(prefix):
         for k, v in cur:
             if not k.startswith(prefix):
                 break
-            yield k[len(prefix):], v
+            name = k[len(prefix):]
+            if name.startswith(be.HASHED):    # never UTF-8, so never a name itself
+                record = auth_pb2.User if prefix == b"user/" else auth_pb2.Role
+                name = record.FromString(v).name
+            out.append((name, v))
+    return iter(sorted(out))
 
 
 def _auth(b, txn) -> Iterator[tuple]:

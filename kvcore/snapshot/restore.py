@@ -83,4 +83,4 @@ def _auth(b: be.Backend, txn, r: Reader) -> None:
         txn.put(b"authRevision", auth[sc.AUTH_REVISION], db=b.auth)
     for prefix, bucket in ((b"user/", b"authUsers"), (b"role/", b"authRoles")):
         for k, v in r.bucket(bucket) or ():
-            txn.put(prefix + k, v, db=b.auth)
+            txn.put(be.named_key(prefix, k), v, db=b.auth)

@@ -5,6 +5,7 @@ Named databases (etcd's bbolt buckets):
   latest user key -> revision bytes of its live KeyValue (absent once deleted): lets a
          worker process answer reads of the current revision from its own read
          transaction, without the in-memory revision index
+  latest_long  the same for keys longer than an LMDB key (kvcore/mvcc/longkeys.py)
   meta   consistent_index, term, scheduled/finished compaction revisions
   lease  lease id -> lease record (Lease/Watch issue)
   members, alarm, auth
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import os
 import shutil
 import struct
@@ -77,6 +79,18 @@ def u64(v: int) -> bytes:
 
 def from_u64(b) -> int:
     return _U64.unpack(b)[0]
+
+
+MAX_KEY = 511    # the longest LMDB key (lmdb.Environment.max_key_size())
+HASHED = b"\xff"  # then the SHA-256 of a name too long for a key (never UTF-8: no name)
+
+
+def named_key(prefix: bytes, name: bytes) -> bytes:
+    """The key of a record named by a user (an auth user or role): ``prefix + name``,
+    or, for a name too long for an LMDB key, ``prefix + HASHED + sha256(name)`` (the
+    record itself holds its name; etcd takes names of any length)."""
+    k = prefix + name
+    return k if len(k) <= MAX_KEY else prefix + HASHED + hashlib.sha256(name).digest()
 
 
 DATA_FILE = "data.mdb"
@@ -141,6 +155,10 @@ class Backend:
                              create=not self.readonly)
         self.key = self.env.open_db(b"key")
         self.latest = self.env.open_db(b"latest")
+        try:
+            self.latest_long = self.env.open_db(b"latest_long")
+        except lmdb.ReadonlyError:   # a data dir from before it, opened read-only
+            self.latest_long = None
         self.meta = self.env.open_db(b"meta")
         self.lease = self.env.open_db(b"lease")
         self.members = self.env.open_db(b"members")
@@ -170,8 +188,9 @@ class Backend:
         return before, self.size()
 
     def all_dbs(self) -> tuple:
-        return (self.key, self.latest, self.meta, self.lease, self.members, self.alarm,
-                self.auth)
+        return tuple(db for db in (self.key, self.latest, self.latest_long, self.meta,
+                                   self.lease, self.members, self.alarm, self.auth)
+                     if db is not None)
 
     @contextlib.contextmanager
     def begin_write(self):
