@@ -15,10 +15,18 @@
 #    Python over the same twins and passes in pure mode too (docs/decisions.md has the
 #    runs and times), but would add minutes to CI and test nothing new there. Tests of
 #    the native engine itself (marker native_engine) are deselected in that mode.
+#
+# The two runs go side by side (most of the suite waits on servers and timers, so the
+# second fills the first's idle CPU): the pure-Python one takes its ports from a range
+# below the kernel's ephemeral ports (KVCORE_PORT_RANGE), its tmp dirs from a base of its
+# own, and its output is printed after the first's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pytest tests -m "not slow" --durations=25 "$@"
-KVCORE_PURE_PYTHON=1 python3 -m pytest -m "not slow" "$@" \
+pure_out=$(mktemp)
+pure_tmp=$(mktemp -d)
+trap 'rm -rf "$pure_out" "$pure_tmp"' EXIT
+KVCORE_PURE_PYTHON=1 KVCORE_PORT_RANGE=20000-29999 python3 -m pytest -m "not slow" \
+    --basetemp="$pure_tmp/t" "$@" \
     tests/unit \
     tests/compat/test_health.py \
     tests/compat/test_grpc_keepalive.py \
@@ -26,4 +34,15 @@ KVCORE_PURE_PYTHON=1 python3 -m pytest -m "not slow" "$@" \
     tests/integration/test_storage_faults.py \
     tests/integration/cluster/test_failover.py \
     tests/integration/cluster/test_snapshot_catchup.py \
-    tests/integration/robust
+    tests/integration/robust >"$pure_out" 2>&1 &
+pure_pid=$!
+main_rc=0
+python3 -m pytest tests -m "not slow" --durations=25 "$@" || main_rc=$?
+pure_rc=0
+wait "$pure_pid" || pure_rc=$?
+echo "---- the same tests on the plain-Python twins (KVCORE_PURE_PYTHON=1) ----"
+cat "$pure_out"
+if [ "$main_rc" -ne 0 ] || [ "$pure_rc" -ne 0 ]; then
+    echo "tools/test.sh: compiled run exit $main_rc, pure-Python run exit $pure_rc"
+    exit 1
+fi

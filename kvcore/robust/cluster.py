@@ -27,7 +27,14 @@ _handed_out: set = set()
 
 def free_port() -> int:
     """A free loopback port never handed out before by this process: the kernel may
-    offer a just-closed port again, and one cluster's members need distinct ports."""
+    offer a just-closed port again, and one cluster's members need distinct ports.
+
+    ``KVCORE_PORT_RANGE=lo-hi`` takes ports from that range only, so two runs side by
+    side (one with the kernel's ephemeral ports, one in a range below them) never
+    pick the same port between picking and listening."""
+    span = os.environ.get("KVCORE_PORT_RANGE")
+    if span:
+        return _port_in_range(*map(int, span.split("-")))
     while True:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -35,6 +42,22 @@ def free_port() -> int:
         if port not in _handed_out:
             _handed_out.add(port)
             return port
+
+
+def _port_in_range(lo: int, hi: int) -> int:
+    start = lo + (os.getpid() * 7919 + len(_handed_out)) % (hi - lo + 1)
+    for i in range(hi - lo + 1):
+        port = lo + (start - lo + i) % (hi - lo + 1)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {lo}-{hi}")
 
 
 @dataclass
