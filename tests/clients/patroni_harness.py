@@ -81,18 +81,19 @@ class Member:
 
     def _config(self) -> dict:
         c = self.cluster
-        etcd3 = {"hosts": c.hosts}
+        etcd = {"hosts": c.hosts}
         if c.username:
-            etcd3.update(username=c.username, password=c.password)
+            etcd.update(username=c.username, password=c.password)
         return {
             "scope": c.scope, "name": self.name, "log": {"level": "DEBUG"},
             "restapi": {"listen": f"127.0.0.1:{self.rest_port}",
                         "connect_address": f"127.0.0.1:{self.rest_port}"},
-            "etcd3": etcd3,
+            c.dcs: etcd,
             "bootstrap": {
-                # Short timings so a failover fits a CI test (Patroni accepts
+                # Short timings so a failover fits a CI test (Patroni wants
                 # ttl >= loop_wait + 2 * retry_timeout).
-                "dcs": {"ttl": 10, "loop_wait": 2, "retry_timeout": 4,
+                "dcs": {"ttl": c.ttl, "loop_wait": max(1, c.ttl // 5),
+                        "retry_timeout": max(2, c.ttl * 2 // 5),
                         "maximum_lag_on_failover": 1048576,
                         "postgresql": {"use_pg_rewind": False,
                                        "parameters": {"max_connections": 20,
@@ -181,10 +182,14 @@ class PatroniCluster:
     """Patroni members of one scope on one etcd-v3 server (kvcore or etcd)."""
 
     def __init__(self, server: Server, keep_dir: str, scope: str = "demo",
-                 username: str = "", password: str = "", ctl_args: tuple = ()):
+                 username: str = "", password: str = "", ctl_args: tuple = (),
+                 dcs: str = "etcd3", ttl: int = 10):
         """``username``/``password`` go into Patroni's etcd3 section; ``ctl_args`` are
-        the etcdctl flags the harness reads the keys with (--user on an auth server)."""
-        self.server, self.keep_dir, self.scope = server, keep_dir, scope
+        the etcdctl flags the harness reads the keys with (--user on an auth server);
+        ``dcs`` "etcd" is Patroni's v2 DCS (the server then needs --enable-v2); ``ttl``
+        the leader lease's (loop_wait and retry_timeout follow from it)."""
+        self.server, self.keep_dir, self.scope, self.dcs = server, keep_dir, scope, dcs
+        self.ttl = ttl
         self.username, self.password, self.ctl_args = username, password, ctl_args
         self.hosts = f"127.0.0.1:{server.port}"
         self.base = tempfile.mkdtemp(prefix=f"patroni-{server.kind}-")
@@ -302,3 +307,49 @@ def dcs_trouble(log: str) -> list[str]:
         if msg.startswith(("WARNING:", "ERROR:", "CRITICAL:")) or DCS_TROUBLE.search(msg):
             out.append(re.sub(r"\d+", "N", re.sub(r"0x[0-9a-f]+", "ADDR", msg)))
     return sorted(set(out))
+
+
+# -- vip-manager (Debian's 1.0.2: the Go etcd client's v2 keys API) ------------------
+
+VIP_MANAGER = "/usr/bin/vip-manager"
+
+
+def vip_interface() -> str:
+    """A non-loopback interface (vip-manager refuses lo: no hardware address)."""
+    for name in sorted(os.listdir("/sys/class/net")):
+        with open(f"/sys/class/net/{name}/address") as f:
+            if f.read().strip() not in ("", "00:00:00:00:00:00"):
+                return name
+    raise RuntimeError("no interface with a hardware address for vip-manager")
+
+
+def start_vip_manager(server: Server, log_path: str, trigger_value: str,
+                      scope: str = "demo") -> subprocess.Popen:
+    """vip-manager on Patroni's leader key, unprivileged (`nobody` under root): it
+    reads and decides as it would in production, but cannot touch the host's network
+    (its first step towards the VIP, an ARP socket, is refused and it exits)."""
+    if not os.path.exists(VIP_MANAGER):
+        raise RuntimeError("vip-manager is not installed (tools/setup.sh)")
+    nobody = pwd.getpwnam("nobody") if os.geteuid() == 0 else None
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [VIP_MANAGER, "--ip", "10.255.254.253", "--netmask", "32",
+             "--interface", vip_interface(), "--trigger-key", f"/service/{scope}/leader",
+             "--trigger-value", trigger_value, "--dcs-type", "etcd",
+             "--dcs-endpoints", f"http://127.0.0.1:{server.port}", "--interval", "300"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin"}, start_new_session=True,
+            user=nobody.pw_uid if nobody else None, group=nobody.pw_gid if nobody else None)
+
+
+def vip_decisions(log: str) -> list[str]:
+    """vip-manager's log after its config dump, timestamps, the etcd index and the
+    interface blanked, repeats of a line collapsed: what it saw and decided."""
+    out: list[str] = []
+    for line in log.split("version : ", 1)[-1].splitlines()[1:]:
+        line = re.sub(r"^\d{4}/\d\d/\d\d [\d:]+ ", "", line)
+        line = re.sub(r"\[\d+\]$", "[INDEX]", line)
+        line = re.sub(r"listen packet [0-9a-f:]+", "listen packet MAC", line)
+        if line and (not out or out[-1] != line):
+            out.append(line)
+    return out

@@ -20,7 +20,7 @@ import yaml
 
 from tests import etcd351, servers
 from tests.clients.patroni_harness import (PATRONICTL, PatroniCluster, dcs_trouble, shape,
-                                            wait_for)
+                                            start_vip_manager, vip_decisions, wait_for)
 
 BACKENDS = ("kvcore", "etcd")
 
@@ -105,8 +105,8 @@ def assert_no_new_trouble(clusters: dict):
 
 def test_bootstrap_keys_and_leader_expiry(clusters):
     """One member bootstraps a cluster: same keys, fields and `patronictl list`;
-    kill -9 of Patroni lets its leader and member keys expire with the lease (ttl 10)."""
-    cs = clusters()
+    kill -9 of Patroni lets its leader and member keys expire with the lease (ttl 5)."""
+    cs = clusters(ttl=5)
     keys = both(bootstrapped, cs)
     assert set(keys["kvcore"]) >= {"leader", "members/pg0", "initialize", "config", "status"}
     assert shape(keys["kvcore"]) == shape(keys["etcd"])
@@ -213,3 +213,52 @@ def test_bootstrap_with_etcd_authentication(backends, clusters):
         " code: 3>" in anon["kvcore"][2]
     assert anon["kvcore"][0] != 0
     assert_no_new_trouble(cs)
+
+
+@pytest.fixture
+def v2_backends(tmp_path):
+    """kvcore and etcd 3.5.1 with --enable-v2 (vip-manager 1.0.2 reads v2 keys)."""
+    kv = servers.start_kvcore(str(tmp_path / "kv2.etcd"), workers=2, extra=("--enable-v2",))
+    try:
+        et = servers.start_etcd(str(tmp_path / "etcd2.etcd"), binary=etcd351.ETCD,
+                                extra=("--enable-v2",))
+    except BaseException:
+        kv.stop()
+        raise
+    for s in (kv, et):
+        wait_for("cluster version", lambda: cluster_version(s) not in (None, "not_decided"),
+                 30)
+    yield {"kvcore": kv, "etcd": et}
+    kv.stop()
+    et.stop()
+
+
+def test_vip_manager_follows_the_leader_key(v2_backends, tmp_path):
+    """Debian's vip-manager (1.0.2, the Go client's v2 keys API, so Patroni runs its
+    v2 `etcd` DCS here) sees no leader key, then Patroni's pg0 taking it, and decides
+    to hold the VIP, as on etcd; unprivileged, it then stops at its ARP socket."""
+    cs = {k: PatroniCluster(s, str(tmp_path / f"patroni-{k}"), dcs="etcd")
+          for k, s in v2_backends.items()}
+    vips = {k: start_vip_manager(s, str(tmp_path / f"vip-{k}.log"), "pg0")
+            for k, s in v2_backends.items()}
+    try:
+        def run(k):
+            vlog = str(tmp_path / f"vip-{k}.log")
+            wait_for("vip-manager polls", lambda: "Key not found" in open(vlog).read(), 30)
+            cs[k].add("pg0")
+            wait_for("vip-manager decides", lambda: vips[k].poll() is not None, 60)
+            # Whether a poll falls between Patroni's first keys and its leader key
+            # ("Key not found (/service/demo/leader)") is a matter of timing.
+            return [line for line in vip_decisions(open(vlog).read())
+                    if "(/service/demo/leader)" not in line]
+        seen = both(run, {k: k for k in cs})
+    finally:
+        for p in vips.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        with ThreadPoolExecutor(2) as ex:
+            list(ex.map(PatroniCluster.close, cs.values()))
+    assert seen["kvcore"] == seen["etcd"]
+    assert "etcd error: 100: Key not found (/service) [INDEX]" in seen["kvcore"]
+    assert "IP address 10.255.254.253/32 state is false, desired true" in seen["kvcore"]
