@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything a fresh machine needs to build, run and test kvcore:
 # system packages (real etcd/etcdctl as test oracles, h2load, libnghttp2, Chromium and
-# its driver for the console's browser tests), then the
+# its driver for the console's browser tests, Patroni, PostgreSQL and vip-manager
+# for tests/clients/test_patroni.py), then the
 # package itself in editable mode (compiles the Cython extensions in ext/ and the
 # protobuf/gRPC stubs from kvcore/api/*.proto).
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver"
+PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver patroni postgresql vip-manager"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

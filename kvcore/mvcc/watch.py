@@ -266,7 +266,8 @@ class WatchHub:
                 batch = batches[st] = [{}, [], 0]
             if w.next_rev < store.compact_main_rev:
                 self.unsynced.discard(w)
-                batch[1].append(watch_response(self.header(store.current_rev), w.id,
+                # etcd's compacted response carries no revision (its header's is 0).
+                batch[1].append(watch_response(self.header(0), w.id,
                                                canceled=True,
                                                compact_revision=store.compact_main_rev))
                 st.watchers.pop(w.id, None)

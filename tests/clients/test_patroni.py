@@ -1,0 +1,264 @@
+"""Patroni (Debian's package, its `etcd3` DCS over the v3 JSON gateway) keeps a
+PostgreSQL cluster's leader key on kvcore exactly as on the official etcd 3.5.1.
+
+Each test runs the same scenario against a kvcore member and an etcd 3.5.1 side by side
+(concurrently: Patroni's loop is mostly waiting) and compares what users see: the keys
+under /service/<scope>/ (names, leases, JSON field names), `patronictl list`, who holds
+the leader key after a switchover or a kill -9, and Patroni's own warnings and errors.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import yaml
+
+from tests import etcd351, servers
+from tests.clients.patroni_harness import (PATRONICTL, PatroniCluster, dcs_trouble, shape,
+                                            start_vip_manager, vip_decisions, wait_for)
+
+BACKENDS = ("kvcore", "etcd")
+
+
+@pytest.fixture
+def backends(tmp_path):
+    """kvcore (two workers, as a 2-CPU host runs it) and etcd 3.5.1, fresh."""
+    kv = servers.start_kvcore(str(tmp_path / "kv.etcd"), workers=2)
+    try:
+        et = servers.start_etcd(str(tmp_path / "etcd.etcd"), binary=etcd351.ETCD)
+    except BaseException:
+        kv.stop()
+        raise
+    # etcd answers /version with etcdcluster "not_decided" for a moment after it
+    # listens, which Patroni refuses ("Failed to get list of machines": ValueError)
+    # and then waits 5 s: start Patroni once the cluster version is decided.
+    for s in (kv, et):
+        wait_for("cluster version", lambda: cluster_version(s) not in (None, "not_decided"),
+                 30)
+    yield {"kvcore": kv, "etcd": et}
+    kv.stop()
+    et.stop()
+
+
+@pytest.fixture
+def clusters(backends, tmp_path):
+    """One (empty) Patroni cluster per backend; make(**kw) builds them."""
+    made = []
+
+    def make(**kw) -> dict[str, PatroniCluster]:
+        out = {k: PatroniCluster(s, str(tmp_path / f"patroni-{k}"), **kw)
+               for k, s in backends.items()}
+        made.extend(out.values())
+        return out
+    yield make
+    with ThreadPoolExecutor(max(1, len(made))) as ex:
+        list(ex.map(PatroniCluster.close, made))
+
+
+def cluster_version(s: servers.Server):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.port}/version", timeout=3) as r:
+            return json.loads(r.read()).get("etcdcluster")
+    except (OSError, ValueError):
+        return None
+
+
+def both(fn, clusters: dict):
+    """fn(cluster) on each backend at once -> {backend: result}."""
+    with ThreadPoolExecutor(len(clusters)) as ex:
+        futs = {k: ex.submit(fn, c) for k, c in clusters.items()}
+        return {k: f.result() for k, f in futs.items()}
+
+
+def rows_shape(rows: list[dict]) -> list[dict]:
+    """`patronictl list -f json` without what differs between runs (ports, lag)."""
+    return sorted(({k: (re.sub(r":\d+$", ":PORT", v) if k == "Host" else v)
+                    for k, v in r.items() if k != "Lag in MB"} for r in rows),
+                  key=lambda r: r["Member"])
+
+
+def bootstrapped(c: PatroniCluster, name: str = "pg0") -> dict:
+    """Start ``name``, wait until it leads with every key written; its keys then."""
+    c.add(name)
+    c.wait_leader(name)
+
+    def settled():
+        keys = c.keys()
+        member = keys.get(f"members/{name}", {}).get("value", "")
+        return keys if ("status" in keys and '"role":"master"' in member
+                        and '"state":"running"' in member) else None
+    return wait_for("bootstrap keys", settled, 30)
+
+
+def assert_no_new_trouble(clusters: dict):
+    """Every WARNING/ERROR line (and DCS-trouble line) of Patroni on kvcore also
+    appears on etcd: nothing kvcore-specific went wrong."""
+    trouble = {k: set().union(*(dcs_trouble(m.log()) for m in c.members.values()))
+               for k, c in clusters.items()}
+    assert trouble["kvcore"] - trouble["etcd"] == set(), trouble
+
+
+def test_bootstrap_keys_and_leader_expiry(clusters):
+    """One member bootstraps a cluster: same keys, fields and `patronictl list`;
+    kill -9 of Patroni lets its leader and member keys expire with the lease (ttl 5)."""
+    cs = clusters(ttl=5)
+    keys = both(bootstrapped, cs)
+    assert set(keys["kvcore"]) >= {"leader", "members/pg0", "initialize", "config", "status"}
+    assert shape(keys["kvcore"]) == shape(keys["etcd"])
+    rows = both(lambda c: rows_shape(c.list()), cs)
+    assert rows["kvcore"] == rows["etcd"]
+    assert rows["kvcore"][0]["Role"] == "Leader" and rows["kvcore"][0]["State"] == "running"
+    # The table users read, too (the JSON above is the same data).
+    table = cs["kvcore"].patronictl("list")
+    assert table.returncode == 0 and re.search(r"\| pg0 .*\| Leader \| running \|", table.stdout)
+    # Patroni's REST API says the same as the DCS.
+    assert cs["kvcore"].members["pg0"].rest()["role"] == cs["etcd"].members["pg0"].rest()["role"]
+
+    def expire(c: PatroniCluster):
+        c.members["pg0"].kill9()
+        return wait_for("leader key expiry",
+                        lambda: (lambda k: sorted(k) if "leader" not in k else None)(c.keys()),
+                        40)
+    left = both(expire, cs)
+    assert left["kvcore"] == left["etcd"] == ["config", "initialize", "status"]
+    assert_no_new_trouble(cs)
+
+
+@pytest.mark.slow
+def test_replica_switchover_and_failover(clusters):
+    """A second member streams from the leader; `patronictl switchover` moves the
+    leader to it; kill -9 of the new leader's Patroni hands the key back after the
+    TTL: the same members, roles and timelines on both."""
+    cs = clusters()
+    both(bootstrapped, cs)
+
+    def replica(c: PatroniCluster):
+        c.add("pg1")
+        return rows_shape(c.wait_replica("pg1", 90))
+    rows = both(replica, cs)
+    assert rows["kvcore"] == rows["etcd"]
+
+    def switchover(c: PatroniCluster):
+        p = c.patronictl("switchover", "--leader", "pg0", "--candidate", "pg1", "--force")
+        assert p.returncode == 0, p.stdout + p.stderr
+        c.wait_leader("pg1", 60)
+        return rows_shape(c.wait_replica("pg0", 90)), shape(c.keys())
+    after = both(switchover, cs)
+    assert after["kvcore"] == after["etcd"]
+    assert "history" in after["kvcore"][1]     # the timeline switch is recorded
+
+    def failover(c: PatroniCluster):
+        c.members["pg1"].kill9()
+        c.wait_leader("pg0", 60)
+        return sorted(c.keys())
+    left = both(failover, cs)
+    assert left["kvcore"] == left["etcd"]
+    assert "members/pg1" not in left["kvcore"]    # its lease expired with it
+    assert_no_new_trouble(cs)
+
+
+ROOT_PW, PATRONI_PW = "rootpw", "patronipw"
+
+
+def enable_auth(s: servers.Server) -> None:
+    """root, and a `patroni` user whose role may read and write /service/ only."""
+    for args in (("user", "add", f"root:{ROOT_PW}"),
+                 ("user", "add", f"patroni:{PATRONI_PW}"),
+                 ("role", "add", "patroni"),
+                 ("role", "grant-permission", "patroni", "readwrite", "/service/", "--prefix"),
+                 ("user", "grant-role", "patroni", "patroni"),
+                 ("auth", "enable")):
+        rc, out, err = s.etcdctl(*args)
+        assert rc == 0, (args, out, err)
+
+
+def test_bootstrap_with_etcd_authentication(backends, clusters):
+    """Patroni with `username`/`password` in its etcd3 section bootstraps on a server
+    with auth enabled (its user may touch /service/ only), as on etcd; patronictl
+    without the credentials is refused the same way."""
+    for s in backends.values():
+        enable_auth(s)
+    cs = clusters(username="patroni", password=PATRONI_PW,
+                  ctl_args=("--user", f"root:{ROOT_PW}"))
+    keys = both(bootstrapped, cs)
+    assert shape(keys["kvcore"]) == shape(keys["etcd"])
+    logs = {k: c.members["pg0"].log() for k, c in cs.items()}
+    for k, log in logs.items():
+        assert "Trying to authenticate on Etcd" in log, k
+        assert "Etcd authentication is not enabled" not in log, k
+
+    def anonymous_list(c: PatroniCluster):
+        m = c.members["pg0"]
+        with open(m.config_path) as f:
+            cfg = yaml.safe_load(f)
+        del cfg["etcd3"]["username"], cfg["etcd3"]["password"]
+        anon = os.path.join(m.dir, "anonymous.yml")
+        with open(anon, "w") as f:
+            yaml.safe_dump(cfg, f)
+        p = subprocess.run([PATRONICTL, "-c", anon, "list", "-f", "json"], text=True,
+                           capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+                           env={"PATH": "/usr/bin:/bin", "HOME": m.dir, "LANG": "C.UTF-8"})
+        # Its log and exception lines, less timestamps: what refused it and why.
+        said = [re.sub(r"^[\d-]+ [\d:,]+ - ", "", l) for l in p.stderr.splitlines()
+                if l.startswith("patroni.") or " - CRITICAL - " in l or " - ERROR - " in l]
+        return p.returncode, p.stdout, said
+    anon = both(anonymous_list, cs)
+    assert anon["kvcore"] == anon["etcd"]
+    assert "patroni.dcs.etcd3.UserEmpty: <UserEmpty error: 'etcdserver: user name is empty'," \
+        " code: 3>" in anon["kvcore"][2]
+    assert anon["kvcore"][0] != 0
+    assert_no_new_trouble(cs)
+
+
+@pytest.fixture
+def v2_backends(tmp_path):
+    """kvcore and etcd 3.5.1 with --enable-v2 (vip-manager 1.0.2 reads v2 keys)."""
+    kv = servers.start_kvcore(str(tmp_path / "kv2.etcd"), workers=2, extra=("--enable-v2",))
+    try:
+        et = servers.start_etcd(str(tmp_path / "etcd2.etcd"), binary=etcd351.ETCD,
+                                extra=("--enable-v2",))
+    except BaseException:
+        kv.stop()
+        raise
+    for s in (kv, et):
+        wait_for("cluster version", lambda: cluster_version(s) not in (None, "not_decided"),
+                 30)
+    yield {"kvcore": kv, "etcd": et}
+    kv.stop()
+    et.stop()
+
+
+def test_vip_manager_follows_the_leader_key(v2_backends, tmp_path):
+    """Debian's vip-manager (1.0.2, the Go client's v2 keys API, so Patroni runs its
+    v2 `etcd` DCS here) sees no leader key, then Patroni's pg0 taking it, and decides
+    to hold the VIP, as on etcd; unprivileged, it then stops at its ARP socket."""
+    cs = {k: PatroniCluster(s, str(tmp_path / f"patroni-{k}"), dcs="etcd")
+          for k, s in v2_backends.items()}
+    vips = {k: start_vip_manager(s, str(tmp_path / f"vip-{k}.log"), "pg0")
+            for k, s in v2_backends.items()}
+    try:
+        def run(k):
+            vlog = str(tmp_path / f"vip-{k}.log")
+            wait_for("vip-manager polls", lambda: "Key not found" in open(vlog).read(), 30)
+            cs[k].add("pg0")
+            wait_for("vip-manager decides", lambda: vips[k].poll() is not None, 60)
+            # Whether a poll falls between Patroni's first keys and its leader key
+            # ("Key not found (/service/demo/leader)") is a matter of timing.
+            return [line for line in vip_decisions(open(vlog).read())
+                    if "(/service/demo/leader)" not in line]
+        seen = both(run, {k: k for k in cs})
+    finally:
+        for p in vips.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        with ThreadPoolExecutor(2) as ex:
+            list(ex.map(PatroniCluster.close, cs.values()))
+    assert seen["kvcore"] == seen["etcd"]
+    assert "etcd error: 100: Key not found (/service) [INDEX]" in seen["kvcore"]
+    assert "IP address 10.255.254.253/32 state is false, desired true" in seen["kvcore"]
