@@ -109,7 +109,7 @@ def _steps(lines, scenario):
     return {x["step"]: x for x in lines if x["scenario"] == scenario}
 
 
-@pytest.mark.parametrize("scenario", ["kv", "txn", "watch", "lock", "election"])
+@pytest.mark.parametrize("scenario", ["kv", "txn", "watch", "lock", "election", "transport"])
 def test_scenario_matches_etcd(pair, scenario):
     kv, et = drive_both(pair, [scenario])
     lines = assert_same(pair, kv, et)
@@ -134,6 +134,17 @@ def test_maintenance_status_and_member_list(pair):
     assert steps["status"]["result"]["version"] == "3.5.1"
     assert steps["member list"]["result"]["members"][0]["clientURLs"] == [
         "http://127.0.0.1:<port>"]
+
+
+def test_client_keepalive_pings_policed_as_etcd(pair):
+    """grpc-js pinging every second with a watch open: GOAWAY(ENHANCE_YOUR_CALM,
+    "too_many_pings") after three strikes, as grpc-go does under etcd's 5 s
+    --grpc-keepalive-min-time; the client says so, reconnects, and the watch goes on."""
+    kv, et = drive_both(pair, ["keepalive-pings"])
+    steps = _steps(assert_same(pair, kv, et), "keepalive-pings")
+    assert steps["watch after pings"]["result"] == {
+        "seen": ["ka/1"], "disconnects": ["Error", "EtcdWatchStreamEnded"],
+        "told_excess_pings": True}
 
 
 def _restart_session(srv: servers.Server) -> list[dict]:

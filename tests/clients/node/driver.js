@@ -15,6 +15,12 @@
 const fs = require('fs');
 const readline = require('readline');
 const { Etcd3 } = require('etcd3');
+const grpc = require('@grpc/grpc-js');   // the instance etcd3 uses (package-lock: one copy)
+
+// grpc-js's own log lines (GOAWAY reasons and the like), for scenarios to report.
+const grpcLog = [];
+grpc.setLogger({ error: (...args) => grpcLog.push(args.join(' ')) });
+grpc.setLogVerbosity(grpc.logVerbosity.ERROR);
 
 const config = JSON.parse(process.argv[2]);
 const scenarios = process.argv.slice(3);
@@ -314,6 +320,69 @@ const SCENARIOS = {
         chunk_sizes_at_most_32k: msgs.every(r => r.blob.length <= 32 * 1024),
       };
     });
+  },
+
+  // What grpc-js's own HTTP/2 stack does differently from grpc-go's: big messages
+  // across flow-control windows, many streams at once, calls cut short by a deadline.
+  async transport(c) {
+    const mib = Buffer.alloc(1024 * 1024, 'k');
+    await step('put 1 MiB', () => c.put('big/a').value(mib).exec(), r => r.header.revision);
+    await step('put 1 MiB again', () => c.put('big/b').value(mib).exec(), r => r.header.revision);
+    await step('put 1 MiB third', () => c.put('big/c').value(mib).exec(), r => r.header.revision);
+    await step('get 3 MiB range', () => c.getAll().prefix('big/').exec(),
+      r => r.kvs.map(kv => [kv.key.toString(), kv.value.length, kv.value.equals(mib)]));
+    await step('put over max-request-bytes', () => c.put('big/x').value(Buffer.alloc(1700 * 1024, 'x')).exec());
+    // A RESOURCE_EXHAUSTED opens the client's circuit breaker for the host (cockatiel,
+    // on both servers): each such step gets its own client.
+    const c2 = client(), c3 = client();
+    await step('put over max receive size', () => c2.put('big/y').value(Buffer.alloc(3 * 1024 * 1024, 'y')).exec());
+    await step('put 1 MiB fourth', () => c.put('big/d').value(mib).exec(), r => r.header.revision);
+    await step('put 1 MiB fifth', () => c.put('big/e').value(mib).exec(), r => r.header.revision);
+    // grpc-js's own 4 MiB receive limit. The size it names includes the header's
+    // cluster and member ids, whose varints are 9 or 10 bytes as the random ids fall.
+    await step('range over client receive size', async () => {
+      try {
+        return (await c3.getAll().prefix('big/').exec()).kvs.length;
+      } catch (err) {
+        return { class: err.constructor.name, message: err.message.replace(/\(\d{7} vs/, '(~5 MiB vs') };
+      }
+    });
+    await step('range 4 keys', () => c.getAll().prefix('big/').limit(3).keys());
+    c2.close();
+    c3.close();
+    await step('delete big', () => c.delete().prefix('big/').exec(), r => r.deleted);
+    await step('200 gets at once', async () => {
+      await c.put('many').value('v');
+      const all = await Promise.all(Array.from({ length: 200 }, () => c.get('many').string()));
+      return all.every(v => v === 'v');
+    });
+    await step('deadline 5 s', () => c.get('many').options({ deadline: Date.now() + 5000 }).string());
+    const c4 = client();
+    await step('deadline already past', () => c4.get('many').options({ deadline: Date.now() - 1000 }).string());
+    c4.close();
+  },
+
+  // grpc-js pings every second with a watch open; the server's keepalive policy
+  // (--grpc-keepalive-min-time 5 s) answers too many pings with GOAWAY
+  // ENHANCE_YOUR_CALM, the client backs its pings off and reconnects.
+  async 'keepalive-pings'() {
+    const k = client({ grpcOptions: { 'grpc.keepalive_time_ms': 1000,
+                                      'grpc.keepalive_timeout_ms': 2000 } });
+    const seen = [];
+    const disconnects = [];
+    const w = await k.watch().prefix('ka/').create();
+    w.on('put', kv => seen.push(kv.key.toString()));
+    w.on('disconnected', err => disconnects.push(err.constructor.name));
+    // The fourth ping (three strikes, at about 4 s) ends the connection.
+    await until(() => disconnects.length > 0, 10000);
+    await step('put after pings', () => k.put('ka/1').value('x').exec(), () => 'ok');
+    await step('watch after pings', async () => {
+      await until(() => seen.length >= 1, 5000);
+      const excess = grpcLog.filter(l => l.includes('rejected by server because of excess pings'));
+      return { seen, disconnects, told_excess_pings: excess.length > 0 };
+    });
+    await w.cancel();
+    k.close();
   },
 
   // Waits for a line on stdin between the two halves: the test restarts the server
