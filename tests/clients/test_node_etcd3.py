@@ -122,7 +122,7 @@ def _steps(lines, scenario):
 
 
 @pytest.mark.parametrize("scenario", ["kv", "txn", "watch", "watch-more", "lock", "election",
-                                      "stm-namespace", "transport"])
+                                      "stm-namespace", "transport", "stream-ends"])
 def test_scenario_matches_etcd(pair, scenario):
     kv, et = drive_both(pair, [scenario])
     lines = assert_same(pair, kv, et)

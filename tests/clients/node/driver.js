@@ -424,6 +424,56 @@ const SCENARIOS = {
     });
   },
 
+  // How grpc-js ends its streams (half-close after keepaliveOnce, RST_STREAM when
+  // the last watcher goes or a snapshot is dropped half-way), as the server counts
+  // them in go-grpc-prometheus's grpc_server_* families: the deltas must agree.
+  async 'stream-ends'(c) {
+    const families = /^grpc_server_(started|handled|msg_received|msg_sent)_total\{(.*)\} (\d+)$/;
+    const counters = async () => {
+      const text = await (await fetch(`${config.endpoint}/metrics`)).text();
+      const out = {};
+      for (const line of text.split('\n')) {
+        const m = line.match(families);
+        if (m && /grpc_method="(LeaseKeepAlive|Watch|Snapshot)"/.test(m[2])) out[`${m[1]} ${m[2]}`] = Number(m[3]);
+      }
+      return out;
+    };
+    const delta = (before, after) => Object.fromEntries(Object.keys(after).sort()
+      .filter(k => after[k] !== (before[k] || 0)).map(k => [k, after[k] - (before[k] || 0)]));
+    // A backend of a few MiB: the snapshot is many messages, more than the windows hold.
+    for (let i = 0; i < 3; i++) await c.put(`se/big${i}`).value(Buffer.alloc(1024 * 1024, 'b'));
+    const before = await counters();
+    const l = c.lease(10, { autoKeepAlive: false });
+    await l.grant();
+    for (let i = 0; i < 3; i++) await l.keepaliveOnce();
+    const w = await c.watch().key('se/x').create();
+    await w.cancel();
+    // A snapshot dropped after its first message.
+    await step('snapshot cancelled by the client', async () => {
+      const stream = await c.maintenance.snapshot();
+      await new Promise(resolve => stream.once('data', resolve));
+      stream.cancel();
+      return 'ok';
+    });
+    await l.revoke();
+    await c.delete().prefix('se/');
+    await step('grpc counters', async () => {
+      let got;
+      const deadline = Date.now() + 5000;
+      do {
+        got = delta(before, await counters());
+        // settled: every stream started has been handled
+        const started = Object.entries(got).filter(([k]) => k.startsWith('started')).reduce((n, [, v]) => n + v, 0);
+        const handled = Object.entries(got).filter(([k]) => k.startsWith('handled')).reduce((n, [, v]) => n + v, 0);
+        if (started === handled) break;
+        await sleep(50);
+      } while (Date.now() < deadline);
+      // Snapshot messages sent before the cancel reached the server depend on timing.
+      for (const k of Object.keys(got)) if (k.startsWith('msg_sent') && k.includes('Snapshot')) got[k] = got[k] > 0;
+      return got;
+    });
+  },
+
   // What grpc-js's own HTTP/2 stack does differently from grpc-go's: big messages
   // across flow-control windows, many streams at once, calls cut short by a deadline.
   async transport(c) {
