@@ -248,4 +248,7 @@ def test_tls_and_auth(tls_pair):
         "alice watch secret": "EtcdPermissionDeniedError",
         "alice role list": "EtcdPermissionDeniedError",
         "wrong password": "EtcdAuthenticationFailedError",
+        "alice revokes the lease": "EtcdPermissionDeniedError",
+        "alice with the old password": "EtcdAuthenticationFailedError",
+        "delete writer again": "EtcdRoleNotFoundError",
     }

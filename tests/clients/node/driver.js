@@ -144,6 +144,9 @@ const SCENARIOS = {
                lost: events.lost };
     });
     await step('keepaliveOnce', () => lease.keepaliveOnce(), r => ({ ID: r.ID === id, TTL: r.TTL }));
+    await step('time to live with keys', () => c.leaseClient.leaseTimeToLive({ ID: id, keys: true }),
+      r => ({ ID: r.ID, grantedTTL: r.grantedTTL, TTL_in_range: Number(r.TTL) > 0 && Number(r.TTL) <= 3,
+              keys: r.keys.map(k => k.toString()) }));
     await step('revoke', () => lease.revoke());
     await step('key gone after revoke', () => c.get('ls/a').string());
     await step('keepaliveOnce after revoke', () => lease.keepaliveOnce());
@@ -358,6 +361,23 @@ const SCENARIOS = {
     await until(() => seen.length >= 2, 3000);
     await sleep(100);
     await step('filtered events', async () => seen.sort());
+    // 500 puts of 1 KiB from another client while watching: every event once, in order.
+    const burst = [];
+    const bw = await c.watch().prefix('wb/').create();
+    bw.on('put', kv => burst.push(Number(kv.mod_revision)));
+    const writer = client();
+    const kib = Buffer.alloc(1024, 'w');
+    for (let i = 0; i < 500; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, (_, j) => writer.put(`wb/${i + j}`).value(kib).exec()));
+    }
+    writer.close();
+    await step('burst of 500 events', async () => {
+      await until(() => burst.length >= 500, 10000);
+      await sleep(100);
+      return { count: burst.length, in_order: burst.every((r, i) => i === 0 || r === burst[i - 1] + 1) };
+    });
+    await bw.cancel();
+    await c.delete().prefix('wb/');
     await step('cancel 20', async () => { for (const w of many) await w.cancel(); return 'ok'; });
     await step('gauges after cancels', () => settle({ streams: 1, watchers: 2 }));
     await onlyPuts.cancel();
@@ -595,6 +615,26 @@ const SCENARIOS = {
       return 'created';
     });
     await step('alice role list', () => alice.getRoles(), roles => roles.map(r => r.name));
+    // Revoking a lease needs write permission on every key attached to it.
+    await step('root grants alice read-write rw/', async () => {
+      await root.role('writer').create();
+      await root.role('writer').grant({ permission: 'Readwrite', range: root.range({ prefix: 'rw/' }) });
+      await root.user('alice').addRole('writer');
+      return 'ok';
+    });
+    const aliceLease = alice.lease(30, { autoKeepAlive: false });
+    await step('alice puts rw/a on her lease', () => aliceLease.put('rw/a').value('1').exec(), () => 'ok');
+    await step('root attaches sec/z to it', async () =>
+      root.put('sec/z').value('1').lease(await aliceLease.grant()).exec(), () => 'ok');
+    await step('alice revokes the lease', async () =>
+      alice.leaseClient.leaseRevoke({ ID: await aliceLease.grant() }));
+    await step('root deletes sec/z', () => root.delete().key('sec/z').exec(), r => r.deleted);
+    await step('alice revokes again', async () => alice.leaseClient.leaseRevoke({ ID: await aliceLease.grant() }),
+      () => 'ok');
+    await step('writer revoked from alice', () => root.user('alice').removeRole('writer'), () => 'ok');
+    await step('alice roles', () => root.user('alice').roles(), roles => roles.map(r => r.name).sort());
+    await step('delete writer', () => root.role('writer').delete(), () => 'ok');
+    await step('delete writer again', () => root.role('writer').delete(), () => 'ok');
     await step('wrong password', () => wrong.get('pub/x').string());
     // The servers run --auth-token-ttl 1: alice's simple token lapses while she is
     // idle, the next call is answered "invalid auth token", and the client
@@ -603,6 +643,10 @@ const SCENARIOS = {
       await sleep(config.token_ttl_wait_ms);
       await step('alice get after token expiry', () => alice.get('pub/x').string());
     }
+    // A new password drops the user's tokens: the client's next call authenticates
+    // again with the password it has, the old one.
+    await step('alice changes her password', () => root.user('alice').setPassword('alicepw2'), () => 'ok');
+    await step('alice with the old password', () => alice.get('pub/x').string());
     await step('root roles', () => root.getRoles(), roles => roles.map(r => r.name).sort());
     await step('root users', () => root.getUsers(), users => users.map(u => u.name).sort());
     await step('reader permissions', () => root.role('reader').permissions(),
