@@ -2,4 +2,4 @@
 
 __version__ = "0.1.0"
 # The etcd API and cluster version kvcore speaks (reported by Status and /version).
-ETCD_VERSION = "3.5.0"
+ETCD_VERSION = "3.5.1"

@@ -10,13 +10,15 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver patroni postgresql vip-manager"
+PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver patroni postgresql vip-manager nodejs"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
+# npm comes with NodeSource's nodejs; Debian's nodejs needs its own npm package.
+command -v npm >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
 # The distro's etcd service must not hold 2379 (kvcore's default port).
 if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 
@@ -32,3 +34,11 @@ fi
 # The `bbolt` test tool (check, buckets) from Debian's bbolt source: the snapshot tests
 # verify kvcore's bbolt files with it. Cached under ~/.cache/kvcore-tools.
 tools/bbolt/build.sh >/dev/null
+
+# The Node.js etcd3 client the client tests drive (tests/clients/node), exactly as its
+# package-lock.json pins it; `npm ci` runs again only when the lock file changed.
+NODE_TESTS=tests/clients/node
+if ! cmp -s "$NODE_TESTS/package-lock.json" "$NODE_TESTS/node_modules/.installed-lock.json"; then
+    (cd "$NODE_TESTS" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$NODE_TESTS/package-lock.json" "$NODE_TESTS/node_modules/.installed-lock.json"
+fi

@@ -20,11 +20,16 @@ through one member is known to all of them.
 """
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import string
 import time
 from typing import Optional
+
+from kvcore import logs
+
+log = logging.getLogger("kvcore.auth")
 
 INVALID_OPTS = "auth: invalid auth options"
 INVALID_METHOD = "auth: invalid auth signature method"
@@ -62,7 +67,7 @@ class SimpleTokens:
         if now - self._swept >= self.SWEEP_EVERY:   # forget tokens nobody used in time
             self._swept = now
             for t in [t for t, (_, dl) in self._tokens.items() if dl < now]:
-                del self._tokens[t]
+                self._expire(t)
         self._tokens[tok] = (user, now + self.ttl)
         return tok
 
@@ -75,10 +80,14 @@ class SimpleTokens:
             return None
         now = time.monotonic()
         if ent[1] < now:
-            del self._tokens[token]
+            self._expire(token)
             return None
         self._tokens[token] = (ent[0], now + self.ttl)
         return ent[0], revision
+
+    def _expire(self, token: str) -> None:
+        user, _ = self._tokens.pop(token)
+        log.info("deleted a simple token", extra=logs.fields(user_name=user, token=token))
 
     @staticmethod
     def pending_index(token: str) -> Optional[int]:

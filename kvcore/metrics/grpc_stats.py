@@ -84,6 +84,12 @@ class _CountedRequests:
         self._inner.listen(counted, on_end)
 
 
+# The code a stream the client cancelled is counted with, where etcd's handler turns
+# the failed Send into something else than Canceled: Maintenance.Snapshot returns
+# togRPCError(err), which makes grpc-go's status error (not context.Canceled) Unknown.
+_CANCELLED_CODE = {PATHS.index("/etcdserverpb.Maintenance/Snapshot"): 2}
+
+
 class GrpcStats:
     """One worker's counters, indexed by method id."""
 
@@ -103,7 +109,7 @@ class GrpcStats:
 
     def _failed(self, mid: int, exc: BaseException) -> None:
         code = exc.code if isinstance(exc, GrpcError) else (
-            1 if isinstance(exc, asyncio.CancelledError) else 2)
+            _CANCELLED_CODE.get(mid, 1) if isinstance(exc, asyncio.CancelledError) else 2)
         key = (mid, int(code))
         self.failed[key] = self.failed.get(key, 0) + 1
 

@@ -19,10 +19,12 @@ member assigns the token when it applies the entry (kvcore/auth/tokens.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Optional
 
 import bcrypt
 
+from kvcore import logs
 from kvcore.api import rpc_pb2, v3election_pb2 as epb, v3lock_pb2 as lpb, wire
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.api.methods import METHOD_ID, PATHS
@@ -35,6 +37,7 @@ from kvcore.ipc.framing import CN_MARK
 from kvcore.server.entry import (OP_AUTH, OP_DELETE, OP_LEASE_REVOKE, OP_PUT, OP_STAMPED,
                                  OP_TXN)
 
+log = logging.getLogger("kvcore.auth")
 AUTH = "/etcdserverpb.Auth/"
 AUTH_OPS = ("AuthEnable", "AuthDisable", "UserAdd", "UserDelete", "UserChangePassword",
             "UserGrantRole", "UserRevokeRole", "RoleAdd", "RoleDelete",
@@ -193,6 +196,7 @@ class AuthService:
         index = store.tokens.pending_index(token)
         if index is not None and index > max(self._applied, self.ctx.applied_index):
             raise TokenPending(self._wait_applied(index))
+        log.warning("invalid auth token", extra=logs.fields(token=token))
         raise etcd_error(EtcdError.INVALID_AUTH_TOKEN)
 
     def _wait_applied(self, index: int):

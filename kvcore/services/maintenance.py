@@ -172,36 +172,22 @@ class SnapshotStream:
         ctx = self.ctx
         path = None
         try:
-            rev = ctx.store.current_rev
             path = await ctx.loop.run_in_executor(None, export.write_file, ctx.backend,
                                                   os.path.dirname(ctx.backend.path))
             size = os.path.getsize(path)
-            total = size + 32
             sha = hashlib.sha256()
             sent = 0
-            first = True
             with open(path, "rb") as f:
-                while True:
+                while sent < size:
                     chunk = f.read(self.CHUNK)
                     if not chunk:
-                        chunk = sha.digest()
-                    else:
-                        sha.update(chunk)
+                        raise OSError(f"snapshot file ended at {sent} of {size} bytes")
+                    sha.update(chunk)
                     sent += len(chunk)
-                    while not self.out.can_send():
-                        if self.out.closed:
-                            return
-                        self._room = ctx.loop.create_future()
-                        await self._room
-                    resp = rpc_pb2.SnapshotResponse(remaining_bytes=total - sent, blob=chunk,
-                                                    version=ETCD_VERSION)
-                    body = without_header(resp)
-                    if first:
-                        body = wire.with_header(ctx.header(rev), body)
-                        first = False
-                    self.out.send(body)
-                    if sent >= total:
-                        break
+                    if not await self._send(size - sent, chunk):
+                        return
+            if not await self._send(0, sha.digest()):
+                return
             self.out.end()
         except Exception as e:
             log.warning("snapshot stream failed: %s", e)
@@ -210,6 +196,19 @@ class SnapshotStream:
             if path:
                 with contextlib.suppress(OSError):
                     os.unlink(path)
+
+    async def _send(self, remaining: int, blob: bytes) -> bool:
+        """One message once the window has room (False: the stream is gone). As etcd
+        3.5.1's: no header, no version; remaining_bytes counts the file only, so the
+        last chunk of the file and the SHA-256 after it both say 0."""
+        while not self.out.can_send():
+            if self.out.closed:
+                return False
+            self._room = self.ctx.loop.create_future()
+            await self._room
+        self.out.send(rpc_pb2.SnapshotResponse(remaining_bytes=remaining,
+                                               blob=blob).SerializeToString())
+        return True
 
     def on_close(self) -> None:
         if self.task is not None and not self.task.done():

@@ -1,0 +1,693 @@
+#!/usr/bin/env node
+// Drives the `etcd3` npm client (on @grpc/grpc-js) through named scenarios against one
+// endpoint and prints one JSON line per step: {"scenario", "step", "result"} or
+// {"scenario", "step", "error": {"class", "message"}}. tests/clients/test_node_etcd3.py
+// runs the same scenarios against kvcore and etcd 3.5.1 and compares the lines.
+//
+//   node driver.js '<json config>' scenario [scenario ...]
+//   config: {"endpoint": "http://127.0.0.1:2379", "ca": "/path/ca.pem" (https only),
+//            "root_password": "..." (auth scenario)}
+//
+// Only facts that do not depend on timing are printed (a keepalive count becomes "at
+// least 2"); ids and revisions are printed as the server gave them, for the test to
+// compare or normalise.
+'use strict';
+const fs = require('fs');
+const readline = require('readline');
+const { Etcd3 } = require('etcd3');
+const grpc = require('@grpc/grpc-js');   // the instance etcd3 uses (package-lock: one copy)
+
+// grpc-js's own log lines (GOAWAY reasons and the like), for scenarios to report.
+const grpcLog = [];
+grpc.setLogger({ error: (...args) => grpcLog.push(args.join(' ')) });
+grpc.setLogVerbosity(grpc.logVerbosity.ERROR);
+
+const config = JSON.parse(process.argv[2]);
+const scenarios = process.argv.slice(3);
+let current = '';
+
+// Buffers (keys and values inside raw responses) print as their text.
+const asText = (k, v) => (v && v.type === 'Buffer' && Array.isArray(v.data)
+  ? Buffer.from(v.data).toString() : v);
+
+function emit(step, result) {
+  process.stdout.write(JSON.stringify({ scenario: current, step, result }, asText) + '\n');
+}
+
+function emitError(step, err) {
+  process.stdout.write(JSON.stringify({
+    scenario: current, step,
+    // (grpc-js puts the client's own elapsed time into a deadline's message)
+    error: { class: err.constructor.name,
+             message: String(err.message).replace(/exceeded after [\d.]+s/, 'exceeded after <t>s') },
+  }) + '\n');
+}
+
+// step(name, promise-returning fn, shape fn): prints the shaped result or the error.
+async function step(name, fn, shape = x => x) {
+  try {
+    const value = await fn();
+    emit(name, shape(value));
+    return value;
+  } catch (err) {
+    emitError(name, err);
+    return undefined;
+  }
+}
+
+function client(extra = {}) {
+  const options = { hosts: config.endpoint, ...extra };
+  if (config.ca) options.credentials = { rootCertificate: fs.readFileSync(config.ca) };
+  return new Etcd3(options);
+}
+
+const sleep = ms => new Promise(resolve => setTimeout(resolve, ms));
+
+// Polls `cond` until true or `ms` pass; returns whether it became true.
+async function until(cond, ms) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (cond()) return true;
+    await sleep(20);
+  }
+  return cond();
+}
+
+const kvShape = kv => kv && {
+  key: kv.key.toString(), value: kv.value.toString(), create_revision: kv.create_revision,
+  mod_revision: kv.mod_revision, version: kv.version, lease: kv.lease,
+};
+const rangeShape = r => ({ header: r.header, kvs: r.kvs.map(kvShape), more: r.more, count: r.count });
+
+const SCENARIOS = {
+  async kv(c) {
+    const firstPut = await step('put kv/a', () => c.put('kv/a').value('1').exec());
+    for (const [k, v] of [['kv/b', '2'], ['kv/c', '3'], ['kv/d', '4'], ['kx', '5']]) {
+      await step(`put ${k}`, () => c.put(k).value(v).exec());
+    }
+    await step('put prevKv', () => c.put('kv/a').value('1b').getPrevious(), kvShape);
+    await step('get string', () => c.get('kv/a').string());
+    await step('get missing', () => c.get('kv/none').string());
+    await step('get exec', () => c.get('kv/b').exec(), rangeShape);
+    await step('getAll prefix', () => c.getAll().prefix('kv/').strings());
+    await step('getAll range', () => c.getAll().inRange({ start: 'kv/b', end: 'kv/d' }).strings());
+    await step('getAll sort desc limit', () =>
+      c.getAll().prefix('kv/').sort('Key', 'Descend').limit(2).exec(), rangeShape);
+    await step('getAll sort mod', () => c.getAll().prefix('kv/').sort('Mod', 'Descend').keys());
+    await step('getAll keys only', () => c.getAll().prefix('kv/').keys());
+    await step('getAll count', () => c.getAll().prefix('kv/').count());
+    await step('getAll all count', () => c.getAll().count());
+    await step('get at revision', () => c.get('kv/a').revision(firstPut.header.revision).string());
+    await step('get compacted future revision', () => c.get('kv/a').revision(1000).string());
+    await step('delete key prevKv', () => c.delete().key('kv/d').getPrevious(), kvs => kvs.map(kvShape));
+    await step('delete prefix', () => c.delete().prefix('kv/').exec());
+    await step('count after delete', () => c.getAll().prefix('kv/').count());
+    await step('delete all', () => c.delete().all().exec());
+  },
+
+  async txn(c) {
+    await step('put', () => c.put('tx/k').value('v1').exec());
+    await step('if value == then', () => c.if('tx/k', 'Value', '==', 'v1')
+      .then(c.put('tx/k').value('v2'), c.get('tx/k'))
+      .else(c.put('tx/other').value('x'))
+      .commit());
+    await step('if value == else', () => c.if('tx/k', 'Value', '==', 'v1')
+      .then(c.put('tx/k').value('v3'))
+      .else(c.get('tx/k'), c.delete().key('tx/k'))
+      .commit());
+    await step('if create == 0 and version', () => c.if('tx/new', 'Create', '==', 0)
+      .and('tx/k', 'Version', '<', 5)
+      .then(c.put('tx/new').value('n'))
+      .commit());
+    await step('if mod > then getAll', () => c.if('tx/new', 'Mod', '>', 0)
+      .then(c.getAll().prefix('tx/'))
+      .commit());
+    await step('duplicate key in txn', () => c.if('tx/new', 'Version', '>', 0)
+      .then(c.put('tx/d').value('1'), c.put('tx/d').value('2'))
+      .commit());
+  },
+
+  async lease(c) {
+    const lease = c.lease(3);
+    const events = { fired: 0, succeeded: 0, lost: [] };
+    lease.on('keepaliveFired', () => events.fired++);
+    lease.on('keepaliveSucceeded', () => events.succeeded++);
+    lease.on('lost', err => events.lost.push(err.constructor.name));
+    const id = await step('grant', () => lease.grant(), ID => ({ ID }));
+    await step('grant result', async () => lease.grant(), ID => ({ ID }));
+    await step('put with lease', () => lease.put('ls/a').value('x').exec());
+    await step('get lease of key', () => c.get('ls/a').exec(), r => r.kvs[0].lease === id);
+    // Three seconds of keepalives at ttl/3: about three fired and answered.
+    await step('keepalives over 3s', async () => {
+      await until(() => events.succeeded >= 3, 3000);
+      return { fired_at_least_2: events.fired >= 2, succeeded_at_least_2: events.succeeded >= 2,
+               lost: events.lost };
+    });
+    await step('keepaliveOnce', () => lease.keepaliveOnce(), r => ({ ID: r.ID === id, TTL: r.TTL }));
+    await step('time to live with keys', () => c.leaseClient.leaseTimeToLive({ ID: id, keys: true }),
+      r => ({ ID: r.ID, grantedTTL: r.grantedTTL, TTL_in_range: Number(r.TTL) > 0 && Number(r.TTL) <= 3,
+              keys: r.keys.map(k => k.toString()) }));
+    await step('revoke', () => lease.revoke());
+    await step('key gone after revoke', () => c.get('ls/a').string());
+    await step('keepaliveOnce after revoke', () => lease.keepaliveOnce());
+    await step('put on revoked lease', () => c.put('ls/b').value('x').lease(id).exec());
+
+    // Revoked by someone else: the keepalive stream answers TTL 0 and the lease is lost.
+    const lost = c.lease(3);
+    const lostEvents = [];
+    lost.on('lost', err => lostEvents.push(err.constructor.name));
+    await step('grant second', () => lost.grant(), () => 'granted');
+    const other = client();
+    await step('revoke from another client', async () => {
+      const res = await other.leaseClient.leaseRevoke({ ID: await lost.grant() });
+      return { header: res.header };
+    });
+    await step('lost event', async () => {
+      await until(() => lostEvents.length > 0, 4000);
+      return { lost: lostEvents, revoked: lost.revoked() };
+    });
+    await step('grant invalid ttl', () => c.leaseClient.leaseGrant({ TTL: 0, ID: 0 }),
+      r => ({ TTL_at_least_1: Number(r.TTL) >= 1 }));
+    await step('lease ttl unknown', () => c.leaseClient.leaseTimeToLive({ ID: '12345' }));
+    await step('lease revoke unknown', () => c.leaseClient.leaseRevoke({ ID: '12345' }));
+    other.close();
+  },
+
+  async watch(c) {
+    const events = [];
+    const record = name => (kv, prev) => events.push({
+      event: name, key: kv.key.toString(), value: kv.value.toString(),
+      mod_revision: kv.mod_revision, prev: prev ? prev.value.toString() : null,
+    });
+    const wk = await step('create key watcher', () => c.watch().key('wa/one').create(), () => 'ok');
+    const wp = await step('create prefix watcher', () => c.watch().prefix('wa/').withPreviousKV().create(), () => 'ok');
+    wk.on('put', record('key put')).on('delete', record('key delete'));
+    wp.on('put', record('prefix put')).on('delete', record('prefix delete'));
+    const firstRev = (await c.put('wa/one').value('1').exec()).header.revision;
+    await c.put('wa/two').value('2');
+    await c.put('wa/one').value('1b');
+    await c.delete().key('wa/one');
+    await c.put('other').value('x');
+    await step('events', async () => {
+      await until(() => events.length >= 7, 5000);
+      await sleep(100);
+      events.sort((a, b) => Number(a.mod_revision) - Number(b.mod_revision) || a.event.localeCompare(b.event));
+      return events;
+    });
+    await step('cancel key watcher', () => wk.cancel(), () => 'ok');
+    const before = events.length;
+    await c.put('wa/one').value('again');
+    await until(() => events.length > before, 3000);
+    await step('events after cancel', async () => events.slice(before));
+    await step('watch from startRevision', async () => {
+      const seen = [];
+      const w = await c.watch().prefix('wa/').startRevision(String(firstRev)).create();
+      w.on('put', kv => seen.push(kv.key.toString()));
+      await until(() => seen.length >= 4, 3000);
+      await sleep(100);
+      await w.cancel();
+      return seen;
+    });
+    await wp.cancel();
+  },
+
+  async lock(c) {
+    const c2 = client();
+    const a = c.lock('lk/res').ttl(5);
+    const b = c2.lock('lk/res').ttl(5);
+    await step('A acquires', () => a.acquire(), () => 'acquired');
+    await step('B acquire while held', () => b.acquire(), () => 'acquired');
+    await step('A releases', () => a.release(), () => 'released');
+    await step('B acquires after release', () => b.acquire(), () => 'acquired');
+    await step('B releases', () => b.release(), () => 'released');
+    // Both clients take turns on a read-modify-write guarded by the lock: no update lost.
+    await c.put('lk/counter').value('0');
+    let wins = 0, inside = 0, overlap = false;
+    const worker = async cl => {
+      for (let i = 0; i < 8; i++) {
+        try {
+          await cl.lock('lk/mutex').ttl(5).do(async () => {
+            inside++;
+            if (inside > 1) overlap = true;
+            const n = Number(await cl.get('lk/counter').string());
+            await cl.put('lk/counter').value(String(n + 1));
+            wins++;
+            inside--;
+          });
+        } catch (err) {
+          if (err.constructor.name !== 'EtcdLockFailedError') throw err;
+          await sleep(5);
+        }
+      }
+    };
+    await step('contended counter', async () => {
+      await Promise.all([worker(c), worker(c2)]);
+      const counter = Number(await c.get('lk/counter').string());
+      return { counter_equals_wins: counter === wins, some_wins: wins > 0, overlap };
+    });
+    await step('lock keys left', () => c.getAll().prefix('lk/').keys());
+    c2.close();
+  },
+
+  async election(c) {
+    const c2 = client();
+    const e1 = c.election('el', 5);
+    const e2 = c2.election('el', 5);
+    const observer = await step('observe', () => e1.observe(), () => 'ok');
+    const changes = [];
+    observer.on('change', v => changes.push(v));
+    const first = e1.campaign('node-a');
+    await step('A elected', () => first.wait(), () => 'elected');
+    await step('leader is A', () => e2.leader());
+    const second = e2.campaign('node-b');
+    let bElected = false;
+    second.on('elected', () => { bElected = true; });
+    await sleep(200);
+    await step('B waiting', async () => bElected);
+    await step('A proclaims', () => first.proclaim('node-a2'), () => 'ok');
+    await step('leader after proclaim', () => e1.leader());
+    await step('A resigns', () => first.resign(), () => 'ok');
+    await step('B elected', () => second.wait(), () => 'elected');
+    await step('leader is B', () => e1.leader());
+    // The observer's first watch starts at an old revision; etcd serves such a watcher
+    // from its 100 ms catch-up loop and delivers node-a's and node-b's keys in one
+    // response, of which the client keeps the last (election.js, ElectionObserver.loop),
+    // so etcd shows ["node-b"] where kvcore answers at once and shows every change.
+    // Only what does not depend on that latency is compared.
+    await step('observed changes', async () => {
+      await until(() => changes.includes('node-b'), 3000);
+      return { last: changes[changes.length - 1],
+               only_known: changes.every(v => ['node-a', 'node-a2', 'node-b'].includes(v)) };
+    });
+    await step('B resigns', () => second.resign(), () => 'ok');
+    await step('no leader', () => e1.leader());
+    await observer.cancel();
+    c2.close();
+  },
+
+  async maintenance(c) {
+    await step('status', () => c.maintenance.status(), s => ({
+      header: s.header, version: s.version, dbSize_positive: Number(s.dbSize) > 0,
+      dbSizeInUse_positive: Number(s.dbSizeInUse) > 0, leader: s.leader,
+      // etcd puts more internal entries in its log (the cluster version at start, Alarm
+      // GET, a revoke of an unknown lease): the indexes differ by those, not by data.
+      leader_is_member: s.leader === s.header.member_id, raftIndex_positive: Number(s.raftIndex) > 0,
+      raftTerm: s.raftTerm, applied_positive: Number(s.raftAppliedIndex) > 0, errors: s.errors,
+      isLearner: s.isLearner,
+    }));
+    await step('member list', () => c.cluster.memberList({}), r => ({
+      header: r.header,
+      members: r.members.map(m => ({ ID: m.ID, name: m.name, peerURLs: m.peerURLs,
+                                      clientURLs: m.clientURLs, isLearner: m.isLearner })),
+    }));
+    await step('alarm list', () => c.maintenance.alarm({ action: 'Get', memberID: 0, alarm: 'None' }));
+    // (maintenance.hashKV is unusable in etcd3 1.1.2 on any server: the client calls
+    // method 'hashKV' where its loaded service names it 'hashKv', TypeError.)
+    await step('hash', () => c.maintenance.hash(), r => ({ header: r.header, hash_nonzero: r.hash !== 0 }));
+    await step('defragment', () => c.maintenance.defragment());
+    // A server stream of a few chunks: grpc-js's flow control on the way in.
+    await step('snapshot stream', async () => {
+      const stream = await c.maintenance.snapshot();
+      const msgs = [];
+      await new Promise((resolve, reject) => {
+        stream.on('data', r => msgs.push(r));
+        stream.on('end', resolve);
+        stream.on('error', reject);
+      });
+      const total = msgs.slice(0, -1).reduce((n, r) => n + r.blob.length, 0);
+      return {
+        headers: msgs.filter(r => r.header).length,
+        // remaining_bytes counts down the file; the file's last chunk and the SHA-256
+        // after it both say 0.
+        counts_down: msgs.slice(0, -1).every((r, i, a) =>
+          Number(r.remaining_bytes) === total - a.slice(0, i + 1).reduce((n, x) => n + x.blob.length, 0)),
+        last_two_remaining: msgs.slice(-2).map(r => r.remaining_bytes),
+        sha_length: msgs[msgs.length - 1].blob.length,
+        chunk_sizes_at_most_32k: msgs.every(r => r.blob.length <= 32 * 1024),
+      };
+    });
+  },
+
+  // Watch edges: filters, a compacted start, many watchers on one stream, and the
+  // server's watch gauges once the client cancels or goes away (grpc-js resets the
+  // stream when its last watcher is cancelled, and closes the channel on close()).
+  async 'watch-more'(c) {
+    const gauges = async () => {
+      const text = await (await fetch(`${config.endpoint}/metrics`)).text();
+      const value = name => Number((text.match(new RegExp(`^${name} (\\S+)$`, 'm')) || [])[1]);
+      return { streams: value('etcd_debugging_mvcc_watch_stream_total'),
+               watchers: value('etcd_debugging_mvcc_watcher_total') };
+    };
+    const settle = async want => {
+      let got;
+      const deadline = Date.now() + 5000;
+      do { got = await gauges(); } while (JSON.stringify(got) !== JSON.stringify(want) &&
+                                           Date.now() < deadline && await sleep(50) === undefined);
+      return got;
+    };
+    await step('gauges at start', () => settle({ streams: 0, watchers: 0 }));
+    const seen = [];
+    const onlyPuts = await c.watch().prefix('wm/').only('put').create();
+    // (ignore() is only() in etcd3 1.1.2, deprecated as "the opposite of what it says")
+    const noPuts = await c.watch().prefix('wm/').only('delete').withPreviousKV().create();
+    onlyPuts.on('data', r => r.events.forEach(e => seen.push(['only put', e.type, e.kv.key.toString()])));
+    noPuts.on('data', r => r.events.forEach(e => seen.push(['only delete', e.type, e.kv.key.toString(),
+                                                             e.prev_kv && e.prev_kv.value.toString()])));
+    const many = [];
+    for (let i = 0; i < 20; i++) many.push(await c.watch().key(`wm/k${i}`).create());
+    await step('gauges with 22 watchers', () => settle({ streams: 1, watchers: 22 }));
+    await c.put('wm/k1').value('a');
+    await c.delete().key('wm/k1');
+    await until(() => seen.length >= 2, 3000);
+    await sleep(100);
+    await step('filtered events', async () => seen.sort());
+    // 500 puts of 1 KiB from another client while watching: every event once, in order.
+    const burst = [];
+    const bw = await c.watch().prefix('wb/').create();
+    bw.on('put', kv => burst.push(Number(kv.mod_revision)));
+    const writer = client();
+    const kib = Buffer.alloc(1024, 'w');
+    for (let i = 0; i < 500; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, (_, j) => writer.put(`wb/${i + j}`).value(kib).exec()));
+    }
+    writer.close();
+    await step('burst of 500 events', async () => {
+      await until(() => burst.length >= 500, 10000);
+      await sleep(100);
+      return { count: burst.length, in_order: burst.every((r, i) => i === 0 || r === burst[i - 1] + 1) };
+    });
+    await bw.cancel();
+    await c.delete().prefix('wb/');
+    await step('cancel 20', async () => { for (const w of many) await w.cancel(); return 'ok'; });
+    await step('gauges after cancels', () => settle({ streams: 1, watchers: 2 }));
+    await onlyPuts.cancel();
+    await noPuts.cancel();
+    await step('gauges after last cancel', () => settle({ streams: 0, watchers: 0 }));
+    // A start revision already compacted: the watcher is cancelled with the
+    // compacted revision and the client surfaces an error.
+    const rev = (await c.put('wm/c').value('1').exec()).header.revision;
+    await c.put('wm/c').value('2');
+    await step('compact', () => c.kv.compact({ revision: String(Number(rev) + 1), physical: true }),
+      r => ({ revision: r.header.revision }));
+    await step('watch from compacted revision', async () => {
+      const w = c.watch().key('wm/c').startRevision(rev).watcher();
+      const out = await new Promise(resolve => {
+        w.on('error', err => resolve({ error: err.constructor.name, message: err.message }));
+        w.on('data', r => resolve({ data: r.compact_revision, canceled: r.canceled }));
+        setTimeout(() => resolve('nothing in 3 s'), 3000);
+      });
+      // (no w.cancel() here: after the server's cancel the client would wait for
+      // an 'end' that never comes, on either server)
+      return out;
+    });
+    await step('get compacted revision', () => c.get('wm/c').revision(rev).string());
+    // A second client watching, closed without cancelling: the server frees it.
+    const other = client();
+    await other.watch().prefix('wm/').create();
+    await step('gauges with another client', () => settle({ streams: 1, watchers: 1 }));
+    other.close();
+    // grpc-js's close() lets calls in flight go on (on either server): the watch stays.
+    await step('gauges after close', () => settle({ streams: 1, watchers: 1 }));
+  },
+
+  async 'stm-namespace'(c) {
+    const ns = c.namespace('app/');
+    await step('namespaced put', () => ns.put('a').value('1').exec(), r => ({ revision: r.header.revision }));
+    await step('raw key', () => c.getAll().prefix('app/').keys());
+    await step('namespaced getAll', () => ns.getAll().keys());
+    await step('namespaced delete all', () => ns.delete().all().exec(), r => r.deleted);
+    await c.put('stm/x').value('10');
+    await c.put('stm/y').value('0');
+    // A transfer whose first attempt meets a foreign write to what it read: the
+    // commit's compare fails, the STM runs it again on the new value. (Serializable:
+    // the default SerializableSnapshot fails any transaction reading two keys written
+    // at different revisions, on either server: etcd3 1.1.2's stm.js compares the
+    // write set against the earliest read's revision.)
+    let attempts = 0;
+    await step('stm transfer retried once', async () => {
+      await c.stm({ isolation: 1 /* Isolation.Serializable, a const enum */ }).transact(async tx => {
+        attempts++;
+        const x = Number(await tx.get('stm/x').string());
+        const y = Number(await tx.get('stm/y').string());
+        if (attempts === 1) await c.put('stm/x').value('20');
+        await tx.put('stm/x').value(String(x - 3));
+        await tx.put('stm/y').value(String(y + 3));
+      });
+      return { attempts, x: await c.get('stm/x').string(), y: await c.get('stm/y').string() };
+    });
+    await step('leases list', async () => {
+      const l = c.lease(30);
+      const id = await l.grant();
+      const r = await c.leaseClient.leaseLeases();
+      await l.revoke();
+      return r.leases.map(x => x.ID === id);
+    });
+  },
+
+  // How grpc-js ends its streams (half-close after keepaliveOnce, RST_STREAM when
+  // the last watcher goes or a snapshot is dropped half-way), as the server counts
+  // them in go-grpc-prometheus's grpc_server_* families: the deltas must agree.
+  async 'stream-ends'(c) {
+    const families = /^grpc_server_(started|handled|msg_received|msg_sent)_total\{(.*)\} (\d+)$/;
+    const counters = async () => {
+      const text = await (await fetch(`${config.endpoint}/metrics`)).text();
+      const out = {};
+      for (const line of text.split('\n')) {
+        const m = line.match(families);
+        if (m && /grpc_method="(LeaseKeepAlive|Watch|Snapshot)"/.test(m[2])) out[`${m[1]} ${m[2]}`] = Number(m[3]);
+      }
+      return out;
+    };
+    const delta = (before, after) => Object.fromEntries(Object.keys(after).sort()
+      .filter(k => after[k] !== (before[k] || 0)).map(k => [k, after[k] - (before[k] || 0)]));
+    // A backend of a few MiB: the snapshot is many messages, more than the windows hold.
+    for (let i = 0; i < 3; i++) await c.put(`se/big${i}`).value(Buffer.alloc(1024 * 1024, 'b'));
+    const before = await counters();
+    const l = c.lease(10, { autoKeepAlive: false });
+    await l.grant();
+    for (let i = 0; i < 3; i++) await l.keepaliveOnce();
+    const w = await c.watch().key('se/x').create();
+    await w.cancel();
+    // A snapshot dropped after its first message.
+    await step('snapshot cancelled by the client', async () => {
+      const stream = await c.maintenance.snapshot();
+      await new Promise(resolve => stream.once('data', resolve));
+      stream.cancel();
+      return 'ok';
+    });
+    await l.revoke();
+    await c.delete().prefix('se/');
+    await step('grpc counters', async () => {
+      let got;
+      const deadline = Date.now() + 5000;
+      do {
+        got = delta(before, await counters());
+        // settled: every stream started has been handled
+        const started = Object.entries(got).filter(([k]) => k.startsWith('started')).reduce((n, [, v]) => n + v, 0);
+        const handled = Object.entries(got).filter(([k]) => k.startsWith('handled')).reduce((n, [, v]) => n + v, 0);
+        if (started === handled) break;
+        await sleep(50);
+      } while (Date.now() < deadline);
+      // Snapshot messages sent before the cancel reached the server depend on timing.
+      for (const k of Object.keys(got)) if (k.startsWith('msg_sent') && k.includes('Snapshot')) got[k] = got[k] > 0;
+      return got;
+    });
+  },
+
+  // What grpc-js's own HTTP/2 stack does differently from grpc-go's: big messages
+  // across flow-control windows, many streams at once, calls cut short by a deadline.
+  async transport(c) {
+    const mib = Buffer.alloc(1024 * 1024, 'k');
+    await step('put 1 MiB', () => c.put('big/a').value(mib).exec(), r => ({ revision: r.header.revision }));
+    await step('put 1 MiB again', () => c.put('big/b').value(mib).exec(), r => ({ revision: r.header.revision }));
+    await step('put 1 MiB third', () => c.put('big/c').value(mib).exec(), r => ({ revision: r.header.revision }));
+    await step('get 3 MiB range', () => c.getAll().prefix('big/').exec(),
+      r => r.kvs.map(kv => [kv.key.toString(), kv.value.length, kv.value.equals(mib)]));
+    await step('put over max-request-bytes', () => c.put('big/x').value(Buffer.alloc(1700 * 1024, 'x')).exec());
+    // A RESOURCE_EXHAUSTED opens the client's circuit breaker for the host (cockatiel,
+    // on both servers): each such step gets its own client.
+    const c2 = client(), c3 = client();
+    await step('put over max receive size', () => c2.put('big/y').value(Buffer.alloc(3 * 1024 * 1024, 'y')).exec());
+    await step('put 1 MiB fourth', () => c.put('big/d').value(mib).exec(), r => ({ revision: r.header.revision }));
+    await step('put 1 MiB fifth', () => c.put('big/e').value(mib).exec(), r => ({ revision: r.header.revision }));
+    // grpc-js's own 4 MiB receive limit. The size it names includes the header's
+    // cluster and member ids, whose varints are 9 or 10 bytes as the random ids fall.
+    await step('range over client receive size', async () => {
+      try {
+        return (await c3.getAll().prefix('big/').exec()).kvs.length;
+      } catch (err) {
+        return { class: err.constructor.name, message: err.message.replace(/\(\d{7} vs/, '(~5 MiB vs') };
+      }
+    });
+    await step('range 4 keys', () => c.getAll().prefix('big/').limit(3).keys());
+    c2.close();
+    c3.close();
+    await step('delete big', () => c.delete().prefix('big/').exec(), r => r.deleted);
+    await step('200 gets at once', async () => {
+      await c.put('many').value('v');
+      const all = await Promise.all(Array.from({ length: 200 }, () => c.get('many').string()));
+      return all.every(v => v === 'v');
+    });
+    await step('deadline 5 s', () => c.get('many').options({ deadline: Date.now() + 5000 }).string());
+    const c4 = client();
+    await step('deadline already past', () => c4.get('many').options({ deadline: Date.now() - 1000 }).string());
+    c4.close();
+  },
+
+  // grpc-js pings every second with a watch open; the server's keepalive policy
+  // (--grpc-keepalive-min-time 5 s) answers too many pings with GOAWAY
+  // ENHANCE_YOUR_CALM, the client backs its pings off and reconnects.
+  async 'keepalive-pings'() {
+    const k = client({ grpcOptions: { 'grpc.keepalive_time_ms': 1000,
+                                      'grpc.keepalive_timeout_ms': 2000 } });
+    const seen = [];
+    const disconnects = [];
+    const w = await k.watch().prefix('ka/').create();
+    w.on('put', kv => seen.push(kv.key.toString()));
+    w.on('disconnected', err => disconnects.push(err.constructor.name));
+    // The fourth ping (three strikes, at about 4 s) ends the connection.
+    await until(() => disconnects.length > 0, 10000);
+    await step('put after pings', () => k.put('ka/1').value('x').exec(), () => 'ok');
+    await step('watch after pings', async () => {
+      await until(() => seen.length >= 1, 5000);
+      const excess = grpcLog.filter(l => l.includes('rejected by server because of excess pings'));
+      return { seen, disconnects, told_excess_pings: excess.length > 0 };
+    });
+    await w.cancel();
+    k.close();
+  },
+
+  // Waits for a line on stdin between the two halves: the test restarts the server
+  // (same data dir, same port) and writes two keys while the client reconnects.
+  async 'watch-restart'(c) {
+    const seen = [];
+    const w = await step('create watcher', () => c.watch().prefix('wr/').create(), () => 'ok');
+    w.on('put', kv => seen.push({ key: kv.key.toString(), mod_revision: kv.mod_revision }));
+    await c.put('wr/1').value('a');
+    await c.put('wr/2').value('b');
+    await step('before restart', async () => {
+      await until(() => seen.length >= 2, 5000);
+      return seen.slice();
+    });
+    emit('await restart', null);
+    await new Promise(resolve => readline.createInterface({ input: process.stdin }).once('line', resolve));
+    await step('put after restart', () => c.put('wr/5').value('e').exec(), r => ({ revision: r.header.revision }));
+    await step('after restart', async () => {
+      await until(() => seen.some(e => e.key === 'wr/5'), 15000);
+      await sleep(200);
+      return seen;
+    });
+    await w.cancel();
+  },
+
+  async auth(c) {
+    const pw = config.root_password;
+    await step('create root', () => c.user('root').create(pw), () => 'ok');
+    await step('grant root role', () => c.user('root').addRole('root'), () => 'ok');
+    await step('create role', () => c.role('reader').create(), () => 'ok');
+    await step('create role again', () => c.role('reader').create(), () => 'ok');
+    await step('grant read pub/', () => c.role('reader').grant({
+      permission: 'Read', range: c.range({ prefix: 'pub/' }) }), () => 'ok');
+    await step('create alice', () => c.user('alice').create('alicepw'), () => 'ok');
+    await step('create alice again', () => c.user('alice').create('alicepw'), () => 'ok');
+    await step('alice add reader', () => c.user('alice').addRole('reader'), () => 'ok');
+    await step('alice add missing role', () => c.user('alice').addRole('nosuch'), () => 'ok');
+    await step('remove role not granted', () => c.user('root').removeRole('reader'), () => 'ok');
+    await step('delete missing user', () => c.user('bob').delete(), () => 'ok');
+    await step('seed pub/x', () => c.put('pub/x').value('1').exec(), () => 'ok');
+    await step('auth enable', () => c.auth.authEnable({}), () => 'ok');
+    await step('unauthenticated get', () => c.get('pub/x').string());
+    const root = client({ auth: { username: 'root', password: pw } });
+    const alice = client({ auth: { username: 'alice', password: 'alicepw' } });
+    const wrong = client({ auth: { username: 'alice', password: 'nope' } });
+    await step('root put', () => root.put('sec/y').value('2').exec(), () => 'ok');
+    await step('alice get pub', () => alice.get('pub/x').string());
+    await step('alice put pub', () => alice.put('pub/x').value('3').exec());
+    await step('alice get secret', () => alice.get('sec/y').string());
+    await step('alice getAll prefix pub', () => alice.getAll().prefix('pub/').keys());
+    await step('alice getAll all', () => alice.getAll().keys());
+    await step('alice txn', () => alice.if('pub/x', 'Value', '==', '1')
+      .then(alice.put('sec/y').value('z')).commit());
+    await step('alice lease grant', () => alice.lease(5).grant(), () => 'granted');
+    await step('alice watch secret', async () => {
+      const w = await alice.watch().key('sec/y').create();
+      await w.cancel();
+      return 'created';
+    });
+    await step('alice role list', () => alice.getRoles(), roles => roles.map(r => r.name));
+    // Revoking a lease needs write permission on every key attached to it.
+    await step('root grants alice read-write rw/', async () => {
+      await root.role('writer').create();
+      await root.role('writer').grant({ permission: 'Readwrite', range: root.range({ prefix: 'rw/' }) });
+      await root.user('alice').addRole('writer');
+      return 'ok';
+    });
+    const aliceLease = alice.lease(30, { autoKeepAlive: false });
+    await step('alice puts rw/a on her lease', () => aliceLease.put('rw/a').value('1').exec(), () => 'ok');
+    await step('root attaches sec/z to it', async () =>
+      root.put('sec/z').value('1').lease(await aliceLease.grant()).exec(), () => 'ok');
+    await step('alice revokes the lease', async () =>
+      alice.leaseClient.leaseRevoke({ ID: await aliceLease.grant() }));
+    await step('root deletes sec/z', () => root.delete().key('sec/z').exec(), r => r.deleted);
+    await step('alice revokes again', async () => alice.leaseClient.leaseRevoke({ ID: await aliceLease.grant() }),
+      () => 'ok');
+    await step('writer revoked from alice', () => root.user('alice').removeRole('writer'), () => 'ok');
+    await step('alice roles', () => root.user('alice').roles(), roles => roles.map(r => r.name).sort());
+    await step('delete writer', () => root.role('writer').delete(), () => 'ok');
+    await step('delete writer again', () => root.role('writer').delete(), () => 'ok');
+    await step('wrong password', () => wrong.get('pub/x').string());
+    // The servers run --auth-token-ttl 1: alice's simple token lapses while she is
+    // idle, the next call is answered "invalid auth token", and the client
+    // authenticates again and retries (connection-pool.js).
+    if (config.token_ttl_wait_ms) {
+      await sleep(config.token_ttl_wait_ms);
+      await step('alice get after token expiry', () => alice.get('pub/x').string());
+    }
+    // A new password drops the user's tokens: the client's next call authenticates
+    // again with the password it has, the old one.
+    await step('alice changes her password', () => root.user('alice').setPassword('alicepw2'), () => 'ok');
+    await step('alice with the old password', () => alice.get('pub/x').string());
+    await step('root roles', () => root.getRoles(), roles => roles.map(r => r.name).sort());
+    await step('root users', () => root.getUsers(), users => users.map(u => u.name).sort());
+    await step('reader permissions', () => root.role('reader').permissions(),
+      perms => perms.map(p => ({ permission: p.permission, start: p.range.start.toString(),
+                                  end: p.range.end.toString() })));
+    await step('auth disable', () => root.auth.authDisable({}), () => 'ok');
+    await step('get after disable', () => c.get('sec/y').string());
+    for (const x of [root, alice, wrong]) x.close();
+  },
+
+  async tls(c) {
+    await step('put over tls', () => c.put('tls/k').value('v').exec(), r => r.header.revision > 0);
+    await step('get over tls', () => c.get('tls/k').string());
+    const w = await c.watch().key('tls/k').create();
+    let got = null;
+    w.on('put', kv => { got = kv.value.toString(); });
+    await c.put('tls/k').value('v2');
+    await step('watch over tls', async () => { await until(() => got !== null, 3000); return got; });
+    await w.cancel();
+    await step('status over tls', () => c.maintenance.status(), s => s.version);
+  },
+};
+
+async function main() {
+  const c = client();
+  for (const name of scenarios) {
+    current = name;
+    if (!SCENARIOS[name]) throw new Error(`no scenario ${name}`);
+    // Revisions are compared relative to this one (the test subtracts it): an
+    // earlier scenario's timing-dependent writes (the lock race) then do not matter.
+    await step('base revision', () => c.get('base').exec(), r => ({ base: r.header.revision }));
+    try {
+      await SCENARIOS[name](c);
+    } catch (err) {
+      emitError('unexpected', err);
+    }
+  }
+  c.close();
+}
+
+main().then(() => process.exit(0), err => {
+  process.stderr.write(String(err && err.stack) + '\n');
+  process.exit(1);
+});
