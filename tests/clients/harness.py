@@ -49,15 +49,18 @@ def error(exc: BaseException) -> dict:
 
 
 @contextlib.contextmanager
-def kvcore_and_etcd351(base, kv_extra: tuple = (), etcd_extra: tuple = (), workers: int = 2):
-    """A fresh kvcore member and a fresh etcd 3.5.1, both single-member on 127.0.0.1;
-    (kvcore, etcd). A missing etcd 3.5.1 fails here (no skip)."""
+def kvcore_and_etcd351(base, extra: tuple = (), workers: int = 2, scheme: str = "http",
+                       ctl_args: tuple = ()):
+    """A fresh kvcore member and a fresh etcd 3.5.1, both single-member on 127.0.0.1
+    with the same ``extra`` flags; (kvcore, etcd). A missing etcd 3.5.1 fails here
+    (no skip). ``scheme``/``ctl_args`` as for tests/servers.py's start_kvcore."""
     from tests import etcd351, servers   # not at import: keeps kvcore out of subprocesses
+    os.makedirs(str(base), exist_ok=True)
     kv = servers.start_kvcore(os.path.join(str(base), "kv.etcd"), workers=workers,
-                              extra=kv_extra)
+                              extra=extra, scheme=scheme, ctl_args=ctl_args)
     try:
         et = servers.start_etcd(os.path.join(str(base), "etcd.etcd"), binary=etcd351.ETCD,
-                                extra=etcd_extra)
+                                extra=extra, scheme=scheme, ctl_args=ctl_args)
     except BaseException:
         kv.stop()
         raise
