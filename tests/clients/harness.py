@@ -7,13 +7,23 @@ between two clusters are replaced: ids (lease, member, cluster, watch), raft ter
 indexes, and absolute revisions (reported relative to the scenario's start, so a
 scenario failing on one side does not shift the next one's numbers).
 
-This module imports nothing of kvcore: the python-etcd3 scenarios import it in a
-subprocess that runs on the pure-Python protobuf runtime.
+The gRPC libraries (python-etcd3, aetcd) ship their own generated etcd stubs, which
+cannot share a process with kvcore's (the same proto symbols in protobuf's default
+pool: "duplicate symbol 'authpb.UserAddOptions'"), so their scenarios run in a
+subprocess (``scenario_main`` there, ``run_scenarios`` here) that prints each
+scenario's result as JSON. This module imports nothing of kvcore at import time.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import os
+import subprocess
+import sys
+import traceback
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class Norm:
@@ -75,3 +85,58 @@ def same(results: dict) -> None:
     """Asserts kvcore's result equals etcd's, showing both when not."""
     kv, et = results["kvcore"], results["etcd"]
     assert kv == et, f"\nkvcore: {kv!r}\netcd:   {et!r}"
+
+
+def plain(obj):
+    """JSON-able: bytes as tagged text, tuples as lists, an object a scenario did not
+    pick apart as its kind and key."""
+    if isinstance(obj, bytes):
+        return "b:" + obj.decode("utf-8", "backslashreplace")
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    return {"object": type(obj).__name__, "key": plain(getattr(obj, "key", None))}
+
+
+def scenario_main(scenarios: dict, run, argv=None) -> None:
+    """The subprocess side: ``--port P --work DIR [--ca CA] [--user U] NAME...``;
+    ``run(name, opts)`` runs one scenario and returns its result. Prints
+    {name: result or {"crash": traceback}} as JSON."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--ca")
+    ap.add_argument("--user")       # with the password "rootpw"
+    ap.add_argument("names", nargs="+")
+    opts = ap.parse_args(argv)
+    results = {}
+    for name in opts.names:
+        try:
+            results[name] = plain(run(scenarios[name], opts))
+        except Exception:
+            results[name] = {"crash": traceback.format_exc()}
+    json.dump(results, sys.stdout)
+    sys.stdout.flush()
+
+
+def run_scenarios(module: str, srv, work: str, names, *opts, env_extra=None) -> dict:
+    """The test side: runs ``python -m module`` against one server; its results."""
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.update(env_extra or {})
+    os.makedirs(work, exist_ok=True)
+    p = subprocess.run([sys.executable, "-m", module, "--port", str(srv.port), "--work", work,
+                        *opts, *names], capture_output=True, text=True, env=env,
+                       timeout=240, cwd=ROOT)
+    assert p.returncode == 0, f"{srv.kind}: {module} exited {p.returncode}\n{p.stderr[-3000:]}"
+    return json.loads(p.stdout)
+
+
+def compare_scenario(results: dict, name: str) -> None:
+    """Asserts neither server's run of ``name`` crashed and both gave the same."""
+    got = {kind: results[kind][name] for kind in ("kvcore", "etcd")}
+    for kind, r in got.items():
+        assert not (isinstance(r, dict) and "crash" in r), f"{kind}: {r['crash']}"
+    same(got)

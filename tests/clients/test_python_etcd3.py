@@ -3,29 +3,14 @@ scenarios are in etcd3_scenarios.py and run in one subprocess per server (see th
 why); each test here compares one scenario's results from the two servers."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests.clients.etcd3_scenarios_names import AUTH, PLAIN
-from tests.clients.harness import kvcore_and_etcd351, same
+from tests.clients.names import ETCD3 as PLAIN, ETCD3_AUTH as AUTH
+from tests.clients.harness import compare_scenario, kvcore_and_etcd351, run_scenarios
 from tests.tlscerts import make_pki
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _run(srv, work, names, *opts):
-    env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION="python",
-               PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    os.makedirs(work, exist_ok=True)
-    p = subprocess.run([sys.executable, "-m", "tests.clients.etcd3_scenarios",
-                        "--port", str(srv.port), "--work", work, *opts, *names], capture_output=True, text=True, env=env,
-                       timeout=240, cwd=ROOT)
-    assert p.returncode == 0, f"{srv.kind}: scenarios exited {p.returncode}\n{p.stderr[-3000:]}"
-    return json.loads(p.stdout)
+MODULE = "tests.clients.etcd3_scenarios"
+PURE = {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}   # etcd3_scenarios.py: why
 
 
 def _enable_auth(srv):
@@ -46,7 +31,8 @@ def results(tmp_path_factory):
     out = {}
     with kvcore_and_etcd351(base / "plain") as pair:
         for srv in pair:
-            out[srv.kind] = _run(srv, str(base / f"{srv.kind}-work"), PLAIN)
+            out[srv.kind] = run_scenarios(MODULE, srv, str(base / f"{srv.kind}-work"), PLAIN,
+                                          env_extra=PURE)
     # Auth on TLS servers (etcd3_scenarios.py says why).
     pki = make_pki(str(base / "pki"))
     tls = ("--cert-file", pki.server_cert, "--key-file", pki.server_key)
@@ -54,14 +40,29 @@ def results(tmp_path_factory):
                             ctl_args=("--cacert", pki.ca)) as pair:
         for srv in pair:
             _enable_auth(srv)
-            out[srv.kind].update(_run(srv, str(base / f"{srv.kind}-work"), AUTH,
-                                      "--ca", pki.ca, "--user", "root"))
+            out[srv.kind].update(run_scenarios(MODULE, srv, str(base / f"{srv.kind}-work"),
+                                               AUTH, "--ca", pki.ca, "--user", "root",
+                                               env_extra=PURE))
     return out
 
 
 @pytest.mark.parametrize("name", PLAIN + AUTH)
 def test_scenario(results, name):
-    got = {kind: results[kind][name] for kind in ("kvcore", "etcd")}
-    for kind, r in got.items():
-        assert "crash" not in r, f"{kind}: {r.get('crash')}"
-    same(got)
+    compare_scenario(results, name)
+
+
+def test_what_the_scenarios_show(results):
+    """A few outcomes pinned, so that both servers agreeing on a broken result fails."""
+    r = results["kvcore"]
+    assert r["kv"]["if_not_exists"] == [True, False] and r["kv"]["delete_again"] is False
+    assert r["txn"]["ok"] is True and r["txn"]["bad"] is False
+    assert r["txn"]["dup_put"]["details"] == "etcdserver: duplicate key given in txn request"
+    assert r["lease"]["refresh"] == [30] and r["lease"]["after_revoke"]["ttl"] == -1
+    assert r["watch"]["kinds"] is True and r["watch"]["once_timeout"] == {"raised": "WatchTimedOut"}
+    assert r["lock"]["a"] is True and r["lock"]["b_held"] is False and r["lock"]["b_after"]
+    assert r["maintenance"]["watch_compacted_got"] == [{"raised": "RevisionCompactedError"}]
+    assert r["maintenance"]["put_in_alarm"]["code"] == "StatusCode.RESOURCE_EXHAUSTED"
+    assert r["maintenance"]["alarm_after"] == [] and r["maintenance"]["hash"]["moves"]
+    assert r["snapshot"]["rc"] == 0 and r["snapshot"]["at_rev"] is True
+    assert r["auth"]["app_denied"]["code"] == "StatusCode.PERMISSION_DENIED"
+    assert r["auth"]["root_get"] == "b:by-root"
