@@ -83,7 +83,6 @@ class MaintenanceService:
             version=ETCD_VERSION, dbSize=ctx.backend.size(), leader=raft.lead,
             raftIndex=raft.committed, raftTerm=raft.term,
             raftAppliedIndex=ctx.applied_index, dbSizeInUse=ctx.backend.size_in_use(),
-            dbSizeQuota=ctx.cfg.quota_backend_bytes,
             isLearner=bool(me and me.is_learner))
         if not raft.lead:
             resp.errors.append("etcdserver: no leader")

@@ -180,7 +180,7 @@ async def lock(c, n):
 async def status_members(c, n):
     st = await c.status()
     ms = [m async for m in c.members()]
-    return {"version": st.version.rsplit(".", 1)[0],   # kvcore: 3.5.0 (decisions.md)
+    return {"version": st.version,
             "leader": n.id("member", st.leader.id) if st.leader else None,
             "members": [[n.id("member", m.id), m.name, len(m.peer_urls),
                          len(m.client_urls)] for m in ms]}

@@ -19,14 +19,9 @@ _VARYING = {"cluster_id", "member_id", "raft_term", "leader", "ID", "peerURLs",
             "remaining_bytes", "memberID"}
 
 
-# kvcore's Status also carries etcd 3.6's quota field, which 3.5.1 does not have.
-_NEWER = {"dbSizeQuota"}
-
-
 def _norm(obj):
     if isinstance(obj, dict):
-        return {k: ("*" if k in _VARYING else _norm(v)) for k, v in obj.items()
-                if k not in _NEWER}
+        return {k: ("*" if k in _VARYING else _norm(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_norm(v) for v in obj]
     return obj
