@@ -186,6 +186,35 @@ async def status_members(c, n):
                          len(m.client_urls)] for m in ms]}
 
 
+@scenario
+async def watch_ids_and_fragments(c, n):
+    """Watches with ids of the client's choosing on one stream, and a revision whose
+    events outgrow --max-request-bytes (the test's servers have 10000) delivered with
+    fragment=True."""
+    start = await _rev(c) + 1
+    first = await c.watch(b"aef/a", start_revision=start, watch_id=7)
+    again = await _outcome(c.watch(b"aef/b", start_revision=start, watch_id=7))
+    big = await c.watch_prefix(b"aef/f/", start_revision=start, prev_kv=True, fragment=True)
+    t = c.transactions
+    await c.put(b"aef/a", b"1")
+    for value in (b"x" * 900, b"y" * 900):
+        await c.transaction(compare=[], success=[t.put(b"aef/f/%d" % i, value)
+                                                 for i in range(10)], failure=[])
+    got = []
+    async for e in big:
+        got.append([e.kv.key, len(e.kv.value), len(e.prev_kv.value) if e.prev_kv else 0])
+        if len(got) == 20:
+            break
+    await big.cancel()
+    seen = []
+    async for e in first:
+        seen.append(_event(n, e))
+        break
+    await first.cancel()
+    return {"first_id": first.watch_id, "again": again if isinstance(again, dict) else
+            {"watch_id": again.watch_id}, "first_saw": seen, "fragments": got}
+
+
 # --- with auth enabled (the test set up users root and app); aetcd sends its token as
 # plain metadata, so unlike python-etcd3 it needs no TLS ---
 

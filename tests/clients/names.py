@@ -3,5 +3,5 @@ the libraries (their stubs may not load in the test process: harness.py)."""
 ETCD3 = ["kv", "ranges", "txn", "lease", "watch", "lock", "members_status", "maintenance",
          "snapshot"]                                  # etcd3_scenarios.py
 ETCD3_AUTH = ["auth"]                                 # ...on TLS servers with auth enabled
-AETCD = ["kv", "txn", "lease_keep_alive", "watch", "watch_from_compacted_revision", "lock",
-         "status_members", "auth"]                    # aetcd_scenarios.py; auth last
+AETCD = ["kv", "txn", "lease_keep_alive", "watch", "watch_from_compacted_revision",
+         "watch_ids_and_fragments", "lock", "status_members", "auth"]                    # aetcd_scenarios.py; auth last

@@ -28,7 +28,8 @@ def _enable_auth(srv):
 def results(tmp_path_factory):
     base = tmp_path_factory.mktemp("aetcd")
     out = {}
-    with kvcore_and_etcd351(base) as pair:
+    # A small request limit, so that one revision's watch events outgrow it (fragments).
+    with kvcore_and_etcd351(base, extra=("--max-request-bytes", "10000")) as pair:
         for srv in pair:
             work = str(base / f"{srv.kind}-work")
             out[srv.kind] = run_scenarios(MODULE, srv, work, AETCD[:-1])
@@ -53,4 +54,5 @@ def test_what_the_scenarios_show(results):
     assert r["watch_from_compacted_revision"]["raised"] == "RevisionCompactedError"
     assert r["lock"]["a"] and r["lock"]["b_now"] is False and r["lock"]["b_waited"] is True
     assert r["status_members"]["leader"] == "<member#1>"
+    assert [f[2] for f in r["watch_ids_and_fragments"]["fragments"]] == [0] * 10 + [900] * 10
     assert r["auth"]["app_denied"]["details"] == "etcdserver: permission denied"
