@@ -309,7 +309,8 @@ def snapshot(c, n, work):
     status = json.loads(st.stdout) if st.returncode == 0 else {"rc": st.returncode,
                                                                "stderr": st.stderr[-300:]}
     return {"rc": st.returncode, "revision": n.rev(status.get("revision", 0)),
-            "at_rev": status.get("revision") == rev, "size": status.get("totalSize", 0) > 0}
+            "at_rev": status.get("revision") == rev, "size": status.get("totalSize", 0) > 0,
+            "keys": status.get("totalKey")}
 
 
 # --- on a TLS server with auth enabled (the test set up users root and app) ---
