@@ -217,6 +217,8 @@ class CoreConnection(fr.FrameProtocol):
             if payload != b"c" and getattr(st.handler, "keep_after_half_close", False):
                 if isinstance(st.handler, _Held):
                     st.handler.half_closed = True
+                elif hasattr(st.handler, "on_half_close"):
+                    st.handler.on_half_close()   # it ends the stream when it has answered
                 return  # a server-streaming call: the request is in, the answer goes on
             del self.streams[call_id]
             self._close_stream(st)

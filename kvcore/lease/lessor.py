@@ -1,9 +1,13 @@
 """The lessor: leases, their TTLs and the keys attached to them (etcd's lease package).
 
 State changes (grant, revoke, checkpoint) arrive through the log and are applied in
-the same LMDB transaction as everything else, so every member agrees. Keep-alives
-are leader-local: they only move an in-memory deadline. The leader decides expiry
-(``expired()``) and proposes the revocation through the log.
+the same LMDB transaction as everything else, so every member agrees. Only the
+leader's lessor keeps time (it is "primary", as etcd's): keep-alives move an
+in-memory deadline there (a follower hands them to the leader:
+kvcore/server/peer_lease.py), and the leader decides expiry (``expired()``) and
+proposes the revocation through the log. A follower holds every lease for ever; on
+becoming leader it gives each lease its remaining TTL again plus an election timeout
+(``promote``), and on losing leadership it stops keeping time (``demote``).
 
 Checkpoints record each lease's remaining TTL through the log (on by default), so a
 restart or a leader change resumes from what was left rather than granting every
@@ -45,6 +49,7 @@ class Lessor:
         self.clock = clock
         self.leases: dict[int, Lease] = {}
         self.key_lease: dict[bytes, int] = {}
+        self.primary = False
 
     # ---- startup ----
 
@@ -56,7 +61,7 @@ class Lessor:
                 lid = _ID.unpack(k)[0]
                 ttl, remaining = _REC.unpack(v)
                 lease = Lease(lid, ttl, remaining)
-                lease.expiry = now + (remaining or ttl)
+                lease.expiry = now + (remaining or ttl) if self.primary else math.inf
                 self.leases[lid] = lease
             if not self.leases:
                 return
@@ -84,16 +89,36 @@ class Lessor:
         lease = self.leases.get(lease_id)
         if lease is None:
             return None
+        if lease.expiry == math.inf:   # not keeping time (no leader to ask)
+            return lease.remaining or lease.ttl, lease.ttl, sorted(lease.keys)
         return int(lease.remaining_seconds(self.clock())), lease.ttl, sorted(lease.keys)
 
     def expired(self) -> list[int]:
+        if not self.primary:
+            return []
         now = self.clock()
         return [l.id for l in self.leases.values() if not l.revoking and l.expiry <= now]
 
     # ---- leader-local ----
 
+    def promote(self, extend: float) -> None:
+        """This member became leader: every lease gets what was left of it (its last
+        checkpoint, else its TTL) plus ``extend`` from now (etcd's Promote)."""
+        self.primary = True
+        now = self.clock()
+        for lease in self.leases.values():
+            lease.expiry = now + extend + (lease.remaining or lease.ttl)
+            lease.revoking = False
+
+    def demote(self) -> None:
+        """This member is no longer leader: it stops keeping time (etcd's Demote)."""
+        self.primary = False
+        for lease in self.leases.values():
+            lease.expiry = math.inf
+
     def renew(self, lease_id: int) -> int:
-        """Keep-alive: -> the TTL, or 0 when the lease is unknown or already expired."""
+        """Keep-alive: -> the TTL, or 0 when the lease is unknown or already expired.
+        Only the primary renews (the service hands a follower's to the leader)."""
         lease = self.leases.get(lease_id)
         if lease is None or lease.revoking:
             return 0
@@ -106,6 +131,8 @@ class Lessor:
     def checkpoints(self) -> list[tuple[int, int]]:
         """(id, remaining TTL) of every lease whose remaining time differs from what
         was last checkpointed."""
+        if not self.primary:
+            return []
         now = self.clock()
         out = []
         for lease in self.leases.values():
@@ -118,7 +145,7 @@ class Lessor:
 
     def grant(self, txn, lease_id: int, ttl: int) -> Lease:
         lease = Lease(lease_id, ttl)
-        lease.expiry = self.clock() + ttl
+        lease.expiry = self.clock() + ttl if self.primary else math.inf
         self.leases[lease_id] = lease
         txn.put(_ID.pack(lease_id), _REC.pack(ttl, 0), db=self.b.lease)
         return lease

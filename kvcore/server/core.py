@@ -38,6 +38,7 @@ from kvcore.server.deadlines import Deadlines
 from kvcore.server.membership import (Member, Membership, cluster_id, initial_members,
                                       member_id)
 from kvcore.server.peer import PeerTransport
+from kvcore.server.peer_lease import LeaseForwarder
 from kvcore.raftdriver import RaftDriver, bootstrap_entries
 from kvcore.raftdriver.walstore import WalStore
 from kvcore.ipc import framing as fr
@@ -192,6 +193,8 @@ class Core:
             on_removed=self._removed, tls=cfg.peer_tls)
         self.transport.set_members(self.membership.sorted() or self.initial)
         self.transport.metrics = self.metrics
+        self.transport.lease_answer = self.services["lease"].answer_peer
+        self._lease_forwarder = LeaseForwarder(self.transport.open_lease_lane)
         walstore = WalStore(self.wal, self.paths.snap_dir, contents, self.loop,
                             max_snapshots=cfg.max_snapshots, max_wals=cfg.max_wals)
         walstore.on_snap_saved = self.metrics.snap_saved
@@ -309,6 +312,7 @@ class Core:
 
     async def close(self) -> None:
         if self.transport is not None:
+            self._lease_forwarder.close()
             await self.transport.close()
         for t in getattr(self, "_timers", ()):
             t.cancel()
@@ -529,6 +533,10 @@ class Core:
 
     def _forget_decoded(self, fut) -> None:
         self._decoded.pop(fut, None)   # expired or failed before its apply
+
+    def lease_to_leader(self, leader_id: int, kind: int, request: bytes, timeout: float):
+        """A follower's lease request, answered by the leader (peer_lease.py)."""
+        return self._lease_forwarder.call(leader_id, kind, request, timeout)
 
     def propose_internal(self, op: int, req: bytes):
         if self.auth.enabled:   # the member's own (lease expiry): etcd proposes it as root

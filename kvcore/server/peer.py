@@ -34,6 +34,7 @@ from typing import Callable, Optional
 from urllib.parse import urlparse
 
 from kvcore.raft.codec import decode_message, encode_message
+from kvcore.server import peer_lease
 from kvcore.raft.types import MsgApp, MsgHeartbeat, MsgSnap, Snapshot, SnapshotMetadata
 from kvcore.tls import TLSInfo, TLSListener, check_cert_san, listen_socket
 from kvcore.tls import reason as tls_reason
@@ -44,7 +45,7 @@ MAGIC = b"KVPEER1\n"
 _HELLO = struct.Struct("<QQQB")      # cluster id, from, to, lane
 _LEN = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
-LANE_MSG, LANE_APP, LANE_SNAP, LANE_MEMBERS, LANE_HASHKV = 0, 1, 2, 3, 4
+LANE_MSG, LANE_APP, LANE_SNAP, LANE_MEMBERS, LANE_HASHKV, LANE_LEASE = 0, 1, 2, 3, 4, 5
 OK, ERR_CLUSTER, ERR_MEMBER, ERR_REMOVED = 0, 1, 2, 3
 _REASONS = {ERR_CLUSTER: "cluster ID mismatch", ERR_MEMBER: "member ID mismatch",
             ERR_REMOVED: "the member has been permanently removed from the cluster"}
@@ -227,6 +228,9 @@ class PeerTransport:
         # (revision) -> dict: this member's HashKV for a peer's corruption check
         # (kvcore/server/corruption.py, etcd's /members/hashkv); None answers an error.
         self.hash_kv: Optional[Callable[[int], dict]] = None
+        # (kind, request) -> (status, bytes): the leader's answer to a follower's lease
+        # request (kvcore/server/peer_lease.py, etcd's /leases); None: NOT_LEADER.
+        self.lease_answer: Optional[Callable[[int, bytes], tuple]] = None
         self.metrics = None   # kvcore/metrics/member.MemberMetrics: peer bytes, heartbeats
         self.on_peer_closed: Optional[Callable[[int], None]] = None   # (peer id)
 
@@ -253,6 +257,24 @@ class PeerTransport:
         finally:
             if writer is not None:
                 writer.close()
+
+    async def open_lease_lane(self, pid: int, timeout: float = 2.0):
+        """(reader, writer) of a new lease connection to peer ``pid``, its handshake
+        accepted (kvcore/server/peer_lease.py)."""
+        url = self.peer_url(pid)
+        if url is None:
+            raise ConnectionError(f"no peer URL for member {pid:x}")
+        reader, writer = await self.dialer.open(url, timeout)
+        writer.write(MAGIC + _HELLO.pack(self.cluster_id, self.member_id, pid, LANE_LEASE))
+        try:
+            status = (await asyncio.wait_for(reader.readexactly(1), timeout))[0]
+        except BaseException:
+            writer.close()
+            raise
+        if status != OK:
+            writer.close()
+            raise ConnectionError(_REASONS.get(status, f"error {status}"))
+        return reader, writer
 
     # ---- membership ----
 
@@ -411,6 +433,9 @@ class PeerTransport:
                 return
             if lane == LANE_SNAP:
                 await self._receive_snapshot(reader, writer)
+                return
+            if lane == LANE_LEASE:
+                await peer_lease.serve(reader, writer, self.lease_answer)
                 return
             step = self._step
             metrics = self.metrics

@@ -35,6 +35,9 @@ State (read only outside appliers; appliers change it in their ``txn``)
 
 Raft status and control
   raft: lead, term, committed, is_leader, id, progress(), transfer_leader(id)
+  lease_to_leader(leader_id, kind,    a follower's lease request answered by the leader
+    request, timeout) -> awaitable    (kvcore/server/peer_lease.py): its response bytes
+                                      without header
 
 Helpers
   schedule_catch_up()                 watchers behind the store catch up next turn
@@ -73,6 +76,8 @@ class ServerContext(Protocol):
     def header(self, rev: int) -> bytes: ...
     def schedule_catch_up(self) -> None: ...
     def defragment_backend(self) -> tuple: ...
+    def lease_to_leader(self, leader_id: int, kind: int, request: bytes,
+                        timeout: float) -> Awaitable[bytes]: ...
 
     @property
     def request_timeout(self) -> float: ...

@@ -1,6 +1,12 @@
 """The Lease service: LeaseGrant, LeaseRevoke, LeaseTimeToLive, LeaseLeases,
 LeaseKeepAlive, and the leader's expiry and checkpoint loops (etcd's lessor duties
-of the server). Grants, revokes and checkpoints go through the log."""
+of the server). Grants, revokes and checkpoints go through the log.
+
+Only the leader's lessor keeps time (kvcore/lease/lessor.py): a keep-alive or a
+TimeToLive that reaches a follower is answered by the leader over the peer port
+(``ctx.lease_to_leader``, kvcore/server/peer_lease.py; etcd's LeaseRenew and
+LeaseTimeToLive forward to the leader the same way), and the follower answers the
+client with the leader's figures under its own header."""
 from __future__ import annotations
 
 import asyncio
@@ -8,8 +14,9 @@ import logging
 import secrets
 
 from kvcore.api import rpc_pb2, wire
-from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.api.errors import EtcdError, GrpcError, etcd_error
 from kvcore.lease.lessor import MAX_LEASE_TTL
+from kvcore.server import peer_lease
 from kvcore.server.entry import OP_LEASE_CHECKPOINT, OP_LEASE_GRANT, OP_LEASE_REVOKE
 from kvcore.services.context import log_failure
 from kvcore.services.maintenance import without_header
@@ -37,6 +44,59 @@ class LeaseService:
         reg.timer(self._expiry_loop)
         if self.ctx.cfg.experimental_enable_lease_checkpoint:
             reg.timer(self._checkpoint_loop)
+        reg.leader_changed(self._leader_changed)
+        reg.state_opened(self._state_opened)
+
+    # ---- who keeps time ----
+
+    def _leader_changed(self, old: int, new: int) -> None:
+        ctx = self.ctx
+        if new == ctx.member_id:
+            ctx.lessor.promote(ctx.cfg.election_timeout / 1000)
+        elif ctx.lessor.primary:
+            ctx.lessor.demote()
+
+    def _state_opened(self) -> None:
+        """A lessor rebuilt from the backend (a snapshot install) keeps time if this
+        member leads."""
+        raft = getattr(self.ctx, "raft", None)
+        if raft is not None and raft.is_leader and raft.lead == self.ctx.member_id:
+            self.ctx.lessor.promote(self.ctx.cfg.election_timeout / 1000)
+
+    async def to_leader(self, kind: int, request: bytes) -> bytes:
+        """A follower's lease request, answered by the leader (response bytes without
+        header); raises etcd's no-leader/timeout errors when none answers in time.
+        Returns None when this member has become the leader meanwhile."""
+        ctx = self.ctx
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ctx.request_timeout
+        while True:
+            if ctx.lessor.primary:
+                return None
+            lead = ctx.raft.lead
+            left = deadline - loop.time()
+            if lead and lead != ctx.member_id and left > 0:
+                try:
+                    return await ctx.lease_to_leader(lead, kind, request, min(left, 2.0))
+                except (peer_lease.NotLeader, OSError, ConnectionError,
+                        asyncio.TimeoutError):
+                    pass
+            if loop.time() >= deadline:
+                raise etcd_error(EtcdError.TIMEOUT if lead else EtcdError.NO_LEADER)
+            await asyncio.sleep(0.05)
+
+    def answer_peer(self, kind: int, request: bytes) -> tuple:
+        """The leader's side of to_leader: (status, response bytes without header)."""
+        if not self.ctx.lessor.primary:
+            return peer_lease.NOT_LEADER, b""
+        if kind == peer_lease.RENEW:
+            lid = rpc_pb2.LeaseKeepAliveRequest.FromString(request).ID
+            return peer_lease.OK, rpc_pb2.LeaseKeepAliveResponse(
+                ID=lid, TTL=self.renew(lid)).SerializeToString()
+        if kind == peer_lease.TIME_TO_LIVE:
+            return peer_lease.OK, self._time_to_live(
+                rpc_pb2.LeaseTimeToLiveRequest.FromString(request)).SerializeToString()
+        return peer_lease.ERROR, b"unknown lease request"
 
     def _respond(self, msg) -> bytes:
         return wire.with_header(self.ctx.header(self.ctx.store.current_rev),
@@ -69,14 +129,23 @@ class LeaseService:
 
     def lease_time_to_live(self, req: bytes):
         r = rpc_pb2.LeaseTimeToLiveRequest.FromString(req)
+        if self.ctx.lessor.primary or not self.ctx.lessor.exists(r.ID):
+            return self._respond(self._time_to_live(r))
+        return asyncio.ensure_future(self._time_to_live_from_leader(r, req))
+
+    async def _time_to_live_from_leader(self, r, req: bytes) -> bytes:
+        body = await self.to_leader(peer_lease.TIME_TO_LIVE, req)
+        if body is None:   # this member leads now
+            return self._respond(self._time_to_live(r))
+        return self._respond(rpc_pb2.LeaseTimeToLiveResponse.FromString(body))
+
+    def _time_to_live(self, r) -> rpc_pb2.LeaseTimeToLiveResponse:
         info = self.ctx.lessor.time_to_live(r.ID)
         if info is None:
-            resp = rpc_pb2.LeaseTimeToLiveResponse(ID=r.ID, TTL=-1)
-        else:
-            ttl, granted, keys = info
-            resp = rpc_pb2.LeaseTimeToLiveResponse(ID=r.ID, TTL=ttl, grantedTTL=granted,
-                                                   keys=keys if r.keys else [])
-        return self._respond(resp)
+            return rpc_pb2.LeaseTimeToLiveResponse(ID=r.ID, TTL=-1)
+        ttl, granted, keys = info
+        return rpc_pb2.LeaseTimeToLiveResponse(ID=r.ID, TTL=ttl, grantedTTL=granted,
+                                               keys=keys if r.keys else [])
 
     def lease_leases(self, req: bytes):
         return self._respond(rpc_pb2.LeaseLeasesResponse(
@@ -171,16 +240,21 @@ def _revoke_done(fut, lease) -> None:
 
 
 class KeepAliveStream:
-    """LeaseKeepAlive stream: each request renews a lease (leader-local).
+    """LeaseKeepAlive stream: each request renews a lease (the leader's lessor; a
+    follower asks the leader and answers when it has).
 
     A client renews one lease on its stream again and again, so the last request's
     bytes and the last answer are kept: a repeated request is not decoded again,
     and the answer is reused while the header (revision, term) and the TTL hold."""
 
-    __slots__ = ("service", "reply", "_req", "_id", "_key", "_resp")
+    __slots__ = ("service", "out", "reply", "_req", "_id", "_key", "_resp", "_at_leader",
+                 "_half_closed")
 
     def __init__(self, service: LeaseService, out):
         self.service = service
+        self.out = out
+        self._at_leader = 0          # renewals asked of the leader, not answered yet
+        self._half_closed = False
         # An answer per request takes no stream credit (framing.S_REPLY).
         self.reply = getattr(out, "reply", None) or out.send
         self._req = self._key = None
@@ -193,7 +267,36 @@ class KeepAliveStream:
         else:
             lease_id = rpc_pb2.LeaseKeepAliveRequest.FromString(payload).ID
             self._req, self._id = payload, lease_id
-        ttl = self.service.renew(lease_id)
+        if not self.service.ctx.lessor.primary:
+            self._at_leader += 1   # now: a half-close may follow in the same read
+            asyncio.ensure_future(self._renew_at_leader(lease_id, payload))
+            return
+        self._answer(lease_id, self.service.renew(lease_id))
+
+    @property
+    def keep_after_half_close(self) -> bool:
+        """A client that half-closes still gets the answers to what it sent (etcd
+        answers each request before it reads the next, or the end)."""
+        return self._at_leader > 0
+
+    def on_half_close(self) -> None:
+        self._half_closed = True
+
+    async def _renew_at_leader(self, lease_id: int, payload: bytes) -> None:
+        try:
+            body = await self.service.to_leader(peer_lease.RENEW, payload)
+        except GrpcError as e:   # etcd ends the stream with the error
+            self.out.end(e.code, e.message)
+            return
+        finally:
+            self._at_leader -= 1
+        ttl = (self.service.renew(lease_id) if body is None
+               else rpc_pb2.LeaseKeepAliveResponse.FromString(body).TTL)
+        self._answer(lease_id, ttl)
+        if self._half_closed and not self._at_leader:
+            self.out.end()
+
+    def _answer(self, lease_id: int, ttl: int) -> None:
         ctx = self.service.ctx
         hdr = ctx.header(ctx.store.current_rev)
         key = self._key

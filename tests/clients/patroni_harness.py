@@ -183,15 +183,16 @@ class PatroniCluster:
 
     def __init__(self, server: Server, keep_dir: str, scope: str = "demo",
                  username: str = "", password: str = "", ctl_args: tuple = (),
-                 dcs: str = "etcd3", ttl: int = 10):
+                 dcs: str = "etcd3", ttl: int = 10, hosts: str = ""):
         """``username``/``password`` go into Patroni's etcd3 section; ``ctl_args`` are
         the etcdctl flags the harness reads the keys with (--user on an auth server);
         ``dcs`` "etcd" is Patroni's v2 DCS (the server then needs --enable-v2); ``ttl``
-        the leader lease's (loop_wait and retry_timeout follow from it)."""
+        the leader lease's (loop_wait and retry_timeout follow from it); ``hosts``
+        Patroni's etcd hosts (default: the server's client URL)."""
         self.server, self.keep_dir, self.scope, self.dcs = server, keep_dir, scope, dcs
         self.ttl = ttl
         self.username, self.password, self.ctl_args = username, password, ctl_args
-        self.hosts = f"127.0.0.1:{server.port}"
+        self.hosts = hosts or f"127.0.0.1:{server.port}"
         self.base = tempfile.mkdtemp(prefix=f"patroni-{server.kind}-")
         os.chmod(self.base, 0o755)
         self.members: dict[str, Member] = {}
@@ -212,14 +213,16 @@ class PatroniCluster:
     # -- what users look at ------------------------------------------------------
 
     def keys(self) -> dict[str, dict]:
-        """key (below /service/<scope>/) -> {"value": str, "lease": bool}, by etcdctl."""
+        """key (below /service/<scope>/) -> {"value": str, "lease": bool, "lease_id":
+        int}, by etcdctl."""
         prefix = f"/service/{self.scope}/"
         rc, out, err = self.server.etcdctl(*self.ctl_args, "get", "--prefix", prefix, "-w", "json")
         assert rc == 0, err
         kvs = json.loads(out).get("kvs", [])
         return {base64.b64decode(kv["key"]).decode()[len(prefix):]:
                 {"value": base64.b64decode(kv.get("value", "")).decode(),
-                 "lease": bool(kv.get("lease"))} for kv in kvs}
+                 "lease": bool(kv.get("lease")), "lease_id": kv.get("lease", 0)}
+                for kv in kvs}
 
     def leader_key(self) -> Optional[str]:
         return self.keys().get("leader", {}).get("value")

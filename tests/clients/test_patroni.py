@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -262,3 +263,43 @@ def test_vip_manager_follows_the_leader_key(v2_backends, tmp_path):
     assert seen["kvcore"] == seen["etcd"]
     assert "etcd error: 100: Key not found (/service) [INDEX]" in seen["kvcore"]
     assert "IP address 10.255.254.253/32 state is false, desired true" in seen["kvcore"]
+
+
+@pytest.mark.slow
+def test_three_members_keep_the_leader_key(tmp_path):
+    """Patroni on a three-member cluster (all three in its `hosts`), its etcd member
+    killed: it moves to another and keeps its leader key and lease, as on etcd
+    (kvcore used to lose the lease TTL after the grant when Patroni's keep-alives
+    reached a follower: tests/integration/cluster/test_lease_followers.py)."""
+    clusters_ = {}
+    try:
+        for kind in BACKENDS:
+            ms = servers.start_cluster(str(tmp_path / kind), n=3, workers=1,
+                                       etcd_binary=etcd351.ETCD if kind == "etcd" else None)
+            clusters_[kind] = (ms, PatroniCluster(
+                ms[0], str(tmp_path / f"patroni-{kind}"),
+                hosts=",".join(f"127.0.0.1:{m.port}" for m in ms)))
+        cs = {k: c for k, (ms, c) in clusters_.items()}
+        both(bootstrapped, cs)
+
+        def lose_a_member(c: PatroniCluster):
+            ms = clusters_[c.server.kind][0]
+            used = re.findall(r"Selected new etcd server http://127.0.0.1:(\d+)",
+                              c.members["pg0"].log())[-1]
+            gone = next(m for m in ms if str(m.port) == used)
+            lease = c.keys()["leader"]["lease_id"]
+            gone.kill9()
+            c.server = next(m for m in ms if m is not gone)
+            # Three TTLs: the lease would have run out twice over.
+            time.sleep(3 * c.ttl)
+            log = c.members["pg0"].log()
+            leader = c.keys().get("leader", {})
+            return (leader.get("value"), leader.get("lease_id") == lease,
+                    "lease disappeared" in log, "not owner of the lease" in log)
+        after = both(lose_a_member, cs)
+        assert after["kvcore"] == after["etcd"] == ("pg0", True, False, False)
+    finally:
+        for ms, c in clusters_.values():
+            c.close()
+            for m in ms:
+                m.stop()
