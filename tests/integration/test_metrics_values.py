@@ -39,11 +39,19 @@ def _until(fn, timeout: float = 30.0):
 
 
 def _ids(srv) -> dict:
-    """client port -> member id in hex."""
-    rc, out, err = srv.etcdctl("member", "list", "-w", "json")
-    assert rc == 0, err
-    return {int(m["clientURLs"][0].rsplit(":", 1)[1]): f"{m['ID']:x}"
-            for m in json.loads(out)["members"]}
+    """client port -> member id in hex, once every member has published its client
+    URLs (as in etcd, a member just started is listed without them for a moment)."""
+    def listed():
+        rc, out, err = srv.etcdctl("member", "list", "-w", "json")
+        assert rc == 0, err
+        members = json.loads(out)["members"]
+        if all(m.get("clientURLs") for m in members):
+            return {int(m["clientURLs"][0].rsplit(":", 1)[1]): f"{m['ID']:x}"
+                    for m in members}
+        return None
+    ids = _until(listed)
+    assert ids, "a member never published its client URLs"
+    return ids
 
 
 def test_leader_change_failed_proposal_and_peer_metrics(tmp_path):
