@@ -225,6 +225,36 @@ def watch(c, n, work):
 
 
 @scenario
+def many_watches(c, n, work):
+    """Fifty watches multiplexed on python-etcd3's one stream, one event each, then
+    cancelled one by one (python-etcd3 sends the cancels without waiting for them)."""
+    got = {}
+    lock = threading.Lock()
+    all_in = threading.Event()
+    start = rev_now(c) + 1
+
+    def callback_for(i):
+        def cb(resp):
+            with lock:
+                got.setdefault(i, []).extend(
+                    [e.value for e in getattr(resp, "events", [])] or [type(resp).__name__])
+                if sum(len(v) for v in got.values()) >= 50:
+                    all_in.set()
+        return cb
+    ids = [c.add_watch_callback(f"e3m/{i}", callback_for(i), start_revision=start)
+           for i in range(50)]
+    for i in range(50):
+        c.put(f"e3m/{i}", str(i))
+    all_in.wait(15)
+    with lock:
+        seen = sorted(got.items())
+    for wid in ids:
+        c.cancel_watch(wid)
+    c.delete_prefix("e3m/")
+    return {"ids_distinct": len(set(ids)) == 50, "got": seen}
+
+
+@scenario
 def lock(c, n, work):
     a, b = c.lock("e3lock", ttl=30), c.lock("e3lock", ttl=30)
     # A contested acquire() retries through tenacity with a wait callback of the old
@@ -330,6 +360,20 @@ def auth(c, n, work):
     out["app_denied"] = outcome(lambda: app.put("other", "no"))
     out["app_status"] = outcome(lambda: app.status().version)
     out["app_lock"] = outcome(lambda: app.lock("l").acquire(timeout=1))
+    # What a user without the root role may do outside its keys.
+    out["app_defrag"] = outcome(app.defragment)
+    out["app_alarms"] = outcome(lambda: list(app.list_alarms()))
+    out["app_members"] = outcome(lambda: len(list(app.members)))
+    out["app_compact"] = outcome(lambda: app.compact(1))
+    out["app_lease"] = outcome(lambda: app.lease(10).ttl)
+    out["app_watch_denied"] = outcome(lambda: app.watch_once("other", timeout=1))
+    out["app_range_all"] = outcome(lambda: list(app.get_all()))
+
+    def app_snapshot():
+        with open(os.path.join(work, "app-snap.db"), "wb") as f:
+            app.snapshot(f)
+        return os.path.getsize(os.path.join(work, "app-snap.db")) > 0
+    out["app_snapshot"] = outcome(app_snapshot)
     out["wrong_password"] = outcome(lambda: etcd3.client(host="127.0.0.1", port=port, ca_cert=ca,
                                                          user="app", password="bad",
                                                          timeout=10))
