@@ -291,3 +291,32 @@ def test_over_tls_with_a_client_certificate(tmp_path, monkeypatch):
                                  "after": c.get("tls/k"), "without_cert": refused}
     same(results)
     assert results["kvcore"]["get"] == [b"v"] and results["kvcore"]["after"] == []
+
+
+def test_errors_as_etcd3gw_raises_them(pair):
+    """The gateway's error answers as etcd3gw turns them into exceptions (by HTTP
+    status) with the server's message."""
+    def attempt(fn):
+        try:
+            return {"ok": fn()}
+        except etcd3gw.exceptions.Etcd3Exception as exc:
+            return {"raised": type(exc).__name__, "detail": str(exc),
+                    "body": getattr(exc, "detail_text", None)}
+
+    def scenario(c, n):
+        enc = etcd3gw.utils._encode
+        dup = {"compare": [], "success": [{"request_put": {"key": enc("gw/e"), "value": enc("1")}},
+                                          {"request_put": {"key": enc("gw/e"), "value": enc("2")}}]}
+        lease = c.lease(10)
+        lease.revoke()
+        return {"unknown_lease": attempt(lambda: c.put("gw/e", "v", lease=lease)),
+                "revoke_twice": attempt(lease.revoke),
+                "dup_txn": attempt(lambda: c.transaction(dup)),
+                "empty_key": attempt(lambda: c.put("", "v")),
+                "compact_future": attempt(lambda: c.post(c.get_url("/kv/compaction"),
+                                                         json={"revision": 10 ** 9})),
+                "bad_json": attempt(lambda: c.post(c.get_url("/kv/range"), data=b"{nope")),
+                "unknown_path": attempt(lambda: c.post(c.get_url("/kv/nothing"), json={}))}
+    r = _both(pair, scenario)
+    assert "duplicate key given in txn request" in r["dup_txn"]["body"]
+    assert r["unknown_lease"]["detail"] == "Not Found"
