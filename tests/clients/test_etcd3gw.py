@@ -4,6 +4,7 @@ normalised)."""
 from __future__ import annotations
 
 import threading
+import time
 
 import etcd3gw
 import pytest
@@ -320,3 +321,22 @@ def test_errors_as_etcd3gw_raises_them(pair):
     r = _both(pair, scenario)
     assert "duplicate key given in txn request" in r["dup_txn"]["body"]
     assert r["unknown_lease"]["detail"] == "Not Found"
+
+
+def test_lock_lease_expires(pair):
+    """A lock whose holder stops refreshing: its lease expires and another takes it."""
+    def scenario(c, n):
+        a = Lock("gwexp", ttl=2, client=c)
+        b = Lock("gwexp", ttl=30, client=c)
+        out = {"a": a.acquire(), "b_first": b.acquire(), "b_later": False}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not out["b_later"]:
+            time.sleep(0.2)
+            out["b_later"] = b.acquire()
+        out["a_held"] = a.is_acquired()
+        out["a_refresh"] = a.refresh()     # its lease is gone: the keepalive's TTL is -1
+        out["b_release"] = b.release()
+        return out
+    r = _both(pair, scenario)
+    assert r["a"] and r["b_first"] is False and r["b_later"] is True
+    assert r["a_held"] is False and r["a_refresh"] == -1
