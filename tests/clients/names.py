@@ -4,4 +4,4 @@ ETCD3 = ["kv", "ranges", "txn", "lease", "watch", "many_watches", "lock", "membe
          "snapshot"]                                  # etcd3_scenarios.py
 ETCD3_AUTH = ["auth"]                                 # ...on TLS servers with auth enabled
 AETCD = ["kv", "txn", "lease_keep_alive", "watch", "watch_from_compacted_revision",
-         "watch_ids_and_fragments", "lock", "status_members", "auth"]                    # aetcd_scenarios.py; auth last
+         "watch_ids_and_fragments", "lock", "status_members", "maintenance", "auth"]                    # aetcd_scenarios.py; auth last
