@@ -122,7 +122,8 @@ def ranges(c, n, work):
     pairs = lambda it: [[v, meta(n, m)] for v, m in it]   # noqa: E731
     return {
         "prefix_value_desc": pairs(c.get_prefix("e3r/", sort_order="descend", sort_target="value")),
-        "range_mod_asc": pairs(c.get_range("e3r/b", "e3r/e", sort_order="ascend", sort_target="mod")),
+        "range_mod_asc": pairs(c.get_range("e3r/b", "e3r/e", sort_order="ascend",
+                                           sort_target="mod")),
         "version_desc": pairs(c.get_prefix("e3r/", sort_order="descend", sort_target="version")),
         # (python-etcd3 0.12.0 takes limit= and revision= but never sets them in the
         # request: its _build_get_range_request; so neither is tried here.)
@@ -155,7 +156,8 @@ def txn(c, n, work):
             return [[v, meta(n, m)] for v, m in r]
         return msg(n, r)
     return {"ok": ok, "resp": [shape(r) for r in resp], "bad": bad,
-            "bresp": [shape(r) for r in bresp], "nested": [nested[0], [shape(r) for r in nested[1]]],
+            "bresp": [shape(r) for r in bresp],
+            "nested": [nested[0], [shape(r) for r in nested[1]]],
             "dup_put": outcome(lambda: c.transaction(compare=[], success=[t.put("e3t/d", "1"),
                                                                           t.put("e3t/d", "2")],
                                                     failure=[])),
@@ -285,7 +287,8 @@ def members_status(c, n, work):
             # (Updates and removals of an unknown member id are left out: etcd 3.5.1
             # once let python-etcd3's 10 s deadline pass on a removal it answers
             # "member not found" at once otherwise.)
-            "alarms_of_member": outcome(lambda: list(ms[0].active_alarms)),"members": [{"id": n.id("member", m.id), "name": m.name,
+            "alarms_of_member": outcome(lambda: list(ms[0].active_alarms)),
+            "members": [{"id": n.id("member", m.id), "name": m.name,
                          "peer_urls": len(m.peer_urls), "client_urls": len(m.client_urls)}
                         for m in ms],
             "version": st.version,
