@@ -170,7 +170,7 @@ def lease(c, n, work):
     c.put("e3l/1", "a", lease=ls)
     c.put("e3l/2", "b", lease=ls.id)
     info = c.get_lease_info(ls.id)
-    out = {"id": n.id("lease", ls.id), "ttl": ls.ttl, "remaining": ls.remaining_ttl in (29, 30),
+    out = {"id": n.id("lease", ls.id), "ttl": ls.ttl, "remaining": 20 <= ls.remaining_ttl <= 30,
            "granted": ls.granted_ttl, "keys": sorted(ls.keys),
            "info_keys": sorted(info.keys), "refresh": [r.TTL for r in ls.refresh()],
            "meta": meta(n, c.get("e3l/1")[1])}
