@@ -55,4 +55,6 @@ def test_what_the_scenarios_show(results):
     assert r["lock"]["a"] and r["lock"]["b_now"] is False and r["lock"]["b_waited"] is True
     assert r["status_members"]["leader"] == "<member#1>"
     assert [f[2] for f in r["watch_ids_and_fragments"]["fragments"]] == [0] * 10 + [900] * 10
+    assert r["maintenance"]["snapshot"]["rc"] == 0 and r["maintenance"]["snapshot"]["at_rev"]
+    assert r["maintenance"]["listed_after"] == [] and r["maintenance"]["hash"]["moves"]
     assert r["auth"]["app_denied"]["details"] == "etcdserver: permission denied"

@@ -4,6 +4,7 @@ normalised)."""
 from __future__ import annotations
 
 import threading
+import time
 
 import etcd3gw
 import pytest
@@ -86,7 +87,7 @@ def test_lease_grant_refresh_ttl_keys_revoke(pair):
         lease = c.lease(30)
         c.put("gw/l1", "x", lease=lease)
         c.put("gw/l2", "y", lease=lease)
-        out = {"id": n.id("lease", lease.id), "ttl": lease.ttl() in (29, 30),
+        out = {"id": n.id("lease", lease.id), "ttl": 20 <= lease.ttl() <= 30,
                "refresh": lease.refresh(), "keys": sorted(lease.keys()),
                "meta": [_meta(n, m) for _, m in c.get("gw/l1", metadata=True)],
                "revoke": lease.revoke(), "ttl_after": lease.ttl(),
@@ -291,3 +292,51 @@ def test_over_tls_with_a_client_certificate(tmp_path, monkeypatch):
                                  "after": c.get("tls/k"), "without_cert": refused}
     same(results)
     assert results["kvcore"]["get"] == [b"v"] and results["kvcore"]["after"] == []
+
+
+def test_errors_as_etcd3gw_raises_them(pair):
+    """The gateway's error answers as etcd3gw turns them into exceptions (by HTTP
+    status) with the server's message."""
+    def attempt(fn):
+        try:
+            return {"ok": fn()}
+        except etcd3gw.exceptions.Etcd3Exception as exc:
+            return {"raised": type(exc).__name__, "detail": str(exc),
+                    "body": getattr(exc, "detail_text", None)}
+
+    def scenario(c, n):
+        enc = etcd3gw.utils._encode
+        dup = {"compare": [], "success": [{"request_put": {"key": enc("gw/e"), "value": enc("1")}},
+                                          {"request_put": {"key": enc("gw/e"), "value": enc("2")}}]}
+        lease = c.lease(10)
+        lease.revoke()
+        return {"unknown_lease": attempt(lambda: c.put("gw/e", "v", lease=lease)),
+                "revoke_twice": attempt(lease.revoke),
+                "dup_txn": attempt(lambda: c.transaction(dup)),
+                "empty_key": attempt(lambda: c.put("", "v")),
+                "compact_future": attempt(lambda: c.post(c.get_url("/kv/compaction"),
+                                                         json={"revision": 10 ** 9})),
+                "bad_json": attempt(lambda: c.post(c.get_url("/kv/range"), data=b"{nope")),
+                "unknown_path": attempt(lambda: c.post(c.get_url("/kv/nothing"), json={}))}
+    r = _both(pair, scenario)
+    assert "duplicate key given in txn request" in r["dup_txn"]["body"]
+    assert r["unknown_lease"]["detail"] == "Not Found"
+
+
+def test_lock_lease_expires(pair):
+    """A lock whose holder stops refreshing: its lease expires and another takes it."""
+    def scenario(c, n):
+        a = Lock("gwexp", ttl=2, client=c)
+        b = Lock("gwexp", ttl=30, client=c)
+        out = {"a": a.acquire(), "b_first": b.acquire(), "b_later": False}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not out["b_later"]:
+            time.sleep(0.2)
+            out["b_later"] = b.acquire()
+        out["a_held"] = a.is_acquired()
+        out["a_refresh"] = a.refresh()     # its lease is gone: the keepalive's TTL is -1
+        out["b_release"] = b.release()
+        return out
+    r = _both(pair, scenario)
+    assert r["a"] and r["b_first"] is False and r["b_later"] is True
+    assert r["a_held"] is False and r["a_refresh"] == -1

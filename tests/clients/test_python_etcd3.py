@@ -59,6 +59,7 @@ def test_what_the_scenarios_show(results):
     assert r["txn"]["dup_put"]["details"] == "etcdserver: duplicate key given in txn request"
     assert r["lease"]["refresh"] == [30] and r["lease"]["after_revoke"]["ttl"] == -1
     assert r["watch"]["kinds"] is True and r["watch"]["once_timeout"] == {"raised": "WatchTimedOut"}
+    assert r["many_watches"]["got"] == [[i, [f"b:{i}"]] for i in range(50)]
     assert r["lock"]["a"] is True and r["lock"]["b_held"] is False and r["lock"]["b_after"]
     assert r["maintenance"]["watch_compacted_got"] == [{"raised": "RevisionCompactedError"}]
     assert r["maintenance"]["put_in_alarm"]["code"] == "StatusCode.RESOURCE_EXHAUSTED"
