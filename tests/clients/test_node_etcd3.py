@@ -203,9 +203,10 @@ def test_watch_resumes_after_server_restart(tmp_path):
 def tls_pair(tmp_path_factory):
     base = tmp_path_factory.mktemp("node-etcd3-tls")
     pki = tlscerts.make_pki(str(base / "pki"))
-    # Simple tokens that lapse after a second idle: the client's re-authentication.
+    # Client certificates required (the driver shows pki.client_cert, CN "client");
+    # simple tokens that lapse after a second idle: the client's re-authentication.
     flags = ("--cert-file", pki.server_cert, "--key-file", pki.server_key,
-             "--auth-token-ttl", "1")
+             "--client-cert-auth", "--trusted-ca-file", pki.ca, "--auth-token-ttl", "1")
     kv = servers.start_kvcore(str(base / "kv.etcd"), workers=2, scheme="https", extra=flags)
     try:
         et = servers.start_etcd(str(base / "etcd.etcd"), binary=ETCD351, scheme="https",
@@ -219,11 +220,15 @@ def tls_pair(tmp_path_factory):
 
 
 def test_tls_and_auth(tls_pair):
-    """`credentials: {rootCertificate}` over TLS; then users, roles and auth enabled:
-    the error classes the client raises are the same on both servers."""
+    """`credentials: {rootCertificate, certChain, privateKey}` over TLS (and a client
+    without a certificate refused); then users, roles and auth enabled: the error
+    classes the client raises are the same on both servers. A call without a user
+    name runs as the certificate's CN, a user that does not exist."""
     kv_srv, et_srv, pki = tls_pair
-    kv, et = drive_both((kv_srv, et_srv), ["tls", "auth"], ca=pki.ca,
-                        root_password="rootpw", token_ttl_wait_ms=2500)
+    kv, et = drive_both((kv_srv, et_srv), ["tls", "auth"], ca=pki.ca, cert=pki.client_cert,
+                        key=pki.client_key, root_password="rootpw", token_ttl_wait_ms=2500)
+    assert _steps(kv, "tls")["no client certificate"]["result"]["class"] == \
+        "GRPCUnavailableError"
     steps = _steps(assert_same((kv_srv, et_srv), kv, et), "auth")
     assert steps["alice get after token expiry"]["result"] == "1"
     # The lapsed token as etcd logs it: dropped by the token keeper, then refused.
@@ -240,7 +245,7 @@ def test_tls_and_auth(tls_pair):
         "alice add missing role": "EtcdRoleNotFoundError",
         "remove role not granted": "EtcdRoleNotGrantedError",
         "delete missing user": "EtcdUserNotFoundError",
-        "unauthenticated get": "GRPCInvalidArgumentError",
+        "unauthenticated get": "EtcdPermissionDeniedError",
         "alice put pub": "EtcdPermissionDeniedError",
         "alice get secret": "EtcdPermissionDeniedError",
         "alice getAll all": "EtcdPermissionDeniedError",
