@@ -161,8 +161,9 @@ def test_client_keepalive_pings_policed_as_etcd(pair):
 
 
 def _restart_session(srv: servers.Server) -> list[dict]:
-    """Watches wr/ over the restart of `srv` (same data dir, same port); two keys are
-    written by etcdctl while the client is still reconnecting."""
+    """Watches wr/ and keeps a lease alive over the restart of `srv` (same data dir,
+    same port); two keys are written by etcdctl while the client is still
+    reconnecting."""
     proc = _start_driver(srv, ["watch-restart"], stdin=subprocess.PIPE)
     head = []
     for line in proc.stdout:
@@ -194,9 +195,12 @@ def test_watch_resumes_after_server_restart(tmp_path):
         kv.stop()
         if et:
             et.stop()
-    # Every put once, in order: none lost over the restart, none replayed twice.
+    # Every put once, in order: none lost over the restart, none replayed twice (the
+    # lease's key was the first write).
     assert steps["after restart"]["result"] == [
-        {"key": f"wr/{i}", "mod_revision": f"base{i:+d}"} for i in range(1, 6)]
+        {"key": f"wr/{i}", "mod_revision": f"base{i + 1:+d}"} for i in range(1, 6)]
+    assert steps["lease after restart"]["result"] == {
+        "kept_alive_again": True, "lost": [], "key": "v"}
 
 
 @pytest.fixture(scope="module")

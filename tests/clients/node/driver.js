@@ -567,6 +567,12 @@ const SCENARIOS = {
     const seen = [];
     const w = await step('create watcher', () => c.watch().prefix('wr/').create(), () => 'ok');
     w.on('put', kv => seen.push({ key: kv.key.toString(), mod_revision: kv.mod_revision }));
+    // A lease kept alive across the restart, with a key on it.
+    const lease = c.lease(6);
+    const leaseEvents = { succeeded: 0, lost: [] };
+    lease.on('keepaliveSucceeded', () => leaseEvents.succeeded++);
+    lease.on('lost', err => leaseEvents.lost.push(err.constructor.name));
+    await lease.put('wl/k').value('v').exec();
     await c.put('wr/1').value('a');
     await c.put('wr/2').value('b');
     await step('before restart', async () => {
@@ -575,12 +581,19 @@ const SCENARIOS = {
     });
     emit('await restart', null);
     await new Promise(resolve => readline.createInterface({ input: process.stdin }).once('line', resolve));
+    const keptBefore = leaseEvents.succeeded;
     await step('put after restart', () => c.put('wr/5').value('e').exec(), r => ({ revision: r.header.revision }));
     await step('after restart', async () => {
       await until(() => seen.some(e => e.key === 'wr/5'), 15000);
       await sleep(200);
       return seen;
     });
+    await step('lease after restart', async () => {
+      await until(() => leaseEvents.succeeded > keptBefore, 6000);
+      return { kept_alive_again: leaseEvents.succeeded > keptBefore, lost: leaseEvents.lost,
+               key: await c.get('wl/k').string() };
+    });
+    await lease.revoke();
     await w.cancel();
   },
 
