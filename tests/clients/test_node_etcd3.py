@@ -42,8 +42,14 @@ def _start_driver(srv, scenarios, stdin=None, **extra) -> subprocess.Popen:
                             text=True, env={**os.environ, "NODE_NO_WARNINGS": "1"})
 
 
-def _finish(proc: subprocess.Popen, head: list, timeout: float = 60) -> list[dict]:
-    out, err = proc.communicate(timeout=timeout)
+def _finish(proc: subprocess.Popen, head: list, timeout: float = 40, who: str = "") -> list[dict]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"driver on {who} still running after {timeout}s; its last steps:\n"
+                             + "\n".join(out.splitlines()[-3:]) + f"\n{err[-2000:]}")
     assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{err[-3000:]}"
     return head + [json.loads(line) for line in out.splitlines()]
 
@@ -51,7 +57,7 @@ def _finish(proc: subprocess.Popen, head: list, timeout: float = 60) -> list[dic
 def drive_both(pair, scenarios, **extra) -> tuple[list, list]:
     """Runs the scenarios against both servers at once -> (kvcore lines, etcd lines)."""
     procs = [_start_driver(srv, scenarios, **extra) for srv in pair]
-    return tuple(_finish(p, []) for p in procs)
+    return tuple(_finish(p, [], who=srv.kind) for p, srv in zip(procs, pair))
 
 
 class Normaliser:
@@ -122,7 +128,7 @@ def _steps(lines, scenario):
 
 
 @pytest.mark.parametrize("scenario", ["kv", "txn", "watch", "watch-more", "lock", "election",
-                                      "stm-namespace", "transport", "stream-ends"])
+                                      "stm-namespace", "transport", "stream-ends", "edges"])
 def test_scenario_matches_etcd(pair, scenario):
     kv, et = drive_both(pair, [scenario])
     lines = assert_same(pair, kv, et)
@@ -171,7 +177,7 @@ def _restart_session(srv: servers.Server) -> list[dict]:
         if head[-1]["step"] == "await restart":
             break
     else:
-        _finish(proc, head)
+        _finish(proc, head, who=srv.kind)
         raise AssertionError(f"driver ended before the restart: {head}")
     srv.restart()
     for key in ("wr/3", "wr/4"):
@@ -179,7 +185,7 @@ def _restart_session(srv: servers.Server) -> list[dict]:
         assert code == 0, err
     proc.stdin.write("go\n")
     proc.stdin.flush()
-    return _finish(proc, head)
+    return _finish(proc, head, who=srv.kind)
 
 
 def test_watch_resumes_after_server_restart(tmp_path):
