@@ -99,6 +99,7 @@ class Membership:
         return None
 
 
-def new_member_id(peer_urls: list[str], token: str) -> int:
-    """ID of a member added at run time (etcd mixes in the current time)."""
-    return member_id(peer_urls, token, time.time())
+def new_member_id(peer_urls: list[str]) -> int:
+    """ID of a member added at run time: etcd's MemberAdd hashes the peer URLs with
+    an empty cluster name and the current second."""
+    return member_id(peer_urls, "", time.time())

@@ -126,21 +126,26 @@ class ClusterService:
     def member_add(self, req: bytes):
         r = rpc_pb2.MemberAddRequest.FromString(req)
         urls = _check_urls(r.peerURLs)
+        # etcd 3.5.1's ID: the peer URLs, no cluster name, the second of the request
+        # (the same URLs added twice within a second make the same ID).
+        mid = new_member_id(urls)
+        if not r.isLearner and self.ctx.cfg.strict_reconfig_check:
+            # After the add, the started voters must still form a quorum (etcd lets a
+            # one-member cluster add a second voter: restoring a cluster from one).
+            started, after = self._started_voters(), self._voters() + 1
+            if started < after // 2 + 1 and not (started == 1 and after == 2):
+                raise etcd_error(EtcdError.NOT_ENOUGH_STARTED)
+        # Then etcd's ValidateConfigurationChange, in its order.
+        if mid in self.ms.removed:
+            raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
+        if mid in self.ms.members:
+            raise etcd_error(EtcdError.MEMBER_EXIST)
         for m in self.ms.members.values():
             if set(m.peer_urls) & set(urls):
                 raise etcd_error(EtcdError.PEER_URL_EXIST)
         if r.isLearner:
             if sum(1 for m in self.ms.members.values() if m.is_learner) >= MAX_LEARNERS:
                 raise etcd_error(EtcdError.TOO_MANY_LEARNERS)
-        elif self.ctx.cfg.strict_reconfig_check:
-            # After the add, the started voters must still form a quorum (etcd lets a
-            # one-member cluster add a second voter: restoring a cluster from one).
-            started, after = self._started_voters(), self._voters() + 1
-            if started < after // 2 + 1 and not (started == 1 and after == 2):
-                raise etcd_error(EtcdError.NOT_ENOUGH_STARTED)
-        mid = new_member_id(urls, self.ctx.cfg.initial_cluster_token)
-        while mid in self.ms.members or mid in self.ms.removed:
-            mid += 1
         m = Member(mid, "", urls, [], bool(r.isLearner))
         kind = ConfChangeType.AddLearnerNode if r.isLearner else ConfChangeType.AddNode
         cc = ConfChange.single(kind, mid, m.context())

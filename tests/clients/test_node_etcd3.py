@@ -42,8 +42,14 @@ def _start_driver(srv, scenarios, stdin=None, **extra) -> subprocess.Popen:
                             text=True, env={**os.environ, "NODE_NO_WARNINGS": "1"})
 
 
-def _finish(proc: subprocess.Popen, head: list, timeout: float = 60) -> list[dict]:
-    out, err = proc.communicate(timeout=timeout)
+def _finish(proc: subprocess.Popen, head: list, timeout: float = 40, who: str = "") -> list[dict]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"driver on {who} still running after {timeout}s; its last steps:\n"
+                             + "\n".join(out.splitlines()[-3:]) + f"\n{err[-2000:]}")
     assert proc.returncode == 0, f"driver failed ({proc.returncode}):\n{err[-3000:]}"
     return head + [json.loads(line) for line in out.splitlines()]
 
@@ -51,7 +57,7 @@ def _finish(proc: subprocess.Popen, head: list, timeout: float = 60) -> list[dic
 def drive_both(pair, scenarios, **extra) -> tuple[list, list]:
     """Runs the scenarios against both servers at once -> (kvcore lines, etcd lines)."""
     procs = [_start_driver(srv, scenarios, **extra) for srv in pair]
-    return tuple(_finish(p, []) for p in procs)
+    return tuple(_finish(p, [], who=srv.kind) for p, srv in zip(procs, pair))
 
 
 class Normaliser:
@@ -122,7 +128,7 @@ def _steps(lines, scenario):
 
 
 @pytest.mark.parametrize("scenario", ["kv", "txn", "watch", "watch-more", "lock", "election",
-                                      "stm-namespace", "transport", "stream-ends"])
+                                      "stm-namespace", "transport", "stream-ends", "edges"])
 def test_scenario_matches_etcd(pair, scenario):
     kv, et = drive_both(pair, [scenario])
     lines = assert_same(pair, kv, et)
@@ -161,8 +167,9 @@ def test_client_keepalive_pings_policed_as_etcd(pair):
 
 
 def _restart_session(srv: servers.Server) -> list[dict]:
-    """Watches wr/ over the restart of `srv` (same data dir, same port); two keys are
-    written by etcdctl while the client is still reconnecting."""
+    """Watches wr/ and keeps a lease alive over the restart of `srv` (same data dir,
+    same port); two keys are written by etcdctl while the client is still
+    reconnecting."""
     proc = _start_driver(srv, ["watch-restart"], stdin=subprocess.PIPE)
     head = []
     for line in proc.stdout:
@@ -170,7 +177,7 @@ def _restart_session(srv: servers.Server) -> list[dict]:
         if head[-1]["step"] == "await restart":
             break
     else:
-        _finish(proc, head)
+        _finish(proc, head, who=srv.kind)
         raise AssertionError(f"driver ended before the restart: {head}")
     srv.restart()
     for key in ("wr/3", "wr/4"):
@@ -178,7 +185,7 @@ def _restart_session(srv: servers.Server) -> list[dict]:
         assert code == 0, err
     proc.stdin.write("go\n")
     proc.stdin.flush()
-    return _finish(proc, head)
+    return _finish(proc, head, who=srv.kind)
 
 
 def test_watch_resumes_after_server_restart(tmp_path):
@@ -194,18 +201,22 @@ def test_watch_resumes_after_server_restart(tmp_path):
         kv.stop()
         if et:
             et.stop()
-    # Every put once, in order: none lost over the restart, none replayed twice.
+    # Every put once, in order: none lost over the restart, none replayed twice (the
+    # lease's key was the first write).
     assert steps["after restart"]["result"] == [
-        {"key": f"wr/{i}", "mod_revision": f"base{i:+d}"} for i in range(1, 6)]
+        {"key": f"wr/{i}", "mod_revision": f"base{i + 1:+d}"} for i in range(1, 6)]
+    assert steps["lease after restart"]["result"] == {
+        "kept_alive_again": True, "lost": [], "key": "v"}
 
 
 @pytest.fixture(scope="module")
 def tls_pair(tmp_path_factory):
     base = tmp_path_factory.mktemp("node-etcd3-tls")
     pki = tlscerts.make_pki(str(base / "pki"))
-    # Simple tokens that lapse after a second idle: the client's re-authentication.
+    # Client certificates required (the driver shows pki.client_cert, CN "client");
+    # simple tokens that lapse after a second idle: the client's re-authentication.
     flags = ("--cert-file", pki.server_cert, "--key-file", pki.server_key,
-             "--auth-token-ttl", "1")
+             "--client-cert-auth", "--trusted-ca-file", pki.ca, "--auth-token-ttl", "1")
     kv = servers.start_kvcore(str(base / "kv.etcd"), workers=2, scheme="https", extra=flags)
     try:
         et = servers.start_etcd(str(base / "etcd.etcd"), binary=ETCD351, scheme="https",
@@ -219,11 +230,15 @@ def tls_pair(tmp_path_factory):
 
 
 def test_tls_and_auth(tls_pair):
-    """`credentials: {rootCertificate}` over TLS; then users, roles and auth enabled:
-    the error classes the client raises are the same on both servers."""
+    """`credentials: {rootCertificate, certChain, privateKey}` over TLS (and a client
+    without a certificate refused); then users, roles and auth enabled: the error
+    classes the client raises are the same on both servers. A call without a user
+    name runs as the certificate's CN, a user that does not exist."""
     kv_srv, et_srv, pki = tls_pair
-    kv, et = drive_both((kv_srv, et_srv), ["tls", "auth"], ca=pki.ca,
-                        root_password="rootpw", token_ttl_wait_ms=2500)
+    kv, et = drive_both((kv_srv, et_srv), ["tls", "auth"], ca=pki.ca, cert=pki.client_cert,
+                        key=pki.client_key, root_password="rootpw", token_ttl_wait_ms=2500)
+    assert _steps(kv, "tls")["no client certificate"]["result"]["class"] == \
+        "GRPCUnavailableError"
     steps = _steps(assert_same((kv_srv, et_srv), kv, et), "auth")
     assert steps["alice get after token expiry"]["result"] == "1"
     # The lapsed token as etcd logs it: dropped by the token keeper, then refused.
@@ -240,7 +255,7 @@ def test_tls_and_auth(tls_pair):
         "alice add missing role": "EtcdRoleNotFoundError",
         "remove role not granted": "EtcdRoleNotGrantedError",
         "delete missing user": "EtcdUserNotFoundError",
-        "unauthenticated get": "GRPCInvalidArgumentError",
+        "unauthenticated get": "EtcdPermissionDeniedError",
         "alice put pub": "EtcdPermissionDeniedError",
         "alice get secret": "EtcdPermissionDeniedError",
         "alice getAll all": "EtcdPermissionDeniedError",
