@@ -52,7 +52,7 @@ import collections
 import logging
 
 from kvcore.engine.base import (CLIENT_CN_HEADER, CLIENT_TLS_HEADER, CallContext, Framed,
-                                GrpcError, StatusCode, certificate_cn)
+                                GrpcError, StatusCode, certificate_cn, http_date)
 
 log = logging.getLogger("kvcore.engine.native")
 _new_context = object.__new__

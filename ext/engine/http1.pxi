@@ -100,12 +100,15 @@ async def _h1_serve(_Conn conn, method, target, headers, body, version):
         if n.lower() in ("content-length", "connection", "transfer-encoding"):
             continue
         out.append("%s: %s\r\n" % (n, v))
-    if streaming:
-        out.append("transfer-encoding: chunked\r\n")
-    else:
-        out.append("content-length: %d\r\n" % len(rbody))
+    # Then what Go's net/http adds, in its order and spelling: Date, Content-Length,
+    # Connection, Transfer-Encoding.
+    out.append("Date: %s\r\n" % http_date())
+    if not streaming:
+        out.append("Content-Length: %d\r\n" % len(rbody))
     if conn.h1_close or conn.core.shutting_down:
-        out.append("connection: close\r\n")
+        out.append("Connection: close\r\n")
+    if streaming:
+        out.append("Transfer-Encoding: chunked\r\n")
     out.append("\r\n")
     if streaming:
         conn.h1_busy = 2

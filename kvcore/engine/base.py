@@ -27,7 +27,9 @@ Contract
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import AsyncIterator, Awaitable, Callable, Mapping, Optional, Protocol
 
 
@@ -146,3 +148,15 @@ class Engine(Protocol):
     # instead of binding host:port.
 
     async def stop(self, grace: float = 1.0) -> None: ...
+
+
+_date_cache = [0, ""]
+
+
+def http_date() -> str:
+    """The Date header's value as Go's net/http writes it on every response
+    ("Mon, 07 Dec 2026 09:25:00 GMT"), formatted once per second."""
+    now = int(time.time())
+    if now != _date_cache[0]:
+        _date_cache[0], _date_cache[1] = now, formatdate(now, usegmt=True)
+    return _date_cache[1]

@@ -19,8 +19,8 @@ NativeEngine (ext/engine/connection.pxi, ext/engine/http1.pxi); in pure-Python m
 * TLS through kvcore.tls.TLSListener; the verified client certificate's CN and
   the TLS flag reach the handler as CLIENT_CN_HEADER / CLIENT_TLS_HEADER.
 
-A small parser rather than h11: the native front's answers (lower-case header
-names, its reason phrases, its limits and error bodies) are the spec here, and h11
+A small parser rather than h11: the native front's answers (its header names and
+order, its reason phrases, its limits and error bodies) are the spec here, and h11
 writes and rejects differently (docs/decisions.md).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ import logging
 import socket
 from typing import Callable, Optional
 
-from .base import CLIENT_CN_HEADER, CLIENT_TLS_HEADER, HttpHandler, certificate_cn
+from .base import CLIENT_CN_HEADER, CLIENT_TLS_HEADER, HttpHandler, certificate_cn, http_date
 
 log = logging.getLogger("kvcore.engine.py_front")
 
@@ -237,11 +237,16 @@ class _Conn(asyncio.Protocol):
             if n.lower() in ("content-length", "connection", "transfer-encoding"):
                 continue
             out.append("%s: %s\r\n" % (n, v))
-        out.append("transfer-encoding: chunked\r\n" if streaming
-                   else "content-length: %d\r\n" % len(rbody))
+        # Then what Go's net/http adds, in its order and spelling: Date,
+        # Content-Length, Connection, Transfer-Encoding.
+        out.append("Date: %s\r\n" % http_date())
+        if not streaming:
+            out.append("Content-Length: %d\r\n" % len(rbody))
         closing = self.close_after or self.front.shutting_down
         if closing:
-            out.append("connection: close\r\n")
+            out.append("Connection: close\r\n")
+        if streaming:
+            out.append("Transfer-Encoding: chunked\r\n")
         out.append("\r\n")
         if streaming:
             self.busy = 2

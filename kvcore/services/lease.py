@@ -129,8 +129,10 @@ class LeaseService:
 
     def lease_time_to_live(self, req: bytes):
         r = rpc_pb2.LeaseTimeToLiveRequest.FromString(req)
-        if self.ctx.lessor.primary or not self.ctx.lessor.exists(r.ID):
+        if self.ctx.lessor.primary:
             return self._respond(self._time_to_live(r))
+        # The leader's answer even for a lease unknown here (a grant not applied here
+        # yet), as etcd forwards every TimeToLive of a follower.
         return asyncio.ensure_future(self._time_to_live_from_leader(r, req))
 
     async def _time_to_live_from_leader(self, r, req: bytes) -> bytes:

@@ -60,7 +60,7 @@ def test_a_stream_waits_while_the_peer_does_not_read():
     finally:
         server.stop()
     head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"transfer-encoding: chunked" in head
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Transfer-Encoding: chunked" in head
     assert len(produced) == CHUNKS
     assert body.count(b"\r\n%x\r\n" % CHUNK) == CHUNKS - 1     # every chunk, in order
     assert b"%06d" % (CHUNKS - 1) in body
@@ -133,7 +133,7 @@ def test_stop_closes_idle_connections_and_lets_an_answer_finish():
         server.loop.call_soon_threadsafe(release.set)
         answer = _read_until_close(busy)
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert b"connection: close\r\n" in answer and answer.endswith(b"done")
+        assert b"Connection: close\r\n" in answer and answer.endswith(b"done")
     finally:
         stopper.join(30)
         idle.close()
