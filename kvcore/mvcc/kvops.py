@@ -116,6 +116,10 @@ class KVApplier:
         if value is None:
             value = p.value
         ignore_value, ignore_lease, want_prev = p.ignore_value, p.ignore_lease, p.prev_kv
+        # etcd's applier checks a put's lease before the key ignore_* needs (a put
+        # in a txn was checked already, in checkRequestPut's order: key first)
+        if lease and not ignore_lease and not self.lessor.exists(lease):
+            raise etcd_error(EtcdError.LEASE_NOT_FOUND)
         prev = None
         if ignore_value or ignore_lease or want_prev:
             found = w.range(key, None).kvs
@@ -128,8 +132,6 @@ class KVApplier:
                     value = old.value
                 if ignore_lease:
                     lease = old.lease
-        if lease and not ignore_lease and not self.lessor.exists(lease):
-            raise etcd_error(EtcdError.LEASE_NOT_FOUND)
         rev = w.put(key, value, lease, prev)
         if want_prev and prev is not None:
             return rev, wire.field_bytes(2, prev)
