@@ -11,6 +11,7 @@ from typing import Optional
 
 from kvcore.api import kv_pb2, rpc_pb2, wire
 from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.mvcc.gosort import go_sort
 from kvcore.mvcc.store import CompactedError, FutureRevError, KVStore, WriteTxn
 
 RR = rpc_pb2.RangeRequest
@@ -80,7 +81,7 @@ def range_parts(reader, r: rpc_pb2.RangeRequest) -> tuple[int, tuple]:
         if r.min_create_revision:
             objs = [kv for kv in objs if kv.create_revision >= r.min_create_revision]
         if sort_order != RR.NONE:
-            objs.sort(key=_SORT_KEY[r.sort_target], reverse=sort_order == RR.DESCEND)
+            objs = go_sort(objs, _SORT_KEY[r.sort_target], sort_order == RR.DESCEND)
         if limit > 0 and len(objs) > limit:
             objs = objs[:limit]
             more = True
