@@ -219,7 +219,9 @@ class KVApplier:
                 rev = op.request_range.revision
                 if rev > cur_rev:
                     raise etcd_error(EtcdError.FUTURE_REV)
-                if 0 < rev < compact_rev:
+                # etcd's checkRequestRange: any revision but 0 below FirstRev (the
+                # compaction, -1 before any) is compacted, negative ones included
+                if rev and rev < compact_rev:
                     raise etcd_error(EtcdError.COMPACTED)
             elif w == "request_txn":
                 self._check_path(reader, op.request_txn, path, cur_rev, compact_rev)

@@ -175,6 +175,29 @@ def big_txn(draw):
         for i in range(n)])
 
 
+@st.composite
+def dup_txn(draw):
+    """The same key written twice in one txn: two puts, a put under a delete's
+    range, at one level or across nested levels, or in the two branches (allowed)."""
+    key = draw(keys)
+    p = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=b"d"))
+    d = rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(
+        key=key, range_end=draw(st.sampled_from([b"", prefix_end(key), b"\x00"]))))
+    second = draw(st.sampled_from([p, d]))
+    shape = draw(st.sampled_from(["flat", "nested", "branches"]))
+    if shape == "flat":
+        return rpc_pb2.TxnRequest(success=[p, second])
+    if shape == "nested":
+        inner = rpc_pb2.TxnRequest(success=[second])
+        return rpc_pb2.TxnRequest(success=[p, rpc_pb2.RequestOp(request_txn=inner)])
+    return rpc_pb2.TxnRequest(compare=draw(st.lists(compare(), max_size=1)),
+                              success=[p], failure=[second])
+
+
+# Around etcd's --max-request-bytes (1.5 MiB by default): taken, or refused whole.
+BIG_VALUES = [1 << 20, 1_572_864 - 200, 1_572_864 + 10]
+
+
 def compact():
     return st.builds(rpc_pb2.CompactionRequest, revision=revision(),
                      physical=st.booleans())
@@ -220,6 +243,8 @@ def step():
         delete_req().map(lambda r: ("DeleteRange", r)),
         txn().map(lambda r: ("Txn", r)),
         big_txn().map(lambda r: ("Txn", r)),
+        dup_txn().map(lambda r: ("Txn", r)),
+        st.sampled_from(BIG_VALUES).map(lambda n: ("BigPut", n)),
         compact().map(lambda r: ("Compact", r)),
         lease_grant().map(lambda r: ("LeaseGrant", r)),
         st.builds(rpc_pb2.LeaseRevokeRequest, ID=lease_id()).map(lambda r: ("LeaseRevoke", r)),

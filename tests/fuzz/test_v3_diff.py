@@ -60,8 +60,11 @@ def _alive(kv):
 def run_step(pair, method, req):
     """Send one request to both; assert the same answer; track the oracle's revision."""
     kv, ks, es, ctx = pair
-    if method != "LeaseCycle":
+    if method not in ("LeaseCycle", "BigPut"):
         req = gen.resolve(req, ctx)
+    if method == "BigPut":       # a value of req bytes, deleted again at once
+        return [run_step(pair, "Put", rpc_pb2.PutRequest(key=b"big", value=b"B" * req)),
+                run_step(pair, "DeleteRange", rpc_pb2.DeleteRangeRequest(key=b"big"))]
     if method == "LeaseCycle":
         a, b = diff.lease_cycle(ks, req), diff.lease_cycle(es, req)
     elif method == "Watch":
@@ -180,3 +183,20 @@ def test_sorted_range_ties_in_etcds_order(pair, n):
                 run_step(pair, "Range", rpc_pb2.RangeRequest(
                     key=pre, range_end=prefix_end(pre), sort_target=target,
                     sort_order=order, limit=limit, keys_only=target != 4))
+
+
+def test_txn_range_at_a_negative_revision(pair):
+    """Inside a txn etcd's checkRequestRange calls any revision but 0 below the
+    compaction (FirstRev) compacted, a negative one too (-1 passes only before any
+    compaction); kvcore took a negative one as the current revision. A plain Range
+    at -1 reads the current revision in both."""
+    ctx = pair[3]
+    run_step(pair, "Put", rpc_pb2.PutRequest(key=b"neg", value=b"1"))
+    run_step(pair, "Compact", rpc_pb2.CompactionRequest(revision=ctx.rev))
+    for rev in (-1, -2):
+        a = run_step(pair, "Txn", rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(
+            request_range=rpc_pb2.RangeRequest(key=b"neg", revision=rev))]))
+        assert a == ("error", "OUT_OF_RANGE",
+                     "etcdserver: mvcc: required revision has been compacted"), a
+        a = run_step(pair, "Range", rpc_pb2.RangeRequest(key=b"neg", revision=rev))
+        assert a[0] == "ok" and 'value: "1"' in a[1], a
