@@ -11,6 +11,7 @@ from typing import Optional
 
 from kvcore.api import kv_pb2, rpc_pb2, wire
 from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.mvcc.gosort import go_sort
 from kvcore.mvcc.store import CompactedError, FutureRevError, KVStore, WriteTxn
 
 RR = rpc_pb2.RangeRequest
@@ -80,7 +81,7 @@ def range_parts(reader, r: rpc_pb2.RangeRequest) -> tuple[int, tuple]:
         if r.min_create_revision:
             objs = [kv for kv in objs if kv.create_revision >= r.min_create_revision]
         if sort_order != RR.NONE:
-            objs.sort(key=_SORT_KEY[r.sort_target], reverse=sort_order == RR.DESCEND)
+            objs = go_sort(objs, _SORT_KEY[r.sort_target], sort_order == RR.DESCEND)
         if limit > 0 and len(objs) > limit:
             objs = objs[:limit]
             more = True
@@ -116,6 +117,10 @@ class KVApplier:
         if value is None:
             value = p.value
         ignore_value, ignore_lease, want_prev = p.ignore_value, p.ignore_lease, p.prev_kv
+        # etcd's applier checks a put's lease before the key ignore_* needs (a put
+        # in a txn was checked already, in checkRequestPut's order: key first)
+        if lease and not ignore_lease and not self.lessor.exists(lease):
+            raise etcd_error(EtcdError.LEASE_NOT_FOUND)
         prev = None
         if ignore_value or ignore_lease or want_prev:
             found = w.range(key, None).kvs
@@ -128,8 +133,6 @@ class KVApplier:
                     value = old.value
                 if ignore_lease:
                     lease = old.lease
-        if lease and not ignore_lease and not self.lessor.exists(lease):
-            raise etcd_error(EtcdError.LEASE_NOT_FOUND)
         rev = w.put(key, value, lease, prev)
         if want_prev and prev is not None:
             return rev, wire.field_bytes(2, prev)
@@ -216,7 +219,9 @@ class KVApplier:
                 rev = op.request_range.revision
                 if rev > cur_rev:
                     raise etcd_error(EtcdError.FUTURE_REV)
-                if 0 < rev < compact_rev:
+                # etcd's checkRequestRange: any revision but 0 below FirstRev (the
+                # compaction, -1 before any) is compacted, negative ones included
+                if rev and rev < compact_rev:
                     raise etcd_error(EtcdError.COMPACTED)
             elif w == "request_txn":
                 self._check_path(reader, op.request_txn, path, cur_rev, compact_rev)

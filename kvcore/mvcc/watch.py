@@ -487,10 +487,18 @@ class WatchStream:
     def _create(self, c) -> None:
         store = self.hub.store
         hdr = self.hub.header(store.current_rev)
+        # As etcd's v3rpc and watchStream.Watch: an empty key is "\0"; a range_end of
+        # "\0" means every key from key on; any other range_end not past key is an
+        # empty range, refused (watch id -1) as a duplicate id is.
+        key = c.key or b"\x00"
+        if c.range_end not in (b"", b"\x00") and key >= c.range_end:
+            self.send(watch_response(hdr, -1, created=True, canceled=True,
+                                     cancel_reason="mvcc: watcher range is empty"))
+            return
         wid = c.watch_id
         if wid:
             if wid in self.watchers:
-                self.send(watch_response(hdr, wid, created=True, canceled=True,
+                self.send(watch_response(hdr, -1, created=True, canceled=True,
                                          cancel_reason="mvcc: duplicate watch ID provided on the "
                                                        "WatchStream"))
                 return
@@ -500,7 +508,7 @@ class WatchStream:
             wid = self._next_id
             self._next_id += 1
         start = c.start_revision if c.start_revision > 0 else store.current_rev + 1
-        w = Watcher(self, wid, c.key, c.range_end, start, c.prev_kv, list(c.filters),
+        w = Watcher(self, wid, key, c.range_end, start, c.prev_kv, list(c.filters),
                     c.progress_notify, c.fragment)
         self.watchers[wid] = w
         self.send(watch_response(hdr, wid, created=True))
