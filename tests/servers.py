@@ -80,10 +80,13 @@ class Server:
                 self.proc.wait(5)
 
     def restart(self) -> "Server":
+        """Stop and start again (same flags, ports, data dir). This object follows the
+        new process too, so a caller that keeps it still stops what runs."""
         self.stop()
         wait_port_free(self.port)
-        return _launch(self.kind, self.argv, self.port, self.peer_port, self.data_dir,
-                       self.log_path, self.env, self.scheme, self.ctl_args)
+        self.proc = _launch(self.kind, self.argv, self.port, self.peer_port, self.data_dir,
+                            self.log_path, self.env, self.scheme, self.ctl_args).proc
+        return self
 
 
 def _launch(kind, argv, port, peer_port, data_dir, log_path, env, scheme="http",
