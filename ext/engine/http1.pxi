@@ -96,13 +96,18 @@ async def _h1_serve(_Conn conn, method, target, headers, body, version):
             await rbody.aclose()
         return
     out = ["HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, "Status"))]
+    dated = False
     for n, v in rheaders:
-        if n.lower() in ("content-length", "connection", "transfer-encoding"):
+        ln = n.lower()
+        if ln in ("content-length", "connection", "transfer-encoding"):
             continue
+        if ln == "date":     # a proxied answer's own (Go adds one only when none is set)
+            dated = True
         out.append("%s: %s\r\n" % (n, v))
     # Then what Go's net/http adds, in its order and spelling: Date, Content-Length,
     # Connection, Transfer-Encoding.
-    out.append("Date: %s\r\n" % http_date())
+    if not dated:
+        out.append("Date: %s\r\n" % http_date())
     if not streaming:
         out.append("Content-Length: %d\r\n" % len(rbody))
     if conn.h1_close or conn.core.shutting_down:

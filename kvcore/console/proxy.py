@@ -18,7 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from kvcore.console import assets
 
 _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade",
-        "proxy-authorization", "proxy-authenticate", "trailer", "host", "content-length"}
+        "proxy-authorization", "proxy-authenticate", "trailer", "host", "content-length",
+        "date"}   # (the member's Date: http.server writes its own)
 _MAX_BODY = 8 * 1024 * 1024      # above etcd's largest request plus base64
 
 

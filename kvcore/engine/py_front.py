@@ -233,13 +233,18 @@ class _Conn(asyncio.Protocol):
                 await rbody.aclose()
             return
         out = ["HTTP/1.1 %d %s\r\n" % (status, REASONS.get(status, "Status"))]
+        dated = False
         for n, v in rheaders:
-            if n.lower() in ("content-length", "connection", "transfer-encoding"):
+            ln = n.lower()
+            if ln in ("content-length", "connection", "transfer-encoding"):
                 continue
+            if ln == "date":     # a proxied answer's own (Go adds one only when none is set)
+                dated = True
             out.append("%s: %s\r\n" % (n, v))
         # Then what Go's net/http adds, in its order and spelling: Date,
         # Content-Length, Connection, Transfer-Encoding.
-        out.append("Date: %s\r\n" % http_date())
+        if not dated:
+            out.append("Date: %s\r\n" % http_date())
         if not streaming:
             out.append("Content-Length: %d\r\n" % len(rbody))
         closing = self.close_after or self.front.shutting_down

@@ -104,7 +104,13 @@ class LeaseForwarder:
         fut = asyncio.get_running_loop().create_future()
         conn.pending.append(fut)
         conn.writer.write(_LEN.pack(len(request) + 1) + bytes((kind,)) + request)
-        return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except asyncio.TimeoutError:
+            # A leader that does not answer in time: the next request dials again
+            # rather than queueing behind this one.
+            conn.fail(ConnectionError("no answer in time"))
+            raise
 
     async def _conn(self, leader_id: int) -> _Conn:
         conn = self._conns.get(leader_id)

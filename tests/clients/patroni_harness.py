@@ -84,6 +84,14 @@ class Member:
         etcd = {"hosts": c.hosts}
         if c.username:
             etcd.update(username=c.username, password=c.password)
+        if c.tls:
+            etcd["protocol"] = "https"
+            user = run_as()
+            for name, path in c.tls.items():
+                etcd[name] = os.path.join(self.dir, os.path.basename(path))
+                shutil.copy(path, etcd[name])
+                if user is not None:
+                    os.chown(etcd[name], user.pw_uid, user.pw_gid)
         return {
             "scope": c.scope, "name": self.name, "log": {"level": "DEBUG"},
             "restapi": {"listen": f"127.0.0.1:{self.rest_port}",
@@ -183,14 +191,17 @@ class PatroniCluster:
 
     def __init__(self, server: Server, keep_dir: str, scope: str = "demo",
                  username: str = "", password: str = "", ctl_args: tuple = (),
-                 dcs: str = "etcd3", ttl: int = 10, hosts: str = ""):
+                 dcs: str = "etcd3", ttl: int = 10, hosts: str = "",
+                 tls: Optional[dict] = None):
         """``username``/``password`` go into Patroni's etcd3 section; ``ctl_args`` are
         the etcdctl flags the harness reads the keys with (--user on an auth server);
         ``dcs`` "etcd" is Patroni's v2 DCS (the server then needs --enable-v2); ``ttl``
         the leader lease's (loop_wait and retry_timeout follow from it); ``hosts``
-        Patroni's etcd hosts (default: the server's client URL)."""
+        Patroni's etcd hosts (default: the server's client URL); ``tls`` the etcd
+        section's TLS settings ({"cacert": path, "cert": path, "key": path}: the
+        files are copied where Patroni's user can read them; protocol https)."""
         self.server, self.keep_dir, self.scope, self.dcs = server, keep_dir, scope, dcs
-        self.ttl = ttl
+        self.ttl, self.tls = ttl, tls or {}
         self.username, self.password, self.ctl_args = username, password, ctl_args
         self.hosts = hosts or f"127.0.0.1:{server.port}"
         self.base = tempfile.mkdtemp(prefix=f"patroni-{server.kind}-")

@@ -11,47 +11,57 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import subprocess
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
 
 import pytest
 import yaml
 
 from tests import etcd351, servers
+from tests.tlscerts import make_pki
 from tests.clients.patroni_harness import (PATRONICTL, PatroniCluster, dcs_trouble, shape,
                                             start_vip_manager, vip_decisions, wait_for)
 
 BACKENDS = ("kvcore", "etcd")
 
 
-@pytest.fixture
-def backends(tmp_path):
-    """kvcore (two workers, as a 2-CPU host runs it) and etcd 3.5.1, fresh."""
-    kv = servers.start_kvcore(str(tmp_path / "kv.etcd"), workers=2)
+def start_backends(base, extra: tuple = (), scheme: str = "http", ctl_args: tuple = (),
+                   cafile: Optional[str] = None) -> dict:
+    """kvcore (two workers, as a 2-CPU host runs it) and etcd 3.5.1, fresh, with the
+    same flags; once each has decided its cluster version: etcd answers /version with
+    etcdcluster "not_decided" for a moment after it listens, which Patroni refuses
+    ("Failed to get list of machines": ValueError) and then waits 5 s."""
+    kw = dict(extra=extra, scheme=scheme, ctl_args=ctl_args)
+    kv = servers.start_kvcore(str(base / "kv.etcd"), workers=2, **kw)
     try:
-        et = servers.start_etcd(str(tmp_path / "etcd.etcd"), binary=etcd351.ETCD)
+        et = servers.start_etcd(str(base / "etcd.etcd"), binary=etcd351.ETCD, **kw)
     except BaseException:
         kv.stop()
         raise
-    # etcd answers /version with etcdcluster "not_decided" for a moment after it
-    # listens, which Patroni refuses ("Failed to get list of machines": ValueError)
-    # and then waits 5 s: start Patroni once the cluster version is decided.
     for s in (kv, et):
-        wait_for("cluster version", lambda: cluster_version(s) not in (None, "not_decided"),
-                 30)
-    yield {"kvcore": kv, "etcd": et}
-    kv.stop()
-    et.stop()
+        wait_for("cluster version",
+                 lambda: cluster_version(s, cafile) not in (None, "not_decided"), 30)
+    return {"kvcore": kv, "etcd": et}
 
 
 @pytest.fixture
-def clusters(backends, tmp_path):
-    """One (empty) Patroni cluster per backend; make(**kw) builds them."""
+def backends(tmp_path):
+    bk = start_backends(tmp_path)
+    yield bk
+    for s in bk.values():
+        s.stop()
+
+
+@pytest.fixture
+def clusters(tmp_path):
+    """make(backends, **kw): one (empty) Patroni cluster per backend."""
     made = []
 
-    def make(**kw) -> dict[str, PatroniCluster]:
+    def make(backends: dict, **kw) -> dict[str, PatroniCluster]:
         out = {k: PatroniCluster(s, str(tmp_path / f"patroni-{k}"), **kw)
                for k, s in backends.items()}
         made.extend(out.values())
@@ -61,9 +71,11 @@ def clusters(backends, tmp_path):
         list(ex.map(PatroniCluster.close, made))
 
 
-def cluster_version(s: servers.Server):
+def cluster_version(s: servers.Server, cafile: Optional[str] = None):
+    url = f"{s.scheme}://127.0.0.1:{s.port}/version"
+    ctx = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{s.port}/version", timeout=3) as r:
+        with urllib.request.urlopen(url, timeout=3, context=ctx) as r:
             return json.loads(r.read()).get("etcdcluster")
     except (OSError, ValueError):
         return None
@@ -104,10 +116,10 @@ def assert_no_new_trouble(clusters: dict):
     assert trouble["kvcore"] - trouble["etcd"] == set(), trouble
 
 
-def test_bootstrap_keys_and_leader_expiry(clusters):
+def test_bootstrap_keys_and_leader_expiry(backends, clusters):
     """One member bootstraps a cluster: same keys, fields and `patronictl list`;
     kill -9 of Patroni lets its leader and member keys expire with the lease (ttl 5)."""
-    cs = clusters(ttl=5)
+    cs = clusters(backends, ttl=5)
     keys = both(bootstrapped, cs)
     assert set(keys["kvcore"]) >= {"leader", "members/pg0", "initialize", "config", "status"}
     assert shape(keys["kvcore"]) == shape(keys["etcd"])
@@ -131,11 +143,11 @@ def test_bootstrap_keys_and_leader_expiry(clusters):
 
 
 @pytest.mark.slow
-def test_replica_switchover_and_failover(clusters):
+def test_replica_switchover_and_failover(backends, clusters):
     """A second member streams from the leader; `patronictl switchover` moves the
     leader to it; kill -9 of the new leader's Patroni hands the key back after the
     TTL: the same members, roles and timelines on both."""
-    cs = clusters()
+    cs = clusters(backends)
     both(bootstrapped, cs)
 
     def replica(c: PatroniCluster):
@@ -178,19 +190,31 @@ def enable_auth(s: servers.Server) -> None:
         assert rc == 0, (args, out, err)
 
 
-def test_bootstrap_with_etcd_authentication(backends, clusters):
-    """Patroni with `username`/`password` in its etcd3 section bootstraps on a server
-    with auth enabled (its user may touch /service/ only), as on etcd; patronictl
-    without the credentials is refused the same way."""
+@pytest.fixture
+def tls_backends(tmp_path):
+    pki = make_pki(str(tmp_path / "pki"))
+    bk = start_backends(tmp_path, ("--cert-file", pki.server_cert, "--key-file",
+                                   pki.server_key), "https", ("--cacert", pki.ca), pki.ca)
+    yield bk, pki
+    for s in bk.values():
+        s.stop()
+
+
+def test_bootstrap_with_etcd_authentication(tls_backends, clusters):
+    """Patroni with `username`/`password` and a CA in its etcd3 section (protocol
+    https) bootstraps on a TLS server with auth enabled (its user may touch /service/
+    only), as on etcd; patronictl without the credentials is refused the same way."""
+    backends, pki = tls_backends
     for s in backends.values():
         enable_auth(s)
-    cs = clusters(username="patroni", password=PATRONI_PW,
-                  ctl_args=("--user", f"root:{ROOT_PW}"))
+    cs = clusters(backends, username="patroni", password=PATRONI_PW,
+                  ctl_args=("--user", f"root:{ROOT_PW}"), tls={"cacert": pki.ca})
     keys = both(bootstrapped, cs)
     assert shape(keys["kvcore"]) == shape(keys["etcd"])
     logs = {k: c.members["pg0"].log() for k, c in cs.items()}
     for k, log in logs.items():
         assert "Trying to authenticate on Etcd" in log, k
+        assert f'https://127.0.0.1:{backends[k].port} "POST /v3/kv/put' in log, k
         assert "Etcd authentication is not enabled" not in log, k
 
     def anonymous_list(c: PatroniCluster):
@@ -219,19 +243,10 @@ def test_bootstrap_with_etcd_authentication(backends, clusters):
 @pytest.fixture
 def v2_backends(tmp_path):
     """kvcore and etcd 3.5.1 with --enable-v2 (vip-manager 1.0.2 reads v2 keys)."""
-    kv = servers.start_kvcore(str(tmp_path / "kv2.etcd"), workers=2, extra=("--enable-v2",))
-    try:
-        et = servers.start_etcd(str(tmp_path / "etcd2.etcd"), binary=etcd351.ETCD,
-                                extra=("--enable-v2",))
-    except BaseException:
-        kv.stop()
-        raise
-    for s in (kv, et):
-        wait_for("cluster version", lambda: cluster_version(s) not in (None, "not_decided"),
-                 30)
-    yield {"kvcore": kv, "etcd": et}
-    kv.stop()
-    et.stop()
+    bk = start_backends(tmp_path, ("--enable-v2",))
+    yield bk
+    for s in bk.values():
+        s.stop()
 
 
 def test_vip_manager_follows_the_leader_key(v2_backends, tmp_path):

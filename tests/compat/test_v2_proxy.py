@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -121,6 +122,15 @@ def test_v2_proxy_in_front_of_kvcore(tmp_path):
             eps = _until_endpoints(px.port, 1)
             st, _, body = call(px.port, "/v2/keys/k", raw=b"value=v", method="PUT",
                                headers={"Content-Type": "application/x-www-form-urlencoded"})
+            # The member's Date is passed on, and none added (Go's proxy: one Date).
+            with socket.create_connection(("127.0.0.1", px.port), timeout=10) as c:
+                c.sendall(b"GET /v2/keys/k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    head += chunk
         finally:
             px.stop()
         direct = call(ms[0].port, "/v2/keys/k", method="GET")
@@ -128,4 +138,5 @@ def test_v2_proxy_in_front_of_kvcore(tmp_path):
         ms[0].stop()
     assert eps == [f"http://127.0.0.1:{ms[0].port}"]
     assert st == 201 and json.loads(body)["node"]["value"] == "v"
+    assert head.startswith(b"HTTP/1.1 200 ") and head.lower().count(b"\r\ndate: ") == 1
     assert direct[0] == 200 and json.loads(direct[2])["node"]["value"] == "v"
