@@ -602,6 +602,27 @@ const SCENARIOS = {
       return all.every(v => v === 'v');
     });
     await step('deadline 5 s', () => c.get('many').options({ deadline: Date.now() + 5000 }).string());
+    // Compressed requests (grpc-js's grpc.default_compression_algorithm): etcd's grpc-go
+    // inflates gzip and refuses every other encoding before reading.
+    const gz = client({ grpcOptions: { 'grpc.default_compression_algorithm': 2 } });
+    await step('gzip put', () => gz.put('gz/a').value('z'.repeat(4000)).exec(), r => ({ revision: r.header.revision }));
+    await step('gzip get', () => gz.get('gz/a').string(), v => v.length);
+    await step('gzip watch', async () => {
+      const w = await gz.watch().key('gz/a').create();
+      let got = null;
+      w.on('put', kv => { got = kv.value.length; });
+      await gz.put('gz/a').value('q'.repeat(5000));
+      await until(() => got !== null, 3000);
+      await w.cancel();
+      return got;
+    });
+    await step('gzip txn', () => gz.if('gz/a', 'Version', '==', 2).then(gz.put('gz/b').value('1')).commit(),
+      r => r.succeeded);
+    const gzBig = client({ grpcOptions: { 'grpc.default_compression_algorithm': 2 } });
+    await step('gzip put inflating past the limit', () => gzBig.put('gz/big').value(Buffer.alloc(3 * 1024 * 1024, 'y')).exec());
+    const deflate = client({ grpcOptions: { 'grpc.default_compression_algorithm': 1 } });
+    await step('deflate put', () => deflate.put('gz/d').value('d').exec());
+    for (const x of [gz, gzBig, deflate]) x.close();
     const c4 = client();
     await step('deadline already past', () => c4.get('many').options({ deadline: Date.now() - 1000 }).string());
     c4.close();
