@@ -486,16 +486,17 @@ cdef class _Stream:
             nghttp2_session_resume_data(self.conn.session, self.sid)
 
     cdef void _submit_headers(self):
-        cdef nghttp2_nv nva[3]
+        # :status and content-type only, as grpc-go (etcd) answers: no
+        # grpc-accept-encoding, which would make grpc-js stop gzipping its requests.
+        cdef nghttp2_nv nva[2]
         cdef nghttp2_data_provider prd
         _nv(&nva[0], S_STATUS, 7, S_200, 3, NOCOPY)
         _nv(&nva[1], S_CT, 12, S_GRPC, 16, NOCOPY)
-        _nv(&nva[2], S_ACCEPT_ENC, 20, S_IDENTITY, 8, NOCOPY)
         prd.source.ptr = <void*>self
         prd.read_callback = _data_read
         self.headers_sent = True
         self.send_trailers = True
-        nghttp2_submit_response(self.conn.session, self.sid, nva, 3, &prd)
+        nghttp2_submit_response(self.conn.session, self.sid, nva, 2, &prd)
         _ka_forgive(self.conn)
 
     cdef void finish(self, int code, str message):
