@@ -166,6 +166,28 @@ def test_client_keepalive_pings_policed_as_etcd(pair):
         "told_excess_pings": True}
 
 
+def _response_headers(srv: servers.Server, encoding: str) -> list[str]:
+    """The response header names of one Status call (curl over h2c), trailers apart."""
+    proc = subprocess.run(
+        ["curl", "-sv", "--http2-prior-knowledge", "-o", "/dev/null",
+         "-H", "content-type: application/grpc", "-H", "te: trailers",
+         "-H", f"grpc-encoding: {encoding}", "-H", "grpc-accept-encoding: identity,gzip",
+         "--data-binary", "@-", f"http://127.0.0.1:{srv.port}/etcdserverpb.Maintenance/Status"],
+        input=b"\0\0\0\0\0", capture_output=True, timeout=30)
+    lines = proc.stderr.decode().splitlines()
+    head = lines[:lines.index("< ")] if "< " in lines else lines
+    return sorted(line[2:].split(":")[0] for line in head if line.startswith("< ") and ":" in line)
+
+
+def test_response_headers_let_grpc_js_keep_compressing(pair):
+    """grpc-js stops compressing its requests to a server whose answers carry a
+    grpc-accept-encoding without its encoding; grpc-go's (etcd's) carry none."""
+    kv, et = pair
+    assert _response_headers(kv, "identity") == _response_headers(et, "identity") == [
+        "content-type"]
+    assert "grpc-accept-encoding" not in _response_headers(kv, "gzip")
+
+
 def _restart_session(srv: servers.Server) -> list[dict]:
     """Watches wr/ and keeps a lease alive over the restart of `srv` (same data dir,
     same port); two keys are written by etcdctl while the client is still
