@@ -50,6 +50,7 @@ import asyncio
 import base64
 import collections
 import logging
+import zlib
 
 from kvcore.engine.base import (CLIENT_CN_HEADER, CLIENT_TLS_HEADER, CallContext, Framed,
                                 GrpcError, StatusCode, certificate_cn, http_date)

@@ -7,8 +7,10 @@
 # that a message of BIG_MESSAGE bytes or more, once its prefix is known, is copied
 # straight into a bytes object of its size (``_Stream.big``): one copy of a 1 MiB
 # request instead of a growing buffer's copies plus one more to cut it out. Every
-# prefix is checked first (``_check_prefix``): longer than max_recv or compressed
-# refuses the call (RESOURCE_EXHAUSTED / INTERNAL, as grpc-go). Outbound, ``_load``
+# prefix is checked first (``_check_prefix``): longer than max_recv, or compressed
+# without a grpc-encoding, refuses the call (RESOURCE_EXHAUSTED / INTERNAL, as
+# grpc-go); a compressed message of a gzip call is inflated (``_inflate``) before the
+# call sees it. Answers go out uncompressed (grpc-go would use the caller's gzip). Outbound, ``_load``
 # makes a message current (its 5-byte prefix in ``hdr``, the body in ``cur``) and
 # ``_frame_out`` copies prefix, body and queued messages into nghttp2's buffer.
 # Nothing here touches windows (flow_control.pxi) or dispatches calls (stream.pxi).
@@ -88,10 +90,40 @@ cdef int _check_prefix(_Stream s, uint8_t flag, Py_ssize_t length) except -1:
                  % (length, core.max_recv))
         return 1
     if flag != 0:
-        s.refuse(StatusCode.INTERNAL,
-                 "grpc: compressed flag set with identity or empty encoding")
-        return 1
+        if s.encoding is None:
+            s.refuse(StatusCode.INTERNAL,
+                     "grpc: compressed flag set with identity or empty encoding")
+            return 1
+        s.inflate_next = True     # gzip (the only encoding headers_done lets through)
     return 0
+
+
+cdef bytes _inflate(_Stream s, bytes msg):
+    """A gzip-compressed request message, inflated; None if the call was refused.
+    As grpc-go in etcd 3.5.1: the size the gzip trailer states is checked against
+    max_recv first, then at most max_recv + 1 bytes are inflated."""
+    cdef Py_ssize_t limit = s.conn.core.max_recv
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(msg)
+    cdef const uint8_t* p = <const uint8_t*>PyBytes_AS_STRING(msg)
+    cdef Py_ssize_t size
+    if n >= 4:
+        size = (<Py_ssize_t>p[n - 4] | (<Py_ssize_t>p[n - 3] << 8)
+                | (<Py_ssize_t>p[n - 2] << 16) | (<Py_ssize_t>p[n - 1] << 24))
+        if size > limit:
+            s.refuse(StatusCode.RESOURCE_EXHAUSTED,
+                     "grpc: received message larger than max (%d vs. %d)" % (size, limit))
+            return None
+    try:
+        out = zlib.decompressobj(31).decompress(msg, limit + 1)
+    except zlib.error as e:
+        s.refuse(StatusCode.INTERNAL, "grpc: failed to decompress the received message %s" % e)
+        return None
+    if PyBytes_GET_SIZE(out) > limit:
+        s.refuse(StatusCode.RESOURCE_EXHAUSTED,
+                 "grpc: received message larger than max (%d vs. %d)"
+                 % (PyBytes_GET_SIZE(out), limit))
+        return None
+    return out
 
 
 cdef inline void _load(_Stream s, bytes payload, bint framed):

@@ -16,8 +16,6 @@ cdef char* S_GRPC = b"application/grpc"
 cdef char* S_GSTATUS = b"grpc-status"
 cdef char* S_GMESSAGE = b"grpc-message"
 cdef char* S_0 = b"0"
-cdef char* S_ACCEPT_ENC = b"grpc-accept-encoding"
-cdef char* S_IDENTITY = b"identity"
 
 cdef uint8_t NOCOPY = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE
 

@@ -113,6 +113,8 @@ cdef class _Stream:
     cdef Py_ssize_t big_off        # bytes of ``big`` filled so far
     cdef object msg                # the unary request message
     cdef int nmsgs
+    cdef bytes encoding            # grpc-encoding of the request (None: identity)
+    cdef bint inflate_next         # the message being read is gzip-compressed
     cdef int err_code              # set when the request is refused while reading
     cdef str err_msg
     cdef bint discard
@@ -185,6 +187,10 @@ cdef class _Stream:
             if t is not None:
                 self.timeout = t
             return 0
+        if nl == 13 and memcmp(name, b"grpc-encoding", 13) == 0:
+            if v != b"identity":
+                self.encoding = v
+            return 0
         if (nl == 13 or nl == 14 or nl == 20) and n in _RESERVED:
             return 0
         key = n.decode("latin-1")
@@ -224,6 +230,15 @@ cdef class _Stream:
                 self.err_msg = "grpc requires POST"
                 self.conn.ready.append(self)
                 return
+            if self.encoding is not None and self.encoding != b"gzip":
+                # grpc-go (etcd) has gzip only: any other compressor is refused up front.
+                self.kind = K_REJECT
+                self.discard = True
+                self.err_code = StatusCode.UNIMPLEMENTED
+                self.err_msg = ('grpc: Decompressor is not installed for grpc-encoding "%s"'
+                                % self.encoding.decode("latin-1"))
+                self.conn.ready.append(self)
+                return
             self.route = route
             self.kind = route[0]
             if self.kind == K_STREAM:
@@ -259,6 +274,11 @@ cdef class _Stream:
         return _frame_in(self, data, n)
 
     cdef void _message(self, bytes msg):
+        if self.inflate_next:
+            self.inflate_next = False
+            msg = _inflate(self, msg)
+            if msg is None:
+                return
         if self.kind == K_UNARY:
             self.nmsgs += 1
             if self.nmsgs > 1:
@@ -466,16 +486,17 @@ cdef class _Stream:
             nghttp2_session_resume_data(self.conn.session, self.sid)
 
     cdef void _submit_headers(self):
-        cdef nghttp2_nv nva[3]
+        # :status and content-type only, as grpc-go (etcd) answers: no
+        # grpc-accept-encoding, which would make grpc-js stop gzipping its requests.
+        cdef nghttp2_nv nva[2]
         cdef nghttp2_data_provider prd
         _nv(&nva[0], S_STATUS, 7, S_200, 3, NOCOPY)
         _nv(&nva[1], S_CT, 12, S_GRPC, 16, NOCOPY)
-        _nv(&nva[2], S_ACCEPT_ENC, 20, S_IDENTITY, 8, NOCOPY)
         prd.source.ptr = <void*>self
         prd.read_callback = _data_read
         self.headers_sent = True
         self.send_trailers = True
-        nghttp2_submit_response(self.conn.session, self.sid, nva, 3, &prd)
+        nghttp2_submit_response(self.conn.session, self.sid, nva, 2, &prd)
         _ka_forgive(self.conn)
 
     cdef void finish(self, int code, str message):
