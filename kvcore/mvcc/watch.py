@@ -32,7 +32,7 @@ from kvcore.ipc import framing
 log = logging.getLogger("kvcore.watch")
 
 PUT, DELETE = kv_pb2.Event.PUT, kv_pb2.Event.DELETE
-CATCHUP_EVENTS = 1000       # events per catch-up response (whole revisions)
+CATCHUP_REVS = 1000         # revisions per catch-up response (etcd's watchBatchMaxRevs)
 CATCHUP_BATCH_BYTES = 1 << 20   # a stream's catch-up responses per batch, at most about
 # How long a stream that overflowed its window in a fan-out waits before its watchers
 # catch up (etcd: watchResyncPeriod, 100 ms). The revisions meanwhile merge.
@@ -276,7 +276,7 @@ class WatchHub:
             read = reads.get(where)
             if read is None:
                 read = reads[where] = store.history(txn, w.key, w.end, w.next_rev,
-                                                    CATCHUP_EVENTS)
+                                                    CATCHUP_REVS)
             items, nxt = read
             sig = where + (w.no_put, w.no_delete, w.prev_kv)
             evs = encoded.get(sig)

@@ -25,7 +25,10 @@ class Side:
     """One server's stubs."""
 
     def __init__(self, endpoint: str):
-        self.channel = grpc.insecure_channel(endpoint)
+        # A watch catch-up may be one response of many MiB (etcd batches 1,000
+        # revisions whatever their size): received whole to be compared.
+        self.channel = grpc.insecure_channel(
+            endpoint, options=[("grpc.max_receive_message_length", 256 << 20)])
         self.kv = rpc_pb2_grpc.KVStub(self.channel)
         self.lease = rpc_pb2_grpc.LeaseStub(self.channel)
         self.watch = rpc_pb2_grpc.WatchStub(self.channel)

@@ -200,3 +200,18 @@ def test_txn_range_at_a_negative_revision(pair):
                      "etcdserver: mvcc: required revision has been compacted"), a
         a = run_step(pair, "Range", rpc_pb2.RangeRequest(key=b"neg", revision=rev))
         assert a[0] == "ok" and 'value: "1"' in a[1], a
+
+
+def test_watch_catch_up_batches_1000_revisions(pair):
+    """A watch from a past revision gets the history in responses of up to 1,000
+    revisions (etcd's watchBatchMaxRevs), however many events those hold; kvcore cut
+    them at 1,000 events. Ten txns of 128 puts: one response of 1,280 events."""
+    ctx = pair[3]
+    start = ctx.rev + 1
+    for t in range(10):
+        run_step(pair, "Txn", rpc_pb2.TxnRequest(success=[
+            rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"w/%03d" % i, value=b"%d" % t))
+            for i in range(128)]))
+    a = run_step(pair, "Watch", rpc_pb2.WatchCreateRequest(
+        key=b"w/", range_end=gen.prefix_end(b"w/"), start_revision=start))
+    assert len(a) == 2 and a[1][1].count("events {") == 1280, [x[1][:200] for x in a]
