@@ -93,6 +93,7 @@ def check_keyspace(pair):
         if rev >= 0:
             assert diff.keyspace(ks, rev) == diff.keyspace(es, rev), rev
     _alive(kv)
+    assert "fatal" not in kv.log().lower(), kv.log()[-3000:]
 
 
 STEP = gen.step()
@@ -215,3 +216,18 @@ def test_watch_catch_up_batches_1000_revisions(pair):
     a = run_step(pair, "Watch", rpc_pb2.WatchCreateRequest(
         key=b"w/", range_end=gen.prefix_end(b"w/"), start_revision=start))
     assert len(a) == 2 and a[1][1].count("events {") == 1280, [x[1][:200] for x in a]
+
+
+def test_watch_fragments_as_etcd_cuts_them(pair):
+    """A watch with fragment=true whose response reaches the watch server's limit
+    (--max-request-bytes + 512 KiB in etcd) is cut where etcd's sendFragments cuts:
+    while the encoded response stays below that limit. kvcore cut at
+    --max-request-bytes, counting event bytes only."""
+    ctx = pair[3]
+    start = ctx.rev + 1
+    for i, n in enumerate((1_000_000, 500_000, 400_000, 300_000, 10, 1_200_000)):
+        run_step(pair, "Put", rpc_pb2.PutRequest(key=b"f/%d" % i, value=b"F" * n))
+    a = run_step(pair, "Watch", rpc_pb2.WatchCreateRequest(
+        key=b"f/", range_end=gen.prefix_end(b"f/"), start_revision=start, fragment=True))
+    assert "fragment: true" in a[1][1], [x[1][:200] for x in a]
+    run_step(pair, "DeleteRange", rpc_pb2.DeleteRangeRequest(key=b"f/", range_end=b"f0"))
