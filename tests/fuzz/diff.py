@@ -155,6 +155,11 @@ def watch(kv: Side, et: Side, create, past: bool) -> tuple:
             if second is not None:
                 b.append(second)
                 a.append(ks.next(TIMEOUT))
+            # the rest of a fragmented response, up to its last fragment
+            while a[-1] == b[-1] and b[-1] is not None and "fragment: true" in b[-1][1] \
+                    and len(b) < 20:
+                b.append(es.next(TIMEOUT))
+                a.append(ks.next(TIMEOUT))
         return a, b
     finally:
         ks.close()

@@ -229,5 +229,23 @@ def test_watch_fragments_as_etcd_cuts_them(pair):
         run_step(pair, "Put", rpc_pb2.PutRequest(key=b"f/%d" % i, value=b"F" * n))
     a = run_step(pair, "Watch", rpc_pb2.WatchCreateRequest(
         key=b"f/", range_end=gen.prefix_end(b"f/"), start_revision=start, fragment=True))
-    assert "fragment: true" in a[1][1], [x[1][:200] for x in a]
+    assert "fragment: true" in a[1][1] and len(a) == 3, [x[1][:200] for x in a]
     run_step(pair, "DeleteRange", rpc_pb2.DeleteRangeRequest(key=b"f/", range_end=b"f0"))
+
+
+def test_duplicate_watch_id_refused_with_id_minus_one(pair):
+    """A second create with a watch_id already in use on the stream: etcd answers
+    created+canceled with "mvcc: duplicate watch ID provided on the WatchStream" and
+    watch_id -1 (watchStream.Watch returns -1 with the error); kvcore gave the ID."""
+    _, ks, es, _ = pair
+    create = rpc_pb2.WatchCreateRequest(key=b"dup", watch_id=7)
+    got = []
+    for side in (ks, es):
+        s = diff._Stream(side, create)
+        try:
+            s.requests.put(rpc_pb2.WatchRequest(create_request=create))
+            got.append([s.next(diff.TIMEOUT), s.next(diff.TIMEOUT)])
+        finally:
+            s.close()
+    assert got[0] == got[1], got
+    assert "watch_id: -1" in got[1][1][1] and "duplicate watch ID" in got[1][1][1], got
