@@ -176,7 +176,7 @@ class KVStore:
         -> ([(main, kind, kv bytes)], next revision to read). Whole revisions only,
         at most ``max_revs`` of them (etcd's watchBatchMaxRevs: a batch is counted in
         revisions, however many events each holds)."""
-        revs = self.index.range_since(key, end, from_rev)
+        revs = self.index.range_since(key, end, from_rev, True)
         out = []
         cur = txn.cursor(db=self.b.key)
         last_main = None

@@ -249,3 +249,20 @@ def test_duplicate_watch_id_refused_with_id_minus_one(pair):
             s.close()
     assert got[0] == got[1], got
     assert "watch_id: -1" in got[1][1][1] and "duplicate watch ID" in got[1][1][1], got
+
+
+def test_watch_history_of_a_key_put_and_deleted_in_one_txn(pair):
+    """A txn that puts a key and then deletes it (a delete from the key on, range_end
+    "\\0", which etcd's duplicate check lets through): etcd's history has both events
+    at that revision; kvcore's catch-up lost the put."""
+    ctx = pair[3]
+    put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"pd/k", value=b"1"))
+    dele = rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(
+        key=b"pd/k", range_end=b"\x00"))
+    nested = rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(success=[dele]))
+    for ops in ([put, dele], [put, nested]):
+        a = run_step(pair, "Txn", rpc_pb2.TxnRequest(success=ops))
+        assert a[0] == "ok", a
+        a = run_step(pair, "Watch", rpc_pb2.WatchCreateRequest(
+            key=b"pd/", range_end=gen.prefix_end(b"pd/"), start_revision=ctx.rev))
+        assert len(a) == 2 and a[1][1].count("events {") == 2, a
