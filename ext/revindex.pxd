@@ -57,7 +57,7 @@ cdef class KeyIndex:
     cdef Py_ssize_t find_generation(self, int64_t rev)
     cdef Py_ssize_t find(self, int64_t at_rev, Py_ssize_t* gen_out)
     cdef object get_tuple(self, int64_t at_rev)
-    cdef int since(self, int64_t rev, revbuf_t* out) except -1
+    cdef int since(self, int64_t rev, revbuf_t* out, bint every_sub=*) except -1
     cdef Py_ssize_t do_compact(self, int64_t at_rev, set available, Py_ssize_t* rev_index) except -2
     cdef int compact(self, int64_t at_rev, set available) except -1
     cdef int keep(self, int64_t at_rev, set available) except -1

@@ -22,9 +22,11 @@ Contract
 * revisions(key, end, at_rev, limit) -> ([(key, mod_main, mod_sub)...], total): keys
   alive at at_rev in key order, at most limit entries when limit > 0; total counts all
   alive keys in the range without allocating per key.  A single key ignores limit.
-* range_since(key, end, rev) -> every revision >= (rev, 0) of the selected keys, sorted
-  ascending; per key, of consecutive revisions sharing a main only the highest sub is
-  returned (etcd's keyIndex.since).
+* range_since(key, end, rev, every_sub=False) -> every revision >= (rev, 0) of the
+  selected keys, sorted ascending; per key, of consecutive revisions sharing a main only
+  the highest sub is returned (etcd's keyIndex.since), unless every_sub (a watch's
+  history, which etcd reads from the revisions themselves: a key put and deleted in one
+  txn has both events).
 * compact(rev): per key, generations whose tombstone main <= rev are dropped; in the
   first remaining generation the revisions older than the newest one with main <= rev
   are dropped, and that one too when it is the generation's tombstone.  Keys left with
@@ -308,7 +310,7 @@ cdef class KeyIndex:
         return (self.revs[n].main, self.revs[n].sub, gp.cmain, gp.csub,
                 gp.ver - (self.gen_end(g) - n - 1))
 
-    cdef int since(self, int64_t rev, revbuf_t* out) except -1:
+    cdef int since(self, int64_t rev, revbuf_t* out, bint every_sub=False) except -1:
         cdef Py_ssize_t gi = self.ngens - 1, i
         cdef gen_t* g
         cdef int64_t last = 0
@@ -323,7 +325,7 @@ cdef class KeyIndex:
             r = self.revs[i]
             if rev_gt(rev, 0, r.main, r.sub):
                 continue
-            if r.main == last:             # only the highest sub of a main is visible
+            if r.main == last and not every_sub:   # only the highest sub of a main is visible
                 out.data[out.n - 1] = r
                 continue
             revbuf_push(out, r.main, r.sub)
@@ -659,7 +661,7 @@ cdef class TreeIndex:
             pos = 0
         return total
 
-    def range_since(self, key, end, int64_t rev):
+    def range_since(self, key, end, int64_t rev, bint every_sub=False):
         check_key(key)
         cdef KeyIndex ki
         cdef revbuf_t buf
@@ -675,7 +677,7 @@ cdef class TreeIndex:
             if end is None or len(end) == 0:
                 ki = self.lookup(<bytes>key)
                 if ki is not None:
-                    ki.since(rev, &buf)
+                    ki.since(rev, &buf, every_sub)
                 return revbuf_to_list(&buf, False)
             check_key(end)
             ep = PyBytes_AS_STRING(<PyObject*>end)
@@ -685,7 +687,7 @@ cdef class TreeIndex:
             while leaf is not None:
                 n = leaf_stop(leaf.keys, to_end, ep, el)
                 while pos < n:
-                    (<KeyIndex>PyList_GET_ITEM(leaf.vals, pos)).since(rev, &buf)
+                    (<KeyIndex>PyList_GET_ITEM(leaf.vals, pos)).since(rev, &buf, every_sub)
                     pos += 1
                 if n < PyList_GET_SIZE(leaf.keys):
                     break

@@ -32,7 +32,9 @@ Contract (shared with ``ext/revindex.pyx``):
   With a single-key ``end`` the limit is ignored (as in etcd).
 * ``range_since`` returns every revision ``>= (rev, 0)`` of the selected keys, sorted
   ascending; per key, when consecutive revisions share a ``main`` only the one with
-  the highest ``sub`` is kept (etcd's keyIndex.since).
+  the highest ``sub`` is kept (etcd's keyIndex.since), unless ``every_sub`` (a watch's
+  history: etcd reads it from the revisions, so a key put and deleted in one txn has
+  both events).
 * ``compact(rev)``: in every key, generations whose tombstone is ``<= rev`` are
   dropped; in the first remaining generation the revisions below the newest one with
   ``main <= rev`` are dropped, and that revision is dropped too when it is that
@@ -126,7 +128,7 @@ class KeyIndex:
                     g.ver - (len(g.revs) - n - 1))
         return None
 
-    def since(self, rev: int) -> List[Rev]:
+    def since(self, rev: int, every_sub: bool = False) -> List[Rev]:
         since = (rev, 0)
         gens = self.generations
         gi = len(gens) - 1
@@ -141,7 +143,7 @@ class KeyIndex:
             for r in g.revs:
                 if since > r:
                     continue
-                if r[0] == last:
+                if r[0] == last and not every_sub:
                     revs[-1] = r  # only the highest sub of one main is visible
                     continue
                 revs.append(r)
@@ -302,15 +304,15 @@ class TreeIndex:
     def count_revisions(self, key: bytes, end, at_rev: int) -> int:
         return self.revisions(key, end, at_rev, 0)[1]
 
-    def range_since(self, key: bytes, end, rev: int) -> List[Rev]:
+    def range_since(self, key: bytes, end, rev: int, every_sub: bool = False) -> List[Rev]:
         _check_key(key)
         if not end:
             ki = self._index.get(key)
-            return [] if ki is None else ki.since(rev)
+            return [] if ki is None else ki.since(rev, every_sub)
         _check_key(end)
         out: List[Rev] = []
         for ki in self._visit(key, end):
-            out.extend(ki.since(rev))
+            out.extend(ki.since(rev, every_sub))
         out.sort()
         return out
 

@@ -171,18 +171,22 @@ class KVStore:
         return txn.get(be.rev_key(found[0], found[1]), db=self.b.key)
 
     def history(self, txn, key: bytes, end: Optional[bytes], from_rev: int,
-                max_events: int) -> tuple[list, int]:
+                max_revs: int) -> tuple[list, int]:
         """Events of keys in range with revision >= from_rev, in revision order:
-        -> ([(main, kind, kv bytes)], next revision to read). Whole revisions only:
-        stops before a revision that would exceed ``max_events`` (unless it is the
-        first)."""
-        revs = self.index.range_since(key, end, from_rev)
+        -> ([(main, kind, kv bytes)], next revision to read). Whole revisions only,
+        at most ``max_revs`` of them (etcd's watchBatchMaxRevs: a batch is counted in
+        revisions, however many events each holds)."""
+        revs = self.index.range_since(key, end, from_rev, True)
         out = []
         cur = txn.cursor(db=self.b.key)
         last_main = None
+        seen = 0
         for main, sub in revs:
-            if len(out) >= max_events and main != last_main:
-                return out, main
+            if main != last_main:
+                if seen >= max_revs:
+                    return out, main
+                seen += 1
+                last_main = main
             rk = be.rev_key(main, sub)
             if not cur.set_range(rk) or cur.key()[:16] != rk:
                 continue  # compacted away meanwhile
@@ -192,7 +196,6 @@ class KVStore:
                             kv_pb2.KeyValue(key=k, mod_revision=main).SerializeToString()))
             else:
                 out.append((main, kv_pb2.Event.PUT, cur.value()))
-            last_main = main
         return out, self.current_rev + 1
 
     # ---- writes ----

@@ -32,7 +32,8 @@ from kvcore.ipc import framing
 log = logging.getLogger("kvcore.watch")
 
 PUT, DELETE = kv_pb2.Event.PUT, kv_pb2.Event.DELETE
-CATCHUP_EVENTS = 1000       # events per catch-up response (whole revisions)
+GRPC_OVERHEAD_BYTES = 512 * 1024   # etcd's v3rpc grpcOverheadBytes
+CATCHUP_REVS = 1000         # revisions per catch-up response (etcd's watchBatchMaxRevs)
 CATCHUP_BATCH_BYTES = 1 << 20   # a stream's catch-up responses per batch, at most about
 # How long a stream that overflowed its window in a fan-out waits before its watchers
 # catch up (etcd: watchResyncPeriod, 100 ms). The revisions meanwhile merge.
@@ -230,13 +231,23 @@ class WatchHub:
         self.events_sent += len(evs)
         if not w.fragment:
             return [watch_response(hdr, w.id, evs)]
-        out, chunk, size = [], [], 0
+        # etcd's sendFragments: whole unless it reaches the limit with two events or
+        # more; else each fragment takes events while the encoded response (header,
+        # id, fragment flag and all) stays below it, at least one. The limit is the
+        # watch server's: --max-request-bytes + grpcOverheadBytes (512 KiB).
+        limit = self.max_response_bytes + GRPC_OVERHEAD_BYTES
+        whole = watch_response(hdr, w.id, evs)
+        if len(whole) < limit or len(evs) < 2:
+            return [whole]
+        base = len(watch_response(hdr, w.id, fragment=True))
+        out, chunk, size = [], [], base
         for ev in evs:
-            if chunk and size + len(ev) > self.max_response_bytes:
+            grown = size + len(wire.field_bytes(11, ev))
+            if chunk and grown >= limit:
                 out.append(watch_response(hdr, w.id, chunk, fragment=True))
-                chunk, size = [], 0
+                chunk, grown = [], base + len(wire.field_bytes(11, ev))
             chunk.append(ev)
-            size += len(ev)
+            size = grown
         out.append(watch_response(hdr, w.id, chunk))
         return out
 
@@ -276,7 +287,7 @@ class WatchHub:
             read = reads.get(where)
             if read is None:
                 read = reads[where] = store.history(txn, w.key, w.end, w.next_rev,
-                                                    CATCHUP_EVENTS)
+                                                    CATCHUP_REVS)
             items, nxt = read
             sig = where + (w.no_put, w.no_delete, w.prev_kv)
             evs = encoded.get(sig)

@@ -25,7 +25,10 @@ class Side:
     """One server's stubs."""
 
     def __init__(self, endpoint: str):
-        self.channel = grpc.insecure_channel(endpoint)
+        # A watch catch-up may be one response of many MiB (etcd batches 1,000
+        # revisions whatever their size): received whole to be compared.
+        self.channel = grpc.insecure_channel(
+            endpoint, options=[("grpc.max_receive_message_length", 256 << 20)])
         self.kv = rpc_pb2_grpc.KVStub(self.channel)
         self.lease = rpc_pb2_grpc.LeaseStub(self.channel)
         self.watch = rpc_pb2_grpc.WatchStub(self.channel)
@@ -151,6 +154,11 @@ def watch(kv: Side, et: Side, create, past: bool) -> tuple:
             second = es.next(1.0)
             if second is not None:
                 b.append(second)
+                a.append(ks.next(TIMEOUT))
+            # the rest of a fragmented response, up to its last fragment
+            while a[-1] == b[-1] and b[-1] is not None and "fragment: true" in b[-1][1] \
+                    and len(b) < 20:
+                b.append(es.next(TIMEOUT))
                 a.append(ks.next(TIMEOUT))
         return a, b
     finally:

@@ -93,6 +93,7 @@ def check_keyspace(pair):
         if rev >= 0:
             assert diff.keyspace(ks, rev) == diff.keyspace(es, rev), rev
     _alive(kv)
+    assert "fatal" not in kv.log().lower(), kv.log()[-3000:]
 
 
 STEP = gen.step()
@@ -200,3 +201,68 @@ def test_txn_range_at_a_negative_revision(pair):
                      "etcdserver: mvcc: required revision has been compacted"), a
         a = run_step(pair, "Range", rpc_pb2.RangeRequest(key=b"neg", revision=rev))
         assert a[0] == "ok" and 'value: "1"' in a[1], a
+
+
+def test_watch_catch_up_batches_1000_revisions(pair):
+    """A watch from a past revision gets the history in responses of up to 1,000
+    revisions (etcd's watchBatchMaxRevs), however many events those hold; kvcore cut
+    them at 1,000 events. Ten txns of 128 puts: one response of 1,280 events."""
+    ctx = pair[3]
+    start = ctx.rev + 1
+    for t in range(10):
+        run_step(pair, "Txn", rpc_pb2.TxnRequest(success=[
+            rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"w/%03d" % i, value=b"%d" % t))
+            for i in range(128)]))
+    a = run_step(pair, "Watch", rpc_pb2.WatchCreateRequest(
+        key=b"w/", range_end=gen.prefix_end(b"w/"), start_revision=start))
+    assert len(a) == 2 and a[1][1].count("events {") == 1280, [x[1][:200] for x in a]
+
+
+def test_watch_fragments_as_etcd_cuts_them(pair):
+    """A watch with fragment=true whose response reaches the watch server's limit
+    (--max-request-bytes + 512 KiB in etcd) is cut where etcd's sendFragments cuts:
+    while the encoded response stays below that limit. kvcore cut at
+    --max-request-bytes, counting event bytes only."""
+    ctx = pair[3]
+    start = ctx.rev + 1
+    for i, n in enumerate((1_000_000, 500_000, 400_000, 300_000, 10, 1_200_000)):
+        run_step(pair, "Put", rpc_pb2.PutRequest(key=b"f/%d" % i, value=b"F" * n))
+    a = run_step(pair, "Watch", rpc_pb2.WatchCreateRequest(
+        key=b"f/", range_end=gen.prefix_end(b"f/"), start_revision=start, fragment=True))
+    assert "fragment: true" in a[1][1] and len(a) == 3, [x[1][:200] for x in a]
+    run_step(pair, "DeleteRange", rpc_pb2.DeleteRangeRequest(key=b"f/", range_end=b"f0"))
+
+
+def test_duplicate_watch_id_refused_with_id_minus_one(pair):
+    """A second create with a watch_id already in use on the stream: etcd answers
+    created+canceled with "mvcc: duplicate watch ID provided on the WatchStream" and
+    watch_id -1 (watchStream.Watch returns -1 with the error); kvcore gave the ID."""
+    _, ks, es, _ = pair
+    create = rpc_pb2.WatchCreateRequest(key=b"dup", watch_id=7)
+    got = []
+    for side in (ks, es):
+        s = diff._Stream(side, create)
+        try:
+            s.requests.put(rpc_pb2.WatchRequest(create_request=create))
+            got.append([s.next(diff.TIMEOUT), s.next(diff.TIMEOUT)])
+        finally:
+            s.close()
+    assert got[0] == got[1], got
+    assert "watch_id: -1" in got[1][1][1] and "duplicate watch ID" in got[1][1][1], got
+
+
+def test_watch_history_of_a_key_put_and_deleted_in_one_txn(pair):
+    """A txn that puts a key and then deletes it (a delete from the key on, range_end
+    "\\0", which etcd's duplicate check lets through): etcd's history has both events
+    at that revision; kvcore's catch-up lost the put."""
+    ctx = pair[3]
+    put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"pd/k", value=b"1"))
+    dele = rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(
+        key=b"pd/k", range_end=b"\x00"))
+    nested = rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(success=[dele]))
+    for ops in ([put, dele], [put, nested]):
+        a = run_step(pair, "Txn", rpc_pb2.TxnRequest(success=ops))
+        assert a[0] == "ok", a
+        a = run_step(pair, "Watch", rpc_pb2.WatchCreateRequest(
+            key=b"pd/", range_end=gen.prefix_end(b"pd/"), start_revision=ctx.rev))
+        assert len(a) == 2 and a[1][1].count("events {") == 2, a

@@ -113,6 +113,17 @@ class _IndexCases:
         ti.put(FOO, 4, 1)
         assert ti.range_since(FOO, None, 1) == [(3, 2), (4, 1)]
 
+    def test_range_since_every_sub_for_a_watchs_history(self):
+        """A key put (3, 0) and deleted (3, 1) in one txn: a watch's history has both."""
+        ti = self.make()
+        ti.put(FOO, 2, 0)
+        ti.put(FOO, 3, 0)
+        ti.tombstone(FOO, 3, 1)
+        ti.put(b"fop", 3, 2)
+        assert ti.range_since(FOO, None, 3) == [(3, 1)]
+        assert ti.range_since(FOO, None, 3, True) == [(3, 0), (3, 1)]
+        assert ti.range_since(FOO, b"\x00", 1, True) == [(2, 0), (3, 0), (3, 1), (3, 2)]
+
     def test_key_index_put(self):
         ti = self.make()
         ti.put(FOO, 5, 0)
