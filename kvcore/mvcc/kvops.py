@@ -184,7 +184,8 @@ class KVApplier:
             return a < b
         return False
 
-    def _check_path(self, reader, r, path: list, cur_rev: int, compact_rev: int) -> None:
+    def _check_path(self, reader, r, path: list, cur_rev: int, compact_rev: int,
+                    range_errs: list) -> None:
         """Evaluate the compares of ``r`` and of every txn nested on its chosen path
         (etcd's compareToPath), appending each outcome to ``path`` in walk order, and
         check the requests on that path (etcd's checkRequests) in the same walk. All
@@ -192,7 +193,11 @@ class KVApplier:
 
         Each ``path`` entry is (outcome, ops of the chosen branch), where a plain put
         (no prev_kv, no ignore_*) is already read out as (key, value, lease) and any
-        other op is its RequestOp: the apply walks that list, not the request again."""
+        other op is its RequestOp: the apply walks that list, not the request again.
+
+        etcd checks every put on the path first, then every range: a put's error is
+        raised at once, a range's goes to ``range_errs`` for the caller to raise when
+        no put failed."""
         ok = all(self._compare(reader, c) for c in r.compare)
         items: list = []
         path.append((ok, items))
@@ -218,17 +223,21 @@ class KVApplier:
             if w == "request_range":
                 rev = op.request_range.revision
                 if rev > cur_rev:
-                    raise etcd_error(EtcdError.FUTURE_REV)
+                    range_errs.append(EtcdError.FUTURE_REV)
                 # etcd's checkRequestRange: any revision but 0 below FirstRev (the
                 # compaction, -1 before any) is compacted, negative ones included
-                if rev and rev < compact_rev:
-                    raise etcd_error(EtcdError.COMPACTED)
+                elif rev and rev < compact_rev:
+                    range_errs.append(EtcdError.COMPACTED)
             elif w == "request_txn":
-                self._check_path(reader, op.request_txn, path, cur_rev, compact_rev)
+                self._check_path(reader, op.request_txn, path, cur_rev, compact_rev,
+                                 range_errs)
 
     def txn(self, w: WriteTxn, r: rpc_pb2.TxnRequest) -> tuple[int, bytes]:
         path: list = []
-        self._check_path(w, r, path, w.rev, self.store.compact_main_rev)
+        range_errs: list = []
+        self._check_path(w, r, path, w.rev, self.store.compact_main_rev, range_errs)
+        if range_errs:
+            raise etcd_error(range_errs[0])
         body, _ = self._apply_txn(w, path, 0)
         rev = w.begin_rev + 1 if w.changes else w.begin_rev
         return rev, body

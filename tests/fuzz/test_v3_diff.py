@@ -266,3 +266,22 @@ def test_watch_history_of_a_key_put_and_deleted_in_one_txn(pair):
         a = run_step(pair, "Watch", rpc_pb2.WatchCreateRequest(
             key=b"pd/", range_end=gen.prefix_end(b"pd/"), start_revision=ctx.rev))
         assert len(a) == 2 and a[1][1].count("events {") == 2, a
+
+
+def test_txn_checks_every_put_before_any_range(pair):
+    """etcd checks the puts of a txn's path (checkPut), then its ranges (checkRange):
+    a compacted range ahead of a put of a missing key with ignore_value answers "key
+    not found"; kvcore answered with the first failing op in walk order."""
+    ctx = pair[3]
+    run_step(pair, "Put", rpc_pb2.PutRequest(key=b"order/x"))
+    run_step(pair, "Compact", rpc_pb2.CompactionRequest(revision=ctx.rev))
+    old = rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=b"order/x", revision=1))
+    future = rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=b"order/x",
+                                                                  revision=ctx.rev + 5))
+    put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"order/none", ignore_value=True))
+    nested = rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(success=[put]))
+    for ops, want in (([old, nested], "etcdserver: key not found"),
+                      ([future, put], "etcdserver: key not found"),
+                      ([old, future], "etcdserver: mvcc: required revision has been compacted")):
+        a = run_step(pair, "Txn", rpc_pb2.TxnRequest(success=ops))
+        assert a[0] == "error" and a[2] == want, a
