@@ -119,7 +119,8 @@ def test_v3_requests_match_etcd(pair, data):
 
 
 @pytest.mark.slow
-@settings(max_examples=1500, **COMMON)
+@pytest.mark.timeout(1800)
+@settings(max_examples=1000, **COMMON)
 @given(data=st.data())
 def test_v3_requests_match_etcd_long(pair, data):
     _fuzz(pair, data, 20)
