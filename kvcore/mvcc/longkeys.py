@@ -25,10 +25,6 @@ _LEN = struct.Struct(">I")
 _RK = 16             # backend.rev_key: (main, sub) big-endian
 
 
-def is_long(key: bytes) -> bool:
-    return len(key) > LIMIT
-
-
 def _entries(bucket: bytes) -> list[tuple[bytes, bytes]]:
     out, i, n = [], 0, len(bucket)
     while i < n:
@@ -90,11 +86,6 @@ def items_from(txn, db, start: bytes) -> Iterator[tuple[bytes, bytes]]:
             k = prefix + rest
             if k >= start:
                 yield k, rk
-
-
-def count(txn, db) -> int:
-    """Live long keys in all (the buckets' entries, not the bucket count)."""
-    return sum(len(_entries(b)) for _, b in txn.cursor(db=db))
 
 
 def any_in(txn, db) -> bool:

@@ -140,3 +140,15 @@ def compare_scenario(results: dict, name: str) -> None:
     for kind, r in got.items():
         assert not (isinstance(r, dict) and "crash" in r), f"{kind}: {r['crash']}"
     same(got)
+
+
+def enable_app_auth(srv):
+    """Users root and app (read-write on app/), then auth on: with the real etcdctl."""
+    for args in (("user", "add", "root", "--new-user-password=rootpw"),
+                 ("role", "add", "app"),
+                 ("role", "grant-permission", "app", "readwrite", "app/", "--prefix=true"),
+                 ("user", "add", "app", "--new-user-password=apppw"),
+                 ("user", "grant-role", "app", "app"),
+                 ("auth", "enable")):
+        rc, out, err = srv.etcdctl(*args)
+        assert rc == 0, f"{srv.kind}: etcdctl {' '.join(args)}: {err}"

@@ -6,22 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.clients.harness import compare_scenario, kvcore_and_etcd351, run_scenarios
+from tests.clients.harness import (compare_scenario, enable_app_auth, kvcore_and_etcd351,
+                                   run_scenarios)
 from tests.clients.names import AETCD
 
 MODULE = "tests.clients.aetcd_scenarios"
-
-
-def _enable_auth(srv):
-    """Users root and app (read-write on app/), then auth on: with the real etcdctl."""
-    for args in (("user", "add", "root", "--new-user-password=rootpw"),
-                 ("role", "add", "app"),
-                 ("role", "grant-permission", "app", "readwrite", "app/", "--prefix=true"),
-                 ("user", "add", "app", "--new-user-password=apppw"),
-                 ("user", "grant-role", "app", "app"),
-                 ("auth", "enable")):
-        rc, out, err = srv.etcdctl(*args)
-        assert rc == 0, f"{srv.kind}: etcdctl {' '.join(args)}: {err}"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +22,7 @@ def results(tmp_path_factory):
         for srv in pair:
             work = str(base / f"{srv.kind}-work")
             out[srv.kind] = run_scenarios(MODULE, srv, work, AETCD[:-1])
-            _enable_auth(srv)
+            enable_app_auth(srv)
             out[srv.kind].update(run_scenarios(MODULE, srv, work, ["auth"], "--user", "root"))
     return out
 

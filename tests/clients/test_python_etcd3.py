@@ -6,23 +6,12 @@ from __future__ import annotations
 import pytest
 
 from tests.clients.names import ETCD3 as PLAIN, ETCD3_AUTH as AUTH
-from tests.clients.harness import compare_scenario, kvcore_and_etcd351, run_scenarios
+from tests.clients.harness import (compare_scenario, enable_app_auth, kvcore_and_etcd351,
+                                   run_scenarios)
 from tests.tlscerts import make_pki
 
 MODULE = "tests.clients.etcd3_scenarios"
 PURE = {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}   # etcd3_scenarios.py: why
-
-
-def _enable_auth(srv):
-    """Users root and app (read-write on app/), then auth on: with the real etcdctl."""
-    for args in (("user", "add", "root", "--new-user-password=rootpw"),
-                 ("role", "add", "app"),
-                 ("role", "grant-permission", "app", "readwrite", "app/", "--prefix=true"),
-                 ("user", "add", "app", "--new-user-password=apppw"),
-                 ("user", "grant-role", "app", "app"),
-                 ("auth", "enable")):
-        rc, out, err = srv.etcdctl(*args)
-        assert rc == 0, f"{srv.kind}: etcdctl {' '.join(args)}: {err}"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +28,7 @@ def results(tmp_path_factory):
     with kvcore_and_etcd351(base / "auth", extra=tls, scheme="https",
                             ctl_args=("--cacert", pki.ca)) as pair:
         for srv in pair:
-            _enable_auth(srv)
+            enable_app_auth(srv)
             out[srv.kind].update(run_scenarios(MODULE, srv, str(base / f"{srv.kind}-work"),
                                                AUTH, "--ca", pki.ca, "--user", "root",
                                                env_extra=PURE))
