@@ -50,6 +50,7 @@ from kvcore.services.quota import Quota
 from kvcore.services.registry import Registry
 from kvcore.storage.backend import (META_CLUSTER_ID, META_CONF_STATE, META_CONSISTENT_INDEX,
                                     META_MEMBER_ID, META_TERM, Backend, from_u64, u64)
+from kvcore import storage
 from kvcore.storage import verify
 from kvcore.storage.backend import DATA_FILE
 from kvcore.storage.backend import install as backend_install
@@ -143,7 +144,7 @@ class Core:
 
     def open(self) -> None:
         cfg = self.cfg
-        os.makedirs(self.paths.snap_dir, exist_ok=True)
+        storage.private_dirs(self.paths.snap_dir)
         os.chmod(cfg.data_dir, 0o700)
         # zeros written and synced ahead of the log (none when nothing is synced)
         self.wal = WAL(self.paths.wal_dir, fill_ahead=0 if cfg.unsafe_no_fsync else walfill.AHEAD)
@@ -292,7 +293,7 @@ class Core:
         the applied state now (with today's membership, which a member added since
         the last snapshot needs to accept it)."""
         d = os.path.join(self.paths.snap_dir, f"send-{time.time_ns()}")
-        os.makedirs(d)
+        os.mkdir(d, storage.PRIVATE_DIR_MODE)
 
         def copy():
             meta = self.backend.copy_compacted(d)

@@ -25,7 +25,7 @@ from kvcore.loop import run_loop
 from kvcore.server.core import Core
 from kvcore.engine import client_listeners
 from kvcore.server import corruption, sdnotify
-from kvcore.storage import verify
+from kvcore.storage import etcdlayout, verify
 from kvcore.storage.wal import WalCorruptError
 
 log = logging.getLogger("kvcore")
@@ -158,6 +158,9 @@ async def serve(cfg: config.Config) -> None:
         auto_compaction_mode=cfg.auto_compaction_mode,
         auto_compaction_retention=cfg.auto_compaction_retention,
         discovery_url=cfg.discovery, discovery_proxy=cfg.discovery_proxy))
+    found = etcdlayout.etcd_files(cfg.data_dir, cfg.wal_dir)
+    if found:
+        raise SystemExit(etcdlayout.refusal(cfg.data_dir, found))
     core = Core(cfg)
     await core.discover()
     try:

@@ -44,7 +44,7 @@ import tempfile
 
 import lmdb
 
-from kvcore.storage import verify
+from kvcore.storage import PRIVATE_DIR_MODE, private_dirs, verify
 
 ReadTx = lmdb.Transaction    # see "Transactions" above
 BatchTx = lmdb.Transaction
@@ -109,7 +109,7 @@ def install(path: str, data_file: str) -> None:
     new = path + ".new"
     old = path + ".old"
     shutil.rmtree(new, ignore_errors=True)
-    os.makedirs(new)
+    os.mkdir(new, PRIVATE_DIR_MODE)
     os.replace(data_file, os.path.join(new, DATA_FILE))
     shutil.rmtree(old, ignore_errors=True)
     if os.path.exists(path):
@@ -142,7 +142,7 @@ class Backend:
         here, where the walk would only hold up the loop)."""
         if not readonly:
             recover(path)
-            os.makedirs(path, exist_ok=True)
+            private_dirs(path)
             verify.check_lmdb(os.path.join(path, DATA_FILE), pages=check_pages)
         self.path = path
         self.readonly = readonly

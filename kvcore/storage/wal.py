@@ -36,6 +36,7 @@ WARN_SYNC_SECONDS = 1.0   # etcd's warnSyncDuration
 from dataclasses import dataclass, field
 from typing import Optional
 
+from kvcore.storage import private_dirs
 from kvcore.storage.codec import walcodec
 from kvcore.storage.walfill import ZeroFiller
 
@@ -117,7 +118,7 @@ class WAL:
     def open(self, member_id: int = 0, cluster_id: int = 0) -> WalContents:
         """Read everything, repair a torn tail, and position for appending.
         A new directory gets its first segment with a META record."""
-        os.makedirs(self.dir, exist_ok=True)
+        private_dirs(self.dir)
         names = sorted((p, n) for n in os.listdir(self.dir) if (p := _parse_name(n)))
         out = WalContents()
         if self.fill_ahead:

@@ -11,6 +11,7 @@ import tempfile
 
 from kvcore.bbolt import Reader
 from kvcore.snapshot import schema as sc
+from kvcore.storage import private_dirs
 from kvcore.storage.codec import walcodec
 
 
@@ -99,7 +100,7 @@ def restore(path: str, data_dir: str = "", wal_dir: str = "", name: str = "defau
     try:
         _log("restoring snapshot", path=path, data_dir=data_dir)
         snap_dir = os.path.join(tmp, "member", "snap")
-        os.makedirs(snap_dir)
+        private_dirs(snap_dir)
         _verify(path, skip_hash_check)
         with Reader(path):
             pass                                  # "invalid database" before any work
