@@ -12,9 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import json.scanner
 import re
 
 from google.protobuf.descriptor import FieldDescriptor as FD
+
+from kvcore.gateway import goscan
 
 _INT64 = {FD.TYPE_INT64, FD.TYPE_UINT64, FD.TYPE_SINT64, FD.TYPE_FIXED64, FD.TYPE_SFIXED64}
 _INT32 = {FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32}
@@ -104,7 +107,11 @@ def encode(msg) -> bytes:
 # Decoding
 # ---------------------------------------------------------------------------
 
-_DECODER = json.JSONDecoder()
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")   # Python takes NaN and Infinity; Go does not
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def loads_stream(body: bytes) -> list:
@@ -125,9 +132,9 @@ def loads_stream(body: bytes) -> list:
             if not out:
                 raise DecodeError("exceeded max depth") from None
             return out
-        except json.JSONDecodeError as e:
+        except ValueError:   # JSONDecodeError, or a constant Go does not take
             if not out:
-                raise DecodeError(_go_syntax_error(text, e)) from None
+                raise DecodeError(_first_syntax_error(body)) from None
             return out
         out.append(obj)
 
@@ -137,59 +144,21 @@ def loads(body: bytes):
     if not body:
         return None
     try:   # the usual body: one value of valid UTF-8 (the same decoder, in one call)
-        return _DECODER.decode(body.decode("utf-8"))
+        value = _DECODER.decode(body.decode("utf-8"))
     except (ValueError, RecursionError):
-        pass   # several values, invalid UTF-8 or JSON: as the stream reads it
-    values = loads_stream(body)
-    return values[0] if values else None
+        values = loads_stream(body)   # several values, invalid UTF-8 or JSON
+        value = values[0] if values else None
+    if not isinstance(value, (dict, list)) and value is not None:
+        # Python ends a number where Go's scanner finds an error ("9.x"): Go's word.
+        bad = goscan.decoder_error(body)
+        if bad and bad != "EOF":
+            raise DecodeError(bad)
+    return value
 
 
-def _go_syntax_error(text: str, e: json.JSONDecodeError) -> str:
-    pos = e.pos
-    rest = text[pos:].lstrip(" \t\r\n")
-    if not rest or e.msg.startswith("Unterminated string") or (
-            len(rest) < 5 and any(w.startswith(rest) for w in ("null", "true", "false"))):
-        return "unexpected EOF"
-    if e.msg.startswith("Invalid control character"):
-        return "invalid character %s in string literal" % _quote_char(text[pos])
-    if e.msg.startswith("Invalid \\escape") or e.msg.startswith("Invalid \\u"):
-        return "invalid character %s in string escape code" % _quote_char(rest[1:2] or rest[0])
-    c = _quote_char(rest[0])
-    if e.msg.startswith("Expecting property name"):
-        return f"invalid character {c} looking for beginning of object key string"
-    if e.msg.startswith("Expecting ':'"):
-        return f"invalid character {c} after object key"
-    if e.msg.startswith("Expecting ','"):
-        where = "array element" if _innermost(text, pos) == "[" else "object key:value pair"
-        return f"invalid character {c} after {where}"
-    return f"invalid character {c} looking for beginning of value"
-
-
-def _quote_char(c: str) -> str:
-    if c == "'":
-        return "'\\''"
-    if c == '"':
-        return "'\"'"
-    return "'" + c + "'"
-
-
-def _innermost(text: str, pos: int) -> str:
-    stack, in_str, esc = [], False, False
-    for ch in text[:pos]:
-        if in_str:
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-        elif ch == '"':
-            in_str = True
-        elif ch in "[{":
-            stack.append(ch)
-        elif ch in "]}" and stack:
-            stack.pop()
-    return stack[-1] if stack else ""
+def _first_syntax_error(body: bytes) -> str:
+    """Go's json.Decoder message for the first value of ``body``."""
+    return goscan.decoder_error(body) or "unexpected EOF"
 
 
 def go_b64decode(s: str) -> bytes:
@@ -253,12 +222,13 @@ def fill(msg, obj) -> None:
     if not isinstance(obj, dict):
         raise DecodeError(f"json: cannot unmarshal {_json_kind(obj)} into Go value of "
                           f"type map[string]json.RawMessage")
-    desc = msg.DESCRIPTOR
-    by_name = _names(desc)
-    for key, value in obj.items():
-        fd = by_name.get(key)
-        if fd is None or value is None:
-            continue   # unknown fields are ignored, null leaves the default
+    # In declaration order, as jsonpb walks the message's fields (so the first error
+    # is that of the first field declared, whatever the body's order); the JSON name
+    # wins over the proto name when a body has both. Unknown fields are ignored.
+    for fd in msg.DESCRIPTOR.fields:
+        value = obj.get(fd.json_name, obj.get(fd.name))
+        if value is None:
+            continue   # absent, or null: the default
         if fd.is_repeated:
             if not isinstance(value, list):
                 raise DecodeError(f"json: cannot unmarshal {_json_kind(value)} into Go "
@@ -277,18 +247,29 @@ def fill(msg, obj) -> None:
             setattr(msg, fd.name, _scalar(fd, value))
 
 
-_NAME_CACHE: dict = {}
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _names(desc) -> dict:
-    names = _NAME_CACHE.get(desc.full_name)
-    if names is None:
-        names = {}
-        for fd in desc.fields:
-            names[fd.json_name] = fd
-            names[fd.name] = fd
-        _NAME_CACHE[desc.full_name] = names
-    return names
+def _go_string(v: str) -> str:
+    """Go's json replaces an invalid UTF-8 byte (kept here as a surrogate escape) and
+    a lone surrogate escape (\\ud800) by U+FFFD; protobuf refuses both."""
+    return _LONE_SURROGATE.sub("\ufffd", v) if _LONE_SURROGATE.search(v) else v
+
+
+def _byte_array(items: list) -> bytes:
+    out = bytearray()
+    for x in items:
+        if x is None:
+            out.append(0)
+        elif isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 255:
+            out.append(x)
+        elif isinstance(x, (int, float)) and not isinstance(x, bool):
+            raise DecodeError(f"json: cannot unmarshal number {json.dumps(x)} into Go "
+                              "value of type uint8")
+        else:
+            raise DecodeError(f"json: cannot unmarshal {_json_kind(x)} into Go value of "
+                              "type uint8")
+    return bytes(out)
 
 
 def _json_kind(v) -> str:
@@ -307,13 +288,15 @@ def _scalar(fd, v):
     t = fd.type
     go = _GO_TYPE.get(t, "")
     if t == FD.TYPE_BYTES:
+        if isinstance(v, list):   # encoding/json fills a []byte from an array of numbers
+            return _byte_array(v)
         if not isinstance(v, str):
             raise DecodeError(f"json: cannot unmarshal {_json_kind(v)} into Go value of type []uint8")
-        return go_b64decode(v)
+        return go_b64decode(_go_string(v))
     if t == FD.TYPE_STRING:
         if not isinstance(v, str):
             raise DecodeError(f"json: cannot unmarshal {_json_kind(v)} into Go value of type string")
-        return v
+        return _go_string(v)
     if t == FD.TYPE_BOOL:
         if not isinstance(v, bool):
             raise DecodeError(f"json: cannot unmarshal {_json_kind(v)} into Go value of type bool")
@@ -336,13 +319,19 @@ def _scalar(fd, v):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise DecodeError(f"json: cannot unmarshal {_json_kind(v)} into Go value of type {go}")
         return float(v)
-    # Integers: jsonpb takes a number, or a quoted one, and unmarshals it as JSON.
+    # Integers: jsonpb takes a number, or a quoted one whose text (quotes stripped,
+    # escapes NOT decoded) it hands to json.Unmarshal.
     raw = v
     if isinstance(v, str):
-        try:
-            raw = json.loads(v)
-        except json.JSONDecodeError as e:
-            raise DecodeError(_go_syntax_error(v, e)) from None
+        text = getattr(v, "raw", None)
+        if text is None:    # decoded by the fast path: its text, as near as it can be told
+            text = json.dumps(v, ensure_ascii=False)[1:-1]
+        bad = goscan.check_valid(text.encode("utf-8", "surrogateescape"))
+        if bad:
+            raise DecodeError(bad)
+        raw = json.loads(text)
+        if raw is None:       # "null": json.Unmarshal leaves the zero value
+            return 0
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise DecodeError(f"json: cannot unmarshal {_json_kind(raw)} into Go value of type {go}")
     lo, hi = _RANGE[go]
@@ -356,7 +345,50 @@ def decode(body: bytes, cls):
     """A request message from a unary call's body (empty body: the empty message)."""
     msg = cls()
     try:
-        fill(msg, loads(body))
+        obj = loads(body)
+        # With escapes or invalid UTF-8 in the body, strings keep their text as sent,
+        # which is what jsonpb hands json.Unmarshal for a quoted integer (_scalar).
+        # A plain body's strings are their own text: the fast path.
+        if b"\\" in body or (not body.isascii() and not _is_utf8(body)):
+            obj = (_RawDecoder().decode_stream(body) or [obj])[0]
+        fill(msg, obj)
     except RecursionError:
         raise DecodeError("exceeded max depth") from None
     return msg
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class RawStr(str):
+    """A decoded JSON string that keeps its text between the quotes (``raw``)."""
+    raw: str
+
+
+def _raw_scanstring(s: str, end: int, strict: bool = True):
+    val, after = json.decoder.scanstring(s, end, strict)
+    r = RawStr(val)
+    r.raw = s[end:after - 1]
+    return r, after
+
+
+class _RawDecoder(json.JSONDecoder):
+    """The pure-Python scanner with string values as RawStr (keys stay plain)."""
+
+    def __init__(self):
+        super().__init__(parse_constant=_no_constant)
+        self.parse_string = _raw_scanstring
+        self.scan_once = json.scanner.py_make_scanner(self)
+
+    def decode_stream(self, body: bytes) -> list:
+        text = body.decode("utf-8", errors="surrogateescape")
+        pos = len(text) - len(text.lstrip(" \t\r\n"))
+        try:
+            return [self.raw_decode(text, pos)[0]] if pos < len(text) else []
+        except (ValueError, RecursionError):
+            return []
