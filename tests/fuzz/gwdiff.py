@@ -19,7 +19,9 @@ TIMEOUT = 15
 PATHS = {"Range": "/v3/kv/range", "Put": "/v3/kv/put", "DeleteRange": "/v3/kv/deleterange",
          "Txn": "/v3/kv/txn", "Compact": "/v3/kv/compaction",
          "LeaseGrant": "/v3/lease/grant", "LeaseRevoke": "/v3/lease/revoke",
-         "LeaseTimeToLive": "/v3/lease/timetolive"}
+         "LeaseTimeToLive": "/v3/lease/timetolive", "LeaseLeases": "/v3/lease/leases",
+         "UserGet": "/v3/auth/user/get", "UserList": "/v3/auth/user/list",
+         "RoleGet": "/v3/auth/role/get", "RoleList": "/v3/auth/role/list"}
 MEMBER_FIELDS = ("cluster_id", "member_id", "raft_term")
 
 
@@ -81,6 +83,9 @@ def answer(status: int, raw: bytes, method: str):
         body["TTL"] = -1 if ttl < 0 else 1
         if "keys" in body:
             body["keys"] = sorted(body["keys"])
+    if method == "LeaseLeases" and status == 200:    # IDs the servers picked: counted
+        ids = [int(x.get("ID", "0")) for x in body.get("leases", [])]
+        body["leases"] = sorted(i if i in gen.EXPLICIT_LEASES else -1 for i in ids)
     return (status, body)
 
 
