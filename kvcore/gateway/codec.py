@@ -225,10 +225,15 @@ def fill(msg, obj) -> None:
     # In declaration order, as jsonpb walks the message's fields (so the first error
     # is that of the first field declared, whatever the body's order); the JSON name
     # wins over the proto name when a body has both. Unknown fields are ignored.
-    for fd in msg.DESCRIPTOR.fields:
-        value = obj.get(fd.json_name, obj.get(fd.name))
+    plan = _FIELDS.get(msg.DESCRIPTOR.full_name) or _field_plan(msg.DESCRIPTOR)
+    present = {}
+    for key, value in obj.items():
+        f = plan.get(key)
+        if f is not None and (f[2] or f[0] not in present):
+            present[f[0]] = (f[1], value)
+    for _, (fd, value) in sorted(present.items()) if len(present) > 1 else present.items():
         if value is None:
-            continue   # absent, or null: the default
+            continue   # null: the default
         if fd.is_repeated:
             if not isinstance(value, list):
                 raise DecodeError(f"json: cannot unmarshal {_json_kind(value)} into Go "
@@ -253,6 +258,8 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 def _go_string(v: str) -> str:
     """Go's json replaces an invalid UTF-8 byte (kept here as a surrogate escape) and
     a lone surrogate escape (\\ud800) by U+FFFD; protobuf refuses both."""
+    if v.isascii():
+        return v
     return _LONE_SURROGATE.sub("\ufffd", v) if _LONE_SURROGATE.search(v) else v
 
 
@@ -270,6 +277,19 @@ def _byte_array(items: list) -> bytes:
             raise DecodeError(f"json: cannot unmarshal {_json_kind(x)} into Go value of "
                               "type uint8")
     return bytes(out)
+
+
+_PLAIN_INT = re.compile(r"-?(?:0|[1-9][0-9]{0,19})")
+_FIELDS: dict = {}   # message full name -> {JSON or proto name: (index, fd, is JSON name)}
+
+
+def _field_plan(desc) -> dict:
+    plan = {}
+    for i, fd in enumerate(desc.fields):
+        plan[fd.name] = (i, fd, fd.json_name == fd.name)
+        plan[fd.json_name] = (i, fd, True)
+    _FIELDS[desc.full_name] = plan
+    return plan
 
 
 def _json_kind(v) -> str:
@@ -322,7 +342,9 @@ def _scalar(fd, v):
     # Integers: jsonpb takes a number, or a quoted one whose text (quotes stripped,
     # escapes NOT decoded) it hands to json.Unmarshal.
     raw = v
-    if isinstance(v, str):
+    if isinstance(v, str) and _PLAIN_INT.fullmatch(v) and not hasattr(v, "raw"):
+        raw = int(v)      # the usual case: digits, which are their own text
+    elif isinstance(v, str):
         text = getattr(v, "raw", None)
         if text is None:    # decoded by the fast path: its text, as near as it can be told
             text = json.dumps(v, ensure_ascii=False)[1:-1]
