@@ -179,7 +179,13 @@ def test_etcdctl_through_etcds_gateway(stacks, tmp_path):
                 outs[kind].append(transcript(gw, direct, f"gw{version.replace('.', '')}"))
                 rc, out, err = ctl(gw, "endpoint", "status")
                 outs[kind].append((rc, out.split(", ")[2], err))       # the version
+                snap = str(tmp_path / f"gw-{kind}-{version}.db")
+                outs[kind].append(ctl(gw, "snapshot", "save", snap)[0])
+                status = subprocess.run([etcd351.ETCDUTL, "snapshot", "status", snap],
+                                        capture_output=True, text=True, timeout=WAIT)
+                outs[kind].append(status.returncode)
     assert "locked" in outs["kvcore"][0][8] and "seen" in outs["kvcore"][0][9]
+    assert outs["kvcore"][2:4] == [0, 0]           # snapshot save, etcdutl status
     assert outs["kvcore"] == outs["etcd"]
 
 
