@@ -2,7 +2,8 @@
 # Everything a fresh machine needs to build, run and test kvcore:
 # system packages (real etcd/etcdctl as test oracles, h2load, libnghttp2, Chromium and
 # its driver for the console's browser tests, Patroni, PostgreSQL and vip-manager
-# for tests/clients/test_patroni.py), then the
+# for tests/clients/test_patroni.py, etcd-discovery, crypt and gnupg for the
+# ecosystem tests in tests/compat), then the
 # package itself in editable mode (compiles the Cython extensions in ext/ and the
 # protobuf/gRPC stubs from kvcore/api/*.proto).
 set -euo pipefail
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver patroni postgresql vip-manager nodejs"
+PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver patroni postgresql vip-manager nodejs etcd-discovery golang-github-xordataexchange-crypt gnupg"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

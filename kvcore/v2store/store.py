@@ -70,7 +70,8 @@ class Node:
             d["expiration"] = _rfc3339(self.expire)
             d["ttl"] = max(0, math.ceil(self.expire - now - 1e-9))
         if self.is_dir and children:
-            kids = list(self.children.values())
+            # etcd leaves hidden nodes ("_name") out of every listing
+            kids = [k for k in self.children.values() if not _is_hidden(k.path)]
             if sort:
                 kids.sort(key=lambda n: n.path)
             nodes = [k.extern(now, recursive, sort, children=recursive) for k in kids]
@@ -91,6 +92,19 @@ def _rfc3339(t: float) -> str:
     base = datetime.datetime.fromtimestamp(sec, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     frac = f".{ns:09d}".rstrip("0") if ns else ""
     return base + frac + "Z"
+
+
+def _is_hidden(path: str) -> bool:
+    """etcd's node.IsHidden: the last name starts with "_"."""
+    return path.rsplit("/", 1)[-1].startswith("_")
+
+
+def _hidden_below(watch_path: str, key: str) -> bool:
+    """etcd's watcherHub isHidden: some name of ``key`` below ``watch_path`` is hidden
+    (such a change wakes no recursive watcher above it)."""
+    if len(watch_path) > len(key):
+        return False
+    return "/_" in _clean(key[len(watch_path):])
 
 
 def _clean(p: str) -> str:
@@ -404,8 +418,10 @@ class Store:
         self.history.append(ev)
         if self.watchers:
             keep = []
+            key = ev["node"].get("key", "/")
             for w in self.watchers:
-                if ev.index >= w.since and ev.matches(w.key, w.recursive):
+                if (ev.index >= w.since and (key == w.key or not _hidden_below(w.key, key))
+                        and ev.matches(w.key, w.recursive)):
                     w.deliver(ev)
                 else:
                     keep.append(w)

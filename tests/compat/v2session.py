@@ -57,6 +57,13 @@ SESSION = [
     ("GET", "/v2/keys/?recursive=true&sorted=true", None),
     ("GET", "/v2/keys/message?quorum=true", None),
     ("PATCH", "/v2/keys/message", None),
+    # hidden names ("_..."): left out of listings, found when named
+    ("PUT", "/v2/keys/reg/tok/_config/size", {"value": "3"}),
+    ("GET", "/v2/keys/reg/tok", None),
+    ("PUT", "/v2/keys/reg/tok/m1", {"value": "a"}),
+    ("GET", "/v2/keys/reg?recursive=true&sorted=true", None),
+    ("GET", "/v2/keys/reg/tok/_config/size", None),
+    ("GET", "/v2/keys/reg/tok/_config", None),
 ]
 
 _CLIENT_HEADERS = ("content-type", "x-etcd-index", "x-raft-index", "x-raft-term",

@@ -120,3 +120,32 @@ def test_auth_tree_shares_the_index_but_not_the_keys_or_watchers():
     assert back.get("/2/x", False, False, 0)["node"]["value"] == "k"
     late = []
     assert back.watch("/2/enabled", False, 1, late.append) is not None and late == []
+
+
+def test_hidden_nodes_stay_out_of_listings_and_live_watches():
+    # etcd's v2store: a name starting with "_" is hidden (node.IsHidden); a directory
+    # listing leaves it out at every depth (the etcd-discovery service's token dir then
+    # shows no "nodes" at all), a GET of the key itself still finds it, and a recursive
+    # watcher is not woken by a change under a hidden name (watcherHub.isHidden); the
+    # history scan has no such check.
+    s = Store()
+    s.set("/reg/tok/_config/size", False, "3", None, 0)
+    assert s.get("/reg/tok", False, False, 0)["node"] == {
+        "key": "/reg/tok", "dir": True, "modifiedIndex": 1, "createdIndex": 1}
+    s.set("/reg/tok/m1", False, "a", None, 0)
+    listing = s.get("/reg", True, True, 0)["node"]["nodes"][0]["nodes"]
+    assert [n["key"] for n in listing] == ["/reg/tok/m1"]
+    assert s.get("/reg/tok/_config/size", False, False, 0)["node"]["value"] == "3"
+    seen = []
+    s.watch("/reg", True, 0, seen.append)
+    s.set("/reg/tok/_config/size", False, "5", None, 0)
+    assert seen == []
+    s.set("/reg/tok/m2", False, "b", None, 0)
+    assert [ev["node"]["key"] for ev in seen] == ["/reg/tok/m2"]
+    direct = []
+    s.watch("/reg/tok/_config/size", False, 0, direct.append)
+    s.set("/reg/tok/_config/size", False, "6", None, 0)
+    assert [ev["node"]["value"] for ev in direct] == ["6"]
+    history = []
+    s.watch("/reg", True, 3, history.append)      # index 3: the hidden size update
+    assert history[0]["node"]["key"] == "/reg/tok/_config/size"
