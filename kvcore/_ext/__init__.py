@@ -31,6 +31,7 @@ TWINS: dict[str, Optional[str]] = {
     "proposer": "kvcore.server.proposer_py",
     "kvcodec": "kvcore.api.kvcodec_py",
     "grpc_engine": None,
+    "leaseclock": None,
 }
 
 

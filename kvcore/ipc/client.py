@@ -10,12 +10,13 @@ from kvcore.ipc import framing as fr
 class _Stream:
     """The worker's half of one streaming call: messages from the core queue here."""
 
-    __slots__ = ("queue", "ended", "undelivered_credit", "direct")
+    __slots__ = ("queue", "ended", "undelivered_credit", "direct", "at_core")
 
     def __init__(self):
         self.queue: asyncio.Queue = asyncio.Queue()
         self.ended = False
         self.undelivered_credit = 0
+        self.at_core = 0    # requests sent to the core whose S_REPLY has not come back
         # While the handler waits on an empty queue: the engine's send_nowait, so
         # a message goes to the client in the read callback that brought it.
         self.direct = None
@@ -72,6 +73,8 @@ class CoreClient(fr.FrameProtocol):
         if kind == fr.S_REPLY:
             st = self._streams.get(call_id)
             if st is not None:
+                if st.at_core:
+                    st.at_core -= 1
                 direct = st.direct
                 if direct is None or not st.queue.empty() or not direct(payload):
                     st.queue.put_nowait((kind, payload))
@@ -103,8 +106,13 @@ class CoreClient(fr.FrameProtocol):
 
     # ---- streams ----
 
-    def stream_handler(self, method: int):
-        """An engine stream handler that relays one streaming call to the core."""
+    def stream_handler(self, method: int, local=None):
+        """An engine stream handler that relays one streaming call to the core.
+
+        ``local(msg)`` -> the answer to a request, or None: a request this worker
+        answers itself (a keep-alive renewed in the shared lease clock) when none
+        of the stream's earlier requests still waits for the core's answer, so the
+        answers keep the requests' order."""
         async def handler(requests, send, ctx):
             if self.closed:
                 raise GrpcError(StatusCode.UNAVAILABLE, "etcdserver: server stopped")
@@ -126,7 +134,20 @@ class CoreClient(fr.FrameProtocol):
             direct = getattr(ctx, "send_nowait", None)
             queue = st.queue
             listen = getattr(requests, "listen", None)
-            if listen is not None:  # the engine hands messages over by callback
+            if listen is not None and local is not None:
+                def on_message(msg):
+                    if not st.at_core:
+                        answer = local(msg)
+                        if answer is not None:
+                            d = st.direct
+                            if d is None or not queue.empty() or not d(answer):
+                                queue.put_nowait((fr.S_REPLY, answer))
+                            return
+                    st.at_core += 1
+                    self.send(sid, method, fr.S_MSG, msg)
+                listen(on_message, lambda: self.send(sid, method, fr.S_CLOSE, b""))
+                pumper = None
+            elif listen is not None:  # the engine hands messages over by callback
                 listen(lambda msg: self.send(sid, method, fr.S_MSG, msg),
                        lambda: self.send(sid, method, fr.S_CLOSE, b""))
                 pumper = None

@@ -276,8 +276,10 @@ class MemberMetrics:
         # lease, auth
         yield _counter("etcd_debugging_lease_granted", "The total number of granted leases.", self.leases_granted)
         yield _counter("etcd_debugging_lease_revoked", "The total number of revoked leases.", self.leases_revoked)
+        # (the workers renew most keep-alives themselves: kvcore/lease/lessor.py)
+        shared = c.lease_clock.renewed() if getattr(c, "lease_clock", None) is not None else 0
         yield _counter("etcd_debugging_lease_renewed", "The number of renewed leases seen by the leader.",
-                       self.leases_renewed)
+                       self.leases_renewed + shared)
         yield self.lease_ttl.family()
         yield _gauge("etcd_debugging_auth_revision", "The current revision of auth store.", c.auth.revision)
         # membership store (etcd's v2 store)

@@ -20,7 +20,7 @@ import time
 
 from google.protobuf.message import DecodeError
 
-from kvcore import failpoints, logs
+from kvcore import _ext, failpoints, logs
 from kvcore.api import wire
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.engine.base import GrpcError, StatusCode
@@ -106,6 +106,10 @@ class Core:
         self.deadlines = Deadlines(self.loop, self.request_timeout, self._proposal_expired)
         self.read_deadlines = Deadlines(self.loop, self.request_timeout, self._read_expired)
         self.read_state = ReadState()   # shared with the workers (kvcore/ipc/readstate.py)
+        # The leader's lease expiries, renewed by the workers too (ext/leaseclock.pyx);
+        # None in pure-Python mode: every keep-alive comes here.
+        clock = _ext.load("leaseclock")
+        self.lease_clock = clock.LeaseClock() if clock is not None else None
         self.auth = AuthStore(tokens.provider(cfg.auth_token, float(cfg.auth_token_ttl)))
         self.auth.on_change = self._auth_changed
         self.quota = Quota(self)
@@ -254,7 +258,9 @@ class Core:
         self.store = KVStore(self.backend)
         ticks = max(1, self.cfg.election_timeout // self.cfg.heartbeat_interval)
         min_ttl = -(-((3 * ticks) // 2) * self.cfg.heartbeat_interval // 1000)  # etcd's minTTL
-        self.lessor = Lessor(self.backend, max(1, min_ttl))
+        if getattr(self, "lessor", None) is not None:
+            self.lessor.detach()   # its slots in the shared clock go with it
+        self.lessor = Lessor(self.backend, max(1, min_ttl), clock_table=self.lease_clock)
         self.lessor.restore(self.store)
         self.membership = Membership(self.backend)
         self.alarms = Alarms(self.backend)
@@ -331,6 +337,7 @@ class Core:
     def _leader_changed(self, old: int, new: int) -> None:
         if new:
             self.metrics.leader_changes += 1   # etcd counts each change to a known leader
+        self._publish_header()
         for fn in self.registry.on_leader_changed:
             fn(old, new)
 
@@ -345,6 +352,7 @@ class Core:
                 log.warning("apply request took too long", extra=logs.fields(
                     took=f"{took * 1000:.3f}ms", expected_duration=f"{limit * 1000:g}ms",
                     entries=len(entries)))
+        self._publish_header()
         applied = self.raft.applied if not entries else entries[-1].index
         if applied - self._last_snapshot >= self.cfg.snapshot_count:
             self._last_snapshot = applied
@@ -498,6 +506,12 @@ class Core:
 
     def header(self, rev: int) -> bytes:
         return self._headers.get(self.cluster_id, self.member_id, rev, self.raft.term)
+
+    def _publish_header(self) -> None:
+        """What header(current revision) says, for the keep-alives workers answer."""
+        if self.lease_clock is not None:
+            self.lease_clock.publish(self.cluster_id, self.member_id,
+                                     self.store.current_rev, self.raft.term)
 
     def _proposal_expired(self, fut) -> None:
         self.metrics.proposals_failed += 1

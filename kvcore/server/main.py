@@ -64,6 +64,8 @@ class WorkerSupervisor:
                           "timeout": self.cfg.grpc_keepalive_timeout},
             "parent": os.getpid(),
             "db_path": self.core.paths.db_path, "read_state_fd": self.core.read_state.fd,
+            "lease_clock_fd": (self.core.lease_clock.fd if self.core.lease_clock is not None
+                               else -1),
             "db_map_size": self.core.backend.map_size,
             "tls": self.cfg.client_tls and self.cfg.client_tls.to_dict(),
             "cors": _cors(getattr(self.cfg, "cors", None)), "enable_v2": self.cfg.enable_v2,
@@ -88,6 +90,7 @@ class WorkerSupervisor:
             sys.executable, "-m", "kvcore.worker", self._args(theirs.fileno()),
             stdin=asyncio.subprocess.DEVNULL,
             pass_fds=(theirs.fileno(), self.core.read_state.fd,
+                      *((self.core.lease_clock.fd,) if self.core.lease_clock is not None else ()),
                       *(s.fileno() for s in self.client_socks.values())))
         theirs.close()
         self.procs[slot] = proc

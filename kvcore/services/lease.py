@@ -161,7 +161,7 @@ class LeaseService:
             lease = lessor.lookup(lease_id)
             if lease is not None and lease.remaining:
                 # A checkpointed remaining TTL no longer holds after a renewal.
-                lease.remaining = 0
+                lessor.clear_remaining(lease)
                 self._checkpoint([(lease_id, 0)])
         return ttl
 

@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 
+from kvcore import _ext
 from kvcore.api.methods import METHOD_ID, STREAMING
 from kvcore.engine.base import MethodTable
 from kvcore.gateway import Gateway
@@ -47,6 +48,21 @@ def _die_with_parent() -> None:
 listeners = client_listeners.addresses
 
 
+def local_answers(path: str, args: dict, read_state):
+    """The stream requests this worker may answer itself: LeaseKeepAlive from the
+    core's shared lease clock (kvcore/lease/lessor.py), while auth is off (with auth
+    on, the core checks the stream's token). None: every request goes to the core."""
+    if path != "/etcdserverpb.Lease/LeaseKeepAlive" or args.get("lease_clock_fd", -1) < 0 \
+            or read_state is None:
+        return None
+    renew = _ext.load("leaseclock").LeaseClock.attach(args["lease_clock_fd"]).keepalive
+    auth = read_state.auth
+
+    def answer(msg: bytes):
+        return None if auth() else renew(msg)
+    return answer
+
+
 async def run(args: dict) -> None:
     loop = asyncio.get_running_loop()
     lost = loop.create_future()
@@ -70,12 +86,13 @@ async def run(args: dict) -> None:
                 raise
         return handler
 
+    read_state = ReadState.attach(args["read_state_fd"]) if args.get("db_path") else None
     methods = MethodTable(
         unary={p: forward(i) for p, i in METHOD_ID.items() if p not in STREAMING},
-        stream={p: client.stream_handler(i) for p, i in METHOD_ID.items() if p in STREAMING})
+        stream={p: client.stream_handler(i, local_answers(p, args, read_state))
+                for p, i in METHOD_ID.items() if p in STREAMING})
     if args.get("db_path"):
-        reads = LocalReads(client, args["db_path"], args["db_map_size"],
-                           ReadState.attach(args["read_state_fd"]))
+        reads = LocalReads(client, args["db_path"], args["db_map_size"], read_state)
         reads.stats = stats
         methods.unary["/etcdserverpb.KV/Range"] = reads.range
     methods = stats.instrument(unmarshal_errors(methods), METHOD_ID)

@@ -1,0 +1,106 @@
+"""Keep-alives answered by the worker from the leader's shared lease clock
+(kvcore/lease/lessor.py, ext/leaseclock.pyx): a keep-alive no longer crosses the
+core, yet the core still decides what it must (expiry, revocation), and the renewals
+are counted as etcd counts them (etcd 3.5.1 runs the same scenario for the metric)."""
+import os
+import queue
+import signal
+import time
+import urllib.request
+
+import grpc
+
+from kvcore.api import rpc_pb2, rpc_pb2_grpc
+from tests import servers
+
+
+def _channel(srv):
+    return grpc.insecure_channel(srv.endpoint.replace("http://", ""))
+
+
+class _Stream:
+    """One LeaseKeepAlive stream, a request at a time."""
+
+    def __init__(self, ch):
+        self._q = queue.Queue()
+        self._call = rpc_pb2_grpc.LeaseStub(ch).LeaseKeepAlive(iter(self._q.get, None),
+                                                               timeout=20)
+
+    def ask(self, lease_id: int):
+        self._q.put(rpc_pb2.LeaseKeepAliveRequest(ID=lease_id))
+        return next(self._call)    # the call's 20 s deadline bounds the wait
+
+    def close(self):
+        self._q.put(None)
+        self._call.cancel()
+
+
+def _renewed(srv) -> float:
+    body = urllib.request.urlopen(f"http://{srv.endpoint}/metrics", timeout=10).read().decode()
+    for line in body.splitlines():
+        if line.startswith("etcd_debugging_lease_renewed_total "):
+            return float(line.split()[1])
+    raise AssertionError("no etcd_debugging_lease_renewed_total")
+
+
+def test_a_keepalive_is_answered_while_the_core_is_stopped(tmp_path):
+    srv = servers.start_kvcore(str(tmp_path / "kv.etcd"), workers=1)
+    ch = _channel(srv)
+    stopped = False
+    try:
+        lease = rpc_pb2_grpc.LeaseStub(ch)
+        lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(ID=0x77, TTL=60), timeout=10)
+        rev = rpc_pb2_grpc.KVStub(ch).Put(rpc_pb2.PutRequest(key=b"k", value=b"v"),
+                                          timeout=10).header.revision
+        st = _Stream(ch)
+        first = st.ask(0x77)
+        assert (first.ID, first.TTL, first.header.revision) == (0x77, 60, rev)
+        os.kill(srv.proc.pid, signal.SIGSTOP)   # the core: only the worker runs
+        stopped = True
+        again = st.ask(0x77)
+        assert (again.ID, again.TTL, again.header.revision) == (0x77, 60, rev)
+        assert again.header == first.header
+        os.kill(srv.proc.pid, signal.SIGCONT)
+        stopped = False
+        # what the core decides is still the core's: an unknown lease, a revoked one
+        assert st.ask(0x99).TTL == 0
+        lease.LeaseRevoke(rpc_pb2.LeaseRevokeRequest(ID=0x77), timeout=10)
+        assert st.ask(0x77).TTL == 0
+        st.close()
+    finally:
+        if stopped:
+            os.kill(srv.proc.pid, signal.SIGCONT)
+        ch.close()
+        srv.stop()
+
+
+def _expiry_scenario(srv) -> tuple:
+    """A short lease kept alive past its TTL, then left to expire: -> (TTLs seen
+    while kept alive, the TTL answered after expiry, renewals counted)."""
+    ch = _channel(srv)
+    try:
+        lease = rpc_pb2_grpc.LeaseStub(ch)
+        ttl = lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(ID=0x55, TTL=2), timeout=10).TTL
+        st = _Stream(ch)
+        seen = set()
+        for _ in range(8):               # 8 x 0.5 s: twice its TTL, kept alive
+            seen.add(st.ask(0x55).TTL)
+            time.sleep(0.5)
+        alive = lease.LeaseTimeToLive(rpc_pb2.LeaseTimeToLiveRequest(ID=0x55),
+                                      timeout=10).TTL
+        deadline = time.monotonic() + 30
+        while lease.LeaseTimeToLive(rpc_pb2.LeaseTimeToLiveRequest(ID=0x55),
+                                    timeout=10).TTL != -1:
+            assert time.monotonic() < deadline, "the lease never expired"
+            time.sleep(0.2)
+        after = st.ask(0x55).TTL
+        st.close()
+        return seen == {ttl}, alive > 0, after, _renewed(srv)
+    finally:
+        ch.close()
+
+
+def test_expiry_and_renewal_count_match_etcd(tmp_path):
+    with servers.kvcore_and_etcd(tmp_path, workers=1) as (kv, et):
+        got, want = _expiry_scenario(kv), _expiry_scenario(et)
+    assert got == want == (True, True, 0, 8.0)
