@@ -60,6 +60,7 @@ DEF H_REV = 3
 DEF H_TERM = 4
 DEF H_RENEWED = 5
 DEF H_SLOTS = 6
+DEF H_VALID = 7      # CLOCK_MONOTONIC ns until which workers may renew (the core's hold)
 
 SLOTS = 1 << 16   # ~2.1 MiB of slots; a lease that finds no slot stays with the core
 
@@ -146,6 +147,13 @@ cdef class LeaseClock:
         lc_store(&h[H_REV], revision)
         lc_store(&h[H_TERM], <int64_t>term)
         lc_store(&h[H_SEQ], seq + 2)
+
+    def hold(self, int64_t until_ns):
+        """Workers may renew until ``until_ns`` (CLOCK_MONOTONIC). The leader's core
+        pushes this forward on every tick, so a core that stops ticking (stalled,
+        stopped) stops its workers' renewals within the window, before the other
+        members can elect a new leader; 0 stops them at once."""
+        lc_store(&self._h[H_VALID], until_ns)
 
     def renewed(self):
         """Keep-alives the workers renewed (etcd_debugging_lease_renewed adds them)."""
@@ -243,6 +251,8 @@ cdef class LeaseClock:
             return None
         now = _now()
         if w <= now:                        # closed, or expired: the core decides
+            return None
+        if now >= lc_load(&h[H_VALID]):     # the core has not ticked lately
             return None
         seq = lc_load(&h[H_SEQ])
         if seq & 1:

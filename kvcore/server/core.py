@@ -216,6 +216,8 @@ class Core:
         self.raft.proposer = self.proposer
         self.raft.read_state = self.read_state
         self.raft.start()
+        if self.lease_clock is not None:
+            self._hold_lease_clock()
         self._timers = [self.loop.create_task(t()) for t in self.registry.timers]
         self._timers.append(self.loop.create_task(self.metrics.probe_peers()))
         log.info("member %x of cluster %x: revision %d, applied index %d, term %d",
@@ -506,6 +508,20 @@ class Core:
 
     def header(self, rev: int) -> bytes:
         return self._headers.get(self.cluster_id, self.member_id, rev, self.raft.term)
+
+    def _hold_lease_clock(self) -> None:
+        """Every heartbeat interval, while this member leads: the workers may renew
+        for half an election timeout more. A core that stops ticking (a stall, a
+        SIGSTOP of this process alone) stops their renewals before a new leader can
+        be elected elsewhere (no sooner than an election timeout after the last
+        heartbeat), so no keep-alive is answered here after the lease's time is kept
+        by another leader."""
+        if self.stopped.done():
+            return
+        hold = (time.monotonic_ns() + self.cfg.election_timeout * 500_000
+                if self.raft.is_leader else 0)
+        self.lease_clock.hold(hold)
+        self.loop.call_later(self.cfg.heartbeat_interval / 1000, self._hold_lease_clock)
 
     def _publish_header(self) -> None:
         """What header(current revision) says, for the keep-alives workers answer."""

@@ -28,6 +28,7 @@ def setup(tmp_path):
     worker = LeaseClock.attach(table.fd)
     lessor = Lessor(Backend(str(tmp_path / "db"), map_size=64 << 20), 1, clock_table=table)
     table.publish(CID, MID, 7, 3)
+    table.hold(time.monotonic_ns() + 3600 * 10**9)   # the core ticking, as a leader's does
     return lessor, table, worker
 
 
@@ -132,3 +133,19 @@ def test_a_replaced_lessor_leaves_no_slot(setup, tmp_path):
     slots = [lessor.lookup(i).slot for i in range(100, 200)]
     assert -1 in slots and len({s for s in slots if s >= 0}) == sum(s >= 0 for s in slots)
     assert lessor.renew(slots.index(-1) + 100) == 60
+
+
+def test_no_renewal_past_the_cores_hold(setup):
+    """The core pushes its hold forward every tick while it leads; past it (a core
+    that stopped ticking) or at 0 (not the leader), the keep-alive goes to the core."""
+    lessor, table, worker = setup
+    lessor.promote(1.0)
+    lease = _grant(lessor, 0x4321, 60)
+    assert worker.keepalive(_req(0x4321)) is not None
+    table.hold(time.monotonic_ns() - 1)
+    assert worker.keepalive(_req(0x4321)) is None
+    table.hold(0)
+    assert worker.keepalive(_req(0x4321)) is None
+    table.hold(time.monotonic_ns() + 10**9)
+    assert worker.keepalive(_req(0x4321)) is not None
+    assert lease.slot >= 0
