@@ -227,3 +227,19 @@ def emit_now(level: str, msg: str, logger: str = "zap", stream=None, **kw: Any) 
     out = {"level": level, "ts": zap_ts(time.time()), "caller": "kvcore/main.py:0", "msg": msg}
     out.update({k.replace("_", "-"): v for k, v in kw.items()})
     print(json.dumps(out, separators=(",", ":")), file=stream)
+
+
+def go_duration(sec: float) -> str:
+    """Go's time.Duration String for a positive duration (e.g. 11m20.1765367s)."""
+    if sec < 1e-3:
+        return f"{sec * 1e6:.3f}".rstrip("0").rstrip(".") + "µs"
+    if sec < 1:
+        return f"{sec * 1e3:.6f}".rstrip("0").rstrip(".") + "ms"
+    h, rem = divmod(sec, 3600)
+    m, s = divmod(rem, 60)
+    out = f"{s:.9f}".rstrip("0").rstrip(".") + "s"
+    if m or h:
+        out = f"{int(m)}m" + out
+    if h:
+        out = f"{int(h)}h" + out
+    return out

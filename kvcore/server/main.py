@@ -24,7 +24,7 @@ from kvcore.ipc.server import CoreConnection
 from kvcore.loop import run_loop
 from kvcore.server.core import Core
 from kvcore.engine import client_listeners
-from kvcore.server import corruption, sdnotify
+from kvcore.server import corruption, leadership, sdnotify
 from kvcore.storage import etcdlayout, verify
 from kvcore.storage.wal import WalCorruptError
 
@@ -213,6 +213,8 @@ async def serve(cfg: config.Config) -> None:
         heap.freeze_startup_objects()
         done, _ = await asyncio.wait({stop, core.stopped}, return_when=asyncio.FIRST_COMPLETED)
         log.info("shutting down (%s)", "stop signal" if stop in done else core.stopped.result())
+        if stop in done:    # etcd's Stop: a leader hands over before it goes
+            await leadership.transfer_on_stop(core, core.request_timeout)
     finally:
         if compactor is not None:
             compactor.stop()

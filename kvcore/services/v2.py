@@ -17,6 +17,7 @@ import logging
 import time
 from urllib.parse import unquote
 
+from kvcore import logs
 from kvcore.server.entry import OP_V2
 from kvcore.v2store import Store, V2Error
 from kvcore.v2store import auth_http
@@ -202,7 +203,7 @@ class V2Service:
                    "state": "StateLeader" if ctx.raft.is_leader else "StateFollower",
                    "startTime": _rfc3339(self.started),
                    "leaderInfo": {"leader": f"{ctx.raft.lead:x}",
-                                  "uptime": _go_duration(time.time() - self.leader_since),
+                                  "uptime": logs.go_duration(time.time() - self.leader_since),
                                   "startTime": _rfc3339(self.leader_since)},
                    "recvAppendRequestCnt": 0, "sendAppendRequestCnt": 0}
         elif ctx.raft.is_leader:
@@ -285,19 +286,3 @@ class V2Service:
                 await self.ctx.propose_internal(OP_V2, req)
             except Exception as e:   # retried on the next tick
                 log.debug("v2 expiry proposal failed: %s", e)
-
-
-def _go_duration(sec: float) -> str:
-    """Go's time.Duration String for a positive duration (e.g. 11m20.1765367s)."""
-    if sec < 1e-3:
-        return f"{sec * 1e6:.3f}".rstrip("0").rstrip(".") + "µs"
-    if sec < 1:
-        return f"{sec * 1e3:.6f}".rstrip("0").rstrip(".") + "ms"
-    h, rem = divmod(sec, 3600)
-    m, s = divmod(rem, 60)
-    out = f"{s:.9f}".rstrip("0").rstrip(".") + "s"
-    if m or h:
-        out = f"{int(m)}m" + out
-    if h:
-        out = f"{int(h)}h" + out
-    return out
