@@ -3,7 +3,8 @@
 # system packages (real etcd/etcdctl as test oracles, h2load, libnghttp2, Chromium and
 # its driver for the console's browser tests, Patroni, PostgreSQL and vip-manager
 # for tests/clients/test_patroni.py, etcd-discovery, crypt and gnupg for the
-# ecosystem tests in tests/compat), then the
+# ecosystem tests in tests/compat, the Go etcd client's source for
+# tests/clients/test_go_clientv3.py), then the
 # package itself in editable mode (compiles the Cython extensions in ext/ and the
 # protobuf/gRPC stubs from kvcore/api/*.proto).
 set -euo pipefail
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver patroni postgresql vip-manager nodejs etcd-discovery golang-github-xordataexchange-crypt gnupg"
+PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver patroni postgresql vip-manager nodejs etcd-discovery golang-github-xordataexchange-crypt gnupg golang-etcd-server-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -35,6 +36,11 @@ fi
 # The `bbolt` test tool (check, buckets) from Debian's bbolt source: the snapshot tests
 # verify kvcore's bbolt files with it. Cached under ~/.cache/kvcore-tools.
 tools/bbolt/build.sh >/dev/null
+
+# The Go etcd client's scenario driver (tests/clients/go) from Debian's clientv3 source
+# (golang-etcd-server-dev), built offline once; binary and Go build cache under
+# ~/.cache/kvcore-tools, so a later run rebuilds only when its source changed.
+tests/clients/go/build.sh >/dev/null
 
 # The Node.js etcd3 client the client tests drive (tests/clients/node), exactly as its
 # package-lock.json pins it; `npm ci` runs again only when the lock file changed.

@@ -41,3 +41,11 @@ class ReadState:
 
     def auth(self) -> bool:
         return self._mm[1] == 1
+
+    # Byte 2: this member knows a leader (etcd's s.Leader() != None), for the calls
+    # that require one (kvcore/worker/require_leader.py).
+    def set_leader(self, known: bool) -> None:
+        self._mm[2] = 1 if known else 0
+
+    def has_leader(self) -> bool:
+        return self._mm[2] == 1

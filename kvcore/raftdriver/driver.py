@@ -514,6 +514,8 @@ class RaftDriver:
         old = self.lead
         self.lead = ss.lead
         self.is_leader = ss.raft_state == StateLeader
+        if self.read_state is not None:
+            self.read_state.set_leader(ss.lead != 0)
         if not self.is_leader:
             self._update_local_reads()   # at once: before this Ready's write completes
         if old != ss.lead:

@@ -71,7 +71,7 @@ class WorkerSupervisor:
             "cors": _cors(getattr(self.cfg, "cors", None)), "enable_v2": self.cfg.enable_v2,
             "enable_grpc_gateway": self.cfg.enable_grpc_gateway,
             "host_whitelist": list(self.cfg.host_whitelist or ()),
-            "metrics": self.cfg.metrics})
+            "metrics": self.cfg.metrics, "election_ms": self.cfg.election_timeout})
 
     def on_hello(self, conn: CoreConnection) -> None:
         fut = self._hello.pop(conn.worker_pid, None)

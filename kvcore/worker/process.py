@@ -33,6 +33,7 @@ from kvcore.engine import client_listeners
 from kvcore.tls import TLSConfigError, TLSInfo
 from kvcore.worker.edge import Edge, unmarshal_errors
 from kvcore.worker.reads import LocalReads
+from kvcore.worker.require_leader import RequireLeader
 
 log = logging.getLogger("kvcore.worker")
 
@@ -86,7 +87,8 @@ async def run(args: dict) -> None:
                 raise
         return handler
 
-    read_state = ReadState.attach(args["read_state_fd"]) if args.get("db_path") else None
+    read_state = (ReadState.attach(args["read_state_fd"])
+                  if args.get("read_state_fd") is not None else None)
     methods = MethodTable(
         unary={p: forward(i) for p, i in METHOD_ID.items() if p not in STREAMING},
         stream={p: client.stream_handler(i, local_answers(p, args, read_state))
@@ -95,6 +97,10 @@ async def run(args: dict) -> None:
         reads = LocalReads(client, args["db_path"], args["db_map_size"], read_state)
         reads.stats = stats
         methods.unary["/etcdserverpb.KV/Range"] = reads.range
+    leader_check = None
+    if read_state is not None:   # clientv3.WithRequireLeader's calls
+        leader_check = RequireLeader(read_state, args.get("election_ms", 1000) / 1000)
+        methods = leader_check.wrap(methods)
     methods = stats.instrument(unmarshal_errors(methods), METHOD_ID)
 
     async def probe(method: str, target: str):
@@ -140,10 +146,13 @@ async def run(args: dict) -> None:
             await eng.start(host, port, reuse_port=True, ssl_context=tls.server_context(),
                             allow_plaintext=plain, sock=sock)
         engines.append(eng)
+    monitor = leader_check and asyncio.ensure_future(leader_check.monitor())
     client.send(0, 0, fr.HELLO, str(os.getpid()).encode())  # serving
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: lost.done() or lost.set_result(None))
     await lost
+    if monitor:
+        monitor.cancel()
     for eng in engines:
         await eng.stop(0.5)
 
