@@ -218,14 +218,37 @@ func scFailover(r *Run) {
 		}
 	}
 	r.step("writes after the kill that succeeded", ok, nil)
-	// The revisions differ with the attempts that failed: only keys and values compared.
-	got := r.collect(wch, 5, 20*time.Second)
-	var keys []string
-	for _, e := range got["events"].([]interface{}) {
-		kv := e.(map[string]interface{})["kv"].(map[string]interface{})
-		keys = append(keys, kv["key"].(string)+"="+kv["value"].(string))
+	// The revisions differ with the attempts that failed: only keys and values
+	// compared. An attempt that timed out may still have been committed, and its
+	// retry then writes the key again: a second event of the same key at a new
+	// revision is that retry's. The same revision twice would be a redelivery.
+	keys, redelivered := []string{}, 0
+	seenKV, seenRev := map[string]bool{}, map[int64]bool{}
+	deadline := time.After(20 * time.Second)
+collect:
+	for len(keys) < 5 {
+		select {
+		case resp, ok := <-wch:
+			if !ok {
+				break collect
+			}
+			for _, ev := range resp.Events {
+				if seenRev[ev.Kv.ModRevision] {
+					redelivered++
+				}
+				seenRev[ev.Kv.ModRevision] = true
+				k := string(ev.Kv.Key) + "=" + string(ev.Kv.Value)
+				if !seenKV[k] {
+					seenKV[k] = true
+					keys = append(keys, k)
+				}
+			}
+		case <-deadline:
+			break collect
+		}
 	}
 	r.step("watch after the kill", keys, nil)
+	r.step("events delivered twice", redelivered, nil)
 	resp, err := c.Get(bg, "fo/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	if err == nil {
 		r.step("keys", resp.Count, nil)
