@@ -132,3 +132,18 @@ def watch_problems(rec: WatchRecord, replay: list[Event]) -> list[str]:
                 break
         delivered = max([delivered] + [e.rev for e in r.events])
     return out
+
+
+def lease_problems(key: str, promises: list, deleted_at) -> list[str]:
+    """A lease's key deleted (seen by a watcher at ``deleted_at``, monotonic) before a
+    TTL it was promised ran out: ``promises`` are (request sent, TTL answered); the
+    real deletion was no later than it was seen, and the promised expiry no sooner
+    than send + TTL, so seen < send + TTL means the lease was revoked early."""
+    if deleted_at is None:
+        return []
+    broken = [(t, ttl) for t, ttl in promises if deleted_at < t + ttl]
+    if not broken:
+        return []
+    t, ttl = max(broken, key=lambda p: p[0] + p[1])
+    return [f"lease of {key} revoked {t + ttl - deleted_at:.2f}s before the {ttl}s TTL "
+            f"a keep-alive answered ({len(broken)} such answers)"]

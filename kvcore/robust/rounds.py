@@ -21,7 +21,7 @@ import grpc
 from kvcore.api import rpc_pb2, rpc_pb2_grpc
 from kvcore.robust import checkers, faults, linearizability, selftest
 from kvcore.robust.cluster import Cluster
-from kvcore.robust.traffic import SENTINEL, KVClient, Watcher, replay
+from kvcore.robust.traffic import SENTINEL, KVClient, LeaseClient, Watcher, replay
 
 
 @dataclass
@@ -46,6 +46,7 @@ class RoundPlan:
     hold: tuple = (0.3, 1.5)      # how long the fault lasts (uniform, seconds)
     settle: float = 0.5           # traffic after the fault is undone
     max_ops_per_client: int = 2000
+    lease_clients: int = 2
 
 
 def _current_revision(cluster: Cluster, timeout: float = 30.0) -> int:
@@ -77,7 +78,9 @@ def run_round(cluster: Cluster, index: int, fault: str, seed: int, plan: RoundPl
                         plan.max_ops_per_client) for c in range(plan.clients)]
     watchers = [Watcher(w, endpoints, prefix, start_rev, stop, rng.randrange(1 << 30))
                 for w in range(plan.watchers)]
-    for t in threads + watchers:
+    leases = [LeaseClient(c, endpoints, prefix, stop, rng.randrange(1 << 30))
+              for c in range(plan.lease_clients)]
+    for t in threads + watchers + leases:
         t.start()
     undo = None
     try:
@@ -89,12 +92,12 @@ def run_round(cluster: Cluster, index: int, fault: str, seed: int, plan: RoundPl
             undo()
         time.sleep(plan.settle)
         stop.set()
-        for t in threads + watchers:
+        for t in threads + watchers + leases:
             t.join(30)
     cluster.wait_healthy()
     events = replay(rng.choice(cluster.members).endpoint, prefix, start_rev)
-    planted = selftest.BUGS[bug](history, watchers, events) if bug else ""
-    res = _check(index, fault, history, watchers, events)
+    planted = selftest.BUGS[bug](history, watchers, events, leases) if bug else ""
+    res = _check(index, fault, history, watchers, events, leases)
     if bug:
         res.problems.insert(0, f"planted {bug}: {planted or 'nothing to plant it on'}")
     res.seconds = round(time.monotonic() - t0, 2)
@@ -103,7 +106,7 @@ def run_round(cluster: Cluster, index: int, fault: str, seed: int, plan: RoundPl
     return res
 
 
-def _check(index, fault, history, watchers, events) -> RoundResult:
+def _check(index, fault, history, watchers, events, leases=()) -> RoundResult:
     acked = [(o.key, o.arg) for o in history if o.kind == "put" and o.ret != math.inf]
     acked += [(o.key, o.arg[1]) for o in history
               if o.kind == "cas" and o.ret != math.inf and o.result]
@@ -124,6 +127,9 @@ def _check(index, fault, history, watchers, events) -> RoundResult:
         for r in rec.responses:
             r.events = [e for e in r.events if not e.key.endswith(SENTINEL)]
         problems += checkers.watch_problems(rec, events)
+    for lc in leases:
+        seen = [w.deleted_at[lc.key] for w in watchers if lc.key in w.deleted_at]
+        problems += checkers.lease_problems(lc.key, lc.promises, min(seen, default=None))
     res.problems = problems
     if any(not p.startswith(("linearizability search gave up", "planted ")) for p in problems):
         res.verdict = "violation"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 
-def stale_read(history, watchers, events) -> str:
+def stale_read(history, watchers, events, leases=()) -> str:
     """A read answers a value that a later, completed put had already replaced."""
     done = [o for o in history if o.ret != math.inf]
     for g in done:
@@ -21,7 +21,7 @@ def stale_read(history, watchers, events) -> str:
     return ""
 
 
-def drop_event(history, watchers, events) -> str:
+def drop_event(history, watchers, events, leases=()) -> str:
     for w in watchers:
         rs = [r for r in w.record.responses if r.events]
         if len(rs) >= 3:
@@ -31,7 +31,7 @@ def drop_event(history, watchers, events) -> str:
     return ""
 
 
-def dup_event(history, watchers, events) -> str:
+def dup_event(history, watchers, events, leases=()) -> str:
     for w in watchers:
         rs = [r for r in w.record.responses if r.events]
         if len(rs) >= 2:
@@ -41,7 +41,7 @@ def dup_event(history, watchers, events) -> str:
     return ""
 
 
-def lost_write(history, watchers, events) -> str:
+def lost_write(history, watchers, events, leases=()) -> str:
     acked = {(o.key, o.arg) for o in history if o.kind == "put" and o.ret != math.inf}
     for i, e in enumerate(events):
         if e.kind == "put" and (e.key, e.value) in acked:
@@ -50,5 +50,16 @@ def lost_write(history, watchers, events) -> str:
     return ""
 
 
+def early_revoke(history, watchers, events, leases=()) -> str:
+    """A lease's key deleted while a keep-alive's TTL still runs: a watcher sees the
+    delete half a TTL after the last renewal was sent."""
+    for lc in leases:
+        if lc.promises and watchers:
+            t, ttl = lc.promises[-1]
+            watchers[0].deleted_at[lc.key] = t + ttl / 2
+            return f"the lease of {lc.key} is revoked {ttl / 2:.1f}s early"
+    return ""
+
+
 BUGS = {"stale-read": stale_read, "drop-event": drop_event, "dup-event": dup_event,
-        "lost-write": lost_write}
+        "lost-write": lost_write, "early-revoke": early_revoke}

@@ -111,6 +111,7 @@ class Watcher(threading.Thread):
         self.record = WatchRecord(wid, start_rev)
         self.next_rev = start_rev
         self.errors: list[str] = []
+        self.deleted_at: dict[str, float] = {}   # key -> when a delete of it arrived
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -141,6 +142,10 @@ class Watcher(threading.Thread):
                     self.record.responses.append(Response([], resp.header.revision, True))
                     continue
                 evs = [to_event(e) for e in resp.events]
+                now = time.monotonic()
+                for e in evs:
+                    if e.kind == "delete":
+                        self.deleted_at.setdefault(e.key, now)
                 self.record.responses.append(Response(evs, resp.header.revision))
                 self.next_rev = evs[-1].rev + 1
             done.set()
@@ -193,3 +198,58 @@ def replay(endpoint: str, prefix: str, start_rev: int, timeout: float = 20.0) ->
         raise RuntimeError(f"replay of {prefix!r}: {e.code().name}: {e.details()}") from None
     finally:
         ch.close()
+
+
+class LeaseClient(threading.Thread):
+    """Holds a key under its own lease and keeps the lease alive, as a lock holder or
+    a Patroni leader does, through whichever member answers. It records each
+    keep-alive answered with a TTL: (when the request was sent, the TTL). Whatever
+    the faults, the lease must not be revoked before send time + TTL (the TTL counts
+    from the renewal, which is after the send), so a watcher that sees its key
+    deleted sooner has caught a lease that was promised and taken away."""
+
+    def __init__(self, cid: int, endpoints: list, prefix: str, stop: threading.Event,
+                 seed: int, ttl: int = 3, every: float = 0.3):
+        super().__init__(daemon=True)
+        self.endpoints, self.stop, self.ttl, self.every = endpoints, stop, ttl, every
+        self.rng = random.Random(seed)
+        self.key = f"{prefix}lease{cid}"
+        self.lease_id = 0
+        self.promises: list[tuple[float, int]] = []
+
+    def run(self) -> None:
+        chans = {e: grpc.insecure_channel(e) for e in self.endpoints}
+        try:
+            while not self.stop.is_set() and not self.lease_id:
+                self._grant(chans[self.rng.choice(self.endpoints)])
+            while not self.stop.is_set():
+                self._keepalive(chans[self.rng.choice(self.endpoints)])
+                self.stop.wait(self.every)
+        finally:
+            for c in chans.values():
+                c.close()
+
+    def _grant(self, ch) -> None:
+        try:
+            sent = time.monotonic()
+            lid = rpc_pb2_grpc.LeaseStub(ch).LeaseGrant(
+                rpc_pb2.LeaseGrantRequest(TTL=self.ttl), timeout=CALL_TIMEOUT).ID
+            self.promises.append((sent, self.ttl))
+            rpc_pb2_grpc.KVStub(ch).Put(rpc_pb2.PutRequest(
+                key=self.key.encode(), value=b"held", lease=lid), timeout=CALL_TIMEOUT)
+            self.lease_id = lid
+        except grpc.RpcError:
+            time.sleep(0.05)
+
+    def _keepalive(self, ch) -> None:
+        try:
+            sent = time.monotonic()
+            call = rpc_pb2_grpc.LeaseStub(ch).LeaseKeepAlive(
+                iter([rpc_pb2.LeaseKeepAliveRequest(ID=self.lease_id)]), timeout=CALL_TIMEOUT)
+            for resp in call:
+                if resp.TTL > 0:
+                    self.promises.append((sent, resp.TTL))
+                break
+            call.cancel()
+        except grpc.RpcError:
+            pass

@@ -39,17 +39,18 @@ def test_kvcore_passes_a_mix_of_fault_rounds(tmp_path):
 
 
 def test_planted_bugs_are_caught(tmp_path):
-    bugs = ["stale-read", "drop-event", "dup-event", "lost-write"]
-    p, rep = _run(tmp_path, "--binary", "kvcore", "--rounds", "4", "--faults", "none",
+    bugs = ["stale-read", "drop-event", "dup-event", "lost-write", "early-revoke"]
+    p, rep = _run(tmp_path, "--binary", "kvcore", "--rounds", "5", "--faults", "none",
                   "--inject-bug", ",".join(bugs))
     assert p.returncode == 1, p.stdout + p.stderr
     expect = {"stale-read": "is not linearizable", "drop-event": "differ from the history",
-              "dup-event": "delivered twice", "lost-write": "is not in the history"}
+              "dup-event": "delivered twice", "lost-write": "is not in the history",
+              "early-revoke": "before the 3s TTL"}
     for bug, r in zip(bugs, rep["rounds"]):
         assert r["verdict"] == "violation", r
         assert r["problems"][0].startswith(f"planted {bug}: ") and "nothing" not in r["problems"][0]
         assert any(expect[bug] in q for q in r["problems"][1:]), r["problems"]
-    assert len(os.listdir(tmp_path / "report")) >= 5     # report + each round's history
+    assert len(os.listdir(tmp_path / "report")) >= 6     # report + each round's history
 
 
 def test_the_same_rounds_run_against_etcd_351(tmp_path):
