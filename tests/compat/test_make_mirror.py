@@ -167,6 +167,21 @@ def test_mirror_without_dest_prefix_and_to_the_same_keys(members):
     assert a == b == c == d == {"keys": 54, "equal": True, "stdout": "", "stderr": ""}
 
 
+def test_mirror_of_a_loaded_keyspace(members):
+    """1,200 keys of 100 bytes: the initial copy reads them in the syncer's pages of
+    1,000 (at one revision); every key arrives, both ways."""
+    for src, dst in ((members["etcd"], members["kvcore"]), (members["kvcore"], members["etcd"])):
+        for j in range(10):
+            src.ctl("txn", input="\n" + "".join(f"put load/{src.kind}/{j:02d}{i:03d} {'v' * 100}\n"
+                                                for i in range(120)) + "\n\n")
+        run = mirror(ETCDCTL351, src, dst, f"load/{src.kind}/", f"loaded/{src.kind}/")
+        assert run == {"keys": 54, "equal": True, "stdout": "", "stderr": ""}
+        strip = lambda d, n: {k[n:]: v for k, v in d.items()}  # noqa: E731
+        want = strip(src.keyspace(f"load/{src.kind}/"), len(f"load/{src.kind}/"))
+        assert len(want) == 1254
+        assert strip(dst.keyspace(f"loaded/{src.kind}/"), len(f"loaded/{src.kind}/")) == want
+
+
 @pytest.mark.parametrize("etcdctl", [ETCDCTL351, ETCDCTL34], ids=["etcdctl-3.5.1",
                                                                     "etcdctl-3.4.23"])
 def test_mirror_over_tls_with_auth(members, etcdctl):
