@@ -151,6 +151,34 @@ def test_leases_and_limits_through_etcds_grpc_proxy(stacks, tmp_path):
     assert kv == outs["etcd"]
 
 
+def test_leasing_prefix_of_etcds_grpc_proxy(stacks, tmp_path):
+    """--experimental-leasing-prefix: the proxy serves reads from keys it holds a
+    lease on (clientv3's leasing KV, built of Txns with revision compares) and gives
+    them up on a write; the lease keys sit under the prefix on the cluster."""
+    outs = {}
+    for kind in ("kvcore", "etcd"):
+        members = stacks[kind][0]
+        direct = f"127.0.0.1:{members[1].port}"
+        with front("etcd-3.5.1", "grpc-proxy", members, str(tmp_path),
+                   ("--experimental-leasing-prefix=/leasing/",)) as (proxy, _):
+            t = [ctl(proxy, *args) for args in (
+                ("put", "lk/a", "1"), ("get", "lk/a"), ("get", "lk/a"), ("put", "lk/a", "2"),
+                ("get", "lk/a"), ("del", "lk/a"), ("get", "lk/a"))]
+            t.append(ctl(direct, "get", "/leasing/", "--prefix", "--keys-only"))
+            ctl(direct, "put", "lk/b", "outside")        # a write around the proxy
+            t.append(ctl(proxy, "get", "lk/b", "--print-value-only"))
+            t.append(ctl(proxy, "txn", input='value("lk/b") = "outside"\n\nput lk/c 1\n\n'
+                                             'put lk/c 2\n\n'))
+            t.append(ctl(proxy, "get", "lk/c", "--print-value-only"))
+        ctl(direct, "del", "--prefix", "lk/")
+        ctl(direct, "del", "--prefix", "/leasing/")
+        outs[kind] = t
+    kv = outs["kvcore"]
+    assert kv[4] == (0, "lk/a\n2\n", "") and kv[6] == (0, "", "")
+    assert "/leasing/lk/a" in kv[7][1] and kv[10] == (0, "1\n", "")
+    assert kv == outs["etcd"]
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_watchers_coalesced_by_etcds_grpc_proxy(stacks, tmp_path, version):
     """200 watchers of one key (4 streams of 50) through etcd's proxy: every watcher
