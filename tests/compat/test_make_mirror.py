@@ -209,6 +209,33 @@ def test_mirror_outside_the_users_permission_fails_alike(members):
     assert kv == refused(members["etcd-secure"], members["kvcore"])
 
 
+def test_wide_delete_ends_the_mirror_alike(members):
+    """make-mirror replays one source revision as one destination Txn: a delete of 200
+    keys is 200 ops, over the destination's --max-txn-ops (128), so the mirror exits
+    with the destination's refusal and the keys stay there, whichever way it runs."""
+    outs = []
+    for src, dst in ((members["etcd"], members["kvcore"]), (members["kvcore"], members["etcd"])):
+        pre = f"wide/{src.kind}/"
+        p = subprocess.Popen([ETCDCTL351, f"--endpoints={src.endpoint}", "make-mirror",
+                              f"--prefix={pre}", dst.endpoint], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            for j in range(2):
+                src.ctl("txn", input="\n" + "".join(f"put {pre}{j}{i:03d} v\n" for i in range(100))
+                        + "\n\n")
+            _wait_equal(lambda: 200, lambda: len(dst.keyspace(pre)), p, "the puts")
+            src.ctl("del", "--prefix", pre)
+            out, err = p.communicate(timeout=WAIT)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        outs.append((p.returncode, out, [l for l in err.splitlines() if l.startswith("Error")],
+                     len(dst.keyspace(pre))))
+    assert outs[0] == (1, "", ["Error: etcdserver: too many operations in txn request"], 200)
+    assert outs[0] == outs[1]
+
+
 @pytest.mark.slow
 def test_mirror_prints_the_same_counts(members):
     """The count line make-mirror prints every 30 s: what it mirrored so far."""
