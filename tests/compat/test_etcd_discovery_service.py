@@ -42,14 +42,14 @@ def _get(url: str) -> tuple:
 class Service:
     """discovery.etcd.io in front of one backend member (kvcore or etcd 3.5.1)."""
 
-    def __init__(self, backend: str, base: str):
-        data = f"{base}/{backend}-backend.etcd"
-        self.backend = (servers.start_kvcore(data, extra=("--enable-v2",))
-                        if backend == "kvcore" else
-                        servers.start_etcd(data, binary=ETCD351, extra=("--enable-v2",)))
+    def __init__(self, backend: str, base: str, v2: bool = True):
+        data = f"{base}/{backend}-{v2}-backend.etcd"
+        flags = ("--enable-v2",) if v2 else ()
+        self.backend = (servers.start_kvcore(data, extra=flags) if backend == "kvcore" else
+                        servers.start_etcd(data, binary=ETCD351, extra=flags))
         port = servers.free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.log = open(f"{base}/{backend}-discovery.log", "w")
+        self.log = open(f"{base}/{backend}-{v2}-discovery.log", "w")
         self.proc = subprocess.Popen(
             [DISCOVERY, "--etcd", f"http://127.0.0.1:{self.backend.port}",
              "--addr", f"127.0.0.1:{port}", "--host", self.url],
@@ -116,6 +116,19 @@ def test_service_answers_alike_on_kvcore_and_etcd(services):
     # "nodes" list etcd does not send.
     assert '"nodes"' not in kv[1], kv[1]
     assert kv == _service_answers(services["etcd"])
+
+
+def test_service_on_a_backend_without_v2_fails_alike(tmp_path):
+    outs = []
+    for backend in ("kvcore", "etcd"):
+        svc = Service(backend, str(tmp_path), v2=False)
+        try:
+            outs.append([_get(f"{svc.url}/new"), _get(f"{svc.url}/health")])
+        finally:
+            svc.stop()
+    assert outs[0] == [(400, "Unable to generate token\n"),
+                       (400, "health failed to setupToken\n")]
+    assert outs[0] == outs[1]
 
 
 def _bootstrap(kind: str, base: str, url: str) -> dict:

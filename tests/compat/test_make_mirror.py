@@ -167,6 +167,21 @@ def test_mirror_without_dest_prefix_and_to_the_same_keys(members):
     assert a == b == c == d == {"keys": 54, "equal": True, "stdout": "", "stderr": ""}
 
 
+def test_mirror_of_a_loaded_keyspace(members):
+    """1,200 keys of 100 bytes: the initial copy reads them in the syncer's pages of
+    1,000 (at one revision); every key arrives, both ways."""
+    for src, dst in ((members["etcd"], members["kvcore"]), (members["kvcore"], members["etcd"])):
+        for j in range(10):
+            src.ctl("txn", input="\n" + "".join(f"put load/{src.kind}/{j:02d}{i:03d} {'v' * 100}\n"
+                                                for i in range(120)) + "\n\n")
+        run = mirror(ETCDCTL351, src, dst, f"load/{src.kind}/", f"loaded/{src.kind}/")
+        assert run == {"keys": 54, "equal": True, "stdout": "", "stderr": ""}
+        strip = lambda d, n: {k[n:]: v for k, v in d.items()}  # noqa: E731
+        want = strip(src.keyspace(f"load/{src.kind}/"), len(f"load/{src.kind}/"))
+        assert len(want) == 1254
+        assert strip(dst.keyspace(f"loaded/{src.kind}/"), len(f"loaded/{src.kind}/")) == want
+
+
 @pytest.mark.parametrize("etcdctl", [ETCDCTL351, ETCDCTL34], ids=["etcdctl-3.5.1",
                                                                     "etcdctl-3.4.23"])
 def test_mirror_over_tls_with_auth(members, etcdctl):
@@ -192,6 +207,33 @@ def test_mirror_outside_the_users_permission_fails_alike(members):
     kv = refused(members["kvcore-secure"], members["etcd"])
     assert kv == (1, "", ["Error: etcdserver: permission denied"])
     assert kv == refused(members["etcd-secure"], members["kvcore"])
+
+
+def test_wide_delete_ends_the_mirror_alike(members):
+    """make-mirror replays one source revision as one destination Txn: a delete of 200
+    keys is 200 ops, over the destination's --max-txn-ops (128), so the mirror exits
+    with the destination's refusal and the keys stay there, whichever way it runs."""
+    outs = []
+    for src, dst in ((members["etcd"], members["kvcore"]), (members["kvcore"], members["etcd"])):
+        pre = f"wide/{src.kind}/"
+        p = subprocess.Popen([ETCDCTL351, f"--endpoints={src.endpoint}", "make-mirror",
+                              f"--prefix={pre}", dst.endpoint], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            for j in range(2):
+                src.ctl("txn", input="\n" + "".join(f"put {pre}{j}{i:03d} v\n" for i in range(100))
+                        + "\n\n")
+            _wait_equal(lambda: 200, lambda: len(dst.keyspace(pre)), p, "the puts")
+            src.ctl("del", "--prefix", pre)
+            out, err = p.communicate(timeout=WAIT)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+        outs.append((p.returncode, out, [l for l in err.splitlines() if l.startswith("Error")],
+                     len(dst.keyspace(pre))))
+    assert outs[0] == (1, "", ["Error: etcdserver: too many operations in txn request"], 200)
+    assert outs[0] == outs[1]
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ import urllib.request
 import pytest
 
 from tests import etcd351, servers
-from tests.proxy.proxyctl import WAIT, ctl
+from tests.proxy.proxyctl import WAIT, ctl, lines_of
 from tests.proxy.test_grpc_proxy import (coalesced_watchers, put_after_election,
                                          transcript, watcher_output)
 from tests.proxy.test_namespace_resolver import member_lines, namespace_transcript
@@ -112,6 +112,70 @@ def test_etcdctl_through_etcds_grpc_proxy(stacks, tmp_path, version):
     assert "is healthy" in kv[14] and "True" in kv[15]
     assert "Snapshot saved at SNAP" in kv[16] and kv[17].startswith("(0, [")
     assert kv[-3][0] == 200 and kv[-2][0] == 200 and "etcd_grpc_proxy_cache_hits_total" in kv[-1]
+    assert kv == outs["etcd"]
+
+
+def _leases_and_limits(proxy: str, tag: str) -> list:
+    t = []
+    rc, out, err = ctl(proxy, "lease", "grant", "5")
+    lease = out.split()[1]
+    t.append(lines_of(proxy, 3, "lease", "keep-alive", lease))      # the stream
+    t.append(ctl(proxy, "lease", "timetolive", lease, "--keys"))
+    t.append(ctl(proxy, "lease", "revoke", lease))
+    t.append(ctl(proxy, "lease", "revoke", lease))
+    t.append(ctl(proxy, "lease", "keep-alive", "--once", lease))
+    t.append(ctl(proxy, "lease", "timetolive", lease))
+    ctl(proxy, "put", f"{tag}/w", "1")
+    ctl(proxy, "put", f"{tag}/w", "2")
+    rev = json.loads(ctl(proxy, "get", f"{tag}/w", "-w", "json")[1])["header"]["revision"]
+    t.append(lines_of(proxy, 8, "watch", f"{tag}/w", f"--rev={rev - 1}", "--prev-kv"))
+    t.append(ctl(proxy, "get", f"{tag}/w", f"--rev={rev - 1}", "--print-value-only"))
+    t.append(ctl(proxy, "txn", input="\n" + "".join(f"put {tag}/t{i} v\n" for i in range(130))
+                 + "\n\n"))
+    t.append(ctl(proxy, "put", f"{tag}/big", input="x" * (2 * 1024 * 1024)))  # over gRPC's 2 MiB
+    t.append(ctl(proxy, "put", f"{tag}/big", input="x" * (1024 * 1024)))
+    t.append(ctl(proxy, "del", "--prefix", f"{tag}/"))
+    return [str(x).replace(lease, "LEASE").replace(tag, "TAG") for x in t]
+
+
+def test_leases_and_limits_through_etcds_grpc_proxy(stacks, tmp_path):
+    outs = {}
+    for kind in ("kvcore", "etcd"):
+        with front("etcd-3.5.1", "grpc-proxy", stacks[kind][0], str(tmp_path)) as (proxy, _):
+            outs[kind] = _leases_and_limits(proxy, "leases-front")
+    kv = outs["kvcore"]
+    assert kv[0] == str(["lease LEASE keepalived with TTL(5)"] * 3)
+    assert "requested lease not found" in kv[3] and "already expired" in kv[5]
+    assert "too many operations in txn request" in kv[8] and "larger than max" in kv[9]
+    assert kv[10] == "(0, 'OK\\n', '')"
+    assert kv == outs["etcd"]
+
+
+def test_leasing_prefix_of_etcds_grpc_proxy(stacks, tmp_path):
+    """--experimental-leasing-prefix: the proxy serves reads from keys it holds a
+    lease on (clientv3's leasing KV, built of Txns with revision compares) and gives
+    them up on a write; the lease keys sit under the prefix on the cluster."""
+    outs = {}
+    for kind in ("kvcore", "etcd"):
+        members = stacks[kind][0]
+        direct = f"127.0.0.1:{members[1].port}"
+        with front("etcd-3.5.1", "grpc-proxy", members, str(tmp_path),
+                   ("--experimental-leasing-prefix=/leasing/",)) as (proxy, _):
+            t = [ctl(proxy, *args) for args in (
+                ("put", "lk/a", "1"), ("get", "lk/a"), ("get", "lk/a"), ("put", "lk/a", "2"),
+                ("get", "lk/a"), ("del", "lk/a"), ("get", "lk/a"))]
+            t.append(ctl(direct, "get", "/leasing/", "--prefix", "--keys-only"))
+            ctl(direct, "put", "lk/b", "outside")        # a write around the proxy
+            t.append(ctl(proxy, "get", "lk/b", "--print-value-only"))
+            t.append(ctl(proxy, "txn", input='value("lk/b") = "outside"\n\nput lk/c 1\n\n'
+                                             'put lk/c 2\n\n'))
+            t.append(ctl(proxy, "get", "lk/c", "--print-value-only"))
+        ctl(direct, "del", "--prefix", "lk/")
+        ctl(direct, "del", "--prefix", "/leasing/")
+        outs[kind] = t
+    kv = outs["kvcore"]
+    assert kv[4] == (0, "lk/a\n2\n", "") and kv[6] == (0, "", "")
+    assert "/leasing/lk/a" in kv[7][1] and kv[10] == (0, "1\n", "")
     assert kv == outs["etcd"]
 
 
