@@ -110,6 +110,13 @@ class Member:
         self._signal(signal.SIGSTOP)
         self.paused = True
 
+    def pause_core(self) -> None:
+        """SIGSTOP of the member's main process alone (kvcore's core; its workers run
+        on): a core that stalls while its workers still serve."""
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+        self.paused = True
+
     def resume(self) -> None:
         self._signal(signal.SIGCONT)
         self.paused = False

@@ -21,6 +21,7 @@ from kvcore import failpoints
 from kvcore.robust.cluster import Cluster, Member
 
 KINDS = ("kill-leader", "kill-follower", "kill-all", "pause-leader", "pause-follower",
+         "pause-leader-core",
          "partition-leader", "partition-follower", "leader-cannot-send",
          "leader-cannot-hear", "delay-leader", "crash-point", "slow-disk", "none")
 KVCORE_ONLY = ("crash-point", "slow-disk")   # they need kvcore's failpoints
@@ -54,6 +55,9 @@ def inject(kind: str, cluster: Cluster, rng: random.Random):
         victim = leader if kind == "pause-leader" else follower
         victim.pause()
         return victim.resume
+    if kind == "pause-leader-core":      # the rounds hold it past a lease's TTL
+        leader.pause_core()
+        return leader.resume
     if kind in ("partition-leader", "partition-follower"):
         cluster.isolate(leader if kind == "partition-leader" else follower)
         return cluster.proxy.heal

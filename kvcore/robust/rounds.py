@@ -33,6 +33,7 @@ class RoundResult:
     acknowledged: int = 0
     unknown_outcome: int = 0
     events: int = 0
+    leases_revoked: int = 0      # lease holders' keys seen deleted (their lease ended)
     problems: list = field(default_factory=list)
     seconds: float = 0.0
 
@@ -47,6 +48,8 @@ class RoundPlan:
     settle: float = 0.5           # traffic after the fault is undone
     max_ops_per_client: int = 2000
     lease_clients: int = 2
+    core_pause_extra: float = 4.0  # a stalled core outlasts a 3 s lease plus its extension
+    lease_wait: float = 2.0       # at most, for the let-go leases to end before stopping
 
 
 def _current_revision(cluster: Cluster, timeout: float = 30.0) -> int:
@@ -74,11 +77,16 @@ def run_round(cluster: Cluster, index: int, fault: str, seed: int, plan: RoundPl
     start_rev = _current_revision(cluster) + 1
     history: list = []
     lock, stop = threading.Lock(), threading.Event()
-    threads = [KVClient(c, endpoints, keys, history, lock, stop, rng.randrange(1 << 30),
+    traffic_stop = threading.Event()     # the writers and lease holders stop first
+    threads = [KVClient(c, endpoints, keys, history, lock, traffic_stop, rng.randrange(1 << 30),
                         plan.max_ops_per_client) for c in range(plan.clients)]
     watchers = [Watcher(w, endpoints, prefix, start_rev, stop, rng.randrange(1 << 30))
                 for w in range(plan.watchers)]
-    leases = [LeaseClient(c, endpoints, prefix, stop, rng.randrange(1 << 30))
+    # Every other lease holder lets go of a 1 s lease early in the round, so leases
+    # also expire, under the fault, where the checker can see when.
+    leases = [LeaseClient(c, endpoints, prefix, traffic_stop, rng.randrange(1 << 30),
+                          **({} if c % 2 == 0 else
+                             {"ttl": 1, "let_go": rng.uniform(0.05, plan.warmup)}))
               for c in range(plan.lease_clients)]
     for t in threads + watchers + leases:
         t.start()
@@ -86,11 +94,19 @@ def run_round(cluster: Cluster, index: int, fault: str, seed: int, plan: RoundPl
     try:
         time.sleep(plan.warmup)
         undo = faults.inject(fault, cluster, rng)
-        time.sleep(rng.uniform(*plan.hold))
+        time.sleep(rng.uniform(*plan.hold) +
+                   (plan.core_pause_extra if fault == "pause-leader-core" else 0))
     finally:
         if undo is not None:
             undo()
         time.sleep(plan.settle)
+        traffic_stop.set()
+        # the leases let go of: until a watcher saw each one end (bounded)
+        ending = [lc.key for lc in leases if lc.let_go != math.inf]
+        deadline = time.monotonic() + plan.lease_wait
+        while time.monotonic() < deadline and not all(
+                any(k in w.deleted_at for w in watchers) for k in ending):
+            time.sleep(0.05)
         stop.set()
         for t in threads + watchers + leases:
             t.join(30)
@@ -129,6 +145,7 @@ def _check(index, fault, history, watchers, events, leases=()) -> RoundResult:
         problems += checkers.watch_problems(rec, events)
     for lc in leases:
         seen = [w.deleted_at[lc.key] for w in watchers if lc.key in w.deleted_at]
+        res.leases_revoked += bool(seen)
         problems += checkers.lease_problems(lc.key, lc.promises, min(seen, default=None))
     res.problems = problems
     if any(not p.startswith(("linearizability search gave up", "planted ")) for p in problems):

@@ -209,9 +209,12 @@ class LeaseClient(threading.Thread):
     deleted sooner has caught a lease that was promised and taken away."""
 
     def __init__(self, cid: int, endpoints: list, prefix: str, stop: threading.Event,
-                 seed: int, ttl: int = 3, every: float = 0.3):
+                 seed: int, ttl: int = 3, every: float = 0.3, let_go: float = math.inf):
+        """``let_go``: seconds after the grant when it stops its keep-alives (the
+        lease then expires within the round: its revocation is what is checked)."""
         super().__init__(daemon=True)
         self.endpoints, self.stop, self.ttl, self.every = endpoints, stop, ttl, every
+        self.let_go = let_go
         self.rng = random.Random(seed)
         self.key = f"{prefix}lease{cid}"
         self.lease_id = 0
@@ -222,8 +225,13 @@ class LeaseClient(threading.Thread):
         try:
             while not self.stop.is_set() and not self.lease_id:
                 self._grant(chans[self.rng.choice(self.endpoints)])
-            while not self.stop.is_set():
-                self._keepalive(chans[self.rng.choice(self.endpoints)])
+            # One member at a time, as a client library keeps its connection: another
+            # only after a keep-alive failed.
+            until = time.monotonic() + self.let_go
+            at = self.rng.choice(self.endpoints)
+            while not self.stop.is_set() and time.monotonic() < until:
+                if not self._keepalive(chans[at]):
+                    at = self.rng.choice([e for e in self.endpoints if e != at] or [at])
                 self.stop.wait(self.every)
         finally:
             for c in chans.values():
@@ -251,5 +259,6 @@ class LeaseClient(threading.Thread):
                     self.promises.append((sent, resp.TTL))
                 break
             call.cancel()
+            return True
         except grpc.RpcError:
-            pass
+            return False

@@ -216,8 +216,10 @@ class Core:
         self.raft.proposer = self.proposer
         self.raft.read_state = self.read_state
         self.raft.start()
-        if self.lease_clock is not None:
-            self._hold_lease_clock()
+        self._leader_until = 0          # monotonic ns: renewals allowed before it
+        self._confirming = None
+        self._confirm_waiters: list = []
+        self._confirm_leadership()
         self._timers = [self.loop.create_task(t()) for t in self.registry.timers]
         self._timers.append(self.loop.create_task(self.metrics.probe_peers()))
         log.info("member %x of cluster %x: revision %d, applied index %d, term %d",
@@ -509,19 +511,60 @@ class Core:
     def header(self, rev: int) -> bytes:
         return self._headers.get(self.cluster_id, self.member_id, rev, self.raft.term)
 
-    def _hold_lease_clock(self) -> None:
-        """Every heartbeat interval, while this member leads: the workers may renew
-        for half an election timeout more. A core that stops ticking (a stall, a
-        SIGSTOP of this process alone) stops their renewals before a new leader can
-        be elected elsewhere (no sooner than an election timeout after the last
-        heartbeat), so no keep-alive is answered here after the lease's time is kept
-        by another leader."""
+    # ---- the leader's confirmed leadership (lease renewals) ----
+
+    def _confirm_leadership(self) -> None:
+        """Every heartbeat interval while this member leads: a ReadIndex round, whose
+        heartbeat a quorum acknowledged, proves that no other leader can be elected
+        before the round's start plus an election timeout (the members that answered
+        reset their election timers after that start). Renewals are answered only
+        within half that window (etcd 3.5.8+ checks leadership before each renewal,
+        ensureLeadership; 3.5.1 does not, and a stale leader can renew a lease that
+        its successor revokes). The window is also the workers' hold on the shared
+        lease clock, so a core that stalls stops their renewals too."""
         if self.stopped.done():
             return
-        hold = (time.monotonic_ns() + self.cfg.election_timeout * 500_000
-                if self.raft.is_leader else 0)
-        self.lease_clock.hold(hold)
-        self.loop.call_later(self.cfg.heartbeat_interval / 1000, self._hold_lease_clock)
+        self.loop.call_later(self.cfg.heartbeat_interval / 1000, self._confirm_leadership)
+        if not self.raft.is_leader:
+            self._leader_until = 0
+            if self.lease_clock is not None:
+                self.lease_clock.hold(0)
+            self._confirmed(False)
+            return
+        if self._confirming is not None and not self._confirming.done():
+            return
+        start = time.monotonic_ns()
+        fut = self._confirming = self.raft.read_index()
+        window = self.cfg.election_timeout * 500_000        # half of it, in ns
+
+        def done(f):
+            ok = not f.cancelled() and f.exception() is None and self.raft.is_leader
+            if ok and start + window > self._leader_until:
+                self._leader_until = start + window
+                if self.lease_clock is not None:
+                    self.lease_clock.hold(self._leader_until)
+            self._confirmed(ok)
+        fut.add_done_callback(done)
+        # a round that never completes (leadership lost meanwhile) must not block the next
+        self.loop.call_later(self.cfg.election_timeout / 1000,
+                             lambda: fut.done() or fut.cancel())
+
+    def leader_confirmed(self) -> bool:
+        """This member leads, and a quorum said so within the renewal window."""
+        return time.monotonic_ns() < self._leader_until
+
+    def confirm_leadership(self):
+        """A future: True once the next leadership round succeeds, False if it fails
+        (or this member does not lead)."""
+        fut = self.loop.create_future()
+        self._confirm_waiters.append(fut)
+        return fut
+
+    def _confirmed(self, ok: bool) -> None:
+        waiters, self._confirm_waiters = self._confirm_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(ok)
 
     def _publish_header(self) -> None:
         """What header(current revision) says, for the keep-alives workers answer."""

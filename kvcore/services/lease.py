@@ -89,6 +89,8 @@ class LeaseService:
         """The leader's side of to_leader: (status, response bytes without header)."""
         if not self.ctx.lessor.primary:
             return peer_lease.NOT_LEADER, b""
+        if kind == peer_lease.RENEW and not self.ctx.leader_confirmed():
+            return peer_lease.NOT_LEADER, b""    # the follower asks again shortly
         if kind == peer_lease.RENEW:
             lid = rpc_pb2.LeaseKeepAliveRequest.FromString(request).ID
             return peer_lease.OK, rpc_pb2.LeaseKeepAliveResponse(
@@ -207,6 +209,11 @@ class LeaseService:
         ctx = self.ctx
         while True:
             await asyncio.sleep(EXPIRY_CHECK_S)
+            if not ctx.leader_confirmed():
+                # A leader that stalled may have been replaced, and its successor keeps
+                # these leases alive; its revocations, forwarded once it steps down,
+                # would end them early (etcd 3.5.8+ ensures leadership first too).
+                continue
             for lid in ctx.lessor.expired():
                 ctx.metrics.lease_expired += 1
                 lease = ctx.lessor.lookup(lid)
@@ -269,9 +276,16 @@ class KeepAliveStream:
         else:
             lease_id = rpc_pb2.LeaseKeepAliveRequest.FromString(payload).ID
             self._req, self._id = payload, lease_id
-        if not self.service.ctx.lessor.primary:
+        ctx = self.service.ctx
+        if not ctx.lessor.primary:
             self._at_leader += 1   # now: a half-close may follow in the same read
             asyncio.ensure_future(self._renew_at_leader(lease_id, payload))
+            return
+        if self._at_leader or not ctx.leader_confirmed():
+            # leadership not confirmed lately (or earlier answers still pending, which
+            # this one must follow): renew only once a quorum says this member leads
+            self._at_leader += 1
+            asyncio.ensure_future(self._renew_confirmed(lease_id, payload))
             return
         self._answer(lease_id, self.service.renew(lease_id))
 
@@ -283,6 +297,25 @@ class KeepAliveStream:
 
     def on_half_close(self) -> None:
         self._half_closed = True
+
+    async def _renew_confirmed(self, lease_id: int, payload: bytes) -> None:
+        ctx = self.service.ctx
+        try:
+            ok = await ctx.confirm_leadership()
+            if ok and ctx.lessor.primary:
+                ttl = self.service.renew(lease_id)
+            else:   # no longer the leader: as a follower does
+                body = await self.service.to_leader(peer_lease.RENEW, payload)
+                ttl = (self.service.renew(lease_id) if body is None
+                       else rpc_pb2.LeaseKeepAliveResponse.FromString(body).TTL)
+        except GrpcError as e:
+            self.out.end(e.code, e.message)
+            return
+        finally:
+            self._at_leader -= 1
+        self._answer(lease_id, ttl)
+        if self._half_closed and not self._at_leader:
+            self.out.end()
 
     async def _renew_at_leader(self, lease_id: int, payload: bytes) -> None:
         try:
