@@ -49,19 +49,13 @@ def _die_with_parent() -> None:
 listeners = client_listeners.addresses
 
 
-def local_answers(path: str, args: dict, read_state):
+def local_answers(path: str, args: dict):
     """The stream requests this worker may answer itself: LeaseKeepAlive from the
-    core's shared lease clock (kvcore/lease/lessor.py), while auth is off (with auth
-    on, the core checks the stream's token). None: every request goes to the core."""
-    if path != "/etcdserverpb.Lease/LeaseKeepAlive" or args.get("lease_clock_fd", -1) < 0 \
-            or read_state is None:
+    core's shared lease clock (kvcore/lease/lessor.py; etcd checks no token for a
+    keep-alive, with auth on or off). None: every request goes to the core."""
+    if path != "/etcdserverpb.Lease/LeaseKeepAlive" or args.get("lease_clock_fd", -1) < 0:
         return None
-    renew = _ext.load("leaseclock").LeaseClock.attach(args["lease_clock_fd"]).keepalive
-    auth = read_state.auth
-
-    def answer(msg: bytes):
-        return None if auth() else renew(msg)
-    return answer
+    return _ext.load("leaseclock").LeaseClock.attach(args["lease_clock_fd"]).keepalive
 
 
 async def run(args: dict) -> None:
@@ -91,7 +85,7 @@ async def run(args: dict) -> None:
                   if args.get("read_state_fd") is not None else None)
     methods = MethodTable(
         unary={p: forward(i) for p, i in METHOD_ID.items() if p not in STREAMING},
-        stream={p: client.stream_handler(i, local_answers(p, args, read_state))
+        stream={p: client.stream_handler(i, local_answers(p, args))
                 for p, i in METHOD_ID.items() if p in STREAMING})
     if args.get("db_path"):
         reads = LocalReads(client, args["db_path"], args["db_map_size"], read_state)

@@ -139,3 +139,82 @@ def test_expiry_and_renewal_count_match_etcd(tmp_path):
     with servers.kvcore_and_etcd(tmp_path, workers=1) as (kv, et):
         got, want = _expiry_scenario(kv), _expiry_scenario(et)
     assert got == want == (True, True, 0, 8.0)
+
+
+def _auth_scenario(srv) -> list:
+    """Auth on: a keep-alive stream without a token, with a token no one issued,
+    with root's token."""
+    ch = _channel(srv)
+    try:
+        auth, lease = rpc_pb2_grpc.AuthStub(ch), rpc_pb2_grpc.LeaseStub(ch)
+        lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(ID=0x42, TTL=60), timeout=10)
+        auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="root", password="pw"), timeout=10)
+        auth.UserGrantRole(rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root"),
+                           timeout=10)
+        auth.AuthEnable(rpc_pb2.AuthEnableRequest(), timeout=10)
+        token = auth.Authenticate(rpc_pb2.AuthenticateRequest(name="root", password="pw"),
+                                  timeout=10).token
+        out = []
+        for md in ((), (("token", "bogus"),), (("token", token),)):
+            try:
+                call = lease.LeaseKeepAlive(iter([rpc_pb2.LeaseKeepAliveRequest(ID=0x42)]),
+                                            timeout=10, metadata=md)
+                r = next(call)
+                out.append((r.ID, r.TTL))
+            except grpc.RpcError as e:
+                out.append((e.code().name, e.details()))
+        return out
+    finally:
+        ch.close()
+
+
+def test_keepalives_with_auth_on_match_etcd(tmp_path):
+    """etcd's LeaseRenew reads no token: a stream with an unknown one renews too
+    (kvcore refused it with "invalid auth token" before)."""
+    with servers.kvcore_and_etcd(tmp_path, workers=1) as (kv, et):
+        got, want = _auth_scenario(kv), _auth_scenario(et)
+    assert got == want == [(0x42, 60)] * 3
+
+
+def _member_id(srv) -> int:
+    import json
+    rc, out, err = srv.etcdctl("endpoint", "status", "-w", "json")
+    assert rc == 0, err
+    return json.loads(out)[0]["Status"]["header"]["member_id"]
+
+
+def test_a_leader_that_steps_down_stops_answering_keepalives(tmp_path):
+    """After move-leader the old leader's workers must hand keep-alives to the new
+    leader: a lease kept alive only through the old leader for twice its TTL is still
+    alive at the new one (answered from a stale clock, it would expire there)."""
+    members = servers.start_cluster(str(tmp_path), 3, workers=1)
+    try:
+        old = servers.leader_of(members)
+        new = next(m for m in members if m is not old)
+        ch = _channel(old)
+        try:
+            lease = rpc_pb2_grpc.LeaseStub(ch)
+            lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(ID=0x31, TTL=3), timeout=10)
+            st = _Stream(ch)
+            assert st.ask(0x31).TTL == 3            # answered by the leader's worker
+            rc, _, err = old.etcdctl("move-leader", f"{_member_id(new):x}")
+            assert rc == 0, err
+            assert servers.leader_of(members) is new
+            seen = set()
+            for _ in range(12):                     # 6 s: twice the TTL
+                seen.add(st.ask(0x31).TTL)
+                time.sleep(0.5)
+            assert seen == {3}
+            nch = _channel(new)
+            try:
+                left = rpc_pb2_grpc.LeaseStub(nch).LeaseTimeToLive(
+                    rpc_pb2.LeaseTimeToLiveRequest(ID=0x31), timeout=10).TTL
+            finally:
+                nch.close()
+            assert left > 0
+            st.close()
+        finally:
+            ch.close()
+    finally:
+        for m in members:
+            m.stop()

@@ -5,6 +5,9 @@ would write, its renewal is what the lessor sees, and every case the core must d
 so the request goes to the core. Two LeaseClock objects on one memfd stand for the
 core and a worker; the real monotonic clock, no sleeping past a TTL."""
 import math
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -149,3 +152,46 @@ def test_no_renewal_past_the_cores_hold(setup):
     table.hold(time.monotonic_ns() + 10**9)
     assert worker.keepalive(_req(0x4321)) is not None
     assert lease.slot >= 0
+
+
+_RENEWER = """
+import os, sys, time
+from kvcore import _ext
+clock = _ext.compiled("leaseclock").LeaseClock.attach(int(sys.argv[1]))
+reqs = [bytes.fromhex(h) for h in sys.argv[2:]]
+ok, end = 0, time.monotonic() + 20
+while time.monotonic() < end:
+    got = [clock.keepalive(r) for r in reqs]
+    ok += sum(g is not None for g in got)
+    if not any(got) and os.path.exists(sys.argv[0] + ".stop"):
+        break
+print(ok)
+"""
+
+
+def test_a_slot_closed_by_the_expiry_decision_is_never_renewed_again(setup, tmp_path):
+    """Workers are other processes: one renews 32 leases as fast as it can while this
+    one takes them back by compare-and-swap, as the expiry decision does; no slot is
+    renewed after that, and every renewal the worker got is counted."""
+    lessor, table, _ = setup
+    lessor.promote(1.0)
+    leases = [_grant(lessor, i, 60) for i in range(1, 33)]
+    script = tmp_path / "renewer.py"
+    script.write_text(_RENEWER)
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(table.fd), *(_req(l.id).hex() for l in leases)],
+        pass_fds=(table.fd,), stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    try:
+        deadline = time.monotonic() + 15
+        while table.renewed() < 20_000:
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.01)
+        far = time.monotonic_ns() + 10 ** 12     # past every expiry the worker can set
+        assert all(table.expire(l.slot, far) < 0 for l in leases)
+        (tmp_path / "renewer.py.stop").write_text("")
+        out, _ = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert all(table.word(l.slot) == 0 for l in leases)
+    assert int(out) == table.renewed()
