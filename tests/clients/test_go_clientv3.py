@@ -153,11 +153,16 @@ def _snapshot_status(path: str) -> dict:
     return json.loads(p.stdout)
 
 
-def test_maintenance_and_snapshot(driver, pair, tmp_path):
-    steps = assert_same(drive_both(driver, pair, ["maintenance"], tmp_path))
+def test_maintenance_members_and_snapshot(driver, pair, tmp_path):
+    steps = assert_same(drive_both(driver, pair, ["snapshot-save", "members", "maintenance"],
+                                   tmp_path))
     assert steps[("maintenance", "status")]["result"]["version"] == "3.5.1"
+    assert steps[("snapshot-save", "status")]["result"]["at the server's revision"] is True
+    assert steps[("members", "promote a learner that is not in sync")]["error"] == \
+        "etcdserver: can only promote a learner member which is in sync with leader"
+    assert steps[("members", "remove the learner")]["result"] == 1
     # The snapshot each server streamed is a bbolt file etcdutl reads: at the
-    # server's revision when it was taken.
+    # server's revision when it was taken (maintenance runs last: nothing wrote since).
     for srv in pair:
         status = _snapshot_status(str(tmp_path / srv.kind / "snapshot.db"))
         rc, out, _ = servers.etcdctl(srv.endpoint, "get", "mt/a", "-w", "json")
