@@ -127,9 +127,12 @@ def test_watch_resumes_across_kill9_and_restart(driver, pair, tmp_path):
 
 
 def test_leases(driver, pair, tmp_path):
-    steps = assert_same(drive_both(driver, pair, ["lease"], tmp_path))
+    steps = assert_same(drive_both(driver, pair, ["lease", "watch-lease-edges"], tmp_path))
     assert steps[("lease", "key of the lapsed lease is deleted")]["result"] is True
     assert steps[("lease", "keep alive channel closes after revoke")]["result"] is True
+    expiry = steps[("watch-lease-edges", "expiry deletes the key")]["result"]["events"]
+    assert [e["type"] for e in expiry] == ["PUT", "DELETE"] and expiry[1]["prev"]["value"] == "leased"
+    assert steps[("watch-lease-edges", "session done")]["result"] is True
 
 
 def test_concurrency_session_mutex_election_stm(driver, pair, tmp_path):
@@ -173,12 +176,14 @@ def test_maintenance_members_and_snapshot(driver, pair, tmp_path):
 
 def test_auth_and_token_refresh(driver, tmp_path):
     with kvcore_and_etcd351(tmp_path / "servers", extra=("--auth-token-ttl=1",)) as pair:
-        steps = assert_same(drive_both(driver, pair, ["auth"], tmp_path))
+        steps = assert_same(drive_both(driver, pair, ["auth", "auth-changes"], tmp_path))
     assert steps[("auth", "an expired token")]["error"] == \
         "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"
     assert steps[("auth", "a fresh token")]["result"] is None
     assert steps[("auth", "alice reads after her token expired")]["result"]["count"] == 1
     assert steps[("auth", "alice writes au/x")]["error"] == "etcdserver: permission denied"
+    assert steps[("auth-changes", "delete the root role")]["error"] == \
+        "etcdserver: invalid auth management"
 
 
 def _cluster_run(driver, members, base) -> list[dict]:
