@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests import etcd351, servers
+from tests import etcd351, servers, tlscerts
 from tests.clients.harness import kvcore_and_etcd351
 
 GO_DIR = os.path.join(os.path.dirname(__file__), "go")
@@ -38,14 +38,16 @@ def driver() -> str:
 
 
 def run(driver: str, endpoints: str, scenarios, work: str, on_wait=None,
-        timeout: float = 120) -> list[dict]:
+        timeout: float = 120, flags: tuple = ()) -> list[dict]:
     """Runs the scenarios against ``endpoints`` -> the transcript. ``on_wait(step)``
-    does what a "waiting" step asks and returns the line to answer."""
+    does what a "waiting" step asks and returns the line to answer; ``flags`` go to
+    the driver (--cacert, --cert, --key)."""
     os.makedirs(work, exist_ok=True)
     # stderr (clientv3's retry warnings, many) to a file: a pipe read only at the end
     # would fill up and stall the driver.
     with open(os.path.join(work, "driver.stderr"), "w+") as errf:
-        proc = subprocess.Popen([driver, "--endpoints", endpoints, "--work", work, *scenarios],
+        proc = subprocess.Popen([driver, "--endpoints", endpoints, "--work", work, *flags,
+                                 *scenarios],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errf,
                                 text=True)
         killer = threading.Timer(timeout, proc.kill)
@@ -70,13 +72,13 @@ def run(driver: str, endpoints: str, scenarios, work: str, on_wait=None,
     return lines
 
 
-def drive_both(driver, pair, scenarios, base, on_wait=None) -> dict:
+def drive_both(driver, pair, scenarios, base, on_wait=None, flags: tuple = ()) -> dict:
     """The scenarios on kvcore and etcd at once -> {"kvcore": lines, "etcd": lines}.
     ``on_wait(server, step)`` acts on that server for its driver."""
     with ThreadPoolExecutor(2) as pool:
         futs = {srv.kind: pool.submit(
             run, driver, srv.endpoint, scenarios, os.path.join(str(base), srv.kind),
-            (lambda step, srv=srv: on_wait(srv, step)) if on_wait else None)
+            (lambda step, srv=srv: on_wait(srv, step)) if on_wait else None, 120, flags)
             for srv in pair}
         return {kind: f.result() for kind, f in futs.items()}
 
@@ -184,6 +186,20 @@ def test_auth_and_token_refresh(driver, tmp_path):
     assert steps[("auth", "alice writes au/x")]["error"] == "etcdserver: permission denied"
     assert steps[("auth-changes", "delete the root role")]["error"] == \
         "etcdserver: invalid auth management"
+
+
+def test_tls_with_client_certificates(driver, tmp_path):
+    """The same scenarios over TLS with client certificates required (the Go client's
+    own TLS stack and ALPN against kvcore's engine), auth included."""
+    pki = tlscerts.make_pki(str(tmp_path / "pki"))
+    flags = ("--cert-file", pki.server_cert, "--key-file", pki.server_key,
+             "--client-cert-auth", "--trusted-ca-file", pki.ca, "--auth-token-ttl=1")
+    with kvcore_and_etcd351(tmp_path / "servers", extra=flags, scheme="https") as pair:
+        steps = assert_same(drive_both(
+            driver, pair, ["txn", "auth"], tmp_path,
+            flags=("--cacert", pki.ca, "--cert", pki.client_cert, "--key", pki.client_key)))
+    assert steps[("txn", "value =")]["result"]["succeeded"] is True
+    assert steps[("auth", "alice reads after her token expired")]["result"]["count"] == 1
 
 
 def _cluster_run(driver, members, base) -> list[dict]:
