@@ -103,6 +103,7 @@ def test_kv_txn_and_compact(driver, pair, tmp_path):
     assert steps[("compact", "get below the compaction")]["error"] == \
         "etcdserver: mvcc: required revision has been compacted"
     assert steps[("txn", "129 ops")]["error"] == "etcdserver: too many operations in txn request"
+    assert steps[("kv", "put of 1.6 MiB")]["error"] == "etcdserver: request is too large"
     assert [kv["key"] for kv in steps[("kv", "sort value desc limit 2")]["result"]["kvs"]] == \
         ["kv/e", "kv/b"]
 
@@ -230,6 +231,7 @@ def test_three_members_move_leader_and_failover(driver, tmp_path):
                 m.stop()
     steps = assert_same(got)
     assert steps[("move-leader", "the target leads")]["result"] is True
+    assert steps[("move-leader", "sync finds every member's client URL")]["result"] is True
     assert steps[("failover", "writes after the kill that succeeded")]["result"] == 5
     assert steps[("failover", "get with require leader on the last member")]["error"] == \
         "etcdserver: no leader"

@@ -156,6 +156,21 @@ func scMoveLeader(r *Run) {
 	}
 	_, err = r.c.Put(bg, "ml/a", "after the move")
 	r.step("put after the move", nil, err)
+	// Sync: the client learns the members' client URLs (what AutoSyncInterval runs).
+	one, err := clientv3.New(clientv3.Config{Endpoints: r.c.Endpoints()[:1], DialTimeout: 5 * time.Second})
+	if err != nil {
+		panic(err)
+	}
+	defer one.Close()
+	err = one.Sync(bg)
+	eps := one.Endpoints()
+	sort.Strings(eps)
+	want := append([]string{}, r.c.Endpoints()...)
+	for i, ep := range want {
+		want[i] = "http://" + ep
+	}
+	sort.Strings(want)
+	r.step("sync finds every member's client URL", strings.Join(eps, ",") == strings.Join(want, ","), err)
 }
 
 // findLeader -> the leader's endpoint, a follower's endpoint, that follower's id.
