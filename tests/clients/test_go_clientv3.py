@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests import etcd351, servers
+from tests import etcd351, servers, tlscerts
 from tests.clients.harness import kvcore_and_etcd351
 
 GO_DIR = os.path.join(os.path.dirname(__file__), "go")
@@ -38,14 +38,16 @@ def driver() -> str:
 
 
 def run(driver: str, endpoints: str, scenarios, work: str, on_wait=None,
-        timeout: float = 120) -> list[dict]:
+        timeout: float = 120, flags: tuple = ()) -> list[dict]:
     """Runs the scenarios against ``endpoints`` -> the transcript. ``on_wait(step)``
-    does what a "waiting" step asks and returns the line to answer."""
+    does what a "waiting" step asks and returns the line to answer; ``flags`` go to
+    the driver (--cacert, --cert, --key)."""
     os.makedirs(work, exist_ok=True)
     # stderr (clientv3's retry warnings, many) to a file: a pipe read only at the end
     # would fill up and stall the driver.
     with open(os.path.join(work, "driver.stderr"), "w+") as errf:
-        proc = subprocess.Popen([driver, "--endpoints", endpoints, "--work", work, *scenarios],
+        proc = subprocess.Popen([driver, "--endpoints", endpoints, "--work", work, *flags,
+                                 *scenarios],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errf,
                                 text=True)
         killer = threading.Timer(timeout, proc.kill)
@@ -70,13 +72,13 @@ def run(driver: str, endpoints: str, scenarios, work: str, on_wait=None,
     return lines
 
 
-def drive_both(driver, pair, scenarios, base, on_wait=None) -> dict:
+def drive_both(driver, pair, scenarios, base, on_wait=None, flags: tuple = ()) -> dict:
     """The scenarios on kvcore and etcd at once -> {"kvcore": lines, "etcd": lines}.
     ``on_wait(server, step)`` acts on that server for its driver."""
     with ThreadPoolExecutor(2) as pool:
         futs = {srv.kind: pool.submit(
             run, driver, srv.endpoint, scenarios, os.path.join(str(base), srv.kind),
-            (lambda step, srv=srv: on_wait(srv, step)) if on_wait else None)
+            (lambda step, srv=srv: on_wait(srv, step)) if on_wait else None, 120, flags)
             for srv in pair}
         return {kind: f.result() for kind, f in futs.items()}
 
@@ -101,6 +103,7 @@ def test_kv_txn_and_compact(driver, pair, tmp_path):
     assert steps[("compact", "get below the compaction")]["error"] == \
         "etcdserver: mvcc: required revision has been compacted"
     assert steps[("txn", "129 ops")]["error"] == "etcdserver: too many operations in txn request"
+    assert steps[("kv", "put of 1.6 MiB")]["error"] == "etcdserver: request is too large"
     assert [kv["key"] for kv in steps[("kv", "sort value desc limit 2")]["result"]["kvs"]] == \
         ["kv/e", "kv/b"]
 
@@ -127,9 +130,12 @@ def test_watch_resumes_across_kill9_and_restart(driver, pair, tmp_path):
 
 
 def test_leases(driver, pair, tmp_path):
-    steps = assert_same(drive_both(driver, pair, ["lease"], tmp_path))
+    steps = assert_same(drive_both(driver, pair, ["lease", "watch-lease-edges"], tmp_path))
     assert steps[("lease", "key of the lapsed lease is deleted")]["result"] is True
     assert steps[("lease", "keep alive channel closes after revoke")]["result"] is True
+    expiry = steps[("watch-lease-edges", "expiry deletes the key")]["result"]["events"]
+    assert [e["type"] for e in expiry] == ["PUT", "DELETE"] and expiry[1]["prev"]["value"] == "leased"
+    assert steps[("watch-lease-edges", "session done")]["result"] is True
 
 
 def test_concurrency_session_mutex_election_stm(driver, pair, tmp_path):
@@ -153,11 +159,16 @@ def _snapshot_status(path: str) -> dict:
     return json.loads(p.stdout)
 
 
-def test_maintenance_and_snapshot(driver, pair, tmp_path):
-    steps = assert_same(drive_both(driver, pair, ["maintenance"], tmp_path))
+def test_maintenance_members_and_snapshot(driver, pair, tmp_path):
+    steps = assert_same(drive_both(driver, pair, ["snapshot-save", "members", "maintenance"],
+                                   tmp_path))
     assert steps[("maintenance", "status")]["result"]["version"] == "3.5.1"
+    assert steps[("snapshot-save", "status")]["result"]["at the server's revision"] is True
+    assert steps[("members", "promote a learner that is not in sync")]["error"] == \
+        "etcdserver: can only promote a learner member which is in sync with leader"
+    assert steps[("members", "remove the learner")]["result"] == 1
     # The snapshot each server streamed is a bbolt file etcdutl reads: at the
-    # server's revision when it was taken.
+    # server's revision when it was taken (maintenance runs last: nothing wrote since).
     for srv in pair:
         status = _snapshot_status(str(tmp_path / srv.kind / "snapshot.db"))
         rc, out, _ = servers.etcdctl(srv.endpoint, "get", "mt/a", "-w", "json")
@@ -168,12 +179,28 @@ def test_maintenance_and_snapshot(driver, pair, tmp_path):
 
 def test_auth_and_token_refresh(driver, tmp_path):
     with kvcore_and_etcd351(tmp_path / "servers", extra=("--auth-token-ttl=1",)) as pair:
-        steps = assert_same(drive_both(driver, pair, ["auth"], tmp_path))
+        steps = assert_same(drive_both(driver, pair, ["auth", "auth-changes"], tmp_path))
     assert steps[("auth", "an expired token")]["error"] == \
         "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"
     assert steps[("auth", "a fresh token")]["result"] is None
     assert steps[("auth", "alice reads after her token expired")]["result"]["count"] == 1
     assert steps[("auth", "alice writes au/x")]["error"] == "etcdserver: permission denied"
+    assert steps[("auth-changes", "delete the root role")]["error"] == \
+        "etcdserver: invalid auth management"
+
+
+def test_tls_with_client_certificates(driver, tmp_path):
+    """The same scenarios over TLS with client certificates required (the Go client's
+    own TLS stack and ALPN against kvcore's engine), auth included."""
+    pki = tlscerts.make_pki(str(tmp_path / "pki"))
+    flags = ("--cert-file", pki.server_cert, "--key-file", pki.server_key,
+             "--client-cert-auth", "--trusted-ca-file", pki.ca, "--auth-token-ttl=1")
+    with kvcore_and_etcd351(tmp_path / "servers", extra=flags, scheme="https") as pair:
+        steps = assert_same(drive_both(
+            driver, pair, ["txn", "auth"], tmp_path,
+            flags=("--cacert", pki.ca, "--cert", pki.client_cert, "--key", pki.client_key)))
+    assert steps[("txn", "value =")]["result"]["succeeded"] is True
+    assert steps[("auth", "alice reads after her token expired")]["result"]["count"] == 1
 
 
 def _cluster_run(driver, members, base) -> list[dict]:
@@ -204,6 +231,7 @@ def test_three_members_move_leader_and_failover(driver, tmp_path):
                 m.stop()
     steps = assert_same(got)
     assert steps[("move-leader", "the target leads")]["result"] is True
+    assert steps[("move-leader", "sync finds every member's client URL")]["result"] is True
     assert steps[("failover", "writes after the kill that succeeded")]["result"] == 5
     assert steps[("failover", "get with require leader on the last member")]["error"] == \
         "etcdserver: no leader"

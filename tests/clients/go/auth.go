@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"sort"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
 	pb "go.etcd.io/etcd/etcdserver/etcdserverpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 )
 
@@ -120,7 +122,11 @@ func scAuth(r *Run) {
 	// Token expiry: a token taken by hand is refused after the TTL; the client, whose
 	// token expired alike, takes a new one and carries on. The raw calls go over a
 	// connection of their own, without clientv3's retries, to show the server's answer.
-	conn, err := grpc.Dial(r.cfg.Endpoints[0], grpc.WithInsecure())
+	creds := grpc.WithInsecure()
+	if r.cfg.TLS != nil {
+		creds = grpc.WithTransportCredentials(credentials.NewTLS(r.cfg.TLS))
+	}
+	conn, err := grpc.Dial(strings.TrimPrefix(r.cfg.Endpoints[0], "https://"), creds)
 	if err != nil {
 		panic(err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/clientv3"
@@ -96,6 +97,22 @@ func scKV(r *Run) {
 	_, err = c.Get(ctx, "")
 	r.step("get empty key", nil, err)
 	c.Revoke(ctx, lg.ID)
+	// Request size: etcd's --max-request-bytes (1.5 MiB) on a put just under and over.
+	_, err = c.Put(ctx, "kv/big", strings.Repeat("b", 1400*1024))
+	r.step("put of 1.4 MiB", nil, err)
+	_, err = c.Put(ctx, "kv/big", strings.Repeat("b", 1600*1024))
+	r.step("put of 1.6 MiB", nil, err)
+	// Over the server's gRPC limit too (max-request-bytes + 512 KiB), from a client
+	// that sends up to 4 MiB (clientv3's own limit is 2 MiB).
+	cfg := r.cfg
+	cfg.MaxCallSendMsgSize = 4 * 1024 * 1024
+	if wide, err := clientv3.New(cfg); err == nil {
+		_, err = wide.Put(ctx, "kv/big", strings.Repeat("b", 2100*1024))
+		r.step("put of 2.1 MiB", nil, err)
+		wide.Close()
+	} else {
+		r.step("put of 2.1 MiB", nil, err)
+	}
 	// Delete: one key with prev, a range, a prefix, nothing.
 	dr, err := c.Delete(ctx, "kv/b", clientv3.WithPrevKV())
 	if err == nil {

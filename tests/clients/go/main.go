@@ -12,6 +12,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 
 	"go.etcd.io/etcd/clientv3"
 	"go.etcd.io/etcd/mvcc/mvccpb"
+	"go.etcd.io/etcd/pkg/transport"
 )
 
 // Norm holds what makes one server's values comparable with another's.
@@ -142,6 +144,9 @@ type Options struct {
 	user      string
 	password  string
 	work      string
+	cacert    string
+	cert      string
+	key       string
 }
 
 type scenario func(r *Run)
@@ -154,7 +159,19 @@ func main() {
 	flag.StringVar(&o.user, "user", "", "user for scenarios that authenticate")
 	flag.StringVar(&o.password, "password", "", "its password")
 	flag.StringVar(&o.work, "work", os.TempDir(), "a directory for files (snapshots)")
+	flag.StringVar(&o.cacert, "cacert", "", "TLS: the CA that signed the servers' certificates")
+	flag.StringVar(&o.cert, "cert", "", "TLS: the client certificate")
+	flag.StringVar(&o.key, "key", "", "TLS: its key")
 	flag.Parse()
+	var tlsConf *tls.Config
+	if o.cacert != "" {
+		var err error
+		tlsConf, err = transport.TLSInfo{TrustedCAFile: o.cacert, CertFile: o.cert, KeyFile: o.key}.ClientConfig()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "tls: %v\n", err)
+			os.Exit(2)
+		}
+	}
 	eps := strings.Split(o.endpoints, ",")
 	var portAlt []string
 	for _, ep := range eps {
@@ -170,7 +187,7 @@ func main() {
 			fmt.Fprintf(os.Stderr, "unknown scenario %q\n", name)
 			os.Exit(2)
 		}
-		cfg := clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second}
+		cfg := clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, TLS: tlsConf}
 		c, err := clientv3.New(cfg)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "dial: %v\n", err)
