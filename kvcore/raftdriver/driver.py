@@ -136,6 +136,7 @@ class RaftDriver:
                           else read_ctx_base) & 0xFFFFFFFFFFFFFFFF
         self._reads_waiting: list = []           # futures waiting for the next ReadIndex
         self._reads_inflight: dict = {}          # ctx -> [futures]
+        self._confirm_only: set = set()          # of those, confirm_leadership()'s
         self._read_sent: dict = {}               # ctx -> when it was (last) asked
         self._reads_applied: list = []           # (index, [futures]) waiting for apply
         self.applied = 0
@@ -238,6 +239,19 @@ class RaftDriver:
         self._reads_waiting.append(fut)
         self.wake()
         return fut
+
+    def confirm_leadership(self):
+        """A future resolved once a quorum has acknowledged a heartbeat sent after this
+        call: a ReadIndex round whose answer does not wait for the apply to catch up
+        (it proves leadership, not a readable state)."""
+        fut = self.loop.create_future()
+        self._confirm_only.add(fut)
+        self._reads_waiting.append(fut)
+        self.wake()
+        return fut
+
+    def forget_confirm(self, fut) -> None:
+        self._confirm_only.discard(fut)
 
     def apply_conf_change(self, index: int, cc: ConfChange) -> ConfState:
         """Apply the committed conf change entry at ``index`` to Raft's configuration.
@@ -403,6 +417,16 @@ class RaftDriver:
         for rs in rd.read_states:
             self._read_sent.pop(rs.request_ctx, None)
             futs = self._reads_inflight.pop(rs.request_ctx, None)
+            if futs and self._confirm_only:
+                rest = []
+                for f in futs:
+                    if f in self._confirm_only:
+                        self._confirm_only.discard(f)
+                        if not f.done():
+                            f.set_result(None)
+                    else:
+                        rest.append(f)
+                futs = rest
             if futs:
                 self._reads_applied.append((rs.index, futs))
         if rd.snapshot is not None or rd.committed_entries:
@@ -488,6 +512,7 @@ class RaftDriver:
                     if not f.done():
                         f.set_exception(err)
                 self._reads_waiting = []
+                self._confirm_only = {f for f in self._confirm_only if not f.done()}
                 return
             self._read_ctx = (self._read_ctx + 1) & 0xFFFFFFFFFFFFFFFF
             # The leader tracks pending reads by context: make it unique cluster-wide.
@@ -528,6 +553,7 @@ class RaftDriver:
                         f.set_exception(err)
             self._reads_inflight.clear()
             self._read_sent.clear()
+            self._confirm_only = {f for f in self._confirm_only if not f.done()}
             self._on_leader_change(old, ss.lead)
 
     # ---- snapshots ----

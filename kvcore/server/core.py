@@ -534,7 +534,7 @@ class Core:
         if self._confirming is not None and not self._confirming.done():
             return
         start = time.monotonic_ns()
-        fut = self._confirming = self.raft.read_index()
+        fut = self._confirming = self.raft.confirm_leadership()
         window = self.cfg.election_timeout * 500_000        # half of it, in ns
 
         def done(f):
@@ -546,8 +546,11 @@ class Core:
             self._confirmed(ok)
         fut.add_done_callback(done)
         # a round that never completes (leadership lost meanwhile) must not block the next
-        self.loop.call_later(self.cfg.election_timeout / 1000,
-                             lambda: fut.done() or fut.cancel())
+        def give_up():
+            if not fut.done():
+                fut.cancel()
+                self.raft.forget_confirm(fut)
+        self.loop.call_later(self.cfg.election_timeout / 1000, give_up)
 
     def leader_confirmed(self) -> bool:
         """This member leads, and a quorum said so within the renewal window."""

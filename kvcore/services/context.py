@@ -35,6 +35,9 @@ State (read only outside appliers; appliers change it in their ``txn``)
 
 Raft status and control
   raft: lead, term, committed, is_leader, id, progress(), transfer_leader(id)
+  leader_confirmed() -> bool           this member leads and a quorum said so lately (within
+                                      half an election timeout): lease renewals and expiry
+  confirm_leadership() -> awaitable   True once the next such round succeeds, else False
   lease_to_leader(leader_id, kind,    a follower's lease request answered by the leader
     request, timeout) -> awaitable    (kvcore/server/peer_lease.py): its response bytes
                                       without header
@@ -76,6 +79,10 @@ class ServerContext(Protocol):
     def header(self, rev: int) -> bytes: ...
     def schedule_catch_up(self) -> None: ...
     def defragment_backend(self) -> tuple: ...
+    def leader_confirmed(self) -> bool: ...
+
+    def confirm_leadership(self) -> Awaitable[bool]: ...
+
     def lease_to_leader(self, leader_id: int, kind: int, request: bytes,
                         timeout: float) -> Awaitable[bytes]: ...
 

@@ -300,14 +300,21 @@ class KeepAliveStream:
 
     async def _renew_confirmed(self, lease_id: int, payload: bytes) -> None:
         ctx = self.service.ctx
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ctx.request_timeout
         try:
-            ok = await ctx.confirm_leadership()
-            if ok and ctx.lessor.primary:
-                ttl = self.service.renew(lease_id)
-            else:   # no longer the leader: as a follower does
-                body = await self.service.to_leader(peer_lease.RENEW, payload)
-                ttl = (self.service.renew(lease_id) if body is None
-                       else rpc_pb2.LeaseKeepAliveResponse.FromString(body).TTL)
+            while True:
+                ok = ctx.leader_confirmed() or await ctx.confirm_leadership()
+                if ok and ctx.lessor.primary:
+                    ttl = self.service.renew(lease_id)
+                    break
+                if not ctx.lessor.primary:   # no longer the leader: as a follower does
+                    body = await self.service.to_leader(peer_lease.RENEW, payload)
+                    if body is not None:
+                        ttl = rpc_pb2.LeaseKeepAliveResponse.FromString(body).TTL
+                        break
+                if loop.time() >= deadline:
+                    raise etcd_error(EtcdError.TIMEOUT)
         except GrpcError as e:
             self.out.end(e.code, e.message)
             return

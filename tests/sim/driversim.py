@@ -286,13 +286,17 @@ class SimDisk:
 class LocalReadFlag:
     """The driver's ``read_state`` (the server's: kvcore/ipc/readstate.py)."""
 
-    __slots__ = ("local",)
+    __slots__ = ("local", "leader")
 
     def __init__(self) -> None:
         self.local = False
+        self.leader = False
 
     def set_local(self, on: bool) -> None:
         self.local = on
+
+    def set_leader(self, known: bool) -> None:
+        self.leader = known
 
 
 class DriverNode:
