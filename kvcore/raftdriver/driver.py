@@ -245,6 +245,9 @@ class RaftDriver:
         call: a ReadIndex round whose answer does not wait for the apply to catch up
         (it proves leadership, not a readable state)."""
         fut = self.loop.create_future()
+        if self.node.raft.lead_transferee:   # handing over: not this leader's to confirm
+            fut.set_exception(etcd_error(EtcdError.LEADER_CHANGED))
+            return fut
         self._confirm_only.add(fut)
         self._reads_waiting.append(fut)
         self.wake()

@@ -395,6 +395,14 @@ class DriverCluster(Cluster):
                       "compactions": 0, "max_term": 0, "read_retries": 0,
                       "applied_during_write": 0}
         self._read_asked: set = set()   # ReadIndex contexts sent to a leader
+        # Leadership rounds (RaftDriver.confirm_leadership, what lease renewals rest
+        # on): (node, term, started at) of each that succeeded. Its own random stream,
+        # so the schedules stay as they were.
+        self.confirm_rng = random.Random(sc.rng_seed * 31 + 5)
+        self.confirmed: list = []
+        self.stats["leadership_confirmed"] = 0
+        self._transfers_seen = 0
+        self._last_transfer = -10 ** 9
         cs = ConfState(list(range(1, sc.n + 1)))
         # The bootstrap snapshot's index 1 (term 1) is committed: the reference log
         # starts there, so the commit checks have something to extend.
@@ -628,7 +636,43 @@ class DriverCluster(Cluster):
         self.acked.add(fut.result())
         self.stats["acked"] += 1
 
+    def confirm(self, node: DriverNode) -> None:
+        drv = node.driver
+        if not drv.is_leader:
+            return
+        t0, term, inc = self.now, node.raw.raft.term, node.incarnation
+
+        def done(fut) -> None:
+            if node.incarnation == inc and fut.exception() is None:
+                self.stats["leadership_confirmed"] += 1
+                self.confirmed.append((node.id, term, t0))
+        drv.confirm_leadership().add_done_callback(done)
+
+    def check_confirmed(self) -> None:
+        """A leadership round that a quorum acknowledged, started at t0, means no other
+        node wins an election before t0 + the election timeout (the acknowledging
+        members reset their timers after t0 and, with check-quorum, refuse votes
+        until their timeout passes). A leadership transfer is the exception: its
+        target campaigns at once, with the old leader's consent."""
+        et = self.sc.election_tick
+        if self.stats["transfers"] != self._transfers_seen:
+            self._transfers_seen = self.stats["transfers"]
+            self._last_transfer = self.now
+        self.confirmed = [c for c in self.confirmed if self.now < c[2] + et]
+        for node in self.alive_nodes():
+            r = node.driver.node.raft
+            if not node.driver.is_leader:
+                continue
+            for nid, term, t0 in self.confirmed:
+                if nid != node.id and r.term > term and self._last_transfer < t0 - 1:
+                    self.checker.fail(
+                        f"node {node.id} leads term {r.term} at {self.now}, before "
+                        f"{t0 + et}: node {nid}'s leadership of term {term} was "
+                        f"confirmed by a round started at {t0}")
+
     def read(self, node: DriverNode) -> None:
+        if self.confirm_rng.random() < 0.5:
+            self.confirm(node)
         self.read_seq += 1
         ctx = b"r%d" % self.read_seq
         chk = self.checker
@@ -674,6 +718,7 @@ class DriverCluster(Cluster):
     def step_time(self) -> None:
         self.now += 1
         self.sim.run_until(float(self.now))
+        self.check_confirmed()
         chk = self.checker
         for node in self.alive_nodes():
             r = node.driver.node.raft

@@ -94,6 +94,11 @@ DRIVER_MUTANTS = {
         "                        node.raft.own_persisted(rd.entries[-1].index, "
         "rd.entries[-1].term)\n",
         "a leader counts its own entries toward the quorum before writing them"),
+    "confirm-without-quorum": (
+        DRIVER,
+        "        self._confirm_only.add(fut)\n",
+        "        fut.set_result(None)\n        return fut\n",
+        "a leadership round is confirmed without a quorum's answer"),
 }
 
 

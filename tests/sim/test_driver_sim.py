@@ -57,7 +57,8 @@ def test_driver_simulation_exercises_every_feature():
     assert {r["n"] for r in results} == {1, 3, 5, 7}
     for k in ("crashes", "records_lost", "snapshots_sent", "conf_changes", "reads_served",
               "reads_local", "read_errors", "read_retries", "acked", "applied_during_write",
-              "transfers", "compactions", "dropped", "dropped_props"):
+              "transfers", "compactions", "dropped", "dropped_props",
+              "leadership_confirmed"):
         assert total[k] > 0, k
     assert total["conf_errors"] == 0
 
