@@ -162,11 +162,13 @@ def start_etcd(data_dir: str, binary: str = ETCD, name: str = "default", extra: 
 
 
 @contextlib.contextmanager
-def kvcore_and_etcd(base, kv_extra: tuple = (), etcd_extra: tuple = (), workers: int = 2):
+def kvcore_and_etcd(base, kv_extra: tuple = (), etcd_extra: tuple = (), workers: int = 2,
+                    etcd_binary: str = ETCD):
     """A kvcore and a real etcd side by side, for tests that compare the two."""
     kv = start_kvcore(os.path.join(str(base), "kv.etcd"), workers=workers, extra=kv_extra)
     try:
-        et = start_etcd(os.path.join(str(base), "etcd.etcd"), extra=etcd_extra)
+        et = start_etcd(os.path.join(str(base), "etcd.etcd"), binary=etcd_binary,
+                        extra=etcd_extra)
     except BaseException:
         kv.stop()
         raise

@@ -10,37 +10,20 @@ Watches are left to test_v3_diff.py and tests/compat/test_gateway*.py (a gateway
 is a stream whose timing differs between servers)."""
 from __future__ import annotations
 
-import os
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvcore.api import rpc_pb2
-from tests import etcd351, servers
+
 from tests.fuzz import gen, gwdiff
-from tests.fuzz.test_v3_diff import COMMON, Pair
+from tests.fuzz.test_v3_diff import COMMON, side_pair
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
-    base = tmp_path_factory.mktemp("gwfuzz")
-    kv = servers.start_kvcore(os.path.join(base, "kv.etcd"), workers=2)
-    try:
-        et = servers.start_etcd(os.path.join(base, "etcd.etcd"), binary=etcd351.ETCD)
-    except BaseException:
-        kv.stop()
-        raise
-    ks, es = gwdiff.Side(kv.endpoint), gwdiff.Side(et.endpoint)
-    try:
-        yield Pair(kv, ks, es, gen.Ctx())
-        assert kv.proc.poll() is None, kv.log()[-3000:]
-        assert "fatal" not in kv.log().lower(), kv.log()[-3000:]
-    finally:
-        ks.close()
-        es.close()
-        kv.stop()
-        et.stop()
+    yield from side_pair(tmp_path_factory, "gwfuzz", gwdiff.Side, lambda s: s.close())
 
 
 def _revision(side) -> int:
