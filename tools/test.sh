@@ -16,21 +16,21 @@
 #    runs and times), but would add minutes to CI and test nothing new there. Tests of
 #    the native engine itself (marker native_engine) are deselected in that mode.
 #
-# The two runs go side by side, and each spreads its test files over pytest-xdist
-# workers (KVCORE_TEST_WORKERS, default 4 and 2): most of the suite waits on servers
-# and timers, so more runs fill the idle CPU. Every worker takes its ports from a range
-# of its own below the kernel's ephemeral ports (tests/conftest.py; the pure-Python
-# run's range is KVCORE_PORT_RANGE), its tmp dirs from a base of its own, and the
-# pure-Python run's output is printed after the first's.
+# The two runs go side by side, and the compiled one spreads its test files over
+# pytest-xdist workers (KVCORE_TEST_WORKERS, default 4): most of the suite waits on
+# servers and timers, so more runs fill the idle CPU. Every worker takes its ports from
+# a range of its own below the kernel's ephemeral ports (tests/conftest.py; the
+# pure-Python run's range is KVCORE_PORT_RANGE), its tmp dirs from a base of its own,
+# and the pure-Python run's output is printed after the first's. The pure-Python run
+# (a quarter of the compiled one's length) stays serial.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workers="${KVCORE_TEST_WORKERS:-4}"
-pure_workers=$(( (workers + 1) / 2 ))
 pure_out=$(mktemp)
 pure_tmp=$(mktemp -d)
 trap 'rm -rf "$pure_out" "$pure_tmp"' EXIT
 KVCORE_PURE_PYTHON=1 KVCORE_PORT_RANGE=20000-29999 python3 -m pytest -m "not slow" \
-    -n "$pure_workers" --dist loadfile --basetemp="$pure_tmp/t" "$@" \
+    --basetemp="$pure_tmp/t" "$@" \
     tests/unit \
     tests/compat/test_health.py \
     tests/compat/test_grpc_keepalive.py \

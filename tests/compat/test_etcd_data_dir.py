@@ -94,7 +94,10 @@ def test_member_directories_are_private_as_etcds(tmp_path):
         kv = servers.start_kvcore(str(tmp_path / "kv.etcd"))
         kv.stop()
         et = servers.start_etcd(str(tmp_path / "et.etcd"), binary=etcd351.ETCD)
-        et.stop()
+        try:   # etcd listens before it makes its WAL: a write says it made it
+            assert et.etcdctl("put", "k", "v")[0] == 0
+        finally:
+            et.stop()
     finally:
         os.umask(old)
     kv_modes, et_modes = _modes(str(tmp_path / "kv.etcd")), _modes(str(tmp_path / "et.etcd"))

@@ -21,7 +21,7 @@ def block_up(n: int) -> int:
     return -(-n // BLOCK) * BLOCK
 
 
-def wait_for(cond, timeout=20.0, what="condition"):
+def wait_for(cond, timeout=60.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
