@@ -21,7 +21,7 @@ def block_up(n: int) -> int:
     return -(-n // BLOCK) * BLOCK
 
 
-def wait_for(cond, timeout=60.0, what="condition"):
+def wait_for(cond, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -196,7 +196,10 @@ def test_wal_fills_across_cuts_and_after_a_reopen(tmp_path):
         w.save(HardState(1, 1, lo), entries(lo, lo + 50))
     assert len(w._segments) >= 3
     f = w.filler
-    wait_for(lambda: f._seq == w._seq and f.mark >= min(seg, w._offset + (64 << 10)),
+    # The WAL pokes only once its offset passes the trigger (half the lead short of
+    # the watermark): after its last writes the lead may be anywhere from half the
+    # ahead to all of it, depending on when the filler last ran.
+    wait_for(lambda: f._seq == w._seq and f.mark >= min(seg, w._offset + (32 << 10)),
              what="the filler on the new segment")
     live = w.current_path()
     w.close()
