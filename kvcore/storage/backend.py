@@ -208,6 +208,18 @@ class Backend:
             raise BackendWriteError(
                 f"backend write to {os.path.join(self.path, DATA_FILE)} failed: {e}") from None
 
+    def open_write(self):
+        """A write transaction the caller ends with ``commit_write`` or ``abort()``
+        (begin_write's two halves, for work staged before its commit)."""
+        return self.env.begin(write=True)
+
+    def commit_write(self, txn) -> None:
+        try:
+            txn.commit()
+        except lmdb.Error as e:
+            raise BackendWriteError(
+                f"backend write to {os.path.join(self.path, DATA_FILE)} failed: {e}") from None
+
     def begin_read(self) -> ReadTx:
         return self.env.begin(buffers=False)
 
