@@ -45,6 +45,7 @@ from kvcore.ipc import framing as fr
 from kvcore.metrics import listener as probes
 from kvcore.metrics.member import MemberMetrics
 from kvcore.ipc.readstate import ReadState
+from kvcore.ipc.server import DirectAnswers
 from kvcore.services import register_all
 from kvcore.services.quota import Quota
 from kvcore.services.registry import Registry
@@ -103,6 +104,7 @@ class Core:
         self._decoded: dict = {}
         self.transport = None
         self.connections: set = set()   # IPC connections of the workers
+        self.answers = DirectAnswers()   # proposals the apply answers to the worker itself
         self._headers = wire.Headers()
         self.deadlines = Deadlines(self.loop, self.request_timeout, self._proposal_expired)
         self.read_deadlines = Deadlines(self.loop, self.request_timeout, self._read_expired)
@@ -484,13 +486,7 @@ class Core:
                     self.watch_hub.notify(rtxn, rev, cs)
         if self.watch_hub.unsynced:
             self.schedule_catch_up()
-        for fut, res in results:
-            if fut.done():
-                continue
-            if isinstance(res, GrpcError):
-                fut.set_exception(res)
-            else:
-                fut.set_result(res)
+        self.answers.resolve(results)
         if conf_changed:
             self._conf_changed()
 
