@@ -480,11 +480,12 @@ class Core:
             failpoints.hit("apply-after")
         self.auth_api.applied(entries[-1].index)
         changes, self._changes = self._changes, []
-        if changes:
+        hub = self.watch_hub
+        if changes and (hub.by_key or hub.ranges):   # no read transaction for no watcher
             with self.backend.begin_read() as rtxn:
                 for rev, cs in changes:
-                    self.watch_hub.notify(rtxn, rev, cs)
-        if self.watch_hub.unsynced:
+                    hub.notify(rtxn, rev, cs)
+        if hub.unsynced:
             self.schedule_catch_up()
         self.answers.resolve(results)
         if conf_changed:
