@@ -1,7 +1,22 @@
+import os
+
 import pytest
 
 from kvcore import _ext
 from tests import servers
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker takes its ports from a slice of its own, so two
+    workers never pick the same port between picking and listening (free_port)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker:
+        return
+    lo, hi = map(int, os.environ.get("KVCORE_PORT_RANGE", "10000-19999").split("-"))
+    span = (hi - lo + 1) // count
+    index = int(worker.removeprefix("gw"))
+    os.environ["KVCORE_PORT_RANGE"] = f"{lo + index * span}-{lo + (index + 1) * span - 1}"
 
 
 def pytest_report_header(config):

@@ -218,11 +218,13 @@ def alive(pid: int) -> bool:
 def start_cluster(base: str, n: int = 3, workers: int = 1, extra: tuple = (),
                   token: str = "kvcore-test", scheme: str = "http", peer_scheme: str = "http",
                   member_extra: Optional[dict] = None, ctl_args: tuple = (),
-                  prepare=None, etcd_binary: Optional[str] = None) -> list[Server]:
+                  prepare=None, etcd_binary: Optional[str] = None,
+                  member_env: Optional[dict] = None) -> list[Server]:
     """n kvcore members on free loopback ports, started together. ``extra`` goes to
     every member, ``member_extra[i]`` to member i only (after ``extra``, so it wins).
     ``prepare(name, data_dir, initial_cluster, peer_url, token)`` runs for each member
-    before any starts (e.g. to restore its data dir from a snapshot). With
+    before any starts (e.g. to restore its data dir from a snapshot).
+    ``member_env[i]``: environment variables for member i only (e.g. failpoints). With
     ``etcd_binary``, n members of that real etcd instead (same flags, no --workers)."""
     os.makedirs(base, exist_ok=True)
     ports = [(free_port(), free_port()) for _ in range(n)]
@@ -245,6 +247,8 @@ def start_cluster(base: str, n: int = 3, workers: int = 1, extra: tuple = (),
         logf = open(log_path, "a")
         env = None if etcd_binary is None else {
             k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        if (member_env or {}).get(i):
+            env = dict(env if env is not None else os.environ, **member_env[i])
         procs.append((subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env=env,
                                        stdin=subprocess.DEVNULL, start_new_session=True),
                       log_path))

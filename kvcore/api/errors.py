@@ -28,6 +28,7 @@ class EtcdError:
     LEADER_CHANGED = (C.UNAVAILABLE, "etcdserver: leader changed")
     STOPPED = (C.UNAVAILABLE, "etcdserver: server stopped")
     TIMEOUT = (C.UNAVAILABLE, "etcdserver: request timed out")
+    TOO_MANY_REQUESTS = (C.RESOURCE_EXHAUSTED, "etcdserver: too many requests")
     UNHEALTHY = (C.UNAVAILABLE, "etcdserver: unhealthy cluster")
     CORRUPT = (C.DATA_LOSS, "etcdserver: corrupt cluster")
     NOT_CAPABLE = (C.FAILED_PRECONDITION, "etcdserver: not capable")

@@ -48,9 +48,12 @@ mutant in tests/sim/mutants.py that the simulator must catch):
 2. Persist before apply: committed entries are applied only once this member has
    persisted them; entries of one Ready are applied while the next Ready is being
    written (the disk and the apply overlap, as in etcd). Snapshots and conf changes
-   are applied before Raft goes on. A lone write's entries may be staged while
-   they are being written (``stage``): nothing of them is visible until their
-   apply, which comes after the sync.
+   are applied before Raft goes on. ``hold_applies()`` .. ``release_applies()``
+   (a defragmentation copying the state machine) keeps committed entries back, in
+   order, while Raft goes on with ticks, heartbeats, appends and commits; a held
+   snapshot or conf change stops the cycle until the release. A lone write's entries
+   may be staged while they are being written (``stage``, never while applies are
+   held): nothing of them is visible until their apply, which comes after the sync.
 3. A linearizable read (``read_index()``) resolves only once ``applied`` reaches the
    read index the leader answered; an unanswered request is asked again (same
    context) every ``read_retry`` seconds; a leader change fails the waiting reads.
@@ -162,6 +165,10 @@ class RaftDriver:
         # applied while the next Ready's entries are being written (etcd applies in
         # its own goroutine for the same reason), so the disk and the apply overlap.
         self._deferred: Optional[list] = None
+        # Held applies, in order (see hold_applies), and whether one of them must be
+        # applied before the cycle goes on (a snapshot or a conf change).
+        self._held: Optional[list] = None
+        self._held_stall = False
         # Snapshot jobs share the store with the Ready cycle: one at a time, a queued
         # job goes before the next Ready write.
         self._snap_jobs: list = []
@@ -333,11 +340,12 @@ class RaftDriver:
         """Take Readies until there is none or one is being written (``_persisted``
         resumes the cycle)."""
         self._pump_scheduled = False
-        if self._stopped or self._writing is not None or self._snapshotting:
+        if self._stopped or self._writing is not None or self._snapshotting \
+                or self._held_stall:
             return
         node = self.node
         try:
-            while not self._snapshotting:
+            while not self._snapshotting and not self._held_stall:
                 self._feed()
                 if not node.has_ready():
                     if self._deferred is not None:
@@ -392,7 +400,8 @@ class RaftDriver:
         Ready's committed entries while the device writes them (a sole voter
         commits at append). ``_finish`` applies them, after the sync."""
         rd = self._writing
-        if (self._stage is not None and rd.committed_entries and rd.snapshot is None
+        if (self._stage is not None and self._held is None and rd.committed_entries
+                and rd.snapshot is None
                 and all(e.type == EntryNormal for e in rd.committed_entries)):
             self._staged = self._stage(rd.committed_entries)
 
@@ -469,6 +478,12 @@ class RaftDriver:
             else:
                 self._deferred = rd.committed_entries
         self._release_reads()
+        if self._held_stall:
+            return                # release_applies applies it, then advances
+        self._advance()
+
+    def _advance(self) -> None:
+        node = self.node
         node.advance()
         if self._campaign:
             # Raft refuses to campaign while conf changes are unapplied, so this
@@ -505,7 +520,34 @@ class RaftDriver:
             self._local_reads = ok
             self.read_state.set_local(ok)
 
+    def hold_applies(self) -> None:
+        """Keep committed entries back until ``release_applies``: nothing writes the
+        state machine meanwhile (a defragmentation copies it), while Raft goes on, so
+        this member keeps its leadership and followers keep their leader. Reads that
+        wait for the apply and proposals' answers wait too, as in etcd."""
+        if self._held is None:
+            self._held = []
+
+    def release_applies(self) -> None:
+        """Apply what was held, in order, and go on."""
+        held, self._held = self._held or [], None
+        stalled, self._held_stall = self._held_stall, False
+        try:
+            for snapshot, entries in held:
+                self._apply_committed(snapshot, entries)
+            if stalled:
+                self._advance()
+        except BaseException as e:
+            self._on_fatal(e)
+            return
+        self.wake()
+
     def _apply_committed(self, snapshot, entries: list) -> None:
+        if self._held is not None:
+            self._held.append((snapshot, entries))
+            if snapshot is not None or any(e.type != EntryNormal for e in entries):
+                self._held_stall = True
+            return
         self._apply(snapshot, entries)
         if entries:
             self.applied = entries[-1].index

@@ -19,8 +19,9 @@ import time
 from collections import Counter
 from dataclasses import asdict
 
+from kvcore import failpoints
 from kvcore.robust.cluster import Cluster
-from kvcore.robust.faults import KINDS, KVCORE_ONLY
+from kvcore.robust.faults import KINDS, KVCORE_ONLY, SLOW_DEFRAG
 from kvcore.robust.rounds import RoundPlan, run_round
 from kvcore.robust.selftest import BUGS
 
@@ -73,6 +74,8 @@ def main(argv=None) -> int:
     for m in cluster.members:
         m.argv += ["--heartbeat-interval", str(a.heartbeat_interval),
                    "--election-timeout", str(a.election_timeout)]
+        if a.binary == "kvcore" and "defrag-leader" in kinds:
+            m.env[failpoints.ENV] = SLOW_DEFRAG
     rng = random.Random(a.seed)
     results = []
     t0 = time.monotonic()

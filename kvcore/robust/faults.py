@@ -11,20 +11,31 @@
   apply) to crash on the N-th pass; once it has crashed it is restarted clean.
 - slow-disk (kvcore only): a member restarted with every WAL write and fsync
   delayed (the wal-fsync failpoint), then restarted without.
+- defrag-leader: Maintenance.Defragment on the leader under the traffic. kvcore's
+  members run with the copy slowed past two election timeouts (``SLOW_DEFRAG``, set by
+  the CLI), so the round covers applies held while Raft goes on; etcd's defrag of a
+  small file is quick.
 """
 from __future__ import annotations
 
 import random
+import sys
+import threading
 import time
 
+import grpc
+
 from kvcore import failpoints
+from kvcore.api import rpc_pb2, rpc_pb2_grpc
 from kvcore.robust.cluster import Cluster, Member
 
 KINDS = ("kill-leader", "kill-follower", "kill-all", "pause-leader", "pause-follower",
          "pause-leader-core",
          "partition-leader", "partition-follower", "leader-cannot-send",
-         "leader-cannot-hear", "delay-leader", "crash-point", "slow-disk", "none")
+         "leader-cannot-hear", "delay-leader", "crash-point", "slow-disk", "defrag-leader",
+         "none")
 KVCORE_ONLY = ("crash-point", "slow-disk")   # they need kvcore's failpoints
+SLOW_DEFRAG = "defrag-before=sleep(1200)"   # kvcore members' env when defrag-leader runs
 CRASH_POINTS = ("wal-before-write", "wal-after-fsync", "apply-before", "apply-after")
 
 
@@ -72,11 +83,34 @@ def inject(kind: str, cluster: Cluster, rng: random.Random):
             if o is not leader:
                 cluster.proxy.delay(leader.member_id, o.member_id, rng.uniform(0.05, 0.3))
         return cluster.proxy.heal
+    if kind == "defrag-leader":
+        return _defrag(leader)
     if kind in KVCORE_ONLY:
         return _restart_armed(kind, rng.choice((leader, follower)), rng)
     if kind == "none":
         return lambda: None
     raise ValueError(f"unknown fault {kind!r}; known: {', '.join(KINDS)}")
+
+
+def _defrag(member: Member):
+    """Defragment ``member`` from a thread; the undo waits for the answer (bounded).
+    An error other than the member being unreachable is reported on stderr."""
+    done = threading.Event()
+
+    def run():
+        try:
+            with grpc.insecure_channel(member.endpoint) as ch:
+                rpc_pb2_grpc.MaintenanceStub(ch).Defragment(rpc_pb2.DefragmentRequest(),
+                                                            timeout=30)
+        except grpc.RpcError as e:
+            if e.code() not in (grpc.StatusCode.UNAVAILABLE,
+                                grpc.StatusCode.DEADLINE_EXCEEDED):
+                print(f"kvcore-robust: defragment of {member.name} failed: {e.code()} "
+                      f"{e.details()}", file=sys.stderr)
+        finally:
+            done.set()
+    threading.Thread(target=run, daemon=True).start()
+    return lambda: done.wait(35)
 
 
 def _restart_armed(kind: str, victim: Member, rng: random.Random):

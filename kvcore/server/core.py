@@ -59,6 +59,10 @@ from kvcore.storage import walfill
 from kvcore.storage.wal import WAL, WalContents
 
 log = logging.getLogger("kvcore.core")
+
+# etcd's maxGapBetweenApplyAndCommitIndex: a member this far behind in applying what
+# is committed (a long defragmentation holds the applies) refuses new proposals.
+MAX_APPLY_GAP = 5000
 # grpc-go's answer to a request it cannot unmarshal
 UNPARSABLE = "grpc: error unmarshalling request: proto: cannot parse invalid wire-format data"
 
@@ -114,6 +118,7 @@ class Core:
         clock = _ext.load("leaseclock")
         self.lease_clock = clock.LeaseClock() if clock is not None else None
         self.auth = AuthStore(tokens.provider(cfg.auth_token, float(cfg.auth_token_ttl)))
+        self._defrag_lock = None   # asyncio.Lock, made on the loop: one defrag at a time
         self.auth.on_change = self._auth_changed
         self.quota = Quota(self)
         self.stopped = self.loop.create_future()   # set when this member must stop
@@ -638,6 +643,8 @@ class Core:
         if not self.raft.lead:
             self.metrics.proposals_failed += 1
             raise etcd_error(EtcdError.NO_LEADER)
+        if self.raft.committed > self.raft.applied + MAX_APPLY_GAP:
+            raise etcd_error(EtcdError.TOO_MANY_REQUESTS)
         if self.auth.enabled:   # a checked request carries its caller to apply
             op, req = self.auth_api.stamp(op, req)
             decoded = None      # the entry is the stamped op's, not the request's
@@ -696,18 +703,34 @@ class Core:
         with self.backend.begin_read() as txn:
             return fn(ReadView(self.store, txn))
 
-    def defragment_backend(self) -> tuple[int, int]:
-        """etcd's Defragment: the backend's compacting copy swapped in on this (the
-        writer's) thread, so writes wait for it as in etcd; then the workers reopen
-        the new file. -> (size before, size after)."""
+    async def defragment_backend(self) -> tuple[int, int]:
+        """etcd's Defragment: a compacting copy of the backend swapped in; then the
+        workers reopen the new file. -> (size before, size after).
+
+        Applies wait meanwhile (writes and linearizable reads wait for it, as in
+        etcd), but the copy runs on another thread, so Raft goes on: a leader keeps
+        heartbeating and keeps its leadership through a long copy, as etcd's does
+        (its raft loop runs beside the blocked apply). One at a time."""
+        if self._defrag_lock is None:
+            self._defrag_lock = asyncio.Lock()
+        async with self._defrag_lock:
+            before = self.backend.size()
+            self.raft.hold_applies()
+            try:
+                tmp = await asyncio.to_thread(self._defrag_copy)
+                self.backend.defrag_swap(tmp)
+            finally:
+                self.raft.release_applies()
+            for conn in list(self.connections):
+                conn.send(0, 0, fr.RELOAD, b"")
+            with self.backend.begin_read() as txn:
+                self.quota.used = used_bytes(self.backend, txn)
+            return before, self.backend.size()
+
+    def _defrag_copy(self) -> str:
         if failpoints.ACTIVE is not None:
             failpoints.hit("defrag-before")
-        before, after = self.backend.defrag()
-        for conn in list(self.connections):
-            conn.send(0, 0, fr.RELOAD, b"")
-        with self.backend.begin_read() as txn:
-            self.quota.used = used_bytes(self.backend, txn)
-        return before, after
+        return self.backend.defrag_copy()
 
     def schedule_catch_up(self) -> None:
         if not self._catchup_scheduled:

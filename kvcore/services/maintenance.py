@@ -3,6 +3,7 @@
 Snapshot and Hash see the backend as etcd 3.5's bbolt schema (kvcore/snapshot/)."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -136,8 +137,11 @@ class MaintenanceService:
             hash=h, compact_revision=compact_rev, hash_revision=hash_rev))
 
     def defragment(self, req: bytes):
+        return asyncio.ensure_future(self._defragment())
+
+    async def _defragment(self) -> bytes:
         t0 = time.perf_counter()
-        before, after = self.ctx.defragment_backend()
+        before, after = await self.ctx.defragment_backend()
         self.ctx.metrics.defrag.observe(time.perf_counter() - t0)
         log.info("defragmented the backend: %d -> %d bytes", before, after)
         return b""   # etcd 3.5 answers an empty DefragmentResponse (no header)

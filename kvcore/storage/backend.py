@@ -177,16 +177,30 @@ class Backend:
         write is lost; readers still in the old file keep it until they finish.
         -> (size before, size after)."""
         before = self.size()
-        map_size = self.env.info()["map_size"]
+        self.defrag_swap(self.defrag_copy())
+        return before, self.size()
+
+    def defrag_copy(self) -> str:
+        """The first half of ``defrag``: the compacting copy, into a new directory
+        beside the data (returned). Safe on another thread while nothing writes; the
+        environment stays as it was."""
         tmp = tempfile.mkdtemp(prefix="defrag-", dir=os.path.dirname(self.path) or ".")
         try:
             self.env.sync(True)
             self.env.copy(tmp, compact=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return tmp
+
+    def defrag_swap(self, tmp: str) -> None:
+        """The second half: the copy made the data file, and reopened."""
+        map_size = self.env.info()["map_size"]
+        try:
             install(self.path, os.path.join(tmp, DATA_FILE))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         self._open(map_size)    # the old environment closes with its last reader
-        return before, self.size()
 
     def all_dbs(self) -> tuple:
         return tuple(db for db in (self.key, self.latest, self.latest_long, self.meta,

@@ -101,11 +101,11 @@ class AuthStore:
         if self.enabled():
             raise _auth_err(409, "already enabled")
         try:
-            self.get_user(ROOT)
+            await self.get_user_quorum(ROOT)
         except AuthError:
             raise _auth_err(409, "No root user available, please create one") from None
         try:
-            self.get_role(GUEST)
+            await self.get_role_quorum(GUEST)
         except AuthError:
             log.info("no guest role access found; creating default")
             await self.create_role(dict(GUEST_ROLE))
@@ -125,7 +125,15 @@ class AuthStore:
         return sorted(names) if names else None
 
     def get_user(self, name: str) -> dict:
-        raw = self._value(f"{PREFIX}/users/{name}")
+        return self._user(name, self._value(f"{PREFIX}/users/{name}"))
+
+    async def get_user_quorum(self, name: str) -> dict:
+        """etcd's getUser(name, quorum=true): read through the log (a QGET), so a
+        user just made through another member is seen."""
+        return self._user(name, await self._quorum_value(f"{PREFIX}/users/{name}"))
+
+    @staticmethod
+    def _user(name: str, raw: Optional[str]) -> dict:
         if raw is None:
             raise _auth_err(404, f"User {name} does not exist.")
         u = _user_from(json.loads(raw))
@@ -150,13 +158,13 @@ class AuthStore:
 
     async def create_or_update_user(self, u: dict) -> tuple[dict, bool]:
         try:
-            self.get_user(u["user"])
+            await self.get_user_quorum(u["user"])
         except AuthError:
             return await self.create_user(u), True
         return await self.update_user(u), False
 
     async def update_user(self, u: dict) -> dict:
-        old = self.get_user(u["user"])      # its own 404 (etcd's getUser error)
+        old = await self.get_user_quorum(u["user"])   # its own 404 (etcd's getUser error)
         new = {"user": old["user"], "password": old.get("password", "")}
         if u.get("password"):
             new["password"] = await self.hash_password(u["password"])
@@ -196,7 +204,16 @@ class AuthStore:
     def get_role(self, name: str) -> dict:
         if name == ROOT:
             return ROOT_ROLE
-        raw = self._value(f"{PREFIX}/roles/{name}")
+        return self._role(name, self._value(f"{PREFIX}/roles/{name}"))
+
+    async def get_role_quorum(self, name: str) -> dict:
+        """etcd's getRole(name, quorum=true)."""
+        if name == ROOT:
+            return ROOT_ROLE
+        return self._role(name, await self._quorum_value(f"{PREFIX}/roles/{name}"))
+
+    @staticmethod
+    def _role(name: str, raw: Optional[str]) -> dict:
         if raw is None:
             raise _auth_err(404, f"Role {name} does not exist.")
         return _role_from(json.loads(raw))
@@ -215,7 +232,7 @@ class AuthStore:
     async def update_role(self, r: dict) -> dict:
         if r["role"] == ROOT:
             raise _auth_err(403, f"Cannot modify role {ROOT}: is root role.")
-        old = self.get_role(r["role"])      # its own 404 (etcd's getRole error)
+        old = await self.get_role_quorum(r["role"])   # its own 404 (etcd's getRole error)
         kv = perms_json(old["permissions"])["kv"]
         if r.get("grant") is not None:
             kv = _grant(kv, perms_json(r["grant"])["kv"])
@@ -290,6 +307,15 @@ class AuthStore:
     def _value(self, path: str) -> Optional[str]:
         node = self._read(path)
         return None if node is None else node.get("value")
+
+    async def _quorum_value(self, path: str) -> Optional[str]:
+        try:
+            doc = await self._do(request("QGET", path))
+        except V2Error as err:
+            if err.code == e.KEY_NOT_FOUND:
+                return None
+            raise
+        return doc["node"].get("value")
 
     def _list(self, res: str) -> list:
         node = self._read(PREFIX + res)

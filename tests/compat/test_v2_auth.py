@@ -215,9 +215,17 @@ def test_v2_auth_is_replicated(tmp_path):
                                                     b'{"read":["/*"],"write":["/*"]}}}',
                   v2auth_session.ROOT),
                  (2, "PUT", "/v2/keys/x", ("form", b"value=1"), v2auth_session.ROOT)]
-        got = [v2auth_session.run(ms[i].port, [s])[0][3] for i, *s in steps]
-        reads = []
+        got = []
         deadline = time.monotonic() + 20
+        for i, *s in steps:
+            status = v2auth_session.run(ms[i].port, [s])[0][3]
+            # A member learns of the switch when it applies it (etcd reads it locally
+            # too): the unauthenticated read after enabling waits for that.
+            while status == 200 and s[0] == "GET" and time.monotonic() < deadline:
+                time.sleep(0.1)
+                status = v2auth_session.run(ms[i].port, [s])[0][3]
+            got.append(status)
+        reads = []
         for m in ms:
             while True:
                 r = v2auth_session.run(m.port, [("GET", "/v2/keys/x", None, None),
@@ -232,3 +240,29 @@ def test_v2_auth_is_replicated(tmp_path):
             m.stop()
     assert got == [201, 200, 401, 200, 201]
     assert reads == [[401, 200]] * 3
+
+
+def test_v2_auth_checks_read_through_the_log(tmp_path):
+    """etcd reads the root user and guest role before enabling, and a user or role
+    before updating it, through the log (v2auth's getUser/getRole with quorum, a
+    QGET): on a member slow to apply, a user made through another member a moment
+    before is found. Member 1 applies each batch 400 ms late (a failpoint)."""
+    ms = servers.start_cluster(str(tmp_path / "c"), n=3, extra=("--enable-v2",),
+                               member_env={1: {"KVCORE_FAILPOINTS": "apply-before=sleep(400)"}})
+    try:
+        steps = [(0, "PUT", "/v2/auth/users/root", b'{"user":"root","password":"rootpw"}',
+                  None),
+                 (1, "PUT", "/v2/auth/enable", None, None),
+                 (0, "PUT", "/v2/auth/users/ann", b'{"user":"ann","password":"a"}',
+                  v2auth_session.ROOT),
+                 (1, "PUT", "/v2/auth/users/ann", b'{"user":"ann","grant":["guest"]}',
+                  v2auth_session.ROOT),
+                 (0, "PUT", "/v2/auth/roles/ops", b'{"role":"ops"}', v2auth_session.ROOT),
+                 (1, "PUT", "/v2/auth/roles/ops", b'{"role":"ops","grant":{"kv":'
+                                                  b'{"read":["/ops/*"]}}}',
+                  v2auth_session.ROOT)]
+        got = [v2auth_session.run(ms[i].port, [s])[0][3] for i, *s in steps]
+    finally:
+        for m in ms:
+            m.stop()
+    assert got == [201, 200, 201, 200, 201, 200]

@@ -313,6 +313,7 @@ class DriverNode:
         self.incarnation = 0
         self.last_commit = 0   # commit index of the last hard state written
         self.staged = None     # entries the state machine staged (driver's stage())
+        self.held_until = None  # applies held (hold_applies) until this time
 
     @property
     def raw(self):
@@ -335,10 +336,16 @@ class DriverScenario(Scenario):
         # Whether the disk takes the driver's inline hint (a write completed on the
         # caller's turn); its own stream, so the schedules above stay as they were.
         self.inline_writes = random.Random(seed * 7919 + 3).random() < 0.5
+        # Whether members hold their applies now and then, as a defragmentation does
+        # (RaftDriver.hold_applies); its own stream too, seeds 154 and 14822 kept as
+        # they were.
+        self.hold_applies = (random.Random(seed * 6007 + 29).random() < 0.5
+                             and seed not in (154, 14822))
 
     def describe(self) -> str:
         return (super().describe() + f" disk<={self.disk_delay} "
-                f"lose_unsynced={self.lose_all_unsynced} inline={self.inline_writes}")
+                f"lose_unsynced={self.lose_all_unsynced} inline={self.inline_writes} "
+                f"hold={self.hold_applies}")
 
 
 def _raise(exc: BaseException) -> None:
@@ -405,6 +412,9 @@ class DriverCluster(Cluster):
         self.confirmed: list = []
         self.stats["leadership_confirmed"] = 0
         self._transfers_seen = 0
+        self.hold_rng = random.Random(sc.rng_seed * 17 + 9)
+        self.stats["apply_holds"] = 0
+        self.holds_over = False
         self._last_transfer = -10 ** 9
         cs = ConfState(list(range(1, sc.n + 1)))
         # The bootstrap snapshot's index 1 (term 1) is committed: the reference log
@@ -447,6 +457,7 @@ class DriverCluster(Cluster):
             max_inflight_msgs=sc.max_inflight, rng=random.Random(self.rng.getrandbits(64)),
             read_ctx_base=node.incarnation << 32)
         node.driver = drv
+        node.held_until = None
         drv.restore(0, None)   # the model state machine is volatile: from the snapshot
         snap = drv.storage.snapshot()
         node.sm = StateMachine.restore(snap.data)
@@ -744,7 +755,29 @@ class DriverCluster(Cluster):
 
     # -- time --
 
+    def hold_or_release(self) -> None:
+        """Hold a member's applies for a few heartbeats (a defragmentation's copy),
+        then release them; all released, and no more held, once the network heals."""
+        heal = self.holds_over
+        for node in self.alive_nodes():
+            if node.held_until is not None and (heal or self.now >= node.held_until):
+                node.held_until = None
+                self.log(f"release applies {node.id}")
+                node.driver.release_applies()
+            elif (node.held_until is None and not heal and self.sc.hold_applies
+                  and self.hold_rng.random() < 0.01):
+                node.held_until = self.now + self.hold_rng.randint(1, 3 * self.sc.election_tick)
+                self.stats["apply_holds"] += 1
+                self.log(f"hold applies {node.id} until {node.held_until}")
+                node.driver.hold_applies()
+
+    def heal_all(self) -> None:
+        self.holds_over = True
+        self.hold_or_release()
+        super().heal_all()
+
     def step_time(self) -> None:
+        self.hold_or_release()
         self.now += 1
         self.sim.run_until(float(self.now))
         self.check_confirmed()

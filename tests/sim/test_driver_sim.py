@@ -50,15 +50,15 @@ def test_driver_is_safe_and_live(lo, hi):
 def test_driver_simulation_exercises_every_feature():
     """Not vacuous: over the seeds run, every size (one voter included), crash with
     lost writes, snapshot, conf change, transfer, compaction, ReadIndex (and its retry)
-    and local read occurs, entries are applied while the next write is in flight, and
-    writes are acknowledged."""
+    and local read occurs, entries are applied while the next write is in flight,
+    applies are held (a defragmentation) and released, and writes are acknowledged."""
     results = _SUMMARY if len(_SUMMARY) >= 300 else run_chunk(START, START + 300)[0]
     total = {k: sum(r[k] for r in results) for k in results[0] if k not in ("seed", "n")}
     assert {r["n"] for r in results} == {1, 3, 5, 7}
     for k in ("crashes", "records_lost", "snapshots_sent", "conf_changes", "reads_served",
               "reads_local", "read_errors", "read_retries", "acked", "applied_during_write",
               "transfers", "compactions", "dropped", "dropped_props",
-              "leadership_confirmed", "staged"):
+              "leadership_confirmed", "apply_holds", "staged"):
         assert total[k] > 0, k
     assert total["conf_errors"] == 0
 
