@@ -12,6 +12,9 @@ there, every time: a slow disk). Points (where a call site names them):
   wal-fsync          the WAL's fdatasync (use with sleep: a slow disk; the delay is
                      spent on the writer thread and counted as fsync time)
   apply-before       committed entries about to be applied to the backend
+  apply-staged       a lone put applied into its open write transaction while its
+                     WAL write waits for the fdatasync (the only point armed that
+                     keeps that path: any other turns it off)
   apply-after        applied and committed to the backend, responses not yet sent
   snapshot-install   a received snapshot's data about to replace the backend
   compact-before     a compaction about to be written to the backend
@@ -30,7 +33,7 @@ from typing import Optional
 
 ENV = "KVCORE_FAILPOINTS"
 POINTS = ("wal-before-write", "wal-after-fsync", "wal-fsync", "apply-before", "apply-after",
-          "snapshot-install", "compact-before", "defrag-before")
+          "apply-staged", "snapshot-install", "compact-before", "defrag-before")
 _ACTION = re.compile(r"^(crash)(?:@(\d+))?$|^sleep\((\d+)\)$")
 
 
@@ -80,6 +83,12 @@ def sleep_seconds(name: str) -> float:
     delays on another thread (the WAL writer's fdatasync) instead of calling hit."""
     p = ACTIVE.get(name) if ACTIVE else None
     return p.sleep_s if p is not None else 0.0
+
+
+def only(*names: str) -> bool:
+    """No failpoint is armed but these (a path that would skip the others' call
+    sites stays open to tests of its own points)."""
+    return ACTIVE is None or all(n in names for n in ACTIVE)
 
 
 def _load() -> Optional[dict]:

@@ -259,6 +259,10 @@ class FrameProtocol(asyncio.Protocol):
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    def flush_now(self) -> None:
+        """Write what is batched now, not at the next loop turn."""
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         out, self._out = self._out, bytearray()

@@ -96,6 +96,53 @@ class _Held:
         self.messages.append(payload)
 
 
+class DirectAnswers:
+    """Unary calls whose answer is the result of a proposal: the apply that resolves
+    the proposal writes the answer to the worker itself, one write per connection
+    per apply, instead of a done callback on the next loop turn and a flush on the
+    turn after it (docs/decisions.md, "A lone put: the answer leaves with the
+    apply"). A call that ends otherwise (expired, cancelled, refused before its
+    apply) is answered by its done callback as before."""
+
+    __slots__ = ("routes",)
+
+    def __init__(self):
+        self.routes: dict = {}   # future -> (connection, call id, method, done callback)
+
+    def resolve(self, results: list) -> None:
+        """Set each (future, result or GrpcError); answer the routed ones now."""
+        routes = self.routes
+        touched = None
+        for fut, res in results:
+            if fut.done():
+                continue
+            route = routes.pop(fut, None) if routes else None
+            if route is not None:
+                fut.remove_done_callback(route[3])   # before the result schedules it
+            failed = isinstance(res, GrpcError)
+            if failed:
+                fut.set_exception(res)
+            else:
+                fut.set_result(res)
+            if route is None:
+                continue
+            conn, call_id, method, _ = route
+            if conn.calls.pop(call_id, None) is not fut:
+                continue
+            if failed:
+                fut.exception()   # retrieved: answered here
+                conn.send(call_id, method, fr.ERR, fr.pack_error(res.code, res.message))
+            else:
+                conn.send(call_id, method, fr.RESP, res)
+            if touched is None:
+                touched = {conn}
+            else:
+                touched.add(conn)
+        if touched is not None:
+            for conn in touched:
+                conn.flush_now()
+
+
 class CoreConnection(fr.FrameProtocol):
     def __init__(self, core, on_hello):
         super().__init__()
@@ -108,6 +155,7 @@ class CoreConnection(fr.FrameProtocol):
         self.worker_pid = None
         self.auth = core.auth   # one AuthStore for the core's life (reloaded in place)
         self._stats: dict = {}  # ask id -> future of the worker's metrics counters
+        self._answers = core.answers
         self._next_ask = 0
 
     def request_stats(self) -> asyncio.Future:
@@ -285,7 +333,9 @@ class CoreConnection(fr.FrameProtocol):
             self.send(call_id, method, fr.RESP, res)
         else:
             self.calls[call_id] = res
-            res.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
+            done = lambda f, c=call_id, m=method: self._done(c, m, f)  # noqa: E731
+            res.add_done_callback(done)
+            self._answers.routes[res] = (self, call_id, method, done)
 
     def _stream_token_ready(self, fut, st, factory, token) -> None:
         """A stream held for its token: open it for real (or refuse it) and replay
@@ -342,6 +392,7 @@ class CoreConnection(fr.FrameProtocol):
 
     def _done(self, call_id, method, fut):
         self.calls.pop(call_id, None)
+        self._answers.routes.pop(fut, None)
         if fut.cancelled():
             self.send(call_id, method, fr.ERR, fr.pack_error(StatusCode.CANCELLED, "cancelled"))
             return

@@ -8,11 +8,13 @@ Injected (the server's wiring in brackets, see kvcore/server/core.py):
 * ``store``  durable log [kvcore.raftdriver.walstore.WalStore: WAL + snapshot files]
     - ``load() -> (Snapshot | None, [Entry], HardState)``: what survived.
     - ``bootstrap(hard_state, entries)``: write and sync, before anything else.
-    - ``save(rd, sync, done, inline) -> bool``: write a Ready's snapshot, entries and
-      hard state; fsync iff ``sync``. True: already complete (``done`` is not called).
-      False: ``done(err)`` is called later from the loop (err None on success).
-      ``inline``: the loop has nothing to overlap with the write, so the store may
-      write and sync on the calling thread (a hint; either answer is correct).
+    - ``save(rd, sync, done, inline, meanwhile) -> bool``: write a Ready's snapshot,
+      entries and hard state; fsync iff ``sync``. True: already complete (``done`` is
+      not called). False: ``done(err)`` is called later from the loop (err None on
+      success). ``inline``: the loop has nothing to overlap with the write, so the
+      store may write and sync on the calling thread (a hint; either answer is
+      correct); if it does, it calls ``meanwhile()`` (when given) after the write
+      and before the sync, and returns True.
       At most one save or snapshot job is in flight; a crash before completion may
       lose it, and loses every write not covered by a completed sync.
     - ``save_snapshot(snap, before, done)``: run ``before()`` (the state machine made
@@ -23,6 +25,12 @@ Injected (the server's wiring in brackets, see kvcore/server/core.py):
   snapshot (if not None), then apply the committed entries in index order. A conf
   change entry is applied by calling the driver's ``apply_conf_change(index, cc)``
   (which sets ``conf_state``) from inside ``apply``.
+* ``stage(entries) -> bool``  [Core.stage_apply] optional: do the work of applying
+  these normal committed entries where nothing can see it (an open LMDB write
+  transaction) -> True, or decline -> False. Called inside ``save``'s
+  ``meanwhile`` of an inline write, so the work overlaps the device's; the
+  ``apply`` of the same entries follows once the write is synced, before the loop
+  runs anything else, and makes that work visible.
 * ``on_leader_change(old, new)``.
 * ``loop``  [the asyncio loop] a scheduler: ``time()``, ``call_soon(fn)``,
   ``call_later(delay, fn) -> handle with cancel()``, ``create_future()``.
@@ -43,7 +51,9 @@ mutant in tests/sim/mutants.py that the simulator must catch):
    are applied before Raft goes on. ``hold_applies()`` .. ``release_applies()``
    (a defragmentation copying the state machine) keeps committed entries back, in
    order, while Raft goes on with ticks, heartbeats, appends and commits; a held
-   snapshot or conf change stops the cycle until the release.
+   snapshot or conf change stops the cycle until the release. A lone write's entries
+   may be staged while they are being written (``stage``, never while applies are
+   held): nothing of them is visible until their apply, which comes after the sync.
 3. A linearizable read (``read_index()``) resolves only once ``applied`` reaches the
    read index the leader answered; an unanswered request is asked again (same
    context) every ``read_retry`` seconds; a leader change fails the waiting reads.
@@ -105,12 +115,15 @@ class RaftDriver:
                  loop, pre_vote: bool = True, check_quorum: bool = True,
                  on_fatal: Callable = _exit_process, read_retry: float = READ_RETRY,
                  max_size_per_msg: int = 1 << 20, max_inflight_msgs: int = 256,
-                 rng: Optional[random.Random] = None, read_ctx_base: Optional[int] = None):
+                 rng: Optional[random.Random] = None, read_ctx_base: Optional[int] = None,
+                 stage: Optional[Callable] = None):
         self.id = node_id
         self.store = store
         self.election_tick = election_tick
         self.heartbeat_s = heartbeat_ms / 1000.0
         self._apply = apply
+        self._stage = stage
+        self._staged = False   # stage() took the committed entries of the Ready in hand
         self._on_leader_change = on_leader_change
         self._send = send
         self.loop = loop
@@ -355,7 +368,9 @@ class RaftDriver:
                         self._send(msgs)
                     self._writing = rd
                     self._writing_sync = sync
-                    done = self.store.save(rd, sync, self._persisted, self._lone(rd))
+                    lone = self._lone(rd)
+                    done = self.store.save(rd, sync, self._persisted, lone,
+                                           self._stage_committed if lone else None)
                     if self._deferred is not None:
                         self._apply_deferred()
                     if not done:
@@ -379,6 +394,16 @@ class RaftDriver:
         return (self._deferred is None and len(rd.entries) <= 1
                 and (self.proposer is None or len(self.proposer) <= 1)
                 and self.node.is_sole_voter())
+
+    def _stage_committed(self) -> None:
+        """The store's ``meanwhile`` of a lone write: the state machine stages the
+        Ready's committed entries while the device writes them (a sole voter
+        commits at append). ``_finish`` applies them, after the sync."""
+        rd = self._writing
+        if (self._stage is not None and self._held is None and rd.committed_entries
+                and rd.snapshot is None
+                and all(e.type == EntryNormal for e in rd.committed_entries)):
+            self._staged = self._stage(rd.committed_entries)
 
     def _persisted(self, err) -> None:
         """The store finished writing ``self._writing``."""
@@ -441,8 +466,12 @@ class RaftDriver:
             if futs:
                 self._reads_applied.append((rs.index, futs))
         if rd.snapshot is not None or rd.committed_entries:
-            if rd.snapshot is not None or any(e.type != EntryNormal
-                                              for e in rd.committed_entries):
+            if self._staged:
+                # Staged while written: made visible now, before anything else runs.
+                self._staged = False
+                self._apply_committed(None, rd.committed_entries)
+            elif rd.snapshot is not None or any(e.type != EntryNormal
+                                                for e in rd.committed_entries):
                 # Membership changes and snapshots take effect before Raft goes on
                 # (as etcd waits for their apply).
                 self._apply_committed(rd.snapshot, rd.committed_entries)

@@ -4,8 +4,9 @@
 A Ready's entries and hard state become one WAL append written by the native writer
 thread (ext/walwriter.pyx: pwrite + fdatasync without the GIL), its completion seen
 through an fd the event loop watches; or, when the driver says the loop has nothing
-to overlap with it (``inline``), on the loop's own thread with the GIL released. A hard state whose only change is the commit
-index is written right here without a sync. Snapshots and segment cuts, both rare and
+to overlap with it (``inline``), on the loop's own thread with the GIL released, with
+the driver's ``meanwhile`` between the write and its fdatasync. A hard state whose only
+change is the commit index is written right here without a sync. Snapshots and segment cuts, both rare and
 file-creating, run on a one-thread executor.
 """
 from __future__ import annotations
@@ -52,7 +53,8 @@ class WalStore:
         self.wal.save(WalHardState(hs.term, hs.vote, hs.commit),
                       [(e.index, e.term, e.type, e.data) for e in entries])
 
-    def save(self, rd, sync: bool, done: Callable, inline: bool = False) -> bool:
+    def save(self, rd, sync: bool, done: Callable, inline: bool = False,
+             meanwhile: Optional[Callable] = None) -> bool:
         hs = rd.hard_state
         whs = WalHardState(hs.term, hs.vote, hs.commit) if hs is not None else None
         if rd.snapshot is None:
@@ -65,8 +67,8 @@ class WalStore:
                 if not sync:
                     os.pwrite(fd, blob, offset)
                     return True
-                if inline and failpoints.ACTIVE is None:
-                    return self._write_now(fd, blob, offset)
+                if inline and (failpoints.ACTIVE is None or failpoints.only("apply-staged")):
+                    return self._write_now(fd, blob, offset, meanwhile)
                 self._done = done
                 self._writer.submit(fd, blob, offset, not self.wal.unsafe_no_fsync)
                 return False
@@ -74,9 +76,9 @@ class WalStore:
         fut.add_done_callback(lambda f: done(f.exception()))
         return False
 
-    def _write_now(self, fd: int, blob: bytes, offset: int) -> bool:
+    def _write_now(self, fd: int, blob: bytes, offset: int, meanwhile) -> bool:
         fsync = not self.wal.unsafe_no_fsync
-        err = self._writer.write_now(fd, blob, offset, fsync)
+        err = self._writer.write_now(fd, blob, offset, fsync, meanwhile)
         if err:
             raise OSError(err, f"WAL write to {self.wal.current_path()} failed: "
                                f"{os.strerror(err)}")

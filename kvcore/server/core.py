@@ -45,6 +45,7 @@ from kvcore.ipc import framing as fr
 from kvcore.metrics import listener as probes
 from kvcore.metrics.member import MemberMetrics
 from kvcore.ipc.readstate import ReadState
+from kvcore.ipc.server import DirectAnswers
 from kvcore.services import register_all
 from kvcore.services.quota import Quota
 from kvcore.services.registry import Registry
@@ -98,6 +99,7 @@ class Core:
                                                          cfg.initial_cluster_token)
         self.cluster_id = cluster_id([m.id for m in self.initial])
         self._changes: list = []   # (revision, changes) applied in the current batch
+        self._staged = None        # stage_apply's work, committed by the next _apply
         self._catchup_scheduled = False
         self._last_snapshot = 0
         self._conf_waiters: dict = {}   # encoded ConfChange -> future of its applied index
@@ -106,6 +108,7 @@ class Core:
         self._decoded: dict = {}
         self.transport = None
         self.connections: set = set()   # IPC connections of the workers
+        self.answers = DirectAnswers()   # proposals the apply answers to the worker itself
         self._headers = wire.Headers()
         self.deadlines = Deadlines(self.loop, self.request_timeout, self._proposal_expired)
         self.read_deadlines = Deadlines(self.loop, self.request_timeout, self._read_expired)
@@ -213,7 +216,7 @@ class Core:
             election_tick=max(2, cfg.election_timeout // cfg.heartbeat_interval),
             heartbeat_ms=cfg.heartbeat_interval, apply=self._apply_ready,
             on_leader_change=self._leader_changed, send=self.transport.send, loop=self.loop,
-            pre_vote=cfg.pre_vote)
+            pre_vote=cfg.pre_vote, stage=self.stage_apply)
         self.raft.restore(applied, bootstrap)
         self.transport.on_peer_closed = self.raft.leader_connection_closed
         self.proposer = entry.Proposer(self.loop, self.member_id, int(time.time() * 1000),
@@ -392,7 +395,38 @@ class Core:
         log.info("installed snapshot at index %d: revision %d, applied index %d", index,
                  self.store.current_rev, self.store.consistent_index)
 
+    def stage_apply(self, entries: list) -> bool:
+        """The driver's ``stage``: a lone plain put, applied into a write transaction
+        left open while its WAL write is synced; ``_apply`` of the same entries then
+        commits it and answers. Until that commit nothing of it is visible: the
+        transaction is uncommitted (workers read committed LMDB state only), and the
+        in-memory state it touched (revision index, lease attachments) is read only
+        on this loop, which runs nothing else before the commit. A failed sync stops
+        the process with the transaction uncommitted."""
+        if len(entries) != 1 or (failpoints.ACTIVE is not None
+                                 and not failpoints.only("apply-staged")):
+            return False
+        data = entries[0].data
+        if len(data) < 9 or data[8] != entry.OP_PUT \
+                or entries[0].index <= self.store.consistent_index:
+            return False
+        self._staged = self._apply_stage(entries)
+        if failpoints.ACTIVE is not None:
+            failpoints.hit("apply-staged")
+        return True
+
     def _apply(self, entries: list) -> None:
+        staged, self._staged = self._staged, None
+        if staged is None:
+            staged = self._apply_stage(entries)
+        elif staged[1] is not entries:
+            staged[0].abort()
+            raise AssertionError("the staged apply is not of the entries applied")
+        self._apply_commit(staged)
+
+    def _apply_stage(self, entries: list) -> tuple:
+        """Every change of ``entries`` in one write transaction, not committed ->
+        (txn, entries, [(future, result)], whether a conf change was applied)."""
         results = []
         consistent = self.store.consistent_index
         conf_changed = False
@@ -403,7 +437,8 @@ class Core:
         decoded = self._decoded
         if failpoints.ACTIVE is not None:
             failpoints.hit("apply-before")
-        with self.backend.begin_write() as txn:
+        txn = self.backend.open_write()
+        try:
             for e in entries:
                 if e.type == EntryConfChange:
                     self._apply_conf_change(txn, e, e.index <= consistent)
@@ -434,25 +469,30 @@ class Core:
             if last.index > consistent:
                 self.store.set_consistent_index(txn, last.index, last.term)
             self.quota.used = used_bytes(self.backend, txn)
-            commit_start = clock()
+        except BaseException:
+            txn.abort()
+            raise
+        return txn, entries, results, conf_changed
+
+    def _apply_commit(self, staged: tuple) -> None:
+        """Commit a staged apply, then tell watchers and answer the proposers."""
+        txn, entries, results, conf_changed = staged
+        clock = time.perf_counter
+        commit_start = clock()
+        self.backend.commit_write(txn)
         self.metrics.observe_commit(clock() - commit_start)
         if failpoints.ACTIVE is not None:
             failpoints.hit("apply-after")
         self.auth_api.applied(entries[-1].index)
         changes, self._changes = self._changes, []
-        if changes:
+        hub = self.watch_hub
+        if changes and (hub.by_key or hub.ranges):   # no read transaction for no watcher
             with self.backend.begin_read() as rtxn:
                 for rev, cs in changes:
-                    self.watch_hub.notify(rtxn, rev, cs)
-        if self.watch_hub.unsynced:
+                    hub.notify(rtxn, rev, cs)
+        if hub.unsynced:
             self.schedule_catch_up()
-        for fut, res in results:
-            if fut.done():
-                continue
-            if isinstance(res, GrpcError):
-                fut.set_exception(res)
-            else:
-                fut.set_result(res)
+        self.answers.resolve(results)
         if conf_changed:
             self._conf_changed()
 

@@ -164,6 +164,7 @@ class Backend:
         self.members = self.env.open_db(b"members")
         self.alarm = self.env.open_db(b"alarm")
         self.auth = self.env.open_db(b"auth")
+        self._page_size = self.env.stat()["psize"]   # fixed for the file's life
 
     def pinned(self) -> "Backend":
         """This backend's current file, for a long reader (a snapshot export) that must
@@ -222,6 +223,18 @@ class Backend:
             raise BackendWriteError(
                 f"backend write to {os.path.join(self.path, DATA_FILE)} failed: {e}") from None
 
+    def open_write(self):
+        """A write transaction the caller ends with ``commit_write`` or ``abort()``
+        (begin_write's two halves, for work staged before its commit)."""
+        return self.env.begin(write=True)
+
+    def commit_write(self, txn) -> None:
+        try:
+            txn.commit()
+        except lmdb.Error as e:
+            raise BackendWriteError(
+                f"backend write to {os.path.join(self.path, DATA_FILE)} failed: {e}") from None
+
     def begin_read(self) -> ReadTx:
         return self.env.begin(buffers=False)
 
@@ -237,7 +250,7 @@ class Backend:
 
     def high_water_bytes(self) -> int:
         """The file's pages up to the highest one ever used, in bytes."""
-        return (self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"]
+        return (self.env.info()["last_pgno"] + 1) * self._page_size
 
     def copy_compacted(self, directory: str) -> dict:
         """A consistent, compacted copy of the data file into ``directory`` (as

@@ -39,11 +39,24 @@ class WalWriter:
             self._pending = False
             os.eventfd_write(self._efd, 1)
 
-    def write_now(self, fd: int, blob: bytes, offset: int, sync: bool) -> int:
-        """Write (and fdatasync) on the calling thread; -> errno (0: done)."""
+    def write_now(self, fd: int, blob: bytes, offset: int, sync: bool, meanwhile=None) -> int:
+        """Write (and fdatasync) on the calling thread; -> errno (0: done).
+        ``meanwhile()`` runs between the write and its fdatasync (the compiled one
+        also asks the device to start writing first); the fdatasync runs even if it
+        raises."""
         if self._pending:
             raise RuntimeError("a WAL write is already in progress")
-        err, self._sync_seconds = _write(fd, blob, offset, sync, self._fsync_delay)
+        if meanwhile is None:
+            err, self._sync_seconds = _write(fd, blob, offset, sync, self._fsync_delay)
+            return err
+        err, self._sync_seconds = _write(fd, blob, offset, False, 0.0)
+        if err:
+            return err
+        try:
+            meanwhile()
+        finally:
+            if sync:
+                err, self._sync_seconds = _write(fd, b"", offset, True, self._fsync_delay)
         return err
 
     def finish(self) -> int:

@@ -198,7 +198,7 @@ class SimDisk:
         self.records.append((None, list(entries), hs))
         self._sync_to(len(self.records))
 
-    def save(self, rd, sync: bool, done, inline: bool = False) -> bool:
+    def save(self, rd, sync: bool, done, inline: bool = False, meanwhile=None) -> bool:
         if self.busy:
             self.cl.checker.fail(f"driver contract: node {self.node.id} started a write "
                                  "before the last one completed")
@@ -208,6 +208,8 @@ class SimDisk:
             self._completed(rec)
             return True
         if inline and self.cl.sc.inline_writes and rd.snapshot is None:
+            if meanwhile is not None:
+                meanwhile()   # written, not yet synced nor seen as done
             self._sync_to(len(self.records))   # written and synced on the caller's turn
             self._completed(rec)
             return True
@@ -310,6 +312,7 @@ class DriverNode:
         self.flag = LocalReadFlag()
         self.incarnation = 0
         self.last_commit = 0   # commit index of the last hard state written
+        self.staged = None     # entries the state machine staged (driver's stage())
         self.held_until = None  # applies held (hold_applies) until this time
 
     @property
@@ -400,7 +403,7 @@ class DriverCluster(Cluster):
                       "crashes": 0, "records_lost": 0, "snapshots_sent": 0,
                       "conf_changes": 0, "conf_errors": 0, "transfers": 0,
                       "compactions": 0, "max_term": 0, "read_retries": 0,
-                      "applied_during_write": 0}
+                      "applied_during_write": 0, "staged": 0}
         self._read_asked: set = set()   # ReadIndex contexts sent to a leader
         # Leadership rounds (RaftDriver.confirm_leadership, what lease renewals rest
         # on): (node, term, started at) of each that succeeded. Its own random stream,
@@ -446,6 +449,7 @@ class DriverCluster(Cluster):
         drv = self.driver_cls(
             node.id, node.disk, election_tick=sc.election_tick, heartbeat_ms=1000,
             apply=lambda snap, ents: self._apply(node, snap, ents),
+            stage=lambda ents: self._stage(node, ents),
             on_leader_change=lambda old, new: None,
             send=lambda msgs: self._send(node, msgs), loop=loop,
             pre_vote=sc.pre_vote, check_quorum=sc.check_quorum, on_fatal=_raise,
@@ -472,7 +476,7 @@ class DriverCluster(Cluster):
     def crash(self, node: DriverNode) -> None:
         node.loop.alive = False
         node.driver._stopped = True
-        node.driver = node.sm = node.proposer = None
+        node.driver = node.sm = node.proposer = node.staged = None
         lost = node.disk.crash(self.rng, self.sc.lose_all_unsynced)
         self.stats["crashes"] += 1
         self.stats["records_lost"] += lost
@@ -499,9 +503,34 @@ class DriverCluster(Cluster):
                 chk.on_commit(node.id, node.driver.node.raft, node.last_commit, hs.commit)
             node.last_commit = hs.commit
 
+    def _stage(self, node: DriverNode, entries: list) -> bool:
+        """The driver's ``stage``: the model takes the entries in hand (nothing of
+        them visible) and checks that their apply follows before the loop runs
+        anything else. Every third is declined, so both answers are exercised."""
+        if entries[0].index % 3 == 0:
+            return False
+        if node.staged is not None:
+            self.checker.fail(f"driver contract: node {node.id} staged entries again "
+                              "before applying the ones it staged")
+        node.staged = [(e.index, e.term) for e in entries]
+        self.stats["staged"] += 1
+        incarnation = node.incarnation
+
+        def applied_in_turn() -> None:
+            if node.incarnation == incarnation and node.staged is not None:
+                self.checker.fail(f"driver contract: node {node.id}'s staged entries "
+                                  "were not applied in the turn that staged them")
+        node.loop.call_soon(applied_in_turn)
+        return True
+
     def _apply(self, node: DriverNode, snapshot, entries: list) -> None:
         chk = self.checker
         drv = node.driver
+        if node.staged is not None:
+            if snapshot is not None or node.staged != [(e.index, e.term) for e in entries]:
+                chk.fail(f"driver contract: node {node.id} applies other entries than "
+                         f"the ones it staged ({node.staged})")
+            node.staged = None
         if snapshot is not None:
             node.sm = StateMachine.restore(snapshot.data)
             drv.conf_state = snapshot.metadata.conf_state

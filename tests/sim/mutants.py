@@ -94,6 +94,11 @@ DRIVER_MUTANTS = {
         "                        node.raft.own_persisted(rd.entries[-1].index, "
         "rd.entries[-1].term)\n",
         "a leader counts its own entries toward the quorum before writing them"),
+    "apply-while-staging": (
+        DRIVER,
+        "            self._staged = self._stage(rd.committed_entries)",
+        "            self._apply_committed(None, rd.committed_entries)",
+        "a lone write's entries are applied (made visible) before their sync"),
     "confirm-without-quorum": (
         DRIVER,
         "        self._confirm_only.add(fut)\n",

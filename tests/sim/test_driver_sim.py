@@ -58,7 +58,7 @@ def test_driver_simulation_exercises_every_feature():
     for k in ("crashes", "records_lost", "snapshots_sent", "conf_changes", "reads_served",
               "reads_local", "read_errors", "read_retries", "acked", "applied_during_write",
               "transfers", "compactions", "dropped", "dropped_props",
-              "leadership_confirmed", "apply_holds"):
+              "leadership_confirmed", "apply_holds", "staged"):
         assert total[k] > 0, k
     assert total["conf_errors"] == 0
 

@@ -44,6 +44,44 @@ def test_writes_at_offset_and_signals(impl, tmp_path):
 
 
 @pytest.mark.parametrize("impl", IMPLS)
+def test_write_now_runs_meanwhile_between_the_write_and_its_sync(impl, tmp_path):
+    """``meanwhile`` sees the bytes written and runs before the fdatasync (the
+    failpoint's delay, part of the sync, comes after it); if it raises, the sync
+    still runs and the exception comes out; a failed write never calls it."""
+    import time
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    ro = os.open(path, os.O_RDONLY)
+    w = impl.WalWriter()
+    seen = []
+
+    def meanwhile():
+        seen.append((os.pread(fd, 5, 0), time.monotonic()))
+    try:
+        w.set_fsync_delay(0.05)
+        assert w.write_now(fd, b"hello", 0, True, meanwhile) == 0
+        returned = time.monotonic()
+        assert seen[0][0] == b"hello"
+        assert returned - seen[0][1] >= 0.05 and w.sync_seconds() >= 0.05
+
+        def fails():
+            raise ValueError("staged work failed")
+        w.set_fsync_delay(0)
+        with pytest.raises(ValueError):
+            w.write_now(fd, b"world", 5, True, fails)
+        assert w.sync_seconds() > 0
+        assert w.write_now(ro, b"x", 0, True, meanwhile) == errno.EBADF
+        assert len(seen) == 1
+        assert w.write_now(fd, b"!", 0, False, meanwhile) == 0   # no sync asked
+        assert w.sync_seconds() == 0 and len(seen) == 2
+    finally:
+        w.close()
+        os.close(fd)
+        os.close(ro)
+    assert path.read_bytes() == b"!elloworld"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
 def test_write_now_writes_on_the_callers_thread(impl, tmp_path):
     """An inline write: done when the call returns, no completion signal, its fsync
     timed like the thread's; an error comes back as errno."""
