@@ -70,7 +70,9 @@ class Node:
             d["value"] = self.value
         if self.expire is not None:
             d["expiration"] = _rfc3339(self.expire)
-            d["ttl"] = max(0, math.ceil(self.expire - now - 1e-9))
+            ttl = _go_ttl(self.expire - now)
+            if ttl:              # Go's omitempty: a TTL of 0 is left out
+                d["ttl"] = ttl
         if self.is_dir and children:
             # etcd leaves hidden nodes ("_name") out of every listing
             kids = [k for k in self.children.values() if not _is_hidden(k.path)]
@@ -83,6 +85,16 @@ class Node:
             d["modifiedIndex"] = self.modified
             d["createdIndex"] = self.created
         return d
+
+
+def _go_ttl(left: float) -> int:
+    """etcd's expirationAndTTL: whole seconds left, a started second counted, toward
+    zero once due (a key due but not yet expired: 0 or negative)."""
+    ns = round(left * 1e9)
+    ttl = int(ns / 1e9) if ns < 0 else ns // 1_000_000_000
+    if ns > 0 and ns % 1_000_000_000:
+        ttl += 1
+    return ttl
 
 
 def _rfc3339(t: float) -> str:
@@ -372,6 +384,8 @@ class Store:
             if nxt is None:
                 break
             if not nxt.is_dir:
+                if action == "create":   # etcd's internalCreate counts it (a set
+                    self.stats["setsFail"] += 1     # fails before, in its own lookup)
                 raise V2Error(e.NOT_DIR, nxt.path, self.index)
             n = nxt
         prev = None
