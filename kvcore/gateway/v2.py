@@ -109,7 +109,8 @@ class V2Handler:
             path, _, query = req["target"].partition("?")
             q = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "waitIndex"]
             q.append(("waitIndex", str(nxt)))
-            st, _, body = await self._ask(dict(req, target=path + "?" + urlencode(q)))
+            st, _, body = await self._ask(dict(req, target=path + "?" + urlencode(q),
+                                               more=True))
             if st != 200:
                 return
 

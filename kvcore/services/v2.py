@@ -98,13 +98,15 @@ class V2Service:
             return asyncio.ensure_future(self._members_write(caller))
         if kind == "auth":
             return asyncio.ensure_future(self._auth_answer(req, caller))
-        target = req["target"]
+        target, more = req["target"], req.get("more", False)
         try:
             req = v2http.parse(req["method"], target, req["body"].encode("latin-1"),
                                req["ct"])
         except V2Error as err:
             return self._error(err)
-        if self.auth.enabled():
+        # a stream's next wait ("more") was checked with its first: etcd checks (and
+        # counts the store read of /2/enabled) once per HTTP request
+        if not more and self.auth.enabled():
             key = unquote(target.partition("?")[0][len(v2http.KEYS_PREFIX):])
             return asyncio.ensure_future(self._keys_checked(req, caller, key))
         return self._keys(req)
