@@ -200,6 +200,17 @@ FOUND = {
                        W("/v2/keys/rk?wait=true&waitIndex={mod}", "/v2/keys/rk"),
                        R("PUT", "/v2/keys/rk?refresh=true", b"ttl=3600"),
                        W("/v2/keys/rk?wait=true&waitIndex={mod}", "/v2/keys/rk")],
+    # a create under a file fails in etcd's internalCreate, which counts a failed set
+    # too; a set fails earlier, in its own lookup, once
+    "create under a file": [R("PUT", "/v2/keys/cf", b"value=x"),
+                            R("POST", "/v2/keys/cf", b"value=y"),
+                            R("PUT", "/v2/keys/cf/k?prevExist=false", b"value=y"),
+                            R("PUT", "/v2/keys/cf/k", b"value=y")],
+    # Go's omitempty: a node due now shows its expiration and no "ttl"
+    "ttl 0": [R("PUT", "/v2/keys/t0", b"value=x&ttl=0", short_ttl=True)],
+    # a stream's next wait is no new request: no second read of /2/enabled is counted
+    "stream stats": [R("PUT", "/v2/keys/sw", b"value=1"), R("PUT", "/v2/keys/sw", b"value=2"),
+                     W("/v2/keys/sw?wait=true&stream=true&waitIndex={mod-1}", None, True)],
 }
 
 

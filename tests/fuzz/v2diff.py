@@ -134,6 +134,13 @@ def _shape(doc):
     return type(doc).__name__
 
 
+def _unsend(text: str, sent: dict) -> str:
+    """The numbers tokens were resolved to, back as their tokens."""
+    for v, token in sent.items():
+        text = re.sub(rf"=({v})\b", "=" + token, text)
+    return text
+
+
 def answer(side: Side, ans: tuple, path: str, sent: dict, keys_sorted: bool = False):
     """One answer, comparable across servers; follows the server's index (cur, mod).
     X-Raft-Index is etcd's committed index read apart from the answer: it may even
@@ -144,8 +151,9 @@ def answer(side: Side, ans: tuple, path: str, sent: dict, keys_sorted: bool = Fa
     h = {k: hs[k] for k in HEADERS if k in hs}
     if "x-etcd-index" in h:
         side.cur = max(side.cur, int(h["x-etcd-index"]))
-    if "location" in h:
-        h["location"] = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", h["location"])
+    if "location" in h:      # a redirect repeats the query: each server's own indexes
+        h["location"] = _unsend(h["location"], sent)
+        body = _unsend(body.decode("latin-1"), sent).encode("latin-1")
     h = v2session.normalise_headers(h, side.idx)
     try:
         doc = json.loads(body)
@@ -154,20 +162,19 @@ def answer(side: Side, ans: tuple, path: str, sent: dict, keys_sorted: bool = Fa
     if isinstance(doc, dict) and isinstance(doc.get("node"), dict) and \
             isinstance(doc["node"].get("modifiedIndex"), int):
         side.mod = doc["node"]["modifiedIndex"]
-    if isinstance(doc, dict) and isinstance(doc.get("cause"), str):
-        # the prevIndex sent, as its token: each server was sent its own number
-        doc["cause"] = re.sub(r"\[(\d+) != (\d+)\]",
-                              lambda m: f"[{sent.get(m.group(1), m.group(1))} != "
-                                        f"{side.idx(int(m.group(2)))}]", doc["cause"])
-        doc["cause"] = re.sub(r"\[(\d+)/(\d+)\]", lambda m: f"[{side.idx(int(m.group(1)))}/"
-                                                            f"{sent.get(m.group(2), m.group(2))}]",
-                              doc["cause"])
     p = path.split("?")[0]
     if p == "/v2/stats/store" and status == 200:
         return status, h, {k: v - side.stats0[k] for k, v in doc.items() if k != "watchers"}
     if p.startswith("/v2/stats/self") or p == "/version":
         return status, h, _shape(doc)
-    doc = v2session.normalise_doc(doc, side.idx)
+    doc = v2session.normalise_doc(doc, side.idx)   # the node's index after "!=" too
+    if isinstance(doc, dict) and isinstance(doc.get("cause"), str):
+        # the prevIndex or waitIndex sent, as its token: each server got its own number
+        doc["cause"] = re.sub(r"\[(\d+) != ", lambda m: f"[{sent.get(m.group(1), m.group(1))} != ",
+                              doc["cause"])
+        doc["cause"] = re.sub(r"\[(\d+)/(\d+)\]", lambda m: f"[{side.idx(int(m.group(1)))}/"
+                                                            f"{sent.get(m.group(2), m.group(2))}]",
+                              doc["cause"])
     if not keys_sorted:
         _sort_nodes(doc)
     return status, h, _strip_member_specific(doc)
@@ -209,7 +216,7 @@ def wait(sides: list, w: v2gen.Wait, write) -> list:
     both; ``write`` compares its answers), then each wait's answer or "timeout"."""
     results: list = [None] * len(sides)
     threads, paths = [], []
-    before = [s.watchers() for s in sides] if w.watcher_first else None
+    before = [s.watchers() for s in sides]
     for i, side in enumerate(sides):
         sent: dict = {}
         path = side.resolve(w.path, sent)
@@ -221,14 +228,14 @@ def wait(sides: list, w: v2gen.Wait, write) -> list:
         t = threading.Thread(target=run, daemon=True)
         t.start()
         threads.append(t)
-    if w.watcher_first:
-        # no waitIndex: the watcher starts at the index it sees, so it must be there
-        # before the write (or have answered already)
-        for i, side in enumerate(sides):
-            deadline = time.monotonic() + 10
-            while threads[i].is_alive() and side.watchers() <= before[i] and \
-                    time.monotonic() < deadline:
-                time.sleep(0.05)
+    # The watcher must be there before the write (or have answered already): one
+    # without a waitIndex starts at the index it sees, and X-Etcd-Index is the index
+    # when it was registered.
+    for i, side in enumerate(sides):
+        deadline = time.monotonic() + 10
+        while threads[i].is_alive() and side.watchers() <= before[i] and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
     if w.wake:
         write(v2gen.Req("PUT", w.wake, b"value=wake"))
     for t in threads:

@@ -60,7 +60,6 @@ class Wait:
     path: str                      # /v2/keys/...?wait=true... with tokens
     wake: Optional[str] = None     # the key path a write to wakes it (None: no write)
     stream: bool = False
-    watcher_first: bool = False    # no waitIndex: wake only once the watcher is there
 
     def __str__(self):
         return f"WAIT {self.path} wake={self.wake} stream={self.stream}"
@@ -94,7 +93,8 @@ def _params(rng: random.Random, names: list, n_max: int) -> list:
 
 
 def _encode(params: list) -> str:
-    return "&".join(f"{k}={v}" if v is not None else k for k, v in params)
+    # a space would end the request line: sent escaped (a form value decodes it back)
+    return "&".join(f"{k}={v}".replace(" ", "%20") for k, v in params)
 
 
 def _key_path(rng: random.Random) -> str:
@@ -145,7 +145,7 @@ def wait(rng: random.Random) -> Wait:
         q.append("stream=true")
     wake = "/v2/keys/" + name + ("/wk" if recursive and rng.random() < 0.5 else "")
     return Wait("/v2/keys/" + name + "?" + "&".join(q), None if kind == "past" else wake,
-                stream, kind == "none")
+                stream)
 
 
 # Requests on the other v2 endpoints. Member changes (POST, or DELETE and PUT of
