@@ -208,7 +208,10 @@ def settle(side: Side, raw) -> tuple:
     if node is None or "key" not in node:
         return ("no node",)
     path = v2gen.quote_key(node["key"]) + f"?wait=true&waitIndex={node['modifiedIndex'] + 1}"
-    return answer(side, send(side, "GET", path, timeout=SETTLE_TIMEOUT), path, {})
+    ans = answer(side, send(side, "GET", path, timeout=SETTLE_TIMEOUT), path, {})
+    if len(ans) == 3:     # the index when the watcher came: before or after the expiry
+        ans[1].pop("x-etcd-index", None)
+    return ans
 
 
 def wait(sides: list, w: v2gen.Wait, write) -> list:
