@@ -183,7 +183,9 @@ def unescape_path(raw_path: str) -> str:
 
 def path_redirect(method: str, raw_path: str, query: str) -> Optional[tuple]:
     """ServeMux's 301 to the clean path (status, headers, body), or None when the
-    path is clean."""
+    path is clean (or the method CONNECT, whose path ServeMux leaves as it is)."""
+    if method == "CONNECT":
+        return None
     path = unescape_path(raw_path)
     clean = clean_path(path)
     if clean == path:

@@ -302,8 +302,8 @@ class Store:
                            now: float) -> Event:
         path = _clean(path)
         n = self._find(path)
-        if n.is_dir:
-            raise V2Error(e.NOT_FILE, path, self.index)
+        if n.is_dir:     # etcd's cause is the root's store path "/1", which it trims to ""
+            raise V2Error(e.NOT_FILE, "" if path == "/" else path, self.index)
         self._compare(n, prev_value, prev_index)
         return self._remove(n, "compareAndDelete", now)
 
