@@ -200,6 +200,11 @@ FOUND = {
                        W("/v2/keys/rk?wait=true&waitIndex={mod}", "/v2/keys/rk"),
                        R("PUT", "/v2/keys/rk?refresh=true", b"ttl=3600"),
                        W("/v2/keys/rk?wait=true&waitIndex={mod}", "/v2/keys/rk")],
+    # CONNECT's path is not cleaned; compareAndDelete of the root has no cause (etcd
+    # trims its store prefix "/1" from the cause, leaving nothing)
+    "connect, root": [R("CONNECT", "/v2/keys/./c", b"value=x"),
+                      R("DELETE", "/v2/keys/?prevIndex=7", ctype="application/json"),
+                      R("DELETE", "/v2/keys/?prevValue=v")],
     # a create under a file fails in etcd's internalCreate, which counts a failed set
     # too; a set fails earlier, in its own lookup, once
     "create under a file": [R("PUT", "/v2/keys/cf", b"value=x"),
