@@ -96,6 +96,8 @@ class Gateway:
         if method == "OPTIONS":
             return 200, [], b""
         if path == "/version":
+            if method != "GET":      # etcd's allowMethod(w, r, "GET")
+                return 405, [("Allow", "GET")] + _NOT_ALLOWED[1], _NOT_ALLOWED[2]
             return 200, [("Content-Type", _JSON)], codec.dumps(
                 {"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_VERSION[:-1] + "0"})
         if path == "/debug/vars":

@@ -5,30 +5,46 @@ which parses it as etcd 3.4's v2http does, checks v2 auth, applies it and
 returns the answer."""
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Optional
 from urllib.parse import parse_qsl, urlencode
 
 from kvcore.engine.base import CLIENT_CN_HEADER, GrpcError
-from kvcore.v2store import V2Error
+from kvcore.v2store import V2Error, goform
 
 _JSON = "application/json"
+_NOT_ALLOWED_HEADERS = [("Content-Type", "text/plain; charset=utf-8"),
+                        ("X-Content-Type-Options", "nosniff")]
+
+
+def _not_allowed(allow: str):
+    """etcd's allowMethod: the methods as it lists them, and Go's http.Error."""
+    return 405, [("Allow", allow)] + _NOT_ALLOWED_HEADERS, b"Method Not Allowed\n"
 
 
 class V2Handler:
-    """``call(payload) -> awaitable answer bytes`` reaches the core's V2 service."""
+    """``call(payload) -> awaitable answer bytes`` reaches the core's V2 service;
+    ``cancel(that awaitable)`` tells the core its caller went away (a wait's watcher
+    is then removed, as etcd removes it when the client closes)."""
 
-    def __init__(self, call: Callable[[bytes], Awaitable[bytes]]):
+    def __init__(self, call: Callable[[bytes], Awaitable[bytes]],
+                 cancel: Optional[Callable[[Awaitable[bytes]], None]] = None):
         self._call = call
+        self._cancel = cancel
 
     def serves(self, path: str) -> bool:
-        return path.startswith(("/v2/keys", "/v2/auth/")) or path in (
-            "/v2/auth", 
-            "/v2/members", "/v2/machines", "/v2/stats/self", "/v2/stats/leader",
-            "/v2/stats/store")
+        return path.startswith(("/v2/keys/", "/v2/auth/", "/v2/members/")) or path in (
+            "/v2/keys", "/v2/auth", "/v2/members", "/v2/machines", "/v2/stats/self",
+            "/v2/stats/leader", "/v2/stats/store")
 
     async def __call__(self, method: str, target: str, headers, body: bytes):
-        path = target.split("?", 1)[0]
+        path, _, query = target.partition("?")
+        if method == "OPTIONS":      # etcd's CORS handler answers it before any route
+            return 200, [], b""
+        moved = goform.path_redirect(method, path, query)
+        if moved is not None:        # Go's ServeMux: a path that is not clean
+            return moved
         # Who asks: v2 auth's Basic credentials or client certificate.
         who = {"authz": headers.get("authorization", ""),
                "cn": headers.get(CLIENT_CN_HEADER, "")}
@@ -36,23 +52,24 @@ class V2Handler:
             return await self._ask(dict(who, kind="auth", method=method, path=path,
                                         body=body.decode("latin-1")))
         if path.startswith("/v2/stats/"):
-            if method not in ("GET", "HEAD"):
-                return 405, [("Allow", "GET, HEAD"),
-                             ("Content-Type", "text/plain; charset=utf-8")], b"Method Not Allowed\n"
+            if method != "GET":
+                return _not_allowed("GET")
             return await self._ask({"kind": "stats", "which": path[len("/v2/stats/"):]})
-        if path in ("/v2/members", "/v2/machines"):
+        if path == "/v2/machines":
             if method not in ("GET", "HEAD"):
-                return 405, [("Allow", "GET, HEAD"),
-                             ("Content-Type", "text/plain; charset=utf-8")], b"Method Not Allowed\n"
+                return _not_allowed("GET,HEAD")
             ans = await self._ask({"kind": "members"})
-            if path == "/v2/members":
-                return ans
             members = json.loads(ans[2])["members"]
             urls = [u for m in members for u in m["clientURLs"]]
             return 200, [("Content-Type", "text/plain; charset=utf-8")], ", ".join(urls).encode()
-        if method not in ("GET", "HEAD", "PUT", "POST", "DELETE"):
-            return 405, [("Allow", "GET, HEAD, POST, PUT, DELETE"),
-                         ("Content-Type", "text/plain; charset=utf-8")], b"Method Not Allowed\n"
+        if path == "/v2/members" or path.startswith("/v2/members/"):
+            if method in ("POST", "DELETE", "PUT"):      # root only when auth is on
+                ans = await self._ask(dict(who, kind="members", write=True))
+                if ans[0] != 200:
+                    return ans
+            return await self._members(method, path)
+        if method not in ("HEAD", "GET", "PUT", "POST", "DELETE"):
+            return _not_allowed("HEAD,GET,PUT,POST,DELETE")
         # The core parses (its answer carries the cluster id even for a bad request).
         req = dict(who, kind="keys", method="GET" if method == "HEAD" else method,
                    target=target, body=body.decode("latin-1"),
@@ -61,6 +78,26 @@ class V2Handler:
         if method == "GET" and ans[0] == 200 and _is_stream_watch(target):
             return ans[0], ans[1], self._stream(req, ans[2])
         return ans
+
+    async def _members(self, method: str, path: str):
+        """etcd's membersHandler for reads: the list, the leader, else 404 JSON.
+        Member changes go through the v3 Cluster API here (see docs/decisions.md)."""
+        if method not in ("GET", "POST", "DELETE", "PUT"):
+            return _not_allowed("GET,POST,DELETE,PUT")
+        sub = path[len("/v2/members"):].lstrip("/")
+        if method != "GET" or sub not in ("", "leader"):
+            if method == "DELETE" and sub == "" or method == "PUT" and sub == "":
+                return 405, [("X-Etcd-Cluster-Id", await self._cluster_id())] + \
+                    _NOT_ALLOWED_HEADERS, b"Method Not Allowed\n"
+            if method == "GET":
+                return 404, [("X-Etcd-Cluster-Id", await self._cluster_id()),
+                             ("Content-Type", _JSON)], b'{"message":"Not found"}'
+            return _not_allowed("GET")
+        return await self._ask({"kind": "members", "leader": sub == "leader"})
+
+    async def _cluster_id(self) -> str:
+        ans = await self._ask({"kind": "members"})
+        return dict(ans[1]).get("X-Etcd-Cluster-Id", "")
 
     async def _stream(self, req: dict, first: bytes):
         """wait=true&stream=true: every next event on one chunked answer, each a
@@ -72,13 +109,20 @@ class V2Handler:
             path, _, query = req["target"].partition("?")
             q = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "waitIndex"]
             q.append(("waitIndex", str(nxt)))
-            st, _, body = await self._ask(dict(req, target=path + "?" + urlencode(q)))
+            st, _, body = await self._ask(dict(req, target=path + "?" + urlencode(q),
+                                               more=True))
             if st != 200:
                 return
 
     async def _ask(self, req: dict):
+        fut = None
         try:
-            raw = await self._call(json.dumps(req).encode())
+            fut = self._call(json.dumps(req).encode())
+            raw = await fut
+        except asyncio.CancelledError:
+            if self._cancel is not None and fut is not None:
+                self._cancel(fut)
+            raise
         except GrpcError as e:
             err = V2Error(300, e.message)
             return err.status, [("Content-Type", _JSON)], err.body()

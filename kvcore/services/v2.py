@@ -88,21 +88,25 @@ class V2Service:
     def handle(self, payload: bytes):
         req = json.loads(payload)
         kind = req.pop("kind", "keys")
-        if kind == "members":
-            return self._members()
+        if kind == "members" and not req.get("write"):
+            return self._members(req.get("leader", False))
         if kind == "stats":
             return self._stats(req["which"])
         caller = auth_http.Caller(req.get("authz", ""), req.get("cn", ""),
                                   bool(getattr(self.ctx.cfg, "client_cert_auth", False)))
+        if kind == "members":    # a change: etcd's hasWriteRootAccess comes first
+            return asyncio.ensure_future(self._members_write(caller))
         if kind == "auth":
             return asyncio.ensure_future(self._auth_answer(req, caller))
-        target = req["target"]
+        target, more = req["target"], req.get("more", False)
         try:
             req = v2http.parse(req["method"], target, req["body"].encode("latin-1"),
                                req["ct"])
         except V2Error as err:
             return self._error(err)
-        if self.auth.enabled():
+        # a stream's next wait ("more") was checked with its first: etcd checks (and
+        # counts the store read of /2/enabled) once per HTTP request
+        if not more and self.auth.enabled():
             key = unquote(target.partition("?")[0][len(v2http.KEYS_PREFIX):])
             return asyncio.ensure_future(self._keys_checked(req, caller, key))
         return self._keys(req)
@@ -180,15 +184,27 @@ class V2Service:
             out.add_done_callback(lambda f: self.store.cancel(w))
         return out
 
-    def _members(self) -> bytes:
+    async def _members_write(self, caller) -> bytes:
+        if not await auth_http.root_access(self.auth, caller):
+            status, headers, body = auth_http.NO_AUTH
+            return json.dumps({"s": status, "h": headers, "b": body.decode()}).encode()
+        return self._members()
+
+    def _members(self, leader: bool = False) -> bytes:
+        """/v2/members (or /v2/members/leader: the leader, 503 during an election)."""
         ms = []
         for m in self.ctx.membership.sorted():
+            if leader and m.id != self.ctx.raft.lead:
+                continue
             ms.append({"id": f"{m.id:x}", "name": m.name, "peerURLs": list(m.peer_urls),
                        "clientURLs": list(m.client_urls)})
-        return json.dumps({"s": 200, "h": [["Content-Type", "application/json"],
-                                           ["X-Etcd-Cluster-Id", f"{self.ctx.cluster_id:x}"]],
-                           "b": json.dumps({"members": ms}, separators=(",", ":")) + "\n"}
-                          ).encode()
+        status, doc = 200, {"members": ms}
+        if leader:
+            status, doc = (200, ms[0]) if ms else (503, {"message": "During election"})
+        body = json.dumps(doc, separators=(",", ":")) + ("\n" if status == 200 else "")
+        return json.dumps({"s": status, "h": [["Content-Type", "application/json"],
+                                              ["X-Etcd-Cluster-Id", f"{self.ctx.cluster_id:x}"]],
+                           "b": body}).encode()
 
     def _stats(self, which: str) -> bytes:
         """/v2/stats/{self,leader,store} (etcd's v2stats; the raft traffic counters

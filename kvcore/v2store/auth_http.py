@@ -115,7 +115,7 @@ def _not_allowed(allowed: str) -> tuple:
                  ("X-Content-Type-Options", "nosniff")], b"Method Not Allowed\n"
 
 
-_NO_AUTH = (401, [("Content-Type", _JSON)], dumps({"message": "Insufficient credentials"}))
+NO_AUTH = (401, [("Content-Type", _JSON)], dumps({"message": "Insufficient credentials"}))
 _NO_PAGE = (404, [("Content-Type", _TEXT), ("X-Content-Type-Options", "nosniff")],
             b"404 page not found\n")
 
@@ -207,7 +207,7 @@ async def _base(store, caller, method, what, cluster_id) -> tuple:
     if method != "GET":
         return _not_allowed("GET")
     if not await root_access(store, caller):
-        return _NO_AUTH
+        return NO_AUTH
     hs = [("X-Etcd-Cluster-Id", cluster_id)]
     try:
         if what == "roles":
@@ -240,7 +240,7 @@ async def _for_role(store, caller, method, name, body, cluster_id) -> tuple:
     if method not in ("GET", "PUT", "DELETE"):
         return _not_allowed("GET,PUT,DELETE")
     if not await root_access(store, caller):
-        return _NO_AUTH
+        return NO_AUTH
     hs = [("X-Etcd-Cluster-Id", cluster_id)]
     ok = hs + [("Content-Type", _JSON)]
     try:
@@ -274,7 +274,7 @@ async def _for_user(store, caller, method, name, body, cluster_id) -> tuple:
     if method not in ("GET", "PUT", "DELETE"):
         return _not_allowed("GET,PUT,DELETE")
     if not await root_access(store, caller):
-        return _NO_AUTH
+        return NO_AUTH
     hs = [("X-Etcd-Cluster-Id", cluster_id)]
     ok = hs + [("Content-Type", _JSON)]
     try:
@@ -309,7 +309,7 @@ async def _enable(store, caller, method, cluster_id) -> tuple:
     if method not in ("GET", "PUT", "DELETE"):
         return _not_allowed("GET,PUT,DELETE")
     if method != "GET" and not await root_access(store, caller):
-        return _NO_AUTH
+        return NO_AUTH
     hs = [("X-Etcd-Cluster-Id", cluster_id)]
     ok = hs + [("Content-Type", _JSON)]
     enabled = store.enabled()

@@ -4,10 +4,10 @@ store call each one becomes (applyV2Request), and the answer it writes
 from __future__ import annotations
 
 from typing import Optional
-from urllib.parse import parse_qs, unquote
 
 from kvcore.gateway.codec import dumps
 from kvcore.v2store import errors as e
+from kvcore.v2store import goform
 from kvcore.v2store.errors import V2Error
 from kvcore.v2store.store import Store
 
@@ -34,7 +34,8 @@ def _uint(form: dict, name: str, code: int) -> int:
         return 0
     try:
         v = int(vals[0], 10)
-        if v < 0 or v >= 1 << 64 or not vals[0].isdigit():
+        # strconv.ParseUint: ASCII digits only (no sign, space or "_")
+        if v >= 1 << 64 or not vals[0] or vals[0].strip("0123456789"):
             raise ValueError
         return v
     except ValueError:
@@ -44,16 +45,10 @@ def _uint(form: dict, name: str, code: int) -> int:
 def parse(method: str, target: str, body: bytes, content_type: str) -> dict:
     """A /v2/keys request as a dict the core can apply (or V2Error, index 0)."""
     raw_path, _, query = target.partition("?")
-    form: dict = {}
-    if method in ("POST", "PUT", "PATCH") and "application/x-www-form-urlencoded" in \
-            (content_type or "application/x-www-form-urlencoded"):
-        try:
-            form = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-        except ValueError:
-            raise V2Error(e.INVALID_FORM, "") from None
-    for k, v in parse_qs(query, keep_blank_values=True).items():
-        form.setdefault(k, []).extend(v)
-    path = unquote(raw_path[len(KEYS_PREFIX):]) or "/"
+    form, err = goform.parse_form(method, query, body, content_type)
+    if err is not None:
+        raise V2Error(e.INVALID_FORM, err)
+    path = goform.unescape_path(raw_path)[len(KEYS_PREFIX):] or "/"
     req = {"method": method, "path": path}
     req["prevIndex"] = _uint(form, "prevIndex", e.INDEX_NAN)
     req["waitIndex"] = _uint(form, "waitIndex", e.INDEX_NAN)
@@ -121,10 +116,7 @@ def apply(store: Store, req: dict):
         if req["prevIndex"] > 0 or req["prevValue"] != "":
             return store.compare_and_swap(path, req["prevValue"], req["prevIndex"],
                                           req["value"], exp, req["refresh"], now)
-        value = req["value"]
-        if req["refresh"]:   # Set keeps the value it refreshes (or: Key not found)
-            value = store.get(path, False, False, now)["node"].get("value", "")
-        return store.set(path, req["dir"], value, exp, now)
+        return store.set(path, req["dir"], req["value"], exp, now, req["refresh"])
     if m == "DELETE":
         if req["prevIndex"] > 0 or req["prevValue"] != "":
             return store.compare_and_delete(path, req["prevValue"], req["prevIndex"], now)

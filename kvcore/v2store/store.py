@@ -28,14 +28,16 @@ STAT_FIELDS = ("getsSuccess", "getsFail", "setsSuccess", "setsFail", "deleteSucc
                "compareAndDeleteFail", "expireCount")
 
 
-def _counted(ok: str, fail: str):
-    """Count an operation's success or failure in the store's stats, as etcd does."""
+def _counted(ok: str, fail: str, ok_errors: frozenset = frozenset()):
+    """Count an operation's success or failure in the store's stats, as etcd does.
+    ``ok_errors``: the error codes etcd 3.4 counts as a success (its store returns
+    them without setting the ``err`` its deferred counter reads)."""
     def wrap(fn):
         def op(self, *args, **kwargs):
             try:
                 out = fn(self, *args, **kwargs)
-            except V2Error:
-                self.stats[fail] += 1
+            except V2Error as err:
+                self.stats[ok if err.code in ok_errors else fail] += 1
                 raise
             self.stats[ok] += 1
             return out
@@ -68,7 +70,9 @@ class Node:
             d["value"] = self.value
         if self.expire is not None:
             d["expiration"] = _rfc3339(self.expire)
-            d["ttl"] = max(0, math.ceil(self.expire - now - 1e-9))
+            ttl = _go_ttl(self.expire - now)
+            if ttl:              # Go's omitempty: a TTL of 0 is left out
+                d["ttl"] = ttl
         if self.is_dir and children:
             # etcd leaves hidden nodes ("_name") out of every listing
             kids = [k for k in self.children.values() if not _is_hidden(k.path)]
@@ -81,6 +85,16 @@ class Node:
             d["modifiedIndex"] = self.modified
             d["createdIndex"] = self.created
         return d
+
+
+def _go_ttl(left: float) -> int:
+    """etcd's expirationAndTTL: whole seconds left, a started second counted, toward
+    zero once due (a key due but not yet expired: 0 or negative)."""
+    ns = round(left * 1e9)
+    ttl = int(ns / 1e9) if ns < 0 else ns // 1_000_000_000
+    if ns > 0 and ns % 1_000_000_000:
+        ttl += 1
+    return ttl
 
 
 def _rfc3339(t: float) -> str:
@@ -124,9 +138,10 @@ class Event(dict):
         self.index = index
         self.prev_dir = prev_dir
         self.space = space
+        self.refresh = False         # a TTL refresh: in the history, seen by no watcher
 
     def matches(self, key: str, recursive: bool) -> bool:
-        if self.space != "keys":     # watchers see the keys only
+        if self.space != "keys" or self.refresh:     # watchers see the keys only
             return False
         k = self["node"].get("key", "/")
         if k == key:
@@ -216,15 +231,18 @@ class Store:
     # ---- writes (each successful one takes the next index) ----
 
     @_counted("setsSuccess", "setsFail")
-    def set(self, path: str, is_dir: bool, value: str, expire: Optional[float], now: float) -> Event:
-        return self._create(path, is_dir, value, False, True, expire, now, "set")
+    def set(self, path: str, is_dir: bool, value: str, expire: Optional[float], now: float,
+            refresh: bool = False) -> Event:
+        if refresh:          # the value it refreshes (or: Key not found, a failed set)
+            value = self._find(_clean(path)).value or ""
+        return self._create(path, is_dir, value, False, True, expire, now, "set", refresh)
 
     @_counted("createSuccess", "createFail")
     def create(self, path: str, is_dir: bool, value: str, unique: bool,
                expire: Optional[float], now: float) -> Event:
         return self._create(path, is_dir, value, unique, False, expire, now, "create")
 
-    @_counted("updateSuccess", "updateFail")
+    @_counted("updateSuccess", "updateFail", frozenset({e.ROOT_RONLY, e.NOT_FILE}))
     def update(self, path: str, value: str, expire: Optional[float], refresh: bool,
                now: float) -> Event:
         path = _clean(path)
@@ -235,13 +253,16 @@ class Store:
             raise V2Error(e.NOT_FILE, path, self.index)
         prev = n.extern(now, children=False)
         self.index += 1
-        if not refresh and not n.is_dir:
-            n.value = value
-        n.modified = self.index
+        if not n.is_dir:     # etcd's node.Write: a directory keeps its modifiedIndex
+            if not refresh:
+                n.value = value
+            n.modified = self.index
         self._set_expire(n, expire)
-        return self._record(Event("update", n.extern(now, children=False), prev, self.index))
+        node = n.extern(now, children=False)
+        node["modifiedIndex"] = self.index
+        return self._record(Event("update", node, prev, self.index), refresh)
 
-    @_counted("compareAndSwapSuccess", "compareAndSwapFail")
+    @_counted("compareAndSwapSuccess", "compareAndSwapFail", frozenset({e.ROOT_RONLY}))
     def compare_and_swap(self, path: str, prev_value: str, prev_index: int, value: str,
                          expire: Optional[float], refresh: bool, now: float) -> Event:
         path = _clean(path)
@@ -258,9 +279,9 @@ class Store:
         n.modified = self.index
         self._set_expire(n, expire)
         return self._record(Event("compareAndSwap", n.extern(now, children=False), prev,
-                                  self.index))
+                                  self.index), refresh)
 
-    @_counted("deleteSuccess", "deleteFail")
+    @_counted("deleteSuccess", "deleteFail", frozenset({e.ROOT_RONLY}))
     def delete(self, path: str, is_dir: bool, recursive: bool, now: float) -> Event:
         path = _clean(path)
         if path == "/":
@@ -275,13 +296,14 @@ class Store:
                 raise V2Error(e.DIR_NOT_EMPTY, path, self.index)
         return self._remove(n, "delete", now)
 
-    @_counted("compareAndDeleteSuccess", "compareAndDeleteFail")
+    @_counted("compareAndDeleteSuccess", "compareAndDeleteFail",
+              frozenset({e.NOT_FILE, e.TEST_FAILED}))
     def compare_and_delete(self, path: str, prev_value: str, prev_index: int,
                            now: float) -> Event:
         path = _clean(path)
         n = self._find(path)
-        if n.is_dir:
-            raise V2Error(e.NOT_FILE, path, self.index)
+        if n.is_dir:     # etcd's cause is the root's store path "/1", which it trims to ""
+            raise V2Error(e.NOT_FILE, "" if path == "/" else path, self.index)
         self._compare(n, prev_value, prev_index)
         return self._remove(n, "compareAndDelete", now)
 
@@ -347,7 +369,8 @@ class Store:
             self.expiring += 1 if expire is not None else -1
         n.expire = expire
 
-    def _create(self, path, is_dir, value, unique, replace, expire, now, action) -> Event:
+    def _create(self, path, is_dir, value, unique, replace, expire, now, action,
+                refresh=False) -> Event:
         path = _clean(path)
         if unique:
             path = _clean(f"{path}/{self.index + 1:020d}")
@@ -361,6 +384,8 @@ class Store:
             if nxt is None:
                 break
             if not nxt.is_dir:
+                if action == "create":   # etcd's internalCreate counts it (a set
+                    self.stats["setsFail"] += 1     # fails before, in its own lookup)
                 raise V2Error(e.NOT_DIR, nxt.path, self.index)
             n = nxt
         prev = None
@@ -378,7 +403,8 @@ class Store:
         node = Node(path, self.index, None if is_dir else value, None)
         self._set_expire(node, expire)
         parent.children[name] = node
-        return self._record(Event(action, node.extern(now, children=False), prev, self.index))
+        return self._record(Event(action, node.extern(now, children=False), prev, self.index),
+                            refresh)
 
     def _find_or_none(self, path: str) -> Optional[Node]:
         try:
@@ -413,8 +439,9 @@ class Store:
         node["createdIndex"] = n.created
         return self._record(Event(action, node, prev, self.index, prev_dir=n.is_dir))
 
-    def _record(self, ev: Event) -> Event:
+    def _record(self, ev: Event, refresh: bool = False) -> Event:
         ev.space = self._space
+        ev.refresh = refresh
         self.history.append(ev)
         if self.watchers:
             keep = []
@@ -450,6 +477,8 @@ class Store:
         d = {"i": ev.index, "d": ev.prev_dir, "e": dict(ev)}
         if ev.space != "keys":
             d["s"] = ev.space
+        if ev.refresh:
+            d["r"] = True
         return d
 
     def restore_history(self, docs) -> None:
@@ -460,8 +489,10 @@ class Store:
         self.history.clear()
         for d in keep:
             e = d["e"]
-            self.history.append(Event(e["action"], e["node"], e.get("prevNode"), d["i"],
-                                      prev_dir=d["d"], space=d.get("s", "keys")))
+            ev = Event(e["action"], e["node"], e.get("prevNode"), d["i"],
+                       prev_dir=d["d"], space=d.get("s", "keys"))
+            ev.refresh = d.get("r", False)
+            self.history.append(ev)
 
     @classmethod
     def from_json(cls, d: dict) -> "Store":

@@ -107,7 +107,7 @@ async def run(args: dict) -> None:
     max_recv = args["max_request_bytes"] + 512 * 1024
     v2 = None
     if args.get("enable_v2"):
-        v2 = V2Handler(lambda payload: client.call(V2_METHOD, payload))
+        v2 = V2Handler(lambda payload: client.call(V2_METHOD, payload), client.cancel)
     gateway = Gateway(methods, probe, cors=args.get("cors"), max_recv=max_recv,
                       parent_pid=args.get("parent"), v2=v2, ui=args.get("enable_ui", True),
                       grpc_gateway=args.get("enable_grpc_gateway", True),

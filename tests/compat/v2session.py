@@ -96,6 +96,47 @@ def run(port: int, steps=SESSION) -> list:
     return out
 
 
+def index_offset(base: int):
+    """A store index as an offset from ``base`` (the index before the session's
+    first write); smaller ones as they are."""
+    return lambda v: v - base if v > base else v
+
+
+def normalise_doc(o, idx):
+    """A v2 JSON answer with indexes through ``idx``, in-order key names likewise,
+    expiry times and TTLs as placeholders."""
+    if isinstance(o, dict):
+        r = {}
+        for k, v in o.items():
+            if k in ("modifiedIndex", "createdIndex", "index") and isinstance(v, int):
+                r[k] = idx(v)
+            elif k == "expiration":
+                r[k] = "<time>"
+            elif k == "ttl":
+                r[k] = "<ttl>"
+            elif k == "key" and isinstance(v, str):
+                r[k] = re.sub(r"/(\d{20})$", lambda m: "/" + "%020d" % idx(int(m.group(1))), v)
+            elif k == "cause" and isinstance(v, str):
+                r[k] = re.sub(r"\[(\d+) != (\d+)\]",
+                              lambda m: f"[{m.group(1)} != {idx(int(m.group(2)))}]", v)
+            else:
+                r[k] = normalise_doc(v, idx)
+        return r
+    if isinstance(o, list):
+        return [normalise_doc(x, idx) for x in o]
+    return o
+
+
+def normalise_headers(hs: dict, idx) -> dict:
+    h = dict(hs)
+    if "x-etcd-index" in h:
+        h["x-etcd-index"] = idx(int(h["x-etcd-index"]))
+    for k in ("x-raft-index", "x-raft-term", "x-etcd-cluster-id"):
+        if k in h:
+            h[k] = "<present>"
+    return h
+
+
 def normalise(answers: list) -> list:
     """Indexes as offsets from the session's first index; times and raft
     figures as presence only."""
@@ -104,43 +145,14 @@ def normalise(answers: list) -> list:
         if "x-etcd-index" in hs:
             base = int(hs["x-etcd-index"]) - 1
             break
-
-    def idx(v: int) -> int:
-        return v - base if v > base else v
-
-    def fix(o):
-        if isinstance(o, dict):
-            r = {}
-            for k, v in o.items():
-                if k in ("modifiedIndex", "createdIndex", "index") and isinstance(v, int):
-                    r[k] = idx(v)
-                elif k == "expiration":
-                    r[k] = "<time>"
-                elif k == "ttl":
-                    r[k] = "<ttl>"
-                elif k == "key":
-                    r[k] = re.sub(r"/(\d{20})$", lambda m: "/" + "%020d" % idx(int(m.group(1))), v)
-                elif k == "cause" and isinstance(v, str):
-                    r[k] = re.sub(r"\[(\d+) != (\d+)\]",
-                                  lambda m: f"[{m.group(1)} != {idx(int(m.group(2)))}]", v)
-                else:
-                    r[k] = fix(v)
-            return r
-        if isinstance(o, list):
-            return [fix(x) for x in o]
-        return o
+    idx = index_offset(base)
 
     out = []
     for method, path, status, hs, body in answers:
         path = re.sub(r"waitIndex=(\d+)", lambda m: f"waitIndex={idx(int(m.group(1)))}", path)
-        h = dict(hs)
-        if "x-etcd-index" in h:
-            h["x-etcd-index"] = idx(int(h["x-etcd-index"]))
-        for k in ("x-raft-index", "x-raft-term", "x-etcd-cluster-id"):
-            if k in h:
-                h[k] = "<present>"
+        h = normalise_headers(hs, idx)
         try:
-            doc = fix(json.loads(body))
+            doc = normalise_doc(json.loads(body), idx)
             if isinstance(doc, dict) and isinstance(doc.get("node"), dict) and \
                     "nodes" in doc["node"] and "sorted" not in path:
                 doc["node"]["nodes"].sort(key=lambda n: n.get("key", ""))
