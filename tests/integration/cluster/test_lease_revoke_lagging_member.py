@@ -11,8 +11,10 @@ and the LEASE_EXPIRE checker then found the lease and its keys alive.)
 import re
 import threading
 
+import grpc
 import pytest
 
+from kvcore.api import rpc_pb2, rpc_pb2_grpc
 from kvcore.robust.cluster import Cluster
 from tests import etcd351, servers
 
@@ -60,3 +62,28 @@ def test_revoke_through_a_member_behind_the_grant(cluster):
         assert rc == 0 and "already expired" in out, (m.name, out, err)
         rc, out, err = _ctl(m, "get", "held")
         assert (rc, out) == (0, ""), (m.name, out, err)
+
+
+def test_grant_of_an_id_through_a_member_behind_its_revoke(cluster):
+    lead = cluster.leader()
+    lagging = next(m for m in cluster.members if m is not lead)
+    lease_id = 0x4242
+    with grpc.insecure_channel(lead.endpoint) as ch:
+        rpc_pb2_grpc.LeaseStub(ch).LeaseGrant(rpc_pb2.LeaseGrantRequest(ID=lease_id, TTL=60),
+                                              timeout=10)
+    assert _ctl(lagging, "lease", "timetolive", f"{lease_id:x}")[0] == 0   # seen there
+    cluster.isolate(lagging, inbound=True, outbound=False)
+    rc, out, err = _ctl(lead, "lease", "revoke", f"{lease_id:x}")
+    assert rc == 0, err
+    heal = threading.Timer(1.0, cluster.proxy.heal)
+    heal.start()
+    try:
+        with grpc.insecure_channel(lagging.endpoint) as ch:
+            resp = rpc_pb2_grpc.LeaseStub(ch).LeaseGrant(
+                rpc_pb2.LeaseGrantRequest(ID=lease_id, TTL=60), timeout=20)
+    finally:
+        heal.join()
+    assert (resp.ID, resp.TTL) == (lease_id, 60)
+    for m in cluster.members:
+        rc, out, err = _ctl(m, "lease", "timetolive", f"{lease_id:x}")
+        assert rc == 0 and "granted with TTL(60s)" in out, (m.name, out, err)
