@@ -2,10 +2,10 @@
 
 A supervisor may start the server with them closed (etcd's functional-test agent does
 after it closed the member's log file). The kernel then hands the first files and
-sockets the server opens those numbers: a worker's IPC socket or the data file would
-become "stderr", and the first message written there corrupts it (the worker's
-handshake broke and the member exited without a word). Go's runtime does the same
-since 1.22; etcd 3.5.1 only never writes to them.
+sockets the server opens those numbers: the log file became fd 1, a socket fd 2, and
+uvloop's libuv, which asserts it never closes 0-2 (src/unix/core.c), aborted the member
+when it closed that socket, its message lost on the closed stderr. etcd 3.5.1 never
+writes to them.
 """
 import os
 
