@@ -15,7 +15,6 @@ variants and etcd-runner's election, lock, lease and watch runners.
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
