@@ -199,9 +199,13 @@ def run(bins: str, base: str, exec_path: str, cases, timeout: float = 300, **kw)
             try:
                 rc = tester.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(tester.pid, signal.SIGKILL)
-                tester.wait()
                 rc = None
+            finally:
+                # The tester leaves its etcd-runner stressers running when it exits
+                # (and hangs closing ones it paused, after a failed case); they are in
+                # its process group.
+                _kill_group(tester.pid)
+                tester.wait()
         with open(tester_log, errors="replace") as f:
             log = f.read()
     finally:
@@ -216,14 +220,18 @@ def run(bins: str, base: str, exec_path: str, cases, timeout: float = 300, **kw)
     return Run(rc, log, passed, base)
 
 
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def _end_agents(agents) -> None:
     """Each agent runs in a session of its own, and the members it started (and their
     worker processes) in its process group: one signal to the group ends them all."""
     for a in agents:
-        try:
-            os.killpg(a.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group(a.pid)
     for a in agents:
         a.wait()
     # the members were the agents' children, reparented on the agents' death: give the

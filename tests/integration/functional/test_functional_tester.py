@@ -106,7 +106,11 @@ def test_cases_until_a_snapshot(bins, tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 def test_election_lock_lease_and_watch_runners(bins, tmp_path):
-    cases = ("NO_FAIL_WITH_STRESS", "SIGTERM_LEADER", "BLACKHOLE_PEER_PORT_TX_RX_LEADER")
-    runs = _both(bins, tmp_path, cases, timeout=600, stressers=RUNNERS,
+    # No member is killed here: etcd-runner's election command then fails its own check
+    # ('expected leader "", got ...') on either server, now and then. One cluster at a
+    # time: 12 runner processes per cluster.
+    cases = ("NO_FAIL_WITH_STRESS", "BLACKHOLE_PEER_PORT_TX_RX_LEADER",
+             "DELAY_PEER_PORT_TX_RX_LEADER")
+    runs = _both(bins, tmp_path, cases, timeout=300, parallel=1, stressers=RUNNERS,
                  checkers=("KV_HASH", "RUNNER"))
     _assert_all_passed(runs, cases)
