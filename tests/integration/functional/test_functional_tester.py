@@ -62,15 +62,17 @@ def bins() -> str:
     return harness.build()
 
 
-def _both(bins, tmp_path, cases, timeout, parallel: int = 2, **kw) -> dict:
+def _both(bins, tmp_path, cases, timeout, parallel: int = 2,
+          kinds=("kvcore", "etcd"), **kw) -> dict:
     """The same round against a kvcore cluster and an etcd 3.5.1 cluster, at once
     (``parallel=1``: one after the other, for rounds whose cases need the machine's
     whole write rate)."""
-    launcher = harness.kvcore_launcher(str(tmp_path / "kvcore-launcher"))
+    exes = {"kvcore": harness.kvcore_launcher(str(tmp_path / "kvcore-launcher")),
+            "etcd": etcd351.ETCD}
     with ThreadPoolExecutor(parallel) as pool:
-        futs = {kind: pool.submit(harness.run, bins, str(tmp_path / kind), exe, cases,
-                                  timeout, **kw)
-                for kind, exe in (("kvcore", launcher), ("etcd", etcd351.ETCD))}
+        futs = {kind: pool.submit(harness.run, bins, str(tmp_path / kind), exes[kind],
+                                  cases, timeout, **kw)
+                for kind in kinds}
         return {kind: f.result() for kind, f in futs.items()}
 
 
@@ -96,10 +98,14 @@ def test_every_case_without_failpoints(bins, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(900)
 def test_cases_until_a_snapshot(bins, tmp_path):
-    runs = _both(bins, tmp_path, SNAPSHOT_CASES, timeout=650, parallel=1, stress_qps=5000,
-                 stress_clients=20, snapshot_count=10000)
+    # kvcore only: etcd 3.5.1 passed all 8 in one run and, in another, its healed
+    # member answered "too many requests" (applied index over 5,000 behind committed)
+    # for the tester's whole minute of health checks after
+    # BLACKHOLE_..._LEADER_UNTIL_TRIGGER_SNAPSHOT.
+    runs = _both(bins, tmp_path, SNAPSHOT_CASES, timeout=650, kinds=("kvcore",),
+                 stress_qps=5000, stress_clients=20, snapshot_count=10000)
     _assert_all_passed(runs, SNAPSHOT_CASES)
 
 
