@@ -42,6 +42,10 @@ tools/bbolt/build.sh >/dev/null
 # ~/.cache/kvcore-tools, so a later run rebuilds only when its source changed.
 tests/clients/go/build.sh >/dev/null
 
+# etcd's functional tester (etcd-agent, etcd-tester, etcd-runner) from the same source
+# (go.etcd.io/etcd/functional), for tests/integration/functional; cached likewise.
+tests/integration/functional/build.sh >/dev/null
+
 # The Node.js etcd3 client the client tests drive (tests/clients/node), exactly as its
 # package-lock.json pins it; `npm ci` runs again only when the lock file changed.
 NODE_TESTS=tests/clients/node

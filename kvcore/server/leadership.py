@@ -15,11 +15,16 @@ from kvcore import logs
 log = logging.getLogger("kvcore.server")
 
 
-def transferee(raft) -> int:
-    """The voter to hand leadership to, or 0 if none can take it."""
+def transferee(raft, connected=None) -> int:
+    """The voter to hand leadership to, or 0 if none can take it. ``connected``: the
+    peers the transport has a live connection to (etcd's longestConnected looks only
+    at those): Raft's recent_active still counts a follower stopped a moment ago, and
+    a transfer to it would hold the stop for the whole request timeout."""
     best, best_match = 0, -1
     for mid, pr in raft.progress().items():
         if mid == raft.id or pr.is_learner or not pr.recent_active:
+            continue
+        if connected is not None and mid not in connected:
             continue
         if pr.match > best_match:
             best, best_match = mid, pr.match
@@ -38,7 +43,7 @@ async def transfer_on_stop(core, timeout: float) -> None:
         log.info("skipped leadership transfer for single voting member cluster",
                  extra=logs.fields(local_member_id=me, current_leader_member_id=me))
         return
-    target = transferee(raft)
+    target = transferee(raft, core.transport.active_peers())
     if not target:
         log.warning("leadership transfer failed", extra=logs.fields(
             local_member_id=me, error="etcdserver: unhealthy cluster"))

@@ -280,8 +280,22 @@ def main(argv=None) -> None:
     # --discovery / --discovery-srv settle the initial cluster; --proxy on|readonly,
     # a data dir holding proxy/ or --discovery-fallback proxy on a full discovery
     # cluster make this process etcd's v2 proxy instead (it never returns then).
-    discovery.bootstrap(cfg)
-    run_loop(serve(cfg))
+    try:
+        discovery.bootstrap(cfg)
+        run_loop(serve(cfg))
+    except SystemExit as e:
+        _log_refusal(cfg, e.code)
+        raise
+
+
+def _log_refusal(cfg: config.Config, reason) -> None:
+    """A start refused with a reason is also logged at level fatal when --log-outputs
+    names a file, as etcd logs its fatal start errors there: a supervisor that drops
+    the process's stderr (etcd's functional-test agent) still shows why. Standard
+    outputs get the reason once, as the exit message."""
+    if isinstance(reason, str) and any(
+            o not in ("default", "stderr", "stdout", "/dev/null") for o in cfg.log_outputs):
+        log.critical(reason)
 
 
 def _refuse(e: config.ConfigError) -> None:

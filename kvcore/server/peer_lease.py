@@ -86,6 +86,11 @@ class _Conn:
                 fut.set_exception(ConnectionError(f"lease connection to the leader: {e!r}"))
 
 
+def _retrieve(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
 class LeaseForwarder:
     """A follower's connection to the leader for lease requests.
 
@@ -102,6 +107,9 @@ class LeaseForwarder:
         the leader, OSError/ConnectionError/TimeoutError if it cannot be asked."""
         conn = await asyncio.wait_for(self._conn(leader_id), timeout)
         fut = asyncio.get_running_loop().create_future()
+        # Waited on through a shield: once this caller timed out, the connection's
+        # failure would land on a future nobody reads (an error line per request).
+        fut.add_done_callback(_retrieve)
         conn.pending.append(fut)
         conn.writer.write(_LEN.pack(len(request) + 1) + bytes((kind,)) + request)
         try:

@@ -119,14 +119,15 @@ class LeaseService:
             # Protobuf keeps the last value of a repeated scalar field: appending
             # the ID (field 2) sets it without re-serializing the request.
             payload = req + _ID_TAG + _varint(lease_id)
-        elif ctx.lessor.exists(r.ID):
-            raise etcd_error(EtcdError.LEASE_EXIST)
+        # A given ID is checked at apply only (apply_grant), as etcd does: this
+        # member's lessor may lag the log (a revoke of that ID not applied here yet).
         return ctx.quota.check(len(req)) or ctx.propose(OP_LEASE_GRANT, payload)
 
     def lease_revoke(self, req: bytes):
-        r = rpc_pb2.LeaseRevokeRequest.FromString(req)
-        if not self.ctx.lessor.exists(r.ID):
-            raise etcd_error(EtcdError.LEASE_NOT_FOUND)
+        # "lease not found" is decided at apply (apply_revoke), in log order, as etcd
+        # does: a member still catching up may not have applied the grant yet, and a
+        # client takes "not found" for "revoked" (docs/decisions.md).
+        rpc_pb2.LeaseRevokeRequest.FromString(req)    # malformed: refused here
         return self.ctx.propose(OP_LEASE_REVOKE, req)
 
     def lease_time_to_live(self, req: bytes):

@@ -105,3 +105,32 @@ def test_member_directories_are_private_as_etcds(tmp_path):
         assert et_modes[rel] == 0o700, et_modes
         assert kv_modes[rel] == 0o700, kv_modes
     assert all(m == 0o700 for m in kv_modes.values()), kv_modes
+
+
+def test_a_refused_start_is_logged_to_the_log_file_as_etcd_logs_its_own(tmp_path):
+    """The refusal also goes to --log-outputs at level fatal, where etcd 3.5.1 writes a
+    fatal start error (here: its data dir is a file): a supervisor that drops stderr,
+    as etcd's functional-test agent does after its first restart, still shows why."""
+    import json
+
+    etcd_dir = str(tmp_path / "etcd.etcd")
+    et = servers.start_etcd(etcd_dir, binary=etcd351.ETCD)
+    et.stop()
+    log_file = tmp_path / "kvcore.log"
+    p = _kvcore_on(etcd_dir, "--logger", "zap", "--log-outputs", str(log_file))
+    assert p.returncode == 1, p.stdout + p.stderr
+    last = json.loads(log_file.read_text().splitlines()[-1])
+    assert last["level"] == "fatal" and "kvcoreutl migrate" in last["msg"], last
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    etcd_log = tmp_path / "etcd.log"
+    port, peer = free_port(), free_port()
+    e = subprocess.run([etcd351.ETCD, "--data-dir", str(not_a_dir), "--logger", "zap",
+                        "--log-outputs", str(etcd_log),
+                        "--listen-client-urls", f"http://127.0.0.1:{port}",
+                        "--advertise-client-urls", f"http://127.0.0.1:{port}",
+                        "--listen-peer-urls", f"http://127.0.0.1:{peer}"],
+                       capture_output=True, text=True, timeout=60)
+    assert e.returncode == 1 and not e.stderr.strip(), e.stderr
+    assert json.loads(etcd_log.read_text().splitlines()[-1])["level"] == "fatal"

@@ -48,3 +48,30 @@ def test_sigterm_of_the_leader_transfers_leadership(tmp_path, kind):
     finally:
         for m in ms:
             m.stop()
+
+
+@pytest.mark.parametrize("kind", ["kvcore", "etcd"])
+def test_a_leader_whose_followers_are_gone_stops_without_a_transfer(tmp_path, kind):
+    """With its followers stopped, the leader (still leading: 3 s election timeout) has
+    no connected member to hand over to: etcd logs "leadership transfer failed ...
+    unhealthy cluster" and stops. kvcore used to pick a follower stopped a moment ago
+    (Raft still counted it recently active), wait the whole request timeout for the
+    transfer, and be killed by whoever waited for it to stop (etcd's functional-test
+    agent gives 5 s)."""
+    ms = servers.start_cluster(str(tmp_path / kind), n=3,
+                               extra=("--heartbeat-interval", "100",
+                                      "--election-timeout", "3000"),
+                               etcd_binary=etcd351.ETCD if kind == "etcd" else None)
+    try:
+        lead = servers.leader_of(ms)
+        for m in ms:
+            if m is not lead:
+                m.stop()
+        lead.stop()                     # SIGTERM; SIGKILL after 15 s
+        assert lead.proc.returncode != -9, "not stopped by SIGTERM"   # etcd: -15, kvcore: 0
+        failed = _event(lead.log(), "leadership transfer failed")
+        assert failed["error"] == "etcdserver: unhealthy cluster", failed
+        assert '"msg":"leadership transfer starting"' not in lead.log()
+    finally:
+        for m in ms:
+            m.stop()
