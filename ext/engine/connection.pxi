@@ -38,6 +38,7 @@ cdef class _Conn:
     cdef public int h1_busy
     cdef object h1_task
     cdef bint h1_close
+    cdef bint h1_get               # the request being served is a GET (or HEAD)
     cdef object h1_drain           # a streaming response waits here while paused
 
     def __cinit__(self, EngineCore core):
@@ -84,8 +85,14 @@ cdef class _Conn:
 
     def eof_received(self):
         if self.mode == M_H1 and self.h1_busy:
+            if self.h1_busy == 2 or self.h1_get:
+                # Go's server ends a request on its read side's EOF (the request's
+                # context, CloseNotify): a v2 wait or a streamed watch whose client
+                # went away ends now (connection_lost cancels it), not at its next
+                # event. A GET has nothing to lose by it.
+                return False
             self.h1_close = True
-            return True      # keep the write side open for the response
+            return True      # keep the write side open for a write's response
         return False
 
     def connection_lost(self, exc):

@@ -80,6 +80,7 @@ cdef void _h1_next(_Conn conn):
     if not keep:
         conn.h1_close = True
     conn.h1_busy = 1
+    conn.h1_get = method in ("GET", "HEAD")
     conn.h1_task = conn.core.loop.create_task(
         _h1_serve(conn, method, target, headers, body, version))
 

@@ -78,6 +78,7 @@ class _Conn(asyncio.Protocol):
         self.tls = False
         self.buf = bytearray()
         self.busy = 0            # 1: a request is being served, 2: streaming its answer
+        self.get = False         # that request is a GET (or HEAD)
         self.task: Optional[asyncio.Task] = None
         self.close_after = False
         self.write_paused = False
@@ -101,8 +102,13 @@ class _Conn(asyncio.Protocol):
 
     def eof_received(self):
         if self.mode == _H1 and self.busy:
+            if self.busy == 2 or self.get:
+                # Go's server ends a request on its read side's EOF: a v2 wait or a
+                # streamed watch whose client went away ends now (connection_lost
+                # cancels it). A GET has nothing to lose by it.
+                return False
             self.close_after = True
-            return True      # keep the write side open for the response
+            return True      # keep the write side open for a write's response
         return False
 
     def connection_lost(self, exc):
@@ -219,6 +225,7 @@ class _Conn(asyncio.Protocol):
         if not keep:
             self.close_after = True
         self.busy = 1
+        self.get = method in ("GET", "HEAD")
         self.task = self.front.loop.create_task(self._serve(method, target, headers, body))
 
     async def _serve(self, method, target, headers, body) -> None:
