@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -23,6 +24,7 @@ from kvcore.robust.netproxy import FaultProxy
 
 
 _handed_out: set = set()
+_pick = threading.Lock()   # threads of one process (servers started side by side)
 
 
 def free_port() -> int:
@@ -32,6 +34,11 @@ def free_port() -> int:
     ``KVCORE_PORT_RANGE=lo-hi`` takes ports from that range only, so two runs side by
     side (one with the kernel's ephemeral ports, one in a range below them) never
     pick the same port between picking and listening."""
+    with _pick:
+        return _free_port()
+
+
+def _free_port() -> int:
     span = os.environ.get("KVCORE_PORT_RANGE")
     if span:
         return _port_in_range(*map(int, span.split("-")))

@@ -250,7 +250,7 @@ class PatroniCluster:
         assert p.returncode == 0, p.stderr
         return json.loads(p.stdout)
 
-    def wait_leader(self, name: str, timeout: float = 60) -> list[dict]:
+    def wait_leader(self, name: str, timeout: float = 120) -> list[dict]:
         """Until `patronictl list` shows ``name`` as the running Leader and the leader
         key names it; the list then."""
         def ok():

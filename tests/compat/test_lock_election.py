@@ -319,16 +319,22 @@ def _waiter_deadline(srv):
     la, lb = api.grant(60), api.grant(60)
     ra = api.lock.Lock(lpb.LockRequest(name=b"dl", lease=la), timeout=WAIT)
     code, _ = call(api.lock.Lock, lpb.LockRequest(name=b"dl", lease=lb), timeout=1)
-    left = api.wait_keys("dl/", 1, bound=10) if code == "DEADLINE_EXCEEDED" else None
+    left = api.wait_keys("dl/", 1, bound=10) if code in _GAVE_UP else None
     api.lock.Unlock(lpb.UnlockRequest(key=ra.key), timeout=10)
     api.close()
-    return code, left == [ra.key.decode()]
+    return code in _GAVE_UP, left == [ra.key.decode()]
+
+
+# The client's own timer says DEADLINE_EXCEEDED; etcd's Lock, whose context ends at the
+# same moment, answers Unknown (grpc-go's code for a plain context error), and on a
+# loaded host that answer can reach the client first.
+_GAVE_UP = ("DEADLINE_EXCEEDED", "UNKNOWN")
 
 
 def test_lock_waiter_that_gives_up_leaves_the_queue(pair):
     kv, et = pair
-    assert _waiter_deadline(et) == ("DEADLINE_EXCEEDED", True)
-    assert _waiter_deadline(kv) == ("DEADLINE_EXCEEDED", True)
+    assert _waiter_deadline(et) == (True, True)
+    assert _waiter_deadline(kv) == (True, True)
 
 
 def test_lock_waiter_that_gives_up_while_its_key_is_written_leaves_the_queue(tmp_path):
