@@ -35,6 +35,14 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [i for i in items if not i.get_closest_marker("native_engine")]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _basetemp_made_once(tmp_path_factory):
+    """The session's tmp base made before any test runs: pytest makes it on first use,
+    removing what is there, and a fixture whose threads ask for tmp dirs at once (the
+    first file an xdist worker runs) could remove a dir another thread had just made."""
+    tmp_path_factory.getbasetemp()
+
+
 @pytest.fixture
 def kvcore(tmp_path):
     srv = servers.start_kvcore(str(tmp_path / "kv.etcd"))

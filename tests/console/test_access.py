@@ -93,6 +93,8 @@ def test_narrow_window_has_no_sideways_overflow(target):
         started(d, target.ui)
         inner = d.execute_script("return window.innerWidth")
         assert inner <= 420, inner                      # the window really is narrow
+        wait(d, lambda d: d.execute_script(
+            "return [...document.querySelectorAll('#entries button')].some(b => b.textContent === '/')"))
         d.execute_script("const b=[...document.querySelectorAll('#entries button')].find(b=>b.textContent==='/'); b.click()")
         wait(d, lambda d: d.execute_script(
             "return [...document.querySelectorAll('#entries button')].some(b => b.textContent === 'acc/')"))
