@@ -20,7 +20,7 @@ from bisect import bisect_left
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
 from kvcore.api import rpc_pb2, v3election_pb2, v3lock_pb2
-from kvcore.api.methods import PATHS
+from kvcore.api.methods import HEALTH_CHECK, HEALTH_WATCH, PATHS
 from kvcore.engine.base import Framed, GrpcError, MethodTable
 from kvcore.metrics.fast import add_histogram
 
@@ -33,7 +33,7 @@ CODE_NAMES = ["OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded"
 
 
 def _method_types() -> dict[str, str]:
-    out = {}
+    out = {HEALTH_CHECK: "unary", HEALTH_WATCH: "server_stream"}
     for mod in (rpc_pb2, v3lock_pb2, v3election_pb2):
         for s in mod.DESCRIPTOR.services_by_name.values():
             for m in s.methods:
@@ -47,9 +47,11 @@ def _method_types() -> dict[str, str]:
 TYPES = _method_types()
 # (service, method, type) per method id.
 LABELS = [(p.split("/")[1], p.split("/")[2], TYPES[p]) for p in PATHS]
-# etcd registers its six etcdserverpb services before grpc_prometheus.Register; the
-# Lock and Election services come later, so only calls to them make series.
-PRESET = [i for i, p in enumerate(PATHS) if p.startswith("/etcdserverpb.")]
+# etcd registers its six etcdserverpb services and gRPC's health service before
+# grpc_prometheus.Register; the Lock and Election services come later, so only calls
+# to them make series.
+PRESET = [i for i, p in enumerate(PATHS)
+          if p.startswith("/etcdserverpb.") or p in (HEALTH_CHECK, HEALTH_WATCH)]
 
 
 class _CountedRequests:

@@ -31,6 +31,7 @@ from kvcore.metrics import listener as probes
 from kvcore.metrics.grpc_stats import GrpcStats
 from kvcore.engine import client_listeners
 from kvcore.tls import TLSConfigError, TLSInfo
+from kvcore.worker import health
 from kvcore.worker.edge import Edge, unmarshal_errors
 from kvcore.worker.reads import LocalReads
 from kvcore.worker.require_leader import RequireLeader
@@ -87,6 +88,7 @@ async def run(args: dict) -> None:
         unary={p: forward(i) for p, i in METHOD_ID.items() if p not in STREAMING},
         stream={p: client.stream_handler(i, local_answers(p, args))
                 for p, i in METHOD_ID.items() if p in STREAMING})
+    health.add_to(methods)
     if args.get("db_path"):
         reads = LocalReads(client, args["db_path"], args["db_map_size"], read_state)
         reads.stats = stats
