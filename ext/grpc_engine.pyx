@@ -53,7 +53,8 @@ import logging
 import zlib
 
 from kvcore.engine.base import (CLIENT_CN_HEADER, CLIENT_TLS_HEADER, CallContext, Framed,
-                                GrpcError, StatusCode, certificate_cn, http_date)
+                                GrpcError, StatusCode, certificate_cn, http_date,
+                                unknown_method_message)
 
 log = logging.getLogger("kvcore.engine.native")
 _new_context = object.__new__

@@ -12,6 +12,7 @@ cdef class EngineCore:
     """What every connection of one NativeEngine shares (built by native.py)."""
 
     cdef dict routes              # path bytes -> (kind, handler, path str)
+    cdef object services          # the services served: grpc-go's UNIMPLEMENTED words
     cdef bytes last_path
     cdef object last_route
     cdef object http
@@ -54,6 +55,7 @@ cdef class EngineCore:
             self.routes[path.encode()] = (K_UNARY, fn, path)
         for path, fn in methods.stream.items():
             self.routes[path.encode()] = (K_STREAM, fn, path)
+        self.services = methods.services()
         self.http = http
         self.max_recv = max_receive_message_length
         self.max_send = max_send_message_length

@@ -218,7 +218,8 @@ cdef class _Stream:
             if route is None:
                 self.kind = K_REJECT
                 self.err_code = StatusCode.UNIMPLEMENTED
-                self.err_msg = "unknown method %s" % (self.path or b"").decode("latin-1")
+                self.err_msg = unknown_method_message(self.path.decode("latin-1"),
+                                                      core.services)
                 # Answer now; the request body (if any) is discarded.
                 self.discard = True
                 self.conn.ready.append(self)

@@ -27,6 +27,7 @@ Contract
 from __future__ import annotations
 
 import enum
+import json
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -125,6 +126,25 @@ class MethodTable:
 
     def paths(self) -> set[str]:
         return set(self.unary) | set(self.stream)
+
+    def services(self) -> frozenset[str]:
+        return frozenset(p[1:].rpartition("/")[0] for p in self.paths())
+
+
+# grpc-go's words (etcd's server) for a message it cannot unmarshal on a stream.
+UNMARSHAL_STREAM = "grpc: failed to unmarshal the received message"
+
+
+def unknown_method_message(path: str, services: frozenset) -> str:
+    """grpc-go's UNIMPLEMENTED message for a path no handler serves: the service is
+    what comes before the path's last '/'."""
+    name = path[1:] if path.startswith("/") else path
+    service, slash, method = name.rpartition("/")
+    if not slash:
+        return f"malformed method name: {json.dumps(path)}"
+    if service in services:
+        return f"unknown method {method} for service {service}"
+    return f"unknown service {service}"
 
 
 # An HTTP/1.1 (or h2 non-gRPC) request handler for /health, /version, /metrics and

@@ -19,7 +19,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import grpc  # noqa: E402
 
-from .base import CallContext, GrpcError, MethodTable, StatusCode
+from .base import CallContext, GrpcError, MethodTable, StatusCode, unknown_method_message
 
 log = logging.getLogger("kvcore.engine.grpcio")
 
@@ -46,6 +46,7 @@ async def _abort(context, exc: BaseException):
 class _Generic(grpc.GenericRpcHandler):
     def __init__(self, methods: MethodTable):
         self._handlers = {}
+        self._services = methods.services()
         for path, fn in methods.unary.items():
             # Served as a stream: grpcio never answers a unary call whose client
             # sends no (or a cut-off) message; etcd answers Unknown "EOF".
@@ -54,7 +55,14 @@ class _Generic(grpc.GenericRpcHandler):
             self._handlers[path] = grpc.stream_stream_rpc_method_handler(self._stream(path, fn))
 
     def service(self, handler_call_details):
-        return self._handlers.get(handler_call_details.method)
+        handler = self._handlers.get(handler_call_details.method)
+        if handler is None:    # grpc-go's words, where grpcio says "Method not found!"
+            message = unknown_method_message(handler_call_details.method, self._services)
+
+            async def unknown(request_iterator, context):
+                await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+            handler = grpc.stream_stream_rpc_method_handler(unknown)
+        return handler
 
     @staticmethod
     def _unary(path, fn):

@@ -11,7 +11,7 @@ from google.protobuf.message import DecodeError
 from kvcore.api.errors import EtcdError
 from kvcore.api.methods import PATHS
 from kvcore.auth.caller import TokenPending
-from kvcore.engine.base import GrpcError, StatusCode
+from kvcore.engine.base import UNMARSHAL_STREAM, GrpcError, StatusCode
 from kvcore.ipc import framing as fr
 from kvcore.server import learner
 from kvcore.ipc.framing import HTTP_METHOD, READ_INDEX_METHOD, V2_METHOD
@@ -210,6 +210,9 @@ class CoreConnection(fr.FrameProtocol):
                 except GrpcError as e:
                     self._close_stream(st)
                     st.end(e.code, e.message)
+                except DecodeError as e:   # grpc-go's answer to a message it cannot unmarshal
+                    self._close_stream(st)
+                    st.end(StatusCode.INTERNAL, f"{UNMARSHAL_STREAM} {e}")
                 except Exception as e:
                     log.debug("stream %s message failed: %r", PATHS[method], e)
                     self._close_stream(st)
