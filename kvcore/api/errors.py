@@ -31,7 +31,9 @@ class EtcdError:
     TOO_MANY_REQUESTS = (C.RESOURCE_EXHAUSTED, "etcdserver: too many requests")
     UNHEALTHY = (C.UNAVAILABLE, "etcdserver: unhealthy cluster")
     CORRUPT = (C.DATA_LOSS, "etcdserver: corrupt cluster")
-    NOT_CAPABLE = (C.FAILED_PRECONDITION, "etcdserver: not capable")
+    NOT_CAPABLE = (C.UNAVAILABLE, "etcdserver: not capable")
+    # raft.ErrProposalDropped, which etcd's server passes on as it is (gRPC Unknown).
+    PROPOSAL_DROPPED = (C.UNKNOWN, "raft proposal dropped")
     MEMBER_NOT_FOUND = (C.NOT_FOUND, "etcdserver: member not found")
     MEMBER_EXIST = (C.FAILED_PRECONDITION, "etcdserver: member ID already exist")
     PEER_URL_EXIST = (C.FAILED_PRECONDITION, "etcdserver: Peer URLs already exists")

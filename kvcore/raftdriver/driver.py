@@ -297,8 +297,17 @@ class RaftDriver:
         try:
             self.node.propose_conf_change(cc)
         except ProposalDropped:
-            raise etcd_error(EtcdError.NO_LEADER if not self.lead else EtcdError.NOT_CAPABLE)
+            raise self._dropped()
         self.wake()
+
+    def _dropped(self):
+        """What a proposal Raft dropped answers: "no leader" if Raft knows none now
+        (self.lead follows only at the next Ready: a follower that just became a
+        pre-candidate has none already); else etcd's answer, e.g. while the leader
+        hands over its leadership."""
+        if not self.node.raft.lead:
+            return etcd_error(EtcdError.NO_LEADER)
+        return etcd_error(EtcdError.PROPOSAL_DROPPED)
 
     def campaign_soon(self) -> None:
         """Campaign once the current Ready is done (a cluster of one needs no
@@ -573,7 +582,7 @@ class RaftDriver:
             try:
                 node.propose_batch(datas)
             except ProposalDropped:
-                err = etcd_error(EtcdError.NO_LEADER if not self.lead else EtcdError.NOT_CAPABLE)
+                err = self._dropped()
                 for d in datas:
                     fut = self.proposer.waiter(int.from_bytes(d[:8], "little"))
                     if fut is not None and not fut.done():

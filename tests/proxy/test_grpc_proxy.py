@@ -219,7 +219,9 @@ def test_endpoint_in_use_dies(stacks, kind):
 
 # What the cluster itself answers while it elects a new leader (the killed member may
 # have led): a client retries these whether or not a proxy is in between.
-ELECTION_ERRORS = ("request timed out", "leader changed", "no leader")
+# etcd passes on Raft's "raft proposal dropped" for a proposal made while the leader
+# hands over or steps down.
+ELECTION_ERRORS = ("request timed out", "leader changed", "no leader", "raft proposal dropped")
 
 
 def put_after_election(proxy: str, key: str, value: str) -> None:

@@ -38,7 +38,8 @@ def namespace_transcript(proxy: str, direct: str, held: str) -> list:
     lease = out.split()[1]
     t.append(ctl(proxy, "put", "l", "x", f"--lease={lease}"))
     t.append(ctl(direct, "put", "outside", "y", f"--lease={lease}"))
-    t.append(ctl(proxy, "lease", "timetolive", "--keys", lease))
+    rc, out, err = ctl(proxy, "lease", "timetolive", "--keys", lease)
+    t.append((rc, re.sub(r"remaining\(\d+s\)", "remaining", out), err))  # a loaded host's second
     t.append(lines_of(proxy, 5, "watch", "--prev-kv", "a",
                       then=lambda: (time.sleep(0.5), ctl(proxy, "put", "a", "w"))))
     t.append(lines_of(proxy, 3, "watch", "--prefix", "",
