@@ -150,11 +150,7 @@ class _Conn(asyncio.Protocol):
             self.front.h2_passthrough(transport, data)
             return
         self.sniff = b""
-        # An HTTP/1.x request line starts with a token (the method) and a space.
-        head = data[:16]
-        sp = head.find(b" ")
-        if (sp > 0 and head[:sp].isalpha() and head[:sp].isupper()) or (
-                sp < 0 and len(data) < 16 and data.isalpha() and data.isupper()):
+        if h1_request_start(data):
             self.mode = _H1
             self._recv(data)
             return
@@ -380,6 +376,29 @@ def dechunk(buf, pos: int, cap: int):
             raise ValueError("chunk end")
         parts.append(bytes(buf[pos:pos + size]))
         pos += size + 2
+
+
+# An HTTP/1.x request line starts with a method, any RFC 9110 token (Go's net/http
+# takes `get` or `M-SEARCH` and the handler answers 405, as etcd does), and a space,
+# within the first 16 bytes; a shorter start without a space waits as HTTP/1.x. The
+# HTTP/2 preface is matched before this, and TLS records never start with a token
+# byte. Twin of ext/engine/connection.pxi h1_request_start.
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789" \
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def h1_request_start(data: bytes) -> bool:
+    head = data[:16]
+    sp = head.find(b" ")
+    if sp < 0:
+        if len(data) >= 16 or not data:
+            return False
+        head = data
+    elif sp == 0:
+        return False
+    else:
+        head = head[:sp]
+    return not head.translate(None, _TCHAR)
 
 
 class PyFront:
