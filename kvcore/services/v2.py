@@ -192,7 +192,7 @@ class V2Service:
         else:
             status, headers, body = await v2_members.serve(
                 self.ctx, self.cluster, req["method"], req["path"],
-                req["body"].encode("latin-1"), req["ct"])
+                req["body"].encode("latin-1"), req["ct"], self.store)
         return json.dumps({"s": status, "h": headers, "b": body.decode()}).encode()
 
     def _members(self, leader: bool = False) -> bytes:
