@@ -43,7 +43,11 @@ async def serve(ctx, cluster, method: str, path: str, body: bytes, ct: str,
 
 
 async def _change(ctx, store, start, *args):
-    """``start(*args)`` -> a proposal, awaited; counting etcd's validation reads."""
+    """``start(*args)`` -> a proposal, awaited; counting etcd's validation reads.
+    With v3 auth on, etcd's checkMembershipOperationPermission finds no user on a v2
+    request (ErrUserEmpty) and the change is refused with a 500, as here."""
+    if ctx.auth.enabled:
+        raise mh.HTTPError(500, "Internal Server Error")
     try:
         out = start(*args)
         await (out[1] if isinstance(out, tuple) else out)

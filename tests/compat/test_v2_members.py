@@ -7,6 +7,7 @@ IDs and ports replaced by names). The added member really joins
 commands run against both; lower-case methods get Go's 405."""
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -265,3 +266,50 @@ def _etcdctl_member_commands(pair) -> None:
     same("member", "remove", lambda s: zid[s])
     same("member", "remove", "12345")
     same("member", "list")
+
+
+def _one(port: int, method: str, path: str, body: bytes = b"", auth: str | None = None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    c.request(method, path, body=body, headers=headers)
+    r = c.getresponse()
+    out = (r.status, r.getheader("Content-Type"), r.getheader("X-Etcd-Cluster-Id") is not None,
+           re.sub(r'"id":"[0-9a-f]+"', '"id":"<id>"',
+                  re.sub(r"127\.0\.0\.1:\d+", "<addr>", r.read().decode())))
+    c.close()
+    return out
+
+
+def test_member_changes_under_auth_like_etcd_34(tmp_path):
+    """v2 auth: root only (401 otherwise, before anything else). v3 auth: etcd finds
+    no user on a v2 request and refuses every change that parses with a 500."""
+    with servers.kvcore_and_etcd(tmp_path, kv_extra=("--enable-v2",), etcd_extra=(
+            "--enable-v2",), workers=1, etcd_binary=ETCD34) as (kv, et):
+        def same(what, *args, **kw):
+            got = [_one(s.port, *[a(s) if callable(a) else a for a in args], **kw)
+                   for s in (kv, et)]
+            assert got[0] == got[1], f"{what}: kvcore {got[0]} != etcd {got[1]}"
+        own = lambda s: json.dumps(  # noqa: E731
+            {"peerURLs": [f"http://127.0.0.1:{s.peer_port}"]}).encode()
+        new = b'{"peerURLs":["http://127.0.0.1:1"]}'
+        # v2 auth on
+        same("root user", "PUT", "/v2/auth/users/root", b'{"user":"root","password":"pw"}')
+        same("v2 auth on", "PUT", "/v2/auth/enable")
+        same("add, no user", "POST", "/v2/members", b"{")
+        same("remove, no user", "DELETE", "/v2/members/12")
+        same("add, root", "POST", "/v2/members", own, auth="root:pw")
+        same("remove, root", "DELETE", "/v2/members/12", auth="root:pw")
+        same("v2 auth off", "DELETE", "/v2/auth/enable", auth="root:pw")
+        # v3 auth on
+        for s in (kv, et):
+            assert s.etcdctl("user", "add", "root:pw")[0] == 0
+            assert s.etcdctl("auth", "enable")[0] == 0
+        same("add, v3 auth", "POST", "/v2/members", new)
+        same("add a used URL, v3 auth", "POST", "/v2/members", own)
+        same("add bad JSON, v3 auth", "POST", "/v2/members", b'{"peerURLs":[1]}')
+        same("remove, v3 auth", "DELETE", "/v2/members/12")
+        same("update, v3 auth", "PUT", "/v2/members/12", new)
+        same("update bad id, v3 auth", "PUT", "/v2/members/zz", new)
+        same("list, v3 auth", "GET", "/v2/members")
