@@ -26,7 +26,9 @@ def go_quote(s: str) -> str:
     """strconv.Quote (%q) of a string."""
     out = []
     for c in s:
-        if c in _GO_ESC:
+        if 0xDC80 <= ord(c) <= 0xDCFF:      # a lone byte (surrogateescape): not UTF-8
+            out.append("\\x%02x" % (ord(c) - 0xDC00))
+        elif c in _GO_ESC:
             out.append(_GO_ESC[c])
         elif c.isprintable() or c == " ":
             out.append(c)
@@ -69,6 +71,12 @@ class URL:
         return out
 
 
+def _escape_error(s: str, i: int) -> ValueError:
+    """EscapeError of the three bytes from s[i] (Go slices bytes: a rune may be cut)."""
+    b = s.encode("utf-8", "surrogatepass")[len(s[:i].encode("utf-8", "surrogatepass")):][:3]
+    return ValueError("invalid URL escape " + go_quote(b.decode("utf-8", "surrogateescape")))
+
+
 def _unescape(s: str, host: bool) -> str:
     """url.unescape's checks (escapes are left as they are: String() gives them back)."""
     i = 0
@@ -76,9 +84,9 @@ def _unescape(s: str, host: bool) -> str:
         c = s[i]
         if c == "%":
             if i + 2 >= len(s) or s[i + 1] not in _HEX or s[i + 2] not in _HEX:
-                raise ValueError("invalid URL escape " + go_quote(s[i:i + 3]))
+                raise _escape_error(s, i)
             if host and int(s[i + 1], 16) < 8 and s[i:i + 3] != "%25":
-                raise ValueError("invalid URL escape " + go_quote(s[i:i + 3]))
+                raise _escape_error(s, i)
             i += 3
             continue
         if host and ord(c) < 0x80 and c not in _HOST_OK:

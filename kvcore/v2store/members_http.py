@@ -74,21 +74,28 @@ def peer_urls(body: bytes, content_type: str) -> list:
         raise HTTPError(400, f"json: cannot unmarshal {_kind(doc)} into Go value of type "
                              + _STRUCT)
     urls: Optional[list] = None
+    # Go decodes a second array into the first one's backing array: an element it
+    # does not set (null, a wrong type) keeps what was there, up to the capacity
+    backing: list = []
     first_err = None
     for key, v in doc:
         if _fold(key) != "peerurls":
             continue
         if v is None:
-            urls = None
+            urls, backing = None, []
         elif isinstance(v, list) and not isinstance(v, _Object):
-            urls = []
-            for x in v:
-                if x is not None and not isinstance(x, str):
+            if not v:
+                backing = []
+            for j, x in enumerate(v):
+                if j >= len(backing):      # reflect's growth: cap + cap/2, at least 4
+                    backing += [""] * (max(4, len(backing) + len(backing) // 2) - len(backing))
+                if isinstance(x, str):
+                    backing[j] = _fix_surrogates(x)
+                elif x is not None:
                     first_err = first_err or (
                         f"json: cannot unmarshal {_kind(x)} into Go struct field "
                         ".peerURLs of type string")
-                    x = None
-                urls.append(_fix_surrogates(x) if x is not None else "")
+            urls = backing[:len(v)]
         else:
             first_err = first_err or (f"json: cannot unmarshal {_kind(v)} into Go struct "
                                       "field .peerURLs of type []string")

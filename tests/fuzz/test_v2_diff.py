@@ -195,6 +195,14 @@ FOUND = {
                         R("PUT", "/v2/members/12345", b'{"peerURLs":["http://a:1"]}',
                           "application/json"),
                         R("PUT", "/v2/members/", b'{"peerURLs":["http://a:1"]}',
+                          "application/json"),
+                        # Go decodes the second array into the first's backing array
+                        # (null keeps "http://a:1": 404, not a scheme error), and
+                        # slices bytes for an escape error (a cut rune is \xc3)
+                        R("PUT", "/v2/members/12345",
+                          '{"peerURLs":["http://a:1"],"peerURL\u017f":[null]}'.encode(),
+                          "application/json"),
+                        R("PUT", "/v2/members/12345", '{"peerURLs":["https://%2\u00e9"]}'.encode(),
                           "application/json")],
     # Go's server takes any token as a method; etcd's handlers answer 405 (kvcore's
     # port sniffer took only upper-case ones for HTTP/1.x and answered 400)
