@@ -43,6 +43,11 @@ cdef void _h1_next(_Conn conn):
     except ValueError:
         _h1_error(conn, 400, b"Bad Request")
         return
+    if go_bad_target(target):
+        conn.transport.write(GO_BAD_REQUEST)
+        conn.mode = M_CLOSED
+        conn._close_transport()
+        return
     if "chunked" in headers.get("transfer-encoding", "").lower():
         try:
             got = _dechunk(buf, end + 4, _h1_body_cap(conn))
@@ -168,6 +173,29 @@ cdef void _h1_too_large(_Conn conn, Py_ssize_t length):
                          % (len(body), body))
     conn.mode = M_CLOSED
     conn._close_transport()
+
+
+# Go's server refuses a request target url.ParseRequestURI refuses (a control
+# byte, a bad %-escape in the path) with these bytes and a close, before any
+# handler. Twin: kvcore/engine/py_front.py go_bad_target.
+GO_BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  b"Connection: close\r\n\r\n400 Bad Request")
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def go_bad_target(str target) -> bool:
+    cdef Py_ssize_t i, n
+    for c in target:
+        if c < " " or c == "\x7f":
+            return True
+    path = target.partition("?")[0]
+    n = len(path)
+    i = path.find("%")
+    while i >= 0:
+        if i + 2 >= n or path[i + 1] not in _HEXDIGITS or path[i + 2] not in _HEXDIGITS:
+            return True
+        i = path.find("%", i + 3)
+    return False
 
 
 cdef void _h1_error(_Conn conn, int status, bytes reason):

@@ -188,6 +188,11 @@ class _Conn(asyncio.Protocol):
         except ValueError:
             self._error(400, b"Bad Request")
             return
+        if go_bad_target(target):
+            self.transport.write(GO_BAD_REQUEST)
+            self.mode = _CLOSED
+            self._close()
+            return
         if "chunked" in headers.get("transfer-encoding", "").lower():
             try:
                 got = dechunk(buf, end + 4, self.front.body_cap)
@@ -400,6 +405,26 @@ def h1_request_start(data: bytes) -> bool:
     else:
         head = head[:sp]
     return not head.translate(None, _TCHAR)
+
+
+# Go's server refuses a request target url.ParseRequestURI refuses (a control
+# byte, a bad %-escape in the path) with these bytes and a close, before any
+# handler. Twin of ext/engine/http1.pxi go_bad_target.
+GO_BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  b"Connection: close\r\n\r\n400 Bad Request")
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def go_bad_target(target: str) -> bool:
+    if any(c < " " or c == "\x7f" for c in target):
+        return True
+    path = target.partition("?")[0]
+    i = path.find("%")
+    while i >= 0:
+        if i + 2 >= len(path) or path[i + 1] not in _HEXDIGITS or path[i + 2] not in _HEXDIGITS:
+            return True
+        i = path.find("%", i + 3)
+    return False
 
 
 class PyFront:

@@ -1,6 +1,7 @@
 """The connection sniffer's HTTP/1.x rule, ext/engine/connection.pxi h1_request_start
 against its twin in kvcore/engine/py_front.py: the same answer for every first bytes,
-and the cases that decide between HTTP/1.x, HTTP/2 and garbage."""
+and the cases that decide between HTTP/1.x, HTTP/2 and garbage. Then the request
+target Go's server refuses (ext/engine/http1.pxi go_bad_target and its twin)."""
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -8,7 +9,8 @@ from hypothesis import strategies as st
 from kvcore import _ext
 from kvcore.engine import py_front
 
-C = _ext.compiled("grpc_engine").h1_request_start
+ENGINE = _ext.compiled("grpc_engine")
+C = ENGINE.h1_request_start
 P = py_front.h1_request_start
 
 
@@ -41,3 +43,20 @@ def test_any_bytes(data):
 def test_token_like_text(text):
     data = text.encode()
     assert C(data) == P(data)
+
+
+@pytest.mark.parametrize("target, bad", [
+    ("/v2/keys/a", False), ("/v2/keys/a%20b", False), ("/v2/keys/%E2%82%AC", False),
+    ("/v2/keys/a?value=%zz", False),       # the query is not checked here
+    ("/v2/keys/%zz", True), ("/v2/keys/%", True), ("/v2/keys/%2", True),
+    ("/v2/keys/%2g?x", True), ("/a\x01b", True), ("/a?x=\x7f", True), ("*", False),
+])
+def test_bad_target_cases(target, bad):
+    assert ENGINE.go_bad_target(target) is bad
+    assert py_front.go_bad_target(target) is bad
+    assert ENGINE.GO_BAD_REQUEST == py_front.GO_BAD_REQUEST
+
+
+@given(st.text(st.sampled_from("/%?aF0gz\x01\x7f\u00e9"), max_size=12))
+def test_bad_target_any(target):
+    assert ENGINE.go_bad_target(target) == py_front.go_bad_target(target)
