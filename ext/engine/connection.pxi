@@ -119,6 +119,7 @@ cdef class _Conn:
             self.flush()
 
     # -- mode detection ------------------------------------------------------
+    # (h1_request_start, the HTTP/1.x rule, is at the end of this file)
 
     cdef void _sniff(self, bytes data):
         data = self.sniff + data
@@ -138,11 +139,7 @@ cdef class _Conn:
             self._h2_recv(data)
             return
         self.sniff = None
-        # An HTTP/1.x request line starts with a token (the method) and a space.
-        head = data[:16]
-        sp = head.find(b" ")
-        if (sp > 0 and head[:sp].isalpha() and head[:sp].isupper()) or (
-                sp < 0 and len(data) < 16 and data.isalpha() and data.isupper()):
+        if h1_request_start(data):
             self.mode = M_H1
             self.h1buf = bytearray()
             _h1_recv(self, data)
@@ -333,3 +330,26 @@ cdef class _Conn:
         if self.tls:
             headers[CLIENT_TLS_HEADER] = "1"
         return await self.core.http(method, path, headers, body)
+
+
+# An HTTP/1.x request line starts with a method, any RFC 9110 token (Go's net/http
+# takes `get` or `M-SEARCH` and the handler answers 405, as etcd does), and a space,
+# within the first 16 bytes; a shorter start without a space waits as HTTP/1.x. The
+# HTTP/2 preface is matched before this, and TLS records never start with a token
+# byte. Twin: kvcore/engine/py_front.py h1_request_start.
+cdef bytes _TCHAR = b"!#$%&'*+-.^_`|~0123456789" \
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def h1_request_start(bytes data) -> bool:
+    head = data[:16]
+    sp = head.find(b" ")
+    if sp < 0:
+        if len(data) >= 16 or not data:
+            return False
+        head = data
+    elif sp == 0:
+        return False
+    else:
+        head = head[:sp]
+    return not head.translate(None, _TCHAR)

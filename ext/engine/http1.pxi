@@ -43,6 +43,11 @@ cdef void _h1_next(_Conn conn):
     except ValueError:
         _h1_error(conn, 400, b"Bad Request")
         return
+    if go_bad_target(target):
+        conn.transport.write(GO_BAD_REQUEST)
+        conn.mode = M_CLOSED
+        conn._close_transport()
+        return
     if "chunked" in headers.get("transfer-encoding", "").lower():
         try:
             got = _dechunk(buf, end + 4, _h1_body_cap(conn))
@@ -170,6 +175,29 @@ cdef void _h1_too_large(_Conn conn, Py_ssize_t length):
     conn._close_transport()
 
 
+# Go's server refuses a request target url.ParseRequestURI refuses (a control
+# byte, a bad %-escape in the path) with these bytes and a close, before any
+# handler. Twin: kvcore/engine/py_front.py go_bad_target.
+GO_BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  b"Connection: close\r\n\r\n400 Bad Request")
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def go_bad_target(str target) -> bool:
+    cdef Py_ssize_t i, n
+    for c in target:
+        if c < " " or c == "\x7f":
+            return True
+    path = target.partition("?")[0]
+    n = len(path)
+    i = path.find("%")
+    while i >= 0:
+        if i + 2 >= n or path[i + 1] not in _HEXDIGITS or path[i + 2] not in _HEXDIGITS:
+            return True
+        i = path.find("%", i + 3)
+    return False
+
+
 cdef void _h1_error(_Conn conn, int status, bytes reason):
     conn.transport.write(b"HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
                          % (status, reason))
@@ -216,8 +244,9 @@ _REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
             301: "Moved Permanently", 302: "Found", 304: "Not Modified",
             307: "Temporary Redirect", 400: "Bad Request", 401: "Unauthorized",
             403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-            408: "Request Timeout", 409: "Conflict", 411: "Length Required",
+            408: "Request Timeout", 409: "Conflict", 410: "Gone", 411: "Length Required",
             412: "Precondition Failed", 413: "Request Entity Too Large",
+            415: "Unsupported Media Type",
             416: "Requested Range Not Satisfiable", 421: "Misdirected Request",
             429: "Too Many Requests", 431: "Request Header Fields Too Large",
             500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",

@@ -44,8 +44,9 @@ REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "No Content",
            301: "Moved Permanently", 302: "Found", 304: "Not Modified",
            307: "Temporary Redirect", 400: "Bad Request", 401: "Unauthorized",
            403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-           408: "Request Timeout", 409: "Conflict", 411: "Length Required",
+           408: "Request Timeout", 409: "Conflict", 410: "Gone", 411: "Length Required",
            412: "Precondition Failed", 413: "Request Entity Too Large",
+           415: "Unsupported Media Type",
            416: "Requested Range Not Satisfiable", 421: "Misdirected Request",
            429: "Too Many Requests", 431: "Request Header Fields Too Large",
            500: "Internal Server Error", 501: "Not Implemented", 502: "Bad Gateway",
@@ -150,11 +151,7 @@ class _Conn(asyncio.Protocol):
             self.front.h2_passthrough(transport, data)
             return
         self.sniff = b""
-        # An HTTP/1.x request line starts with a token (the method) and a space.
-        head = data[:16]
-        sp = head.find(b" ")
-        if (sp > 0 and head[:sp].isalpha() and head[:sp].isupper()) or (
-                sp < 0 and len(data) < 16 and data.isalpha() and data.isupper()):
+        if h1_request_start(data):
             self.mode = _H1
             self._recv(data)
             return
@@ -190,6 +187,11 @@ class _Conn(asyncio.Protocol):
                 headers[k.strip().lower()] = v.strip()
         except ValueError:
             self._error(400, b"Bad Request")
+            return
+        if go_bad_target(target):
+            self.transport.write(GO_BAD_REQUEST)
+            self.mode = _CLOSED
+            self._close()
             return
         if "chunked" in headers.get("transfer-encoding", "").lower():
             try:
@@ -380,6 +382,49 @@ def dechunk(buf, pos: int, cap: int):
             raise ValueError("chunk end")
         parts.append(bytes(buf[pos:pos + size]))
         pos += size + 2
+
+
+# An HTTP/1.x request line starts with a method, any RFC 9110 token (Go's net/http
+# takes `get` or `M-SEARCH` and the handler answers 405, as etcd does), and a space,
+# within the first 16 bytes; a shorter start without a space waits as HTTP/1.x. The
+# HTTP/2 preface is matched before this, and TLS records never start with a token
+# byte. Twin of ext/engine/connection.pxi h1_request_start.
+_TCHAR = b"!#$%&'*+-.^_`|~0123456789" \
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def h1_request_start(data: bytes) -> bool:
+    head = data[:16]
+    sp = head.find(b" ")
+    if sp < 0:
+        if len(data) >= 16 or not data:
+            return False
+        head = data
+    elif sp == 0:
+        return False
+    else:
+        head = head[:sp]
+    return not head.translate(None, _TCHAR)
+
+
+# Go's server refuses a request target url.ParseRequestURI refuses (a control
+# byte, a bad %-escape in the path) with these bytes and a close, before any
+# handler. Twin of ext/engine/http1.pxi go_bad_target.
+GO_BAD_REQUEST = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                  b"Connection: close\r\n\r\n400 Bad Request")
+_HEXDIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def go_bad_target(target: str) -> bool:
+    if any(c < " " or c == "\x7f" for c in target):
+        return True
+    path = target.partition("?")[0]
+    i = path.find("%")
+    while i >= 0:
+        if i + 2 >= len(path) or path[i + 1] not in _HEXDIGITS or path[i + 2] not in _HEXDIGITS:
+            return True
+        i = path.find("%", i + 3)
+    return False
 
 
 class PyFront:

@@ -64,9 +64,9 @@ class V2Handler:
             return 200, [("Content-Type", "text/plain; charset=utf-8")], ", ".join(urls).encode()
         if path == "/v2/members" or path.startswith("/v2/members/"):
             if method in ("POST", "DELETE", "PUT"):      # root only when auth is on
-                ans = await self._ask(dict(who, kind="members", write=True))
-                if ans[0] != 200:
-                    return ans
+                return await self._ask(dict(who, kind="members", write=True, method=method,
+                                            path=path, body=body.decode("latin-1"),
+                                            ct=headers.get("content-type", "")))
             return await self._members(method, path)
         if method not in ("HEAD", "GET", "PUT", "POST", "DELETE"):
             return _not_allowed("HEAD,GET,PUT,POST,DELETE")
@@ -81,18 +81,13 @@ class V2Handler:
 
     async def _members(self, method: str, path: str):
         """etcd's membersHandler for reads: the list, the leader, else 404 JSON.
-        Member changes go through the v3 Cluster API here (see docs/decisions.md)."""
-        if method not in ("GET", "POST", "DELETE", "PUT"):
+        (Changes go to the core: kvcore/services/v2_members.py.)"""
+        if method != "GET":
             return _not_allowed("GET,POST,DELETE,PUT")
         sub = path[len("/v2/members"):].lstrip("/")
-        if method != "GET" or sub not in ("", "leader"):
-            if method == "DELETE" and sub == "" or method == "PUT" and sub == "":
-                return 405, [("X-Etcd-Cluster-Id", await self._cluster_id())] + \
-                    _NOT_ALLOWED_HEADERS, b"Method Not Allowed\n"
-            if method == "GET":
-                return 404, [("X-Etcd-Cluster-Id", await self._cluster_id()),
-                             ("Content-Type", _JSON)], b'{"message":"Not found"}'
-            return _not_allowed("GET")
+        if sub not in ("", "leader"):
+            return 404, [("Content-Type", _JSON),
+                         ("X-Etcd-Cluster-Id", await self._cluster_id())], b'{"message":"Not found"}'
         return await self._ask({"kind": "members", "leader": sub == "leader"})
 
     async def _cluster_id(self) -> str:

@@ -104,8 +104,8 @@ class ClusterService:
     def _voters(self) -> int:
         return sum(1 for m in self.ms.members.values() if not m.is_learner)
 
-    def _propose(self, cc: ConfChange, build):
-        """Propose; resolve with ``build()`` once the change is applied here."""
+    def _then(self, applied, build):
+        """A future of ``build()``, made once ``applied`` (a proposal) resolves."""
         out = self.ctx.loop.create_future()
 
         def done(f):
@@ -118,7 +118,7 @@ class ClusterService:
             else:
                 out.set_result(build())
 
-        self.ctx.propose_conf_change(cc).add_done_callback(done)
+        applied.add_done_callback(done)
         return out
 
     # ---- handlers ----
@@ -126,10 +126,36 @@ class ClusterService:
     def member_add(self, req: bytes):
         r = rpc_pb2.MemberAddRequest.FromString(req)
         urls = _check_urls(r.peerURLs)
+        m, applied = self.add(urls, bool(r.isLearner))
+        return self._then(applied, lambda: self._respond(rpc_pb2.MemberAddResponse(
+            member=rpc_pb2.Member(ID=m.id, peerURLs=urls, isLearner=m.is_learner),
+            members=self._members_pb())))
+
+    def member_remove(self, req: bytes):
+        r = rpc_pb2.MemberRemoveRequest.FromString(req)
+        if r.ID not in self.ms.members:
+            raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
+        return self._then(self.remove(r.ID), lambda: self._respond(
+            rpc_pb2.MemberRemoveResponse(members=self._members_pb())))
+
+    def member_update(self, req: bytes):
+        r = rpc_pb2.MemberUpdateRequest.FromString(req)
+        if r.ID not in self.ms.members:
+            raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
+        urls = _check_urls(r.peerURLs)
+        return self._then(self.update(r.ID, urls), lambda: self._respond(
+            rpc_pb2.MemberUpdateResponse(members=self._members_pb())))
+
+    # ---- the changes, for the v3 handlers above and v2's /v2/members ----
+    # Each checks as etcd does (raising its GrpcError) and returns a future that
+    # resolves once the conf change is applied on this member.
+
+    def add(self, urls: list, learner: bool = False):
+        """-> (the new Member, applied future)."""
         # etcd 3.5.1's ID: the peer URLs, no cluster name, the second of the request
         # (the same URLs added twice within a second make the same ID).
         mid = new_member_id(urls)
-        if not r.isLearner and self.ctx.cfg.strict_reconfig_check:
+        if not learner and self.ctx.cfg.strict_reconfig_check:
             # After the add, the started voters must still form a quorum (etcd lets a
             # one-member cluster add a second voter: restoring a cluster from one).
             started, after = self._started_voters(), self._voters() + 1
@@ -143,42 +169,36 @@ class ClusterService:
         for m in self.ms.members.values():
             if set(m.peer_urls) & set(urls):
                 raise etcd_error(EtcdError.PEER_URL_EXIST)
-        if r.isLearner:
+        if learner:
             if sum(1 for m in self.ms.members.values() if m.is_learner) >= MAX_LEARNERS:
                 raise etcd_error(EtcdError.TOO_MANY_LEARNERS)
-        m = Member(mid, "", urls, [], bool(r.isLearner))
-        kind = ConfChangeType.AddLearnerNode if r.isLearner else ConfChangeType.AddNode
-        cc = ConfChange.single(kind, mid, m.context())
-        return self._propose(cc, lambda: self._respond(rpc_pb2.MemberAddResponse(
-            member=rpc_pb2.Member(ID=mid, peerURLs=urls, isLearner=bool(r.isLearner)),
-            members=self._members_pb())))
+        m = Member(mid, "", list(urls), [], learner)
+        kind = ConfChangeType.AddLearnerNode if learner else ConfChangeType.AddNode
+        return m, self.ctx.propose_conf_change(ConfChange.single(kind, mid, m.context()))
 
-    def member_remove(self, req: bytes):
-        r = rpc_pb2.MemberRemoveRequest.FromString(req)
-        m = self.ms.members.get(r.ID)
-        if m is None:
-            raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
-        if not m.is_learner and self.ctx.cfg.strict_reconfig_check:
-            started_after = self._started_voters() - (1 if m.name else 0)
-            if started_after < (self._voters() - 1) // 2 + 1:
+    def remove(self, mid: int):
+        """The quorum check first (etcd's mayRemoveMember), then an unknown ID."""
+        m = self.ms.members.get(mid)
+        if (m is None or not m.is_learner) and self.ctx.cfg.strict_reconfig_check:
+            started_after = self._started_voters() - (1 if m is not None and m.name and
+                                                      not m.is_learner else 0)
+            voters_after = self._voters() - (1 if m is not None else 0)
+            if started_after < voters_after // 2 + 1:
                 raise etcd_error(EtcdError.NOT_ENOUGH_STARTED)
-        cc = ConfChange.single(ConfChangeType.RemoveNode, r.ID)
-        return self._propose(cc, lambda: self._respond(
-            rpc_pb2.MemberRemoveResponse(members=self._members_pb())))
-
-    def member_update(self, req: bytes):
-        r = rpc_pb2.MemberUpdateRequest.FromString(req)
-        m = self.ms.members.get(r.ID)
         if m is None:
             raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
-        urls = _check_urls(r.peerURLs)
+        return self.ctx.propose_conf_change(ConfChange.single(ConfChangeType.RemoveNode, mid))
+
+    def update(self, mid: int, urls: list):
+        m = self.ms.members.get(mid)
+        if m is None:
+            raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
         for other in self.ms.members.values():
-            if other.id != r.ID and set(other.peer_urls) & set(urls):
+            if other.id != mid and set(other.peer_urls) & set(urls):
                 raise etcd_error(EtcdError.PEER_URL_EXIST)
-        updated = Member(m.id, m.name, urls, m.client_urls, m.is_learner)
-        cc = ConfChange.single(ConfChangeType.UpdateNode, r.ID, updated.context())
-        return self._propose(cc, lambda: self._respond(
-            rpc_pb2.MemberUpdateResponse(members=self._members_pb())))
+        updated = Member(m.id, m.name, list(urls), m.client_urls, m.is_learner)
+        return self.ctx.propose_conf_change(
+            ConfChange.single(ConfChangeType.UpdateNode, mid, updated.context()))
 
     def member_promote(self, req: bytes):
         r = rpc_pb2.MemberPromoteRequest.FromString(req)
@@ -196,7 +216,7 @@ class ClusterService:
                 raise etcd_error(EtcdError.LEARNER_NOT_READY)
         promoted = Member(m.id, m.name, m.peer_urls, m.client_urls, False)
         cc = ConfChange.single(ConfChangeType.AddNode, r.ID, promoted.context())
-        return self._propose(cc, lambda: self._promoted(
+        return self._then(self.ctx.propose_conf_change(cc), lambda: self._promoted(
             rpc_pb2.MemberPromoteResponse(members=self._members_pb())))
 
     def _promoted(self, resp):

@@ -19,6 +19,7 @@ from urllib.parse import unquote
 
 from kvcore import logs
 from kvcore.server.entry import OP_V2
+from kvcore.services import v2_members
 from kvcore.v2store import Store, V2Error
 from kvcore.v2store import auth_http
 from kvcore.v2store import errors as v2errors
@@ -39,7 +40,7 @@ def _hist_key(index: int) -> bytes:
 
 
 def register(ctx, reg) -> "V2Service":
-    svc = V2Service(ctx)
+    svc = V2Service(ctx, reg.services.get("cluster"))
     reg.applier(OP_V2, svc.apply)
     reg.state_opened(svc.load)
     reg.leader_changed(svc.on_leader)
@@ -64,8 +65,9 @@ def _strip_header(resp: bytes) -> bytes:
 
 
 class V2Service:
-    def __init__(self, ctx):
+    def __init__(self, ctx, cluster=None):
         self.ctx = ctx
+        self.cluster = cluster       # the Cluster service: v2 member changes use it
         self.store = Store()
         self.started = self.leader_since = time.time()
         self.auth = AuthStore(self._auth_do, self._auth_read)
@@ -95,7 +97,7 @@ class V2Service:
         caller = auth_http.Caller(req.get("authz", ""), req.get("cn", ""),
                                   bool(getattr(self.ctx.cfg, "client_cert_auth", False)))
         if kind == "members":    # a change: etcd's hasWriteRootAccess comes first
-            return asyncio.ensure_future(self._members_write(caller))
+            return asyncio.ensure_future(self._members_write(caller, req))
         if kind == "auth":
             return asyncio.ensure_future(self._auth_answer(req, caller))
         target, more = req["target"], req.get("more", False)
@@ -184,11 +186,14 @@ class V2Service:
             out.add_done_callback(lambda f: self.store.cancel(w))
         return out
 
-    async def _members_write(self, caller) -> bytes:
+    async def _members_write(self, caller, req: dict) -> bytes:
         if not await auth_http.root_access(self.auth, caller):
             status, headers, body = auth_http.NO_AUTH
-            return json.dumps({"s": status, "h": headers, "b": body.decode()}).encode()
-        return self._members()
+        else:
+            status, headers, body = await v2_members.serve(
+                self.ctx, self.cluster, req["method"], req["path"],
+                req["body"].encode("latin-1"), req["ct"], self.store)
+        return json.dumps({"s": status, "h": headers, "b": body.decode()}).encode()
 
     def _members(self, leader: bool = False) -> bytes:
         """/v2/members (or /v2/members/leader: the leader, 503 during an election)."""

@@ -180,6 +180,37 @@ FOUND = {
     # strconv.ParseUint takes ASCII digits only
     "ttl digits": [R("PUT", "/v2/keys/f?ttl=%D9%A3", b"value=x"),
                    R("PUT", "/v2/keys/f?prevIndex=%EF%BC%91")],
+    # member changes refused as etcd 3.4 refuses them (Go's JSON and url.Parse errors,
+    # its Content-Type check, getID's 405 and 404s, a peer URL in use)
+    "member refusals": [R("POST", "/v2/members", b"", "application/json"),
+                        R("POST", "/v2/members", b'{"peerURLs":[1]}', "application/json"),
+                        R("POST", "/v2/members", b'[]', "application/json"),
+                        R("POST", "/v2/members/x", b'{"peerURLs":["http://a:b"]}',
+                          "application/json"),
+                        R("POST", "/v2/members", b'{"peerurls":["{peer}"]}',
+                          "application/json; charset=utf-8"),
+                        R("POST", "/v2/members", b'{"peerURLs":["{peer}"]}', "Application/JSON"),
+                        R("DELETE", "/v2/members/zz", ctype=None),
+                        R("DELETE", "/v2/members/12345", ctype=None),
+                        R("PUT", "/v2/members/12345", b'{"peerURLs":["http://a:1"]}',
+                          "application/json"),
+                        R("PUT", "/v2/members/", b'{"peerURLs":["http://a:1"]}',
+                          "application/json"),
+                        # Go decodes the second array into the first's backing array
+                        # (null keeps "http://a:1": 404, not a scheme error), and
+                        # slices bytes for an escape error (a cut rune is \xc3)
+                        R("PUT", "/v2/members/12345",
+                          '{"peerURLs":["http://a:1"],"peerURL\u017f":[null]}'.encode(),
+                          "application/json"),
+                        R("PUT", "/v2/members/12345", '{"peerURLs":["https://%2\u00e9"]}'.encode(),
+                          "application/json")],
+    # Go's server takes any token as a method; etcd's handlers answer 405 (kvcore's
+    # port sniffer took only upper-case ones for HTTP/1.x and answered 400)
+    "lower-case methods": [R("get", "/v2/keys/a", ctype=None), R("put", "/v2/keys/a", b"value=x"),
+                           R("get", "/v2/members", ctype=None),
+                           R("options", "/v2/members", ctype=None),
+                           R("Get", "/v2/stats/store", ctype=None), R("get", "/version", ctype=None),
+                           R("M-SEARCH", "/v2/keys/a", ctype=None)],
     "members reads": [R("GET", "/v2/members/leader", ctype=None),
                       R("GET", "/v2/members/", ctype=None), R("GET", "/v2/members/zz", ctype=None)],
     # etcd's store counts these failures as successes (its deferred counter reads an

@@ -34,6 +34,11 @@ class Side:
         self.name, self.port = name, port
         self.base = self.cur = self.mod = self.index_now()
         self.stats0 = self.store_stats()     # etcd's own membership writes count too
+        r = request(port, "GET", "/v2/members", timeout=TIMEOUT)
+        try:       # its peer URL: a member add naming it is refused (409)
+            self.peer = json.loads(r.body())["members"][0]["peerURLs"][0]
+        finally:
+            r.close()
 
     def index_now(self) -> int:
         r = request(self.port, "GET", "/v2/keys/", timeout=TIMEOUT)
@@ -184,7 +189,8 @@ def call(side: Side, req: v2gen.Req):
     """One Req on one server -> (comparable answer, the raw answer)."""
     sent: dict = {}
     path = side.resolve(req.path, sent)
-    body = side.resolve(req.body.decode("latin-1"), sent).encode("latin-1")
+    body = side.resolve(req.body.decode("latin-1"), sent).replace(
+        "{peer}", side.peer).encode("latin-1")
     raw = send(side, req.method, path, body, req.ctype)
     sorted_ = "sorted=true" in req.path
     return answer(side, raw, req.path, sent, sorted_), raw

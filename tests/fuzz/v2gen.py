@@ -148,8 +148,7 @@ def wait(rng: random.Random) -> Wait:
                 stream)
 
 
-# Requests on the other v2 endpoints. Member changes (POST, or DELETE and PUT of
-# /v2/members/<id>) are left out: kvcore takes them through the v3 Cluster API only.
+# Requests on the other v2 endpoints (member changes: member_refusal below).
 OTHER = [
     ("GET", "/v2/stats/store"), ("GET", "/v2/stats/self"), ("GET", "/v2/stats/leader"),
     ("POST", "/v2/stats/store"), ("PUT", "/v2/stats/self"), ("HEAD", "/v2/stats/leader"),
@@ -160,15 +159,16 @@ OTHER = [
     ("HEAD", "/v2/machines"), ("POST", "/v2/machines"), ("GET", "/v2/machines/x"),
     ("GET", "/v2/stats"), ("GET", "/v2/stats/nothing"), ("GET", "/v2"), ("GET", "/v2/"),
     ("GET", "/v2/keys"), ("GET", "/v2/keysx"), ("GET", "/v2/keys?recursive=true&sorted=true"),
+    ("get", "/v2/members"), ("post", "/v2/members"), ("Get", "/v2/stats/self"),
+    ("get", "/version"), ("get", "/v2/machines"), ("options", "/v2/keys/a"),
 ]
 def other(rng: random.Random) -> Req:
     method, path = rng.choice(OTHER)
     return Req(method, path, b"", None)
 
 
-# (a lower-case method is left out: kvcore's port takes a request line for HTTP/1.x
-# only when its method is upper case, docs/decisions.md)
-BAD_METHODS = ["PATCH", "OPTIONS", "FOO", "CONNECT", "TRACE", "PROPFIND"]
+BAD_METHODS = ["PATCH", "OPTIONS", "FOO", "CONNECT", "TRACE", "PROPFIND", "get", "put",
+               "Post", "delete", "M-SEARCH"]
 BAD_QUERIES = ["value=%zz", "value=%", "a=1;b=2", "value=x&%gg=1", "ttl=5%", "=&=&",
                "value=%E2%82", "prevExist", "dir", "recursive&sorted", "value"]
 BAD_BODIES = [b"%zz", b"value=%", b"value=1;ttl=2", b"value=\xff\xfe", b"\x00=\x00",
@@ -188,6 +188,33 @@ def malformed(rng: random.Random) -> Req:
                    rng.choice(CONTENT_TYPES[:3]))
     size = rng.choice([1 << 10, 64 << 10, 256 << 10, 1 << 20])
     return Req("PUT", "/v2/keys/big", b"value=" + b"B" * size)
+
+
+# Member changes a one-member cluster refuses, so that the cluster stays as it is
+# (an added member that never starts would take the quorum away): bad bodies, URLs
+# and Content-Types, unknown or malformed IDs, the member's own peer URL ({peer}).
+MEMBER_BODIES = [b"", b"{", b"[]", b"{}", b"null", b'{"peerURLs":null}', b'{"peerURLs":"x"}',
+                 b'{"peerURLs":[1]}', b'{"peerURLs":[{}]}', b'{"peerURLs":["foo"]}',
+                 b'{"peerURLs":["://x"]}', b'{"peerURLs":["http://1.2.3.4"]}',
+                 b'{"peerURLs":["http://1.2.3.4:1/p"]}', b'{"peerURLs":["http://a b:1"]}',
+                 b'{"peerURLs":["http://a:b"]}', b'{"peerURLs":["http://a%zz:1"]}',
+                 b'{"peerURLs":["http://a:1#%z"]}', b'{"peerURLs":["http:x"]}',
+                 b'{"peerURLs":["http://[::1]"]}', b'{"peerURLs":["ftp://a:1"]}',
+                 b'{"peerURLs":["http://u^x@a:1"]}', b'{"peerURLs":["http://a:1\\u0001"]}',
+                 b'{"PeerUrls":["{peer}"]}', b'{"peerURLs":[" {peer} "]}',
+                 b'{"peerURLs":["http://a:1"],"peerURLs":"x"}', b'{"peerURLs":["x"]} 1']
+MEMBER_IDS = ["", "/", "/zz", "/0x12", "/12345", "/12/34", "/10000000000000000", "/%7A",
+              "/FFFFFFFFFFFFFFFF", "/+1"]
+MEMBER_TYPES = ["application/json", None, "text/plain", "Application/JSON",
+                "application/json; charset=utf-8", "APPLICATION/JSON;x"]
+
+
+def member_refusal(rng: random.Random) -> Req:
+    method = rng.choice(["POST", "POST", "DELETE", "PUT"])
+    path = "/v2/members" + ("" if method == "POST" and rng.random() < 0.7
+                            else rng.choice(MEMBER_IDS))
+    body = b"" if method == "DELETE" else rng.choice(MEMBER_BODIES)
+    return Req(method, path, body, rng.choice(MEMBER_TYPES) if body else None)
 
 
 def cas_chain(rng: random.Random) -> list:
@@ -213,11 +240,11 @@ def sequence(seed: int, n_steps: int) -> Seq:
     rng = random.Random(seed)
     seq = Seq(seed)
     while len(seq.steps) < n_steps:
-        kind = rng.choices(["write", "read", "wait", "other", "malformed", "cas"],
-                           [45, 22, 9, 8, 8, 4])[0]
+        kind = rng.choices(["write", "read", "wait", "other", "malformed", "cas", "member"],
+                           [45, 22, 9, 8, 8, 4, 4])[0]
         if kind == "cas":
             seq.steps.extend(cas_chain(rng))
         else:
             seq.steps.append({"write": write, "read": read, "wait": wait, "other": other,
-                              "malformed": malformed}[kind](rng))
+                              "malformed": malformed, "member": member_refusal}[kind](rng))
     return seq

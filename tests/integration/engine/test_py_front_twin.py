@@ -164,6 +164,10 @@ def script(port: int) -> dict:
     out["bad line"] = exchange(port, b"GET /health\r\nHost: x\r\n\r\n", until_close=True)
     out["bad version"] = exchange(port, b"GET /health HTTP/2.0\r\n\r\n", until_close=True)
     out["not http"] = exchange(port, b"\x16\x03\x01\x00\x05hello\r\n\r\n", until_close=True)
+    # any token is a method (Go's rule): the handler answers, 405 for /health
+    out["lower-case method"] = exchange(port, b"get /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    out["odd method"] = exchange(port, b"M-SEARCH /v3/kv/range HTTP/1.1\r\n"
+                                       b"Content-Length: 0\r\n\r\n")
     big = b"GET /health HTTP/1.1\r\nX: "     # and no end: one byte over 64 KiB
     out["big head"] = exchange(port, big + b"a" * (65537 - len(big)), until_close=True)
     out["big body"] = exchange(
