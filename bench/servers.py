@@ -29,6 +29,25 @@ def rss_kib(pids) -> int:
     return total
 
 
+def memory_kib(pids) -> dict:
+    """Summed /proc/<pid>/smaps_rollup figures (KiB) of these processes: Rss counts a
+    page shared by several of them (the LMDB map a core and its workers read) once
+    per process; Pss splits it between them, so its sum counts it once, as one
+    process's Rss does; Anonymous is heap and stacks, not file pages."""
+    total = {"rss": 0, "pss": 0, "anonymous": 0}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    name, _, rest = line.partition(":")
+                    key = name.strip().lower()
+                    if key in total:
+                        total[key] += int(rest.split()[0])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
 def default_etcd_bins() -> list[str]:
     bins = []
     if os.access(ETCD351, os.X_OK):

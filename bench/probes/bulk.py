@@ -44,7 +44,7 @@ import time
 
 import grpc
 
-from bench.servers import ETCD351, Server, etcd_server, rss_kib
+from bench.servers import ETCD351, Server, etcd_server, memory_kib, rss_kib
 from kvcore.api import rpc_pb2, rpc_pb2_grpc
 
 HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -227,11 +227,17 @@ def million(servers: list, rounds: int, keys_total: int) -> dict:
         res = {"rps": keys_total / load_s}
         time.sleep(2)
         rss = rss_kib(srv.pids())
+        mem = memory_kib(srv.pids())
         restarts = [restart_to_serving(srv) for _ in range(rounds)]
         time.sleep(2)
+        mem_restart = memory_kib(srv.pids())
         out[srv.name] = {"load_s": round(load_s, 1), "load_rps": round(res.get("rps", 0)),
                          "rss_mib_after_load": round(rss / 1024, 1),
+                         "pss_mib_after_load": round(mem["pss"] / 1024, 1),
+                         "anon_mib_after_load": round(mem["anonymous"] / 1024, 1),
                          "rss_mib_after_restart": round(rss_kib(srv.pids()) / 1024, 1),
+                         "pss_mib_after_restart": round(mem_restart["pss"] / 1024, 1),
+                         "anon_mib_after_restart": round(mem_restart["anonymous"] / 1024, 1),
                          "processes": len(srv.pids()),
                          "restart_s": [round(x, 2) for x in restarts],
                          "restart_s_median": round(statistics.median(restarts), 2)}
