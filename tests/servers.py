@@ -276,6 +276,19 @@ def endpoints(members) -> str:
     return ",".join(m.endpoint for m in members)
 
 
+def member_change(member, *args, timeout: float = 30.0) -> tuple:
+    """``etcdctl member <args>`` through ``member``, repeated while it is refused as
+    "etcdserver: unhealthy cluster" (etcd's strict reconfiguration check wants every
+    voter reachable for the last 5 s; an operator runs the change again) -> (exit
+    code, stdout, stderr) of the last run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rc, out, err = member.etcdctl("member", *args)
+        if rc == 0 or "unhealthy cluster" not in err or time.monotonic() > deadline:
+            return rc, out, err
+        time.sleep(0.5)
+
+
 def leader_of(members, timeout: float = 20.0):
     """The member that says it is the leader (waits for one, bounded)."""
     import json as _json

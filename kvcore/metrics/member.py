@@ -157,15 +157,22 @@ class MemberMetrics:
     def peer_received_bytes(self, pid: int, n: int) -> None:
         self.peer_received[pid] = self.peer_received.get(pid, 0) + n
 
-    async def probe_peers(self, interval: float = 5.0) -> None:
-        """etcd's prober: the round-trip time to each peer, observed every interval."""
+    async def probe_peers(self, interval: float = 5.0, every: float = 1.0) -> None:
+        """etcd's prober: the round-trip time to each peer, observed every interval.
+        The round trips run every second: they also keep the contact times the strict
+        reconfiguration checks read (kvcore/server/peer_contact.py), and a follower
+        has no other word from the other followers."""
         import asyncio
         t = self.core.transport
+        rounds = 0
         while True:
-            await asyncio.sleep(interval)
-            for pid in list(t.urls):
-                rtt = await t.round_trip(pid)
-                if rtt is not None:
+            await asyncio.sleep(every)
+            rounds += 1
+            observe = rounds % max(1, round(interval / every)) == 0
+            pids = list(t.urls)
+            rtts = await asyncio.gather(*(t.round_trip(p, timeout=2.0) for p in pids))
+            for pid, rtt in zip(pids, rtts):
+                if rtt is not None and observe:
                     self.peer_rtt.observe(rtt, (f"{pid:x}",))
 
     # ---- scrape ----

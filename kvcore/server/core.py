@@ -629,6 +629,9 @@ class Core:
         self.metrics.read_indexes_failed += 1
         _expire(fut)
 
+    def peer_active_since(self, pid: int):
+        return self.transport.contact.since(pid)
+
     @property
     def request_timeout(self) -> float:
         """etcd's: 5 s plus two election timeouts."""

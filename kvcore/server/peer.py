@@ -35,6 +35,7 @@ from urllib.parse import urlparse
 
 from kvcore.raft.codec import decode_message, encode_message
 from kvcore.server import peer_lease
+from kvcore.server.peer_contact import PeerContact
 from kvcore.raft.types import MsgApp, MsgHeartbeat, MsgSnap, Snapshot, SnapshotMetadata
 from kvcore.tls import TLSInfo, TLSListener, check_cert_san, listen_socket
 from kvcore.tls import reason as tls_reason
@@ -158,6 +159,7 @@ class _Lane:
                 self.t.dial_errors.pop(self.peer_id, None)
                 backoff = 0.05
                 self.writer = writer
+                self.t.contact.opened(self.peer_id)
                 closed = asyncio.get_event_loop().create_task(reader.read(1))
                 while not closed.done():
                     if not self.queue:
@@ -186,10 +188,13 @@ class _Lane:
             except asyncio.CancelledError:
                 if self.writer is not None:
                     self.writer.close()
+                    self.t.contact.closed(self.peer_id)
                 raise
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
                     ConnectionError) as e:
                 self.t.dial_failed(self.peer_id, _describe(e, url))
+                if self.writer is not None:
+                    self.t.contact.closed(self.peer_id)
                 self.writer = None
                 if self.queue:
                     self.queue.clear()
@@ -232,6 +237,7 @@ class PeerTransport:
         # request (kvcore/server/peer_lease.py, etcd's /leases); None: NOT_LEADER.
         self.lease_answer: Optional[Callable[[int, bytes], tuple]] = None
         self.metrics = None   # kvcore/metrics/member.MemberMetrics: peer bytes, heartbeats
+        self.contact = PeerContact()   # how long each peer has been reachable
         self.on_peer_closed: Optional[Callable[[int], None]] = None   # (peer id)
 
     def active_peers(self) -> set:
@@ -251,8 +257,10 @@ class PeerTransport:
             t0 = loop.time()
             writer.write(MAGIC + _HELLO.pack(0, 0, 0, LANE_MEMBERS))
             await asyncio.wait_for(reader.readexactly(1), timeout)
+            self.contact.answered(pid)
             return loop.time() - t0
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            self.contact.unanswered(pid)
             return None
         finally:
             if writer is not None:
@@ -439,6 +447,7 @@ class PeerTransport:
                 return
             step = self._step
             metrics = self.metrics
+            self.contact.opened(frm)
             try:
                 while True:
                     n = _LEN.unpack(await reader.readexactly(4))[0]
@@ -449,6 +458,8 @@ class PeerTransport:
                 if self.on_peer_closed is not None:
                     self.on_peer_closed(frm)   # the peer closed it (or its process died)
                 raise
+            finally:
+                self.contact.closed(frm)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.TimeoutError, OSError):
             pass
         except asyncio.CancelledError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from urllib.parse import urlparse
 
 from kvcore.api import rpc_pb2, wire
@@ -23,6 +24,8 @@ from kvcore.server.membership import Member, new_member_id
 from kvcore.services.context import log_failure
 
 MAX_LEARNERS = 1
+# etcd's HealthInterval: how long every voter must have been reachable for a change.
+HEALTH_INTERVAL = 5.0
 
 
 def _check_urls(urls) -> list:
@@ -104,6 +107,16 @@ class ClusterService:
     def _voters(self) -> int:
         return sum(1 for m in self.ms.members.values() if not m.is_learner)
 
+    def _voter_ids(self) -> list[int]:
+        return [m.id for m in self.ms.members.values() if not m.is_learner]
+
+    def _connected_since(self, pid: int, since: float) -> bool:
+        """This member, or a peer in touch with this one since ``since`` or earlier."""
+        if pid == self.ctx.member_id:
+            return True
+        began = self.ctx.peer_active_since(pid)
+        return began is not None and began <= since
+
     def _then(self, applied, build):
         """A future of ``build()``, made once ``applied`` (a proposal) resolves."""
         out = self.ctx.loop.create_future()
@@ -161,6 +174,10 @@ class ClusterService:
             started, after = self._started_voters(), self._voters() + 1
             if started < after // 2 + 1 and not (started == 1 and after == 2):
                 raise etcd_error(EtcdError.NOT_ENOUGH_STARTED)
+            # etcd's isConnectedFullySince: every other voter reachable for a while.
+            if not all(self._connected_since(v, time.monotonic() - HEALTH_INTERVAL)
+                       for v in self._voter_ids()):
+                raise etcd_error(EtcdError.UNHEALTHY)
         # Then etcd's ValidateConfigurationChange, in its order.
         if mid in self.ms.removed:
             raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
@@ -185,6 +202,16 @@ class ClusterService:
             voters_after = self._voters() - (1 if m is not None else 0)
             if started_after < voters_after // 2 + 1:
                 raise etcd_error(EtcdError.NOT_ENOUGH_STARTED)
+            # A member out of touch is not part of the active quorum: removing it is
+            # safe. Otherwise the voters in touch (this one too) less the removed one
+            # must still be a quorum of the voters now (etcd's numConnectedSince).
+            if m is not None and (mid == self.ctx.member_id
+                                  or self.ctx.peer_active_since(mid) is not None):
+                voters = self._voter_ids()
+                since = time.monotonic() - HEALTH_INTERVAL
+                active = sum(1 for v in voters if self._connected_since(v, since))
+                if active - 1 < 1 + (len(voters) - 1) // 2:
+                    raise etcd_error(EtcdError.UNHEALTHY)
         if m is None:
             raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
         return self.ctx.propose_conf_change(ConfChange.single(ConfChangeType.RemoveNode, mid))

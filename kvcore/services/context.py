@@ -41,6 +41,9 @@ Raft status and control
   lease_to_leader(leader_id, kind,    a follower's lease request answered by the leader
     request, timeout) -> awaitable    (kvcore/server/peer_lease.py): its response bytes
                                       without header
+  peer_active_since(pid)              time.monotonic() when this member's contact with
+    -> float or None                  peer ``pid`` began (None: none now; etcd's
+                                      ActiveSince, kvcore/server/peer_contact.py)
 
 Helpers
   schedule_catch_up()                 watchers behind the store catch up next turn
@@ -50,7 +53,7 @@ Helpers
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Optional, Protocol
 
 log = logging.getLogger("kvcore.core")
 
@@ -87,6 +90,8 @@ class ServerContext(Protocol):
                         timeout: float) -> Awaitable[bytes]: ...
 
     @property
+    def peer_active_since(self, pid: int) -> Optional[float]: ...
+
     def request_timeout(self) -> float: ...
 
     @property

@@ -65,7 +65,7 @@ def test_add_learner_promote_remove(tmp_path):
         # Remove an original member: it stops cleanly.
         victim = members[2]
         vid = next(m["ID"] for m in _members(members[0]) if m["name"] == "m2")
-        rc, out, err = members[0].etcdctl("member", "remove", f"{vid:x}")
+        rc, out, err = servers.member_change(members[0], "remove", f"{vid:x}")
         assert rc == 0, err
         # etcdctl prints the ID with %16x: padded with spaces when it has a leading zero.
         assert re.search(rf"Member\s+{vid:x} removed", out), out

@@ -76,7 +76,7 @@ def test_member_joins_over_tls(cluster, pki):
     base, members = cluster
     port, peer = servers.free_port(), servers.free_port()
     url = f"https://127.0.0.1:{peer}"
-    rc, out, err = members[0].etcdctl("member", "add", "m3", f"--peer-urls={url}")
+    rc, out, err = servers.member_change(members[0], "add", "m3", f"--peer-urls={url}")
     assert rc == 0, err
     initial = [l for l in out.splitlines() if l.startswith("ETCD_INITIAL_CLUSTER=")][0]
     initial = initial.split("=", 1)[1].strip('"')
@@ -91,7 +91,7 @@ def test_member_joins_over_tls(cluster, pki):
     finally:
         rc, out, _ = members[0].etcdctl("member", "list", "-w", "json")
         mid = [m["ID"] for m in json.loads(out)["members"] if m["name"] == "m3"][0]
-        members[0].etcdctl("member", "remove", f"{mid:x}")
+        servers.member_change(members[0], "remove", f"{mid:x}")
         new.stop()
 
 
