@@ -21,15 +21,18 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import re
 import time
 from typing import Callable, Optional
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from google.protobuf.message import DecodeError
 
 from kvcore import ETCD_VERSION
 from kvcore.api import rpc_pb2
+
+log = logging.getLogger("kvcore.peer")
 
 IDLE_TIMEOUT = 300.0        # etcd's peer server: ReadTimeout 5 minutes
 MAX_BODY = 1 << 20           # a larger body is not read: answer, then close
@@ -37,6 +40,7 @@ _TEXT = "text/plain; charset=utf-8"
 _REASONS = {100: "Continue", 200: "OK", 301: "Moved Permanently", 400: "Bad Request",
             404: "Not Found", 405: "Method Not Allowed", 412: "Precondition Failed",
             431: "Request Header Fields Too Large"}
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _METHOD = re.compile(rb"[A-Z]{1,7}( |$)|[A-Z]{8}$")
 _CLUSTER_VERSION = ETCD_VERSION[:-1] + "0"       # as the client port's /version says
 _MIN_CLUSTER_VERSION = (3, 0)                    # etcd's version.MinClusterVersion
@@ -109,11 +113,14 @@ def clean_path(p: str) -> str:
     return clean + "/" if p.endswith("/") and clean != "/" else clean
 
 
-def _redirect(method: str, location: str) -> Reply:
-    """Go's http.Redirect with 301 (a body for GET only)."""
+def _redirect(method: str, path: str, suffix: str = "") -> Reply:
+    """Go's http.Redirect with 301 to the path (escaped again, as url.URL.String
+    does) and the query (a body for GET only)."""
+    location = quote(path, safe="/$&+,:;=@!'()*~") + suffix
     if method not in ("GET", "HEAD"):
         return Reply(301, {"Location": location})
-    body = f'<a href="{location}">Moved Permanently</a>.\n\n'.encode()
+    href = location.replace("&", "&amp;").replace("'", "&#39;").replace('"', "&#34;")
+    body = f'<a href="{href}">Moved Permanently</a>.\n\n'.encode("latin-1")
     return Reply(301, {"Content-Type": "text/html; charset=utf-8", "Location": location},
                  body if method == "GET" else b"")
 
@@ -177,12 +184,20 @@ class PeerHTTP:
             if proto == "HTTP/1.1" and "host" not in headers:
                 await self._write_bare(writer, 400, ": missing required Host header")
                 return
+            if _BAD_ESCAPE.search(target.partition("?")[0]):
+                await self._write_bare(writer, 400)    # Go cannot parse the URL
+                return
             body, whole = await _read_body(reader, writer, headers)
             if body is None:
                 await self._write_bare(writer, 400)
                 return
-            reply = self.answer(method, target, headers, body)
-            keep = whole and _keep_alive(proto, headers)
+            try:
+                reply = self.answer(method, target, headers, body)
+            except Exception:   # a bug here: close, as Go's server does on a panic
+                log.exception("answering %s %s on the peer port", method, target[:200])
+                return
+            keep = whole and _keep_alive(proto, headers) and \
+                reply.headers.get("Connection") != "close"
             writer.write(_serialize(reply, method, proto, headers, keep))
             await writer.drain()
             if not keep:
@@ -200,17 +215,21 @@ class PeerHTTP:
 
     def answer(self, method: str, target: str, headers: dict, body: bytes) -> Reply:
         """The reply etcd 3.5.1's peer handler gives to one request."""
+        if target == "*":    # Go's server: only OPTIONS * is answered
+            if method == "OPTIONS":
+                return Reply(200, {"Content-Length": "0"})
+            return Reply(400, {"Connection": "close"})
         path, _, query = target.partition("?")
         path = unquote(path)
         suffix = "?" + query if query else ""
         if method != "CONNECT":
             clean = clean_path(path)
             if _slash_redirect(_OUTER, clean):
-                return _redirect(method, clean + "/" + suffix)
+                return _redirect(method, clean + "/", suffix)
             if clean != path:
-                return _redirect(method, clean + suffix)
+                return _redirect(method, clean, suffix)
         elif _slash_redirect(_OUTER, path):
-            return _redirect(method, path + "/" + suffix)
+            return _redirect(method, path + "/", suffix)
         pattern = _match(_OUTER, path)
         if pattern in ("/raft", "/raft/"):
             return self._raft(method, path, suffix, headers)
@@ -246,7 +265,7 @@ class PeerHTTP:
     def _raft(self, method: str, path: str, suffix: str, headers: dict) -> Reply:
         """rafthttp's own mux: the pipeline, stream and snapshot handlers, probing."""
         if _slash_redirect(_RAFT, path):
-            return _redirect(method, path + "/" + suffix)
+            return _redirect(method, path + "/", suffix)
         pattern = _match(_RAFT, path)
         if pattern == "/raft/probing":
             return Reply(200, {}, _go_json({"OK": True, "Now": _rfc3339_nano(time.time_ns())})
@@ -424,11 +443,11 @@ def _serialize(reply: Reply, method: str, proto: str, headers: dict, keep: bool)
     lines = [f"{proto} {reply.status} {_REASONS.get(reply.status, '')}"]
     lines += [f"{k}: {v}" for k, v in sorted(reply.headers.items())]
     lines.append("Date: " + email.utils.formatdate(usegmt=True))
-    if method != "HEAD" or reply.body:    # Go cannot tell a HEAD's length unwritten
-        lines.append(f"Content-Length: {len(reply.body)}")
+    if "Content-Length" not in reply.headers and (method != "HEAD" or reply.body):
+        lines.append(f"Content-Length: {len(reply.body)}")  # (unknown for a bare HEAD)
     if reply.sniffed_type:
         lines.append("Content-Type: " + reply.sniffed_type)
-    if not keep and proto == "HTTP/1.1":
+    if not keep and proto == "HTTP/1.1" and "Connection" not in reply.headers:
         lines.append("Connection: close")
     elif keep and proto == "HTTP/1.0":
         lines.append("Connection: keep-alive")

@@ -42,6 +42,8 @@ REQUESTS = [
     ("GET", "/", None), ("GET", "/foo", None), ("HEAD", "/foo", None), ("GET", "/metrics", None),
     ("GET", "/version/", None), ("GET", "/members/", None), ("GET", "//version", None),
     ("GET", "/raft/../members?a=b", None), ("POST", "/./version", b""),
+    ("GET", "//%E2%82%AC?q&'", None), ("GET", "/vers%69on", None), ("GET", "/ver%zzsion", None),
+    ("GET", "*", None), ("OPTIONS", "*", None), ("GET", "http://h/version", None),
 ]
 
 
