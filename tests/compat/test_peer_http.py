@@ -132,6 +132,35 @@ def test_members_names_this_member_and_cluster(pair):
              "clientURLs": m["clientURLs"]} for m in listed["members"]]
 
 
+def test_members_lists_an_unstarted_learner(pair):
+    """A learner added but never started: no name or client URLs yet, isLearner after
+    the peer URLs (Go's field order); promoting it over the peer port answers etcd's
+    412 (it is not in sync)."""
+    promote = []
+    for srv in pair:
+        rc, out, err = srv.etcdctl("member", "add", "lx", "--learner",
+                                   "--peer-urls=http://127.0.0.1:1")
+        assert rc == 0, err
+        listed = member_list(srv)
+        learner = next(m["ID"] for m in listed["members"] if m.get("isLearner"))
+        try:
+            status, _, body = exchange(srv.peer_port, "GET", "/members")
+            assert status == 200
+            want = [{k: v for k, v in (("id", m["ID"]), ("peerURLs", m["peerURLs"]),
+                                       ("isLearner", m.get("isLearner")),
+                                       ("name", m.get("name")),
+                                       ("clientURLs", m.get("clientURLs"))) if v}
+                    for m in sorted(listed["members"], key=lambda m: m["ID"])]
+            assert json.loads(body) == want
+            assert b'"peerURLs":["http://127.0.0.1:1"],"isLearner":true}' in body
+            promote.append(normalised(srv, exchange(srv.peer_port, "POST",
+                                                    f"/members/promote/{learner}", b"")))
+        finally:
+            assert srv.etcdctl("member", "remove", f"{learner:x}")[0] == 0
+    assert promote[0] == promote[1]
+    assert promote[0][0] == 412
+
+
 def test_short_request_is_answered_at_once(pair):
     """An HTTP/1.0 request shorter than kvcore's own handshake is answered, not left
     waiting for the bytes a kvcore peer would send."""
