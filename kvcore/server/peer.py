@@ -18,6 +18,10 @@ client certificates, etcd's SAN check against the remote address) before the
 kvcore handshake; a lane dials an https peer with the member's peer certificate.
 Both ends log a failed TLS handshake, so mismatched configurations show up as a
 log line on each side rather than a silent retry loop.
+
+A connection that opens with an HTTP request instead of the handshake (curl, scripts
+asking etcd's /version or /members on the peer URL) gets etcd's answers from
+kvcore/server/peer_http.py.
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from typing import Callable, Optional
 from urllib.parse import urlparse
 
 from kvcore.raft.codec import decode_message, encode_message
-from kvcore.server import peer_lease
+from kvcore.server import peer_http, peer_lease
 from kvcore.server.peer_contact import PeerContact
 from kvcore.raft.types import MsgApp, MsgHeartbeat, MsgSnap, Snapshot, SnapshotMetadata
 from kvcore.tls import TLSInfo, TLSListener, check_cert_san, listen_socket
@@ -239,6 +243,8 @@ class PeerTransport:
         self.metrics = None   # kvcore/metrics/member.MemberMetrics: peer bytes, heartbeats
         self.contact = PeerContact()   # how long each peer has been reachable
         self.on_peer_closed: Optional[Callable[[int], None]] = None   # (peer id)
+        # etcd's HTTP endpoints (/version, /members, ...) for a request on the port
+        self.http = peer_http.PeerHTTP(members_info, lambda: self.hash_kv)
 
     def active_peers(self) -> set:
         """Peers this member has a live connection to (etcd_network_active_peers)."""
@@ -406,14 +412,19 @@ class PeerTransport:
                 if err:
                     self._rejected(peer, f"client certificate check failed: {err}")
                     return
-            head = await asyncio.wait_for(reader.readexactly(len(MAGIC) + _HELLO.size), 10.0)
-            if head[:len(MAGIC)] != MAGIC:
-                if head[0] == 0x16:
+            # The magic alone first: an HTTP request (curl, etcd's tools) may be
+            # shorter than magic and hello together and would wait for the timeout.
+            head = await asyncio.wait_for(reader.readexactly(len(MAGIC)), 10.0)
+            if head != MAGIC:
+                if peer_http.is_request(head):
+                    await self.http.serve(reader, writer, head)
+                elif head[0] == 0x16:
                     peer = writer.get_extra_info("peername")
                     self._rejected(peer, "a TLS client on a plain (http) peer URL")
                 writer.close()
                 return
-            cid, frm, to, lane = _HELLO.unpack_from(head, len(MAGIC))
+            hello = await asyncio.wait_for(reader.readexactly(_HELLO.size), 10.0)
+            cid, frm, to, lane = _HELLO.unpack(hello)
             if lane in (LANE_MEMBERS, LANE_HASHKV):
                 if lane == LANE_MEMBERS:
                     info = self._members_info()
