@@ -46,6 +46,11 @@ tests/clients/go/build.sh >/dev/null
 # (go.etcd.io/etcd/functional), for tests/integration/functional; cached likewise.
 tests/integration/functional/build.sh >/dev/null
 
+# etcd's own load tool, `benchmark` (tools/benchmark of etcd 3.4.23), from Debian's etcd
+# source package (fetched with apt-get source --download-only through private apt lists)
+# against the same clientv3, for tests/clients/test_etcd_benchmark_tool.py; cached likewise.
+tests/clients/etcd_benchmark/build.sh >/dev/null
+
 # The Node.js etcd3 client the client tests drive (tests/clients/node), exactly as its
 # package-lock.json pins it; `npm ci` runs again only when the lock file changed.
 NODE_TESTS=tests/clients/node
