@@ -21,7 +21,8 @@ CRD = {
              "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
              "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
                  "openAPIV3Schema": {"type": "object", "properties": {"spec": {
-                     "type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}}
+                     "type": "object", "properties": {"size": {"type": "integer"},
+                                                      "pad": {"type": "string"}}}}}}}]}}
 
 
 def configmap(name: str, ns: str, data: dict, rv: str | None = None) -> dict:
@@ -50,9 +51,12 @@ def _wait(pred, timeout: float, step: float = 0.5):
         time.sleep(step)
 
 
-def run(api, etcdctl, out: list | None = None) -> list:
+def run(api, etcdctl, out: list | None = None, kill=None, restart=None,
+        quorum_left: bool = False) -> list:
     """``etcdctl(*args) -> (rc, out, err)`` reads the store under the apiserver; the
-    steps are appended to ``out`` as they finish (a failing run shows how far it got)."""
+    steps are appended to ``out`` as they finish (a failing run shows how far it got).
+    ``kill()``/``restart()`` (kill -9 of a store member and its start again) end the run
+    with an outage; ``quorum_left``: the others still serve while it is down."""
     out = [] if out is None else out
 
     def step(name, result):
@@ -148,7 +152,7 @@ def run(api, etcdctl, out: list | None = None) -> list:
     est = _wait(lambda: any(c["type"] == "Established" and c["status"] == "True"
                             for c in api.http("GET", "/apis/apiextensions.k8s.io/v1/"
                                               "customresourcedefinitions/widgets.example.com"
-                                              )[1].get("status", {}).get("conditions", [])),
+                                              )[1].get("status", {}).get("conditions") or []),
                 30)
     ready = _wait(lambda: api.http("GET", "/apis/example.com/v1/namespaces/kv-a/widgets")[0]
                   == 200, 30)
@@ -159,6 +163,15 @@ def run(api, etcdctl, out: list | None = None) -> list:
     rc2, got, err2 = api.kubectl("get", "widgets", "-n", "kv-a", "-o", "json")
     step("crd", [rc, err, est, ready, made, rc2, err2,
                  norm(json.loads(got)["items"]) if rc2 == 0 else got])
+    # A custom resource has no size limit of its own: the store's request limit (etcd's
+    # --max-request-bytes, 1.5 MiB) is what refuses the larger one.
+    big = []
+    for size in (1_400_000, 1_600_000):
+        st, body = api.http("POST", "/apis/example.com/v1/namespaces/kv-a/widgets", {
+            "apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": f"big-{size}"}, "spec": {"size": 0, "pad": "p" * size}})
+        big.append([st, "created" if st == 201 else norm(body)])
+    step("large custom resources", big)
 
     # Deletion: configmaps by label-less name list, a namespace (stays Terminating).
     step("delete configmaps", _ok(api.kubectl("delete", "configmap", "cm-05", "cm-06",
@@ -188,4 +201,28 @@ def run(api, etcdctl, out: list | None = None) -> list:
     step("stored keys", [rc, sorted(k for k in keys.split() if not k.startswith(
         "/registry/events/")), err])
     step("apiserver warnings and errors", api.warnings())
+    if kill is not None:
+        _outage(api, step, kill, restart, quorum_left)
     return out
+
+
+def _outage(api, step, kill, restart, quorum_left: bool) -> None:
+    """A store member killed -9 and started again under the running apiserver."""
+    kill()
+    if quorum_left:
+        # Two of three members serve: a write goes through (the client fails over).
+        step("write with a member down", _wait(lambda: api.kubectl(
+            "create", "configmap", "during", "-n", "kv-a", "--request-timeout=10s")[0] == 0
+            or api.http("GET", "/api/v1/namespaces/kv-a/configmaps/during")[0] == 200, 60))
+    else:
+        down = _wait(lambda: api.http("GET", "/readyz?verbose")[0] != 200, 30)
+        st, text = api.http("GET", "/readyz?verbose")
+        step("readyz with the store down", [bool(down), st,
+                                            [l for l in str(text).splitlines() if "etcd" in l]])
+    restart()
+    step("ready again", bool(_wait(lambda: api.http("GET", "/readyz")[0] == 200, 60)))
+    step("write after the restart", bool(_wait(lambda: api.kubectl(
+        "create", "configmap", "after", "-n", "kv-a", "--request-timeout=10s")[0] == 0
+        or api.http("GET", "/api/v1/namespaces/kv-a/configmaps/after")[0] == 200, 60)))
+    st, left = api.http("GET", "/api/v1/namespaces/kv-a/configmaps")
+    step("configmaps after the restart", [st, _names(left["items"])])

@@ -28,13 +28,17 @@ def kube() -> tuple[str, str]:
 
 
 def run_on(kube, store_name: str, members, work: str) -> list:
+    """The scenario through an apiserver on ``members``, ending with the first member
+    killed -9 and started again."""
     apiserver, kubectl = kube
     api = start_apiserver(apiserver, kubectl, ",".join(f"http://127.0.0.1:{m.port}"
                                                       for m in members),
                           os.path.join(work, store_name), APISERVER_FLAGS)
     try:
-        return kube_scenario.run(api, lambda *a: servers.etcdctl(
-            servers.endpoints(members), *a))
+        return kube_scenario.run(
+            api, lambda *a: servers.etcdctl(servers.endpoints(members), *a),
+            kill=members[0].kill9, restart=members[0].restart,
+            quorum_left=len(members) > 1)
     finally:
         api.stop()
 
