@@ -25,6 +25,12 @@ CRD = {
                                                       "pad": {"type": "string"}}}}}}}]}}
 
 
+# Resources whose count the scenario alone decides (events, leases and the like vary).
+COUNTED = ("configmaps", "namespaces", "deployments.apps", "widgets.example.com",
+           "customresourcedefinitions.apiextensions.k8s.io", "services",
+           "apiservices.apiregistration.k8s.io", "flowschemas.flowcontrol.apiserver.k8s.io")
+
+
 def configmap(name: str, ns: str, data: dict, rv: str | None = None) -> dict:
     meta = {"name": name, "namespace": ns}
     if rv is not None:
@@ -115,7 +121,7 @@ def run(api, etcdctl, out: list | None = None, kill=None, restart=None,
 
     # A raw watch from the list's resourceVersion replays every creation in order.
     st, raw = api.http("GET", f"/api/v1/namespaces/kv-a/configmaps?watch=1&resourceVersion="
-                       f"{list_rv}&timeoutSeconds=1", timeout=30)
+                       f"{list_rv}&timeoutSeconds=2", timeout=30)
     replay = json_stream(raw) if isinstance(raw, str) else [raw]
     step("watch from the list revision", [st, [[e["type"], e["object"]["metadata"]["name"]]
                                                for e in replay]])
@@ -182,6 +188,13 @@ def run(api, etcdctl, out: list | None = None, kill=None, restart=None,
     st, left = api.http("GET", "/api/v1/namespaces/kv-a/configmaps")
     step("left", [st, _names(left["items"])])
 
+    # The apiserver's store metrics: object counts (a count-only range per resource)
+    # and the database size (Status of each endpoint), polled every second.
+    everywhere = len(api.http("GET", "/api/v1/configmaps")[1]["items"])
+    metrics = _wait(lambda: _store_metrics(api) if _store_metrics(api).get(
+        "configmaps") == everywhere else None, 20)
+    step("store metrics", [everywhere, metrics])
+
     # Compaction: the apiserver's compactor (--etcd-compaction-interval) compacts the
     # store; a list at the first revision then answers 410 Gone.
     def compacted():
@@ -203,6 +216,21 @@ def run(api, etcdctl, out: list | None = None, kill=None, restart=None,
     step("apiserver warnings and errors", api.warnings())
     if kill is not None:
         _outage(api, step, kill, restart, quorum_left)
+    return out
+
+
+def _store_metrics(api) -> dict:
+    """etcd_object_counts by resource, and whether every endpoint reports a db size."""
+    st, text = api.http("GET", "/metrics")
+    out, sizes = {}, []
+    for line in str(text).splitlines():
+        if line.startswith("etcd_object_counts{"):
+            resource = line.split('resource="')[1].split('"')[0]
+            if resource in COUNTED:
+                out[resource] = int(float(line.split()[-1]))
+        elif line.startswith("etcd_db_total_size_in_bytes{"):
+            sizes.append(float(line.split()[-1]) > 0)
+    out["db sizes reported"] = sizes
     return out
 
 

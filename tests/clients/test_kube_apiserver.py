@@ -18,8 +18,10 @@ from tests.clients import kube_scenario
 from tests.clients.kube_apiserver import build, start_apiserver
 
 # The compactor runs every 4 s, so the scenario's first revision is compacted within
-# its run; the pages of one list are read well inside one interval.
-APISERVER_FLAGS = ("--etcd-compaction-interval=4s",)
+# its run (the pages of one list are read well inside one interval); the store metrics
+# are polled every second.
+APISERVER_FLAGS = ("--etcd-compaction-interval=4s", "--etcd-count-metric-poll-period=1s",
+                   "--etcd-db-metric-poll-interval=1s")
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +45,21 @@ def run_on(kube, store_name: str, members, work: str) -> list:
         api.stop()
 
 
+# The apiserver's own warnings: each kvcore line must also be one of etcd's (a line
+# only etcd's run logged can be one that load or timing brought about there).
+ONLY_KVCORE_FAILS = {"apiserver warnings and errors"}
+
+
 def compare(results: dict) -> None:
     kv, et = results["kvcore"], results["etcd"]
     assert [s for s, _ in kv] == [s for s, _ in et]
-    diffs = [f"{name}:\n  kvcore: {a!r}\n  etcd:   {b!r}"
-             for (name, a), (_, b) in zip(kv, et) if a != b]
+    diffs = []
+    for (name, a), (_, b) in zip(kv, et):
+        if name in ONLY_KVCORE_FAILS:
+            a = sorted(set(a) - set(b))
+            b = []
+        if a != b:
+            diffs.append(f"{name}:\n  kvcore: {a!r}\n  etcd:   {b!r}")
     assert not diffs, "\n".join(diffs)
 
 
