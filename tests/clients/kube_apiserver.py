@@ -146,7 +146,8 @@ def start_apiserver(binary: str, kubectl: str, etcd_servers: str, work: str,
             "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
             "--service-account-key-file", key, "--service-account-signing-key-file", key,
             "--service-cluster-ip-range", "10.96.0.0/24",
-            "--token-auth-file", tokens, "--authorization-mode", "AlwaysAllow", "--profiling=false", *extra]
+            "--token-auth-file", tokens, "--authorization-mode", "AlwaysAllow",
+            "--profiling=false", *extra]
     log_path = os.path.join(work, "kube-apiserver.log")
     with open(log_path, "w") as logf:
         proc = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT,

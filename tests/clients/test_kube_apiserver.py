@@ -30,16 +30,23 @@ def kube() -> tuple[str, str]:
 
 
 def run_on(kube, store_name: str, members, work: str) -> list:
-    """The scenario through an apiserver on ``members``, ending with the first member
-    killed -9 and started again."""
+    """The scenario through an apiserver on ``members``, ending with the leader killed
+    -9 and started again (with three members: an election under the apiserver's
+    require-leader watches)."""
     apiserver, kubectl = kube
     api = start_apiserver(apiserver, kubectl, ",".join(f"http://127.0.0.1:{m.port}"
                                                       for m in members),
                           os.path.join(work, store_name), APISERVER_FLAGS)
+    killed: list = []
+
+    def kill_leader():
+        killed.append(servers.leader_of(members))
+        killed[0].kill9()
+
     try:
         return kube_scenario.run(
             api, lambda *a: servers.etcdctl(servers.endpoints(members), *a),
-            kill=members[0].kill9, restart=members[0].restart,
+            kill=kill_leader, restart=lambda: killed[0].restart(),
             quorum_left=len(members) > 1)
     finally:
         api.stop()
