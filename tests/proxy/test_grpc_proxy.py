@@ -384,3 +384,16 @@ def test_tls_on_both_sides(tmp_path):
             proxy.terminate()
             proxy.wait(10)
         m.stop()
+
+
+def test_request_over_the_send_limit(stacks):
+    """A request past the proxy's --max-send-bytes (1.5 MiB) but within what it may
+    receive (2 MiB) is refused by the proxy before it goes up, with grpc-go's words and
+    the size of the message it would have sent."""
+    outs = {}
+    for kind in ("kvcore", "etcd"):
+        outs[kind] = [ctl(stacks[kind][2], "put", "big-send", input="x" * n)
+                      for n in (1_500_000, 1_600_000)]
+    assert outs["etcd"][0] == (0, "OK\n", "")
+    assert "trying to send message larger than max (1600014 vs. 1572864)" in outs["etcd"][1][2]
+    assert outs["kvcore"] == outs["etcd"]
