@@ -25,10 +25,16 @@ CRD = {
                                                       "pad": {"type": "string"}}}}}}}]}}
 
 
-# Resources whose count the scenario alone decides (events, leases and the like vary).
-COUNTED = ("configmaps", "namespaces", "deployments.apps", "widgets.example.com",
-           "customresourcedefinitions.apiextensions.k8s.io", "services",
-           "apiservices.apiregistration.k8s.io", "flowschemas.flowcontrol.apiserver.k8s.io")
+# Resources whose count the scenario alone decides (events, leases and the like vary),
+# with the path that lists them.
+COUNTED = {"configmaps": "/api/v1/configmaps", "namespaces": "/api/v1/namespaces",
+           "services": "/api/v1/services", "deployments.apps": "/apis/apps/v1/deployments",
+           "widgets.example.com": "/apis/example.com/v1/widgets",
+           "customresourcedefinitions.apiextensions.k8s.io":
+               "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+           "apiservices.apiregistration.k8s.io": "/apis/apiregistration.k8s.io/v1/apiservices",
+           "flowschemas.flowcontrol.apiserver.k8s.io":
+               "/apis/flowcontrol.apiserver.k8s.io/v1beta1/flowschemas"}
 
 
 def configmap(name: str, ns: str, data: dict, rv: str | None = None) -> dict:
@@ -190,10 +196,11 @@ def run(api, etcdctl, out: list | None = None, kill=None, restart=None,
 
     # The apiserver's store metrics: object counts (a count-only range per resource)
     # and the database size (Status of each endpoint), polled every second.
-    everywhere = len(api.http("GET", "/api/v1/configmaps")[1]["items"])
-    metrics = _wait(lambda: _store_metrics(api) if _store_metrics(api).get(
-        "configmaps") == everywhere else None, 20)
-    step("store metrics", [everywhere, metrics])
+    # Each poll catches up on its own: wait until every count is what a list gives.
+    listed = {r: len(api.http("GET", path)[1]["items"]) for r, path in COUNTED.items()}
+    metrics = _wait(lambda: (lambda m: m if m["counts"] == listed else None)(
+        _store_metrics(api)), 30) or _store_metrics(api)
+    step("store metrics", [listed, metrics])
 
     # Compaction: the apiserver's compactor (--etcd-compaction-interval) compacts the
     # store; a list at the first revision then answers 410 Gone.
@@ -222,16 +229,15 @@ def run(api, etcdctl, out: list | None = None, kill=None, restart=None,
 def _store_metrics(api) -> dict:
     """etcd_object_counts by resource, and whether every endpoint reports a db size."""
     st, text = api.http("GET", "/metrics")
-    out, sizes = {}, []
+    counts, sizes = {}, []
     for line in str(text).splitlines():
         if line.startswith("etcd_object_counts{"):
             resource = line.split('resource="')[1].split('"')[0]
             if resource in COUNTED:
-                out[resource] = int(float(line.split()[-1]))
+                counts[resource] = int(float(line.split()[-1]))
         elif line.startswith("etcd_db_total_size_in_bytes{"):
             sizes.append(float(line.split()[-1]) > 0)
-    out["db sizes reported"] = sizes
-    return out
+    return {"counts": counts, "db sizes reported": sizes}
 
 
 def _outage(api, step, kill, restart, quorum_left: bool) -> None:
