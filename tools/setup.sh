@@ -4,7 +4,8 @@
 # its driver for the console's browser tests, Patroni, PostgreSQL and vip-manager
 # for tests/clients/test_patroni.py, etcd-discovery, crypt and gnupg for the
 # ecosystem tests in tests/compat, the Go etcd client's source for
-# tests/clients/test_go_clientv3.py), then the
+# tests/clients/test_go_clientv3.py, dpkg-dev and reflect2 for building kube-apiserver
+# for tests/clients/test_kube_apiserver.py), then the
 # package itself in editable mode (compiles the Cython extensions in ext/ and the
 # protobuf/gRPC stubs from kvcore/api/*.proto).
 set -euo pipefail
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver patroni postgresql vip-manager nodejs etcd-discovery golang-github-xordataexchange-crypt gnupg golang-etcd-server-dev"
+PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver patroni postgresql vip-manager nodejs etcd-discovery golang-github-xordataexchange-crypt gnupg golang-etcd-server-dev dpkg-dev golang-github-modern-go-reflect2-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -50,6 +51,12 @@ tests/integration/functional/build.sh >/dev/null
 # source package (fetched with apt-get source --download-only through private apt lists)
 # against the same clientv3, for tests/clients/test_etcd_benchmark_tool.py; cached likewise.
 tests/clients/etcd_benchmark/build.sh >/dev/null
+
+# kube-apiserver 1.20.2 from Debian's kubernetes source package (vendored, built offline)
+# and kubectl 1.20.2 from Debian's kubernetes-client package, unpacked beside it, for
+# tests/clients/test_kube_apiserver.py; cached under ~/.cache/kvcore-tools (the first
+# build takes a few minutes on 2 cores, later runs nothing).
+tests/clients/kube/build.sh >/dev/null
 
 # The Node.js etcd3 client the client tests drive (tests/clients/node), exactly as its
 # package-lock.json pins it; `npm ci` runs again only when the lock file changed.

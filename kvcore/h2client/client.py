@@ -45,7 +45,9 @@ class UnaryClient:
         DeadlineExceeded "Deadline Exceeded" when `timeout` passes here) or NotSent
         (the request was not processed: no endpoint reachable, stream refused)."""
         if len(request) > self.max_send:
-            raise CallError(RESOURCE_EXHAUSTED, f"Sent message larger than max "
+            # grpc-go's client words, as etcd's grpc-proxy answers (not grpcio's "Sent
+            # message larger than max"): clients such as kube-apiserver show them.
+            raise CallError(RESOURCE_EXHAUSTED, f"trying to send message larger than max "
                                                 f"({len(request)} vs. {self.max_send})")
         conn = self.conn
         if conn is None or not conn.usable:

@@ -430,7 +430,8 @@ class Connection(asyncio.Protocol):
 
 def _too_big(resp: bytes, limit: int) -> str:
     size = _PREFIX.unpack_from(resp)[1] if len(resp) >= 5 else len(resp)
-    return f"Received message larger than max ({size} vs. {limit})"
+    # grpc-go's client words, as etcd's grpc-proxy answers (not grpcio's).
+    return f"grpc: received message larger than max ({size} vs. {limit})"
 
 
 def _retrieve(fut: asyncio.Future) -> None:

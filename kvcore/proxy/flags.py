@@ -122,10 +122,15 @@ def host_port(addr: str) -> tuple:
 
 
 def check_args(cfg: ProxyConfig) -> None:
-    """etcdmain/grpc_proxy.go checkArgs: the resolver flags go together."""
+    """etcdmain/grpc_proxy.go checkArgs (the resolver flags go together), and the
+    message limits the proxy's client takes."""
     if cfg.resolver_prefix and cfg.resolver_ttl < 1:
         raise ProxyArgsError(f"invalid resolver-ttl {cfg.resolver_ttl}")
     if not cfg.resolver_prefix and cfg.resolver_ttl > 0:
         raise ProxyArgsError('invalid resolver-prefix ""')
     if cfg.resolver_prefix and cfg.resolver_ttl > 0 and not cfg.advertise_client_url:
         raise ProxyArgsError('invalid advertise-client-url ""')
+    # clientv3.New's refusal, which etcd's proxy prints alone and exits 1 on.
+    if 0 < cfg.max_recv_bytes < cfg.max_send_bytes:
+        raise ProxyArgsError(f"gRPC message recv limit ({cfg.max_recv_bytes} bytes) must be "
+                             f"greater than send limit ({cfg.max_send_bytes} bytes)")

@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -389,3 +390,47 @@ def test_tls_on_both_sides(tmp_path):
             proxy.terminate()
             proxy.wait(10)
         m.stop()
+
+
+def test_request_over_the_send_limit(stacks):
+    """A request past the proxy's --max-send-bytes (1.5 MiB) but within what it may
+    receive (2 MiB) is refused by the proxy before it goes up, with grpc-go's words and
+    the size of the message it would have sent."""
+    outs = {}
+    for kind in ("kvcore", "etcd"):
+        outs[kind] = [ctl(stacks[kind][2], "put", "big-send", input="x" * n)
+                      for n in (1_500_000, 1_600_000)]
+    assert outs["etcd"][0] == (0, "OK\n", "")
+    assert "trying to send message larger than max (1600014 vs. 1572864)" in outs["etcd"][1][2]
+    assert outs["kvcore"] == outs["etcd"]
+
+
+def test_response_over_the_receive_limit(stacks, tmp_path):
+    """A response past the proxy's --max-recv-bytes: refused in grpc-go's words."""
+    outs = {}
+    for kind in ("kvcore", "etcd"):
+        members, _, addr = stacks[kind]
+        ctl(addr, "put", "big-recv", "x" * 10_000)
+        proc, small = start_proxy(kind, str(tmp_path), members,
+                                  ("--max-send-bytes=2048", "--max-recv-bytes=4096"))
+        try:
+            # the response's size varies with the cluster's revision and ids
+            outs[kind] = [re.sub(r"\(\d+ vs", "(N vs", str(ctl(small, "get", "big-recv", *flags)))
+                          for flags in ((), ("--consistency=s",))]
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    assert "grpc: received message larger than max (N vs. 4096)" in outs["etcd"][0]
+    assert outs["kvcore"] == outs["etcd"]
+
+
+def test_receive_limit_below_the_send_limit_is_refused():
+    outs = []
+    for argv in ([sys.executable, "-m", "kvcore", "grpc-proxy"], [etcd351.ETCD, "grpc-proxy"]):
+        port = servers.free_port()
+        p = subprocess.run([*argv, "start", "--endpoints=127.0.0.1:1",
+                            f"--listen-addr=127.0.0.1:{port}", "--max-recv-bytes=4096"],
+                           capture_output=True, text=True, timeout=WAIT)
+        outs.append((p.returncode, p.stderr.splitlines()[-1] if p.stderr else ""))
+    assert outs[0] == outs[1] == (1, "gRPC message recv limit (4096 bytes) must be greater "
+                                     "than send limit (1572864 bytes)")
