@@ -19,13 +19,13 @@
 # The two runs go side by side (most of the suite waits on servers and timers, so the
 # second fills the first's idle CPU): the pure-Python one takes its ports from a range
 # below the kernel's ephemeral ports (KVCORE_PORT_RANGE), its tmp dirs from a base of
-# its own, and its output is printed after the first's. KVCORE_TEST_WORKERS=N spreads
-# the compiled run's test files over N pytest-xdist workers, each with ports of its own
-# (tests/conftest.py): about a third of the time, but not yet the default (see
-# docs/decisions.md, "CI: test files spread over pytest-xdist workers").
+# its own, and its output is printed after the first's. The compiled run's test files
+# are spread over 4 pytest-xdist workers, each with ports of its own (tests/conftest.py):
+# about half the time of one process; KVCORE_TEST_WORKERS=N picks N, 0 runs them in
+# one process (docs/decisions.md, "CI: test files spread over pytest-xdist workers").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-workers="${KVCORE_TEST_WORKERS:-0}"
+workers="${KVCORE_TEST_WORKERS:-4}"
 xdist=()
 if [ "$workers" -gt 0 ]; then
     xdist=(-n "$workers" --dist loadfile)
