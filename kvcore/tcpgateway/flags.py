@@ -39,11 +39,16 @@ _BOOL = {"insecure-discovery"}
 
 
 def parse(argv: list) -> GatewayConfig:
+    """``gateway``'s arguments: ``start`` and the flags, in any order."""
     cfg = GatewayConfig()
+    started = False
     i = 0
     while i < len(argv):
         arg = argv[i]
         i += 1
+        if arg == "start" and not started:   # cobra: the subcommand among the flags
+            started = True
+            continue
         if not arg.startswith("-") or arg in ("-", "--"):
             raise GatewayFlagError(f'unknown command "{arg}" for "kvcore gateway start"')
         name, eq, value = arg.lstrip("-").partition("=")
@@ -62,6 +67,8 @@ def parse(argv: list) -> GatewayConfig:
             setattr(cfg, attr, conv(value))
         except goflags.FlagValueError as e:
             raise GatewayFlagError(f'invalid argument "{value}" for "--{name}" flag: {e}')
+    if not started:
+        raise GatewayFlagError('unknown command for "kvcore gateway" (use "start")')
     return cfg
 
 

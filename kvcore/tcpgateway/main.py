@@ -56,10 +56,8 @@ def _discover(cfg) -> tuple[list, list]:
 
 
 def main(argv: list) -> None:
-    if not argv or argv[0] != "start":
-        _fail('Error: unknown command for "kvcore gateway" (use "start")', sys.stderr)
     try:
-        cfg = parse(argv[1:])
+        cfg = parse(argv)
     except GatewayFlagError as e:
         _fail(f"Error: {e}", sys.stderr)
     logs.setup()

@@ -43,7 +43,7 @@ def test_gateway_proxies_to_live_endpoint_as_etcd(tmp_path):
             log_path = str(tmp_path / f"{kind}-gateway.log")
             with open(log_path, "w") as log:
                 proc = subprocess.Popen(
-                    _gateway(kind, "start", f"--endpoints=http://{dead},{member.endpoint}",
+                    _gateway(kind, f"--endpoints=http://{dead},{member.endpoint}", "start",
                              f"--listen-addr=127.0.0.1:{port}", "--retry-delay=1m"),
                     stdout=log, stderr=subprocess.STDOUT)
             procs.append(proc)
