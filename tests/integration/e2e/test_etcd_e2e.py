@@ -50,7 +50,7 @@ MORE = (
     "TestCtlV3AuthLeaseGrantLeases", "TestCtlV3AuthLeaseGrantLeasesJWT",
     "TestCtlV3AuthLeaseRevoke", "TestCtlV3AuthLeaseTestKeepAlive",
     "TestCtlV3AuthLeaseTestTimeToLiveExpired", "TestCtlV3AuthMemberAdd",
-    "TestCtlV3AuthMemberRemove", "TestCtlV3AuthPrefixPerm",
+    "TestCtlV3AuthMemberRemove", "TestCtlV3AuthMemberUpdate", "TestCtlV3AuthPrefixPerm",
     "TestCtlV3AuthRevokeWithDelete", "TestCtlV3AuthRoleGet", "TestCtlV3AuthRoleList",
     "TestCtlV3AuthRoleRevokeDuringOps", "TestCtlV3AuthRoleUpdate", "TestCtlV3AuthSnapshot",
     "TestCtlV3AuthSnapshotJWT", "TestCtlV3AuthTestCacheReload", "TestCtlV3AuthTxnJWT",
@@ -67,6 +67,14 @@ MORE = (
     "TestCtlV3WatchTimeout", "TestV2CurlIssue5182", "TestV3CurlAuth",
     "TestV3CurlLeaseGrantNoTLS", "TestV3CurlLeaseKeepAliveNoTLS",
     "TestV3CurlLeaseLeasesNoTLS", "TestV3CurlLeaseRevokeNoTLS",
+    # TLS variants and multi-member starts
+    "TestCtlV3PutClientTLS", "TestCtlV3PutPeerTLS", "TestCtlV3PutClientAutoTLS",
+    "TestCtlV3PutClientTLSFlagByEnv", "TestCtlV3GetRevokedCRL",
+    "TestCtlV3MemberListPeerTLS", "TestV2CurlAllTLS", "TestV3CurlPutGetAllTLS",
+    "TestV3CurlCipherSuitesMismatch", "TestCtlV3WatchInteractivePeerTLS",
+    "TestCtlV3LeaseKeepAliveClientTLS", "TestCtlV3UserAddClientAutoTLS",
+    "TestEtcdPeerNameAuth", "TestEtcdMultiPeer", "TestV3CurlCampaignNoTLS",
+    "TestV3Curl_MaxStreams_BelowLimit_NoTLS_Small",
 )
 
 
@@ -112,7 +120,11 @@ def _run(suite: dict, tests, timeout_s: int) -> dict:
         cwd=suite["work"], env=env, capture_output=True, text=True, timeout=timeout_s + 60)
     got = dict((m.group(2), m.group(1))
                for m in re.finditer(r"^\s*--- (PASS|FAIL): (\w+)", r.stdout, re.M))
-    return got, r.stdout[-6000:] + r.stderr[-2000:]
+    # What the failed ones printed (their servers' lines too), else the run's tail.
+    failed = [t for t in tests if got.get(t) != "PASS"]
+    shown = [m.group(0)[-4000:] for t in failed for m in re.finditer(
+        rf"^=== RUN   {t}$.*?(?=^=== RUN   (?!{t}/)|\Z)", r.stdout, re.M | re.S)]
+    return got, "\n".join(shown) or (r.stdout[-6000:] + r.stderr[-2000:])
 
 
 def test_curated_e2e_tests_pass_on_kvcore(suite):
