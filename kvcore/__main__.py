@@ -11,6 +11,9 @@ if sys.stdout is None or sys.stderr is None:   # Python found them closed at sta
 if sys.argv[1:2] == ["grpc-proxy"]:
     from kvcore.proxy.server import main as proxy_main
     proxy_main(sys.argv[2:])
+elif sys.argv[1:2] == ["gateway"]:
+    from kvcore.tcpgateway.main import main as gateway_main
+    gateway_main(sys.argv[2:])
 else:
     from kvcore.server.main import main
     main()

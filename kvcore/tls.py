@@ -7,8 +7,8 @@ As in etcd:
 
 * a trusted CA file alone already makes the server require a client certificate
   signed by it (``--client-cert-auth`` without a CA file uses the system roots);
-* a CRL file rejects client certificates it lists (checked by OpenSSL during the
-  handshake: the CRL must be the issuing CA's and not expired);
+* a CRL file rejects client certificates it lists (their serials, checked right
+  after the handshake, as etcd does: the CRL's dates and signer are not looked at);
 * auto TLS (:func:`self_cert`) writes an ECDSA P-521 self-signed certificate to
   ``<data-dir>/fixtures/{client,peer}/{cert,key}.pem`` (reused on restart); a
   member dialling peers with such a certificate does not verify theirs.
@@ -27,7 +27,6 @@ import logging
 import os
 import socket
 import ssl
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 from urllib.parse import urlparse
@@ -196,24 +195,18 @@ def reason(e: BaseException) -> str:
 
 
 def _load_crl(ctx: ssl.SSLContext, path: str) -> None:
-    """A CRL in PEM or DER; OpenSSL then checks each client (leaf) certificate."""
+    """A CRL in PEM or DER, checked as etcd's checkCRL does: after the handshake, the
+    client certificate's serial against the CRL's list, whatever the CRL's dates or
+    signer (OpenSSL's own check refused every client once the CRL's nextUpdate had
+    passed). As etcd reads the file at each handshake, a changed file is re-read."""
+    crl = tls_policy.CRLCheck(path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        crl.load()
     except OSError as e:
         raise TLSConfigError(f"open {path}: {e.strerror}")
-    try:
-        if b"-----BEGIN" not in data:
-            from cryptography import x509
-            from cryptography.hazmat.primitives.serialization import Encoding
-            data = x509.load_der_x509_crl(data).public_bytes(Encoding.PEM)
-        with tempfile.NamedTemporaryFile(suffix=".pem") as tmp:
-            tmp.write(data)
-            tmp.flush()
-            ctx.load_verify_locations(tmp.name)
-    except (ValueError, ssl.SSLError) as e:
+    except ValueError as e:
         raise TLSConfigError(f"cannot load CRL file {path}: {reason(e)}")
-    ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    ctx.peer_check = tls_policy.first_refusal(crl, getattr(ctx, "peer_check", None))
 
 
 # ---- auto TLS ----

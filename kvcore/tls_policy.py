@@ -176,6 +176,55 @@ def allowed_check(cn: str, hostname: str) -> Callable[[Optional[dict]], Optional
     return check
 
 
+class CRLCheck:
+    """peercert -> None, or etcd's refusal when the certificate's serial is listed in
+    the CRL file (re-read when the file changes, as etcd reads it per handshake)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.revoked: frozenset = frozenset()
+        self._stamp = None
+
+    def load(self) -> None:
+        """OSError, or ValueError for a file that is no CRL."""
+        from cryptography import x509
+        st = os.stat(self.path)
+        with open(self.path, "rb") as f:
+            data = f.read()
+        crl = x509.load_pem_x509_crl(data) if b"-----BEGIN" in data \
+            else x509.load_der_x509_crl(data)
+        self.revoked = frozenset(r.serial_number for r in crl)
+        self._stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def __call__(self, cert: Optional[dict]) -> Optional[str]:
+        try:
+            st = os.stat(self.path)
+            if (st.st_mtime_ns, st.st_size, st.st_ino) != self._stamp:
+                self.load()
+        except (OSError, ValueError) as e:   # mid-rewrite: keep the last list
+            log.warning("failed to reload CRL %s: %s", self.path, e)
+        if not cert or "serialNumber" not in cert:
+            return None
+        serial = int(cert["serialNumber"], 16)
+        if serial in self.revoked:
+            h = f"{serial:x}"
+            return f"transport: certificate serial {'0' * (len(h) % 2)}{h} revoked"
+        return None
+
+
+def first_refusal(*checks):
+    """One peer check running each given one (None: skipped) until one refuses."""
+    live = [c for c in checks if c is not None]
+
+    def check(cert: Optional[dict]) -> Optional[str]:
+        for c in live:
+            why = c(cert)
+            if why:
+                return why
+        return None
+    return check
+
+
 def _subject_cn(cert: dict) -> str:
     for rdn in cert.get("subject", ()):
         for k, v in rdn:

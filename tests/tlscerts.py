@@ -86,10 +86,12 @@ class _CA:
             b = b.add_extension(x509.SubjectAlternativeName(sans), False)
         return b.sign(self.key, hashes.SHA256()), key
 
-    def crl(self, revoked: list[x509.Certificate]) -> bytes:
+    def crl(self, revoked: list[x509.Certificate], valid_days: int = 30) -> bytes:
+        """valid_days < 0: a CRL whose nextUpdate has passed."""
         now = datetime.datetime.now(datetime.timezone.utc)
         b = (x509.CertificateRevocationListBuilder().issuer_name(self.cert.subject)
-             .last_update(now - _DAY).next_update(now + 30 * _DAY))
+             .last_update(now + (min(valid_days, 0) - 1) * _DAY)
+             .next_update(now + valid_days * _DAY))
         for c in revoked:
             b = b.add_revoked_certificate(
                 x509.RevokedCertificateBuilder().serial_number(c.serial_number)
@@ -115,6 +117,7 @@ class PKI:
     other_server_key: str
     elsewhere_cert: str     # by ca, server and client auth, but for 127.0.0.2 only
     elsewhere_key: str
+    expired_crl: str = ""   # ca's CRL revoking revoked_cert, past its nextUpdate
 
 
 def make_pki(directory: str) -> PKI:
@@ -137,5 +140,7 @@ def make_pki(directory: str) -> PKI:
                                                       client=True))
     elsewhere = _write(p("elsewhere"), *ca.issue("elsewhere", server=True, client=True,
                                                  hosts=("127.0.0.2",)))
+    with open(p("crl-expired.pem"), "wb") as f:
+        f.write(ca.crl([revoked_pair[0]], valid_days=-7))
     return PKI(directory, p("ca.pem"), *server, *client, *revoked, p("crl.pem"),
-               p("other-ca.pem"), *o_client, *o_server, *elsewhere)
+               p("other-ca.pem"), *o_client, *o_server, *elsewhere, p("crl-expired.pem"))

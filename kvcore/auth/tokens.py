@@ -234,7 +234,7 @@ def _jwt_provider(opts: dict) -> JWTTokens:
         if priv:
             priv_key = serialization.load_pem_private_key(priv, password=None)
         if pub:
-            pub_key = serialization.load_pem_public_key(pub)
+            pub_key = _load_public(pub, family)
     except (ValueError, TypeError) as e:
         raise TokenConfigError(f"{INVALID_OPTS}: {e}") from None
     if (priv_key is not None and not isinstance(priv_key, kinds[0])) or (
@@ -247,6 +247,19 @@ def _jwt_provider(opts: dict) -> JWTTokens:
     if pub_key is not None and _public_bytes(pub_key) != _public_bytes(priv_key.public_key()):
         raise TokenConfigError(KEY_MISMATCH)
     return JWTTokens(method, priv_key, priv_key.public_key(), ttl, verify_only=False)
+
+
+def _load_public(pem: bytes, family: str):
+    """A PEM public key or, for RSA and ECDSA, a certificate holding one (jwt-go's
+    Parse{RSA,EC}PublicKeyFromPEM take either; etcd's e2e suite gives server.crt)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    try:
+        return serialization.load_pem_public_key(pem)
+    except ValueError:
+        if family not in ("rsa", "ec") or b"-----BEGIN CERTIFICATE-----" not in pem:
+            raise
+        return x509.load_pem_x509_certificate(pem).public_key()
 
 
 def _public_bytes(key) -> bytes:

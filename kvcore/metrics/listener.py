@@ -90,6 +90,11 @@ class MetricsListener:
             srv.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ctx = writer.get_extra_info("sslcontext")
+        check = getattr(ctx, "peer_check", None)   # CRL, allowed CN (kvcore/tls_policy.py)
+        if check is not None and check(writer.get_extra_info("peercert")):
+            writer.close()
+            return
         try:
             while True:
                 line = await reader.readline()

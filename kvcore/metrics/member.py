@@ -251,7 +251,7 @@ class MemberMetrics:
         yield _counter("etcd_mvcc_put", "Total number of puts seen by this member.", self.puts)
         yield _counter("etcd_mvcc_delete", "Total number of deletes seen by this member.", self.deletes)
         yield _counter("etcd_mvcc_txn", "Total number of txns seen by this member.", self.txns)
-        yield _gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", len(store.index))
+        yield _gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", store.live_keys())
         yield _gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.",
                      hub.streams)
         yield _gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", hub.count())

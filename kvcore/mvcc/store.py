@@ -122,6 +122,11 @@ class KVStore:
             return (txn.stat(self.b.latest)["entries"]
                     + txn.stat(self.b.latest_long)["entries"])
 
+    def live_keys(self) -> int:
+        """Keys not deleted (etcd's keys gauge: +1 on a key's creation, -1 on its
+        tombstone); the index also holds deleted keys until a compaction."""
+        return self._latest_count()
+
     def _rebuild_latest(self) -> None:
         """Data written before the ``latest`` database existed: derive it."""
         revs, _ = self.index.revisions(b"\x00", b"\x00", self.current_rev, 0)

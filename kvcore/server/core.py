@@ -20,7 +20,7 @@ import time
 
 from google.protobuf.message import DecodeError
 
-from kvcore import _ext, failpoints, logs
+from kvcore import ETCD_VERSION, _ext, failpoints, logs
 from kvcore.api import wire
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.engine.base import GrpcError, StatusCode
@@ -233,6 +233,10 @@ class Core:
         log.info("member %x of cluster %x: revision %d, applied index %d, term %d",
                  self.member_id, self.cluster_id, self.store.current_rev, applied,
                  self.raft.term)
+        # kvcore's cluster version is fixed; etcd says this when it sets or recovers
+        # its own, and tools (etcd's e2e suite) wait for the line.
+        log.info("enabled capabilities for version",
+                 extra=logs.fields(cluster_version=ETCD_VERSION.rsplit(".", 1)[0]))
 
     def _finish_snapshot_install(self, index: int, map_size: int) -> None:
         """The WAL records a received snapshot at ``index`` that the backend does not

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from urllib.parse import urlparse
 
+from kvcore import logs
 from kvcore.api import rpc_pb2, wire
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.raft.types import ConfChange, ConfChangeType
@@ -26,6 +28,7 @@ from kvcore.services.context import log_failure
 MAX_LEARNERS = 1
 # etcd's HealthInterval: how long every voter must have been reachable for a change.
 HEALTH_INTERVAL = 5.0
+log = logging.getLogger(__name__)
 
 
 def _check_urls(urls) -> list:
@@ -45,6 +48,7 @@ def _check_urls(urls) -> list:
 class ClusterService:
     def __init__(self, ctx):
         self.ctx = ctx
+        self._published = False   # this process's publish applied
 
     def register(self, reg) -> None:
         c = "/etcdserverpb.Cluster/"
@@ -67,10 +71,26 @@ class ClusterService:
         ctx = self.ctx
         m = ctx.membership.members.get(ctx.member_id)
         want = (ctx.cfg.name, list(ctx.cfg.advertise_client_urls))
-        if m is not None and (m.name, m.client_urls) == want:
+        # Once a process, as etcd, even when unchanged: tools (etcd's e2e suite among
+        # them) wait for the "published" line before they call a member ready.
+        if self._published and m is not None and (m.name, m.client_urls) == want:
             return
         req = json.dumps({"id": ctx.member_id, "name": want[0], "clientURLs": want[1]})
-        ctx.propose_internal(OP_MEMBER_ATTR, req.encode()).add_done_callback(log_failure)
+        ctx.propose_internal(OP_MEMBER_ATTR, req.encode()).add_done_callback(
+            lambda fut: self._published_done(fut, want))
+
+    def _published_done(self, fut, want) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            log_failure(fut)
+            return   # the next leader change publishes again
+        if not self._published:
+            self._published = True
+            ctx = self.ctx
+            log.info("published local member to cluster through raft", extra=logs.fields(
+                local_member_id=f"{ctx.member_id:x}",
+                local_member_attributes=f"{{Name:{want[0]} ClientURLs:[{' '.join(want[1])}]}}",
+                request_path=f"/0/members/{ctx.member_id:x}/attributes",
+                cluster_id=f"{ctx.cluster_id:x}"))
 
     def apply_member_attr(self, txn, w, req: bytes):
         ctx = self.ctx

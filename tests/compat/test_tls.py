@@ -15,6 +15,7 @@ import time
 
 import grpc
 import pytest
+from cryptography import x509
 
 from kvcore.api import rpc_pb2, rpc_pb2_grpc
 from tests import servers
@@ -252,8 +253,31 @@ def test_crl_rejects_revoked_client_cert(tmp_path_factory, pki):
     try:
         revoked = ("--cacert", pki.ca, "--cert", pki.revoked_cert, "--key", pki.revoked_key)
         _compare(kv, et, "native", revoked, False, "crl-revoked")
-        assert "certificate revoked" in kv.log()
+        with open(pki.revoked_cert, "rb") as f:
+            n = x509.load_pem_x509_certificate(f.read()).serial_number
+        serial = n.to_bytes((n.bit_length() + 7) // 8, "big").hex()   # Go's %x of its bytes
+        assert f"transport: certificate serial {serial} revoked" in kv.log()
         _compare(kv, et, "native", _client(pki), True, "crl-good")
+    finally:
+        kv.stop()
+        et.stop()
+
+
+def test_expired_crl_still_serves_good_clients(tmp_path_factory, pki):
+    """A CRL past its nextUpdate: etcd checks only the serials it lists, so good
+    clients are served and listed ones refused. kvcore let OpenSSL check the CRL,
+    which refused every client then (etcd's e2e TestCtlV3GetRevokedCRL, whose
+    fixture CRL expired in 2021)."""
+    flags = [f if f != pki.crl else pki.expired_crl for f in server_flags(pki, "crl")]
+    kv = servers.start_kvcore(str(tmp_path_factory.mktemp("crl-old-kv") / "kv.etcd"),
+                              workers=1, scheme="https",
+                              extra=tuple(flags) + ("--grpc-engine", "native"))
+    et = servers.start_etcd(str(tmp_path_factory.mktemp("crl-old-etcd") / "etcd.etcd"),
+                            scheme="https", extra=tuple(flags))
+    try:
+        revoked = ("--cacert", pki.ca, "--cert", pki.revoked_cert, "--key", pki.revoked_key)
+        _compare(kv, et, "native", revoked, False, "old-crl-revoked")
+        _compare(kv, et, "native", _client(pki), True, "old-crl-good")
     finally:
         kv.stop()
         et.stop()

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from bench.servers import free_port
-from tests import promscrape, servers
+from tests import etcd351, promscrape, servers
 
 _METRICS_PORT: dict = {}   # client port -> its member's metrics port
 
@@ -164,3 +164,19 @@ def test_fsync_commit_grpc_codes_and_process_metrics(tmp_path):
         assert promscrape.value(after, "process_open_fds") > core_fds
     finally:
         srv.stop()
+
+
+def test_keys_gauge_counts_live_keys_as_etcd(tmp_path):
+    """etcd_debugging_mvcc_keys_total drops on a delete (etcd decrements it on a key's
+    tombstone); kvcore counted every key its index held, deleted ones too (etcd's e2e
+    TestV3MetricsInsecure caught it)."""
+    with servers.kvcore_and_etcd(tmp_path, etcd_binary=etcd351.ETCD) as (kv, et):
+        got = {}
+        for name, srv in (("kvcore", kv), ("etcd", et)):
+            for args in (("put", "a", "1"), ("put", "b", "2"), ("put", "a", "3"),
+                         ("del", "a"), ("put", "c", "4"), ("del", "nothing")):
+                rc, _, err = srv.etcdctl(*args)
+                assert rc == 0, err
+            got[name] = promscrape.value(promscrape.scrape(f"http://{srv.endpoint}"),
+                                         "etcd_debugging_mvcc_keys_total")
+        assert got == {"kvcore": 2.0, "etcd": 2.0}
