@@ -179,3 +179,47 @@ def selective(*valids: str, quote: bool = False):
         return s
     parse.valids = valids
     return parse
+
+
+def set_flag(cfg: Any, arg: str, argv: list, i: int, flags: dict, bools: set,
+             error: type) -> int:
+    """pflag's reading of the flag ``arg`` (``--name=value``, ``--name value`` taking
+    ``argv[i]``, or a bool ``--name``) onto ``cfg`` through ``flags[name] = (attribute,
+    converter)``; -> the index after what it took. Errors are ``error(message)`` in
+    cobra's words."""
+    name, eq, value = arg.lstrip("-").partition("=")
+    if name not in flags:
+        raise error(f"unknown flag: --{name}")
+    attr, conv = flags[name]
+    if not eq:
+        if name in bools:
+            value = "true"
+        elif i < len(argv):
+            value = argv[i]
+            i += 1
+        else:
+            raise error(f"flag needs an argument: --{name}")
+    try:
+        setattr(cfg, attr, conv(value))
+    except FlagValueError as e:
+        raise error(f'invalid argument "{value}" for "--{name}" flag: '
+                    f'{_pflag_reason(conv, value, e)}') from None
+    return i
+
+
+def _pflag_reason(conv, value: str, e: FlagValueError) -> str:
+    """pflag passes on strconv's and time's own errors, where Go's flag package says
+    "parse error"."""
+    syntax = "value out of range" if str(e) == "value out of range" else "invalid syntax"
+    if conv is parse_int:
+        return f'strconv.ParseInt: parsing "{value}": {syntax}'
+    if conv is parse_uint:
+        return f'strconv.ParseUint: parsing "{value}": {syntax}'
+    if conv is parse_bool:
+        return f'strconv.ParseBool: parsing "{value}": invalid syntax'
+    if conv is parse_duration:
+        try:
+            go_duration(value)
+        except ValueError as d:
+            return str(d)
+    return str(e)

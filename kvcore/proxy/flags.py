@@ -89,24 +89,10 @@ def parse(argv: list) -> ProxyConfig:
         i += 1
         if not arg.startswith("-") or arg in ("-", "--"):
             raise ProxyFlagError(f'unknown command "{arg}" for "kvcore grpc-proxy start"')
-        name, eq, value = arg.lstrip("-").partition("=")
+        name = arg.lstrip("-").partition("=")[0]
         if name in _UNSUPPORTED:
             raise ProxyFlagError(f"flag --{name} is not supported by kvcore grpc-proxy")
-        if name not in _FLAGS:
-            raise ProxyFlagError(f"unknown flag: --{name}")
-        attr, conv = _FLAGS[name]
-        if not eq:
-            if name in _BOOL:
-                value = "true"
-            elif i < len(argv):
-                value = argv[i]
-                i += 1
-            else:
-                raise ProxyFlagError(f"flag needs an argument: --{name}")
-        try:
-            setattr(cfg, attr, conv(value))
-        except goflags.FlagValueError as e:
-            raise ProxyFlagError(f'invalid argument "{value}" for "--{name}" flag: {e}')
+        i = goflags.set_flag(cfg, arg, argv, i, _FLAGS, _BOOL, ProxyFlagError)
     if not cfg.endpoints:
         raise ProxyFlagError("no endpoints")
     return cfg

@@ -51,22 +51,7 @@ def parse(argv: list) -> GatewayConfig:
             continue
         if not arg.startswith("-") or arg in ("-", "--"):
             raise GatewayFlagError(f'unknown command "{arg}" for "kvcore gateway start"')
-        name, eq, value = arg.lstrip("-").partition("=")
-        if name not in _FLAGS:
-            raise GatewayFlagError(f"unknown flag: --{name}")
-        attr, conv = _FLAGS[name]
-        if not eq:
-            if name in _BOOL:
-                value = "true"
-            elif i < len(argv):
-                value = argv[i]
-                i += 1
-            else:
-                raise GatewayFlagError(f"flag needs an argument: --{name}")
-        try:
-            setattr(cfg, attr, conv(value))
-        except goflags.FlagValueError as e:
-            raise GatewayFlagError(f'invalid argument "{value}" for "--{name}" flag: {e}')
+        i = goflags.set_flag(cfg, arg, argv, i, _FLAGS, _BOOL, GatewayFlagError)
     if not started:
         raise GatewayFlagError('unknown command for "kvcore gateway" (use "start")')
     return cfg
