@@ -667,7 +667,7 @@ class RaftDriver:
             if err is None:
                 st = self.storage
                 compact_to = snap.metadata.index - catch_up
-                if compact_to > st.first_index():
+                if compact_to >= st.first_index():     # compact(i) drops entries <= i
                     st.compact(compact_to)
                 log.info("snapshot at index %d (term %d); released %d WAL segment(s)",
                          snap.metadata.index, snap.metadata.term, removed)

@@ -197,6 +197,12 @@ class Core:
         bootstrap = None
         if fresh and cfg.initial_cluster_state == "new":
             bootstrap = bootstrap_entries(self.initial)
+        # A restored data dir (kvcoreutl snapshot restore, an etcd dir taken over) holds
+        # data no log entry carries: once the bootstrap entries are applied, a snapshot
+        # releases them, so a member added later gets the data as a snapshot (etcd's
+        # restore writes its WAL starting with one for the same reason).
+        self._snapshot_after_bootstrap = (
+            len(bootstrap) if bootstrap and self.store.current_rev > 1 else 0)
         self.transport = PeerTransport(
             self.member_id, self.cluster_id, step=lambda m: self.raft.step(m),
             unreachable=lambda pid: self.raft.report_unreachable(pid),
@@ -370,7 +376,11 @@ class Core:
                     entries=len(entries)))
         self._publish_header()
         applied = self.raft.applied if not entries else entries[-1].index
-        if applied - self._last_snapshot >= self.cfg.snapshot_count:
+        if self._snapshot_after_bootstrap and applied >= self._snapshot_after_bootstrap:
+            self._snapshot_after_bootstrap = 0
+            self._last_snapshot = applied
+            self.loop.create_task(self.raft.snapshot(applied, self.backend.sync, 0))
+        elif applied - self._last_snapshot >= self.cfg.snapshot_count:
             self._last_snapshot = applied
             self.loop.create_task(self.raft.snapshot(
                 applied, self.backend.sync, self.cfg.experimental_snapshot_catchup_entries))
