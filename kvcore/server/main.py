@@ -25,7 +25,7 @@ from kvcore.loop import run_loop
 from kvcore.server.core import Core
 from kvcore.engine import client_listeners
 from kvcore.server import corruption, leadership, sdnotify
-from kvcore.storage import etcdlayout, verify
+from kvcore.storage import etcdlayout, takeover, verify
 from kvcore.storage.wal import WalCorruptError
 
 log = logging.getLogger("kvcore")
@@ -161,7 +161,17 @@ async def serve(cfg: config.Config) -> None:
         auto_compaction_mode=cfg.auto_compaction_mode,
         auto_compaction_retention=cfg.auto_compaction_retention,
         discovery_url=cfg.discovery, discovery_proxy=cfg.discovery_proxy))
+    takeover.resume(cfg.data_dir)
     found = etcdlayout.etcd_files(cfg.data_dir, cfg.wal_dir)
+    if found and not cfg.wal_dir and takeover.one_member(cfg.initial_cluster) and \
+            os.path.join(cfg.data_dir, "member", "snap", "db") in found:
+        try:    # etcd's runbooks (restore, then start; a swapped binary) as they are
+            takeover.take_over(cfg.data_dir, cfg.name, cfg.initial_cluster,
+                               cfg.initial_cluster_token, cfg.initial_advertise_peer_urls)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"kvcore: cannot take over etcd's data dir {cfg.data_dir}: "
+                             f"{e}")
+        found = etcdlayout.etcd_files(cfg.data_dir, cfg.wal_dir)
     if found:
         raise SystemExit(etcdlayout.refusal(cfg.data_dir, found))
     core = Core(cfg)

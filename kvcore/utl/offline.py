@@ -37,9 +37,10 @@ def hashkv(data_dir: str, rev: int = 0) -> dict:
     return {"hash": h, "hashRevision": at, "compactRevision": compact}
 
 
-def migrate(etcd_data_dir: str, data_dir: str) -> None:
+def migrate(etcd_data_dir: str, data_dir: str, **bootstrap) -> None:
     """A stopped etcd 3.4/3.5 member's backend (member/snap/db) into a new kvcore data
-    dir, as a restore without a sha256 trailer. Committed v3 changes in etcd's WAL past
+    dir, as a restore without a sha256 trailer (``bootstrap``: the restore's member
+    flags, name, initial_cluster, token, peer_urls). Committed v3 changes in etcd's WAL past
     the backend's consistent index (a crash before etcd's batched backend commit) are
     not replayed: the migration refuses, and a clean start and stop of etcd applies
     them."""
@@ -59,4 +60,4 @@ def migrate(etcd_data_dir: str, data_dir: str) -> None:
         raise ValueError(f"{pending} committed entries in {wal} are past the "
                          f"backend's consistent index {ci} (etcd stopped uncleanly): start "
                          "etcd on it once and stop it cleanly, then migrate")
-    restore(db, data_dir=data_dir, skip_hash_check=True)
+    restore(db, data_dir=data_dir, skip_hash_check=True, **bootstrap)

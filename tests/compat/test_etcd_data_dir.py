@@ -1,8 +1,10 @@
 """An etcd user swapping the binary: kvcore started with the flags of a stopped etcd
-3.5.1 member (its --data-dir, or only its --wal-dir) exits 1 naming etcd's files and
-the `kvcoreutl migrate` command, and leaves every byte of etcd's data as it was: etcd
-starts on it again and serves the same keys; the command it names then works. And the
-directories kvcore creates are private (0700 at every level), as etcd's are."""
+3.5.1 member of a larger cluster (its --data-dir, or only its --wal-dir) exits 1 naming
+etcd's files and the `kvcoreutl migrate` command, and leaves every byte of etcd's data
+as it was: etcd starts on it again and serves the same keys; the command it names then
+works. A one-member etcd's data dir, and the one `etcdutl snapshot restore` makes, is
+taken over in place (tests/compat/test_etcd_data_dir_takeover.py). And the directories
+kvcore creates are private (0700 at every level), as etcd's are."""
 import hashlib
 import os
 import stat
@@ -23,14 +25,19 @@ def _digest(tree: str) -> dict:
     return out
 
 
-def _kvcore_on(data_dir: str, *extra) -> subprocess.CompletedProcess:
+# A member of a larger cluster: its data dir is not taken over (kvcore/storage/takeover.py).
+OTHERS = ",other=http://127.0.0.1:1"
+
+
+def _kvcore_on(data_dir: str, *extra, others: str = OTHERS) -> subprocess.CompletedProcess:
     port, peer = free_port(), free_port()
     argv = [sys.executable, "-m", "kvcore", "--name", "default", "--data-dir", data_dir,
             "--listen-client-urls", f"http://127.0.0.1:{port}",
             "--advertise-client-urls", f"http://127.0.0.1:{port}",
             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-            "--initial-cluster", f"default=http://127.0.0.1:{peer}", "--workers", "1", *extra]
+            "--initial-cluster", f"default=http://127.0.0.1:{peer}{others}", "--workers", "1",
+            *extra]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60)
 
 
