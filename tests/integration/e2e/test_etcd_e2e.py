@@ -95,8 +95,10 @@ def suite(tmp_path_factory) -> dict:
     (bin_dir / "etcd").write_text(
         "#!/bin/sh\n"
         "# kvcore under etcd's name; no flag added (etcd 3.4.23's --enable-v2 default\n"
-        "# is false as kvcore's; the suite passes --enable-v2 where it wants v2).\n"
-        f"PYTHONPATH={ROOT} exec {sys.executable} -m kvcore \"$@\"\n")
+        "# is false as kvcore's; the suite passes --enable-v2 where it wants v2), once\n"
+        "# its listen ports are free (kvcore_as_etcd.py says why).\n"
+        f"PYTHONPATH={ROOT} exec {sys.executable} {os.path.join(HERE, 'kvcore_as_etcd.py')}"
+        " \"$@\"\n")
     (bin_dir / "etcd").chmod(0o755)
     (bin_dir / "etcdctl").symlink_to(ETCDCTL_34)
     # The suite names the JWT keys as ../../integration/fixtures from its own folder.
