@@ -162,14 +162,13 @@ class Core:
         self.wal = WAL(self.paths.wal_dir, fill_ahead=0 if cfg.unsafe_no_fsync else walfill.AHEAD)
         self.wal.unsafe_no_fsync = cfg.unsafe_no_fsync
         contents: WalContents = self.wal.open(self.member_id, self.cluster_id)
-        if contents.member_id and contents.member_id != self.member_id and cfg.discovery_srv:
-            # bootstrapped from SRV records whose host names spell this member's URLs
-            # otherwise than --initial-advertise-peer-urls: the WAL has the ID (as etcd)
-            self.member_id = contents.member_id
         if contents.member_id and contents.member_id != self.member_id:
-            raise SystemExit(f"data dir {cfg.data_dir} belongs to member "
-                             f"{contents.member_id:x}, not {self.member_id:x} (check --name, "
-                             "--initial-advertise-peer-urls and --initial-cluster-token)")
+            # A restart is the WAL's member, whatever the --initial-* flags now say, as in
+            # etcd: its peer URLs may have been changed with 'etcdctl member update' (and
+            # the flags with them), or its URLs came from SRV records.
+            log.info("restarting member %x from its WAL (the --initial-* flags name %x)",
+                     contents.member_id, self.member_id)
+            self.member_id = contents.member_id
         if contents.cluster_id and contents.cluster_id != self.cluster_id:
             self.cluster_id = contents.cluster_id  # joined an existing cluster earlier
         if contents.repaired_bytes:
