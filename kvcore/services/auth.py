@@ -155,13 +155,16 @@ class AuthService:
         """etcd's EtcdServer.Authenticate: check the password, propose the user and a
         fresh token prefix, and try again if the auth store changed meanwhile."""
         r = rpc_pb2.AuthenticateRequest.FromString(req)
-        store = self.store
-        if not store.enabled:
-            raise etcd_error(EtcdError.AUTH_NOT_ENABLED)
         ctx = self.ctx
         pw = r.password.encode()
 
         async def run():
+            # etcd reads linearizably first: a member behind the log (a joiner, a lagging
+            # follower) then answers from the auth state the leader has, not its own.
+            await ctx.linearizable(lambda: None)
+            store = self.store
+            if not store.enabled:
+                raise etcd_error(EtcdError.AUTH_NOT_ENABLED)
             while True:
                 u = store.users.get(r.name)
                 if u is None or u.options.no_password or not u.password:
