@@ -3,7 +3,6 @@ the data dir `etcdutl snapshot restore` makes, are taken over when kvcore starts
 them (kvcore/storage/takeover.py). kvcore then serves what etcd served; etcd's files
 are kept byte for byte in member.etcd; a takeover interrupted at any step is finished
 or redone at the next start."""
-import hashlib
 import os
 import subprocess
 
@@ -11,16 +10,9 @@ import pytest
 
 from kvcore.storage import takeover
 from tests import etcd351, servers
+from tests.compat import test_etcd_data_dir as refused
 
-
-def _digest(tree: str) -> dict:
-    out = {}
-    for root, _, files in os.walk(tree):
-        for n in files:
-            p = os.path.join(root, n)
-            with open(p, "rb") as f:
-                out[os.path.relpath(p, tree)] = hashlib.sha256(f.read()).hexdigest()
-    return out
+_digest = refused._digest       # every file's sha256 under a tree
 
 
 def _view(srv) -> list:
