@@ -3,6 +3,7 @@ member and an etcd 3.5.1 member, alternating rounds: what a user who compares th
 with etcd's tool sees.
 
     python -m bench.probes.etcd_tool [--rounds 5] [--total 30000] [--workers 2]
+                                     [--etcd-bin BIN]   (etcd 3.5.1's by default)
 
 One member each, fresh data dir each round, 10 connections x 100 clients; put (8-byte
 sequential keys, 256-byte values), range of one key linearizable and serializable.
@@ -19,7 +20,7 @@ import statistics
 import subprocess
 import tempfile
 
-from tests import servers
+from tests import etcd351, servers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD = os.path.join(HERE, "..", "..", "tests", "clients", "etcd_benchmark", "build.sh")
@@ -43,6 +44,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--total", type=int, default=30000)
     ap.add_argument("--workers", type=int, default=2, help="kvcore's --workers")
+    ap.add_argument("--etcd-bin", default=etcd351.ETCD, help="the etcd to compare with")
     a = ap.parse_args()
     tool = subprocess.run(["bash", BUILD], capture_output=True, text=True,
                           check=True).stdout.strip()
@@ -51,7 +53,7 @@ def main() -> None:
         for kind in (("kvcore", "etcd") if r % 2 == 0 else ("etcd", "kvcore")):
             d = tempfile.mkdtemp(prefix=f"etcd-tool-{kind}-")
             srv = (servers.start_kvcore(d + "/data", workers=a.workers) if kind == "kvcore"
-                   else servers.start_etcd(d + "/data"))
+                   else servers.start_etcd(d + "/data", binary=a.etcd_bin))
             try:
                 servers.etcdctl(srv.endpoint, "put", "foo", "bar")
                 for case, args in CASES.items():
@@ -64,7 +66,7 @@ def main() -> None:
               + f" (kvcore/etcd req/s; load {os.getloadavg()[0]:.1f})", flush=True)
     for c, v in res.items():
         ratios = [k / e for k, e in zip(v["kvcore"], v["etcd"])]
-        print(f"{c}: kvcore {[round(x) for x in v['kvcore']]} etcd 3.5.1 "
+        print(f"{c}: kvcore {[round(x) for x in v['kvcore']]} {a.etcd_bin} "
               f"{[round(x) for x in v['etcd']]} ratios {[round(x, 2) for x in ratios]} "
               f"median {statistics.median(ratios):.2f}")
 
