@@ -56,7 +56,8 @@ def kv(c, n):
            "get": shape(n, c.range("py/a")),
            "missing": shape(n, c.range("py/none")),
            "serializable": shape(n, c.range("py/a", serializable=True)),
-           "ignore_value_missing": outcome(lambda: shape(n, c.put("py/none", "", ignore_value=True))),
+           "ignore_value_missing": outcome(lambda: shape(n, c.put("py/none", "",
+                                                                  ignore_value=True))),
            "empty_key": outcome(c.put, "", "v")}
     out["delete_prev"] = shape(n, c.delete_range("py/a", prev_kv=True))
     out["delete_again"] = shape(n, c.delete_range("py/a"))
@@ -275,13 +276,14 @@ def maintenance(c, n):
 
 @scenario
 def cluster(c, n):
-    """Members of a one-member cluster. (Adding one it cannot reach would cost the
-    cluster its quorum: etcd allows that add, for restores.)"""
+    """Members of a one-member cluster. Not tried: adding one it cannot reach (etcd
+    allows that, for restores, and the cluster then has no quorum), and changes that
+    reach raft only to be refused at apply (an unknown ID, a peer URL in use): etcd
+    3.5.1 sometimes answers those only at its request timeout (tests/compat/
+    test_gateway.py); tests/compat/test_strict_reconfig.py has the quorum refusals."""
     return {"members": shape(n, c.member_list(), "member"),
-            "remove_missing": outcome(c.member_remove, 1),
-            "update_missing": outcome(c.member_update, 1, ["http://127.0.0.1:2"]),
             "add_bad_url": outcome(c.member_add, ["not a url"]),
-            "add_existing_url": outcome(c.member_add, c.member_list().members[0].peerURLs)}
+            "add_no_url": outcome(c.member_add, [])}
 
 
 @scenario
@@ -315,8 +317,8 @@ def auth(c, n):
     port = c.port
     out = {"user_add_root": shape(n, c.user_add("root", "rootpw")),
            "role_add": shape(n, c.role_add("app")),
-           "grant": shape(n, c.role_grant_permission("app", "app/", permType=authpbPermissionType.READWRITE,
-                                                     prefix=True)),
+           "grant": shape(n, c.role_grant_permission(
+               "app", "app/", permType=authpbPermissionType.READWRITE, prefix=True)),
            "user_add_app": shape(n, c.user_add("app", "apppw")),
            "user_grant_role": shape(n, c.user_grant_role("app", "app")),
            "grant_root": shape(n, c.user_grant_role("root", "root")),

@@ -4,8 +4,9 @@ etcd3-py models each JSON gateway response on a swagger spec (etcd 3.3's) and ke
 the decoded body; ``shape`` walks the fields the server actually sent (so a field one
 server sends and the other leaves out is a difference) and replaces only what must
 differ between two clusters: member/cluster ids, raft terms and indexes, absolute
-revisions (relative to the scenario's start), database sizes, lease ids, ports and
-auth tokens. Errors keep what the gateway sent: HTTP status and the JSON body.
+revisions (relative to the scenario's start), database sizes, lease ids, ports,
+auth tokens, and the order of a lease's keys. Errors keep what the gateway sent:
+HTTP status and the JSON body.
 """
 from __future__ import annotations
 
@@ -56,6 +57,8 @@ def _field(n, k, v, ids):
         return int(v) > 0
     if k in ("peerURLs", "clientURLs"):
         return [PORT.sub("127.0.0.1:<port>", u) for u in v]
+    if k == "keys":                 # a lease's keys: etcd lists them from a Go map
+        return sorted(plain(v))
     if k == "token":
         return "<token>" if v else v
     return shape(n, v, ids)
