@@ -10,7 +10,7 @@ import aiohttp
 import etcd3
 from etcd3.models import RangeRequestSortOrder as Order, authpbPermissionType
 
-from tests.clients.etcd3py_scenarios import retry_version_probe
+from tests.clients.etcd3py_scenarios import retry_version_probe, tls
 from tests.clients.etcd3py_shape import error, outcome, shape
 from tests.clients.harness import Norm, scenario_main
 
@@ -32,7 +32,7 @@ async def _outcome(aw):
 
 def connect(port, **kw):
     return retry_version_probe(lambda: etcd3.AioClient(
-        host="127.0.0.1", port=port, timeout=aiohttp.ClientTimeout(total=10), **kw))
+        host="127.0.0.1", port=port, timeout=aiohttp.ClientTimeout(total=10), **tls(), **kw))
 
 
 async def rev_now(c) -> int:

@@ -11,13 +11,15 @@ import subprocess
 import pytest
 
 from tests import etcd351, servers
-from tests.clients.harness import ROOT, compare_scenario, run_scenarios
+from tests.clients.harness import ROOT, compare_scenario, kvcore_and_etcd351, run_scenarios
 from tests.clients.names import ETCD3PY, ETCD3PY_AIO
+from tests.tlscerts import make_pki
 
 SYNC = "tests.clients.etcd3py_scenarios"
 AIO = "tests.clients.etcd3py_aio_scenarios"
 INSTALL = os.path.join(ROOT, "tests", "clients", "etcd3py", "install.sh")
 ENGINES = ["grpcio", pytest.param("native", marks=pytest.mark.native_engine)]
+TLS_SYNC, TLS_AIO = ["kv", "watch"], ["aio_kv", "aio_watch"]
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,38 @@ def kvcore(request, tmp_path_factory, library_path):
         yield _results(srv, str(base / "work"), library_path)
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def over_tls(tmp_path_factory, library_path):
+    """A few scenarios with client certificates (--client-cert-auth): etcd3-py's
+    requests and aiohttp TLS set-ups against each server's TLS gateway."""
+    base = tmp_path_factory.mktemp("etcd3py-tls")
+    pki = make_pki(str(base / "pki"))
+    flags = ("--cert-file", pki.server_cert, "--key-file", pki.server_key,
+             "--client-cert-auth", "--trusted-ca-file", pki.ca)
+    # requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE override the session's CA: set too.
+    env = {"PYTHONPATH": library_path + os.pathsep + ROOT, "REQUESTS_CA_BUNDLE": pki.ca,
+           "CURL_CA_BUNDLE": pki.ca,
+           "ETCD3PY_TLS": f"{pki.ca},{pki.client_cert},{pki.client_key}"}
+    out = {}
+    with kvcore_and_etcd351(base, extra=flags, scheme="https") as pair:
+        for srv in pair:
+            work = str(base / f"{srv.kind}-work")
+            out[srv.kind] = run_scenarios(SYNC, srv, work, TLS_SYNC, env_extra=env)
+            out[srv.kind].update(run_scenarios(AIO, srv, work, TLS_AIO, env_extra=env))
+    return out
+
+
+@pytest.mark.parametrize("name", TLS_SYNC + TLS_AIO)
+def test_over_tls(over_tls, name):
+    compare_scenario(over_tls, name)
+
+
+def test_what_tls_shows(over_tls):
+    r = over_tls["kvcore"]
+    assert r["kv"]["get"]["kvs"][0]["value"] == "b:2" and r["watch"]["arrived"] is True
+    assert [e.get("type", "PUT") for e in r["aio_watch"]["events"]] == ["PUT", "PUT", "DELETE"]
 
 
 @pytest.mark.parametrize("name", ETCD3PY + ETCD3PY_AIO)
