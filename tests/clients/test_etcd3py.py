@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -24,7 +25,9 @@ TLS_SYNC, TLS_AIO = ["kv", "watch"], ["aio_kv", "aio_watch"]
 
 @pytest.fixture(scope="module")
 def library_path():
-    p = subprocess.run([INSTALL], capture_output=True, text=True, timeout=300)
+    # Installed for the interpreter that runs the scenarios (its binary wheels).
+    p = subprocess.run([INSTALL], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHON=sys.executable))
     assert p.returncode == 0, f"install.sh exited {p.returncode}\n{p.stderr[-2000:]}"
     return p.stdout.strip()
 
