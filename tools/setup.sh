@@ -58,6 +58,10 @@ tests/clients/etcd_benchmark/build.sh >/dev/null
 # build takes a few minutes on 2 cores, later runs nothing).
 tests/clients/kube/build.sh >/dev/null
 
+# etcd3-py (PyPI; import name `etcd3`, python-etcd3's too) with its pinned dependencies
+# in a directory of its own under ~/.cache/kvcore-tools, for tests/clients/test_etcd3py.py.
+tests/clients/etcd3py/install.sh >/dev/null
+
 # The Node.js etcd3 client the client tests drive (tests/clients/node), exactly as its
 # package-lock.json pins it; `npm ci` runs again only when the lock file changed.
 NODE_TESTS=tests/clients/node

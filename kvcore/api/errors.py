@@ -42,7 +42,9 @@ class EtcdError:
     LEARNER_NOT_READY = (C.FAILED_PRECONDITION,
                          "etcdserver: can only promote a learner member which is in sync with leader")
     TOO_MANY_LEARNERS = (C.FAILED_PRECONDITION, "etcdserver: too many learner members in cluster")
-    NOT_ENOUGH_STARTED = (C.FAILED_PRECONDITION,
+    # etcd's toGRPCErrorMap maps ErrNotEnoughStartedMembers to rpctypes' client-side
+    # error, not its gRPC status, so it goes out as Unknown (HTTP 500 on the gateway).
+    NOT_ENOUGH_STARTED = (C.UNKNOWN,
                           "etcdserver: re-configuration failed due to not enough started members")
     NOT_SUPPORTED_FOR_LEARNER = (C.UNAVAILABLE, "etcdserver: rpc not supported for learner")
     PERMISSION_DENIED = (C.PERMISSION_DENIED, "etcdserver: permission denied")

@@ -166,8 +166,6 @@ class ClusterService:
 
     def member_remove(self, req: bytes):
         r = rpc_pb2.MemberRemoveRequest.FromString(req)
-        if r.ID not in self.ms.members:
-            raise etcd_error(EtcdError.MEMBER_NOT_FOUND)
         return self._then(self.remove(r.ID), lambda: self._respond(
             rpc_pb2.MemberRemoveResponse(members=self._members_pb())))
 
