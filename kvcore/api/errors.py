@@ -28,6 +28,9 @@ class EtcdError:
     LEADER_CHANGED = (C.UNAVAILABLE, "etcdserver: leader changed")
     STOPPED = (C.UNAVAILABLE, "etcdserver: server stopped")
     TIMEOUT = (C.UNAVAILABLE, "etcdserver: request timed out")
+    # A proposal still waiting for a leader at the request timeout (never proposed):
+    # etcd 3.5 sends its context's error as it is (gRPC Unknown, HTTP 500 on the gateway).
+    CONTEXT_DEADLINE = (C.UNKNOWN, "context deadline exceeded")
     TOO_MANY_REQUESTS = (C.RESOURCE_EXHAUSTED, "etcdserver: too many requests")
     UNHEALTHY = (C.UNAVAILABLE, "etcdserver: unhealthy cluster")
     CORRUPT = (C.DATA_LOSS, "etcdserver: corrupt cluster")

@@ -589,11 +589,19 @@ class RaftDriver:
                         fut.set_exception(err)
         if self._reads_waiting:
             if not self.lead:
+                # A client's read waits for a leader (its deadline bounds it), as etcd's
+                # read loop asks again until one answers; a leadership confirmation
+                # cannot come from a member that knows none.
                 err = etcd_error(EtcdError.NO_LEADER)
+                keep = []
                 for f in self._reads_waiting:
-                    if not f.done():
+                    if f.done():
+                        continue
+                    if f in self._confirm_only:
                         f.set_exception(err)
-                self._reads_waiting = []
+                    else:
+                        keep.append(f)
+                self._reads_waiting = keep
                 self._confirm_only = {f for f in self._confirm_only if not f.done()}
                 return
             self._read_ctx = (self._read_ctx + 1) & 0xFFFFFFFFFFFFFFFF
@@ -636,6 +644,16 @@ class RaftDriver:
             self._reads_inflight.clear()
             self._read_sent.clear()
             self._confirm_only = {f for f in self._confirm_only if not f.done()}
+            if ss.lead and self._reads_waiting:
+                # Reads that waited for a leader: etcd's read loop answers them
+                # "leader changed" once one is elected (clientv3 asks again).
+                keep = []
+                for f in self._reads_waiting:
+                    if f in self._confirm_only:
+                        keep.append(f)
+                    elif not f.done():
+                        f.set_exception(err)
+                self._reads_waiting = keep
             self._on_leader_change(old, ss.lead)
 
     # ---- snapshots ----

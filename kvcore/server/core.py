@@ -35,6 +35,7 @@ from kvcore.auth import tokens
 from kvcore.server.auth import AuthStore
 from kvcore.server.config import Config
 from kvcore.server.deadlines import Deadlines
+from kvcore.server.leaderless import LeaderWait
 from kvcore.server.membership import (Member, Membership, cluster_id, initial_members,
                                       member_id)
 from kvcore.server.peer import PeerTransport
@@ -112,6 +113,8 @@ class Core:
         self._headers = wire.Headers()
         self.deadlines = Deadlines(self.loop, self.request_timeout, self._proposal_expired)
         self.read_deadlines = Deadlines(self.loop, self.request_timeout, self._read_expired)
+        self.leader_wait = LeaderWait(self.loop, self.request_timeout, self._propose_now,
+                                      self._proposal_failed)
         self.read_state = ReadState()   # shared with the workers (kvcore/ipc/readstate.py)
         # The leader's lease expiries, renewed by the workers too (ext/leaseclock.pyx);
         # None in pure-Python mode: every keep-alive comes here.
@@ -359,6 +362,8 @@ class Core:
         if new:
             self.metrics.leader_changes += 1   # etcd counts each change to a known leader
         self._publish_header()
+        if new:
+            self.leader_wait.release()
         for fn in self.registry.on_leader_changed:
             fn(old, new)
 
@@ -634,8 +639,11 @@ class Core:
                                      self.store.current_rev, self.raft.term)
 
     def _proposal_expired(self, fut) -> None:
-        self.metrics.proposals_failed += 1
+        self._proposal_failed()
         _expire(fut)
+
+    def _proposal_failed(self) -> None:
+        self.metrics.proposals_failed += 1
 
     def _read_expired(self, fut) -> None:
         self.metrics.slow_read_indexes += 1
@@ -656,9 +664,11 @@ class Core:
         op's applier takes either)."""
         if len(req) > self.cfg.max_request_bytes:
             raise etcd_error(EtcdError.REQUEST_TOO_LARGE)
-        if not self.raft.lead:
-            self.metrics.proposals_failed += 1
-            raise etcd_error(EtcdError.NO_LEADER)
+        if not self.raft.lead:   # waits for one, as in etcd (kvcore/server/leaderless.py)
+            return self.leader_wait.add(op, req, decoded)
+        return self._propose_now(op, req, decoded)
+
+    def _propose_now(self, op: int, req: bytes, decoded=None):
         if self.raft.committed > self.raft.applied + MAX_APPLY_GAP:
             raise etcd_error(EtcdError.TOO_MANY_REQUESTS)
         if self.auth.enabled:   # a checked request carries its caller to apply

@@ -78,7 +78,8 @@ def test_leader_change_failed_proposal_and_peer_metrics(tmp_path):
         leader.kill9()
         assert _until(lambda: promscrape.value(
             _metrics(f1), "etcd_server_leader_changes_seen_total") >= changes + 1)
-        # Alone, f1 has no leader: a put fails and counts as a failed proposal.
+        # Alone, f1 has no leader: a put waits for one until the request timeout (7 s,
+        # as in etcd), then fails and counts as a failed proposal.
         f2.kill9()
         assert _until(lambda: promscrape.value(_metrics(f1), "etcd_server_has_leader") == 0)
         failed = promscrape.value(_metrics(f1), "etcd_server_proposals_failed_total")
