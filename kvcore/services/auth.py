@@ -44,6 +44,7 @@ AUTH_OPS = ("AuthEnable", "AuthDisable", "UserAdd", "UserDelete", "UserChangePas
             "RoleGrantPermission", "RoleRevokePermission", "Authenticate")
 _OP_INDEX = {n: i for i, n in enumerate(AUTH_OPS)}
 _REQUEST = {n: ("" if n.startswith("Auth") else "Auth") + n + "Request" for n in AUTH_OPS}
+NO_PASSWORD_USER = "auth: authentication failed, password was given for no password user"
 TOKEN_WAIT_LIMIT = 60.0   # seconds a call may wait for its token's entry to apply
 # Proposals checked again at apply -> the method whose check runs (OP_AUTH's method
 # is named by its first byte).
@@ -142,7 +143,9 @@ class AuthService:
 
     def user_change_password(self, req: bytes):
         r = rpc_pb2.AuthUserChangePasswordRequest.FromString(req)
-        if r.hashedPassword:
+        if r.hashedPassword or not r.password:
+            # etcd hashes only a password given: an empty one is stored empty (and
+            # no password matches it then)
             return self._propose("UserChangePassword", req)
 
         async def run():
@@ -167,8 +170,10 @@ class AuthService:
                 raise etcd_error(EtcdError.AUTH_NOT_ENABLED)
             while True:
                 u = store.users.get(r.name)
-                if u is None or u.options.no_password or not u.password:
+                if u is None or (not u.password and not u.options.no_password):
                     raise etcd_error(EtcdError.AUTH_FAILED)
+                if u.options.no_password:   # etcd's ErrNoPasswordUser, unmapped: Unknown
+                    raise GrpcError(StatusCode.UNKNOWN, NO_PASSWORD_USER)
                 checked = store.revision
                 stored = bytes(u.password)
                 ok = await ctx.loop.run_in_executor(None, lambda: bcrypt.checkpw(pw, stored))
@@ -201,6 +206,17 @@ class AuthService:
             raise TokenPending(self._wait_applied(index))
         log.warning("invalid auth token", extra=logs.fields(token=token))
         raise etcd_error(EtcdError.INVALID_AUTH_TOKEN)
+
+    def _auth_pkg_caller(self, token: Optional[str]) -> Optional[Caller]:
+        """``caller`` for etcd's authMaintenanceServer (Hash, HashKV, Defragment,
+        Snapshot), which returns the auth package's own error for an unknown token:
+        code Unknown, "auth: invalid auth token"."""
+        try:
+            return self.caller(token)
+        except GrpcError as e:
+            if (e.code, e.message) == EtcdError.INVALID_AUTH_TOKEN:
+                raise GrpcError(*_AUTH_PKG_INVALID) from None
+            raise
 
     def _wait_applied(self, index: int):
         fut = self.ctx.loop.create_future()
@@ -285,7 +301,10 @@ class AuthService:
         check = self.checks[method] if method < len(self.checks) else None
         if check is _NO_CHECK:
             return None
-        user = self.caller(token)
+        if method in _AUTH_PKG_METHODS:
+            user = self._auth_pkg_caller(token)
+        else:
+            user = self.caller(token)
         if check is not None:
             check(user, payload)
         resets = []
@@ -499,7 +518,10 @@ class AuthService:
             return factory(st)   # etcd's LeaseRenew reads no token: any, or none, will do
         try:
             try:
-                user = self.stream_user(token)
+                if path == "/etcdserverpb.Maintenance/Snapshot":
+                    user = self._auth_pkg_caller(token)
+                else:
+                    user = self.stream_user(token)
             except GrpcError:
                 if path != "/etcdserverpb.Watch/Watch":
                     raise
@@ -582,6 +604,8 @@ _OFF_TOKEN_ERRORS = {METHOD_ID[p]: e for e, paths in (
 _NEEDS_LEADER = {METHOD_ID["/v3electionpb.Election/Proclaim"]: epb.ProclaimRequest,
                  METHOD_ID["/v3electionpb.Election/Resign"]: epb.ResignRequest}
 _DOWNGRADE = METHOD_ID["/etcdserverpb.Maintenance/Downgrade"]
+_AUTH_PKG_METHODS = {METHOD_ID["/etcdserverpb.Maintenance/" + n]
+                     for n in ("Hash", "HashKV", "Defragment", "Snapshot")}
 _NOBODY = object()   # a watch whose token is unknown: every create is refused
 
 
