@@ -119,3 +119,22 @@ def test_authenticate_as_a_no_password_user(run):
     assert root(run, "UserChangePassword",
                 A.AuthUserChangePasswordRequest(name="nopw", password="new"))[0] == "ok"
     assert authrun.authenticate(run, "nopw", "new") == want
+
+
+def test_a_user_may_not_change_its_own_password(run):
+    """UserChangePassword needs root in etcd (needAdminPermission), even for the user's
+    own password; kvcore let a user change its own."""
+    user_with(run, "self", "role-self", (b"s", b""))
+    a = authrun.run_step(run, Step("self", "UserChangePassword",
+                                   A.AuthUserChangePasswordRequest(name="self", password="x")))
+    assert a == DENIED
+
+
+def test_user_get_of_the_empty_name_without_a_user(run):
+    """etcd lets a caller see its own user (UserGet's name equal to the caller's); a
+    call with no user asking about the empty name passes that test ("" == "") and
+    gets "user name not found"; kvcore said "user name is empty"."""
+    a = authrun.run_step(run, Step(None, "UserGet", A.AuthUserGetRequest(name="")))
+    assert a == ("error", "FAILED_PRECONDITION", "etcdserver: user name not found")
+    a = authrun.run_step(run, Step(None, "UserGet", A.AuthUserGetRequest(name="root")))
+    assert a == ("error", "INVALID_ARGUMENT", "etcdserver: user name is empty")
