@@ -557,7 +557,8 @@ class _AuthWatch:
             try:
                 if self._user is _NOBODY:
                     raise GrpcError(StatusCode.PERMISSION_DENIED, "")
-                self._ctx.auth.check_range(self._user, c.key, c.range_end, READ)
+                # etcd's watch server makes an empty key "\0" before the check
+                self._ctx.auth.check_range(self._user, c.key or b"\x00", c.range_end, READ)
             except GrpcError:
                 ctx = self._ctx
                 resp = rpc_pb2.WatchResponse(

@@ -138,3 +138,12 @@ def test_user_get_of_the_empty_name_without_a_user(run):
     assert a == ("error", "FAILED_PRECONDITION", "etcdserver: user name not found")
     a = authrun.run_step(run, Step(None, "UserGet", A.AuthUserGetRequest(name="root")))
     assert a == ("error", "INVALID_ARGUMENT", "etcdserver: user name is empty")
+
+
+def test_a_watch_on_the_empty_key_is_checked_as_etcd_checks_it(run):
+    """etcd's watch server makes an empty key "\\0" before the permission check; kvcore
+    checked the empty key itself (which etcd's interval tree sorts past every key)."""
+    user_with(run, "zero", "role-zero", (b"\x00", b""))
+    for end, created in ((b"", True), (b"\x01", False)):
+        a = authrun.run_step(run, Step("zero", "Watch", A.WatchCreateRequest(range_end=end)))
+        assert a[0][1].endswith("created: true\n") == created, a
