@@ -202,6 +202,8 @@ def user_step():
         st.just(("Hash", A.HashRequest())),
         st.just(("HashKV", A.HashKVRequest())),
         st.just(("Alarm", A.AlarmRequest())),
+        st.just(("Defragment", A.DefragmentRequest())),
+        st.just(("Snapshot", A.SnapshotRequest())),
         st.sampled_from(USERS + ["nobody"]).flatmap(lambda u: st.builds(
             A.AuthenticateRequest, name=st.just(u), password=st.sampled_from(PASSWORDS))).map(
             lambda r: ("Authenticate", r)),
