@@ -132,8 +132,9 @@ class AuthService:
         r = rpc_pb2.AuthUserAddRequest.FromString(req)
         if not r.name:
             raise etcd_error(EtcdError.USER_EMPTY)
-        if r.options.no_password or r.hashedPassword:
+        if r.options.no_password:
             return self._propose("UserAdd", req)
+        # etcd 3.5 hashes the password given and replaces any hashedPassword sent
 
         async def run():
             r.hashedPassword = await self._hash(r.password)

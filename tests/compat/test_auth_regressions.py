@@ -147,3 +147,10 @@ def test_a_watch_on_the_empty_key_is_checked_as_etcd_checks_it(run):
     for end, created in ((b"", True), (b"\x01", False)):
         a = authrun.run_step(run, Step("zero", "Watch", A.WatchCreateRequest(range_end=end)))
         assert a[0][1].endswith("created: true\n") == created, a
+
+
+def test_user_add_hashes_the_password_whatever_hash_is_sent(run):
+    """etcd 3.5.1's UserAdd hashes the password given and replaces any hashedPassword
+    the client sent; kvcore stored the client's hash, and the password did not work."""
+    root(run, "UserAdd", A.AuthUserAddRequest(name="sent", password="pw", hashedPassword="x"))
+    assert authrun.authenticate(run, "sent", "pw")[0] == "ok"
