@@ -215,26 +215,24 @@ def _ttl_keys_refused(run: Run, te, a, rb) -> bool:
 
 
 def _model(run: Run, method: str, req) -> None:
-    """What a successful change means for the passwords the run knows."""
+    """What a successful change means for the passwords the run knows. Tokens are
+    kept: a client learns that its user was deleted, its password changed or auth
+    disabled from the "invalid auth token" its next call gets."""
     if method == "UserAdd":
         run.passwords[req.name] = None if req.options.no_password else req.password
     elif method == "UserDelete":
         run.passwords.pop(req.name, None)
-        _forget(run, req.name)
     elif method == "UserChangePassword":
         # an empty new password is stored empty: no password matches it
         if run.passwords.get(req.name, "") is not None:
             run.passwords[req.name] = req.password or None
-        _forget(run, req.name)
-    elif method == "AuthDisable":
-        for u in list(run.es.tokens):
-            _forget(run, u)
 
 
 def check_state(run: Run):
     """The auth state and the keyspace, read as root (as nobody while auth is off).
     When auth is on and root cannot authenticate (its password set empty, a
     no-password root), nothing can change any more: both servers start afresh."""
+    run_step(run, Step("root", "AuthStatus", rpc_pb2.AuthStatusRequest()))   # drops a stale token
     tk, te = tokens(run, "root")
     if te is None and authdiff.call(run.es, None, "AuthStatus", rpc_pb2.AuthStatusRequest())[0][0] == "error":
         run.stats["(both servers started afresh: root locked out)"] += 1
