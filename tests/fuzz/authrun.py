@@ -118,6 +118,12 @@ def tokens(run: Run, user: Optional[str]) -> tuple:
     return run.ks.tokens.get(user), run.es.tokens.get(user)
 
 
+def _forget_token(run: Run, etcd_token: str) -> None:
+    for user, tok in list(run.es.tokens.items()):
+        if tok == etcd_token:
+            _forget(run, user)
+
+
 def _forget(run: Run, user: Optional[str]) -> None:
     for side in (run.ks, run.es):
         side.tokens.pop(user, None)
@@ -205,7 +211,15 @@ def _from_key_watch_refused(run: Run, te, req, a, b) -> bool:
 
 def _ttl_keys_refused(run: Run, te, a, rb) -> bool:
     """kvcore refuses a LeaseTimeToLive with keys the caller may not read (etcd 3.5.9's
-    fix of CVE-2023-32082; 3.5.1 lists them to anyone)."""
+    fix of CVE-2023-32082; 3.5.1 lists them to anyone), and one with a token the
+    server does not know (etcd 3.5.28's requireAuthInfo; 3.5.1 reads no token there).
+    The client drops such a token, as after any "invalid auth token"."""
+    if a == authdiff.TOKEN_INVALID and rb is not None:
+        if authdiff.call(run.es, te, "Txn", rpc_pb2.TxnRequest())[0] != authdiff.TOKEN_INVALID:
+            return False
+        _forget_token(run, te)
+        run.stats["LeaseTimeToLive: invalid token, as later etcd"] += 1
+        return True
     if a[0] != "error" or (a[1], a[2]) not in authdiff.AUTH_REFUSALS or rb is None:
         return False
     if all(authdiff.permitted(run.es, te, authdiff.READ, k, b"") for k in rb.keys):
