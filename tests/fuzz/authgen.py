@@ -228,14 +228,19 @@ def bootstrap():
 def user_kit(draw):
     """A user with a role and a permission (each step may meet an existing one and
     fail as etcd fails), sent as root: so that runs often hold users with narrow
-    permissions to try."""
+    permissions to try; now and then the permission is revoked again."""
     A = rpc_pb2
     user, role = draw(st.sampled_from(USERS[1:])), draw(st.sampled_from(ROLES[1:]))
-    return [Step("root", "RoleAdd", A.AuthRoleAddRequest(name=role)),
-            Step("root", "UserAdd", A.AuthUserAddRequest(name=user, password="pw")),
-            Step("root", "UserGrantRole", A.AuthUserGrantRoleRequest(user=user, role=role)),
-            Step("root", "RoleGrantPermission", A.AuthRoleGrantPermissionRequest(
-                name=role, perm=draw(permission())))]
+    perm = draw(permission())
+    kit = [Step("root", "RoleAdd", A.AuthRoleAddRequest(name=role)),
+           Step("root", "UserAdd", A.AuthUserAddRequest(name=user, password="pw")),
+           Step("root", "UserGrantRole", A.AuthUserGrantRoleRequest(user=user, role=role)),
+           Step("root", "RoleGrantPermission", A.AuthRoleGrantPermissionRequest(
+               name=role, perm=perm))]
+    if not draw(st.integers(0, 3)):     # and revoke it again (a revoke that matches)
+        kit.append(Step("root", "RoleRevokePermission", A.AuthRoleRevokePermissionRequest(
+            role=role, key=perm.key, range_end=perm.range_end)))
+    return kit
 
 
 def steps():
