@@ -14,18 +14,22 @@ valid on all of them.
 
 Permission checks follow etcd: root (a user with the root role) may do anything;
 another user needs a role whose READ (reads) or WRITE (writes) permissions cover
-the whole key or range asked for. A caller authenticated at an older auth revision
+the whole key or range asked for, as etcd's interval tree decides (kvcore/auth/permtree.py).
+A caller authenticated at an older auth revision
 than the store's (a JWT issued before a change, or a request checked before a
 change applied ahead of it) gets etcd's ErrAuthOldRevision.
 """
 from __future__ import annotations
 
+import bisect
 from typing import Optional
 
 from kvcore.api import auth_pb2, rpc_pb2
 from kvcore.api.errors import EtcdError, etcd_error
+from kvcore.auth.permtree import UserPerms
 from kvcore.auth.tokens import SimpleTokens, TokenConfigError
 from kvcore.engine.base import GrpcError, StatusCode
+from kvcore.mvcc.gosort import go_sort
 from kvcore.storage.backend import from_u64, named_key, u64
 
 ROOT = "root"
@@ -35,7 +39,6 @@ _USER = b"user/"
 _ROLE = b"role/"
 READ, WRITE, READWRITE = (auth_pb2.Permission.READ, auth_pb2.Permission.WRITE,
                           auth_pb2.Permission.READWRITE)
-_INF = None   # an interval's open end
 
 
 class AuthStore:
@@ -169,7 +172,8 @@ class AuthStore:
         r = rpc_pb2.AuthUserChangePasswordRequest.FromString(req)
         u = auth_pb2.User()
         u.CopyFrom(self._user(r.name))
-        u.password = r.hashedPassword.encode()
+        # etcd keeps a no-password user without one
+        u.password = b"" if u.options.no_password else r.hashedPassword.encode()
         self._put_user(txn, u)
         self.tokens.invalidate_user(r.name)
         self._bump(txn)
@@ -231,18 +235,23 @@ class AuthStore:
 
     def _apply_RoleGrantPermission(self, txn, req):
         r = rpc_pb2.AuthRoleGrantPermissionRequest.FromString(req)
+        if not r.HasField("perm"):   # etcd checks this before it looks the role up
+            raise etcd_error(EtcdError.PERMISSION_NOT_GIVEN)
         role = auth_pb2.Role()
         role.CopyFrom(self._role(r.name))
-        perms = list(role.keyPermission)
-        for p in perms:
-            if p.key == r.perm.key and p.range_end == r.perm.range_end:
-                p.permType = r.perm.permType   # etcd updates the type in place
-                break
+        perms = [auth_pb2.Permission(key=p.key, range_end=p.range_end, permType=p.permType)
+                 for p in role.keyPermission]
+        # etcd looks only at the first permission whose key is not below the new one
+        # (sort.Search): the same key and range_end there is updated in place; anything
+        # else is appended and the list sorted by key with sort.Sort, so a range_end
+        # already held behind another one of the same key is held twice.
+        i = bisect.bisect_left([p.key for p in perms], r.perm.key)
+        if i < len(perms) and perms[i].key == r.perm.key and perms[i].range_end == r.perm.range_end:
+            perms[i].permType = r.perm.permType
         else:
-            i = 0
-            while i < len(perms) and perms[i].key < r.perm.key:
-                i += 1
-            perms.insert(i, r.perm)
+            perms.append(auth_pb2.Permission(key=r.perm.key, range_end=r.perm.range_end,
+                                             permType=r.perm.permType))
+            perms = go_sort(perms, key=lambda p: p.key)
         del role.keyPermission[:]
         role.keyPermission.extend(perms)
         self._put_role(txn, role)
@@ -307,37 +316,10 @@ class AuthStore:
             raise etcd_error(EtcdError.PERMISSION_DENIED)
         if ROOT in u.roles:
             return
-        merged = self._perm_cache.get((user, want))
-        if merged is None:
-            merged = self._perm_cache[(user, want)] = self._merged(u, want)
-        lo = key
-        hi = key + b"\x00" if not end else (_INF if end == b"\x00" else end)
-        for a, b in merged:
-            if a <= lo and (b is _INF or (hi is not _INF and hi <= b)):
-                return
+        perms = self._perm_cache.get(user)
+        if perms is None:
+            perms = self._perm_cache[user] = UserPerms(
+                [self.roles[rn] for rn in u.roles if rn in self.roles])
+        if perms.allows(key, end, want):
+            return
         raise etcd_error(EtcdError.PERMISSION_DENIED)
-
-    def _merged(self, u: auth_pb2.User, want: int) -> list:
-        """The user's key intervals [a, b) (b None = to the end) for one kind of access,
-        merged where they touch (etcd's range_perm_cache)."""
-        ivs = []
-        for rn in u.roles:
-            role = self.roles.get(rn)
-            if role is None:
-                continue
-            for p in role.keyPermission:
-                if p.permType != READWRITE and p.permType != want:
-                    continue
-                end = p.range_end
-                ivs.append((p.key, p.key + b"\x00" if not end else
-                            (_INF if end == b"\x00" else end)))
-        ivs.sort(key=lambda iv: iv[0])
-        out: list = []
-        for a, b in ivs:
-            if out and (out[-1][1] is _INF or a <= out[-1][1]):
-                pa, pb = out[-1]
-                if pb is not _INF and (b is _INF or b > pb):
-                    out[-1] = (pa, b)
-                continue
-            out.append((a, b))
-        return out

@@ -44,6 +44,7 @@ AUTH_OPS = ("AuthEnable", "AuthDisable", "UserAdd", "UserDelete", "UserChangePas
             "RoleGrantPermission", "RoleRevokePermission", "Authenticate")
 _OP_INDEX = {n: i for i, n in enumerate(AUTH_OPS)}
 _REQUEST = {n: ("" if n.startswith("Auth") else "Auth") + n + "Request" for n in AUTH_OPS}
+NO_PASSWORD_USER = "auth: authentication failed, password was given for no password user"
 TOKEN_WAIT_LIMIT = 60.0   # seconds a call may wait for its token's entry to apply
 # Proposals checked again at apply -> the method whose check runs (OP_AUTH's method
 # is named by its first byte).
@@ -131,8 +132,9 @@ class AuthService:
         r = rpc_pb2.AuthUserAddRequest.FromString(req)
         if not r.name:
             raise etcd_error(EtcdError.USER_EMPTY)
-        if r.options.no_password or r.hashedPassword:
+        if r.options.no_password:
             return self._propose("UserAdd", req)
+        # etcd 3.5 hashes the password given and replaces any hashedPassword sent
 
         async def run():
             r.hashedPassword = await self._hash(r.password)
@@ -142,7 +144,9 @@ class AuthService:
 
     def user_change_password(self, req: bytes):
         r = rpc_pb2.AuthUserChangePasswordRequest.FromString(req)
-        if r.hashedPassword:
+        if r.hashedPassword or not r.password:
+            # etcd hashes only a password given: an empty one is stored empty (and
+            # no password matches it then)
             return self._propose("UserChangePassword", req)
 
         async def run():
@@ -167,8 +171,10 @@ class AuthService:
                 raise etcd_error(EtcdError.AUTH_NOT_ENABLED)
             while True:
                 u = store.users.get(r.name)
-                if u is None or u.options.no_password or not u.password:
+                if u is None or (not u.password and not u.options.no_password):
                     raise etcd_error(EtcdError.AUTH_FAILED)
+                if u.options.no_password:   # etcd's ErrNoPasswordUser, unmapped: Unknown
+                    raise GrpcError(StatusCode.UNKNOWN, NO_PASSWORD_USER)
                 checked = store.revision
                 stored = bytes(u.password)
                 ok = await ctx.loop.run_in_executor(None, lambda: bcrypt.checkpw(pw, stored))
@@ -201,6 +207,17 @@ class AuthService:
             raise TokenPending(self._wait_applied(index))
         log.warning("invalid auth token", extra=logs.fields(token=token))
         raise etcd_error(EtcdError.INVALID_AUTH_TOKEN)
+
+    def _auth_pkg_caller(self, token: Optional[str]) -> Optional[Caller]:
+        """``caller`` for etcd's authMaintenanceServer (Hash, HashKV, Defragment,
+        Snapshot), which returns the auth package's own error for an unknown token:
+        code Unknown, "auth: invalid auth token"."""
+        try:
+            return self.caller(token)
+        except GrpcError as e:
+            if (e.code, e.message) == EtcdError.INVALID_AUTH_TOKEN:
+                raise GrpcError(*_AUTH_PKG_INVALID) from None
+            raise
 
     def _wait_applied(self, index: int):
         fut = self.ctx.loop.create_future()
@@ -285,7 +302,10 @@ class AuthService:
         check = self.checks[method] if method < len(self.checks) else None
         if check is _NO_CHECK:
             return None
-        user = self.caller(token)
+        if method in _AUTH_PKG_METHODS:
+            user = self._auth_pkg_caller(token)
+        else:
+            user = self.caller(token)
         if check is not None:
             check(user, payload)
         resets = []
@@ -417,17 +437,15 @@ class AuthService:
                 for key in (info[2] if info else ()):
                     self.store.check_range(user, key, b"", READ)
 
-        def self_or_admin(field):
-            def check(user, payload):
-                msg = {"UserGet": rpc_pb2.AuthUserGetRequest,
-                       "UserChangePassword": rpc_pb2.AuthUserChangePasswordRequest}[field]
-                name = msg.FromString(payload).name
-                try:
-                    self.store.check_admin(user)
-                except GrpcError:
-                    if not user or name != user:
-                        raise
-            return check
+        def user_get(user, payload):
+            # etcd's authApplierV3.UserGet: root, or the user asking about itself (a
+            # caller with no user asking about the empty name passes too: "" == "")
+            name = rpc_pb2.AuthUserGetRequest.FromString(payload).name
+            try:
+                self.store.check_admin(user)
+            except GrpcError:
+                if name != (user or ""):
+                    raise
 
         def role_get(user, payload):
             role = rpc_pb2.AuthRoleGetRequest.FromString(payload).role
@@ -450,8 +468,7 @@ class AuthService:
             c["/etcdserverpb.Cluster/" + m] = admin
         for name in AUTH_OPS + ("UserList", "RoleList", "AuthStatus"):
             c[AUTH + name] = admin
-        c[AUTH + "UserGet"] = self_or_admin("UserGet")
-        c[AUTH + "UserChangePassword"] = self_or_admin("UserChangePassword")
+        c[AUTH + "UserGet"] = user_get   # UserChangePassword is root's only, as in etcd
         c[AUTH + "RoleGet"] = role_get
         c[AUTH + "Authenticate"] = _NO_CHECK
         c["/etcdserverpb.Lease/LeaseRevoke"] = lease_revoke
@@ -499,7 +516,10 @@ class AuthService:
             return factory(st)   # etcd's LeaseRenew reads no token: any, or none, will do
         try:
             try:
-                user = self.stream_user(token)
+                if path == "/etcdserverpb.Maintenance/Snapshot":
+                    user = self._auth_pkg_caller(token)
+                else:
+                    user = self.stream_user(token)
             except GrpcError:
                 if path != "/etcdserverpb.Watch/Watch":
                     raise
@@ -538,7 +558,8 @@ class _AuthWatch:
             try:
                 if self._user is _NOBODY:
                     raise GrpcError(StatusCode.PERMISSION_DENIED, "")
-                self._ctx.auth.check_range(self._user, c.key, c.range_end, READ)
+                # etcd's watch server makes an empty key "\0" before the check
+                self._ctx.auth.check_range(self._user, c.key or b"\x00", c.range_end, READ)
             except GrpcError:
                 ctx = self._ctx
                 resp = rpc_pb2.WatchResponse(
@@ -582,6 +603,8 @@ _OFF_TOKEN_ERRORS = {METHOD_ID[p]: e for e, paths in (
 _NEEDS_LEADER = {METHOD_ID["/v3electionpb.Election/Proclaim"]: epb.ProclaimRequest,
                  METHOD_ID["/v3electionpb.Election/Resign"]: epb.ResignRequest}
 _DOWNGRADE = METHOD_ID["/etcdserverpb.Maintenance/Downgrade"]
+_AUTH_PKG_METHODS = {METHOD_ID["/etcdserverpb.Maintenance/" + n]
+                     for n in ("Hash", "HashKV", "Defragment", "Snapshot")}
 _NOBODY = object()   # a watch whose token is unknown: every create is refused
 
 
