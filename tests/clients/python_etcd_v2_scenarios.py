@@ -386,6 +386,61 @@ def reconnect(c, opts):
 
 
 @scenario
+def edges(c, opts):
+    """What the library lets through unescaped or unchecked: odd key names (it puts
+    the key into the URL as it is), odd TTLs, hidden keys, flags on the wrong kind."""
+    ix = begin(c)
+    o = lambda fn: outcome(ix, fn)   # noqa: E731
+    out = {}
+    for name in ("a b", "ü", "a%20b", "a+b", "a;b", "a:b", "a=b", "a..b", "./x", "a//b",
+                 "a?b", "a#b", "trail/"):
+        out["key " + name] = [o(lambda: c.write("/e/" + name, "v")),
+                              o(lambda: c.read("/e/" + name))]
+    out["listing"] = sorted(n.key for n in c.read("/e", recursive=True).leaves)
+    out["ttl_zero"] = o(lambda: c.write("/e/t0", "v", ttl=0))
+    out["ttl_negative"] = o(lambda: c.write("/e/tn", "v", ttl=-1))
+    out["ttl_float"] = o(lambda: c.write("/e/tf", "v", ttl=1.5))
+    out["ttl_empty"] = o(lambda: c.write("/e/te", "v", ttl=""))
+    # Past int64 nanoseconds etcd's expiry wraps: 2^62 s is now (gone at once), 2^33 s
+    # before 1970, which a create takes as no expiry.
+    out["ttl_huge"] = o(lambda: c.write("/e/th", "v", ttl=2 ** 62))
+    out["ttl_past_2262"] = o(lambda: c.write("/e/t33", "v", ttl=2 ** 33))
+    out["ttl_uint64_max"] = o(lambda: c.write("/e/tmax", "v", ttl=2 ** 64 - 1))
+    out["ttl_over_uint64"] = o(lambda: c.write("/e/tover", "v", ttl=2 ** 64))
+    time.sleep(1.2)     # expiry runs every 500 ms
+    out["after_ttls"] = [o(lambda k=k: c.read(k).value)
+                         for k in ("/e/t0", "/e/th", "/e/t33", "/e/tmax")]
+    out["value_empty"] = o(lambda: c.write("/e/empty", ""))
+    out["value_none"] = o(lambda: c.write("/e/none", None))
+    out["value_big"] = o(lambda: len(c.write("/e/big", "x" * 200000).value))
+    out["hidden"] = o(lambda: c.write("/e/h/_hidden", "h"))
+    out["hidden_listing"] = o(lambda: [n.key for n in c.read("/e/h", recursive=True).leaves])
+    out["hidden_read"] = o(lambda: c.read("/e/h/_hidden").value)
+    out["recursive_file"] = o(lambda: c.read("/e/empty", recursive=True))
+    out["sorted_file"] = o(lambda: c.read("/e/empty", sorted=True))
+    out["delete_recursive_file"] = o(lambda: c.delete("/e/empty", recursive=True))
+    out["mkdir_prev_exist_false"] = o(lambda: c.write("/e/h", None, dir=True, prevExist=False))
+    out["mkdir_prev_exist_true"] = o(lambda: c.write("/e/h", None, dir=True, prevExist=True))
+    out["refresh_dir"] = o(lambda: c.write("/e/h", None, dir=True, ttl=100, refresh=True,
+                                           prevExist=True))
+    d = c.read("/e/h")
+    out["update_dir"] = o(lambda: c.update(d))
+    out["delete_dir_prev_value"] = o(lambda: c.delete("/e/h", dir=True, prevValue="x"))
+    out["delete_dir_prev_index"] = o(lambda: c.delete("/e/h", recursive=True,
+                                                      prevIndex=d.modifiedIndex))
+    out["wait_index_future"] = o(lambda: c.watch("/e/none", index=c.read("/").etcd_index + 5,
+                                                 timeout=1))
+    out["wait_index_zero_timeout"] = o(lambda: c.read("/e/none", wait=True, waitIndex=0,
+                                                      timeout=1))
+    out["read_timeout_param"] = o(lambda: c.read("/e/none", timeout=3).value)
+    c.write("/e/many", None, dir=True)
+    for i in range(12):
+        c.write("/e/many", str(i), append=True)
+    out["many_sorted"] = [n.value for n in c.read("/e/many", sorted=True).leaves]
+    return out
+
+
+@scenario
 def auth(c, opts):
     """v2 auth through etcd.auth (users, roles, enable/disable) and clients with
     credentials; leaves auth off again."""
@@ -475,11 +530,13 @@ def cluster(c, opts):
     first = r.write("/cl/a", "1")
     out["write_on_follower"] = result(ix, first)
     out["quorum"] = o(lambda: r.read("/cl/a", quorum=True))
+    # Until the process has exited: a stopping etcd still answers on open keep-alive
+    # connections ("etcdserver: server stopped") after its listener closed.
     os.kill(opts.stop_pid, signal.SIGTERM)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and port_open(ports[0]):
+    while time.monotonic() < deadline and running(opts.stop_pid):
         time.sleep(0.05)
-    out["stopped"] = not port_open(ports[0])
+    out["stopped"] = not running(opts.stop_pid) and not port_open(ports[0])
     out["write_after_stop"] = o(lambda: r.write("/cl/a", "2"))
     out["moved_on"] = r.base_uri != f"http://127.0.0.1:{ports[0]}"
     out["quorum_after"] = o(lambda: r.read("/cl/a", quorum=True))
@@ -488,6 +545,15 @@ def cluster(c, opts):
     out["machines_after"] = sorted(r.machines) == urls
     out["lock"] = o(lambda: etcd.Lock(r, "cl").acquire(lock_ttl=30))
     return out
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (the test process, its parent, reaps it later)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def port_open(port: int) -> bool:

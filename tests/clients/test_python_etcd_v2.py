@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -20,7 +21,8 @@ ETCD34 = "/usr/bin/etcd"
 SYSTEM_PYTHON = "/usr/bin/python3"      # where python3-etcd is installed
 MODULE = "tests.clients.python_etcd_v2_scenarios"
 # auth last: it turns v2 auth on (and off again) on the same servers
-SINGLE = ["keys", "ttl", "cas", "in_order", "watch", "info", "lock", "reconnect", "auth"]
+SINGLE = ["keys", "ttl", "cas", "in_order", "watch", "info", "lock", "reconnect", "edges",
+          "auth"]
 V2 = ("--enable-v2",)
 
 
@@ -44,7 +46,11 @@ def results(tmp_path_factory):
     try:
         et = servers.start_etcd(str(base / "etcd.etcd"), binary=ETCD34, extra=V2)
         try:
-            return {srv.kind: run_scenarios([srv.port], SINGLE) for srv in (kv, et)}
+            # Both at once: the scenarios mostly wait (TTLs, watch timeouts).
+            with ThreadPoolExecutor(2) as pool:
+                runs = {srv.kind: pool.submit(run_scenarios, [srv.port], SINGLE)
+                        for srv in (kv, et)}
+            return {kind: f.result() for kind, f in runs.items()}
         finally:
             et.stop()
     finally:
@@ -79,6 +85,8 @@ def test_what_the_scenarios_show(results):
     assert r["keys"]["pop"]["value"] == "popped"
     assert r["cas"]["prev_both_fail"]["payload"]["cause"] == "[zz != x] [2 != 3]"
     assert r["info"]["get_lock"]["raised"] == "NotImplementedError"
+    assert [x if isinstance(x, str) else x["raised"] for x in r["edges"]["after_ttls"]] == [
+        "EtcdKeyNotFound", "EtcdKeyNotFound", "v", "EtcdKeyNotFound"]
     assert r["auth"]["enable_without_root"]["payload"]["status"] == 409
     assert r["auth"]["anon_read"]["raised"] == "EtcdInsufficientPermissions"
     assert r["auth"]["app_write"]["action"] == "set" and r["auth"]["active_after"] is False
