@@ -530,6 +530,16 @@ def cluster(c, opts):
     first = r.write("/cl/a", "1")
     out["write_on_follower"] = result(ix, first)
     out["quorum"] = o(lambda: r.read("/cl/a", quorum=True))
+    # A watch waiting on the member that stops (its index fixed, so no race with the
+    # write below): the library reconnects and asks another member.
+    watcher = etcd.Client(host=tuple(("127.0.0.1", p) for p in ports), allow_reconnect=True,
+                          read_timeout=5)
+    w = {}
+    nxt = first.modifiedIndex + 1
+    th = threading.Thread(target=lambda: w.setdefault("e", o(lambda: watcher.watch(
+        "/cl/a", index=nxt, timeout=15))))
+    th.start()
+    time.sleep(0.5)
     # Until the process has exited: a stopping etcd still answers on open keep-alive
     # connections ("etcdserver: server stopped") after its listener closed.
     os.kill(opts.stop_pid, signal.SIGTERM)
@@ -539,6 +549,13 @@ def cluster(c, opts):
     out["stopped"] = not running(opts.stop_pid) and not port_open(ports[0])
     out["write_after_stop"] = o(lambda: r.write("/cl/a", "2"))
     out["moved_on"] = r.base_uri != f"http://127.0.0.1:{ports[0]}"
+    th.join(20)
+    # (its X-Etcd-Index is the index where the re-sent watch arrived: before or after
+    # the write, as it happens)
+    out["watch_across_stop"] = w.get("e")
+    if isinstance(out["watch_across_stop"], dict):
+        out["watch_across_stop"].pop("etcd_index", None)
+    out["watcher_moved_on"] = watcher.base_uri != f"http://127.0.0.1:{ports[0]}"
     out["quorum_after"] = o(lambda: r.read("/cl/a", quorum=True))
     out["watch_from_first"] = o(lambda: r.watch("/cl/a", index=first.modifiedIndex))
     out["members_after"] = sorted(m["name"] for m in r.members.values())

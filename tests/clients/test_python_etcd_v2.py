@@ -120,3 +120,4 @@ def test_cluster_of_three(tmp_path):
         "raised": "EtcdException", "payload": {"message": "not current leader", "status": 403}}
     assert r["write_after_stop"]["action"] == "set" and r["quorum_after"]["node"]["value"] == "2"
     assert r["watch_from_first"]["node"]["value"] == "1"
+    assert r["watch_across_stop"]["node"]["value"] == "2" and r["watcher_moved_on"]
