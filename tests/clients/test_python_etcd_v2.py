@@ -16,6 +16,7 @@ import pytest
 
 from tests import servers
 from tests.clients.harness import ROOT, compare_scenario
+from tests.tlscerts import make_pki
 
 ETCD34 = "/usr/bin/etcd"
 SYSTEM_PYTHON = "/usr/bin/python3"      # where python3-etcd is installed
@@ -85,8 +86,8 @@ def test_what_the_scenarios_show(results):
     assert r["keys"]["pop"]["value"] == "popped"
     assert r["cas"]["prev_both_fail"]["payload"]["cause"] == "[zz != x] [2 != 3]"
     assert r["info"]["get_lock"]["raised"] == "NotImplementedError"
-    assert [x if isinstance(x, str) else x["raised"] for x in r["edges"]["after_ttls"]] == [
-        "EtcdKeyNotFound", "EtcdKeyNotFound", "v", "EtcdKeyNotFound"]
+    assert [r["edges"][k + "_gone"] for k in ("ttl_zero", "ttl_huge", "ttl_uint64_max")] == [
+        True, True, True] and r["edges"]["t33_kept"] == "v"
     assert r["auth"]["enable_without_root"]["payload"]["status"] == 409
     assert r["auth"]["anon_read"]["raised"] == "EtcdInsufficientPermissions"
     assert r["auth"]["app_write"]["action"] == "set" and r["auth"]["active_after"] is False
@@ -121,3 +122,27 @@ def test_cluster_of_three(tmp_path):
     assert r["write_after_stop"]["action"] == "set" and r["quorum_after"]["node"]["value"] == "2"
     assert r["watch_from_first"]["node"]["value"] == "1"
     assert r["watch_across_stop"]["node"]["value"] == "2" and r["watcher_moved_on"]
+
+
+def test_tls_with_client_certificates(tmp_path):
+    pki = make_pki(str(tmp_path / "pki"))
+    flags = V2 + ("--cert-file", pki.server_cert, "--key-file", pki.server_key,
+                  "--client-cert-auth", "--trusted-ca-file", pki.ca)
+    files = ("--ca", pki.ca, "--cert", pki.client_cert, "--key", pki.client_key,
+             "--other-ca", pki.other_ca)
+    kv = servers.start_kvcore(str(tmp_path / "kv.etcd"), workers=2, extra=flags, scheme="https")
+    try:
+        et = servers.start_etcd(str(tmp_path / "etcd.etcd"), binary=ETCD34, extra=flags,
+                                scheme="https")
+        try:
+            got = {srv.kind: run_scenarios([srv.port], ["tls"], *files) for srv in (kv, et)}
+        finally:
+            et.stop()
+    finally:
+        kv.stop()
+    compare_scenario(got, "tls")
+    r = got["kvcore"]["tls"]
+    assert r["read"]["node"]["value"] == "1" and r["machines"]
+    assert r["timeout"]["raised"] == "EtcdWatchTimedOut"
+    assert r["parked_watch"]["node"]["key"] == "/tls/b/c" and r["lock"] is True
+    assert r["no_cert"] == r["no_ca"] == "EtcdConnectionFailed"
