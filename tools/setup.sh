@@ -2,7 +2,8 @@
 # Everything a fresh machine needs to build, run and test kvcore:
 # system packages (real etcd/etcdctl as test oracles, h2load, libnghttp2, Chromium and
 # its driver for the console's browser tests, Patroni, PostgreSQL and vip-manager
-# for tests/clients/test_patroni.py, etcd-discovery, crypt and gnupg for the
+# for tests/clients/test_patroni.py, python3-etcd (python-etcd, the v2 client) for
+# tests/clients/test_python_etcd_v2.py, etcd-discovery, crypt and gnupg for the
 # ecosystem tests in tests/compat, the Go etcd client's source for
 # tests/clients/test_go_clientv3.py, dpkg-dev and reflect2 for building kube-apiserver
 # for tests/clients/test_kube_apiserver.py), then the
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
-PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver patroni postgresql vip-manager nodejs etcd-discovery golang-github-xordataexchange-crypt gnupg golang-etcd-server-dev dpkg-dev golang-github-modern-go-reflect2-dev"
+PKGS="etcd-server etcd-client nghttp2-client nghttp2-server libnghttp2-dev pkg-config openssl procps curl golang-go golang-github-coreos-bbolt-dev chromium chromium-driver patroni python3-etcd postgresql vip-manager nodejs etcd-discovery golang-github-xordataexchange-crypt gnupg golang-etcd-server-dev dpkg-dev golang-github-modern-go-reflect2-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

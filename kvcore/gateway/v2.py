@@ -71,13 +71,14 @@ class V2Handler:
         if method not in ("HEAD", "GET", "PUT", "POST", "DELETE"):
             return _not_allowed("HEAD,GET,PUT,POST,DELETE")
         # The core parses (its answer carries the cluster id even for a bad request).
+        # A GET may be a wait: its headers come first, then its event (services/v2.py).
         req = dict(who, kind="keys", method="GET" if method == "HEAD" else method,
                    target=target, body=body.decode("latin-1"),
-                   ct=headers.get("content-type", ""))
-        ans = await self._ask(req)
-        if method == "GET" and ans[0] == 200 and _is_stream_watch(target):
-            return ans[0], ans[1], self._stream(req, ans[2])
-        return ans
+                   ct=headers.get("content-type", ""), park=method == "GET")
+        status, hdrs, out, token = await self._ask_with_park(req)
+        if token is None:
+            return status, hdrs, out
+        return status, hdrs, self._events(req, out, token, _is_stream_watch(target))
 
     async def _members(self, method: str, path: str):
         """etcd's membersHandler for reads: the list, the leader, else 404 JSON.
@@ -94,22 +95,30 @@ class V2Handler:
         ans = await self._ask({"kind": "members"})
         return dict(ans[1]).get("X-Etcd-Cluster-Id", "")
 
-    async def _stream(self, req: dict, first: bytes):
-        """wait=true&stream=true: every next event on one chunked answer, each a
+    async def _events(self, req: dict, body: bytes, token: int, stream: bool):
+        """A wait's chunked body, after its headers: its event (at once, or claimed
+        from the core with ``token``); with stream=true every next one too, each a
         wait from the index after the last one delivered (etcd's streaming watch)."""
-        body = first
         while True:
+            if token:
+                st, _, body = await self._ask({"kind": "claim", "token": token})
+                if st != 200:
+                    return
             yield body
+            if not stream:
+                return
             nxt = json.loads(body)["node"]["modifiedIndex"] + 1
             path, _, query = req["target"].partition("?")
             q = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "waitIndex"]
             q.append(("waitIndex", str(nxt)))
-            st, _, body = await self._ask(dict(req, target=path + "?" + urlencode(q),
-                                               more=True))
+            nxt_req = dict(req, target=path + "?" + urlencode(q), more=True)
+            st, _, body, token = await self._ask_with_park(nxt_req)
             if st != 200:
                 return
 
-    async def _ask(self, req: dict):
+    async def _ask_with_park(self, req: dict):
+        """(status, headers, body, park): park is None unless the answer is a wait's,
+        0 when its event came with it, else the token to claim the event with."""
         fut = None
         try:
             fut = self._call(json.dumps(req).encode())
@@ -120,9 +129,12 @@ class V2Handler:
             raise
         except GrpcError as e:
             err = V2Error(300, e.message)
-            return err.status, [("Content-Type", _JSON)], err.body()
+            return err.status, [("Content-Type", _JSON)], err.body(), None
         ans = json.loads(raw)
-        return ans["s"], [tuple(h) for h in ans["h"]], ans["b"].encode()
+        return ans["s"], [tuple(h) for h in ans["h"]], ans["b"].encode(), ans.get("park")
+
+    async def _ask(self, req: dict):
+        return (await self._ask_with_park(req))[:3]
 
 
 def _is_stream_watch(target: str) -> bool:

@@ -8,6 +8,14 @@ A worker sends one V2 pseudo-call per HTTP request (JSON: the parsed request)
 and gets back {"s": status, "h": headers, "b": body}. Reads are served from the
 local copy (quorum=true goes through the log, as etcd's QGET); wait=true
 parks a watcher until its event; the leader proposes the expiry of due keys.
+
+A wait's answer comes in two calls, as etcd's comes in two writes: etcd flushes a
+wait's headers (200, X-Etcd-Index at the watch's start) before its event, so a
+client's read timeout ends the body read, not the request (python-etcd tells
+EtcdWatchTimedOut from a failed connection by that, and urllib3 retries a request
+whose headers did not come). A worker's GET carries "park": a wait with no event
+yet answers its headers and a token at once, and the worker's "claim" call with
+that token gets the event.
 """
 from __future__ import annotations
 
@@ -33,6 +41,9 @@ META_KEY = b"v2store"
 # The event history, one meta key per event in a ring of HISTORY slots (etcd 3.4
 # rebuilds it by replaying its WAL, so a waitIndex before a restart still answers).
 HIST_PREFIX = b"v2hist/"
+# A parked wait not claimed this long after its headers went out is dropped (its
+# worker went away between the two calls).
+PARK_CLAIM_S = 10.0
 
 
 def _hist_key(index: int) -> bytes:
@@ -71,6 +82,8 @@ class V2Service:
         self.store = Store()
         self.started = self.leader_since = time.time()
         self.auth = AuthStore(self._auth_do, self._auth_read)
+        self._parked: dict = {}      # token -> the future of a parked wait's answer
+        self._park_seq = 0
 
     def on_leader(self, old: int, new: int) -> None:
         self.leader_since = time.time()
@@ -94,13 +107,15 @@ class V2Service:
             return self._members(req.get("leader", False))
         if kind == "stats":
             return self._stats(req["which"])
+        if kind == "claim":
+            return self._claim(req["token"])
         caller = auth_http.Caller(req.get("authz", ""), req.get("cn", ""),
                                   bool(getattr(self.ctx.cfg, "client_cert_auth", False)))
         if kind == "members":    # a change: etcd's hasWriteRootAccess comes first
             return asyncio.ensure_future(self._members_write(caller, req))
         if kind == "auth":
             return asyncio.ensure_future(self._auth_answer(req, caller))
-        target, more = req["target"], req.get("more", False)
+        target, more, park = req["target"], req.get("more", False), req.get("park", False)
         try:
             req = v2http.parse(req["method"], target, req["body"].encode("latin-1"),
                                req["ct"])
@@ -110,20 +125,20 @@ class V2Service:
         # counts the store read of /2/enabled) once per HTTP request
         if not more and self.auth.enabled():
             key = unquote(target.partition("?")[0][len(v2http.KEYS_PREFIX):])
-            return asyncio.ensure_future(self._keys_checked(req, caller, key))
-        return self._keys(req)
+            return asyncio.ensure_future(self._keys_checked(req, caller, key, park))
+        return self._keys(req, park)
 
-    async def _keys_checked(self, req: dict, caller, key: str) -> bytes:
+    async def _keys_checked(self, req: dict, caller, key: str, park: bool) -> bytes:
         if not await auth_http.key_access(self.auth, caller, key, req["recursive"],
                                           req["method"] != "GET", known_enabled=True):
             return self._error(V2Error(v2errors.UNAUTHORIZED, "Insufficient credentials"))
-        out = self._keys(req)
+        out = self._keys(req, park)
         return await out if isinstance(out, asyncio.Future) else out
 
-    def _keys(self, req: dict):
+    def _keys(self, req: dict, park: bool = False):
         """A parsed (and permitted) /v2/keys request: bytes, or a future of them."""
         if req["method"] == "GET" and req["wait"]:
-            return self._wait(req)
+            return self._wait(req, park)
         if req["method"] == "GET":
             return self._answer(self._apply_local(req))
         proposal = json.dumps(v2http.with_expiry(req, time.time())).encode()
@@ -171,7 +186,9 @@ class V2Service:
         except V2Error as err:
             return err, req
 
-    def _wait(self, req: dict):
+    def _wait(self, req: dict, park: bool = False):
+        """The answer's future; with ``park``, bytes at once: the event found in
+        the history ("park": 0), or the headers and a token to claim it with."""
         out = asyncio.get_running_loop().create_future()
         start = self.store.index
 
@@ -182,9 +199,29 @@ class V2Service:
             w = self.store.watch(req["path"], req["recursive"], req["waitIndex"], deliver)
         except V2Error as err:
             return self._error(err)
-        if w is not None:
-            out.add_done_callback(lambda f: self.store.cancel(w))
+        if w is None:
+            return _parked_answer(out.result(), 0) if park else out
+        out.add_done_callback(lambda f: self.store.cancel(w))
+        if not park:
+            return out
+        self._park_seq += 1
+        token = self._park_seq
+        self._parked[token] = out
+        asyncio.get_running_loop().call_later(PARK_CLAIM_S, self._unclaimed, token)
+        return _parked_answer(self._envelope(200, start, b""), token)
+
+    def _claim(self, token: int):
+        """A parked wait's answer (its future: the worker cancels it when its client
+        goes away, which removes the watcher)."""
+        out = self._parked.pop(token, None)
+        if out is None:     # dropped; its client never sees this (its headers went)
+            return self._error(V2Error(v2errors.RAFT_INTERNAL, "wait dropped"))
         return out
+
+    def _unclaimed(self, token: int) -> None:
+        out = self._parked.pop(token, None)
+        if out is not None and not out.done():
+            out.cancel()
 
     async def _members_write(self, caller, req: dict) -> bytes:
         if not await auth_http.root_access(self.auth, caller):
@@ -307,3 +344,10 @@ class V2Service:
                 await self.ctx.propose_internal(OP_V2, req)
             except Exception as e:   # retried on the next tick
                 log.debug("v2 expiry proposal failed: %s", e)
+
+
+def _parked_answer(envelope: bytes, token: int) -> bytes:
+    """A wait's envelope marked as parked (``token``) or complete (0)."""
+    doc = json.loads(envelope)
+    doc["park"] = token
+    return json.dumps(doc).encode()

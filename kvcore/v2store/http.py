@@ -95,8 +95,26 @@ def with_expiry(req: dict, now: float) -> dict:
     """etcd turns ttl into an absolute expiry where the request arrives."""
     req = dict(req)
     req["now"] = now
-    req["expire"] = None if req.get("ttl") is None else now + req["ttl"]
+    req["expire"] = None if req.get("ttl") is None else go_expiry(now, req["ttl"])
     return req
+
+
+def _int64(v: int) -> int:
+    """Go's int64 wrap-around."""
+    v &= (1 << 64) - 1
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+def go_expiry(now: float, ttl: int) -> Optional[float]:
+    """etcd's ``clock.Now().Add(time.Duration(ttl) * time.Second).UnixNano()`` in
+    seconds: int64 nanoseconds that wrap, so a TTL past ~292 years (or an expiry past
+    2262) gives a time already gone, as on etcd (the key expires at once), never a
+    date no clock function takes; 0 (no expiry to etcd's apply) is permanent."""
+    d = _int64(_int64(ttl) * 1_000_000_000)
+    ns = _int64(int(now * 1e9) + d)
+    if d == ttl * 1_000_000_000 and ns == int(now * 1e9) + d:
+        return now + ttl      # nothing wrapped: the exact sum
+    return ns / 1e9 if ns else None
 
 
 def apply(store: Store, req: dict):

@@ -20,6 +20,9 @@ from kvcore.v2store import errors as e
 from kvcore.v2store.errors import V2Error
 
 HISTORY = 1000
+# etcd's minExpireTime (2000-01-01T00:00:00Z): a created key whose expiry is before
+# it is permanent (updates and swaps keep such an expiry, and the key expires at once).
+MIN_EXPIRE = 946684800.0
 
 # etcd's /v2/stats/store fields, in its order: (name, counted on success, on failure)
 STAT_FIELDS = ("getsSuccess", "getsFail", "setsSuccess", "setsFail", "deleteSuccess",
@@ -372,6 +375,8 @@ class Store:
     def _create(self, path, is_dir, value, unique, replace, expire, now, action,
                 refresh=False) -> Event:
         path = _clean(path)
+        if expire is not None and expire < MIN_EXPIRE:
+            expire = None        # etcd's internalCreate: taken as a garbled time
         if unique:
             path = _clean(f"{path}/{self.index + 1:020d}")
         if path == "/":

@@ -23,8 +23,10 @@ NAMES = ["a", "b", "c", "dir", "dir/x", "dir/y", "dir/sub", "dir/sub/z", "dir/su
 VALUES = ["v", "", "1", "h%C3%A9llo", "a+b", "a%20b", "%00", "x" * 40, "two%0Alines",
           "%7B%22j%22%3A1%7D", "&", "="]
 BOOLS = ["true", "false", "1", "0", "t", "F", "TRUE", "yes", "", "2"]
+# 2^62 s and 2^33 s wrap etcd's int64 nanoseconds (gone at once; before 1970, which
+# a create takes as no expiry)
 TTLS = ["3600", "3600", "1", "0", "", "-1", "abc", "1.5", " 5", "+5", "0x10",
-        "4294967296", "18446744073709551616", "007200"]
+        "4294967296", "18446744073709551616", "007200", "4611686018427387904", "8589934592"]
 INDEXES = ["{mod}", "{mod}", "{mod+1}", "{mod-1}", "{cur}", "{cur+5}", "0", "abc", "-1",
            "99999999", "1e3", "18446744073709551616", ""]
 PREV_VALUES = ["v", "1", "", "nope", "a%20b", "x" * 40]
@@ -36,7 +38,7 @@ READ_PARAMS = ["recursive", "recursive", "sorted", "sorted", "quorum", "dir", "w
                "waitIndex_bad", "stream"]
 DELETE_PARAMS = ["recursive", "dir", "prevValue", "prevIndex", "prevExist", "value"]
 
-SHORT_TTL = ("1", "0")     # a key that expires within the sequence: waited for at once
+SHORT_TTL = ("1", "0", "4611686018427387904")   # expires within the sequence: waited for
 CONTENT_TYPES = ["application/x-www-form-urlencoded", "application/x-www-form-urlencoded",
                  "application/x-www-form-urlencoded; charset=utf-8", "", "application/json",
                  "text/plain", "multipart/form-data", "application/x-www-form-urlencoded;;",

@@ -61,18 +61,35 @@ def test_dirs_in_order_keys_and_deletes():
     assert err.value.code == 107
 
 
+T = 1_700_000_000.0     # a clock past etcd's minExpireTime (2000-01-01)
+
+
 def test_ttl_expiry_and_refresh():
     s = Store()
-    ev = s.set("/t", False, "v", 105.5, 100.0)
-    assert ev["node"]["ttl"] == 6 and ev["node"]["expiration"] == _rfc3339(105.5)
-    assert s.expire(105.0) == []
-    s.update("/t", "", 120.0, True, 105.0)          # refresh: value kept
-    assert s.get("/t", False, False, 106.0)["node"]["value"] == "v"
+    ev = s.set("/t", False, "v", T + 105.5, T + 100.0)
+    assert ev["node"]["ttl"] == 6 and ev["node"]["expiration"] == _rfc3339(T + 105.5)
+    assert s.expire(T + 105.0) == []
+    s.update("/t", "", T + 120.0, True, T + 105.0)          # refresh: value kept
+    assert s.get("/t", False, False, T + 106.0)["node"]["value"] == "v"
     seen = []
     s.watch("/t", False, 0, seen.append)
-    evs = s.expire(121.0)
+    evs = s.expire(T + 121.0)
     assert [e["action"] for e in evs] == ["expire"] and seen == evs
     assert s.next_expiry() is None and s.expiring == 0
+
+
+def test_an_expiry_before_2000_is_permanent_on_create_only():
+    """etcd's internalCreate (set, create, in-order POST) takes an expiry before its
+    minExpireTime as no expiry; update and compare-and-swap keep it (gone at once)."""
+    s = Store()
+    ev = s.set("/old", False, "v", 946684799.0, T)
+    assert "expiration" not in ev["node"] and s.expiring == 0
+    s.create("/q", False, "x", True, -5.0, T)
+    assert s.expiring == 0
+    s.set("/u", False, "v", None, T)
+    ev = s.update("/u", "w", 946684799.0, False, T)
+    assert "expiration" in ev["node"] and s.expiring == 1
+    assert [e["action"] for e in s.expire(T)] == ["expire"]
 
 
 def test_watch_history_and_cleared_index():
@@ -94,7 +111,7 @@ def test_watch_history_and_cleared_index():
 
 def test_snapshot_round_trip():
     s = Store()
-    s.set("/a/b", False, "1", 50.0, 0)
+    s.set("/a/b", False, "1", T + 50.0, T)
     s.create("/q", False, "x", True, None, 0)
     t = Store.from_json(s.to_json())
     assert t.index == s.index and t.expiring == 1
