@@ -39,16 +39,9 @@ def _session(port) -> list:
 
 
 def test_huge_ttls_as_etcd_34(tmp_path):
-    kv = servers.start_kvcore(str(tmp_path / "kv.etcd"), workers=1, extra=("--enable-v2",))
-    try:
-        et = servers.start_etcd(str(tmp_path / "etcd.etcd"), binary=ETCD34,
-                                extra=("--enable-v2",))
-        try:
-            got, want = _session(kv.port), _session(et.port)
-        finally:
-            et.stop()
-    finally:
-        kv.stop()
+    with servers.kvcore_and_etcd(tmp_path, ("--enable-v2",), ("--enable-v2",), workers=1,
+                                 etcd_binary=ETCD34) as (kv, et):
+        got, want = _session(kv.port), _session(et.port)
     assert got == want
     assert "stopping the member" not in kv.log()
     assert want[-1] == ("alive", 201)

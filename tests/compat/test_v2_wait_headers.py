@@ -78,16 +78,9 @@ def _session(port) -> dict:
 
 
 def test_wait_headers_before_event_as_etcd_34(tmp_path):
-    kv = servers.start_kvcore(str(tmp_path / "kv.etcd"), workers=2, extra=("--enable-v2",))
-    try:
-        et = servers.start_etcd(str(tmp_path / "etcd.etcd"), binary=ETCD34,
-                                extra=("--enable-v2",))
-        try:
-            got, want = _session(kv.port), _session(et.port)
-        finally:
-            et.stop()
-    finally:
-        kv.stop()
+    with servers.kvcore_and_etcd(tmp_path, ("--enable-v2",), ("--enable-v2",), workers=2,
+                                 etcd_binary=ETCD34) as (kv, et):
+        got, want = _session(kv.port), _session(et.port)
     assert got == want
     assert want["parked_head"] == (200, True, "application/json", 0, True, True, True)
     assert want["parked_event"] == ("set", "b", "a", 1)
