@@ -26,6 +26,7 @@ import time
 from urllib.parse import unquote
 
 from kvcore import logs
+from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.server.entry import OP_V2
 from kvcore.services import v2_members
 from kvcore.v2store import Store, V2Error
@@ -147,8 +148,13 @@ class V2Service:
         def done(f):
             if out.done():
                 return
-            if f.exception() is not None:
-                out.set_exception(f.exception())
+            exc = f.exception()
+            if exc is not None:
+                if getattr(exc, "message", None) == EtcdError.CONTEXT_DEADLINE[1]:
+                    # etcd's v2 handler reports a proposal's deadline as its own
+                    # timeout (parseProposeCtxErr): "etcdserver: request timed out"
+                    exc = etcd_error(EtcdError.TIMEOUT)
+                out.set_exception(exc)
             else:
                 out.set_result(_strip_header(f.result()))
         self.ctx.propose(OP_V2, proposal).add_done_callback(done)
