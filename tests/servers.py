@@ -16,7 +16,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+import grpc
+
 from bench.servers import free_port  # one per process: ports never handed out twice
+from kvcore.api import rpc_pb2, rpc_pb2_grpc
 from kvcore.robust.cluster import wait_port_free  # noqa: F401 (tests use servers.wait_port_free)
 
 ETCDCTL = os.environ.get("KVCORE_TEST_ETCDCTL", shutil.which("etcdctl") or "/usr/bin/etcdctl")
@@ -304,6 +307,34 @@ def leader_of(members, timeout: float = 20.0):
                     return m
         time.sleep(0.1)
     raise TimeoutError("no leader")
+
+
+def on_both(base, scenario, n: int, extra: tuple, etcd_binary: str) -> dict:
+    """``scenario(members)`` on n kvcore members, then on n members of the real etcd
+    ``etcd_binary`` with the same flags: {"kvcore": outcome, "etcd": outcome}."""
+    got = {}
+    for kind, binary in (("kvcore", None), ("etcd", etcd_binary)):
+        members = start_cluster(os.path.join(str(base), kind), n=n, etcd_binary=binary,
+                                extra=extra)
+        try:
+            got[kind] = scenario(members)
+        finally:
+            for m in members:
+                m.stop()
+    return got
+
+
+def wait_leaderless(port: int, timeout: float = 30.0) -> None:
+    """Until the member on ``port`` reports no leader (v3 Status; etcd 3.4's v2
+    stats/self is not kept up to date on a member that lost its quorum)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        mt = rpc_pb2_grpc.MaintenanceStub(ch)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not mt.Status(rpc_pb2.StatusRequest(), timeout=5).leader:
+                return
+            time.sleep(0.05)
+    raise AssertionError(f"the member on {port} kept a leader")
 
 
 def start_joining_member(base: str, name: str, initial_cluster: str, token: str,

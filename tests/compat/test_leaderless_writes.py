@@ -29,17 +29,6 @@ def _outcome(fn, *args, **kw):
         return (e.code().name, e.details())
 
 
-def _leaderless(ch) -> None:
-    """Until the member reports no leader (its election timeout, then pre-vote)."""
-    mt = rpc_pb2_grpc.MaintenanceStub(ch)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not mt.Status(rpc_pb2.StatusRequest(), timeout=5).leader:
-            return
-        time.sleep(0.05)
-    raise AssertionError("the survivor kept a leader")
-
-
 def _scenario(members) -> dict:
     leader = servers.leader_of(members)
     survivor = next(m for m in members if m is not leader)
@@ -48,7 +37,7 @@ def _scenario(members) -> dict:
     out = {}
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         leader.kill9()
-        _leaderless(ch)
+        servers.wait_leaderless(survivor.port)
         put = pool.submit(_outcome, kv.Put, rpc_pb2.PutRequest(key=b"k", value=b"during"))
         grant = pool.submit(lambda: _outcome(lease.LeaseGrant,
                                              rpc_pb2.LeaseGrantRequest(TTL=60))[0])
@@ -63,7 +52,7 @@ def _scenario(members) -> dict:
         # No leader until the request timeout: the answers at the deadline.
         servers.leader_of(members)
         leader.kill9()
-        _leaderless(ch)
+        servers.wait_leaderless(survivor.port)
         put = pool.submit(_outcome, kv.Put, rpc_pb2.PutRequest(key=b"k", value=b"late"))
         read = pool.submit(_outcome, kv.Range, rpc_pb2.RangeRequest(key=b"k"))
         out["put with no leader in time"] = put.result()
@@ -75,17 +64,7 @@ def _scenario(members) -> dict:
 
 
 def test_requests_wait_for_a_leader_as_in_etcd(tmp_path):
-    got = {}
-    for kind in ("kvcore", "etcd"):
-        base = str(tmp_path / kind)
-        members = (servers.start_cluster(base, n=2, extra=FAST_ELECTION) if kind == "kvcore"
-                   else servers.start_etcd_cluster(base, n=2, binary=etcd351.ETCD,
-                                                   extra=FAST_ELECTION))
-        try:
-            got[kind] = _scenario(members)
-        finally:
-            for m in members:
-                m.stop()
+    got = servers.on_both(tmp_path, _scenario, 2, FAST_ELECTION, etcd351.ETCD)
     assert got["kvcore"] == got["etcd"], got
     # What both answered, spelled out.
     k = got["kvcore"]

@@ -80,15 +80,7 @@ def _scenario(members) -> dict:
 
 
 def test_require_leader_without_a_leader(tmp_path):
-    got = {}
-    for kind, binary in (("kvcore", None), ("etcd", etcd351.ETCD)):
-        members = servers.start_cluster(str(tmp_path / kind), n=2, etcd_binary=binary,
-                                        extra=FAST_ELECTION)
-        try:
-            got[kind] = _scenario(members)
-        finally:
-            for m in members:
-                m.stop()
+    got = servers.on_both(tmp_path, _scenario, 2, FAST_ELECTION, etcd351.ETCD)
     assert got["kvcore"] == got["etcd"], got
     no_leader = ("UNAVAILABLE", "etcdserver: no leader")
     assert got["kvcore"] == {

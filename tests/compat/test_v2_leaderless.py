@@ -11,27 +11,11 @@ import concurrent.futures
 import json
 import time
 
-import grpc
-
-from kvcore.api import rpc_pb2, rpc_pb2_grpc
 from tests import servers
 from tests.httpraw import call
 
 ETCD34 = "/usr/bin/etcd"
 FLAGS = ("--enable-v2", "--heartbeat-interval", "50", "--election-timeout", "500")
-
-
-def _leaderless(port: int) -> None:
-    """Until the member reports no leader (v3 Status: v2's stats/self is not kept
-    up to date by etcd 3.4 on a member that lost its quorum)."""
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        mt = rpc_pb2_grpc.MaintenanceStub(ch)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if not mt.Status(rpc_pb2.StatusRequest(), timeout=5).leader:
-                return
-            time.sleep(0.05)
-    raise AssertionError("the survivor kept a leader")
 
 
 def _put(port: int, key: str, value: str):
@@ -48,7 +32,7 @@ def _scenario(members) -> dict:
     out = {}
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         leader.kill9()
-        _leaderless(survivor.port)
+        servers.wait_leaderless(survivor.port)
         late = pool.submit(_put, survivor.port, "k", "late")
         out["put with no leader in time"] = late.result()
         during = pool.submit(_put, survivor.port, "k", "during")
@@ -60,16 +44,7 @@ def _scenario(members) -> dict:
 
 
 def test_v2_write_waits_for_a_leader_as_etcd_34(tmp_path):
-    got = {}
-    for kind in ("kvcore", "etcd"):
-        base = str(tmp_path / kind)
-        members = (servers.start_cluster(base, n=2, extra=FLAGS) if kind == "kvcore"
-                   else servers.start_etcd_cluster(base, n=2, binary=ETCD34, extra=FLAGS))
-        try:
-            got[kind] = _scenario(members)
-        finally:
-            for m in members:
-                m.stop()
+    got = servers.on_both(tmp_path, _scenario, 2, FLAGS, ETCD34)
     assert got["kvcore"] == got["etcd"], got
     assert got["etcd"]["put with no leader in time"] == \
         (500, 300, "Raft Internal Error", "etcdserver: request timed out", None)
