@@ -6,13 +6,16 @@ wait is bounded.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -90,6 +93,30 @@ class Server:
         self.proc = _launch(self.kind, self.argv, self.port, self.peer_port, self.data_dir,
                             self.log_path, self.env, self.scheme, self.ctl_args).proc
         return self
+
+
+def cluster_version(srv: Server, cafile: Optional[str] = None) -> Optional[str]:
+    """/version's etcdcluster ("not_decided" until the cluster version is set), or None
+    when it does not answer."""
+    url = f"{srv.scheme}://127.0.0.1:{srv.port}/version"
+    ctx = ssl.create_default_context(cafile=cafile) if cafile else None
+    try:
+        with urllib.request.urlopen(url, timeout=3, context=ctx) as r:
+            return json.loads(r.read()).get("etcdcluster")
+    except (OSError, ValueError):
+        return None
+
+
+def wait_cluster_version(srv: Server, cafile: Optional[str] = None,
+                         timeout: float = 30.0) -> None:
+    """Until the member has decided its cluster version. etcd answers "not_decided" for a
+    moment after it listens, then writes the version through raft (into the v2 store
+    too: a v2 index read before that is one short)."""
+    deadline = time.monotonic() + timeout
+    while cluster_version(srv, cafile) in (None, "not_decided"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{srv.kind} on {srv.port} decided no cluster version")
+        time.sleep(0.05)
 
 
 def _launch(kind, argv, port, peer_port, data_dir, log_path, env, scheme="http",

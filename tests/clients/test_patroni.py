@@ -8,13 +8,10 @@ the leader key after a switchover or a kill -9, and Patroni's own warnings and e
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import ssl
 import subprocess
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
@@ -43,8 +40,7 @@ def start_backends(base, extra: tuple = (), scheme: str = "http", ctl_args: tupl
         kv.stop()
         raise
     for s in (kv, et):
-        wait_for("cluster version",
-                 lambda: cluster_version(s, cafile) not in (None, "not_decided"), 30)
+        servers.wait_cluster_version(s, cafile)
     return {"kvcore": kv, "etcd": et}
 
 
@@ -69,16 +65,6 @@ def clusters(tmp_path):
     yield make
     with ThreadPoolExecutor(max(1, len(made))) as ex:
         list(ex.map(PatroniCluster.close, made))
-
-
-def cluster_version(s: servers.Server, cafile: Optional[str] = None):
-    url = f"{s.scheme}://127.0.0.1:{s.port}/version"
-    ctx = ssl.create_default_context(cafile=cafile) if cafile else None
-    try:
-        with urllib.request.urlopen(url, timeout=3, context=ctx) as r:
-            return json.loads(r.read()).get("etcdcluster")
-    except (OSError, ValueError):
-        return None
 
 
 def both(fn, clusters: dict):
