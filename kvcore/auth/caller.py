@@ -72,3 +72,20 @@ def unstamp(data: bytes) -> tuple[Caller, int, bytes]:
     at = _HEAD.size
     name = bytes(data[at:at + n]).decode()
     return Caller(name, rev), data[at + n], bytes(data[at + n + 1:])
+
+
+# A worker checks a Range itself (kvcore/worker/authview.py) once the core has told it
+# who a token names: u64 the caller's auth revision, u64 the store's revision when
+# asked, f64 seconds the answer may be reused, the user name. Empty: ask the core.
+_WHO = struct.Struct("<QQd")
+
+
+def pack_who(caller: Caller, store_rev: int, reuse_s: float) -> bytes:
+    return _WHO.pack(caller.rev, store_rev, reuse_s) + caller.encode()
+
+
+def unpack_who(data: bytes) -> Optional[tuple[Caller, int, float]]:
+    if not data:
+        return None
+    rev, store_rev, reuse_s = _WHO.unpack_from(data)
+    return Caller(bytes(data[_WHO.size:]).decode(), rev), store_rev, reuse_s

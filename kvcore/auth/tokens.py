@@ -85,6 +85,11 @@ class SimpleTokens:
         self._tokens[token] = (ent[0], now + self.ttl)
         return ent[0], revision
 
+    def reuse_for(self, token: str) -> float:
+        """Seconds a worker may reuse what ``info`` said of this token without asking
+        again: short against the TTL, since only asking pushes the deadline back."""
+        return min(1.0, self.ttl / 4)
+
     def _expire(self, token: str) -> None:
         user, _ = self._tokens.pop(token)
         log.info("deleted a simple token", extra=logs.fields(user_name=user, token=token))
@@ -155,6 +160,14 @@ class JWTTokens:
             self._verified.clear()
         self._verified[token] = (user, int(rev), float(exp) if exp is not None else None)
         return user, int(rev)
+
+    def reuse_for(self, token: str) -> float:
+        """Seconds a worker may reuse what ``info`` said of this token: up to its
+        expiry, at most a second."""
+        hit = self._verified.get(token)
+        if hit is None or hit[2] is None:
+            return 1.0
+        return max(0.0, min(1.0, hit[2] - time.time()))
 
     @staticmethod
     def pending_index(token: str) -> Optional[int]:

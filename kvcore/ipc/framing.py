@@ -54,6 +54,7 @@ HSIZE = HEADER.size
 HTTP_METHOD = 0xFFFF        # a worker's /metrics, /health, /livez, /readyz (the core answers)
 READ_INDEX_METHOD = 0xFFFD  # a worker's linearizable read: -> u64 applied index to read at
 V2_METHOD = 0xFFFC          # a /v2/ HTTP request (JSON) -> the v2 answer (services/v2.py)
+AUTH_WHO_METHOD = 0xFFFB    # a token -> who it names, for a worker's own Range check
 STREAM_WINDOW = 64
 _U32 = struct.Struct("<I")
 

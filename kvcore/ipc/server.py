@@ -14,7 +14,7 @@ from kvcore.auth.caller import TokenPending
 from kvcore.engine.base import UNMARSHAL_STREAM, GrpcError, StatusCode
 from kvcore.ipc import framing as fr
 from kvcore.server import learner
-from kvcore.ipc.framing import HTTP_METHOD, READ_INDEX_METHOD, V2_METHOD
+from kvcore.ipc.framing import AUTH_WHO_METHOD, HTTP_METHOD, READ_INDEX_METHOD, V2_METHOD
 
 log = logging.getLogger("kvcore.ipc")
 
@@ -306,6 +306,9 @@ class CoreConnection(fr.FrameProtocol):
                 self.calls[call_id] = res
                 res.add_done_callback(lambda f, c=call_id, m=method: self._done(c, m, f))
             return
+        if method == AUTH_WHO_METHOD:
+            self._who(call_id, method, payload.decode("utf-8", "replace"))
+            return
         if method == READ_INDEX_METHOD:
             try:
                 fut = self.core.read_index_for_worker()
@@ -363,6 +366,21 @@ class CoreConnection(fr.FrameProtocol):
             self.frame_received(st.sid, st.method, fr.S_MSG, m)
         if held.half_closed:
             self.frame_received(st.sid, st.method, fr.S_CLOSE, b"")
+
+    def _who(self, call_id, method, token: str) -> None:
+        """Who a token names, for a worker that checks a Range itself; a simple token
+        whose Authenticate has not applied here yet is answered once it has."""
+        try:
+            answer = self.core.auth_api.who(token)
+        except TokenPending as p:
+            p.future.add_done_callback(
+                lambda f: self._who(call_id, method, token) if f.result() else
+                self.send(call_id, method, fr.ERR, fr.pack_error(*EtcdError.INVALID_AUTH_TOKEN)))
+            return
+        except GrpcError as e:
+            self.send(call_id, method, fr.ERR, fr.pack_error(e.code, e.message))
+            return
+        self.send(call_id, method, fr.RESP, answer)
 
     def _token_ready(self, fut, call_id, method, kind, framed) -> None:
         if fut.result():

@@ -32,7 +32,7 @@ from kvcore.raft.types import ConfChangeType, EntryConfChange
 from kvcore.server import entry
 from kvcore.server.alarms import Alarms, used_bytes
 from kvcore.auth import tokens
-from kvcore.server.auth import AuthStore
+from kvcore.auth.store import AuthStore
 from kvcore.server.config import Config
 from kvcore.server.deadlines import Deadlines
 from kvcore.server.leaderless import LeaderWait
@@ -775,7 +775,7 @@ class Core:
             if any(w.stream.can_send() for w in self.watch_hub.unsynced):
                 self.schedule_catch_up()
 
-    # ---- auth (kvcore/server/auth.py, services/auth.py) ----
+    # ---- auth (kvcore/auth/store.py, services/auth.py) ----
 
     def _auth_changed(self) -> None:
         """Workers serve Range locally only while auth is off (reads.py)."""

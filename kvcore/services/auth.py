@@ -2,7 +2,7 @@
 
 Changes (users, roles, permissions, enable/disable) are proposals (OP_AUTH: one
 byte naming the change in AUTH_OPS, then the etcd request bytes) applied by
-``AuthStore.apply`` (kvcore/server/auth.py); passwords are bcrypt-hashed before
+``AuthStore.apply`` (kvcore/auth/store.py); passwords are bcrypt-hashed before
 proposing, as etcd 3.5 does, so every member stores the same hash. Reads are linearizable reads of the
 core's in-memory copy.
 
@@ -29,10 +29,10 @@ from kvcore.api import rpc_pb2, v3election_pb2 as epb, v3lock_pb2 as lpb, wire
 from kvcore.api.errors import EtcdError, etcd_error
 from kvcore.api.methods import METHOD_ID, PATHS
 from kvcore.auth.caller import (ANONYMOUS, CALLER, RECHECK, TRUSTED, TRUSTED_REV, Caller,
-                                TokenPending, stamp, unstamp)
+                                TokenPending, pack_who, stamp, unstamp)
 from kvcore.engine.base import GrpcError, StatusCode
 from kvcore.concurrency.client import prefix_end
-from kvcore.server.auth import READ, WRITE
+from kvcore.auth.store import READ, WRITE
 from kvcore.ipc.framing import CN_MARK
 from kvcore.server.entry import (OP_AUTH, OP_DELETE, OP_LEASE_REVOKE, OP_PUT, OP_STAMPED,
                                  OP_TXN)
@@ -207,6 +207,18 @@ class AuthService:
             raise TokenPending(self._wait_applied(index))
         log.warning("invalid auth token", extra=logs.fields(token=token))
         raise etcd_error(EtcdError.INVALID_AUTH_TOKEN)
+
+    def who(self, token: str) -> bytes:
+        """For a worker that checks a Range itself: who ``token`` names, packed
+        (kvcore.auth.caller.pack_who), or b"" when the core should serve the call
+        (auth off, a certificate name). Raises as ``caller`` does, TokenPending too."""
+        store = self.store
+        if not store.enabled or not token or token[0] == CN_MARK:
+            return b""
+        user = self.caller(token)
+        if user is None:
+            return b""
+        return pack_who(user, store.revision, store.tokens.reuse_for(token))
 
     def _auth_pkg_caller(self, token: Optional[str]) -> Optional[Caller]:
         """``caller`` for etcd's authMaintenanceServer (Hash, HashKV, Defragment,

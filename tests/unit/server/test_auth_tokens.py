@@ -10,7 +10,7 @@ from kvcore.api import auth_pb2
 from kvcore.auth import tokens
 from kvcore.auth.caller import Caller, stamp, unstamp
 from kvcore.engine.base import GrpcError, StatusCode
-from kvcore.server.auth import AuthStore
+from kvcore.auth.store import AuthStore
 from kvcore.server.config import ConfigError, parse
 
 

@@ -41,6 +41,13 @@ READ, WRITE, READWRITE = (auth_pb2.Permission.READ, auth_pb2.Permission.WRITE,
                           auth_pb2.Permission.READWRITE)
 
 
+def stored_state(txn, backend) -> tuple[bool, int]:
+    """(enabled, auth revision) as ``txn`` sees them."""
+    rev = txn.get(_REVISION, db=backend.auth)
+    # etcd starts its store at revision 1
+    return txn.get(_ENABLED, db=backend.auth) == b"\x01", from_u64(rev) if rev else 1
+
+
 class AuthStore:
     def __init__(self, tokens=None):
         self.enabled = False
@@ -55,20 +62,22 @@ class AuthStore:
     # ---- loading and saving ----
 
     def load(self, backend) -> None:
+        with backend.begin_read() as txn:
+            self.load_from(txn, backend)
+
+    def load_from(self, txn, backend) -> None:
+        """The store as ``txn`` (a read transaction of ``backend``) sees it."""
         self.backend = backend
         self.users, self.roles = {}, {}
-        with backend.begin_read() as txn:
-            self.enabled = txn.get(_ENABLED, db=backend.auth) == b"\x01"
-            rev = txn.get(_REVISION, db=backend.auth)
-            self.revision = from_u64(rev) if rev else 1   # etcd starts its store at 1
-            for k, v in txn.cursor(db=backend.auth):
-                # The name from the record: a long one's key is its hash (named_key).
-                if k.startswith(_USER):
-                    u = auth_pb2.User.FromString(v)
-                    self.users[u.name.decode()] = u
-                elif k.startswith(_ROLE):
-                    r = auth_pb2.Role.FromString(v)
-                    self.roles[r.name.decode()] = r
+        self.enabled, self.revision = stored_state(txn, backend)
+        for k, v in txn.cursor(db=backend.auth):
+            # The name from the record: a long one's key is its hash (named_key).
+            if k.startswith(_USER):
+                u = auth_pb2.User.FromString(v)
+                self.users[u.name.decode()] = u
+            elif k.startswith(_ROLE):
+                r = auth_pb2.Role.FromString(v)
+                self.roles[r.name.decode()] = r
         self._perm_cache = {}
 
     def _bump(self, txn) -> None:
