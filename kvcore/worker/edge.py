@@ -4,7 +4,8 @@ decoded it, before it goes to the core (etcd's v3rpc checks, kvcore/api/rules.py
 The core trusts what arrives over the IPC to have passed these checks, so it does
 not decode a request to check it again: a Put or DeleteRange reaches the log
 without the core parsing it (the apply is its one decode). Auth permission checks
-stay in the core (the tokens and the auth store live there).
+stay in the core (the tokens live there), but for a Range of the current revision,
+which the worker checks itself (kvcore/worker/authview.py).
 """
 from __future__ import annotations
 
