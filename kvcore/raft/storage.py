@@ -91,6 +91,20 @@ class MemoryStorage:
         self.snap = Snapshot(data, SnapshotMetadata(cs, i, self.ents[i - offset].term))
         return self.snap
 
+    def index_keeping(self, hi: int, max_bytes: int) -> int:
+        """The lowest ``i`` such that the entries (i, hi] hold at most ``max_bytes`` of
+        data (``compact(i)`` then keeps no more than that behind ``hi``)."""
+        ents = self.ents
+        offset = ents[0].index
+        total = 0
+        i = min(hi, self.last_index())
+        while i > offset:
+            total += len(ents[i - offset].data)
+            if total > max_bytes:
+                return i
+            i -= 1
+        return offset
+
     def compact(self, compact_index: int) -> None:
         """Discard entries before ``compact_index``; it becomes the new dummy entry.
         The application must not compact past what it has applied (and snapshotted)."""

@@ -87,6 +87,10 @@ log = logging.getLogger("kvcore.raft")
 # Entries kept in memory behind a snapshot so a slightly slow follower catches up
 # from the log instead of needing a whole snapshot (etcd's SnapshotCatchUpEntries).
 CATCH_UP_ENTRIES = 5000
+# ... and at most this much of their data: behind a run of large values (1 MiB puts),
+# 5,000 entries would keep gigabytes in memory; a follower further behind gets the
+# snapshot instead (docs/decisions.md, "The Raft log bounded in bytes").
+CATCH_UP_BYTES = 64 << 20
 READ_RETRY = 0.5   # seconds before an unanswered ReadIndex is asked again
 
 
@@ -129,6 +133,7 @@ class RaftDriver:
         self.loop = loop
         self._on_fatal = on_fatal
         self.read_retry = read_retry
+        self.catch_up_bytes = CATCH_UP_BYTES
         self.pre_vote = pre_vote
         self.check_quorum = check_quorum
         self._raft_opts = (max_size_per_msg, max_inflight_msgs, rng)
@@ -684,7 +689,8 @@ class RaftDriver:
                 return
             if err is None:
                 st = self.storage
-                compact_to = snap.metadata.index - catch_up
+                compact_to = max(snap.metadata.index - catch_up,
+                                 st.index_keeping(snap.metadata.index, self.catch_up_bytes))
                 if compact_to >= st.first_index():     # compact(i) drops entries <= i
                     st.compact(compact_to)
                 log.info("snapshot at index %d (term %d); released %d WAL segment(s)",

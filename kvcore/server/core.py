@@ -64,6 +64,9 @@ log = logging.getLogger("kvcore.core")
 # etcd's maxGapBetweenApplyAndCommitIndex: a member this far behind in applying what
 # is committed (a long defragmentation holds the applies) refuses new proposals.
 MAX_APPLY_GAP = 5000
+# A snapshot also once this much entry data was applied since the last: the Raft log
+# holds it in memory until then (docs/decisions.md, "The Raft log bounded in bytes").
+SNAPSHOT_BYTES = int(os.environ.get("KVCORE_SNAPSHOT_BYTES", 256 << 20))
 # grpc-go's answer to a request it cannot unmarshal
 UNPARSABLE = "grpc: error unmarshalling request: proto: cannot parse invalid wire-format data"
 
@@ -103,6 +106,7 @@ class Core:
         self._staged = None        # stage_apply's work, committed by the next _apply
         self._catchup_scheduled = False
         self._last_snapshot = 0
+        self._applied_bytes = 0    # entry data applied since the last snapshot
         self._conf_waiters: dict = {}   # encoded ConfChange -> future of its applied index
         # future of a proposal -> its request as the service decoded it, for this
         # member's apply (propose(decoded=)); dropped when the future is done
@@ -226,6 +230,7 @@ class Core:
             on_leader_change=self._leader_changed, send=self.transport.send, loop=self.loop,
             pre_vote=cfg.pre_vote, stage=self.stage_apply)
         self.raft.restore(applied, bootstrap)
+        self.raft.catch_up_bytes = min(self.raft.catch_up_bytes, SNAPSHOT_BYTES // 4)
         self.transport.on_peer_closed = self.raft.leader_connection_closed
         self.proposer = entry.Proposer(self.loop, self.member_id, int(time.time() * 1000),
                                        self.raft.wake)
@@ -373,6 +378,7 @@ class Core:
         if entries:
             started = time.monotonic()
             self._apply(entries)
+            self._applied_bytes += sum(len(e.data) for e in entries)
             took, limit = time.monotonic() - started, self.cfg.experimental_warning_apply_duration
             if took > limit:   # etcd's --experimental-warning-apply-duration
                 log.warning("apply request took too long", extra=logs.fields(
@@ -384,8 +390,9 @@ class Core:
             self._snapshot_after_bootstrap = 0
             self._last_snapshot = applied
             self.loop.create_task(self.raft.snapshot(applied, self.backend.sync, 0))
-        elif applied - self._last_snapshot >= self.cfg.snapshot_count:
-            self._last_snapshot = applied
+        elif applied - self._last_snapshot >= self.cfg.snapshot_count or \
+                self._applied_bytes >= SNAPSHOT_BYTES:
+            self._last_snapshot, self._applied_bytes = applied, 0
             self.loop.create_task(self.raft.snapshot(
                 applied, self.backend.sync, self.cfg.experimental_snapshot_catchup_entries))
 

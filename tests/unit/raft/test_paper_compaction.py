@@ -15,6 +15,17 @@ def snap(index, term, voters=(1, 2, 3), data=b"state"):
     return Snapshot(data, SnapshotMetadata(ConfState(voters), index, term))
 
 
+def test_index_keeping_bounds_the_bytes_left_behind_a_snapshot():
+    st = MemoryStorage()
+    st.append([Entry(1, i, data=b"x" * 10) for i in range(1, 11)])   # 10 bytes each
+    assert st.index_keeping(10, 35) == 7       # (7, 10]: 30 bytes; (6, 10] would be 40
+    assert st.index_keeping(8, 10) == 7        # (7, 8]: one entry
+    assert st.index_keeping(10, 9) == 10       # not even the last one
+    assert st.index_keeping(10, 1000) == 0     # everything fits: back to the dummy
+    st.compact(5)
+    assert st.index_keeping(10, 1000) == 5     # never below the compacted prefix
+
+
 # Reference: section 7
 # Each server compacts its log independently: the snapshot replaces the committed prefix;
 # the storage then reports compacted vs unavailable indexes distinctly.
