@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Optional
 
 from kvcore.api import rpc_pb2, rules, wire
 from kvcore.api.methods import METHOD_ID
@@ -130,41 +131,36 @@ class LocalReads:
             return await self.client.call_token(RANGE, request, token)
         if r.revision > 0:
             return await self.client.call(RANGE, request)
-        need = 0
-        if not r.serializable and not (self.read_state is not None and self.read_state.local()):
-            need = be.from_u64(await self.read_index.get())
-        b = self.backend
-        with b.begin_read() as txn:
-            view = LatestView(b, txn)
-            if view.consistent_index >= need:
-                try:
-                    rev, parts = range_parts(view, r)
-                    if self.stats is not None:
-                        self.stats.local_ranges += 1
-                    return wire.join_with_header(self._header(txn, rev), parts)
-                except NeedsCore:
-                    pass
-        return await self.client.call(RANGE, request)
+        out = await self._local(r)
+        return out if out is not None else await self.client.call(RANGE, request)
 
     async def _range_checked(self, request: bytes, r, token: str) -> bytes:
         """A Range of the current revision while auth is on, checked and served here
         when the core's answer about the token still holds (etcd checks a
         linearizable read once its read index is reached: so here)."""
         ent = await self.auth.who(token)
+        out = None
         if ent is not None:
-            need = 0
-            if not r.serializable and not self.read_state.local():
-                need = be.from_u64(await self.read_index.get())
-            b = self.backend
-            with b.begin_read() as txn:
-                view = LatestView(b, txn)
-                if view.consistent_index >= need and \
-                        self.auth.check(txn, b, token, ent, r.key, r.range_end):
-                    try:
-                        rev, parts = range_parts(view, r)
-                        if self.stats is not None:
-                            self.stats.local_ranges += 1
-                        return wire.join_with_header(self._header(txn, rev), parts)
-                    except NeedsCore:
-                        pass
-        return await self.client.call_token(RANGE, request, token)
+            out = await self._local(r, lambda txn: self.auth.check(
+                txn, self.backend, token, ent, r.key, r.range_end))
+        return out if out is not None else await self.client.call_token(RANGE, request, token)
+
+    async def _local(self, r, check=None) -> Optional[bytes]:
+        """The answer from this worker's view (a linearizable read once the read index
+        is applied here), or None when the core must answer; ``check(txn)`` first, if
+        given: False sends the read to the core, an exception refuses it."""
+        need = 0
+        if not r.serializable and not (self.read_state is not None and self.read_state.local()):
+            need = be.from_u64(await self.read_index.get())
+        b = self.backend
+        with b.begin_read() as txn:
+            view = LatestView(b, txn)
+            if view.consistent_index < need or (check is not None and not check(txn)):
+                return None
+            try:
+                rev, parts = range_parts(view, r)
+            except NeedsCore:
+                return None
+            if self.stats is not None:
+                self.stats.local_ranges += 1
+            return wire.join_with_header(self._header(txn, rev), parts)
