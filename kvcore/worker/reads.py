@@ -131,7 +131,8 @@ class LocalReads:
             return await self.client.call_token(RANGE, request, token)
         if r.revision > 0:
             return await self.client.call(RANGE, request)
-        out = await self._local(r)
+        need = 0 if self._now(r) else be.from_u64(await self.read_index.get())
+        out = self._serve(r, need)
         return out if out is not None else await self.client.call(RANGE, request)
 
     async def _range_checked(self, request: bytes, r, token: str) -> bytes:
@@ -141,17 +142,20 @@ class LocalReads:
         ent = await self.auth.who(token)
         out = None
         if ent is not None:
-            out = await self._local(r, lambda txn: self.auth.check(
+            need = 0 if self._now(r) else be.from_u64(await self.read_index.get())
+            out = self._serve(r, need, lambda txn: self.auth.check(
                 txn, self.backend, token, ent, r.key, r.range_end))
         return out if out is not None else await self.client.call_token(RANGE, request, token)
 
-    async def _local(self, r, check=None) -> Optional[bytes]:
-        """The answer from this worker's view (a linearizable read once the read index
-        is applied here), or None when the core must answer; ``check(txn)`` first, if
-        given: False sends the read to the core, an exception refuses it."""
-        need = 0
-        if not r.serializable and not (self.read_state is not None and self.read_state.local()):
-            need = be.from_u64(await self.read_index.get())
+    def _now(self, r) -> bool:
+        """The read may be served from the view as it is (serializable, or this member
+        is its own quorum: kvcore/ipc/readstate.py); otherwise it waits for a read index."""
+        return r.serializable or (self.read_state is not None and self.read_state.local())
+
+    def _serve(self, r, need: int, check=None) -> Optional[bytes]:
+        """The answer from this worker's view once index ``need`` is applied here, or
+        None when the core must answer; ``check(txn)`` first, if given: False sends
+        the read to the core, an exception refuses it."""
         b = self.backend
         with b.begin_read() as txn:
             view = LatestView(b, txn)
