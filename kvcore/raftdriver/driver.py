@@ -90,7 +90,10 @@ CATCH_UP_ENTRIES = 5000
 # ... and at most this much of their data: behind a run of large values (1 MiB puts),
 # 5,000 entries would keep gigabytes in memory; a follower further behind gets the
 # snapshot instead (docs/decisions.md, "The Raft log bounded in bytes").
-CATCH_UP_BYTES = 64 << 20
+# The server snapshots also once this much entry data was applied since the last one
+# (KVCORE_SNAPSHOT_BYTES lowers it for tests; the catch-up kept is then a quarter).
+SNAPSHOT_BYTES = int(os.environ.get("KVCORE_SNAPSHOT_BYTES", 256 << 20))
+CATCH_UP_BYTES = min(64 << 20, SNAPSHOT_BYTES // 4)
 READ_RETRY = 0.5   # seconds before an unanswered ReadIndex is asked again
 
 

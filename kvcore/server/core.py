@@ -41,6 +41,7 @@ from kvcore.server.membership import (Member, Membership, cluster_id, initial_me
 from kvcore.server.peer import PeerTransport
 from kvcore.server.peer_lease import LeaseForwarder
 from kvcore.raftdriver import RaftDriver, bootstrap_entries
+from kvcore.raftdriver.driver import SNAPSHOT_BYTES
 from kvcore.raftdriver.walstore import WalStore
 from kvcore.ipc import framing as fr
 from kvcore.metrics import listener as probes
@@ -64,9 +65,6 @@ log = logging.getLogger("kvcore.core")
 # etcd's maxGapBetweenApplyAndCommitIndex: a member this far behind in applying what
 # is committed (a long defragmentation holds the applies) refuses new proposals.
 MAX_APPLY_GAP = 5000
-# A snapshot also once this much entry data was applied since the last: the Raft log
-# holds it in memory until then (docs/decisions.md, "The Raft log bounded in bytes").
-SNAPSHOT_BYTES = int(os.environ.get("KVCORE_SNAPSHOT_BYTES", 256 << 20))
 # grpc-go's answer to a request it cannot unmarshal
 UNPARSABLE = "grpc: error unmarshalling request: proto: cannot parse invalid wire-format data"
 
@@ -230,7 +228,6 @@ class Core:
             on_leader_change=self._leader_changed, send=self.transport.send, loop=self.loop,
             pre_vote=cfg.pre_vote, stage=self.stage_apply)
         self.raft.restore(applied, bootstrap)
-        self.raft.catch_up_bytes = min(self.raft.catch_up_bytes, SNAPSHOT_BYTES // 4)
         self.transport.on_peer_closed = self.raft.leader_connection_closed
         self.proposer = entry.Proposer(self.loop, self.member_id, int(time.time() * 1000),
                                        self.raft.wake)
