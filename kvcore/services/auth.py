@@ -215,10 +215,7 @@ class AuthService:
         store = self.store
         if not store.enabled or not token or token[0] == CN_MARK:
             return b""
-        user = self.caller(token)
-        if user is None:
-            return b""
-        return pack_who(user, store.revision, store.tokens.reuse_for(token))
+        return pack_who(self.caller(token), store.revision, store.tokens.reuse_for(token))
 
     def _auth_pkg_caller(self, token: Optional[str]) -> Optional[Caller]:
         """``caller`` for etcd's authMaintenanceServer (Hash, HashKV, Defragment,
